@@ -1,0 +1,1 @@
+"""Self-hosted Discord bot for AI image generation."""

@@ -1,0 +1,212 @@
+"""Typed, validated settings from a TOML file plus the environment.
+
+Settings are checked completely at start so a typo stops the bot with one line naming the key,
+instead of surfacing hours later as a strange failure. Secrets may come from the environment
+(``DISCORD_TOKEN``, ``OPENAI_API_KEY``), which wins over the file, so the file can be committed or
+baked into an image without them. Secrets are excluded from every ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bot.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config.toml")
+CONFIG_ENV = "BOT_CONFIG"
+TOKEN_ENV = "DISCORD_TOKEN"
+API_KEY_ENV = "OPENAI_API_KEY"
+DATABASE_URL_ENV = "DATABASE_URL"
+
+Fit = Literal["crop", "pad"]
+
+
+def _range(low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    return {"range": (low, high)}
+
+
+@dataclass(frozen=True)
+class DiscordSettings:
+    token: str = field(default="", repr=False)
+    #: REST base; REST proxies (and the tests) point it elsewhere.
+    api_base_url: str = "https://discord.com/api/v10"
+    #: Gateway override, e.g. a self-hosted gateway proxy. "" = ask Discord.
+    gateway_url: str = ""
+    #: Sync commands to this guild only (instant, for development). 0 = sync globally.
+    dev_guild_id: int = field(default=0, metadata=_range(0))
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = field(default="", repr=False)
+    model: str = "gpt-image-2"
+    images_per_minute: int = field(default=50, metadata=_range(1, 100_000))
+    #: Total time for one HTTP request, including reading the body.
+    timeout_seconds: float = field(default=120.0, metadata=_range(1, 3600))
+    connect_timeout_seconds: float = field(default=10.0, metadata=_range(0.1, 600))
+    #: Longest silence between two reads of a response.
+    read_timeout_seconds: float = field(default=90.0, metadata=_range(0.1, 3600))
+    #: Extra attempts after a 429, a 5xx, a timeout or a connection error.
+    max_retries: int = field(default=3, metadata=_range(0, 10))
+    #: A retry-after longer than this is not waited for: the request fails as rate limited.
+    max_retry_wait_seconds: float = field(default=60.0, metadata=_range(0, 3600))
+    #: Salt for the hashed member id sent as ``user``. "" = derived from the API key.
+    user_salt: str = field(default="", repr=False)
+    #: Operator additions and overrides of the model capability table (raw TOML tables).
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImagesSettings:
+    #: Largest upload accepted, checked before and while downloading.
+    max_upload_mb: float = field(default=25.0, metadata=_range(0.1, 500))
+    #: Largest decoded image (width x height), checked before decoding: stops decompression bombs.
+    max_pixels: int = field(default=40_000_000, metadata=_range(1_000_000, 500_000_000))
+    #: How non-square uploads become square: "crop" (centre) or "pad".
+    fit: Fit = "crop"
+    #: Threads for Pillow work, off the event loop.
+    workers: int = field(default=2, metadata=_range(1, 64))
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = field(default="sqlite+aiosqlite:///data/bot.db", repr=False)
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@dataclass(frozen=True)
+class Settings:
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
+    provider: ProviderSettings = field(default_factory=ProviderSettings)
+    images: ImagesSettings = field(default_factory=ImagesSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+
+def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """Where the config file is, and whether the user asked for that file explicitly."""
+    if explicit:
+        return Path(explicit), True
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate the settings; raise ConfigError naming the first bad key."""
+    env = os.environ if env is None else env
+    file, explicit = resolve_config_path(path, env)
+    raw: dict[str, Any] = {}
+    if file.is_file():
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
+    elif explicit:
+        raise ConfigError(f"{file}: config file not found")
+    settings = _build(Settings, raw, "")
+    settings = _apply_env(settings, env)
+    _check_models(settings)
+    return settings
+
+
+def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
+    discord, provider, database = settings.discord, settings.provider, settings.database
+    if env.get(TOKEN_ENV):
+        discord = dataclasses.replace(discord, token=env[TOKEN_ENV])
+    if env.get(API_KEY_ENV):
+        provider = dataclasses.replace(provider, api_key=env[API_KEY_ENV])
+    if env.get(DATABASE_URL_ENV):
+        database = dataclasses.replace(database, url=env[DATABASE_URL_ENV])
+    return dataclasses.replace(settings, discord=discord, provider=provider, database=database)
+
+
+def _check_models(settings: Settings) -> None:
+    """The model table is validated here so a bad override fails at start, like any key."""
+    from bot.providers.capabilities import build_model_table
+
+    models = build_model_table(settings.provider.models)
+    if settings.provider.model not in models:
+        known = ", ".join(sorted(models))
+        raise ConfigError(
+            f"provider.model: unknown model {settings.provider.model!r} "
+            f'(known: {known}; add it under [provider.models."{settings.provider.model}"])'
+        )
+
+
+def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config file"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = f"{prefix}{name}"
+        hint = hints[name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{key}.")
+        else:
+            values[name] = _coerce(key, hint, value, fields[name].metadata)
+    return cls(**values)
+
+
+def _coerce(key: str, hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(f"{key}: must be one of {allowed} (got {value!r})")
+        return value
+    if origin in (Mapping, dict) or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: must be a table")
+        return types.MappingProxyType(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: must be true or false (got {value!r})")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: must be a string (got {value!r})")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: must be a whole number (got {value!r})")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: must be a number (got {value!r})")
+        value = float(value)
+    else:  # pragma: no cover - a new field type without a coercion rule is a programming error
+        raise TypeError(f"no coercion for {key}: {hint!r}")
+    low, high = metadata.get("range", (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = " and ".join(
+            part
+            for part in (
+                f"at least {low:g}" if low is not None else "",
+                f"at most {high:g}" if high is not None else "",
+            )
+            if part
+        )
+        raise ConfigError(f"{key}: must be {bounds} (got {value!r})")
+    return value

@@ -1,0 +1,54 @@
+"""Apply Alembic migrations from inside the running program.
+
+Alembic's commands are synchronous; with an async engine the documented way is to open a
+connection, hand it to Alembic through ``config.attributes`` and run the command with
+``run_sync``. migrations/env.py picks that connection up instead of opening its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema up to ``revision``; a no-op when it is already there."""
+
+    def _upgrade(connection: Connection) -> None:
+        command.upgrade(alembic_config(connection), revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)
+
+
+async def pending_revisions(engine: AsyncEngine) -> list[str]:
+    """Revisions not yet applied (empty when the database is up to date)."""
+
+    def _pending(connection: Connection) -> list[str]:
+        script = ScriptDirectory.from_config(alembic_config())
+        current = set(MigrationContext.configure(connection).get_current_heads())
+        pending: list[str] = []
+        for rev in script.walk_revisions():
+            if rev.revision in current:
+                break
+            pending.append(rev.revision)
+        return pending[::-1]
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(_pending)

@@ -1,0 +1,165 @@
+"""Refuse impossible requests before they cost a round trip, and list the valid choices.
+
+A request the provider would reject still takes seconds and, for some servers, a slot of the rate
+limit; a member also deserves a message that names the limit ("at most 1000 characters") instead
+of the provider's wording. The Discord layer calls :func:`option_choices` to offer only what the
+configured model can do, and :func:`check_request` to validate free-form input such as sizes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from bot.providers.capabilities import ModelSpec
+from bot.providers.errors import (
+    InputImageRejected,
+    InvalidRequest,
+    PromptTooLong,
+    TooManyImages,
+    UnsupportedOperation,
+    UnsupportedOption,
+    UnsupportedSize,
+)
+from bot.providers.types import EditRequest, GenerateRequest, ImageRequest, Operation, VaryRequest
+
+_NONE = "none (leave it out)"
+
+
+@dataclass(frozen=True)
+class OptionChoices:
+    """What a member may pick for one operation of one model."""
+
+    operation: Operation
+    sizes: tuple[str, ...]
+    #: Description of the arbitrary WxH sizes the model also accepts, or None.
+    custom_sizes: str | None
+    max_n: int
+    qualities: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
+    backgrounds: tuple[str, ...] = ()
+    output_formats: tuple[str, ...] = ()
+
+
+def option_choices(spec: ModelSpec, operation: Operation) -> OptionChoices:
+    """The options that make sense for ``operation`` on ``spec``; raises if it is unsupported.
+
+    Native variations take only ``n`` and ``size``; edits have no ``style``; variations made
+    through the edits endpoint take no quality either, since the member does not write a prompt.
+    """
+    if not spec.supports(operation):
+        raise UnsupportedOperation(model=spec.name, operation=operation.value)
+    custom = spec.free_size.describe() if spec.free_size else None
+    if operation is Operation.VARY:
+        return OptionChoices(operation, spec.sizes, custom, spec.max_n)
+    return OptionChoices(
+        operation,
+        spec.sizes,
+        custom,
+        spec.max_n,
+        qualities=spec.qualities,
+        styles=spec.styles if operation is Operation.GENERATE else (),
+        backgrounds=spec.backgrounds,
+        output_formats=spec.output_formats,
+    )
+
+
+def check_request(spec: ModelSpec, request: ImageRequest) -> None:
+    """Raise an :class:`UnsupportedOption` subclass if ``spec`` cannot serve ``request``."""
+    operation = request.operation
+    if not spec.supports(operation):
+        raise UnsupportedOperation(model=spec.name, operation=operation.value)
+    if isinstance(request.n, bool) or not 1 <= request.n <= spec.max_n:
+        raise TooManyImages(model=spec.name, max_n=spec.max_n, n=request.n)
+    if request.size is not None and not spec.allows_size(request.size):
+        raise UnsupportedSize(model=spec.name, size=request.size, allowed=spec.describe_sizes())
+    if isinstance(request, GenerateRequest | EditRequest):
+        _check_prompt(spec, request.prompt)
+        choices = option_choices(spec, operation)
+        _check_choice(spec, "quality", request.quality, choices.qualities)
+        if isinstance(request, GenerateRequest):
+            _check_choice(spec, "style", request.style, choices.styles)
+        _check_choice(spec, "background", request.background, choices.backgrounds)
+        _check_choice(spec, "output format", request.output_format, choices.output_formats)
+        if request.background == "transparent" and request.output_format == "jpeg":
+            raise UnsupportedOption(
+                model=spec.name,
+                option="output format",
+                value="jpeg",
+                allowed="png, webp (a transparent background needs one of them)",
+            )
+    if isinstance(request, EditRequest | VaryRequest):
+        _check_image(spec, request.image)
+        mask = request.mask if isinstance(request, EditRequest) else None
+        if mask is not None:
+            _check_mask(spec, request.image, mask)
+
+
+def _check_prompt(spec: ModelSpec, prompt: str) -> None:
+    if not prompt.strip():
+        raise InvalidRequest(reason="the prompt is empty.")
+    if len(prompt) > spec.max_prompt_chars:
+        raise PromptTooLong(model=spec.name, length=len(prompt), limit=spec.max_prompt_chars)
+
+
+def _check_choice(
+    spec: ModelSpec, option: str, value: str | None, allowed: tuple[str, ...]
+) -> None:
+    if value is not None and value not in allowed:
+        raise UnsupportedOption(
+            model=spec.name, option=option, value=value, allowed=", ".join(allowed) or _NONE
+        )
+
+
+def image_format(data: bytes) -> str | None:
+    """``png``, ``jpeg`` or ``webp`` from the magic bytes; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def png_dimensions(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR chunk, without decoding (cheap on the event loop)."""
+    if image_format(data) != "png" or len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def _check_image(spec: ModelSpec, image: bytes) -> None:
+    rule = spec.edit_input
+    kind = image_format(image)
+    formats = ", ".join(sorted(rule.formats))
+    if kind not in rule.formats:
+        raise InputImageRejected(model=spec.name, what="image", rule=f"it must be {formats}")
+    if len(image) >= rule.max_bytes:
+        raise InputImageRejected(
+            model=spec.name, what="image", rule=f"it must be smaller than {rule.max_bytes} bytes"
+        )
+    if rule.square:
+        size = png_dimensions(image)
+        if size is None or size[0] != size[1]:
+            raise InputImageRejected(model=spec.name, what="image", rule="it must be square")
+
+
+def _check_mask(spec: ModelSpec, image: bytes, mask: bytes) -> None:
+    mask_size = png_dimensions(mask)
+    if mask_size is None:
+        raise InputImageRejected(model=spec.name, what="mask", rule="it must be a PNG")
+    if len(mask) >= spec.mask_max_bytes:
+        raise InputImageRejected(
+            model=spec.name,
+            what="mask",
+            rule=f"it must be smaller than {spec.mask_max_bytes} bytes",
+        )
+    image_size = png_dimensions(image)
+    if image_size is not None and image_size != mask_size:
+        raise InputImageRejected(
+            model=spec.name,
+            what="mask",
+            rule=f"it must have the image's dimensions ({image_size[0]}x{image_size[1]})",
+        )

@@ -1,0 +1,396 @@
+"""The OpenAI Images API (and compatible servers) behind three calls: generate, edit, vary.
+
+Every call ends with verified image bytes or a typed :mod:`bot.providers.errors` exception: URLs
+are downloaded at once (they expire after an hour, and Discord must get the bytes anyway), every
+image is decoded before it is returned, and failures are retried only when another attempt can
+help. The HTTP session belongs to the entry point, so connection pooling and shutdown stay in one
+place; ``sleep`` and ``random`` are injectable so retry tests run instantly and deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import io
+import json
+import logging
+import random as _random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+import yarl
+from PIL import Image
+
+from bot.config import ProviderSettings
+from bot.errors import ConfigError
+from bot.providers import retry
+from bot.providers.capabilities import ModelSpec
+from bot.providers.checks import check_request, image_format
+from bot.providers.errors import (
+    MalformedResponse,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    UnknownModel,
+    classify_error,
+    scrub,
+)
+from bot.providers.types import (
+    EditRequest,
+    GeneratedImage,
+    GenerateRequest,
+    ImageResult,
+    ImageUsage,
+    VaryRequest,
+)
+
+log = logging.getLogger(__name__)
+
+#: Ten 4K PNGs in base64 fit; anything larger is a broken or hostile server.
+MAX_RESPONSE_BYTES = 512 * 1024 * 1024
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+FilePart = tuple[str, bytes]
+
+
+class ImagesClient:
+    """One provider (base URL + key) and its model table; safe to share between tasks."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: ProviderSettings,
+        models: Mapping[str, ModelSpec],
+        *,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if settings.model not in models:
+            raise ConfigError(f"provider.model: unknown model {settings.model!r}")
+        self._session = session
+        self._settings = settings
+        self._models = dict(models)
+        self._sleep = sleep
+        self._random = random
+        self._base_url = settings.base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.timeout_seconds,
+            sock_connect=settings.connect_timeout_seconds,
+            sock_read=settings.read_timeout_seconds,
+        )
+        # Derived from the key so hashes stay stable without extra config; an operator who
+        # rotates keys and wants stable ids sets user_salt.
+        self._user_salt = (
+            settings.user_salt
+            or hashlib.sha256(b"imagebot-user-salt:" + settings.api_key.encode()).hexdigest()
+        )
+
+    def __repr__(self) -> str:
+        return f"ImagesClient(base_url={self._base_url!r}, model={self._settings.model!r})"
+
+    @property
+    def models(self) -> Mapping[str, ModelSpec]:
+        return self._models
+
+    def spec_for(self, model: str | None) -> ModelSpec:
+        """The capabilities of ``model`` (None = the operator's default model)."""
+        name = model or self._settings.model
+        try:
+            return self._models[name]
+        except KeyError:
+            raise UnknownModel(model=name, allowed=", ".join(self._models)) from None
+
+    def user_hash(self, user_id: str) -> str:
+        """The ``user`` sent to the provider: stable per member, useless without the salt."""
+        return hashlib.sha256(f"{self._user_salt}:{user_id}".encode()).hexdigest()[:32]
+
+    # --- operations ----------------------------------------------------------------------------
+
+    async def generate(self, request: GenerateRequest) -> ImageResult:
+        spec = self.spec_for(request.model)
+        check_request(spec, request)
+        body: dict[str, Any] = {"model": spec.name, "prompt": request.prompt, "n": request.n}
+        size = request.size or spec.default_size
+        if size is not None:
+            body["size"] = size
+        for name in ("quality", "style", "background", "output_format"):
+            value = getattr(request, name)
+            if value is not None:
+                body[name] = value
+        self._add_common(body, spec, request.user_id)
+        payload = await self._post("/images/generations", spec, json_body=body)
+        return await self._result(payload, spec, size, request.quality)
+
+    async def edit(self, request: EditRequest) -> ImageResult:
+        spec = self.spec_for(request.model)
+        check_request(spec, request)
+        fields: dict[str, Any] = {"model": spec.name, "prompt": request.prompt, "n": request.n}
+        size = request.size or spec.default_size
+        if size is not None:
+            fields["size"] = size
+        for name in ("quality", "background", "output_format"):
+            value = getattr(request, name)
+            if value is not None:
+                fields[name] = value
+        self._add_common(fields, spec, request.user_id)
+        files = [("image", request.image)]
+        if request.mask is not None:
+            files.append(("mask", request.mask))
+        payload = await self._post("/images/edits", spec, fields=fields, files=files)
+        return await self._result(payload, spec, size, request.quality)
+
+    async def vary(self, request: VaryRequest) -> ImageResult:
+        """Native variations where the model has them, else an edit asking for a variation."""
+        spec = self.spec_for(request.model)
+        check_request(spec, request)
+        fields: dict[str, Any] = {"model": spec.name, "n": request.n}
+        size = request.size or spec.default_size
+        if size is not None:
+            fields["size"] = size
+        self._add_common(fields, spec, request.user_id)
+        files = [("image", request.image)]
+        if spec.native_variations:
+            payload = await self._post("/images/variations", spec, fields=fields, files=files)
+        else:
+            fields["prompt"] = spec.vary_prompt
+            payload = await self._post("/images/edits", spec, fields=fields, files=files)
+        return await self._result(payload, spec, size, None)
+
+    def _add_common(self, body: dict[str, Any], spec: ModelSpec, user_id: str | None) -> None:
+        if spec.response_format:
+            body["response_format"] = "b64_json"
+        if user_id is not None and spec.accepts_user:
+            body["user"] = self.user_hash(user_id)
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    async def _post(
+        self,
+        path: str,
+        spec: ModelSpec,
+        *,
+        json_body: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None,
+        files: list[FilePart] | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self._settings.api_key}"}
+        if not self._settings.api_key:
+            headers = {}  # self-hosted servers without auth
+
+        def form() -> aiohttp.FormData | None:
+            # A FormData can be sent once only, so every attempt builds a fresh one.
+            if fields is None:
+                return None
+            data = aiohttp.FormData()
+            for name, value in fields.items():
+                data.add_field(name, str(value))
+            for name, content in files or ():
+                kind = image_format(content) or "png"
+                data.add_field(
+                    name, content, filename=f"{name}.{kind}", content_type=_MIME.get(kind)
+                )
+            return data
+
+        log.debug("POST %s model=%s", path, spec.name)
+        status, body = await self._request(
+            "POST",
+            self._base_url + path,
+            what=path,
+            headers=headers,
+            json_body=json_body,
+            form=form,
+            classify=self._classify,
+        )
+        payload = _json_object(body, status)
+        if "error" in payload and "data" not in payload:
+            # Some compatible servers answer 200 with an error object.
+            raise classify_error(400, {}, body, self._secrets)
+        return payload
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._settings.api_key,)
+
+    def _classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return classify_error(status, headers, body, self._secrets)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        classify: Callable[[int, Mapping[str, str], bytes], ProviderError],
+        headers: Mapping[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+        form: Callable[[], aiohttp.FormData | None] | None = None,
+        allow_redirects: bool = False,
+    ) -> tuple[int, bytes]:
+        """One HTTP exchange with retries; returns status and body of a 2xx answer."""
+        max_retries = self._settings.max_retries
+        attempt = 0
+        while True:
+            cause: BaseException | None = None
+            try:
+                async with self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    json=json_body,
+                    data=form() if form else None,
+                    timeout=self._timeout,
+                    allow_redirects=allow_redirects,
+                ) as response:
+                    if (response.content_length or 0) > MAX_RESPONSE_BYTES:
+                        raise MalformedResponse(detail=f"{what}: response too large")
+                    body = await response.read()
+                    if 200 <= response.status < 300:
+                        return response.status, body
+                    error = classify(response.status, response.headers, body)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                cause = exc
+                reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
+                error = ProviderUnavailable(detail=f"{what}: {reason}")
+            retryable = isinstance(error, RateLimited | ProviderUnavailable)
+            wait = error.retry_after
+            if not retryable or attempt >= max_retries:
+                raise error from cause
+            if wait is not None and wait > self._settings.max_retry_wait_seconds:
+                error.detail += f" (asked to wait {wait:g} s, more than the allowed maximum)"
+                raise error from cause
+            if wait is None:
+                wait = retry.backoff_delay(attempt, self._random)
+            attempt += 1
+            log.warning(
+                "image API %s failed (%s); retry %d of %d in %.2f s",
+                what,
+                error.detail,
+                attempt,
+                max_retries,
+                wait,
+            )
+            await self._sleep(wait)
+
+    # --- results -------------------------------------------------------------------------------
+
+    async def _result(
+        self, payload: dict[str, Any], spec: ModelSpec, size: str | None, quality: str | None
+    ) -> ImageResult:
+        items = payload.get("data")
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+            raise MalformedResponse(detail="response has no images in 'data'")
+        raw = await asyncio.gather(*(self._image_bytes(item) for item in items))
+        infos = await asyncio.to_thread(_inspect_all, raw)
+        images = tuple(
+            GeneratedImage(data, mime, width, height, _text(item.get("revised_prompt")))
+            for data, (mime, width, height), item in zip(raw, infos, items, strict=True)
+        )
+        created = payload.get("created")
+        return ImageResult(
+            images=images,
+            model=spec.name,
+            size=_text(payload.get("size")) or size,
+            quality=_text(payload.get("quality")) or quality,
+            background=_text(payload.get("background")),
+            output_format=_text(payload.get("output_format")),
+            usage=_usage(payload.get("usage")),
+            created=created if isinstance(created, int) else None,
+        )
+
+    async def _image_bytes(self, item: dict[str, Any]) -> bytes:
+        b64 = item.get("b64_json")
+        if isinstance(b64, str):
+            try:
+                return base64.b64decode(b64, validate=True)
+            except (binascii.Error, ValueError):
+                raise MalformedResponse(detail="b64_json is not valid base64") from None
+        url = item.get("url")
+        if isinstance(url, str):
+            return await self._download(url)
+        raise MalformedResponse(detail="image has neither b64_json nor url")
+
+    async def _download(self, url: str) -> bytes:
+        """Fetch an image URL now, before it expires. Never sends our API key to that host."""
+        try:
+            parsed = yarl.URL(url)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.scheme not in {"http", "https"} or not parsed.host:
+            raise MalformedResponse(detail="image url is not an http(s) URL")
+
+        def download_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+            if retry.is_retryable_status(status):
+                return ProviderUnavailable(status=status, detail=f"image download: HTTP {status}")
+            return MalformedResponse(
+                status=status, detail=f"image download: HTTP {status} (expired link?)"
+            )
+
+        try:
+            _, body = await self._request(
+                "GET", url, what="image download", classify=download_error, allow_redirects=True
+            )
+        except ProviderUnavailable as exc:
+            raise MalformedResponse(status=exc.status, detail=exc.detail) from exc
+        return body
+
+
+def _json_object(body: bytes, status: int) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise MalformedResponse(
+            status=status, detail=f"HTTP {status} answer is not JSON ({len(body)} bytes)"
+        ) from None
+    if not isinstance(payload, dict):
+        raise MalformedResponse(status=status, detail="answer is JSON but not an object")
+    return payload
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _usage(raw: Any) -> ImageUsage | None:
+    if not isinstance(raw, dict):
+        return None
+    details_in = raw.get("input_tokens_details")
+    details_out = raw.get("output_tokens_details")
+    details_in = details_in if isinstance(details_in, dict) else {}
+    details_out = details_out if isinstance(details_out, dict) else {}
+    return ImageUsage(
+        input_tokens=_count(raw.get("input_tokens")),
+        output_tokens=_count(raw.get("output_tokens")),
+        total_tokens=_count(raw.get("total_tokens")),
+        input_text_tokens=_count(details_in.get("text_tokens")),
+        input_image_tokens=_count(details_in.get("image_tokens")),
+        output_image_tokens=_count(details_out.get("image_tokens")),
+        output_text_tokens=_count(details_out.get("text_tokens")),
+    )
+
+
+def _inspect_all(images: list[bytes]) -> list[tuple[str, int, int]]:
+    """Mime type and size of each image; raises MalformedResponse for anything undecodable.
+
+    Runs in a worker thread: verify() reads every chunk, too slow for the event loop.
+    """
+    return [_inspect(data) for data in images]
+
+
+def _inspect(data: bytes) -> tuple[str, int, int]:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind, (width, height) = image.format, image.size
+            image.verify()
+    except Exception as exc:  # Pillow raises many types for broken input
+        raise MalformedResponse(detail=f"image does not decode ({type(exc).__name__})") from None
+    mime = Image.MIME.get(kind or "")
+    if mime is None:
+        raise MalformedResponse(detail=f"image in unknown format {kind!r}")
+    return mime, width, height

@@ -1,0 +1,118 @@
+"""What callers ask a provider for and what they get back, free of HTTP details.
+
+Requests carry the member's id as given (``user_id``); the client turns it into a salted hash
+before anything leaves the process. Image bytes are excluded from ``repr`` so a request or result
+can be logged without dumping megabytes into the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import KW_ONLY, dataclass, field
+from enum import StrEnum
+
+
+class Operation(StrEnum):
+    GENERATE = "generate"
+    EDIT = "edit"
+    VARY = "vary"
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    _: KW_ONLY
+    n: int = 1
+    #: None = let the provider pick its default for the model.
+    size: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    #: None = the operator's configured model.
+    model: str | None = None
+    user_id: str | None = None
+
+    operation = Operation.GENERATE
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    #: Already normalized by bot.imaging (a square PNG for dall-e-2).
+    image: bytes = field(repr=False)
+    prompt: str
+    _: KW_ONLY
+    #: PNG with the same dimensions as ``image``; alpha 0 marks the area to repaint.
+    mask: bytes | None = field(default=None, repr=False)
+    n: int = 1
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    model: str | None = None
+    user_id: str | None = None
+
+    operation = Operation.EDIT
+
+
+@dataclass(frozen=True)
+class VaryRequest:
+    image: bytes = field(repr=False)
+    _: KW_ONLY
+    n: int = 1
+    size: str | None = None
+    model: str | None = None
+    user_id: str | None = None
+
+    operation = Operation.VARY
+
+
+ImageRequest = GenerateRequest | EditRequest | VaryRequest
+
+
+@dataclass(frozen=True)
+class ImageUsage:
+    """Token counts reported by GPT image models; the quota layer prices gpt-image-2 from them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    input_text_tokens: int = 0
+    input_image_tokens: int = 0
+    output_image_tokens: int = 0
+    output_text_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One verified image: ``data`` decodes as ``mime_type`` with these dimensions."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    width: int
+    height: int
+    revised_prompt: str | None = None
+
+    @property
+    def extension(self) -> str:
+        """File extension for an upload name (``png``, ``jpeg``, ``webp``)."""
+        return self.mime_type.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """A finished request. ``size``/``quality`` are what the provider reports, else what we sent."""
+
+    images: tuple[GeneratedImage, ...]
+    model: str
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    usage: ImageUsage | None = None
+    #: Unix time the provider says it made the images.
+    created: int | None = None
+
+    @property
+    def revised_prompts(self) -> list[str]:
+        """The prompts dall-e-3 actually used (it rewrites them); empty for other models."""
+        return [image.revised_prompt for image in self.images if image.revised_prompt]

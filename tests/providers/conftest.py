@@ -1,0 +1,68 @@
+"""Provider test helpers: a real aiohttp session, a client factory and a recording sleep."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from bot.config import ProviderSettings
+from bot.providers import ImagesClient, build_model_table
+from tests.fakes.openai_api import FakeImagesAPI
+
+
+class RecordingSleep:
+    """Stands in for asyncio.sleep: records each wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def sleeps() -> RecordingSleep:
+    return RecordingSleep()
+
+
+MakeClient = Callable[..., ImagesClient]
+
+
+@pytest.fixture
+def make_client(
+    fake_images_api: FakeImagesAPI, session: aiohttp.ClientSession, sleeps: RecordingSleep
+) -> MakeClient:
+    """Build a client against the fake; keyword arguments override ProviderSettings fields."""
+
+    def make(*, models: dict[str, Any] | None = None, **overrides: Any) -> ImagesClient:
+        values: dict[str, Any] = {
+            "base_url": fake_images_api.base_url,
+            "api_key": fake_images_api.api_key,
+            "user_salt": "test-salt",
+        }
+        values.update(overrides)
+        settings = ProviderSettings(models=models or {}, **values)
+        table = build_model_table(settings.models)
+        return ImagesClient(session, settings, table, sleep=sleeps, random=lambda: 0.5)
+
+    return make
+
+
+def png(
+    width: int = 64, height: int = 64, mode: str = "RGBA", colour: Any = (10, 20, 30, 0)
+) -> bytes:
+    """A small real PNG; transparent by default, like an image prepared for an edit."""
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), colour[: len(mode)]).save(buffer, "PNG")
+    return buffer.getvalue()

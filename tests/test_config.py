@@ -1,0 +1,123 @@
+"""Settings: what an operator sees when the config is right, and when it is wrong."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bot.config import ProviderSettings, Settings, load_settings
+from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_defaults_without_any_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None, env={})
+    assert settings.provider.model == "gpt-image-2"
+    assert settings.provider.base_url == "https://api.openai.com/v1"
+    assert settings.provider.images_per_minute == 50
+    assert settings.discord.api_base_url == "https://discord.com/api/v10"
+    assert settings.database.url == "sqlite+aiosqlite:///data/bot.db"
+
+
+def test_file_values_and_env_secrets_win(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [discord]
+        token = "file-token"
+        dev_guild_id = 1234
+        [provider]
+        api_key = "file-key"
+        model = "dall-e-2"
+        timeout_seconds = 30
+        """,
+    )
+    settings = load_settings(path, env={"DISCORD_TOKEN": "env-token"})
+    assert settings.discord.token == "env-token"
+    assert settings.discord.dev_guild_id == 1234
+    assert settings.provider.api_key == "file-key"
+    assert settings.provider.model == "dall-e-2"
+    assert settings.provider.timeout_seconds == 30.0
+    settings = load_settings(path, env={"OPENAI_API_KEY": "env-key"})
+    assert settings.provider.api_key == "env-key"
+
+
+def test_bot_config_env_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[provider]\nmodel = "dall-e-3"\n')
+    assert load_settings(None, env={"BOT_CONFIG": path}).provider.model == "dall-e-3"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[provider]\nmodle = 'x'\n", "provider.modle: unknown key"),
+        ("[provdier]\n", "provdier: unknown key"),
+        (
+            "[provider]\nimages_per_minute = 'fifty'\n",
+            "provider.images_per_minute: must be a whole",
+        ),
+        ("[provider]\nimages_per_minute = 0\n", "provider.images_per_minute: must be at least 1"),
+        ("[provider]\ntimeout_seconds = true\n", "provider.timeout_seconds: must be a number"),
+        ("[images]\nfit = 'stretch'\n", "images.fit: must be one of 'crop', 'pad'"),
+        ("[discord]\ndev_guild_id = -1\n", "discord.dev_guild_id: must be at least 0"),
+        ("[provider]\nmodel = 'dall-e-9'\n", "provider.model: unknown model 'dall-e-9'"),
+        ("provider = 3\n", "provider: must be a table"),
+        ("[provider\n", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), env={})
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(str(tmp_path / "nope.toml"), env={})
+
+
+def test_secrets_never_in_repr(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[discord]\ntoken = "tok-SECRET-123"\n[provider]\napi_key = "sk-SECRET-456"\n'
+        'user_salt = "salt-SECRET-789"\n',
+    )
+    settings = load_settings(path, env={})
+    text = repr(settings)
+    for secret in ("tok-SECRET-123", "sk-SECRET-456", "salt-SECRET-789"):
+        assert secret not in text
+
+
+def test_example_config_loads_and_documents_every_key() -> None:
+    example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    raw = tomllib.loads(example)
+    settings = load_settings(str(ROOT / "config.example.toml"), env={})
+    assert settings == Settings()  # the example shows the defaults
+    for section in dataclasses.fields(Settings):
+        assert section.name in raw, f"[{section.name}] missing from config.example.toml"
+        for key in dataclasses.fields(getattr(Settings(), section.name)):
+            if key.name == "models":
+                assert re.search(r"\[provider\.models\.", example)
+                continue
+            assert key.name in raw[section.name], f"{section.name}.{key.name} not documented"
+
+
+def test_provider_settings_models_are_read_only(tmp_path: Path) -> None:
+    path = write(tmp_path, '[provider.models."local"]\nbased_on = "dall-e-2"\n')
+    settings = load_settings(path, env={})
+    assert isinstance(settings.provider, ProviderSettings)
+    with pytest.raises(TypeError):
+        settings.provider.models["x"] = {}  # type: ignore[index]
