@@ -1,0 +1,175 @@
+"""Building the fake's world: guilds, channels, roles, members, uploads and member posts.
+
+Setup helpers are synchronous; when a bot is connected, the matching gateway events
+(GUILD_CREATE, CHANNEL_CREATE/UPDATE, GUILD_ROLE_CREATE, GUILD_MEMBER_ADD) are queued and sent
+before the next dispatch (or on ``await fake.flush()``), in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .checks import Upload
+from .models import FakeChannel, FakeGuild, FakeMember, FakeRole, FakeUser, StoredMessage
+from .payloads import (
+    ALL_PERMISSIONS,
+    BOT_PERMISSIONS,
+    DEFAULT_UPLOAD_LIMIT,
+    EVERYONE_PERMISSIONS,
+    overwrite_json,
+    perm_value,
+    snowflake,
+)
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .state import State
+
+
+class WorldSetup:
+    """Mixed into FakeDiscord."""
+
+    if TYPE_CHECKING:  # provided by FakeDiscord
+        state: State
+        gateway: Gateway
+        bot_user: FakeUser
+        owner: FakeUser
+        application_id: int
+        guild: FakeGuild
+        channel: FakeChannel
+
+        def _queue(self, event: str, data: Any) -> None: ...
+
+        def _member_or_user(
+            self, who: FakeMember | FakeUser | None, channel: FakeChannel
+        ) -> FakeMember | FakeUser: ...
+
+        async def message_event(self, event: str, msg: StoredMessage) -> None: ...
+
+    def add_guild(
+        self,
+        name: str = "Test Server",
+        *,
+        locale: str = "en-US",
+        upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+        bot_permissions: Any = BOT_PERMISSIONS,
+        everyone_permissions: Any = EVERYONE_PERMISSIONS,
+    ) -> FakeGuild:
+        guild_id = snowflake()
+        guild = FakeGuild(guild_id, name, self.owner.id, locale, upload_limit)
+        guild.roles.append(FakeRole(guild_id, "@everyone", perm_value(everyone_permissions)))
+        bot_role = FakeRole(snowflake(), self.bot_user.name, perm_value(bot_permissions), 1)
+        bot_role.bot_id = self.bot_user.id
+        guild.roles.append(bot_role)
+        guild.members[self.bot_user.id] = FakeMember(self.bot_user, guild, [bot_role])
+        self.state.guilds[guild.id] = guild
+        if self.gateway.sessions:
+            self._queue("GUILD_CREATE", guild.to_json(with_members=False, bot_id=self.bot_user.id))
+        return guild
+
+    def add_channel(
+        self,
+        guild: FakeGuild | None = None,
+        name: str = "general",
+        *,
+        bot_permissions: Any = None,
+        topic: str | None = None,
+    ) -> FakeChannel:
+        """A text channel; ``bot_permissions`` (if given) are exactly what the bot may do there."""
+        guild = guild or self.guild
+        channel = FakeChannel(snowflake(), name, guild, position=len(guild.channels), topic=topic)
+        guild.channels.append(channel)
+        self.state.channels[channel.id] = channel
+        if bot_permissions is not None:
+            self._set_bot_overwrite(channel, perm_value(bot_permissions))
+        self._queue("CHANNEL_CREATE", channel.to_json())
+        return channel
+
+    def set_bot_permissions(self, channel: FakeChannel, permissions: Any) -> None:
+        """Make ``permissions`` exactly what the bot may do in ``channel`` (CHANNEL_UPDATE)."""
+        self._set_bot_overwrite(channel, perm_value(permissions))
+        self._queue("CHANNEL_UPDATE", channel.to_json())
+
+    def _set_bot_overwrite(self, channel: FakeChannel, allow: int) -> None:
+        channel.overwrites = [o for o in channel.overwrites if o["id"] != str(self.bot_user.id)]
+        deny = ALL_PERMISSIONS & ~allow
+        channel.overwrites.append(overwrite_json(self.bot_user.id, 1, allow, deny))
+
+    def add_role(self, guild: FakeGuild | None, name: str, permissions: Any = 0) -> FakeRole:
+        guild = guild or self.guild
+        role = FakeRole(snowflake(), name, perm_value(permissions), len(guild.roles))
+        guild.roles.append(role)
+        self._queue("GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role.to_json()})
+        return role
+
+    def add_user(self, name: str, *, locale: str = "en-US", accepts_dms: bool = True) -> FakeUser:
+        user = FakeUser(snowflake(), name, locale=locale, accepts_dms=accepts_dms)
+        self.state.users[user.id] = user
+        return user
+
+    def add_member(
+        self,
+        guild: FakeGuild | None,
+        name: str,
+        *,
+        permissions: Any = None,
+        roles: Sequence[FakeRole | str | int] = (),
+        locale: str = "en-US",
+        accepts_dms: bool = True,
+    ) -> FakeMember:
+        """A member; ``permissions`` become a role of their own named "<name> role"."""
+        guild = guild or self.guild
+        user = self.add_user(name, locale=locale, accepts_dms=accepts_dms)
+        member_roles = [r if isinstance(r, FakeRole) else guild.role(r) for r in roles]
+        if permissions is not None:
+            member_roles.append(self.add_role(guild, f"{name} role", permissions))
+        member = FakeMember(user, guild, member_roles)
+        guild.members[user.id] = member
+        data = {**member.to_json(), "guild_id": str(guild.id)}
+        self._queue("GUILD_MEMBER_ADD", data)
+        return member
+
+    def dm_channel(self, user: FakeUser | FakeMember) -> FakeChannel:
+        plain = user if isinstance(user, FakeUser) else user.user
+        if plain.id not in self.state.dm_channels:
+            channel = FakeChannel(snowflake(), "", None, type=1, recipient=plain)
+            self.state.dm_channels[plain.id] = channel
+            self.state.channels[channel.id] = channel
+        return self.state.dm_channels[plain.id]
+
+    def add_attachment(
+        self,
+        data: bytes,
+        filename: str,
+        content_type: str | None = None,
+        *,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """A member's upload: the attachment JSON for an option (bytes served by the CDN)."""
+        att = self.state.store_attachment(
+            data,
+            filename,
+            content_type,
+            folder=f"ephemeral-attachments/{self.application_id}",
+            description=description,
+            ephemeral=True,
+        )
+        return att.to_json()
+
+    async def post_message(
+        self,
+        content: str = "",
+        *,
+        user: FakeMember | FakeUser | None = None,
+        channel: FakeChannel | None = None,
+        files: dict[str, bytes] | None = None,
+    ) -> StoredMessage:
+        """A member posts a message (MESSAGE_CREATE to the bot, if its intents ask for it)."""
+        channel = channel or self.channel
+        who = self._member_or_user(user, channel)
+        plain = who.user if isinstance(who, FakeMember) else who
+        uploads = [Upload(i, n, d) for i, (n, d) in enumerate((files or {}).items())]
+        msg = self.state.new_message(channel, plain, {"content": content}, uploads, source="user")
+        await self.message_event("MESSAGE_CREATE", msg)
+        return msg
