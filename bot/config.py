@@ -26,7 +26,7 @@ TOKEN_ENV = "DISCORD_TOKEN"
 API_KEY_ENV = "OPENAI_API_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
 
-Fit = Literal["crop", "pad"]
+FitChoice = Literal["auto", "crop", "pad"]
 
 
 def _range(low: float | None = None, high: float | None = None) -> dict[str, Any]:
@@ -70,9 +70,10 @@ class ImagesSettings:
     #: Largest upload accepted, checked before and while downloading.
     max_upload_mb: float = field(default=25.0, metadata=_range(0.1, 500))
     #: Largest decoded image (width x height), checked before decoding: stops decompression bombs.
-    max_pixels: int = field(default=40_000_000, metadata=_range(1_000_000, 500_000_000))
-    #: How non-square uploads become square: "crop" (centre) or "pad".
-    fit: Fit = "crop"
+    max_pixels: int = field(default=50_000_000, metadata=_range(1_000_000, 500_000_000))
+    #: How non-square uploads become square: "crop" (centre), "pad", or "auto" (pad pictures
+    #: to edit so nothing is lost, crop the rest so variations are not framed by bars).
+    fit: FitChoice = "auto"
     #: Threads for Pillow work, off the event loop.
     workers: int = field(default=2, metadata=_range(1, 64))
 

@@ -70,7 +70,7 @@ def test_bot_config_env_names_the_file(tmp_path: Path) -> None:
         ),
         ("[provider]\nimages_per_minute = 0\n", "provider.images_per_minute: must be at least 1"),
         ("[provider]\ntimeout_seconds = true\n", "provider.timeout_seconds: must be a number"),
-        ("[images]\nfit = 'stretch'\n", "images.fit: must be one of 'crop', 'pad'"),
+        ("[images]\nfit = 'stretch'\n", "images.fit: must be one of 'auto', 'crop', 'pad'"),
         ("[discord]\ndev_guild_id = -1\n", "discord.dev_guild_id: must be at least 0"),
         ("[provider]\nmodel = 'dall-e-9'\n", "provider.model: unknown model 'dall-e-9'"),
         ("provider = 3\n", "provider: must be a table"),

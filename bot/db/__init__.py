@@ -2,6 +2,15 @@
 
 from bot.db.engine import create_engine, create_sessionmaker
 from bot.db.migrate import upgrade_database
-from bot.db.models import Base, Job, JobStatus
+from bot.db.models import Base, ImageRole, Job, JobImage, JobStatus
 
-__all__ = ["Base", "Job", "JobStatus", "create_engine", "create_sessionmaker", "upgrade_database"]
+__all__ = [
+    "Base",
+    "ImageRole",
+    "Job",
+    "JobImage",
+    "JobStatus",
+    "create_engine",
+    "create_sessionmaker",
+    "upgrade_database",
+]

@@ -10,8 +10,19 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Enum, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
@@ -46,6 +57,23 @@ class Job(Base):
     prompt: Mapped[str] = mapped_column(Text, default="")
     size: Mapped[str | None] = mapped_column(String(16))
     quality: Mapped[str | None] = mapped_column(String(16))
+    style: Mapped[str | None] = mapped_column(String(16))
+    background: Mapped[str | None] = mapped_column(String(16))
+    fit: Mapped[str | None] = mapped_column(String(8))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    #: The result this job varies or redoes, and which image of it (0-based).
+    source_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL", name="fk_jobs_source_job_id")
+    )
+    source_index: Mapped[int | None] = mapped_column(Integer)
+    #: The interaction webhook that delivers the result while its token lives (15 minutes).
+    application_id: Mapped[int | None] = mapped_column(BigInteger)
+    interaction_token: Mapped[str | None] = mapped_column(Text)
+    interaction_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attachment_size_limit: Mapped[int | None] = mapped_column(Integer)
+    result_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    result_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    error_message: Mapped[str | None] = mapped_column(Text)
     n_requested: Mapped[int] = mapped_column(Integer, default=1)
     n_delivered: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[JobStatus] = mapped_column(
@@ -65,4 +93,38 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_queued_at", "status", "queued_at"),
         Index("ix_jobs_guild_queued_at", "guild_id", "queued_at"),
+        Index("ix_jobs_result_message_id", "result_message_id"),
+    )
+
+    images: Mapped[list[JobImage]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
+    )
+
+
+class ImageRole(enum.StrEnum):
+    INPUT = "input"
+    MASK = "mask"
+    OUTPUT = "output"
+
+
+class JobImage(Base):
+    """An image a job used (input, mask) or made (output), so nothing needs the CDN later."""
+
+    __tablename__ = "job_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE", name="fk_job_images_job_id")
+    )
+    role: Mapped[ImageRole] = mapped_column(
+        Enum(ImageRole, native_enum=False, length=8, values_callable=lambda e: [m.value for m in e])
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    mime_type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    job: Mapped[Job] = relationship(back_populates="images")
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "role", "position", name="uq_job_images_job_role_position"),
     )

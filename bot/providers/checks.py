@@ -64,8 +64,12 @@ def option_choices(spec: ModelSpec, operation: Operation) -> OptionChoices:
     )
 
 
-def check_request(spec: ModelSpec, request: ImageRequest) -> None:
-    """Raise an :class:`UnsupportedOption` subclass if ``spec`` cannot serve ``request``."""
+def check_request(spec: ModelSpec, request: ImageRequest, *, images: bool = True) -> None:
+    """Raise an :class:`UnsupportedOption` subclass if ``spec`` cannot serve ``request``.
+
+    ``images=False`` checks only the options: what a front end can check the moment a member
+    submits, before the uploads are downloaded and normalized.
+    """
     operation = request.operation
     if not spec.supports(operation):
         raise UnsupportedOperation(model=spec.name, operation=operation.value)
@@ -88,7 +92,7 @@ def check_request(spec: ModelSpec, request: ImageRequest) -> None:
                 value="jpeg",
                 allowed="png, webp (a transparent background needs one of them)",
             )
-    if isinstance(request, EditRequest | VaryRequest):
+    if images and isinstance(request, EditRequest | VaryRequest):
         _check_image(spec, request.image)
         mask = request.mask if isinstance(request, EditRequest) else None
         if mask is not None:

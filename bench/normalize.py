@@ -1,0 +1,130 @@
+"""Benchmark: normalizing a 12 MP phone photo versus the naive path from the API guides.
+
+Run with ``python bench/normalize.py`` (no network, about 15 s on two cores). It makes a
+photo-like 4000x3000 JPEG in memory (smooth colour fields, shapes, sensor-like noise, quality
+90), then times, alternating so both see the same machine load:
+
+* naive: ``Image.open`` -> ``resize((1024, 1024))`` -> ``save(PNG)``, as the guides do;
+* ours: ``normalize_image(data, side=1024)`` with every check it makes on real uploads.
+
+The target (DESIGN.md section 6) is ours <= 0.25 x naive. It also normalizes random noise,
+the worst case for the 4,000,000-byte limit, and prints a markdown table for the README.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+try:
+    from bot.imaging import normalize_image
+except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bot.imaging import normalize_image
+
+RUNS = 7
+SIDE = 1024
+TARGET = 0.25
+OUTPUT_LIMIT = 4_000_000
+
+
+def make_photo(width: int = 4000, height: int = 3000, seed: int = 12) -> bytes:
+    """A JPEG that compresses and decodes like a phone photo (about 4-5 MB)."""
+    rnd = random.Random(seed)
+    cells = bytes(rnd.randrange(256) for _ in range(8 * 6 * 3))
+    im = Image.frombytes("RGB", (8, 6), cells).resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(im)
+    for _ in range(30):
+        x, y, r = rnd.randrange(width), rnd.randrange(height), rnd.randrange(60, 500)
+        colour = (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256))
+        if rnd.random() < 0.5:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+        else:
+            draw.rectangle((x - r, y - r // 2, x + r, y + r // 2), fill=colour)
+    im = im.filter(ImageFilter.GaussianBlur(3))
+    grain = Image.effect_noise((width, height), 10).convert("RGB")
+    im = ImageChops.add(im, grain, scale=1.0, offset=-128)
+    buffer = io.BytesIO()
+    im.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def naive(data: bytes) -> bytes:
+    im = Image.open(io.BytesIO(data))
+    im = im.resize((SIDE, SIDE))
+    buffer = io.BytesIO()
+    im.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def ours(data: bytes) -> bytes:
+    return normalize_image(data, side=SIDE).png
+
+
+def time_alternating(
+    functions: dict[str, Callable[[bytes], bytes]], data: bytes
+) -> dict[str, tuple[float, int]]:
+    """Median milliseconds and output size for each function, runs interleaved."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    sizes: dict[str, int] = {}
+    for name, fn in functions.items():
+        sizes[name] = len(fn(data))  # warm-up: imports, plugin registration, caches
+    for _ in range(RUNS):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn(data)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: (statistics.median(times[name]), sizes[name]) for name in functions}
+
+
+def noise_png(mode: str, side: int) -> bytes:
+    im = Image.frombytes(mode, (side, side), os.urandom(side * side * len(mode)))
+    buffer = io.BytesIO()
+    im.save(buffer, "PNG", compress_level=0)
+    return buffer.getvalue()
+
+
+def main() -> None:
+    data = make_photo()
+    results = time_alternating({"naive": naive, "ours": ours}, data)
+    naive_ms, naive_bytes = results["naive"]
+    ours_ms, ours_bytes = results["ours"]
+    ratio = ours_ms / naive_ms
+    verdict = "yes" if ratio <= TARGET else "NO"
+
+    print(f"### Normalization benchmark ({os.cpu_count()} CPUs, median of {RUNS} runs)")
+    print()
+    print(f"12 MP JPEG (4000x3000, {len(data) / 1e6:.1f} MB) to a {SIDE}x{SIDE} PNG:")
+    print()
+    print("| path | median ms | output bytes |")
+    print("|---|---:|---:|")
+    print(f"| naive (open, resize, save PNG) | {naive_ms:.1f} | {naive_bytes:,} |")
+    print(f"| bot.imaging.normalize_image | {ours_ms:.1f} | {ours_bytes:,} |")
+    print()
+    print(f"ratio ours/naive: **{ratio:.3f}** (target <= {TARGET}: {verdict})")
+    print()
+    print(f"Incompressible input (random noise), limit {OUTPUT_LIMIT:,} bytes:")
+    print()
+    print("| input | requested side | output side | quantized | output bytes | under limit |")
+    print("|---|---:|---:|---|---:|---|")
+    for mode, side in (("RGBA", 1024), ("RGB", 1024), ("RGBA", 2048), ("RGB", 2048)):
+        source = noise_png(mode, side)
+        result = normalize_image(source, side=side, keep_alpha=True)
+        under = "yes" if len(result.png) < OUTPUT_LIMIT else "NO"
+        print(
+            f"| {mode} noise {side}x{side} ({len(source):,} bytes as plain PNG) | {side} "
+            f"| {result.side} | {'yes' if result.quantized else 'no'} | {len(result.png):,} "
+            f"| {under} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Command line: ``python -m bot <command>``.
+
+Exit codes are part of the interface (scripts and container supervisors read them): 0 success,
+2 bad usage, configuration or input, 1 a failure at run time (provider down, database
+unreachable). Known errors print one line; only unexpected ones print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings, load_settings
+from bot.errors import BotError, ConfigError, UsageError
+from bot.imaging import ImageError
+from bot.logs import configure_logging
+from bot.providers import UnsupportedOption
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("bot")
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def _config_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML config file (default: $BOT_CONFIG, else ./config.toml)",
+    )
+    return parent
+
+
+def _generation_options(parser: argparse.ArgumentParser, *, prompt_options: bool) -> None:
+    parser.add_argument("--n", type=int, default=1, help="number of images (default 1)")
+    parser.add_argument("--size", help="image size, e.g. 1024x1024 (default: the model's)")
+    parser.add_argument("--model", help="model (default: provider.model from the config)")
+    if prompt_options:
+        parser.add_argument("--quality", help="quality, e.g. low, medium, high, hd")
+    parser.add_argument(
+        "--out", type=Path, default=Path("."), help="folder for the PNG files (default: .)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Self-hosted Discord bot for AI image generation.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config = _config_option()
+
+    run = commands.add_parser(
+        "run", parents=[config], help="start the bot", description="Start the Discord bot."
+    )
+    run.set_defaults(handler="bot.commands:run_bot")
+
+    db = commands.add_parser("db", help="database tasks", description="Database tasks.")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    upgrade = db_commands.add_parser(
+        "upgrade",
+        parents=[config],
+        help="apply pending migrations",
+        description="Apply pending database migrations (the bot also does this at start).",
+    )
+    upgrade.set_defaults(handler="bot.commands:db_upgrade")
+
+    imagine = commands.add_parser(
+        "imagine",
+        parents=[config],
+        help="make images from a prompt (no Discord)",
+        description="Make images from a prompt and write them as PNG files.",
+    )
+    imagine.add_argument("prompt", help="what to draw")
+    imagine.add_argument("--style", help="style (dall-e-3: vivid or natural)")
+    imagine.add_argument("--background", help="background (GPT image models)")
+    _generation_options(imagine, prompt_options=True)
+    imagine.set_defaults(handler="bot.commands:imagine")
+
+    edit = commands.add_parser(
+        "edit",
+        parents=[config],
+        help="repaint part of an image (no Discord)",
+        description=(
+            "Repaint the transparent part of IMAGE (or the part MASK marks) to match PROMPT."
+        ),
+    )
+    edit.add_argument("image", type=Path, help="image file (PNG, JPEG, WebP, GIF, BMP, TIFF)")
+    edit.add_argument("prompt", help="the whole new image, not only the repainted part")
+    edit.add_argument(
+        "--mask", type=Path, help="mask: transparent (or, without alpha, white) = repaint"
+    )
+    edit.add_argument("--fit", choices=["crop", "pad"], help="how a non-square image is squared")
+    _generation_options(edit, prompt_options=True)
+    edit.set_defaults(handler="bot.commands:edit")
+
+    vary = commands.add_parser(
+        "vary",
+        parents=[config],
+        help="make variations of an image (no Discord)",
+        description="Make variations of IMAGE and write them as PNG files.",
+    )
+    vary.add_argument("image", type=Path, help="image file (PNG, JPEG, WebP, GIF, BMP, TIFF)")
+    vary.add_argument("--fit", choices=["crop", "pad"], help="how a non-square image is squared")
+    _generation_options(vary, prompt_options=False)
+    vary.set_defaults(handler="bot.commands:vary")
+    return parser
+
+
+def _resolve(handler: str) -> Handler:
+    import importlib
+
+    module_name, _, attr = handler.partition(":")
+    function: Handler = getattr(importlib.import_module(module_name), attr)
+    return function
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(
+        settings.logging.level,
+        secrets=(settings.discord.token, settings.provider.api_key),
+    )
+    handler = _resolve(args.handler)
+    try:
+        return asyncio.run(handler(args, settings))
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except (ConfigError, UsageError, ImageError, UnsupportedOption) as exc:
+        # Fixable by changing the command, the config or the input file.
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,139 @@
+"""What each CLI command does, once arguments and settings are parsed (see bot.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from bot.app import open_engine, run_discord_bot
+from bot.cli import EXIT_OK
+from bot.config import API_KEY_ENV, TOKEN_ENV, Settings
+from bot.db import create_engine, upgrade_database
+from bot.errors import UsageError
+from bot.generation import ImageOrder, make_images
+from bot.imaging import check_declared_size
+from bot.providers import ImageResult, Operation
+
+log = logging.getLogger("bot")
+
+
+def require_secrets(settings: Settings, *, discord_token: bool) -> None:
+    """Stop with one line that says which secret is missing and where to put it."""
+    missing = []
+    if discord_token and not settings.discord.token:
+        missing.append(f"a Discord bot token ({TOKEN_ENV} or [discord] token)")
+    if not settings.provider.api_key:
+        missing.append(f"an image API key ({API_KEY_ENV} or [provider] api_key)")
+    if missing:
+        raise UsageError("missing " + " and ".join(missing) + "; see config.example.toml")
+
+
+async def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings.database.url)
+    try:
+        await upgrade_database(engine)
+    finally:
+        await engine.dispose()
+    print("database is up to date")
+    return EXIT_OK
+
+
+async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
+    require_secrets(settings, discord_token=True)
+    await run_discord_bot(settings)
+    return EXIT_OK
+
+
+def read_input_file(path: Path, what: str, limit: int) -> bytes:
+    """An input image from disk, size-checked before it is read."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror}") from None
+    if path.is_dir():
+        raise UsageError(f"{what} {path}: is a folder, not an image file")
+    check_declared_size(size, limit)
+    return path.read_bytes()
+
+
+def write_results(result: ImageResult, out: Path, stem: str) -> list[Path]:
+    """Write each image to ``out`` under a name that never overwrites an existing file."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    written = []
+    for index, image in enumerate(result.images, start=1):
+        path = out / f"{stem}-{stamp}-{index}.{image.extension}"
+        counter = 1
+        while path.exists():
+            counter += 1
+            path = out / f"{stem}-{stamp}-{index}-{counter}.{image.extension}"
+        path.write_bytes(image.data)
+        written.append(path)
+    return written
+
+
+async def _one_shot(args: argparse.Namespace, settings: Settings, order: ImageOrder) -> int:
+    require_secrets(settings, discord_token=False)
+    async with open_engine(settings) as engine:
+        result = await make_images(engine, order)
+    for path in write_results(result, args.out, order.operation.value):
+        print(path)
+    for revised in result.revised_prompts:
+        print(f"revised prompt: {revised}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _limit(settings: Settings) -> int:
+    return int(settings.images.max_upload_mb * 1024 * 1024)
+
+
+async def imagine(args: argparse.Namespace, settings: Settings) -> int:
+    order = ImageOrder(
+        Operation.GENERATE,
+        prompt=args.prompt,
+        n=args.n,
+        size=args.size,
+        quality=args.quality,
+        style=args.style,
+        background=args.background,
+        model=args.model,
+        user_id="cli",
+    )
+    return await _one_shot(args, settings, order)
+
+
+async def edit(args: argparse.Namespace, settings: Settings) -> int:
+    image = read_input_file(args.image, "image", _limit(settings))
+    mask = read_input_file(args.mask, "mask", _limit(settings)) if args.mask else None
+    order = ImageOrder(
+        Operation.EDIT,
+        prompt=args.prompt,
+        image=image,
+        mask=mask,
+        n=args.n,
+        size=args.size,
+        quality=args.quality,
+        model=args.model,
+        fit=args.fit or settings.images.fit,
+        user_id="cli",
+    )
+    return await _one_shot(args, settings, order)
+
+
+async def vary(args: argparse.Namespace, settings: Settings) -> int:
+    image = read_input_file(args.image, "image", _limit(settings))
+    order = ImageOrder(
+        Operation.VARY,
+        image=image,
+        n=args.n,
+        size=args.size,
+        model=args.model,
+        fit=args.fit or settings.images.fit,
+        user_id="cli",
+    )
+    return await _one_shot(args, settings, order)

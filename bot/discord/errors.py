@@ -1,0 +1,48 @@
+"""Errors only the Discord layer raises; their keys are translated like every other BotError."""
+
+from __future__ import annotations
+
+from bot.errors import BotError
+
+
+class NotRequester(BotError):
+    key = "error.not_requester"
+    template = (
+        "Only the member who asked for these images, or someone with the Manage Messages "
+        "permission, can do that."
+    )
+
+
+class ResultGone(BotError):
+    key = "error.result_gone"
+    template = "That result no longer exists or is too old to use."
+
+
+class NoImageInMessage(BotError):
+    key = "error.no_image_in_message"
+    template = "That message has no image to vary."
+
+
+class AttachmentNotImage(BotError):
+    key = "error.attachment_not_image"
+    template = "“{filename}” is not an image. Upload a PNG, JPEG, WebP, GIF, BMP or TIFF file."
+
+
+class BotMissingPermissions(BotError):
+    key = "error.bot_missing_permissions"
+    template = "I can't post here: I'm missing the {permissions} permission(s) in this channel."
+
+
+class MemberMissingPermissions(BotError):
+    key = "error.member_missing_permissions"
+    template = "You need the {permissions} permission(s) to do that."
+
+
+class GuildOnly(BotError):
+    key = "error.guild_only"
+    template = "This command works only in a server."
+
+
+class OnCooldown(BotError):
+    key = "error.cooldown"
+    template = "Slow down: try again in {seconds:.0f} s."

@@ -1,0 +1,76 @@
+"""Reading members' uploads from Discord's CDN without trusting them.
+
+An attachment is refused before any byte is read when Discord already tells us it is not an
+image or too large, and a download stops the moment it passes the limit (a declared size can be
+missing or wrong). Decoding and every other check happen later, in bot.imaging.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import aiohttp
+import discord
+
+from bot.discord.errors import AttachmentNotImage, NoImageInMessage
+from bot.imaging import ImageError, ImageTooLarge, SizeCappedBuffer, check_declared_size
+from bot.providers import ProviderUnavailable
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+)
+CHUNK = 64 * 1024
+
+
+def looks_like_image(attachment: discord.Attachment) -> bool:
+    """Discord's content type when it sent one, else the file name's extension."""
+    if attachment.content_type:
+        return attachment.content_type.split(";")[0].strip().lower().startswith("image/")
+    return os.path.splitext(attachment.filename)[1].lower() in IMAGE_EXTENSIONS
+
+
+def precheck(attachment: discord.Attachment, limit: int, subject: str = "image") -> None:
+    """Refuse what can be refused from the attachment's metadata alone."""
+    if not looks_like_image(attachment):
+        raise AttachmentNotImage(filename=attachment.filename)
+    try:
+        check_declared_size(attachment.size, limit)
+    except ImageError as exc:
+        raise exc.about(subject) if subject != "image" else exc from None
+
+
+def first_image(message: discord.Message) -> discord.Attachment:
+    for attachment in message.attachments:
+        if looks_like_image(attachment):
+            return attachment
+    raise NoImageInMessage()
+
+
+async def download(
+    http: aiohttp.ClientSession,
+    url: str,
+    *,
+    declared: int | None,
+    limit: int,
+    subject: str = "image",
+) -> bytes:
+    """The file at ``url``, at most ``limit`` bytes, or a typed error a member can act on."""
+    try:
+        check_declared_size(declared, limit)
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=60)) as response:
+            if response.status != 200:
+                log.warning("download of an upload failed: HTTP %d", response.status)
+                raise ProviderUnavailable(detail=f"attachment download: HTTP {response.status}")
+            check_declared_size(response.content_length, limit)
+            buffer = SizeCappedBuffer(limit)
+            async for chunk in response.content.iter_chunked(CHUNK):
+                buffer.feed(chunk)
+            return buffer.getvalue()
+    except ImageTooLarge as exc:
+        raise exc.about(subject) if subject != "image" else exc from None
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        log.warning("download of an upload failed: %s", type(exc).__name__)
+        raise ProviderUnavailable(detail=f"attachment download: {type(exc).__name__}") from None

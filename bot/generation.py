@@ -1,0 +1,172 @@
+"""One path from "a member asked for images" to verified image bytes, used by every front end.
+
+The one-shot CLI commands and the Discord bot both call :func:`make_images`, so what a member
+gets in Discord is exactly what an operator can reproduce from the command line. Uploads are
+normalized here (off the event loop) to what the chosen model accepts before the provider sees
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal, TypeVar
+
+import aiohttp
+
+from bot.config import Settings
+from bot.errors import BotError
+from bot.imaging import DEFAULT_EDIT_FIT, DEFAULT_FIT, Fit, ImageWorker
+from bot.providers import (
+    EditRequest,
+    GenerateRequest,
+    ImageRequest,
+    ImageResult,
+    ImagesClient,
+    ModelSpec,
+    Operation,
+    VaryRequest,
+    check_request,
+    parse_size,
+)
+
+#: Side of the square the uploads of models without fixed square sizes are normalized to.
+DEFAULT_INPUT_SIDE = 1024
+
+FitChoice = Fit | Literal["auto"]
+R = TypeVar("R", GenerateRequest, EditRequest, VaryRequest)
+
+
+class PromptEmpty(BotError):
+    key = "error.prompt_empty"
+    template = "The prompt is empty. Describe the image you want."
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Normalization plus the provider client: everything needed to make images."""
+
+    settings: Settings
+    http: aiohttp.ClientSession
+    images: ImageWorker
+    provider: ImagesClient
+
+    @property
+    def models(self) -> dict[str, ModelSpec]:
+        return dict(self.provider.models)
+
+
+@dataclass(frozen=True)
+class ImageOrder:
+    """What someone asked for, before any upload is normalized."""
+
+    operation: Operation
+    prompt: str = ""
+    image: bytes | None = field(default=None, repr=False)
+    mask: bytes | None = field(default=None, repr=False)
+    n: int = 1
+    size: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    background: str | None = None
+    model: str | None = None
+    fit: FitChoice = "auto"
+    #: The requester (a Discord id as text); hashed before it leaves the process.
+    user_id: str | None = None
+
+
+def input_side(spec: ModelSpec, size: str | None) -> int:
+    """The square side uploads are normalized to for ``spec`` producing ``size`` images.
+
+    Models with square-only inputs (dall-e-2) need the input at the output size; the others
+    accept any input, where 1024 keeps detail without wasting upload time.
+    """
+    wanted = size or spec.default_size
+    parsed = parse_size(wanted) if wanted else None
+    if parsed is None:  # "auto" or no size at all
+        return DEFAULT_INPUT_SIDE
+    side = min(parsed)
+    return side if spec.edit_input.square else min(side, DEFAULT_INPUT_SIDE)
+
+
+def resolve_fit(choice: FitChoice, operation: Operation) -> Fit:
+    """``auto`` pads pictures to edit (nothing the member drew is lost) and crops the rest."""
+    if choice != "auto":
+        return choice
+    return DEFAULT_EDIT_FIT if operation is Operation.EDIT else DEFAULT_FIT
+
+
+def build_request(
+    order: ImageOrder, spec: ModelSpec, image: bytes = b"", mask: bytes | None = None
+) -> ImageRequest:
+    """The provider request for ``order`` with its (already normalized) uploads."""
+    if order.operation is Operation.GENERATE:
+        return GenerateRequest(
+            order.prompt,
+            n=order.n,
+            size=order.size,
+            quality=order.quality,
+            style=order.style,
+            background=order.background,
+            model=spec.name,
+            user_id=order.user_id,
+        )
+    if order.operation is Operation.EDIT:
+        return EditRequest(
+            image,
+            order.prompt,
+            mask=mask,
+            n=order.n,
+            size=order.size,
+            quality=order.quality,
+            background=order.background,
+            model=spec.name,
+            user_id=order.user_id,
+        )
+    return VaryRequest(image, n=order.n, size=order.size, model=spec.name, user_id=order.user_id)
+
+
+def check_order(provider: ImagesClient, order: ImageOrder) -> ModelSpec:
+    """Everything about ``order`` that can be checked before its uploads are read.
+
+    Front ends call this the moment a member submits, so a wrong option is answered at once
+    instead of after a download and a place in the queue.
+    """
+    if order.operation is not Operation.VARY and not order.prompt.strip():
+        raise PromptEmpty()
+    spec = provider.spec_for(order.model)
+    check_request(spec, build_request(order, spec), images=False)
+    return spec
+
+
+async def make_images(engine: Engine, order: ImageOrder) -> ImageResult:
+    """Normalize the order's uploads and ask the provider; raises BotError subclasses."""
+    spec = engine.provider.spec_for(order.model)
+    fit = resolve_fit(order.fit, order.operation)
+    if order.operation is Operation.GENERATE:
+        return await engine.provider.generate(_as(GenerateRequest, build_request(order, spec)))
+    image = order.image
+    if image is None:
+        raise ValueError(f"{order.operation.value} needs an image")
+    side = input_side(spec, order.size)
+    if order.operation is Operation.EDIT:
+        inputs = await engine.images.normalize_edit(image, order.mask, side=side, fit=fit)
+        order = replace(order, size=_output_size(order.size, inputs.image.side, spec))
+        request = build_request(order, spec, inputs.image.png, inputs.mask_png)
+        return await engine.provider.edit(_as(EditRequest, request))
+    normalized = await engine.images.normalize_image(image, side=side, fit=fit, keep_alpha=False)
+    order = replace(order, size=_output_size(order.size, normalized.side, spec))
+    request = build_request(order, spec, normalized.png)
+    return await engine.provider.vary(_as(VaryRequest, request))
+
+
+def _as(kind: type[R], request: ImageRequest) -> R:
+    assert isinstance(request, kind)
+    return request
+
+
+def _output_size(requested: str | None, input_side_px: int, spec: ModelSpec) -> str | None:
+    """Square-input models answer at the input's size; if normalization shrank it, follow."""
+    if not spec.edit_input.square:
+        return requested
+    size = f"{input_side_px}x{input_side_px}"
+    return size if spec.allows_size(size) else requested

@@ -1,0 +1,197 @@
+"""From what a member uploaded to what the Images API accepts: a square PNG under 4 MB.
+
+Two entry points, both synchronous and meant to run in ``ImageWorker``'s threads:
+
+* ``normalize_image`` for a picture sent on its own (variations, reference images). It comes
+  out as RGB with transparency flattened onto white unless ``keep_alpha``: a transparent
+  picture sent to an edit endpoint (the way GPT image models make variations) would have its
+  transparent part repainted, and dall-e-2 variations gain nothing from alpha.
+* ``normalize_edit`` for an edit: the picture keeps its transparency and always comes out as
+  RGBA (dall-e-2 refuses RGB edit images), with a mask PNG of the same side where alpha 0 marks
+  the area to change. The mask is the member's second upload or, without one, the picture's own
+  transparent pixels.
+
+Both report what was done (final side, whether colours were reduced, where the picture sits in
+the square) so the caller can tell the member and crop padding off the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bot.imaging import masks
+from bot.imaging.decode import OpenedImage, load, open_image, to_rgb
+from bot.imaging.encode import encode_under, write_png
+from bot.imaging.errors import ImageError, MaskSizeMismatch
+from bot.imaging.geometry import (
+    DEFAULT_EDIT_FIT,
+    DEFAULT_FIT,
+    Fit,
+    apply,
+    plan,
+    scale_box,
+    shrink,
+)
+from bot.imaging.limits import DEFAULT_LIMITS, ImageLimits
+
+#: Output sides accepted: multiples of 16 (what every model that takes sizes asks for).
+MIN_SIDE = 16
+MAX_SIDE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedImage:
+    """A square PNG ready to upload, and what it took to get there."""
+
+    png: bytes = field(repr=False)
+    #: Side of the square; smaller than ``requested_side`` when the PNG had to shrink to fit.
+    side: int
+    requested_side: int
+    #: Width and height of the upload as displayed (EXIF rotation applied).
+    source_size: tuple[int, int]
+    #: Pillow's name for the upload's format: "JPEG", "PNG", "WEBP", "GIF", "MPO", ...
+    source_format: str
+    #: Colours were reduced to 256 to get under the byte limit.
+    quantized: bool
+    #: "RGB" or "RGBA": the colour type of ``png``.
+    mode: str
+    fit: Fit
+    #: Left, top, right, bottom of the picture in the square; the rest is padding.
+    content_box: tuple[int, int, int, int]
+
+    @property
+    def shrunk(self) -> bool:
+        return self.side < self.requested_side
+
+
+@dataclass(frozen=True, slots=True)
+class EditInputs:
+    """The two files of an edit request, aligned pixel for pixel."""
+
+    #: RGBA, transparency kept.
+    image: NormalizedImage
+    #: RGBA PNG of the same side: alpha 0 where the model may paint, 255 elsewhere.
+    mask_png: bytes = field(repr=False)
+    #: Where the area came from: the member's mask upload or the picture's transparency.
+    mask_source: Literal["mask", "alpha"]
+    #: Share of the square that will be repainted, 0-1.
+    edit_fraction: float
+
+
+def normalize_image(
+    data: bytes,
+    *,
+    side: int,
+    fit: Fit = DEFAULT_FIT,
+    keep_alpha: bool = False,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> NormalizedImage:
+    """``data`` as a ``side`` square PNG under ``limits.output_max_bytes``.
+
+    RGB unless ``keep_alpha`` and the upload has transparency (then RGBA with transparent
+    padding). Raises an ``ImageError`` subclass with a member-facing message.
+    """
+    _check_side(side)
+    opened = open_image(data, limits)
+    placement = plan(opened.size, side, fit)
+    im, scale = load(opened, max_reduce=placement.max_reduce)
+    im = to_rgb(im, keep_alpha=keep_alpha)
+    fill = (0, 0, 0, 0) if im.mode == "RGBA" else (0, 0, 0)
+    squared = apply(im, placement, scale=scale, fill=fill)
+    encoded = encode_under(squared, limits.output_max_bytes)
+    return NormalizedImage(
+        png=encoded.png,
+        side=encoded.side,
+        requested_side=side,
+        source_size=opened.size,
+        source_format=opened.format,
+        quantized=encoded.quantized,
+        mode=squared.mode,
+        fit=fit,
+        content_box=scale_box(placement.content_box, encoded.side / side),
+    )
+
+
+def normalize_edit(
+    image: bytes,
+    mask: bytes | None,
+    *,
+    side: int,
+    fit: Fit = DEFAULT_EDIT_FIT,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> EditInputs:
+    """The picture and mask of an edit as two aligned ``side`` square RGBA PNGs.
+
+    ``mask`` must have the picture's size; white (or transparent) marks the area to change.
+    Without it the picture's transparent pixels are the area, and a picture without any is
+    refused with a message explaining how to make one. Padding is opaque and never edited.
+    """
+    _check_side(side)
+    opened = open_image(image, limits)
+    opened_mask = _open_mask(mask, opened, limits) if mask is not None else None
+    placement = plan(opened.size, side, fit)
+    im, scale = load(opened, max_reduce=placement.max_reduce)
+
+    if opened_mask is None:
+        edit = masks.edit_map_from_alpha(im)
+        edit_scale = scale
+    else:
+        try:
+            mask_im, edit_scale = load(opened_mask, max_reduce=placement.max_reduce)
+        except ImageError as exc:
+            raise exc.about("mask") from None
+        edit = masks.edit_map_from_mask(mask_im)
+
+    picture = to_rgb(im, keep_alpha=True)
+    fill = (0, 0, 0, 255) if picture.mode == "RGBA" else (0, 0, 0)
+    squared = apply(picture, placement, scale=scale, fill=fill)
+    if squared.mode != "RGBA":
+        squared = squared.convert("RGBA")  # after resizing: no alpha to premultiply
+    soft = apply(edit, placement, scale=edit_scale, fill=masks.KEEP)
+    hard = masks.binarize(soft)
+    masks.check_survived(hard, side)
+
+    encoded = encode_under(squared, limits.output_max_bytes)
+    if encoded.side != side:
+        hard = masks.binarize(shrink(soft, encoded.side))
+        masks.check_survived(hard, encoded.side)
+
+    normalized = NormalizedImage(
+        png=encoded.png,
+        side=encoded.side,
+        requested_side=side,
+        source_size=opened.size,
+        source_format=opened.format,
+        quantized=encoded.quantized,
+        mode="RGBA",
+        fit=fit,
+        content_box=scale_box(placement.content_box, encoded.side / side),
+    )
+    return EditInputs(
+        image=normalized,
+        mask_png=write_png(masks.mask_image(hard)),
+        mask_source="alpha" if opened_mask is None else "mask",
+        edit_fraction=masks.edit_fraction(hard),
+    )
+
+
+def _open_mask(mask: bytes, opened: OpenedImage, limits: ImageLimits) -> OpenedImage:
+    """The mask's header, which must match the picture's size (and so passes its checks)."""
+    try:
+        opened_mask = open_image(mask, limits, check_dimensions=False)
+    except ImageError as exc:
+        raise exc.about("mask") from None
+    if opened_mask.size != opened.size:
+        raise MaskSizeMismatch(
+            mask_width=opened_mask.size[0],
+            mask_height=opened_mask.size[1],
+            image_width=opened.size[0],
+            image_height=opened.size[1],
+        )
+    return opened_mask
+
+
+def _check_side(side: int) -> None:
+    if not MIN_SIDE <= side <= MAX_SIDE or side % 16:
+        raise ValueError(f"side must be a multiple of 16 from {MIN_SIDE} to {MAX_SIDE}: {side}")

@@ -1,0 +1,201 @@
+"""Job rows: the only way jobs are written and read, one short session per unit of work.
+
+Everything a result's buttons and reactions need later (the order's settings, its uploads, the
+message the result went to) is stored here, so they keep working after a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.models import ImageRole, Job, JobImage, JobStatus, utcnow
+from bot.errors import BotError
+from bot.generation import FitChoice, ImageOrder
+from bot.providers import ImageResult, Operation
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True)
+class JobOrigin:
+    """Who asked, where, and how to answer them."""
+
+    user_id: int
+    guild_id: int | None = None
+    channel_id: int | None = None
+    locale: str | None = None
+    application_id: int | None = None
+    interaction_token: str | None = None
+    interaction_at: datetime | None = None
+    attachment_size_limit: int | None = None
+    source_job_id: int | None = None
+    source_index: int | None = None
+
+
+async def create_job(
+    sessions: Sessions, order: ImageOrder, origin: JobOrigin, model: str, estimate: int
+) -> Job:
+    """Insert a queued job with its uploads; ``estimate`` is the most it may cost (micro-USD)."""
+    job = Job(
+        guild_id=origin.guild_id,
+        channel_id=origin.channel_id,
+        user_id=origin.user_id,
+        operation=order.operation.value,
+        model=model,
+        prompt=order.prompt,
+        size=order.size,
+        quality=order.quality,
+        style=order.style,
+        background=order.background,
+        fit=order.fit,
+        n_requested=order.n,
+        n_delivered=0,
+        status=JobStatus.QUEUED,
+        cost_micro_usd=estimate,
+        locale=origin.locale,
+        application_id=origin.application_id,
+        interaction_token=origin.interaction_token,
+        interaction_at=origin.interaction_at,
+        attachment_size_limit=origin.attachment_size_limit,
+        source_job_id=origin.source_job_id,
+        source_index=origin.source_index,
+    )
+    async with sessions() as session, session.begin():
+        session.add(job)
+        await session.flush()
+        if order.image is not None:
+            session.add(_image(job.id, ImageRole.INPUT, 0, order.image))
+        if order.mask is not None:
+            session.add(_image(job.id, ImageRole.MASK, 0, order.mask))
+    return job
+
+
+def _image(job_id: int, role: ImageRole, position: int, data: bytes, mime: str = "") -> JobImage:
+    return JobImage(
+        job_id=job_id,
+        role=role,
+        position=position,
+        mime_type=mime or "application/octet-stream",
+        data=data,
+    )
+
+
+async def get_job(sessions: Sessions, job_id: int) -> Job | None:
+    async with sessions() as session:
+        return await session.get(Job, job_id)
+
+
+async def job_for_message(sessions: Sessions, message_id: int) -> Job | None:
+    """The job whose result is ``message_id``, or None when the bot did not post it."""
+    async with sessions() as session:
+        result = await session.execute(select(Job).where(Job.result_message_id == message_id))
+        return result.scalars().first()
+
+
+async def images_of(sessions: Sessions, job_id: int, role: ImageRole) -> list[JobImage]:
+    async with sessions() as session:
+        result = await session.execute(
+            select(JobImage)
+            .where(JobImage.job_id == job_id, JobImage.role == role)
+            .order_by(JobImage.position)
+        )
+        return list(result.scalars())
+
+
+async def order_of(sessions: Sessions, job: Job) -> ImageOrder:
+    """The order ``job`` was made from, uploads included: what Redo and Remix run again."""
+    inputs = await images_of(sessions, job.id, ImageRole.INPUT)
+    masks = await images_of(sessions, job.id, ImageRole.MASK)
+    return ImageOrder(
+        Operation(job.operation),
+        prompt=job.prompt,
+        image=inputs[0].data if inputs else None,
+        mask=masks[0].data if masks else None,
+        n=job.n_requested,
+        size=job.size,
+        quality=job.quality,
+        style=job.style,
+        background=job.background,
+        model=job.model,
+        fit=_fit(job.fit),
+        user_id=str(job.user_id) if job.user_id is not None else None,
+    )
+
+
+def _fit(value: str | None) -> FitChoice:
+    if value == "crop":
+        return "crop"
+    if value == "pad":
+        return "pad"
+    return "auto"
+
+
+async def mark_running(sessions: Sessions, job_id: int) -> None:
+    async with sessions() as session, session.begin():
+        job = await session.get(Job, job_id)
+        if job is not None:
+            job.status = JobStatus.RUNNING
+            job.started_at = utcnow()
+
+
+async def record_success(
+    sessions: Sessions, job_id: int, result: ImageResult, cost: int
+) -> Job | None:
+    """Store the images (they were paid for) until they are delivered."""
+    async with sessions() as session, session.begin():
+        job = await session.get(Job, job_id)
+        if job is None:
+            return None
+        job.status = JobStatus.SUCCEEDED
+        job.finished_at = utcnow()
+        job.n_delivered = len(result.images)
+        job.cost_micro_usd = cost
+        job.size = result.size or job.size
+        job.quality = result.quality or job.quality
+        if result.usage is not None:
+            job.input_tokens = result.usage.input_tokens
+            job.output_tokens = result.usage.output_tokens
+        for position, image in enumerate(result.images):
+            session.add(_image(job_id, ImageRole.OUTPUT, position, image.data, image.mime_type))
+        return job
+
+
+async def record_failure(sessions: Sessions, job_id: int, error: BotError) -> Job | None:
+    async with sessions() as session, session.begin():
+        job = await session.get(Job, job_id)
+        if job is None:
+            return None
+        job.status = JobStatus.FAILED
+        job.finished_at = utcnow()
+        job.cost_micro_usd = 0  # failures are never charged
+        job.error_code = error.key
+        job.error_message = str(error)[:2000]
+        return job
+
+
+async def record_delivery(
+    sessions: Sessions, job_id: int, channel_id: int | None, message_id: int
+) -> None:
+    """The result is posted: remember where (for buttons and reactions), drop the stored bytes."""
+    async with sessions() as session, session.begin():
+        job = await session.get(Job, job_id)
+        if job is None:
+            return
+        job.status = JobStatus.DELIVERED
+        job.result_channel_id = channel_id
+        job.result_message_id = message_id
+        await session.execute(
+            delete(JobImage).where(JobImage.job_id == job_id, JobImage.role == ImageRole.OUTPUT)
+        )
+
+
+async def forget_result(sessions: Sessions, job_id: int) -> None:
+    """The result message was deleted: its buttons and reactions no longer lead anywhere."""
+    async with sessions() as session, session.begin():
+        job = await session.get(Job, job_id)
+        if job is not None:
+            job.result_message_id = None

@@ -1,0 +1,114 @@
+"""Prices of images, in integer micro-dollars so sums are exact.
+
+Per-image models are priced from a table keyed by model, quality and size class ("square" for
+1024x1024 and smaller, "large" for anything bigger). Token-priced models (gpt-image-2) are costed
+from the ``usage`` the response reports; before a request runs, their cost is *estimated* from
+the per-image table at the highest quality asked for, so an estimate errs on the side of the
+operator's wallet. Defaults are the public prices in DESIGN.md section 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot.providers import ImageUsage, parse_size
+
+MICRO = 1_000_000
+
+#: (model, quality) -> (square price, large price) in USD per image. Quality "" = no qualities.
+DEFAULT_IMAGE_PRICES: Mapping[tuple[str, str], tuple[float, float]] = {
+    ("dall-e-3", "standard"): (0.04, 0.08),
+    ("dall-e-3", "hd"): (0.08, 0.12),
+    ("gpt-image-1", "low"): (0.011, 0.016),
+    ("gpt-image-1", "medium"): (0.042, 0.063),
+    ("gpt-image-1", "high"): (0.167, 0.25),
+    ("gpt-image-1-mini", "low"): (0.005, 0.006),
+    ("gpt-image-1-mini", "medium"): (0.011, 0.015),
+    ("gpt-image-1-mini", "high"): (0.036, 0.052),
+}
+#: dall-e-2 is priced by exact size.
+DEFAULT_DALL_E_2_PRICES: Mapping[str, float] = {
+    "256x256": 0.016,
+    "512x512": 0.018,
+    "1024x1024": 0.020,
+}
+#: USD per 1M tokens: text in, image in, image out.
+DEFAULT_TOKEN_PRICES: Mapping[str, tuple[float, float, float]] = {
+    "gpt-image-2": (5.0, 8.0, 30.0),
+    "gpt-image-1.5": (5.0, 8.0, 30.0),
+}
+#: Per-image prices used to estimate token-priced models before they run (gpt-image-1's).
+TOKEN_MODEL_ESTIMATE = "gpt-image-1"
+#: Price of an image of a model nobody priced: assume the dearest known, never zero.
+UNKNOWN_MODEL_PRICE = 0.25
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    image_prices: Mapping[tuple[str, str], tuple[float, float]] = field(
+        default_factory=lambda: dict(DEFAULT_IMAGE_PRICES)
+    )
+    dall_e_2: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_DALL_E_2_PRICES))
+    token_prices: Mapping[str, tuple[float, float, float]] = field(
+        default_factory=lambda: dict(DEFAULT_TOKEN_PRICES)
+    )
+
+
+def _is_large(size: str | None) -> bool:
+    parsed = parse_size(size) if size else None
+    return parsed is not None and parsed[0] * parsed[1] > 1024 * 1024
+
+
+def _per_image(table: PriceTable, model: str, size: str | None, quality: str | None) -> float:
+    if model == "dall-e-2":
+        return table.dall_e_2.get(size or "1024x1024", max(table.dall_e_2.values(), default=0.02))
+    priced_as = TOKEN_MODEL_ESTIMATE if model in table.token_prices else model
+    qualities = {q: p for (m, q), p in table.image_prices.items() if m == priced_as}
+    if not qualities:
+        return UNKNOWN_MODEL_PRICE
+    if quality in qualities:
+        pair = qualities[quality]
+    else:  # "auto", unset or unknown: the dearest quality, so estimates never fall short
+        pair = max(qualities.values(), key=lambda p: p[1])
+    return pair[1] if _is_large(size) else pair[0]
+
+
+def estimate_cost(
+    table: PriceTable, model: str, n: int, size: str | None, quality: str | None
+) -> int:
+    """The most ``n`` images may cost, in micro-dollars, before the provider is asked."""
+    return round(_per_image(table, model, size, quality) * n * MICRO)
+
+
+def settle_cost(
+    table: PriceTable,
+    model: str,
+    delivered: int,
+    size: str | None,
+    quality: str | None,
+    usage: ImageUsage | None,
+) -> int:
+    """What the finished request cost, in micro-dollars: from tokens when the model is priced
+    by tokens and the provider reported them, else from the per-image table."""
+    rates = table.token_prices.get(model)
+    if rates is not None and usage is not None and usage.total_tokens > 0:
+        text_in, image_in, image_out = rates
+        text_tokens = usage.input_text_tokens
+        image_tokens = usage.input_image_tokens
+        if text_tokens + image_tokens == 0:
+            text_tokens = usage.input_tokens
+        output = usage.output_image_tokens or usage.output_tokens
+        usd = (text_tokens * text_in + image_tokens * image_in + output * image_out) / MICRO
+        return round(usd * MICRO)
+    return estimate_cost(table, model, delivered, size, quality)
+
+
+def format_usd(micro: int) -> str:
+    """``$0.042`` style: enough decimals for cheap images, no float noise."""
+    usd = micro / MICRO
+    if usd == 0:
+        return "$0"
+    if usd >= 1:
+        return f"${usd:,.2f}"
+    return f"${usd:.4f}".rstrip("0").rstrip(".") if usd < 0.01 else f"${usd:.3f}".rstrip("0")

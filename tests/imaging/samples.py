@@ -1,0 +1,92 @@
+"""Test images made in code: every format, mode and kind of damage the tests need."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+RED = (255, 0, 0)
+BLUE = (0, 0, 255)
+GREEN = (0, 255, 0)
+
+
+def encode(im: Image.Image, fmt: str = "PNG", **params: Any) -> bytes:
+    buffer = io.BytesIO()
+    im.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> Image.Image:
+    """Decode output, asserting it really is a PNG."""
+    im = Image.open(io.BytesIO(data))
+    assert im.format == "PNG"
+    im.load()
+    return im
+
+
+def noise(mode: str, size: tuple[int, int]) -> Image.Image:
+    """Incompressible pixels: the worst case for the byte limit."""
+    return Image.frombytes(mode, size, os.urandom(size[0] * size[1] * len(mode)))
+
+
+def halves(
+    size: tuple[int, int],
+    left: tuple[int, ...] = RED,
+    right: tuple[int, ...] = BLUE,
+    mode: str = "RGB",
+) -> Image.Image:
+    """Left half one colour, right half another: shows crops, rotations and flips."""
+    im = Image.new(mode, size, right)
+    im.paste(left, (0, 0, size[0] // 2, size[1]))
+    return im
+
+
+def photo(size: tuple[int, int]) -> Image.Image:
+    """Smooth gradients and shapes: compresses like a photo, unlike noise."""
+    im = Image.linear_gradient("L").resize(size).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    w, h = size
+    draw.ellipse((w // 5, h // 5, w // 2, h // 2), fill=(200, 60, 40))
+    draw.rectangle((w // 2, h // 2, w * 4 // 5, h * 4 // 5), fill=(30, 120, 220))
+    return im
+
+
+def png_header_only(width: int, height: int, bit_depth: int = 8, color_type: int = 2) -> bytes:
+    """A PNG that declares a size but holds almost no data: a decompression bomb's header."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"".join(
+        (b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", ihdr), _chunk(b"IDAT", idat), _chunk(b"IEND", b""))
+    )
+
+
+def png_16bit(width: int, height: int, color_type: int, pixel: tuple[int, ...]) -> bytes:
+    """A 16-bit PNG of one colour (Pillow can't write most of these itself)."""
+    row = b"\x00" + struct.pack(f">{len(pixel)}H", *pixel) * width
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    idat = zlib.compress(row * height)
+    return b"".join(
+        (b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", ihdr), _chunk(b"IDAT", idat), _chunk(b"IEND", b""))
+    )
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def pixel(im: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    value = im.getpixel(xy)
+    assert isinstance(value, tuple)
+    return value
+
+
+def close_to(
+    actual: tuple[int, ...] | float | None, expected: tuple[int, ...], tolerance: int = 24
+) -> bool:
+    assert isinstance(actual, tuple)
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=True))

@@ -1,0 +1,73 @@
+"""The byte limit: fast path, colour reduction, shrinking, and the PNG writer itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from PIL import Image, ImageChops
+
+from bot.imaging.encode import encode_under, next_side, quantize, write_png
+from tests.imaging.samples import decode_png, noise, photo
+
+LIMIT = 4_000_000
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+@pytest.mark.parametrize("make", [noise, lambda mode, size: photo(size).convert(mode)])
+def test_written_pngs_decode_to_exactly_the_same_pixels(
+    mode: str, make: Callable[[str, tuple[int, int]], Image.Image]
+) -> None:
+    im = make(mode, (97, 61))
+    out = decode_png(write_png(im))
+    assert out.mode == mode and out.size == (97, 61)
+    assert ImageChops.difference(out, im).getbbox() is None
+
+
+def test_writer_refuses_modes_it_does_not_write() -> None:
+    with pytest.raises(ValueError, match="RGB or RGBA"):
+        write_png(Image.new("L", (8, 8)))
+
+
+def test_photo_like_content_takes_the_fast_path() -> None:
+    encoded = encode_under(photo((1024, 1024)), LIMIT)
+    assert (encoded.side, encoded.quantized) == (1024, False)
+    assert len(encoded.png) < 1_000_000
+
+
+def test_rgb_noise_at_1024_fits_without_changes() -> None:
+    encoded = encode_under(noise("RGB", (1024, 1024)), LIMIT)
+    assert len(encoded.png) < LIMIT
+    assert (encoded.side, encoded.quantized) == (1024, False)
+
+
+def test_rgba_noise_at_1024_is_quantized_to_fit_and_stays_rgba() -> None:
+    im = noise("RGBA", (1024, 1024))
+    encoded = encode_under(im, LIMIT)
+    assert len(encoded.png) < LIMIT
+    assert (encoded.side, encoded.quantized) == (1024, True)
+    assert decode_png(encoded.png).mode == "RGBA"  # dall-e-2 edits need RGBA, not a palette
+
+
+def test_a_tight_limit_walks_down_the_ladder_to_a_standard_side() -> None:
+    encoded = encode_under(noise("RGB", (1024, 1024)), 400_000)
+    assert encoded.side == 256
+    assert len(encoded.png) < 400_000
+
+
+def test_quantize_keeps_the_mode_and_reduces_colours() -> None:
+    for mode in ("RGB", "RGBA"):
+        reduced = quantize(noise(mode, (64, 64)))
+        assert reduced.mode == mode
+        assert len(reduced.getcolors(1 << 16) or []) <= 256
+
+
+def test_ladder() -> None:
+    assert [next_side(s) for s in (2048, 1536, 1024, 768, 512, 256)] == [
+        1536,
+        1024,
+        512,
+        512,
+        256,
+        None,
+    ]

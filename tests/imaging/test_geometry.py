@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from bot.imaging.geometry import apply, plan
+from tests.imaging.samples import BLUE, RED, close_to, halves, pixel
+
+
+def test_crop_keeps_the_centre_square() -> None:
+    placement = plan((300, 200), 100, "crop")
+    assert placement.box == (50.0, 0.0, 250.0, 200.0)
+    assert placement.content_box == (0, 0, 100, 100)
+
+
+@pytest.mark.parametrize(
+    ("size", "content_box"),
+    [((300, 200), (0, 16, 100, 83)), ((200, 300), (16, 0, 83, 100))],
+)
+def test_pad_fits_the_whole_picture_in_the_middle(
+    size: tuple[int, int], content_box: tuple[int, int, int, int]
+) -> None:
+    placement = plan(size, 100, "pad")
+    assert placement.box == (0.0, 0.0, float(size[0]), float(size[1]))
+    assert placement.content_box == content_box
+
+
+def test_squares_need_neither() -> None:
+    assert plan((50, 50), 100, "pad") == plan((50, 50), 100, "crop")
+
+
+def test_max_reduce_never_drops_below_the_output_resolution() -> None:
+    assert plan((4000, 3000), 1024, "crop").max_reduce == 2  # 3000 px kept -> 1024
+    assert plan((4000, 3000), 1024, "pad").max_reduce == 3  # 4000 px kept -> 1024
+    assert plan((100, 100), 1024, "crop").max_reduce == 1  # upscaling
+
+
+def test_unknown_fit_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="fit"):
+        plan((10, 10), 16, "stretch")  # type: ignore[arg-type]
+
+
+def test_apply_crop_and_pad() -> None:
+    im = halves((300, 100))  # red | blue
+    cropped = apply(im, plan(im.size, 64, "crop"))
+    assert cropped.size == (64, 64)
+    # The centre third straddles the middle: red on the left, blue on the right.
+    assert close_to(cropped.getpixel((2, 32)), RED)
+    assert close_to(cropped.getpixel((61, 32)), BLUE)
+    padded = apply(im, plan(im.size, 60, "pad"), fill=(0, 0, 0))
+    assert padded.getpixel((30, 2)) == (0, 0, 0)  # bar
+    assert close_to(padded.getpixel((5, 30)), RED)
+
+
+def test_apply_maps_a_reduced_source_to_the_same_square() -> None:
+    im = halves((400, 200))
+    placement = plan(im.size, 64, "crop")
+    half = im.resize((200, 100), Image.Resampling.BOX)
+    full_result = apply(im, placement)
+    half_result = apply(half, placement, scale=2.0)
+    for x in (5, 30, 33, 58):
+        assert close_to(half_result.getpixel((x, 32)), pixel(full_result, (x, 32)), 40)

@@ -1,0 +1,57 @@
+"""What the operator is charged for, as the embed and the ledger will show it."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.providers import ImageUsage
+from bot.quotas import PriceTable, estimate_cost, format_usd, settle_cost
+
+TABLE = PriceTable()
+
+
+@pytest.mark.parametrize(
+    ("model", "n", "size", "quality", "usd"),
+    [
+        ("dall-e-2", 1, "256x256", None, 0.016),
+        ("dall-e-2", 3, "512x512", None, 0.054),
+        ("dall-e-2", 2, "1024x1024", None, 0.040),
+        ("dall-e-3", 1, "1024x1024", "standard", 0.04),
+        ("dall-e-3", 1, "1792x1024", "hd", 0.12),
+        ("gpt-image-1", 2, "1024x1024", "low", 0.022),
+        ("gpt-image-1", 1, "1536x1024", "high", 0.25),
+        ("gpt-image-1-mini", 4, "1024x1024", "medium", 0.044),
+        # Unset or "auto" quality is estimated at the dearest quality.
+        ("gpt-image-1", 1, "1024x1024", "auto", 0.167),
+        ("gpt-image-2", 1, "1024x1024", None, 0.167),
+        ("some-local-model", 1, "1024x1024", None, 0.25),
+    ],
+)
+def test_estimates(model: str, n: int, size: str, quality: str | None, usd: float) -> None:
+    assert estimate_cost(TABLE, model, n, size, quality) == round(usd * 1_000_000)
+
+
+def test_token_priced_models_settle_from_usage() -> None:
+    usage = ImageUsage(
+        input_tokens=50,
+        output_tokens=4160,
+        total_tokens=4210,
+        input_text_tokens=40,
+        input_image_tokens=10,
+        output_image_tokens=4160,
+    )
+    # 40 * $5 + 10 * $8 + 4160 * $30 per million tokens
+    expected = round((40 * 5 + 10 * 8 + 4160 * 30) / 1_000_000 * 1_000_000)
+    assert settle_cost(TABLE, "gpt-image-2", 1, "1024x1024", "high", usage) == expected
+
+
+def test_settle_without_usage_uses_delivered_count() -> None:
+    assert settle_cost(TABLE, "dall-e-2", 2, "256x256", None, None) == 32_000
+
+
+@pytest.mark.parametrize(
+    ("micro", "text"),
+    [(0, "$0"), (16_000, "$0.016"), (40_000, "$0.04"), (5_000, "$0.005"), (1_234_567, "$1.23")],
+)
+def test_format(micro: int, text: str) -> None:
+    assert format_usd(micro) == text
