@@ -9,24 +9,21 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
+from bot.db.engine import Storage
 from bot.generation import Engine
 from bot.imaging import ImageLimits, ImageWorker
 from bot.providers import ImagesClient, build_model_table
 
+if TYPE_CHECKING:
+    from bot.discord.bot import ImageBot
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Storage:
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
 
 
 def image_limits(settings: Settings) -> ImageLimits:
@@ -60,10 +57,43 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
         await engine.dispose()
 
 
-async def run_discord_bot(settings: Settings) -> None:
+@asynccontextmanager
+async def open_bot(
+    settings: Settings, *, sync_commands: bool | None = None, **bot_options: Any
+) -> AsyncIterator[ImageBot]:
+    """The Discord bot with everything it needs; closed (jobs stopped) on exit."""
     from bot.discord.bot import ImageBot, point_discord_at
+    from bot.discord.i18n import Catalog
+    from bot.jobs import JobRunner
 
-    async with open_storage(settings), open_engine(settings):
+    if sync_commands is None:
+        sync_commands = settings.discord.sync_commands
+
+    async with open_storage(settings) as storage, open_engine(settings) as engine:
+        runner = JobRunner(engine, storage.sessions, concurrency=settings.jobs.concurrency)
         point_discord_at(settings.discord)
-        async with ImageBot(settings.discord) as client:
-            await client.start(settings.discord.token)
+        bot = ImageBot(
+            settings,
+            engine=engine,
+            storage=storage,
+            runner=runner,
+            catalog=Catalog.load(),
+            sync_commands=sync_commands,
+            **bot_options,
+        )
+        try:
+            async with bot:
+                yield bot
+        finally:
+            await runner.close()
+
+
+async def run_discord_bot(settings: Settings) -> None:
+    async with open_bot(settings) as bot:
+        await bot.start(settings.discord.token)
+
+
+async def sync_commands(settings: Settings) -> None:
+    """Log in, which syncs the commands in setup_hook, and leave without connecting."""
+    async with open_bot(settings, sync_commands=True) as bot:
+        await bot.login(settings.discord.token)

@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler="bot.commands:run_bot")
 
+    sync = commands.add_parser(
+        "sync",
+        parents=[config],
+        help="sync slash commands with Discord",
+        description="Register the slash commands with Discord (globally, or to dev_guild_id).",
+    )
+    sync.set_defaults(handler="bot.commands:sync")
+
     db = commands.add_parser("db", help="database tasks", description="Database tasks.")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     upgrade = db_commands.add_parser(

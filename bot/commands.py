@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from bot.app import open_engine, run_discord_bot
+from bot.app import open_engine, run_discord_bot, sync_commands
 from bot.cli import EXIT_OK
 from bot.config import API_KEY_ENV, TOKEN_ENV, Settings
 from bot.db import create_engine, upgrade_database
@@ -20,12 +20,12 @@ from bot.providers import ImageResult, Operation
 log = logging.getLogger("bot")
 
 
-def require_secrets(settings: Settings, *, discord_token: bool) -> None:
+def require_secrets(settings: Settings, *, discord_token: bool, api_key: bool = True) -> None:
     """Stop with one line that says which secret is missing and where to put it."""
     missing = []
     if discord_token and not settings.discord.token:
         missing.append(f"a Discord bot token ({TOKEN_ENV} or [discord] token)")
-    if not settings.provider.api_key:
+    if api_key and not settings.provider.api_key:
         missing.append(f"an image API key ({API_KEY_ENV} or [provider] api_key)")
     if missing:
         raise UsageError("missing " + " and ".join(missing) + "; see config.example.toml")
@@ -44,6 +44,13 @@ async def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     require_secrets(settings, discord_token=True)
     await run_discord_bot(settings)
+    return EXIT_OK
+
+
+async def sync(args: argparse.Namespace, settings: Settings) -> int:
+    require_secrets(settings, discord_token=True, api_key=False)
+    await sync_commands(settings)
+    print("application commands synced")
     return EXIT_OK
 
 

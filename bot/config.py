@@ -42,6 +42,10 @@ class DiscordSettings:
     gateway_url: str = ""
     #: Sync commands to this guild only (instant, for development). 0 = sync globally.
     dev_guild_id: int = field(default=0, metadata=_range(0))
+    #: Reacting to a result with this emoji varies its first image (1️⃣-🔟 pick the image).
+    vary_emoji: str = "🔄"
+    #: Sync slash commands at every start. Off: only `python -m bot sync` does it.
+    sync_commands: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,12 @@ class ImagesSettings:
 
 
 @dataclass(frozen=True)
+class JobsSettings:
+    #: Requests to the image API running at the same time.
+    concurrency: int = field(default=4, metadata=_range(1, 64))
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = field(default="sqlite+aiosqlite:///data/bot.db", repr=False)
 
@@ -93,6 +103,7 @@ class Settings:
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     provider: ProviderSettings = field(default_factory=ProviderSettings)
     images: ImagesSettings = field(default_factory=ImagesSettings)
+    jobs: JobsSettings = field(default_factory=JobsSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 

@@ -7,6 +7,7 @@ on a fresh machine. Nothing here is SQLite-only in effect: other backends skip t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """One session per unit of work; objects stay usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The database as the rest of the bot sees it: an engine and a session factory."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]

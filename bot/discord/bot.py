@@ -1,4 +1,4 @@
-"""The discord.py client, connected wherever the config says.
+"""The discord.py client, connected wherever the config says, holding the bot's dependencies.
 
 ``api_base_url`` and ``gateway_url`` are config keys because large deployments put REST proxies
 and self-hosted gateways in front of Discord, and because the tests point them at a fake Discord
@@ -8,12 +8,22 @@ on 127.0.0.1. discord.py reads both from class attributes, so they are set befor
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 import yarl
 from discord.ext import commands
 
-from bot.config import DiscordSettings
+from bot.config import DiscordSettings, Settings
+from bot.db.engine import Storage
+from bot.discord.actions import Actions
+from bot.discord.delivery import Delivery
+from bot.discord.exts import EXTENSIONS
+from bot.discord.i18n import BotTranslator, Catalog
+from bot.discord.tree import BotTree
+from bot.discord.views import DYNAMIC_ITEMS
+from bot.generation import Engine
+from bot.jobs import JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +44,63 @@ def bot_intents() -> discord.Intents:
 
 
 class ImageBot(commands.Bot):
-    def __init__(self, settings: DiscordSettings, **options: object) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        storage: Storage,
+        runner: JobRunner,
+        catalog: Catalog,
+        sync_commands: bool = True,
+        **options: Any,
+    ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=bot_intents(),
             help_command=None,
+            tree_cls=BotTree,
             allowed_mentions=discord.AllowedMentions.none(),
-            **options,  # type: ignore[arg-type]
+            **options,
         )
         self.settings = settings
+        self.engine = engine
+        self.storage = storage
+        self.runner = runner
+        self.catalog = catalog
+        self.sync_commands = sync_commands
+        self.actions = Actions(self)
+        self.delivery = Delivery(self)
+        tree = self.tree
+        assert isinstance(tree, BotTree)
+        tree.catalog = catalog
+
+    async def setup_hook(self) -> None:
+        await self.tree.set_translator(BotTranslator(self.catalog))
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.runner.set_listener(self.delivery)
+        if self.sync_commands:
+            await self.sync_application_commands()
+
+    async def sync_application_commands(self) -> None:
+        """To the development guild only when one is set (instant), else globally."""
+        guild_id = self.settings.discord.dev_guild_id
+        if guild_id:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to guild %d", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d commands globally", len(synced))
 
     async def on_ready(self) -> None:
         user = self.user
         log.info(
-            "connected as %s (id %s) in %d guilds", user, user.id if user else "?", len(self.guilds)
+            "connected as %s (id %s) in %d guilds",
+            user,
+            user.id if user else "?",
+            len(self.guilds),
         )

@@ -20,15 +20,13 @@ import pytest
 from discord import app_commands
 from discord.app_commands import locale_str
 
-import bot.errors
+import bot.errors  # these three imports make every BotError subclass exist
 import bot.imaging
-import bot.providers
+import bot.providers  # noqa: F401
 from bot.discord.i18n import BotTranslator, Catalog
 from bot.errors import BotError, ConfigError
 from bot.imaging.errors import ImageTooLarge, MaskMarksNothing, NotAnImage
 from bot.providers.errors import OperatorProblem, RateLimited
-
-assert bot.errors and bot.imaging and bot.providers  # imported so every error class exists
 
 LOCALES_DIR = files("bot.discord").joinpath("locales")
 RAW: dict[str, dict[str, str]] = {
@@ -133,7 +131,7 @@ def _walk(cls: type[BotError]) -> Iterator[type[BotError]]:
         yield from _walk(sub)
 
 
-ERROR_CLASSES = [BotError, *dict.fromkeys(_walk(BotError))]
+ERROR_CLASSES: list[type[BotError]] = [BotError, *dict.fromkeys(_walk(BotError))]
 
 
 def _fields(template: str) -> set[tuple[str, str]]:
@@ -385,7 +383,9 @@ def test_an_error_with_its_own_sentence_keeps_it() -> None:
 
 # --- the app_commands translator ---------------------------------------------------------------
 
-OTHER = app_commands.TranslationContext(app_commands.TranslationContextLocation.other, None)
+OTHER: app_commands.TranslationContextTypes = app_commands.TranslationContext(
+    app_commands.TranslationContextLocation.other, None
+)
 
 
 async def test_translator_gives_localized_strings_and_none_for_english() -> None:
@@ -411,7 +411,7 @@ async def _vary(interaction: discord.Interaction, message: discord.Message) -> N
 async def test_translated_command_payloads_carry_the_localizations() -> None:
     client = discord.Client(intents=discord.Intents.none())
     tree = app_commands.CommandTree(client)
-    command = app_commands.Command(
+    command: app_commands.Command[Any, ..., None] = app_commands.Command(
         name=locale_str("imagine", key="cmd.imagine.name"),
         description=locale_str("Make images from a prompt", key="cmd.imagine.description"),
         callback=_imagine,
@@ -447,8 +447,10 @@ async def test_translator_drops_a_name_discord_would_reject(
     catalog = Catalog(
         {"en-US": {"cmd.imagine.name": "imagine"}, "ko": {"cmd.imagine.name": "그 림"}}
     )
-    command = app_commands.Command(name="imagine", description="d", callback=_imagine)
-    context = app_commands.TranslationContext(
+    command: app_commands.Command[Any, ..., None] = app_commands.Command(
+        name="imagine", description="d", callback=_imagine
+    )
+    context: app_commands.TranslationContextTypes = app_commands.TranslationContext(
         app_commands.TranslationContextLocation.command_name, command
     )
     name = locale_str("imagine", key="cmd.imagine.name")

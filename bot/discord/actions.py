@@ -1,0 +1,285 @@
+"""What happens when a member asks for images: by command, button, modal, menu or reaction.
+
+Every path ends in :meth:`Actions.submit`, which checks what can be checked at once (answering
+within Discord's 3 seconds with a precise, private message), then defers, reads the uploads and
+hands the order to the job runner. Results are posted later by :mod:`bot.discord.delivery`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.db.models import Job
+from bot.discord.errors import GuildOnly, NotRequester, ResultGone
+from bot.discord.i18n import Catalog
+from bot.discord.tree import report_error
+from bot.discord.uploads import download, first_image, precheck
+from bot.errors import BotError
+from bot.generation import ImageOrder, check_order
+from bot.jobs import JobOrigin, JobRunner, store
+from bot.jobs.store import Sessions
+from bot.providers import Operation
+
+if TYPE_CHECKING:
+    from bot.discord.bot import ImageBot
+
+log = logging.getLogger(__name__)
+
+Upload = tuple[discord.Attachment, str]
+
+
+class Actions:
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.bot.catalog
+
+    @property
+    def sessions(self) -> Sessions:
+        return self.bot.storage.sessions
+
+    @property
+    def runner(self) -> JobRunner:
+        return self.bot.runner
+
+    @property
+    def upload_limit(self) -> int:
+        return self.bot.engine.images.limits.max_bytes
+
+    # --- the one way in ------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        interaction: discord.Interaction[Any],
+        order: ImageOrder,
+        uploads: list[Upload] = (),  # type: ignore[assignment]
+        *,
+        source: tuple[int, int | None] | None = None,
+    ) -> Job:
+        """Check, defer, read uploads, queue. Raises BotError before deferring when it can."""
+        if interaction.guild_id is None:
+            raise GuildOnly()
+        order = dataclasses.replace(order, user_id=str(interaction.user.id))
+        check_order(self.bot.engine.provider, order)
+        for attachment, subject in uploads:
+            precheck(attachment, self.upload_limit, subject)
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        files: dict[str, bytes] = {}
+        for attachment, subject in uploads:
+            files[subject] = await download(
+                self.bot.engine.http,
+                attachment.url,
+                declared=attachment.size,
+                limit=self.upload_limit,
+                subject=subject,
+            )
+        if files:
+            order = dataclasses.replace(
+                order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
+            )
+        job = await self.runner.submit(order, self._origin(interaction, source))
+        await self._status(interaction, "status.working", n=order.n)
+        return job
+
+    def _origin(
+        self, interaction: discord.Interaction[Any], source: tuple[int, int | None] | None
+    ) -> JobOrigin:
+        return JobOrigin(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            locale=interaction.locale.value,
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            interaction_at=interaction.created_at,
+            attachment_size_limit=interaction.filesize_limit,
+            source_job_id=source[0] if source else None,
+            source_index=source[1] if source else None,
+        )
+
+    async def _status(self, interaction: discord.Interaction[Any], key: str, **params: Any) -> None:
+        """Replace the private "thinking…" message, so the public result is a new message."""
+        try:
+            await interaction.edit_original_response(
+                content=self.catalog.text(key, interaction.locale, **params)
+            )
+        except discord.HTTPException as exc:
+            log.warning("could not update the status of interaction %s: %s", interaction.id, exc)
+
+    # --- commands ------------------------------------------------------------------------------
+
+    async def imagine(self, interaction: discord.Interaction[Any], order: ImageOrder) -> None:
+        await self.submit(interaction, order)
+
+    async def edit(
+        self,
+        interaction: discord.Interaction[Any],
+        order: ImageOrder,
+        image: discord.Attachment,
+        mask: discord.Attachment | None,
+    ) -> None:
+        uploads: list[Upload] = [(image, "image")]
+        if mask is not None:
+            uploads.append((mask, "mask"))
+        await self.submit(interaction, order, uploads)
+
+    async def vary(
+        self, interaction: discord.Interaction[Any], order: ImageOrder, image: discord.Attachment
+    ) -> None:
+        await self.submit(interaction, order, [(image, "image")])
+
+    async def vary_message(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        """The "Vary image" context menu: the first image of any message."""
+        attachment = first_image(message)
+        await self.submit(interaction, ImageOrder(Operation.VARY), [(attachment, "image")])
+
+    # --- buttons and modals on results ---------------------------------------------------------
+
+    async def _result_job(self, job_id: int) -> Job:
+        job = await store.get_job(self.sessions, job_id)
+        if job is None or job.result_message_id is None:
+            raise ResultGone()
+        return job
+
+    async def vary_result(
+        self, interaction: discord.Interaction[Any], job_id: int, index: int
+    ) -> None:
+        try:
+            job = await self._result_job(job_id)
+            if interaction.message is None:
+                raise ResultGone()
+            attachment = result_attachment(interaction.message, index)
+            await self.submit(
+                interaction, self.vary_order(job), [(attachment, "image")], source=(job_id, index)
+            )
+        except Exception as exc:
+            await report_error(interaction, exc, self.catalog)
+
+    def vary_order(self, job: Job) -> ImageOrder:
+        """Variations of a result: as many as the result had, with its model when it can."""
+        spec = self.bot.engine.provider.spec_for(job.model)
+        if not spec.supports(Operation.VARY):
+            spec = self.bot.engine.provider.spec_for(None)
+        n = min(job.n_requested, spec.max_n)
+        size = job.size if job.size and spec.allows_size(job.size) else None
+        return ImageOrder(Operation.VARY, n=n, size=size, model=spec.name)
+
+    async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        try:
+            job = await self._result_job(job_id)
+            order = await store.order_of(self.sessions, job)
+            await self.submit(interaction, order, source=(job_id, None))
+        except Exception as exc:
+            await report_error(interaction, exc, self.catalog)
+
+    async def open_remix(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        try:
+            job = await self._result_job(job_id)
+            await interaction.response.send_modal(
+                RemixModal(self, job_id, job.prompt, interaction.locale)
+            )
+        except Exception as exc:
+            await report_error(interaction, exc, self.catalog)
+
+    async def remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None:
+        job = await self._result_job(job_id)
+        order = await store.order_of(self.sessions, job)
+        await self.submit(
+            interaction, dataclasses.replace(order, prompt=prompt), source=(job_id, None)
+        )
+
+    async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        try:
+            job = await self._result_job(job_id)
+            allowed = interaction.user.id == job.user_id or (
+                interaction.permissions.manage_messages
+            )
+            if not allowed:
+                raise NotRequester()
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            if interaction.message is not None:
+                await interaction.message.delete()
+            await store.forget_result(self.sessions, job_id)
+            await interaction.followup.send(
+                self.catalog.text("result.deleted", interaction.locale), ephemeral=True
+            )
+        except Exception as exc:
+            await report_error(interaction, exc, self.catalog)
+
+    # --- reactions ---------------------------------------------------------------------------
+
+    async def vary_from_reaction(
+        self, payload: discord.RawReactionActionEvent, job: Job, index: int
+    ) -> None:
+        """Like the Vary button, without an interaction: answers go to the channel."""
+        member = payload.user_id
+        guild = self.bot.get_guild(payload.guild_id or 0)
+        locale = guild.preferred_locale.value if guild else None
+        try:
+            message = await self.bot.delivery.fetch_message(payload.channel_id, payload.message_id)
+            attachment = result_attachment(message, index)
+            order = dataclasses.replace(self.vary_order(job), user_id=str(member))
+            check_order(self.bot.engine.provider, order)
+            precheck(attachment, self.upload_limit)
+            data = await download(
+                self.bot.engine.http,
+                attachment.url,
+                declared=attachment.size,
+                limit=self.upload_limit,
+            )
+            origin = JobOrigin(
+                user_id=member,
+                guild_id=payload.guild_id,
+                channel_id=payload.channel_id,
+                locale=locale,
+                source_job_id=job.id,
+                source_index=index,
+            )
+            await self.runner.submit(dataclasses.replace(order, image=data), origin)
+        except BotError as error:
+            text = self.catalog.error_text(error, locale)
+            await self.bot.delivery.tell(member, payload.channel_id, text)
+
+
+def result_attachment(message: discord.Message, index: int) -> discord.Attachment:
+    """Image ``index`` (0-based) of a result, found by the name results give their files."""
+    prefix = f"image_{index + 1}."
+    for attachment in message.attachments:
+        if attachment.filename.startswith(prefix):
+            return attachment
+    raise ResultGone()
+
+
+class RemixModal(discord.ui.Modal):
+    """A new prompt for a result's settings; prefilled with the old one."""
+
+    def __init__(self, actions: Actions, job_id: int, prompt: str, locale: discord.Locale) -> None:
+        catalog = actions.catalog
+        super().__init__(title=catalog.text("modal.remix.title", locale), timeout=600)
+        self.actions, self.job_id = actions, job_id
+        self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
+            label=catalog.text("modal.remix.label", locale),
+            style=discord.TextStyle.paragraph,
+            default=prompt[:4000] or None,
+            placeholder=catalog.text("modal.remix.placeholder", locale)[:100],
+            max_length=4000,
+            required=True,
+        )
+        self.add_item(self.prompt)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        await self.actions.remix(interaction, self.job_id, self.prompt.value)
+
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction[Any], error: Exception
+    ) -> None:
+        await report_error(interaction, error, self.actions.catalog)

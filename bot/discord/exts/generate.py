@@ -1,0 +1,288 @@
+"""/imagine, /edit, /vary and the "Vary image" context menu.
+
+The commands are built when the extension loads, from the configured model's capabilities:
+members see only the options and choices that model supports (a ``quality`` option exists only
+for models with qualities, ``count`` tops out at the model's ``max_n``), so most mistakes cannot
+be typed at all. Commands a model cannot serve (dall-e-3 has no edits) are not registered.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, locale_str
+
+from bot.discord.i18n import Catalog
+from bot.generation import ImageOrder
+from bot.providers import ModelSpec, Operation, OptionChoices, option_choices
+
+if TYPE_CHECKING:
+    from bot.discord.bot import ImageBot
+
+Callback = Callable[..., Awaitable[None]]
+
+
+def text(english: str, key: str) -> locale_str:
+    return locale_str(english, key=key)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command option: its Python parameter and how Discord shows it."""
+
+    name: str
+    annotation: Any
+    default: Any
+    description: locale_str
+    rename: locale_str
+    choices: list[Choice[str]] | None = None
+
+
+def _choices(values: tuple[str, ...], kind: str, catalog: Catalog) -> list[Choice[str]]:
+    result = []
+    for value in values[:25]:
+        key = f"choice.{kind}.{value}"
+        label = catalog.text(key) if catalog.template(key) is not None else value
+        result.append(Choice(name=text(label, key), value=value))
+    return result
+
+
+def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
+    options = []
+    if choices.max_n > 1:
+        options.append(
+            Option(
+                "n",
+                app_commands.Range[int, 1, choices.max_n],
+                1,
+                text("How many images to make", "opt.n.description"),
+                text("count", "opt.n.name"),
+            )
+        )
+    if choices.sizes:
+        options.append(
+            Option(
+                "size",
+                str | None,
+                None,
+                text("Image size in pixels", "opt.size.description"),
+                text("size", "opt.size.name"),
+                [Choice(name=s, value=s) for s in choices.sizes[:25]],
+            )
+        )
+    if choices.qualities:
+        options.append(
+            Option(
+                "quality",
+                str | None,
+                None,
+                text("Image quality (higher costs more)", "opt.quality.description"),
+                text("quality", "opt.quality.name"),
+                _choices(choices.qualities, "quality", catalog),
+            )
+        )
+    if choices.styles:
+        options.append(
+            Option(
+                "style",
+                str | None,
+                None,
+                text("Image style", "opt.style.description"),
+                text("style", "opt.style.name"),
+                _choices(choices.styles, "style", catalog),
+            )
+        )
+    return options
+
+
+def make_command(
+    name: locale_str, description: locale_str, callback: Callback, options: list[Option]
+) -> app_commands.Command[Any, ..., None]:
+    """An app command whose parameters are ``options``, calling ``callback(interaction, **kw)``.
+
+    discord.py reads a command's options from its callback's signature, so the signature is
+    built from the model's capabilities instead of being written out once per model.
+    """
+    parameters = [
+        inspect.Parameter(
+            "interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction
+        )
+    ]
+    for option in sorted(options, key=lambda o: o.default is not inspect.Parameter.empty):
+        parameters.append(
+            inspect.Parameter(
+                option.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=option.default,
+                annotation=option.annotation,
+            )
+        )
+
+    async def command(interaction: discord.Interaction[Any], **values: Any) -> None:
+        await callback(interaction, **values)
+
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__name__ = command.__qualname__ = str(name.message)
+    described = app_commands.describe(**{o.name: o.description for o in options})(command)
+    renamed = app_commands.rename(**{o.name: o.rename for o in options})(described)
+    with_choices = {o.name: o.choices for o in options if o.choices}
+    final = app_commands.choices(**with_choices)(renamed) if with_choices else renamed
+    built: app_commands.Command[Any, ..., None] = app_commands.Command(
+        name=name,
+        description=description,
+        callback=final,
+    )
+    return app_commands.guild_only()(built)
+
+
+def _attachment_option(name: str, description: locale_str, required: bool) -> Option:
+    return Option(
+        name,
+        discord.Attachment if required else discord.Attachment | None,
+        inspect.Parameter.empty if required else None,
+        description,
+        text(name, f"opt.{name}.name"),
+    )
+
+
+def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[Any, ..., None]]:
+    catalog, actions = bot.catalog, bot.actions
+    model = spec.name
+    prompt_option = Option(
+        "prompt",
+        app_commands.Range[str, 1, 4000],
+        inspect.Parameter.empty,
+        text("What the image should show", "opt.prompt.description"),
+        text("prompt", "opt.prompt.name"),
+    )
+    commands = []
+    if spec.supports(Operation.GENERATE):
+        choices = option_choices(spec, Operation.GENERATE)
+
+        async def imagine(interaction: discord.Interaction[Any], prompt: str, **kw: Any) -> None:
+            order = ImageOrder(Operation.GENERATE, prompt=prompt, model=model, **kw)
+            await actions.imagine(interaction, order)
+
+        commands.append(
+            make_command(
+                text("imagine", "cmd.imagine.name"),
+                text("Make images from a prompt", "cmd.imagine.description"),
+                imagine,
+                [prompt_option, *common_options(choices, catalog)],
+            )
+        )
+    if spec.supports(Operation.EDIT):
+        choices = option_choices(spec, Operation.EDIT)
+
+        async def edit(
+            interaction: discord.Interaction[Any],
+            image: discord.Attachment,
+            prompt: str,
+            mask: discord.Attachment | None = None,
+            fit: str | None = None,
+            **kw: Any,
+        ) -> None:
+            order = ImageOrder(Operation.EDIT, prompt=prompt, model=model, fit=_fit(fit, bot), **kw)
+            await actions.edit(interaction, order, image, mask)
+
+        commands.append(
+            make_command(
+                text("edit", "cmd.edit.name"),
+                text("Repaint part of an image to match a prompt", "cmd.edit.description"),
+                edit,
+                [
+                    _attachment_option(
+                        "image",
+                        text(
+                            "The image; its transparent area is repainted unless you add a mask",
+                            "opt.edit_image.description",
+                        ),
+                        True,
+                    ),
+                    replace(
+                        prompt_option,
+                        description=text(
+                            "The whole new image, not only the part to repaint",
+                            "opt.edit_prompt.description",
+                        ),
+                    ),
+                    _attachment_option(
+                        "mask",
+                        text(
+                            "Optional: white or transparent marks the area to repaint",
+                            "opt.mask.description",
+                        ),
+                        False,
+                    ),
+                    _fit_option(catalog),
+                    *[o for o in common_options(choices, catalog) if o.name != "style"],
+                ],
+            )
+        )
+    if spec.supports(Operation.VARY):
+        choices = option_choices(spec, Operation.VARY)
+
+        async def vary(
+            interaction: discord.Interaction[Any],
+            image: discord.Attachment,
+            fit: str | None = None,
+            **kw: Any,
+        ) -> None:
+            order = ImageOrder(Operation.VARY, model=model, fit=_fit(fit, bot), **kw)
+            await actions.vary(interaction, order, image)
+
+        commands.append(
+            make_command(
+                text("vary", "cmd.vary.name"),
+                text("Make variations of an image", "cmd.vary.description"),
+                vary,
+                [
+                    _attachment_option(
+                        "image",
+                        text(
+                            "The image (PNG, JPEG, WebP, GIF, BMP or TIFF)", "opt.image.description"
+                        ),
+                        True,
+                    ),
+                    _fit_option(catalog),
+                    *common_options(choices, catalog),
+                ],
+            )
+        )
+    return commands
+
+
+def _fit_option(catalog: Catalog) -> Option:
+    return Option(
+        "fit",
+        str | None,
+        None,
+        text("How a non-square image is made square", "opt.fit.description"),
+        text("fit", "opt.fit.name"),
+        _choices(("crop", "pad"), "fit", catalog),
+    )
+
+
+def _fit(value: str | None, bot: ImageBot) -> Any:
+    return value or bot.settings.images.fit
+
+
+def build_context_menu(bot: ImageBot) -> app_commands.ContextMenu:
+    async def vary_image(interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        await bot.actions.vary_message(interaction, message)
+
+    menu = app_commands.ContextMenu(name=text("Vary image", "ctx.vary.name"), callback=vary_image)
+    return app_commands.guild_only()(menu)
+
+
+async def setup(bot: ImageBot) -> None:
+    spec = bot.engine.provider.spec_for(None)
+    for command in build_commands(bot, spec):
+        bot.tree.add_command(command)
+    if spec.supports(Operation.VARY):
+        bot.tree.add_command(build_context_menu(bot))

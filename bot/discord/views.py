@@ -1,0 +1,148 @@
+"""Buttons on results that keep working after a restart.
+
+Each button is a ``DynamicItem``: its custom_id carries the job id (and image index), and the
+handler reads everything else from the database, so no in-memory view has to survive. The
+handlers live in :mod:`bot.discord.actions`; this module only renders and routes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Protocol
+
+import discord
+
+from bot.discord.i18n import Catalog
+
+if TYPE_CHECKING:
+    from bot.discord.i18n import LocaleLike
+
+PREFIX = "ib"
+BUTTONS_PER_ROW = 5
+
+
+class ResultActions(Protocol):
+    """What the buttons ask for; implemented by bot.discord.actions.Actions."""
+
+    async def vary_result(
+        self, interaction: discord.Interaction[Any], job_id: int, index: int
+    ) -> None: ...
+
+    async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+    async def open_remix(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+    async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+
+def actions_of(interaction: discord.Interaction[Any]) -> ResultActions:
+    actions: ResultActions = interaction.client.actions
+    return actions
+
+
+class VaryButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=re.compile(rf"{PREFIX}:vary:(?P<job>\d+):(?P<index>\d+)"),
+):
+    def __init__(self, job_id: int, index: int, label: str | None = None) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label or f"V{index + 1}",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"{PREFIX}:vary:{job_id}:{index}",
+            )
+        )
+        self.job_id, self.index = job_id, index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> VaryButton:
+        return cls(int(match["job"]), int(match["index"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).vary_result(interaction, self.job_id, self.index)
+
+
+class _JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"(?!)"):
+    """A button that acts on a whole job; subclasses set ``action`` and the template."""
+
+    action = ""
+    style = discord.ButtonStyle.secondary
+
+    def __init__(self, job_id: int, label: str | None = None) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label or self.action,
+                style=self.style,
+                custom_id=f"{PREFIX}:{self.action}:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> _JobButton:
+        return cls(int(match["job"]))
+
+
+class RedoButton(_JobButton, template=re.compile(rf"{PREFIX}:redo:(?P<job>\d+)")):
+    action = "redo"
+    style = discord.ButtonStyle.primary
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).redo(interaction, self.job_id)
+
+
+class RemixButton(_JobButton, template=re.compile(rf"{PREFIX}:remix:(?P<job>\d+)")):
+    action = "remix"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).open_remix(interaction, self.job_id)
+
+
+class DeleteButton(_JobButton, template=re.compile(rf"{PREFIX}:delete:(?P<job>\d+)")):
+    action = "delete"
+    style = discord.ButtonStyle.danger
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).delete_result(interaction, self.job_id)
+
+
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    VaryButton,
+    RedoButton,
+    RemixButton,
+    DeleteButton,
+)
+
+
+def result_view(
+    job_id: int,
+    indexes: list[int],
+    catalog: Catalog,
+    locale: LocaleLike,
+    *,
+    with_actions: bool,
+    vary: bool = True,
+) -> discord.ui.View:
+    """Vary buttons for the images in this message, then Redo, Remix and Delete."""
+    view = discord.ui.View(timeout=None)
+    if vary:
+        for position, index in enumerate(indexes):
+            label = catalog.text("button.vary", locale, index=index + 1)
+            button = VaryButton(job_id, index, label)
+            button.item.row = position // BUTTONS_PER_ROW
+            view.add_item(button)
+    if with_actions:
+        row = (len(indexes) + BUTTONS_PER_ROW - 1) // BUTTONS_PER_ROW if vary else 0
+        for kind, key in (
+            (RedoButton, "button.redo"),
+            (RemixButton, "button.remix"),
+            (DeleteButton, "button.delete"),
+        ):
+            action = kind(job_id, catalog.text(key, locale))
+            action.item.row = row
+            view.add_item(action)
+    return view
