@@ -86,6 +86,33 @@ class ImagesSettings:
 class JobsSettings:
     #: Requests to the image API running at the same time.
     concurrency: int = field(default=4, metadata=_range(1, 64))
+    #: Jobs one member may have waiting at once, and one guild.
+    max_queued_per_member: int = field(default=5, metadata=_range(1, 1000))
+    max_queued_per_guild: int = field(default=50, metadata=_range(1, 100_000))
+    #: Seconds the bot waits for running jobs on shutdown before leaving them for the restart.
+    shutdown_grace_seconds: float = field(default=30.0, metadata=_range(0, 3600))
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    """The operator's rules. Guild admins choose their limits up to the ``max_`` ceilings."""
+
+    images_per_day: int = field(default=100, metadata=_range(0))
+    images_per_month: int = field(default=1000, metadata=_range(0))
+    spend_per_month_usd: float = field(default=10.0, metadata=_range(0))
+    member_images_per_day: int = field(default=20, metadata=_range(0))
+    max_images_per_day: int = field(default=1000, metadata=_range(0))
+    max_images_per_month: int = field(default=10_000, metadata=_range(0))
+    max_spend_per_month_usd: float = field(default=100.0, metadata=_range(0))
+    max_member_images_per_day: int = field(default=200, metadata=_range(0))
+    #: Most images one request may ask for.
+    max_n: int = field(default=4, metadata=_range(1, 10))
+    #: Models and sizes members may use; empty: all the configured model offers.
+    allowed_models: tuple[str, ...] = ()
+    allowed_sizes: tuple[str, ...] = ()
+    #: Generation in direct messages, with its own per-user daily limit.
+    dm_enabled: bool = False
+    dm_images_per_day: int = field(default=5, metadata=_range(0))
 
 
 @dataclass(frozen=True)
@@ -104,6 +131,9 @@ class Settings:
     provider: ProviderSettings = field(default_factory=ProviderSettings)
     images: ImagesSettings = field(default_factory=ImagesSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
+    #: Price overrides, see config.example.toml (raw TOML, validated by bot.quotas.prices).
+    prices: Mapping[str, Any] = field(default_factory=dict)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -134,6 +164,7 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     settings = _build(Settings, raw, "")
     settings = _apply_env(settings, env)
     _check_models(settings)
+    _check_quotas(settings)
     return settings
 
 
@@ -159,6 +190,21 @@ def _check_models(settings: Settings) -> None:
             f"provider.model: unknown model {settings.provider.model!r} "
             f'(known: {known}; add it under [provider.models."{settings.provider.model}"])'
         )
+
+
+def _check_quotas(settings: Settings) -> None:
+    from bot.quotas.prices import price_table
+
+    quotas = settings.quotas
+    for name in (
+        "images_per_day",
+        "images_per_month",
+        "spend_per_month_usd",
+        "member_images_per_day",
+    ):
+        if getattr(quotas, name) > getattr(quotas, f"max_{name}"):
+            raise ConfigError(f"quotas.{name}: the default is above quotas.max_{name}")
+    price_table(settings.prices)
 
 
 def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
@@ -193,6 +239,10 @@ def _coerce(key: str, hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: must be a table")
         return types.MappingProxyType(value)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: must be a list of strings (got {value!r})")
+        return tuple(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: must be true or false (got {value!r})")

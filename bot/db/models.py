@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -76,6 +77,11 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     n_requested: Mapped[int] = mapped_column(Integer, default=1)
     n_delivered: Mapped[int] = mapped_column(Integer, default=0)
+    #: Images counted against quotas: n requested while queued or running (the reservation),
+    #: n delivered once done, 0 when it failed or was cancelled.
+    n_charged: Mapped[int] = mapped_column(Integer, default=0)
+    #: What started it: imagine, edit, vary, context-menu, button, reaction, redo, remix, retry.
+    command: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[JobStatus] = mapped_column(
         Enum(
             JobStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
@@ -94,6 +100,7 @@ class Job(Base):
         Index("ix_jobs_status_queued_at", "status", "queued_at"),
         Index("ix_jobs_guild_queued_at", "guild_id", "queued_at"),
         Index("ix_jobs_result_message_id", "result_message_id"),
+        Index("ix_jobs_guild_user_queued_at", "guild_id", "user_id", "queued_at"),
     )
 
     images: Mapped[list[JobImage]] = relationship(
@@ -128,3 +135,45 @@ class JobImage(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "role", "position", name="uq_job_images_job_role_position"),
     )
+
+
+class GuildSettings(Base):
+    """A server's own limits (None = the operator's default), time zone and channels.
+
+    Reserving images updates ``lock_version`` first: that takes the row's write lock (SQLite's
+    database lock, PostgreSQL's row lock), so concurrent reservations in one guild are checked
+    one after the other and a quota is never overdrawn.
+    """
+
+    __tablename__ = "guild_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    images_per_day: Mapped[int | None] = mapped_column(Integer)
+    images_per_month: Mapped[int | None] = mapped_column(Integer)
+    spend_per_month_micro: Mapped[int | None] = mapped_column(BigInteger)
+    member_images_per_day: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    #: Space-separated channel ids where generation is allowed; None or "" = everywhere.
+    allowed_channels: Mapped[str | None] = mapped_column(Text)
+    lock_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RoleLimit(Base):
+    """A per-member daily limit for members with a role, or an exemption from it."""
+
+    __tablename__ = "role_limits"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    role_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    images_per_day: Mapped[int | None] = mapped_column(Integer)
+    exempt: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MemberReset(Base):
+    """``/quota reset member``: the member's daily count starts again from ``reset_at``."""
+
+    __tablename__ = "member_resets"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    reset_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,5 +1,5 @@
 """Quotas and prices: what a request may cost and what it did cost."""
 
-from bot.quotas.prices import PriceTable, estimate_cost, format_usd, settle_cost
+from bot.quotas.prices import PriceTable, estimate_cost, format_usd, price_table, settle_cost
 
-__all__ = ["PriceTable", "estimate_cost", "format_usd", "settle_cost"]
+__all__ = ["PriceTable", "estimate_cost", "format_usd", "price_table", "settle_cost"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from bot.errors import ConfigError
 from bot.providers import ImageUsage, parse_size
 
 MICRO = 1_000_000
@@ -27,11 +29,11 @@ DEFAULT_IMAGE_PRICES: Mapping[tuple[str, str], tuple[float, float]] = {
     ("gpt-image-1-mini", "medium"): (0.011, 0.015),
     ("gpt-image-1-mini", "high"): (0.036, 0.052),
 }
-#: dall-e-2 is priced by exact size.
-DEFAULT_DALL_E_2_PRICES: Mapping[str, float] = {
-    "256x256": 0.016,
-    "512x512": 0.018,
-    "1024x1024": 0.020,
+#: (model, size) -> USD per image, for models priced by exact size.
+DEFAULT_SIZE_PRICES: Mapping[tuple[str, str], float] = {
+    ("dall-e-2", "256x256"): 0.016,
+    ("dall-e-2", "512x512"): 0.018,
+    ("dall-e-2", "1024x1024"): 0.020,
 }
 #: USD per 1M tokens: text in, image in, image out.
 DEFAULT_TOKEN_PRICES: Mapping[str, tuple[float, float, float]] = {
@@ -49,7 +51,9 @@ class PriceTable:
     image_prices: Mapping[tuple[str, str], tuple[float, float]] = field(
         default_factory=lambda: dict(DEFAULT_IMAGE_PRICES)
     )
-    dall_e_2: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_DALL_E_2_PRICES))
+    size_prices: Mapping[tuple[str, str], float] = field(
+        default_factory=lambda: dict(DEFAULT_SIZE_PRICES)
+    )
     token_prices: Mapping[str, tuple[float, float, float]] = field(
         default_factory=lambda: dict(DEFAULT_TOKEN_PRICES)
     )
@@ -61,8 +65,9 @@ def _is_large(size: str | None) -> bool:
 
 
 def _per_image(table: PriceTable, model: str, size: str | None, quality: str | None) -> float:
-    if model == "dall-e-2":
-        return table.dall_e_2.get(size or "1024x1024", max(table.dall_e_2.values(), default=0.02))
+    by_size = {s: p for (m, s), p in table.size_prices.items() if m == model}
+    if by_size:
+        return by_size.get(size or "", max(by_size.values()))
     priced_as = TOKEN_MODEL_ESTIMATE if model in table.token_prices else model
     qualities = {q: p for (m, q), p in table.image_prices.items() if m == priced_as}
     if not qualities:
@@ -112,3 +117,40 @@ def format_usd(micro: int) -> str:
     if usd >= 1:
         return f"${usd:,.2f}"
     return f"${usd:.4f}".rstrip("0").rstrip(".") if usd < 0.01 else f"${usd:.3f}".rstrip("0")
+
+
+def price_table(raw: Mapping[str, Any]) -> PriceTable:
+    """The defaults with the operator's ``[prices]`` overrides; ConfigError names a bad key.
+
+    Keys are ``"MODEL.QUALITY" = [square, larger]`` (USD per image), ``"MODEL.WxH" = price``
+    (priced by exact size, like dall-e-2) and ``"MODEL.tokens" = [text in, image in, image out]``
+    (USD per million tokens).
+    """
+    image_prices = dict(DEFAULT_IMAGE_PRICES)
+    size_prices = dict(DEFAULT_SIZE_PRICES)
+    token_prices = dict(DEFAULT_TOKEN_PRICES)
+    for key, value in raw.items():
+        where = f"prices.{key}"
+        model, dot, kind = key.rpartition(".")
+        if not dot or not model:
+            raise ConfigError(
+                f"{where}: key must look like MODEL.QUALITY, MODEL.WxH or MODEL.tokens"
+            )
+        if kind == "tokens":
+            token_prices[model] = _numbers(where, value, 3)  # type: ignore[assignment]
+        elif parse_size(kind) is not None:
+            size_prices[(model, kind)] = _numbers(where, [value], 1)[0]
+        else:
+            square, large = _numbers(where, value, 2)
+            image_prices[(model, kind)] = (square, large)
+    return PriceTable(image_prices, size_prices, token_prices)
+
+
+def _numbers(where: str, value: Any, count: int) -> tuple[float, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) != count
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
+        raise ConfigError(f"{where}: must be {count} non-negative number(s)")
+    return tuple(float(v) for v in value)

@@ -1,0 +1,79 @@
+"""The provider's rate limit, kept on our side so bursts never draw 429s.
+
+Two rules, both counted in images (a request for n images costs n):
+
+* spacing (GCRA): images leave at the provider's average rate, with a small burst allowance so
+  a quiet bot still answers the first few requests at once;
+* a sliding window one second longer than the provider's minute, which is what actually
+  guarantees "at most L images in any 60 s" even with network jitter between our clock and the
+  provider's.
+
+The dispatcher asks :meth:`ImageRateLimiter.delay` and sleeps on a timer for exactly that long,
+instead of polling.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+WINDOW_SECONDS = 60.0
+#: Extra seconds on the window: covers the request's travel time and clock differences.
+WINDOW_MARGIN = 1.0
+
+
+class ImageRateLimiter:
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        burst: int | None = None,
+        margin: float = WINDOW_MARGIN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be at least 1")
+        self.per_minute = per_minute
+        self._interval = WINDOW_SECONDS / per_minute
+        self._burst = burst if burst is not None else max(1, per_minute // 10)
+        self._window = WINDOW_SECONDS + margin
+        self._clock = clock
+        self._next_free = 0.0  # GCRA "theoretical arrival time"
+        self._sent: deque[tuple[float, int]] = deque()
+        self._in_window = 0
+
+    def _expire(self, now: float) -> None:
+        while self._sent and self._sent[0][0] <= now - self._window:
+            _, n = self._sent.popleft()
+            self._in_window -= n
+
+    def delay(self, images: int) -> float:
+        """Seconds until ``images`` may be sent; 0 when they may go now."""
+        now = self._clock()
+        self._expire(now)
+        tolerance = (self._burst - 1) * self._interval
+        wait = max(0.0, self._next_free - tolerance - now)
+        images = min(images, self.per_minute)  # a request bigger than the limit waits for all
+        excess = self._in_window + images - self.per_minute
+        if excess > 0:
+            freed = 0
+            for sent_at, n in self._sent:
+                freed += n
+                if freed >= excess:
+                    wait = max(wait, sent_at + self._window - now)
+                    break
+        return wait if wait > 1e-9 else 0.0  # float noise is not a reason to wait
+
+    def acquire(self, images: int) -> None:
+        """Record ``images`` sent now (call when :meth:`delay` said 0)."""
+        now = self._clock()
+        self._expire(now)
+        self._next_free = max(self._next_free, now) + images * self._interval
+        self._sent.append((now, images))
+        self._in_window += images
+
+    @property
+    def images_in_window(self) -> int:
+        self._expire(self._clock())
+        return self._in_window

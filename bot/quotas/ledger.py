@@ -1,0 +1,171 @@
+"""Reservations and usage, read from the jobs table: the ledger every report comes from.
+
+A job row *is* its reservation: while queued or running it counts its requested images and
+estimated cost; when it succeeds they are replaced by what it delivered and really cost; when it
+fails or is cancelled both drop to zero. :func:`reserve` checks every limit and inserts the row
+in one transaction that first takes the guild's lock, so any number of concurrent requests at
+the edge of a quota admit exactly as many images as the quota allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import QuotaSettings
+from bot.db.models import GuildSettings, Job, MemberReset, RoleLimit, utcnow
+from bot.quotas.policy import (
+    ChannelNotAllowed,
+    DirectMessagesOff,
+    GuildBudget,
+    GuildDailyLimit,
+    GuildMonthlyLimit,
+    Limits,
+    MemberDailyLimit,
+    Periods,
+    discord_time,
+    dm_limits,
+    guild_limits,
+    member_limit,
+    periods,
+    usd,
+)
+
+Sessions = async_sessionmaker[AsyncSession]
+#: The lock row for direct messages, which have no guild.
+DM_GUILD = 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    guild_today: int
+    guild_month: int
+    guild_spend_month: int
+    member_today: int
+
+
+async def lock_guild(session: AsyncSession, guild_id: int) -> GuildSettings:
+    """Take the guild's write lock (creating its row on first use) and return the row."""
+    for _ in range(2):
+        result = await session.execute(
+            update(GuildSettings)
+            .where(GuildSettings.guild_id == guild_id)
+            .values(lock_version=GuildSettings.lock_version + 1)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            break
+        try:
+            async with session.begin_nested():
+                await session.execute(
+                    insert(GuildSettings).values(guild_id=guild_id, lock_version=1)
+                )
+            break
+        except IntegrityError:
+            continue  # created by a concurrent request: lock it with the update
+    row = await session.get(GuildSettings, guild_id, populate_existing=True)
+    assert row is not None
+    return row
+
+
+async def usage(
+    session: AsyncSession, guild_id: int | None, user_id: int, period: Periods
+) -> Usage:
+    in_guild = Job.guild_id.is_(None) if guild_id is None else Job.guild_id == guild_id
+    month = await session.execute(
+        select(
+            func.coalesce(func.sum(Job.n_charged), 0),
+            func.coalesce(func.sum(Job.cost_micro_usd), 0),
+        ).where(in_guild, Job.queued_at >= period.month_start)
+    )
+    guild_month, spend = month.one()
+    today = await session.execute(
+        select(func.coalesce(func.sum(Job.n_charged), 0)).where(
+            in_guild, Job.queued_at >= period.day_start
+        )
+    )
+    reset = await session.get(MemberReset, (guild_id or DM_GUILD, user_id))
+    since = Job.queued_at >= period.day_start
+    if reset is not None and _aware(reset.reset_at) >= period.day_start:
+        since = Job.queued_at > _aware(reset.reset_at)  # what was used up to the reset is forgiven
+    member = await session.execute(
+        select(func.coalesce(func.sum(Job.n_charged), 0)).where(
+            in_guild, Job.user_id == user_id, since
+        )
+    )
+    return Usage(int(today.scalar_one()), int(guild_month), int(spend), int(member.scalar_one()))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def limits_for(
+    session: AsyncSession, quotas: QuotaSettings, guild_id: int | None, row: GuildSettings | None
+) -> tuple[Limits, list[RoleLimit]]:
+    if guild_id is None:
+        return dm_limits(quotas), []
+    rules = await session.execute(select(RoleLimit).where(RoleLimit.guild_id == guild_id))
+    return guild_limits(quotas, row), list(rules.scalars())
+
+
+async def reserve(
+    sessions: Sessions,
+    quotas: QuotaSettings,
+    job: Job,
+    role_ids: Iterable[int] = (),
+    now: datetime | None = None,
+) -> Job:
+    """Insert ``job`` (its n and estimated cost are the reservation) if every limit allows it."""
+    now = now or utcnow()
+    assert job.user_id is not None
+    async with sessions() as session, session.begin():
+        if job.guild_id is None and not quotas.dm_enabled:
+            raise DirectMessagesOff()
+        row = await lock_guild(session, job.guild_id or DM_GUILD)
+        limits, rules = await limits_for(session, quotas, job.guild_id, row)
+        if limits.allowed_channels and job.channel_id not in limits.allowed_channels:
+            channels = ", ".join(f"<#{c}>" for c in sorted(limits.allowed_channels))
+            raise ChannelNotAllowed(channels=channels)
+        period = periods(now, limits.timezone)
+        used = await usage(session, job.guild_id, job.user_id, period)
+        n, cost = job.n_requested, job.cost_micro_usd
+        day, month = discord_time(period.next_day), discord_time(period.next_month)
+        if used.guild_today + n > limits.images_per_day:
+            raise GuildDailyLimit(
+                limit=limits.images_per_day,
+                remaining=max(limits.images_per_day - used.guild_today, 0),
+                n=n,
+                resets=day,
+            )
+        if used.guild_month + n > limits.images_per_month:
+            raise GuildMonthlyLimit(
+                limit=limits.images_per_month,
+                remaining=max(limits.images_per_month - used.guild_month, 0),
+                n=n,
+                resets=month,
+            )
+        if used.guild_spend_month + cost > limits.spend_per_month_micro:
+            raise GuildBudget(
+                limit=usd(limits.spend_per_month_micro),
+                remaining=usd(limits.spend_per_month_micro - used.guild_spend_month),
+                cost=usd(cost),
+                resets=month,
+            )
+        personal = member_limit(limits, rules, role_ids)
+        if personal is not None and used.member_today + n > personal:
+            raise MemberDailyLimit(
+                limit=personal,
+                remaining=max(personal - used.member_today, 0),
+                n=n,
+                resets=day,
+            )
+        job.n_charged = n
+        job.queued_at = now
+        session.add(job)
+        await session.flush()
+    return job

@@ -1,0 +1,145 @@
+"""Reservations: a quota is never overdrawn, however many requests arrive at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.config import QuotaSettings
+from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database
+from bot.db.engine import Storage
+from bot.db.models import GuildSettings, MemberReset, RoleLimit
+from bot.quotas.ledger import reserve
+from bot.quotas.policy import (
+    ChannelNotAllowed,
+    DirectMessagesOff,
+    GuildBudget,
+    GuildDailyLimit,
+    MemberDailyLimit,
+    QuotaError,
+)
+
+GUILD = 900_000_000_000_000_001
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    await upgrade_database(engine)
+    yield Storage(engine, create_sessionmaker(engine))
+    await engine.dispose()
+
+
+def job(
+    user: int = 1, n: int = 1, cost: int = 20_000, guild: int | None = GUILD, channel: int = 5
+) -> Job:
+    return Job(
+        guild_id=guild,
+        channel_id=channel,
+        user_id=user,
+        operation="generate",
+        model="dall-e-2",
+        prompt="p",
+        n_requested=n,
+        n_delivered=0,
+        status=JobStatus.QUEUED,
+        cost_micro_usd=cost,
+    )
+
+
+async def charged(storage: Storage) -> int:
+    async with storage.sessions() as session:
+        return int((await session.execute(select(func.sum(Job.n_charged)))).scalar_one() or 0)
+
+
+async def test_200_concurrent_requests_admit_exactly_the_quota(storage: Storage) -> None:
+    quotas = QuotaSettings(
+        images_per_day=37, member_images_per_day=1000, max_member_images_per_day=1000
+    )
+
+    async def attempt(i: int) -> bool:
+        try:
+            await reserve(storage.sessions, quotas, job(user=i % 7 + 1), now=NOW)
+        except GuildDailyLimit:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt(i) for i in range(200)))
+    assert sum(results) == 37
+    assert await charged(storage) == 37
+
+
+async def test_member_limit_roles_and_exemption(storage: Storage) -> None:
+    quotas = QuotaSettings(member_images_per_day=2)
+    async with storage.sessions() as session, session.begin():
+        session.add(RoleLimit(guild_id=GUILD, role_id=10, images_per_day=5, exempt=False))
+        session.add(RoleLimit(guild_id=GUILD, role_id=11, images_per_day=None, exempt=True))
+    await reserve(storage.sessions, quotas, job(user=1, n=2), now=NOW)
+    with pytest.raises(MemberDailyLimit) as info:
+        await reserve(storage.sessions, quotas, job(user=1), now=NOW)
+    assert info.value.params["limit"] == 2 and info.value.params["remaining"] == 0
+    assert "<t:" in str(info.value)  # a Discord timestamp: when the limit resets
+    await reserve(storage.sessions, quotas, job(user=1, n=3), role_ids=[10], now=NOW)
+    await reserve(storage.sessions, quotas, job(user=1, n=4), role_ids=[11], now=NOW)
+
+
+async def test_reset_member_and_next_day(storage: Storage) -> None:
+    quotas = QuotaSettings(member_images_per_day=1)
+    await reserve(storage.sessions, quotas, job(user=3), now=NOW)
+    with pytest.raises(MemberDailyLimit):
+        await reserve(storage.sessions, quotas, job(user=3), now=NOW)
+    async with storage.sessions() as session, session.begin():
+        session.add(MemberReset(guild_id=GUILD, user_id=3, reset_at=NOW))
+    await reserve(storage.sessions, quotas, job(user=3), now=NOW + timedelta(seconds=1))
+    await reserve(storage.sessions, quotas, job(user=3), now=NOW + timedelta(days=1))
+
+
+async def test_guild_time_zone_decides_the_day(storage: Storage) -> None:
+    quotas = QuotaSettings(images_per_day=1, member_images_per_day=10)
+    async with storage.sessions() as session, session.begin():
+        session.add(GuildSettings(guild_id=GUILD, timezone="Asia/Seoul", lock_version=0))
+    late = datetime(2026, 11, 21, 14, 30, tzinfo=UTC)  # 23:30 in Seoul
+    await reserve(storage.sessions, quotas, job(), now=late)
+    with pytest.raises(GuildDailyLimit):
+        await reserve(storage.sessions, quotas, job(), now=late + timedelta(minutes=20))
+    # 00:30 in Seoul the next day: a new day there, still the same day in UTC
+    await reserve(storage.sessions, quotas, job(), now=late + timedelta(hours=1))
+
+
+async def test_failed_jobs_release_their_reservation(storage: Storage) -> None:
+    quotas = QuotaSettings(images_per_day=2)
+    first = await reserve(storage.sessions, quotas, job(n=2), now=NOW)
+    with pytest.raises(GuildDailyLimit):
+        await reserve(storage.sessions, quotas, job(user=2), now=NOW)
+    async with storage.sessions() as session, session.begin():
+        row = await session.get(Job, first.id)
+        assert row is not None
+        row.status, row.n_charged, row.cost_micro_usd = JobStatus.FAILED, 0, 0
+    await reserve(storage.sessions, quotas, job(user=2), now=NOW)
+
+
+async def test_budget_channels_and_dms(storage: Storage) -> None:
+    quotas = QuotaSettings(spend_per_month_usd=0.05)
+    await reserve(storage.sessions, quotas, job(cost=40_000), now=NOW)
+    with pytest.raises(GuildBudget) as info:
+        await reserve(storage.sessions, quotas, job(user=2, cost=20_000), now=NOW)
+    assert "$0.05" in str(info.value)
+    async with storage.sessions() as session, session.begin():
+        row = await session.get(GuildSettings, GUILD)
+        assert row is not None
+        row.allowed_channels = "77 78"
+    with pytest.raises(ChannelNotAllowed) as channel_error:
+        await reserve(storage.sessions, QuotaSettings(), job(channel=5), now=NOW)
+    assert "<#77>" in str(channel_error.value)
+    with pytest.raises(DirectMessagesOff):
+        await reserve(storage.sessions, QuotaSettings(), job(guild=None), now=NOW)
+    dms = QuotaSettings(dm_enabled=True, dm_images_per_day=1)
+    await reserve(storage.sessions, dms, job(guild=None), now=NOW)
+    with pytest.raises(QuotaError):
+        await reserve(storage.sessions, dms, job(guild=None), now=NOW)
