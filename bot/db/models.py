@@ -75,6 +75,8 @@ class Job(Base):
     result_channel_id: Mapped[int | None] = mapped_column(BigInteger)
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)
     error_message: Mapped[str | None] = mapped_column(Text)
+    #: The prompt the model says it really used (dall-e-3 rewrites prompts).
+    revised_prompt: Mapped[str | None] = mapped_column(Text)
     n_requested: Mapped[int] = mapped_column(Integer, default=1)
     n_delivered: Mapped[int] = mapped_column(Integer, default=0)
     #: Images counted against quotas: n requested while queued or running (the reservation),

@@ -153,6 +153,8 @@ async def record_success(
         job.status = JobStatus.SUCCEEDED
         job.finished_at = utcnow()
         job.n_delivered = len(result.images)
+        job.n_charged = len(result.images)
+        job.revised_prompt = result.revised_prompts[0] if result.revised_prompts else None
         job.cost_micro_usd = cost
         job.size = result.size or job.size
         job.quality = result.quality or job.quality
@@ -172,6 +174,7 @@ async def record_failure(sessions: Sessions, job_id: int, error: BotError) -> Jo
         job.status = JobStatus.FAILED
         job.finished_at = utcnow()
         job.cost_micro_usd = 0  # failures are never charged
+        job.n_charged = 0
         job.error_code = error.key
         job.error_message = str(error)[:2000]
         return job
@@ -199,3 +202,69 @@ async def forget_result(sessions: Sessions, job_id: int) -> None:
         job = await session.get(Job, job_id)
         if job is not None:
             job.result_message_id = None
+
+
+def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, command: str) -> Job:
+    """An unsaved queued job; the quota ledger inserts it (see bot.quotas.ledger.reserve)."""
+    return Job(
+        guild_id=origin.guild_id,
+        channel_id=origin.channel_id,
+        user_id=origin.user_id,
+        operation=order.operation.value,
+        command=command,
+        model=model,
+        prompt=order.prompt,
+        size=order.size,
+        quality=order.quality,
+        style=order.style,
+        background=order.background,
+        fit=order.fit,
+        n_requested=order.n,
+        n_delivered=0,
+        n_charged=0,
+        status=JobStatus.QUEUED,
+        cost_micro_usd=estimate,
+        locale=origin.locale,
+        application_id=origin.application_id,
+        interaction_token=origin.interaction_token,
+        interaction_at=origin.interaction_at,
+        attachment_size_limit=origin.attachment_size_limit,
+        source_job_id=origin.source_job_id,
+        source_index=origin.source_index,
+    )
+
+
+def input_images(job_id: int, order: ImageOrder) -> list[JobImage]:
+    images = []
+    if order.image is not None:
+        images.append(_image(job_id, ImageRole.INPUT, 0, order.image))
+    if order.mask is not None:
+        images.append(_image(job_id, ImageRole.MASK, 0, order.mask))
+    return images
+
+
+async def unfinished_jobs(sessions: Sessions) -> list[Job]:
+    """Jobs a restart must deal with: queued, running (interrupted) or made but not posted."""
+    async with sessions() as session:
+        result = await session.execute(
+            select(Job)
+            .where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED]))
+            .order_by(Job.queued_at, Job.id)
+        )
+        return list(result.scalars())
+
+
+async def finish_without_images(
+    sessions: Sessions, job_id: int, status: JobStatus, error_code: str | None = None
+) -> Job | None:
+    """Cancelled or interrupted: nothing was delivered, so nothing is charged."""
+    async with sessions() as session, session.begin():
+        job = await session.get(Job, job_id)
+        if job is None:
+            return None
+        job.status = status
+        job.finished_at = utcnow()
+        job.n_charged = 0
+        job.cost_micro_usd = 0
+        job.error_code = error_code
+        return job

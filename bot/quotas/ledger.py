@@ -9,7 +9,7 @@ the edge of a quota admit exactly as many images as the quota allows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import QuotaSettings
-from bot.db.models import GuildSettings, Job, MemberReset, RoleLimit, utcnow
+from bot.db.models import GuildSettings, Job, JobImage, MemberReset, RoleLimit, utcnow
 from bot.quotas.policy import (
     ChannelNotAllowed,
     DirectMessagesOff,
@@ -119,8 +119,13 @@ async def reserve(
     job: Job,
     role_ids: Iterable[int] = (),
     now: datetime | None = None,
+    attachments: Callable[[int], list[JobImage]] | None = None,
 ) -> Job:
-    """Insert ``job`` (its n and estimated cost are the reservation) if every limit allows it."""
+    """Insert ``job`` (its n and estimated cost are the reservation) if every limit allows it.
+
+    ``attachments(job_id)`` gives rows stored in the same transaction (the job's uploads), so a
+    queued job is never without its inputs.
+    """
     now = now or utcnow()
     assert job.user_id is not None
     async with sessions() as session, session.begin():
@@ -168,4 +173,6 @@ async def reserve(
         job.queued_at = now
         session.add(job)
         await session.flush()
+        for image in attachments(job.id) if attachments else ():
+            session.add(image)
     return job

@@ -20,6 +20,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("n_charged", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("command", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("revised_prompt", sa.Text(), nullable=True))
         batch.create_index("ix_jobs_guild_user_queued_at", ["guild_id", "user_id", "queued_at"])
     with op.batch_alter_table("jobs") as batch:
         batch.alter_column("n_charged", server_default=None)
@@ -56,5 +57,6 @@ def downgrade() -> None:
     op.drop_table("guild_settings")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_index("ix_jobs_guild_user_queued_at")
+        batch.drop_column("revised_prompt")
         batch.drop_column("command")
         batch.drop_column("n_charged")

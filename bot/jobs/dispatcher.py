@@ -1,0 +1,151 @@
+"""Decides which job runs next and when: fair order, a concurrency limit, the rate limit.
+
+It knows nothing of the database or Discord: it is handed queued jobs and a coroutine that runs
+one. It sleeps on an event that a new job, a finished job or the rate limiter's timer sets, so
+it never polls, and it starts a job the moment one may start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.jobs.fairqueue import FairQueue, QueuedJob
+from bot.jobs.ratelimit import ImageRateLimiter
+
+log = logging.getLogger(__name__)
+
+#: Assumed time of one request until real ones have been measured.
+DEFAULT_RUN_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a waiting job stands: how many jobs will start before it, and roughly when it will."""
+
+    position: int
+    eta_seconds: float
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        run: Callable[[QueuedJob], Awaitable[None]],
+        *,
+        concurrency: int,
+        limiter: ImageRateLimiter,
+    ) -> None:
+        self._run = run
+        self._concurrency = concurrency
+        self._limiter = limiter
+        self.queue = FairQueue()
+        self.running: dict[int, QueuedJob] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        #: Set whenever positions may have changed (the Discord layer refreshes status messages).
+        self.changed = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._average_run = DEFAULT_RUN_SECONDS
+        self._paused = False
+
+    # --- what the runner calls -----------------------------------------------------------------
+
+    def push(self, job: QueuedJob) -> None:
+        self.queue.push(job)
+        self._poke()
+
+    def remove(self, job_id: int) -> bool:
+        removed = self.queue.remove(job_id) is not None
+        if removed:
+            self._poke()
+        return removed
+
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._dispatch(), name="dispatcher")
+            self._poke()
+
+    def pause(self) -> None:
+        """Start nothing new (shutdown); running jobs go on."""
+        self._paused = True
+
+    async def wait_running(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Until the running jobs finish; False when ``timeout`` passed first."""
+        tasks = list(self._tasks)
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        return not pending
+
+    async def stop(self) -> None:
+        """Stop dispatching and cancel what still runs (it stays in the database as running)."""
+        self._paused = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def places(self) -> dict[int, Place]:
+        """Position and estimated wait of every queued job (O(queued jobs))."""
+        rate = self._limiter.per_minute / self._limiter.window
+        places: dict[int, Place] = {}
+        images_ahead = sum(job.images for job in self.running.values())
+        for position, job in enumerate(self.queue.order()):
+            by_rate = images_ahead / rate
+            by_slots = (position // self._concurrency + 1) * self._average_run
+            places[job.job_id] = Place(position + 1, max(by_rate, by_slots))
+            images_ahead += job.images
+        return places
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def _poke(self) -> None:
+        self._wake.set()
+        self.changed.set()
+
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while not self._paused and self.queue and len(self.running) < self._concurrency:
+                head = self.queue.peek()
+                assert head is not None
+                wait = self._limiter.delay(head.images)
+                if wait > 0:
+                    if self._timer is not None:
+                        self._timer.cancel()
+                    self._timer = loop.call_later(wait, self._wake.set)
+                    break
+                job = self.queue.pop()
+                assert job is not None
+                self._limiter.acquire(job.images)
+                self.running[job.job_id] = job
+                task = asyncio.create_task(self._execute(job), name=f"job-{job.job_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                self.changed.set()
+
+    async def _execute(self, job: QueuedJob) -> None:
+        started = time.monotonic()
+        try:
+            await self._run(job)
+        except Exception:
+            log.exception("job %d: the runner failed", job.job_id)
+        finally:
+            elapsed = time.monotonic() - started
+            self._average_run = 0.8 * self._average_run + 0.2 * elapsed
+            self.running.pop(job.job_id, None)
+            self._poke()
