@@ -6,16 +6,20 @@ against fakes, and shutdown closes everything in one place (reverse order of ope
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from bot.config import Settings
+from bot.config import TOKEN_ENV, Settings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
 from bot.db.engine import Storage
+from bot.errors import BotError, ConfigError
 from bot.generation import Engine
 from bot.imaging import ImageLimits, ImageWorker
 from bot.providers import ImagesClient, build_model_table
@@ -62,9 +66,15 @@ async def open_bot(
     settings: Settings, *, sync_commands: bool | None = None, **bot_options: Any
 ) -> AsyncIterator[ImageBot]:
     """The Discord bot with everything it needs; closed (jobs stopped) on exit."""
+    import discord
+
     from bot.discord.bot import ImageBot, point_discord_at
     from bot.discord.i18n import Catalog
     from bot.jobs import JobRunner
+
+    # The bot never joins voice: discord.py's start-up warnings about missing voice libraries
+    # (PyNaCl, davey) would only send operators looking for a problem that is not there.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
     if sync_commands is None:
         sync_commands = settings.discord.sync_commands
@@ -88,12 +98,99 @@ async def open_bot(
             await runner.close()
 
 
+#: Signals that mean "stop now, cleanly": ``docker stop``/systemd send SIGTERM, Ctrl-C SIGINT.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 async def run_discord_bot(settings: Settings) -> None:
-    async with open_bot(settings) as bot:
-        await bot.start(settings.discord.token)
+    """Run until Discord ends the session for good or the process is asked to stop.
+
+    A stop signal cancels running jobs, closes the gateway connection and closes the database
+    before returning, so the process exits 0 within moments instead of being killed mid-write.
+    """
+    stop = asyncio.Event()
+    with _stop_on_signals(stop):
+        async with open_bot(settings) as bot:
+            if stop.is_set():
+                return
+            with discord_login_errors(settings):
+                await _run_until_stopped(bot, settings.discord.token, stop)
+
+
+async def _run_until_stopped(bot: ImageBot, token: str, stop: asyncio.Event) -> None:
+    running = asyncio.create_task(bot.start(token), name="discord")
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            await running  # ended by itself: LoginFailure and other errors surface here
+            return
+        log.info("stop requested: cancelling running jobs, then closing the Discord connection")
+        # Jobs first: one cut off mid-delivery by a closed connection would log a traceback;
+        # a cancelled one stays in the database for the next start to pick up.
+        await bot.runner.close()
+        await bot.close()
+        with contextlib.suppress(Exception):  # whatever start() was doing was cut short on purpose
+            await running
+    finally:
+        stopping.cancel()
+        if not running.done():
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for number in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(number, _request_stop, stop, number)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # Windows, or not the main thread: the default handling stays
+        installed.append(number)
+    try:
+        yield
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
+
+
+def _request_stop(stop: asyncio.Event, number: signal.Signals) -> None:
+    if not stop.is_set():
+        log.info("received %s; stopping", number.name)
+    stop.set()
+
+
+@contextlib.contextmanager
+def discord_login_errors(settings: Settings) -> Iterator[None]:
+    """Turn "Discord refused us" into one line an operator can act on (no traceback).
+
+    A wrong token is refused by REST (401, discord.py's LoginFailure) or, should REST accept it,
+    by the gateway (close code 4004): a configuration error (exit 2). An unreachable Discord (or
+    a wrong ``api_base_url``) fails the first request: a run-time failure (exit 1).
+    """
+    import discord
+
+    rejected = ConfigError(
+        f"Discord rejected the bot token ({TOKEN_ENV} or [discord] token); copy the token "
+        "again from the Developer Portal (Bot > Reset Token)"
+    )
+    try:
+        yield
+    except discord.LoginFailure:
+        raise rejected from None
+    except discord.ConnectionClosed as exc:
+        if exc.code == 4004:
+            raise rejected from None
+        raise
+    except aiohttp.ClientConnectionError as exc:
+        raise BotError(f"cannot reach Discord at {settings.discord.api_base_url}: {exc}") from None
 
 
 async def sync_commands(settings: Settings) -> None:
     """Log in, which syncs the commands in setup_hook, and leave without connecting."""
     async with open_bot(settings, sync_commands=True) as bot:
-        await bot.login(settings.discord.token)
+        with discord_login_errors(settings):
+            await bot.login(settings.discord.token)

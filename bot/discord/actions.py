@@ -7,20 +7,29 @@ hands the order to the job runner. Results are posted later by :mod:`bot.discord
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.db.models import Job
-from bot.discord.errors import GuildOnly, NotRequester, ResultGone
+from bot.discord.errors import (
+    BotMissingPermissions,
+    GuildOnly,
+    NoSuchImage,
+    NothingToRemix,
+    NotRequester,
+    ResultGone,
+)
 from bot.discord.i18n import Catalog
-from bot.discord.tree import report_error
-from bot.discord.uploads import download, first_image, precheck
-from bot.errors import BotError
+from bot.discord.tree import as_bot_error, report_error
+from bot.discord.uploads import download, first_image, precheck, probe_uploads
+from bot.discord.views import REMIX_PROMPT, remix_modal_id
 from bot.generation import ImageOrder, check_order
-from bot.jobs import JobOrigin, JobRunner, store
+from bot.jobs import InternalError, JobOrigin, JobRunner, store
 from bot.jobs.store import Sessions
 from bot.providers import Operation
 
@@ -81,6 +90,8 @@ class Actions:
                 subject=subject,
             )
         if files:
+            images = self.bot.engine.images
+            await images.run(probe_uploads, files, images.limits)
             order = dataclasses.replace(
                 order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
             )
@@ -184,18 +195,25 @@ class Actions:
     async def open_remix(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         try:
             job = await self._result_job(job_id)
-            await interaction.response.send_modal(
-                RemixModal(self, job_id, job.prompt, interaction.locale)
-            )
+            if job.operation == Operation.VARY.value:
+                raise NothingToRemix()  # a button from before variations lost theirs
+            modal = RemixModal(self.catalog, job_id, job.prompt, interaction.locale)
+            # Not kept in memory: the submission is routed by its custom_id (views.route_modal),
+            # so it is answered after a restart, or however long the member took to write.
+            modal.stop()
+            await interaction.response.send_modal(modal)
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
 
     async def remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None:
-        job = await self._result_job(job_id)
-        order = await store.order_of(self.sessions, job)
-        await self.submit(
-            interaction, dataclasses.replace(order, prompt=prompt), source=(job_id, None)
-        )
+        try:
+            job = await self._result_job(job_id)
+            order = await store.order_of(self.sessions, job)
+            await self.submit(
+                interaction, dataclasses.replace(order, prompt=prompt), source=(job_id, None)
+            )
+        except Exception as exc:
+            await report_error(interaction, exc, self.catalog)
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         try:
@@ -207,7 +225,9 @@ class Actions:
                 raise NotRequester()
             await interaction.response.defer(ephemeral=True, thinking=True)
             if interaction.message is not None:
-                await interaction.message.delete()
+                # Someone deleted it a moment earlier: deleted all the same.
+                with contextlib.suppress(discord.NotFound):
+                    await interaction.message.delete()
             await store.forget_result(self.sessions, job_id)
             await interaction.followup.send(
                 self.catalog.text("result.deleted", interaction.locale), ephemeral=True
@@ -220,11 +240,16 @@ class Actions:
     async def vary_from_reaction(
         self, payload: discord.RawReactionActionEvent, job: Job, index: int
     ) -> None:
-        """Like the Vary button, without an interaction: answers go to the channel."""
+        """Like the Vary button, without an interaction: answers go to the channel (or DM)."""
         member = payload.user_id
         guild = self.bot.get_guild(payload.guild_id or 0)
         locale = guild.preferred_locale.value if guild else None
         try:
+            if index >= job.n_delivered:
+                raise NoSuchImage(index=index + 1)
+            # No interaction means no follow-up webhook: the result can only go to the channel.
+            # Refuse before anything is made (and paid for) that could not be posted there.
+            check_can_post(guild, payload.channel_id)
             message = await self.bot.delivery.fetch_message(payload.channel_id, payload.message_id)
             attachment = result_attachment(message, index)
             order = dataclasses.replace(self.vary_order(job), user_id=str(member))
@@ -236,6 +261,8 @@ class Actions:
                 declared=attachment.size,
                 limit=self.upload_limit,
             )
+            images = self.bot.engine.images
+            await images.run(probe_uploads, {"image": data}, images.limits)
             origin = JobOrigin(
                 user_id=member,
                 guild_id=payload.guild_id,
@@ -245,9 +272,33 @@ class Actions:
                 source_index=index,
             )
             await self.runner.submit(dataclasses.replace(order, image=data), origin)
-        except BotError as error:
+        except Exception as exc:
+            error = as_bot_error(exc)
+            if error is None:
+                ref = secrets.token_hex(4).upper()
+                log.error("reaction on job %d failed (reference %s)", job.id, ref, exc_info=exc)
+                error = InternalError(ref=ref)
             text = self.catalog.error_text(error, locale)
             await self.bot.delivery.tell(member, payload.channel_id, text)
+
+
+#: What the bot needs in a channel to post a result there without an interaction.
+POST_PERMISSIONS = ("send_messages", "embed_links", "attach_files", "read_message_history")
+
+
+def check_can_post(guild: discord.Guild | None, channel_id: int) -> None:
+    """Raise BotMissingPermissions when the bot may not post a result in the channel."""
+    channel = guild.get_channel_or_thread(channel_id) if guild else None
+    if guild is None or channel is None:
+        return  # not cached: the post itself will tell
+    perms = channel.permissions_for(guild.me)
+    needed = list(POST_PERMISSIONS)
+    if isinstance(channel, discord.Thread):
+        needed[0] = "send_messages_in_threads"
+    missing = [name for name in needed if not getattr(perms, name)]
+    if missing:
+        names = ", ".join(name.replace("_", " ").title() for name in missing)
+        raise BotMissingPermissions(permissions=names)
 
 
 def result_attachment(message: discord.Message, index: int) -> discord.Attachment:
@@ -260,26 +311,24 @@ def result_attachment(message: discord.Message, index: int) -> discord.Attachmen
 
 
 class RemixModal(discord.ui.Modal):
-    """A new prompt for a result's settings; prefilled with the old one."""
+    """A new prompt for a result's settings; prefilled with the old one.
 
-    def __init__(self, actions: Actions, job_id: int, prompt: str, locale: discord.Locale) -> None:
-        catalog = actions.catalog
-        super().__init__(title=catalog.text("modal.remix.title", locale), timeout=600)
-        self.actions, self.job_id = actions, job_id
+    Only rendered here: its custom_id carries the job and the submission is handled by
+    :func:`bot.discord.views.route_modal`, which calls :meth:`Actions.remix`."""
+
+    def __init__(self, catalog: Catalog, job_id: int, prompt: str, locale: discord.Locale) -> None:
+        super().__init__(
+            title=catalog.text("modal.remix.title", locale),
+            custom_id=remix_modal_id(job_id),
+            timeout=None,
+        )
         self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
             label=catalog.text("modal.remix.label", locale),
             style=discord.TextStyle.paragraph,
+            custom_id=REMIX_PROMPT,
             default=prompt[:4000] or None,
             placeholder=catalog.text("modal.remix.placeholder", locale)[:100],
             max_length=4000,
             required=True,
         )
         self.add_item(self.prompt)
-
-    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        await self.actions.remix(interaction, self.job_id, self.prompt.value)
-
-    async def on_error(  # type: ignore[override]
-        self, interaction: discord.Interaction[Any], error: Exception
-    ) -> None:
-        await report_error(interaction, error, self.actions.catalog)

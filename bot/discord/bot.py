@@ -21,7 +21,7 @@ from bot.discord.delivery import Delivery
 from bot.discord.exts import EXTENSIONS
 from bot.discord.i18n import BotTranslator, Catalog
 from bot.discord.tree import BotTree
-from bot.discord.views import DYNAMIC_ITEMS
+from bot.discord.views import DYNAMIC_ITEMS, route_modal
 from bot.generation import Engine
 from bot.jobs import JobRunner
 
@@ -80,6 +80,7 @@ class ImageBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.add_listener(route_modal, "on_interaction")
         self.runner.set_listener(self.delivery)
         if self.sync_commands:
             await self.sync_application_commands()

@@ -90,6 +90,7 @@ class Delivery:
     async def _post_parts(self, job: Job, parts: list[ResultPart]) -> discord.Message | None:
         webhook = self._webhook(job)
         first: discord.Message | None = None
+        explained = False
         for part in parts:
             message = None
             if webhook is not None:
@@ -99,7 +100,8 @@ class Delivery:
             if message is None:
                 message = await self._via_channel(job, part)
             if message is None:
-                message = await self._via_dm(job, part)
+                message = await self._via_dm(job, part, explain=not explained)
+                explained = explained or message is not None
             if message is None:
                 return first
             first = first or message
@@ -144,13 +146,21 @@ class Delivery:
             _rewind(part)
             return None
 
-    async def _via_dm(self, job: Job, part: ResultPart) -> discord.Message | None:
+    async def _via_dm(
+        self, job: Job, part: ResultPart, *, explain: bool = True
+    ) -> discord.Message | None:
+        """The requester's DMs; the first message says why the images came here."""
         if not job.user_id:
             return None
+        content = part.content
+        if explain and job.channel_id:
+            content = self.bot.catalog.text(
+                "result.sent_by_dm", job.locale, channel_id=job.channel_id
+            )
         try:
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
             return await user.send(
-                content=part.content,
+                content=content,
                 embeds=part.embeds,
                 files=part.files,
                 view=part.view,
@@ -200,7 +210,8 @@ class Delivery:
             log.warning("could not tell member %d in channel %s: %s", user_id, channel_id, exc)
         try:
             user = self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
-            await user.send(text)
+            # In a DM "here" needs saying where: the channel the member acted in.
+            await user.send(f"<#{channel_id}> {text}" if channel_id else text)
         except discord.HTTPException as exc:
             log.warning("could not tell member %d by DM: %s", user_id, exc)
 

@@ -18,9 +18,26 @@ class ResultGone(BotError):
     template = "That result no longer exists or is too old to use."
 
 
+class NoSuchImage(BotError):
+    key = "error.no_such_image"
+    template = "That result has no image {index}."
+
+
+class NothingToRemix(BotError):
+    key = "error.nothing_to_remix"
+    template = "A variation has no prompt to remix. Use Vary or Redo instead."
+
+
 class NoImageInMessage(BotError):
     key = "error.no_image_in_message"
     template = "That message has no image to vary."
+
+
+class UploadUnavailable(BotError):
+    """Discord's CDN would not give us a member's upload: a Discord problem, not the provider's."""
+
+    key = "error.upload_unavailable"
+    template = "I couldn't download your upload from Discord. Please upload the file again."
 
 
 class AttachmentNotImage(BotError):

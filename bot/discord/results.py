@@ -80,10 +80,18 @@ def build_result(
             _add_details(embeds[0], job, seconds, revised_prompt, catalog)
         parts.append(
             ResultPart(
-                content=f"<@{job.user_id}>" if job.user_id else "",
+                # The requester is pinged once, by the first message, however many follow.
+                content=f"<@{job.user_id}>" if job.user_id and part_number == 0 else "",
                 embeds=embeds,
                 files=files,
-                view=result_view(job.id, indexes, catalog, locale, with_actions=part_number == 0),
+                view=result_view(
+                    job.id,
+                    indexes,
+                    catalog,
+                    locale,
+                    with_actions=part_number == 0,
+                    remix=job.operation != "vary",
+                ),
                 allowed_mentions=requester_only(job.user_id),
             )
         )
@@ -144,8 +152,10 @@ def _add_details(
 
 
 def _title(job: Job, catalog: Catalog) -> str:
-    if job.operation == "vary" and job.source_index is not None:
-        return catalog.text("result.vary_of", job.locale, index=job.source_index + 1)
+    if job.operation == "vary":
+        if job.source_index is not None:
+            return catalog.text("result.vary_of", job.locale, index=job.source_index + 1)
+        return catalog.text("result.variation", job.locale)
     if job.operation == "edit":
         return catalog.text("result.edit_of", job.locale)
     return trim(catalog.text("result.prompt", job.locale), 256)

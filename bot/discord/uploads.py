@@ -13,9 +13,16 @@ import os
 import aiohttp
 import discord
 
-from bot.discord.errors import AttachmentNotImage, NoImageInMessage
-from bot.imaging import ImageError, ImageTooLarge, SizeCappedBuffer, check_declared_size
-from bot.providers import ProviderUnavailable
+from bot.discord.errors import AttachmentNotImage, NoImageInMessage, UploadUnavailable
+from bot.imaging import (
+    ImageError,
+    ImageLimits,
+    ImageTooLarge,
+    MaskSizeMismatch,
+    SizeCappedBuffer,
+    check_declared_size,
+)
+from bot.imaging.decode import open_image
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +70,7 @@ async def download(
         async with http.get(url, timeout=aiohttp.ClientTimeout(total=60)) as response:
             if response.status != 200:
                 log.warning("download of an upload failed: HTTP %d", response.status)
-                raise ProviderUnavailable(detail=f"attachment download: HTTP {response.status}")
+                raise UploadUnavailable()
             check_declared_size(response.content_length, limit)
             buffer = SizeCappedBuffer(limit)
             async for chunk in response.content.iter_chunked(CHUNK):
@@ -73,4 +80,30 @@ async def download(
         raise exc.about(subject) if subject != "image" else exc from None
     except (TimeoutError, aiohttp.ClientError) as exc:
         log.warning("download of an upload failed: %s", type(exc).__name__)
-        raise ProviderUnavailable(detail=f"attachment download: {type(exc).__name__}") from None
+        raise UploadUnavailable() from None
+
+
+def probe_uploads(files: dict[str, bytes], limits: ImageLimits) -> None:
+    """The header checks of downloaded uploads, the mask's size included; nothing is decoded.
+
+    Synchronous (Pillow): run it in the image worker. It runs before a job is queued, so a
+    file that is not an image, or a mask of the wrong size, is told at once instead of after
+    a wait in the queue. What needs the pixels (an opaque picture without a mask) is found later.
+    """
+    image = files.get("image")
+    opened = open_image(image, limits) if image is not None else None
+    mask = files.get("mask")
+    if mask is None:
+        return
+    try:
+        # Only the size: a mismatch says more than "too small" about a mask of another size.
+        opened_mask = open_image(mask, limits, check_dimensions=False)
+    except ImageError as exc:
+        raise exc.about("mask") from None
+    if opened is not None and opened_mask.size != opened.size:
+        raise MaskSizeMismatch(
+            mask_width=opened_mask.size[0],
+            mask_height=opened_mask.size[1],
+            image_width=opened.size[0],
+            image_height=opened.size[1],
+        )

@@ -34,6 +34,10 @@ class ResultActions(Protocol):
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
+    async def remix(
+        self, interaction: discord.Interaction[Any], job_id: int, prompt: str
+    ) -> None: ...
+
 
 def actions_of(interaction: discord.Interaction[Any]) -> ResultActions:
     actions: ResultActions = interaction.client.actions
@@ -110,6 +114,45 @@ class DeleteButton(_JobButton, template=re.compile(rf"{PREFIX}:delete:(?P<job>\d
         await actions_of(interaction).delete_result(interaction, self.job_id)
 
 
+#: The Remix modal: its custom_id carries the job, its one text input is the new prompt.
+REMIX_MODAL = re.compile(rf"{PREFIX}:remix-modal:(?P<job>\d+)")
+REMIX_PROMPT = "prompt"
+
+
+def remix_modal_id(job_id: int) -> str:
+    return f"{PREFIX}:remix-modal:{job_id}"
+
+
+async def route_modal(interaction: discord.Interaction[Any]) -> None:
+    """The ``on_interaction`` listener for Remix modal submissions.
+
+    Modals are not kept in memory (discord.py forgets them after their timeout and on a restart,
+    leaving the member with "This interaction failed"); the custom_id says everything needed.
+    """
+    if interaction.type is not discord.InteractionType.modal_submit:
+        return
+    data: Any = interaction.data or {}
+    match = REMIX_MODAL.fullmatch(str(data.get("custom_id", "")))
+    if match is None:
+        return
+    prompt = submitted_value(data.get("components") or [], REMIX_PROMPT) or ""
+    await actions_of(interaction).remix(interaction, int(match["job"]), prompt)
+
+
+def submitted_value(components: list[Any], custom_id: str) -> str | None:
+    """The value of the text input ``custom_id`` in a modal submission (rows or labels)."""
+    for component in components:
+        if component.get("custom_id") == custom_id and "value" in component:
+            return str(component["value"])
+        nested = list(component.get("components") or [])
+        if isinstance(component.get("component"), dict):
+            nested.append(component["component"])
+        found = submitted_value(nested, custom_id)
+        if found is not None:
+            return found
+    return None
+
+
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     VaryButton,
     RedoButton,
@@ -126,8 +169,11 @@ def result_view(
     *,
     with_actions: bool,
     vary: bool = True,
+    remix: bool = True,
 ) -> discord.ui.View:
-    """Vary buttons for the images in this message, then Redo, Remix and Delete."""
+    """Vary buttons for the images in this message, then Redo, Remix and Delete.
+
+    ``remix`` is False for variations: they have no prompt to change."""
     view = discord.ui.View(timeout=None)
     if vary:
         for position, index in enumerate(indexes):
@@ -137,11 +183,14 @@ def result_view(
             view.add_item(button)
     if with_actions:
         row = (len(indexes) + BUTTONS_PER_ROW - 1) // BUTTONS_PER_ROW if vary else 0
-        for kind, key in (
+        actions: list[tuple[type[_JobButton], str]] = [
             (RedoButton, "button.redo"),
             (RemixButton, "button.remix"),
             (DeleteButton, "button.delete"),
-        ):
+        ]
+        for kind, key in actions:
+            if kind is RemixButton and not remix:
+                continue
             action = kind(job_id, catalog.text(key, locale))
             action.item.row = row
             view.add_item(action)

@@ -102,3 +102,115 @@ async def harness(
         yield running
     assert fake_discord.spec_violations == []
     assert fake_images_api.spec_violations == []
+
+
+# --- images and requests for the command tests ---------------------------------------------------
+
+
+def png_bytes(
+    width: int = 64,
+    height: int = 64,
+    colour: tuple[int, int, int] = (200, 60, 40),
+    *,
+    hole: tuple[int, int, int, int] | None = None,
+) -> bytes:
+    """An opaque RGBA PNG; ``hole`` (left, top, right, bottom) is made fully transparent."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (width, height), (*colour, 255))
+    if hole is not None:
+        ImageDraw.Draw(image).rectangle(hole, fill=(0, 0, 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def bw_mask_bytes(width: int, height: int, box: tuple[int, int, int, int]) -> bytes:
+    """A black-and-white mask (no alpha): white ``box`` is the area to change."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(image).rectangle(box, fill=255)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes) -> Any:
+    """A loaded PIL image (fails the test if ``data`` is not an image)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def synced(fake: FakeDiscord, name: str, kind: int = 1) -> dict[str, Any]:
+    """The synced payload of the command ``name`` (1 slash, 3 message menu)."""
+    found = [c for c in fake.commands if c["name"] == name and c.get("type", 1) == kind]
+    assert found, f"no synced command {name!r}: {[c['name'] for c in fake.commands]}"
+    return found[0]
+
+
+def api_calls(api: FakeImagesAPI, endpoint: str | None = None) -> list[Any]:
+    """Requests the fake image API received, optionally only to /images/<endpoint>."""
+    return [r for r in api.requests if endpoint is None or r.path.endswith(f"/images/{endpoint}")]
+
+
+# --- helpers for the result follow-up tests (buttons, reactions, delivery, restart) -----------
+
+
+def seen_ids(fake: FakeDiscord) -> set[int]:
+    """The ids of every message stored so far: what a following result must not be."""
+    return set(fake.state.messages)
+
+
+async def new_result(
+    harness: Harness,
+    before: set[int],
+    predicate: Callable[[StoredMessage], bool] | None = None,
+    timeout: float = 10.0,  # noqa: ASYNC109
+) -> StoredMessage:
+    """The next public result posted after ``before`` was taken (see :func:`seen_ids`).
+
+    Then waits until the bot is idle: the message is posted a moment before the bot records it
+    as the job's result, and buttons and reactions find the job by that record."""
+    result = await harness.result(
+        lambda m: m.id not in before and (predicate is None or predicate(m)), timeout=timeout
+    )
+    await harness.idle()
+    return result
+
+
+def job_id_of(message: StoredMessage) -> int:
+    """The job a result belongs to, read from its buttons' custom_ids (``ib:<action>:<job>...``)."""
+    jobs = {int(custom_id.split(":")[2]) for custom_id in message.custom_ids}
+    assert len(jobs) == 1, message.custom_ids
+    return jobs.pop()
+
+
+def colour_of(data: bytes) -> tuple[int, int, int]:
+    """The RGB colour of an image's top-left pixel (the fake image API paints solid colours)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        pixel = image.convert("RGB").getpixel((0, 0))
+    assert isinstance(pixel, tuple)
+    return pixel[0], pixel[1], pixel[2]
+
+
+def field_value(message: StoredMessage, name: str) -> str | None:
+    """The value of the first embed field called ``name`` in any of the message's embeds."""
+    for embed in message.embeds:
+        for item in embed.get("fields") or []:
+            if item["name"] == name:
+                return str(item["value"])
+    return None

@@ -75,7 +75,8 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
                 [Choice(name=s, value=s) for s in choices.sizes[:25]],
             )
         )
-    if choices.qualities:
+    # A single quality or style is no choice: the option would only add noise to the command.
+    if len(choices.qualities) > 1:
         options.append(
             Option(
                 "quality",
@@ -86,7 +87,7 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
                 _choices(choices.qualities, "quality", catalog),
             )
         )
-    if choices.styles:
+    if len(choices.styles) > 1:
         options.append(
             Option(
                 "style",

@@ -1,0 +1,301 @@
+"""The buttons under every result: Vary n, Redo, Remix and Delete, as members use them."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from tests.discord.conftest import (
+    Harness,
+    colour_of,
+    field_value,
+    job_id_of,
+    new_result,
+    seen_ids,
+)
+from tests.fakes.discord import P, StoredMessage
+
+
+def png(side: int, colour: tuple[int, int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (side, side), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mask_png(side: int) -> bytes:
+    """Opaque except a transparent square in the middle: the area to repaint."""
+    image = Image.new("RGBA", (side, side), (0, 0, 0, 255))
+    image.paste((0, 0, 0, 0), (side // 4, side // 4, 3 * side // 4, 3 * side // 4))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def imagine(
+    harness: Harness, prompt: str = "a lighthouse at dusk", n: int = 2, **options: object
+) -> StoredMessage:
+    before = seen_ids(harness.fake)
+    handle = await harness.fake.slash(
+        "imagine", {"prompt": prompt, "count": n, "size": "256x256", **options}
+    )
+    assert (await handle.response()).ephemeral
+    return await new_result(harness, before)
+
+
+def labels(message: StoredMessage) -> dict[str, str]:
+    from tests.fakes.discord.models import walk_components
+
+    return {
+        c["custom_id"]: c["label"] for c in walk_components(message.components) if "custom_id" in c
+    }
+
+
+async def test_every_result_has_vary_buttons_redo_remix_and_delete(harness: Harness) -> None:
+    result = await imagine(harness, n=3)
+    job = job_id_of(result)
+    assert labels(result) == {
+        f"ib:vary:{job}:0": "Vary 1",
+        f"ib:vary:{job}:1": "Vary 2",
+        f"ib:vary:{job}:2": "Vary 3",
+        f"ib:redo:{job}": "Redo",
+        f"ib:remix:{job}": "Remix",
+        f"ib:delete:{job}": "Delete",
+    }
+    assert all(len(custom_id) <= 100 for custom_id in result.custom_ids)
+    for row in result.components:
+        assert row["type"] == 1 and len(row["components"]) <= 5
+
+
+async def test_vary_2_by_another_member_varies_exactly_image_2(harness: Harness) -> None:
+    fake, api = harness.fake, harness.api
+    first = await imagine(harness, n=2)
+    image_1, image_2 = first.files["image_1.png"], first.files["image_2.png"]
+    assert colour_of(image_1) != colour_of(image_2)
+    before = seen_ids(fake)
+
+    click = await fake.click(first, f"ib:vary:{job_id_of(first)}:1", user=fake.admin)
+    response = await click.response()
+    assert response.type == 5 and response.ephemeral  # private "working" status
+
+    result = await new_result(harness, before)
+    assert result.embeds[0]["title"] == "Variation of image 2"
+    assert result.content == fake.admin.mention and result.pinged_ids == [fake.admin.id]
+    assert field_value(result, "Requested by") == fake.admin.mention
+    assert len(result.attachments) == 2
+
+    request = api.requests[-1]
+    assert request.path == "/v1/images/variations"
+    assert request.body["n"] == "2" and request.body["size"] == "256x256"
+    sent = request.file("image")
+    assert sent is not None
+    with Image.open(io.BytesIO(sent.data)) as image:
+        assert image.size == (256, 256)
+    assert colour_of(sent.data) == colour_of(image_2)
+    assert job_id_of(result) != job_id_of(first)
+    # the first result is untouched and its buttons still there
+    assert not first.deleted and len(first.custom_ids) == 5
+
+
+async def test_redo_of_an_imagine_result_makes_new_images_with_the_same_settings(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    first = await imagine(harness, prompt="a red bicycle", n=2)
+    before = seen_ids(fake)
+    click = await fake.click(first, f"ib:redo:{job_id_of(first)}", user=fake.admin)
+    assert (await click.response()).ephemeral
+
+    result = await new_result(harness, before)
+    assert result.embeds[0]["description"] == "a red bicycle"
+    assert result.content == fake.admin.mention and result.pinged_ids == [fake.admin.id]
+    assert len(result.attachments) == 2
+    first_request, redo_request = api.requests
+    assert redo_request.path == "/v1/images/generations"
+    for key in ("prompt", "n", "size", "model"):
+        assert redo_request.body[key] == first_request.body[key]
+
+
+async def test_redo_of_an_edit_result_sends_the_stored_image_and_mask_again(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    image = fake.add_attachment(png(256, (10, 200, 30, 255)), "photo.png")
+    mask = fake.add_attachment(mask_png(256), "mask.png")
+    before = seen_ids(fake)
+    handle = await fake.slash(
+        "edit",
+        {"image": image, "mask": mask, "prompt": "add a hot-air balloon", "size": "256x256"},
+    )
+    assert (await handle.response()).ephemeral
+    first = await new_result(harness, before)
+    assert first.embeds[0]["title"] == "Edit"
+
+    before = seen_ids(fake)
+    click = await fake.click(first, f"ib:redo:{job_id_of(first)}", user=fake.user)
+    assert (await click.response()).ephemeral
+    result = await new_result(harness, before)
+    assert result.embeds[0]["title"] == "Edit"
+    assert result.embeds[0]["description"] == "add a hot-air balloon"
+
+    edit_1, edit_2 = api.requests
+    assert edit_1.path == edit_2.path == "/v1/images/edits"
+    for name in ("image", "mask"):
+        sent_1, sent_2 = edit_1.file(name), edit_2.file(name)
+        assert sent_1 is not None and sent_2 is not None
+        assert sent_2.data == sent_1.data
+    assert edit_2.body["prompt"] == "add a hot-air balloon"
+
+
+async def test_remix_opens_a_prefilled_modal_and_keeps_the_settings(harness: Harness) -> None:
+    fake, api = harness.fake, harness.api
+    first = await imagine(harness, prompt="a castle in the clouds", n=2)
+    click = await fake.click(first, f"ib:remix:{job_id_of(first)}", user=fake.admin)
+    assert (await click.response()).type == 9
+    modal = click.modal
+    assert modal is not None and modal["title"] == "Remix"
+    from tests.fakes.discord.models import walk_components
+
+    (text_input,) = [c for c in walk_components(modal["components"]) if c.get("type") == 4]
+    assert text_input["value"] == "a castle in the clouds"
+
+    before = seen_ids(fake)
+    submitted = await fake.submit_modal(
+        click, {text_input["custom_id"]: "a castle under the sea"}, user=fake.admin
+    )
+    assert (await submitted.response()).ephemeral
+    result = await new_result(harness, before)
+    assert result.embeds[0]["description"] == "a castle under the sea"
+    assert result.content == fake.admin.mention and result.pinged_ids == [fake.admin.id]
+    assert len(result.attachments) == 2
+    remix = api.requests[-1]
+    assert remix.path == "/v1/images/generations"
+    assert remix.body["prompt"] == "a castle under the sea"
+    assert remix.body["n"] == 2 and remix.body["size"] == "256x256"
+
+
+async def test_the_requester_deletes_a_result(harness: Harness) -> None:
+    fake = harness.fake
+    result = await imagine(harness, n=1)
+    click = await fake.click(result, f"ib:delete:{job_id_of(result)}", user=fake.user)
+    answer = await click.wait_message()
+    assert answer.ephemeral and answer.content == "Deleted."
+    assert result.deleted
+
+
+async def test_another_member_may_not_delete_a_result(harness: Harness) -> None:
+    fake = harness.fake
+    result = await imagine(harness, n=1)
+    carol = fake.add_member(fake.guild, "carol")
+    click = await fake.click(result, f"ib:delete:{job_id_of(result)}", user=carol)
+    response = await click.response()
+    assert response.ephemeral
+    answer = await click.wait_message()
+    assert answer.ephemeral and "Manage Messages" in answer.content
+    assert not result.deleted
+    assert fake.messages(sources=("channel", "followup")) == [result]
+
+
+async def test_a_member_with_manage_messages_may_delete_any_result(harness: Harness) -> None:
+    fake = harness.fake
+    result = await imagine(harness, n=1)
+    assert fake.admin.permissions_in(fake.channel) & P.MANAGE_MESSAGES
+    click = await fake.click(result, f"ib:delete:{job_id_of(result)}", user=fake.admin)
+    answer = await click.wait_message()
+    assert answer.ephemeral and answer.content == "Deleted."
+    assert result.deleted
+
+
+async def test_a_remix_submitted_after_the_result_was_deleted_is_answered(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    result = await imagine(harness, n=1)
+    job = job_id_of(result)
+    remix = await fake.click(result, f"ib:remix:{job}", user=fake.user)
+    assert (await remix.response()).type == 9
+    delete = await fake.click(result, f"ib:delete:{job}", user=fake.user)
+    await delete.wait_message()
+    assert result.deleted
+
+    from tests.fakes.discord.models import walk_components
+
+    assert remix.modal is not None
+    (text_input,) = [c for c in walk_components(remix.modal["components"]) if c.get("type") == 4]
+    submitted = await fake.submit_modal(remix, {text_input["custom_id"]: "something else"})
+    answer = await submitted.wait_message()
+    assert answer.ephemeral and "no longer exists" in answer.content
+    assert len(api.requests) == 1  # nothing was made
+
+
+async def test_buttons_work_where_the_bot_may_not_post(harness: Harness) -> None:
+    """Follow-ups need no channel permission: a click still gets its result."""
+    fake = harness.fake
+    first = await imagine(harness, n=1)
+    fake.set_bot_permissions(fake.channel, P.VIEW_CHANNEL | P.READ_MESSAGE_HISTORY)
+    await fake.flush()
+    before = seen_ids(fake)
+    click = await fake.click(first, f"ib:vary:{job_id_of(first)}:0", user=fake.admin)
+    assert (await click.response()).ephemeral
+    result = await new_result(harness, before)
+    assert result.source == "followup" and result.pinged_ids == [fake.admin.id]
+
+
+async def test_a_variation_has_no_remix_button(harness: Harness) -> None:
+    """A variation has no prompt: Remix would silently make another plain variation."""
+    fake = harness.fake
+    first = await imagine(harness, n=1)
+    before = seen_ids(fake)
+    await fake.click(first, f"ib:vary:{job_id_of(first)}:0", user=fake.user)
+    varied = await new_result(harness, before)
+    job = job_id_of(varied)
+    assert varied.custom_ids == [f"ib:vary:{job}:0", f"ib:redo:{job}", f"ib:delete:{job}"]
+
+
+async def test_an_old_remix_button_on_a_variation_is_refused(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Variations posted before Remix was taken off them: the button explains itself."""
+    from bot.discord import results
+
+    original = results.result_view
+    monkeypatch.setattr(
+        results, "result_view", lambda *args, **kw: original(*args, **{**kw, "remix": True})
+    )
+    fake, api = harness.fake, harness.api
+    first = await imagine(harness, n=1)
+    before = seen_ids(fake)
+    await fake.click(first, f"ib:vary:{job_id_of(first)}:0", user=fake.user)
+    varied = await new_result(harness, before)
+    click = await fake.click(varied, f"ib:remix:{job_id_of(varied)}", user=fake.user)
+    answer = await click.wait_message()
+    assert answer.ephemeral and "no prompt" in answer.content
+    assert click.modal is None and len(api.requests) == 2
+
+
+async def test_two_members_deleting_at_once_both_get_a_sensible_answer(harness: Harness) -> None:
+    fake = harness.fake
+    result = await imagine(harness, n=1)
+    custom_id = f"ib:delete:{job_id_of(result)}"
+    first = await fake.click(result, custom_id, user=fake.user)
+    second = await fake.click(result, custom_id, user=fake.admin)  # before the first is done
+    answers = [await first.wait_message(), await second.wait_message()]
+    assert all(answer.ephemeral for answer in answers)
+    gone = "That result no longer exists or is too old to use."
+    assert {answer.content for answer in answers} <= {"Deleted.", gone}
+    assert "Deleted." in {answer.content for answer in answers}
+    assert result.deleted
+
+
+async def test_ten_images_get_ten_vary_buttons_in_rows_of_five(harness: Harness) -> None:
+    result = await imagine(harness, n=10)
+    job = job_id_of(result)
+    assert len(result.attachments) == 10
+    rows = [[c["custom_id"] for c in row["components"]] for row in result.components]
+    assert rows == [
+        [f"ib:vary:{job}:{i}" for i in range(5)],
+        [f"ib:vary:{job}:{i}" for i in range(5, 10)],
+        [f"ib:redo:{job}", f"ib:remix:{job}", f"ib:delete:{job}"],
+    ]
+    assert labels(result)[f"ib:vary:{job}:9"] == "Vary 10"

@@ -1,0 +1,185 @@
+"""Results reach the member by whatever route still works: follow-up, channel, DM.
+
+Discord refuses a follow-up when the interaction token is older than 15 minutes (50027) or for
+other reasons (unknown webhook 10015); the result then goes to the channel as a normal message
+that pings only the requester, and when the bot may not post there, to the requester by DM.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.db.models import JobStatus
+from bot.jobs import store
+from tests.discord.conftest import Harness, job_id_of, new_result, seen_ids
+from tests.fakes.discord import InteractionHandle, P, StoredMessage
+
+PROMPT = "a paper boat on a puddle"
+
+
+async def imagine(harness: Harness, n: int = 1, prompt: str = PROMPT) -> InteractionHandle:
+    handle = await harness.fake.slash("imagine", {"prompt": prompt, "count": n, "size": "256x256"})
+    assert (await handle.response()).ephemeral
+    return handle
+
+
+def is_result_for(prompt: str):  # type: ignore[no-untyped-def]
+    return lambda m: bool(m.embeds) and m.embeds[0].get("description") == prompt
+
+
+async def test_a_normal_result_is_the_interactions_follow_up(harness: Harness) -> None:
+    fake = harness.fake
+    handle = await imagine(harness, n=2)
+    result = await new_result(harness, set())
+    assert result.source == "followup" and result in handle.followups
+    assert not result.ephemeral and result.pinged_ids == [fake.user.id]
+    status = handle.original
+    assert status is not None and status.ephemeral and status is not result
+    job = await store.get_job(harness.bot.storage.sessions, job_id_of(result))
+    assert job is not None and job.status == JobStatus.DELIVERED
+    assert job.result_message_id == result.id and job.result_channel_id == fake.channel.id
+
+
+async def test_an_unknown_webhook_sends_the_result_to_the_channel(harness: Harness) -> None:
+    fake = harness.fake
+    fake.fail_next("POST", r"/webhooks/", 404, 10015, "Unknown Webhook")
+    await imagine(harness, n=2)
+    result = await new_result(harness, set())
+    assert result.source == "channel" and result.channel_id == fake.channel.id
+    assert result.content == fake.user.mention and result.pinged_ids == [fake.user.id]
+    assert result.allowed_mentions is not None
+    assert result.allowed_mentions.get("parse") == []
+    assert len(result.attachments) == 2 and result.embeds[0]["description"] == PROMPT
+    # the channel post is the job's result: its buttons work
+    before = seen_ids(fake)
+    click = await fake.click(result, f"ib:vary:{job_id_of(result)}:1", user=fake.admin)
+    assert (await click.response()).ephemeral
+    varied = await new_result(harness, before)
+    assert varied.embeds[0]["title"] == "Variation of image 2"
+
+
+async def test_an_invalid_webhook_token_sends_the_result_to_the_channel(harness: Harness) -> None:
+    fake = harness.fake
+    fake.fail_next("POST", r"/webhooks/", 401, 50027, "Invalid Webhook Token")
+    await imagine(harness)
+    result = await new_result(harness, set())
+    assert result.source == "channel" and result.pinged_ids == [fake.user.id]
+
+
+async def test_a_job_finishing_after_the_token_expired_goes_to_the_channel(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    api.delay = 0.3
+    handle = await imagine(harness, n=2)
+    await handle.wait_message()  # the private "working" status
+    fake.expire_interaction(handle)
+    result = await new_result(harness, set())
+    assert result.source == "channel" and result.pinged_ids == [fake.user.id]
+    assert result.content == fake.user.mention
+    assert handle.followups == [] or all(m.ephemeral for m in handle.followups)
+
+
+async def test_a_result_goes_by_dm_when_the_channel_is_not_writable(harness: Harness) -> None:
+    fake = harness.fake
+    fake.set_bot_permissions(fake.channel, P.VIEW_CHANNEL | P.READ_MESSAGE_HISTORY)
+    await fake.flush()
+    fake.fail_next("POST", r"/webhooks/", 404, 10015, "Unknown Webhook")
+    await imagine(harness, n=2)
+    dm = fake.dm_channel(fake.user)
+    result = await new_result(harness, set())
+    assert result.channel_id == dm.id and result.guild_id is None
+    assert len(result.attachments) == 2
+    assert fake.channel.mention in result.content  # says why the images came by DM
+    assert [m for m in fake.messages() if m.source == "channel"] == []
+    job = await store.get_job(harness.bot.storage.sessions, job_id_of(result))
+    assert job is not None and job.result_channel_id == dm.id
+    assert job.status == JobStatus.DELIVERED
+
+
+async def test_a_result_nobody_can_receive_is_kept(harness: Harness) -> None:
+    fake = harness.fake
+    closed = fake.add_member(fake.guild, "hermit", accepts_dms=False)
+    fake.set_bot_permissions(fake.channel, P.VIEW_CHANNEL | P.READ_MESSAGE_HISTORY)
+    await fake.flush()
+    fake.fail_next("POST", r"/webhooks/", 404, 10015, "Unknown Webhook")
+    handle = await harness.fake.slash("imagine", {"prompt": PROMPT, "size": "256x256"}, user=closed)
+    await handle.wait_message()  # the job is queued
+    await harness.idle()
+    (job,) = [await store.get_job(harness.bot.storage.sessions, 1)]
+    assert job is not None and job.status == JobStatus.SUCCEEDED  # not delivered, not dropped
+    assert job.result_message_id is None
+    outputs = await store.images_of(harness.bot.storage.sessions, job.id, _output_role())
+    assert len(outputs) == 1  # the paid-for image is still stored
+
+
+def _output_role():  # type: ignore[no-untyped-def]
+    from bot.db.models import ImageRole
+
+    return ImageRole.OUTPUT
+
+
+async def test_a_failure_while_the_token_lives_edits_the_private_status(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    api.safety_next()
+    handle = await imagine(harness)
+    await handle.wait_message(lambda m: "safety" in m.content.lower())
+    await harness.idle()
+    status = handle.original
+    assert status is not None and status.ephemeral
+    assert "safety" in status.content.lower()
+    assert [m for m in fake.messages() if m.source == "channel"] == []
+
+
+async def test_a_failure_after_the_token_expired_is_told_in_the_channel(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    api.delay = 0.3
+    api.safety_next()
+    handle = await imagine(harness)
+    await handle.wait_message()
+    fake.expire_interaction(handle)
+    note = await fake.wait_for_message(lambda m: True, timeout=10)
+    await harness.idle()
+    assert note.source == "channel" and note.channel_id == fake.channel.id
+    assert note.content.startswith(fake.user.mention)
+    assert note.pinged_ids == [fake.user.id] and "safety" in note.content.lower()
+    assert not note.attachments and note.components == []
+
+
+async def test_a_failure_after_expiry_in_a_closed_channel_is_told_by_dm(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    api.delay = 0.3
+    api.safety_next()
+    handle = await imagine(harness)
+    await handle.wait_message()
+    fake.set_bot_permissions(fake.channel, P.VIEW_CHANNEL | P.READ_MESSAGE_HISTORY)
+    fake.expire_interaction(handle)
+    await fake.flush()
+    dm = fake.dm_channel(fake.user)
+    note: StoredMessage = await fake.wait_for_message(lambda m: True, channel=dm, timeout=10)
+    assert "safety" in note.content.lower()
+    assert fake.channel.mention in note.content
+
+
+async def test_a_token_near_its_end_is_not_even_tried(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past 14.5 minutes the follow-up is skipped: the channel post comes without a refusal."""
+    from bot.discord import delivery
+
+    monkeypatch.setattr(delivery, "TOKEN_LIFETIME", timedelta(seconds=-1))
+    fake = harness.fake
+    await imagine(harness)
+    result = await new_result(harness, set())
+    assert result.source == "channel" and result.pinged_ids == [fake.user.id]
+    refused = [r for r in fake.requests if r.path.startswith("/webhooks/") and r.status >= 400]
+    assert refused == []
+    assert not any(r.method == "POST" and r.path.startswith("/webhooks/") for r in fake.requests)
