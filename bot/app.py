@@ -63,7 +63,11 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
 
 @asynccontextmanager
 async def open_bot(
-    settings: Settings, *, sync_commands: bool | None = None, **bot_options: Any
+    settings: Settings,
+    *,
+    sync_commands: bool | None = None,
+    start_jobs: bool = True,
+    **bot_options: Any,
 ) -> AsyncIterator[ImageBot]:
     """The Discord bot with everything it needs; closed (jobs stopped) on exit."""
     import discord
@@ -80,7 +84,7 @@ async def open_bot(
         sync_commands = settings.discord.sync_commands
 
     async with open_storage(settings) as storage, open_engine(settings) as engine:
-        runner = JobRunner(engine, storage.sessions, concurrency=settings.jobs.concurrency)
+        runner = JobRunner(engine, storage.sessions, settings)
         point_discord_at(settings.discord)
         bot = ImageBot(
             settings,
@@ -89,6 +93,7 @@ async def open_bot(
             runner=runner,
             catalog=Catalog.load(),
             sync_commands=sync_commands,
+            start_jobs=start_jobs,
             **bot_options,
         )
         try:
@@ -114,10 +119,12 @@ async def run_discord_bot(settings: Settings) -> None:
             if stop.is_set():
                 return
             with discord_login_errors(settings):
-                await _run_until_stopped(bot, settings.discord.token, stop)
+                await _run_until_stopped(
+                    bot, settings.discord.token, stop, settings.jobs.shutdown_grace_seconds
+                )
 
 
-async def _run_until_stopped(bot: ImageBot, token: str, stop: asyncio.Event) -> None:
+async def _run_until_stopped(bot: ImageBot, token: str, stop: asyncio.Event, grace: float) -> None:
     running = asyncio.create_task(bot.start(token), name="discord")
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
@@ -128,7 +135,7 @@ async def _run_until_stopped(bot: ImageBot, token: str, stop: asyncio.Event) -> 
         log.info("stop requested: cancelling running jobs, then closing the Discord connection")
         # Jobs first: one cut off mid-delivery by a closed connection would log a traceback;
         # a cancelled one stays in the database for the next start to pick up.
-        await bot.runner.close()
+        await bot.runner.close(grace)
         await bot.close()
         with contextlib.suppress(Exception):  # whatever start() was doing was cut short on purpose
             await running
@@ -191,6 +198,6 @@ def discord_login_errors(settings: Settings) -> Iterator[None]:
 
 async def sync_commands(settings: Settings) -> None:
     """Log in, which syncs the commands in setup_hook, and leave without connecting."""
-    async with open_bot(settings, sync_commands=True) as bot:
+    async with open_bot(settings, sync_commands=True, start_jobs=False) as bot:
         with discord_login_errors(settings):
             await bot.login(settings.discord.token)

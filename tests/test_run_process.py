@@ -41,6 +41,8 @@ def write_config(
         f'base_url = "{api.base_url}"\n'
         'model = "dall-e-2"\n'
         "max_retries = 0\n"
+        "[jobs]\n"
+        "shutdown_grace_seconds = 1.0\n"
         "[database]\n"
         f'url = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n',
         encoding="utf-8",

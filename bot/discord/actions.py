@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.db.models import Job
+from bot.db.models import Job, JobStatus
 from bot.discord.errors import (
     BotMissingPermissions,
+    CannotCancel,
     GuildOnly,
     NoSuchImage,
     NothingToRemix,
@@ -69,6 +70,7 @@ class Actions:
         order: ImageOrder,
         uploads: list[Upload] = (),  # type: ignore[assignment]
         *,
+        command: str,
         source: tuple[int, int | None] | None = None,
     ) -> Job:
         """Check, defer, read uploads, queue. Raises BotError before deferring when it can."""
@@ -95,9 +97,13 @@ class Actions:
             order = dataclasses.replace(
                 order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
             )
-        job = await self.runner.submit(order, self._origin(interaction, source))
-        await self._status(interaction, "status.working", n=order.n)
-        return job
+        roles = getattr(interaction.user, "roles", ())
+        return await self.runner.submit(
+            order,
+            self._origin(interaction, source),
+            command=command,
+            role_ids=tuple(role.id for role in roles),
+        )
 
     def _origin(
         self, interaction: discord.Interaction[Any], source: tuple[int, int | None] | None
@@ -115,19 +121,10 @@ class Actions:
             source_index=source[1] if source else None,
         )
 
-    async def _status(self, interaction: discord.Interaction[Any], key: str, **params: Any) -> None:
-        """Replace the private "thinking…" message, so the public result is a new message."""
-        try:
-            await interaction.edit_original_response(
-                content=self.catalog.text(key, interaction.locale, **params)
-            )
-        except discord.HTTPException as exc:
-            log.warning("could not update the status of interaction %s: %s", interaction.id, exc)
-
     # --- commands ------------------------------------------------------------------------------
 
     async def imagine(self, interaction: discord.Interaction[Any], order: ImageOrder) -> None:
-        await self.submit(interaction, order)
+        await self.submit(interaction, order, command="imagine")
 
     async def edit(
         self,
@@ -139,25 +136,36 @@ class Actions:
         uploads: list[Upload] = [(image, "image")]
         if mask is not None:
             uploads.append((mask, "mask"))
-        await self.submit(interaction, order, uploads)
+        await self.submit(interaction, order, uploads, command="edit")
 
     async def vary(
         self, interaction: discord.Interaction[Any], order: ImageOrder, image: discord.Attachment
     ) -> None:
-        await self.submit(interaction, order, [(image, "image")])
+        await self.submit(interaction, order, [(image, "image")], command="vary")
 
     async def vary_message(
         self, interaction: discord.Interaction[Any], message: discord.Message
     ) -> None:
         """The "Vary image" context menu: the first image of any message."""
         attachment = first_image(message)
-        await self.submit(interaction, ImageOrder(Operation.VARY), [(attachment, "image")])
+        await self.submit(
+            interaction, ImageOrder(Operation.VARY), [(attachment, "image")], command="context-menu"
+        )
 
     # --- buttons and modals on results ---------------------------------------------------------
 
     async def _result_job(self, job_id: int) -> Job:
+        """The job behind a result's button; ResultGone once the result was deleted.
+
+        A job that succeeded but whose delivery is not recorded yet counts as a result: its
+        message can be on screen a moment before the database says where it went.
+        """
         job = await store.get_job(self.sessions, job_id)
-        if job is None or job.result_message_id is None:
+        if job is None:
+            raise ResultGone()
+        if job.status is JobStatus.SUCCEEDED:
+            return job
+        if job.status is not JobStatus.DELIVERED or job.result_message_id is None:
             raise ResultGone()
         return job
 
@@ -170,7 +178,11 @@ class Actions:
                 raise ResultGone()
             attachment = result_attachment(interaction.message, index)
             await self.submit(
-                interaction, self.vary_order(job), [(attachment, "image")], source=(job_id, index)
+                interaction,
+                self.vary_order(job),
+                [(attachment, "image")],
+                command="vary-button",
+                source=(job_id, index),
             )
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
@@ -188,7 +200,33 @@ class Actions:
         try:
             job = await self._result_job(job_id)
             order = await store.order_of(self.sessions, job)
-            await self.submit(interaction, order, source=(job_id, None))
+            await self.submit(interaction, order, command="redo", source=(job_id, None))
+        except Exception as exc:
+            await report_error(interaction, exc, self.catalog)
+
+    async def retry(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        """Run an interrupted job again, as a new job of the member who clicked."""
+        try:
+            job = await store.get_job(self.sessions, job_id)
+            if job is None or job.status is not JobStatus.INTERRUPTED:
+                raise ResultGone()
+            order = await store.order_of(self.sessions, job)
+            await self.submit(interaction, order, command="retry", source=(job_id, None))
+        except Exception as exc:
+            await report_error(interaction, exc, self.catalog)
+
+    async def cancel_job(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        """The Cancel button under a waiting request (only its requester sees it)."""
+        try:
+            job = await store.get_job(self.sessions, job_id)
+            if job is None:
+                raise ResultGone()
+            if interaction.user.id != job.user_id:
+                raise NotRequester()
+            if not await self.runner.cancel(job_id):
+                raise CannotCancel()
+            text = self.catalog.text("status.cancelled", interaction.locale)
+            await interaction.response.edit_message(content=text, view=None)
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
 
@@ -210,7 +248,10 @@ class Actions:
             job = await self._result_job(job_id)
             order = await store.order_of(self.sessions, job)
             await self.submit(
-                interaction, dataclasses.replace(order, prompt=prompt), source=(job_id, None)
+                interaction,
+                dataclasses.replace(order, prompt=prompt),
+                command="remix",
+                source=(job_id, None),
             )
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
@@ -271,7 +312,9 @@ class Actions:
                 source_job_id=job.id,
                 source_index=index,
             )
-            await self.runner.submit(dataclasses.replace(order, image=data), origin)
+            await self.runner.submit(
+                dataclasses.replace(order, image=data), origin, command="reaction"
+            )
         except Exception as exc:
             error = as_bot_error(exc)
             if error is None:

@@ -53,6 +53,7 @@ class ImageBot(commands.Bot):
         runner: JobRunner,
         catalog: Catalog,
         sync_commands: bool = True,
+        start_jobs: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -69,6 +70,7 @@ class ImageBot(commands.Bot):
         self.runner = runner
         self.catalog = catalog
         self.sync_commands = sync_commands
+        self.start_jobs = start_jobs
         self.actions = Actions(self)
         self.delivery = Delivery(self)
         tree = self.tree
@@ -84,6 +86,13 @@ class ImageBot(commands.Bot):
         self.runner.set_listener(self.delivery)
         if self.sync_commands:
             await self.sync_application_commands()
+        if self.start_jobs:
+            await self.runner.start()
+            self.delivery.status.start()
+
+    async def close(self) -> None:
+        await self.delivery.status.stop()
+        await super().close()
 
     async def sync_application_commands(self) -> None:
         """To the development guild only when one is set (instant), else globally."""

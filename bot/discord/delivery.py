@@ -10,7 +10,6 @@ it stays in the database until one route succeeds.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -24,19 +23,16 @@ from bot.discord.results import (
     prepare_uploads,
     requester_only,
 )
+from bot.discord.status import ORIGINAL, StatusBoard, interaction_webhook
+from bot.discord.views import RetryButton
 from bot.errors import BotError
-from bot.jobs import store
-from bot.providers import ImageResult
+from bot.jobs import Place, store
+from bot.providers import GeneratedImage
 
 if TYPE_CHECKING:
     from bot.discord.bot import ImageBot
 
 log = logging.getLogger(__name__)
-
-#: Follow-ups are not attempted this close to the token's 15-minute end.
-TOKEN_LIFETIME = timedelta(minutes=14, seconds=30)
-#: The interaction's own response message: Discord takes "@original" where a message id goes.
-ORIGINAL: Any = "@original"
 
 
 class Delivery:
@@ -44,16 +40,19 @@ class Delivery:
 
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
+        self.status = StatusBoard(bot)
 
-    async def job_succeeded(self, job: Job, result: ImageResult, seconds: float) -> None:
+    async def job_queued(self, job: Job, place: Place | None) -> None:
+        await self.status.queued(job, place)
+
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
         limit = job.attachment_size_limit or DEFAULT_UPLOAD_LIMIT
-        uploads = await self.bot.engine.images.run(prepare_uploads, list(result.images), limit)
-        revised = result.revised_prompts[0] if result.revised_prompts else None
+        uploads = await self.bot.engine.images.run(prepare_uploads, images, limit)
         parts = build_result(
             job,
             uploads,
-            seconds=seconds,
-            revised_prompt=revised,
+            seconds=_seconds(job),
+            revised_prompt=job.revised_prompt,
             catalog=self.bot.catalog,
             limit=limit,
         )
@@ -62,33 +61,34 @@ class Delivery:
             log.error("job %d: result could not be delivered by any route; kept", job.id)
             return
         await store.record_delivery(self.bot.storage.sessions, job.id, first.channel.id, first.id)
-        await self._set_status(job, "status.done")
+        await self.status.final(job, self.bot.catalog.text("status.done", job.locale))
         log.info("job %d delivered as message %d", job.id, first.id)
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         text = self.bot.catalog.error_text(error, job.locale)
-        if await self._set_status(job, text=text):
+        if await self.status.final(job, text):
             return
         await self._send_public(job, text)
 
+    async def job_interrupted(self, job: Job) -> None:
+        """The bot stopped while this job ran: nothing charged; offer to run it again."""
+        text = self.bot.catalog.text("status.interrupted", job.locale)
+        view = discord.ui.View(timeout=None)
+        view.add_item(RetryButton(job.id, self.bot.catalog.text("button.retry", job.locale)))
+        webhook = interaction_webhook(self.bot, job)
+        if webhook is not None:
+            try:
+                await webhook.edit_message(ORIGINAL, content=text, view=view)
+                return
+            except discord.HTTPException as exc:
+                log.info("job %d: interruption not shown privately (%s)", job.id, exc.code)
+        if job.user_id:
+            await self.tell(job.user_id, job.channel_id, text, view=view)
+
     # --- routes --------------------------------------------------------------------------------
 
-    def _webhook(self, job: Job) -> discord.Webhook | None:
-        """The job's interaction follow-up webhook while its token is still alive."""
-        if not (job.application_id and job.interaction_token and job.interaction_at):
-            return None
-        created = job.interaction_at
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        if datetime.now(UTC) - created > TOKEN_LIFETIME:
-            return None
-        return discord.Webhook.from_state(
-            data={"id": job.application_id, "type": 3, "token": job.interaction_token},
-            state=self.bot._connection,
-        )
-
     async def _post_parts(self, job: Job, parts: list[ResultPart]) -> discord.Message | None:
-        webhook = self._webhook(job)
+        webhook = interaction_webhook(self.bot, job)
         first: discord.Message | None = None
         explained = False
         for part in parts:
@@ -181,37 +181,33 @@ class Delivery:
                 return None
         return channel if isinstance(channel, discord.abc.Messageable) else None
 
-    async def _set_status(self, job: Job, key: str = "", *, text: str = "") -> bool:
-        """Edit the private status message; False when the interaction can no longer be used."""
-        webhook = self._webhook(job)
-        if webhook is None:
-            return False
-        try:
-            await webhook.edit_message(
-                ORIGINAL, content=text or self.bot.catalog.text(key, job.locale)
-            )
-        except discord.HTTPException as exc:
-            log.info("job %d: status not updated (%s %s)", job.id, exc.status, exc.code)
-            return False
-        return True
-
     async def _send_public(self, job: Job, text: str) -> None:
         if job.user_id:
             await self.tell(job.user_id, job.channel_id, text)
 
-    async def tell(self, user_id: int, channel_id: int | None, text: str) -> None:
+    async def tell(
+        self,
+        user_id: int,
+        channel_id: int | None,
+        text: str,
+        *,
+        view: discord.ui.View | None = None,
+    ) -> None:
         """A short note for a member without an interaction: in the channel, else by DM."""
         channel = await self._channel(channel_id)
+        extra: dict[str, Any] = {"view": view} if view is not None else {}
         try:
             if channel is not None:
-                await channel.send(f"<@{user_id}> {text}", allowed_mentions=requester_only(user_id))
+                await channel.send(
+                    f"<@{user_id}> {text}", allowed_mentions=requester_only(user_id), **extra
+                )
                 return
         except discord.HTTPException as exc:
             log.warning("could not tell member %d in channel %s: %s", user_id, channel_id, exc)
         try:
             user = self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
             # In a DM "here" needs saying where: the channel the member acted in.
-            await user.send(f"<#{channel_id}> {text}" if channel_id else text)
+            await user.send(f"<#{channel_id}> {text}" if channel_id else text, **extra)
         except discord.HTTPException as exc:
             log.warning("could not tell member %d by DM: %s", user_id, exc)
 
@@ -223,6 +219,13 @@ class Delivery:
             return await channel.fetch_message(message_id)
         except discord.NotFound:
             raise ResultGone() from None
+
+
+def _seconds(job: Job) -> float:
+    """How long the provider took, from the job's own timestamps (also after a restart)."""
+    if job.started_at is None or job.finished_at is None:
+        return 0.0
+    return max((job.finished_at - job.started_at).total_seconds(), 0.0)
 
 
 def _rewind(part: ResultPart) -> None:

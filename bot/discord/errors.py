@@ -63,3 +63,8 @@ class GuildOnly(BotError):
 class OnCooldown(BotError):
     key = "error.cooldown"
     template = "Slow down: try again in {seconds:.0f} s."
+
+
+class CannotCancel(BotError):
+    key = "error.cannot_cancel"
+    template = "That request has already started (or finished), so it can no longer be cancelled."

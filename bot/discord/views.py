@@ -34,6 +34,10 @@ class ResultActions(Protocol):
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
+    async def cancel_job(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+    async def retry(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
     async def remix(
         self, interaction: discord.Interaction[Any], job_id: int, prompt: str
     ) -> None: ...
@@ -114,6 +118,25 @@ class DeleteButton(_JobButton, template=re.compile(rf"{PREFIX}:delete:(?P<job>\d
         await actions_of(interaction).delete_result(interaction, self.job_id)
 
 
+class CancelButton(_JobButton, template=re.compile(rf"{PREFIX}:cancel:(?P<job>\d+)")):
+    """On the private status message of a waiting job."""
+
+    action = "cancel"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).cancel_job(interaction, self.job_id)
+
+
+class RetryButton(_JobButton, template=re.compile(rf"{PREFIX}:retry:(?P<job>\d+)")):
+    """On the notice of a job the bot was running when it stopped."""
+
+    action = "retry"
+    style = discord.ButtonStyle.primary
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).retry(interaction, self.job_id)
+
+
 #: The Remix modal: its custom_id carries the job, its one text input is the new prompt.
 REMIX_MODAL = re.compile(rf"{PREFIX}:remix-modal:(?P<job>\d+)")
 REMIX_PROMPT = "prompt"
@@ -158,6 +181,8 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     RedoButton,
     RemixButton,
     DeleteButton,
+    CancelButton,
+    RetryButton,
 )
 
 

@@ -1,6 +1,7 @@
-"""Jobs: durable rows and the runner that turns them into images."""
+"""Jobs: durable rows, the fair dispatcher and the runner that turns them into images."""
 
-from bot.jobs.runner import InternalError, JobListener, JobRunner
+from bot.jobs.dispatcher import Place
+from bot.jobs.runner import InternalError, JobListener, JobRunner, ShuttingDown
 from bot.jobs.store import JobOrigin
 
-__all__ = ["InternalError", "JobListener", "JobOrigin", "JobRunner"]
+__all__ = ["InternalError", "JobListener", "JobOrigin", "JobRunner", "Place", "ShuttingDown"]

@@ -97,6 +97,17 @@ class Dispatcher:
     def alive(self) -> bool:
         return self._loop_task is not None and not self._loop_task.done()
 
+    def starts_now(self, job_id: int) -> bool:
+        """Whether ``job_id`` is next and nothing holds it back (its place is not worth showing)."""
+        head = self.queue.peek()
+        return (
+            head is not None
+            and head.job_id == job_id
+            and not self._paused
+            and len(self.running) < self._concurrency
+            and self._limiter.delay(head.images) == 0
+        )
+
     def places(self) -> dict[int, Place]:
         """Position and estimated wait of every queued job (O(queued jobs))."""
         rate = self._limiter.per_minute / self._limiter.window

@@ -1,25 +1,37 @@
-"""Runs jobs in the background and tells a listener how each one ended.
+"""Durable jobs: admitted against quotas, queued fairly, run, settled, and never lost.
 
-This is the in-process runner the front end talks to; its interface (``submit``, ``close`` and
-the :class:`JobListener` callbacks) is what the fair, durable queue offers too, so the Discord
-layer does not change when the queue replaces it. Jobs are rows from the start: the listener
-reads everything it needs from the database, never from this object.
+A job is a database row from the moment it is admitted (its reservation), and the in-memory
+queue is only an index over those rows, rebuilt at start: queued jobs run after a restart in
+their order; a job that was running when the process died is marked interrupted, charged
+nothing, and its requester is told; images that were made but not posted are posted, not made
+again. The listener (the Discord layer) reads everything it needs from the rows.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Protocol
 
-from bot.db.models import Job
+from bot.config import Settings
+from bot.db.models import ImageRole, Job, JobImage, JobStatus
 from bot.errors import BotError
 from bot.generation import Engine, ImageOrder, make_images
 from bot.jobs import store
+from bot.jobs.dispatcher import Dispatcher, Place
+from bot.jobs.fairqueue import QueuedJob
+from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.store import JobOrigin, Sessions
-from bot.providers import ImageResult
-from bot.quotas import PriceTable, estimate_cost, settle_cost
+from bot.providers import GeneratedImage
+from bot.providers.checks import png_dimensions
+from bot.quotas import estimate_cost, price_table, settle_cost
+from bot.quotas.ledger import reserve
+from bot.quotas.policy import (
+    GuildQueueFull,
+    ModelNotAllowed,
+    QueueFull,
+    SizeNotAllowed,
+    TooManyAtOnce,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,65 +43,125 @@ class InternalError(BotError):
     template = "Something went wrong on our side. Reference: {ref}"
 
 
+class ShuttingDown(BotError):
+    key = "error.restarting"
+    template = "The bot is restarting and takes no new requests right now. Try again in a minute."
+
+
 class JobListener(Protocol):
-    async def job_succeeded(self, job: Job, result: ImageResult, seconds: float) -> None: ...
+    async def job_queued(self, job: Job, place: Place | None) -> None: ...
+
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None: ...
 
     async def job_failed(self, job: Job, error: BotError) -> None: ...
 
+    async def job_interrupted(self, job: Job) -> None: ...
+
 
 class JobRunner:
-    def __init__(
-        self,
-        engine: Engine,
-        sessions: Sessions,
-        *,
-        prices: PriceTable | None = None,
-        concurrency: int = 4,
-    ) -> None:
+    def __init__(self, engine: Engine, sessions: Sessions, settings: Settings) -> None:
         self._engine = engine
         self._sessions = sessions
-        self._prices = prices or PriceTable()
-        self._slots = asyncio.Semaphore(concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._settings = settings
+        self._prices = price_table(settings.prices)
         self._listener: JobListener | None = None
+        self._closing = False
+        self.dispatcher = Dispatcher(
+            self._run,
+            concurrency=settings.jobs.concurrency,
+            limiter=ImageRateLimiter(settings.provider.images_per_minute),
+        )
 
     def set_listener(self, listener: JobListener) -> None:
         self._listener = listener
 
-    async def submit(self, order: ImageOrder, origin: JobOrigin) -> Job:
-        """Record the job and start it; returns the queued row."""
+    # --- admission -----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        order: ImageOrder,
+        origin: JobOrigin,
+        *,
+        command: str,
+        role_ids: tuple[int, ...] = (),
+    ) -> Job:
+        """Admit a job (checks, caps, quota reservation) and queue it; raises BotError."""
+        if self._closing:
+            raise ShuttingDown()
         spec = self._engine.provider.spec_for(order.model)
+        self._check_rules(order, spec.name)
+        guild_key, user_key = _keys(origin)
+        jobs = self._settings.jobs
+        waiting = self.dispatcher.queue.count(guild=guild_key, user=user_key)
+        if waiting >= jobs.max_queued_per_member:
+            raise QueueFull(count=waiting)
+        guild_waiting = self.dispatcher.queue.count(guild=guild_key)
+        if guild_waiting >= jobs.max_queued_per_guild:
+            raise GuildQueueFull(count=guild_waiting)
         estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
-        job = await store.create_job(self._sessions, order, origin, spec.name, estimate)
-        task = asyncio.create_task(self._run(job.id, order), name=f"job-{job.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        job = store.new_job(order, origin, spec.name, estimate, command)
+        await reserve(
+            self._sessions,
+            self._settings.quotas,
+            job,
+            role_ids,
+            attachments=lambda job_id: store.input_images(job_id, order),
+        )
+        self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
+        if self._listener is not None:
+            # Awaited before the job can report anything else, so "queued" never lands last.
+            place = None if self.dispatcher.starts_now(job.id) else self.place(job.id)
+            await self._listener.job_queued(job, place)
         log.info(
-            "job %d queued: %s n=%d model=%s guild=%s",
+            "job %d queued: %s n=%d model=%s guild=%s user=%s",
             job.id,
-            order.operation.value,
+            command,
             order.n,
             spec.name,
             origin.guild_id,
+            origin.user_id,
         )
         return job
 
-    async def _run(self, job_id: int, order: ImageOrder) -> None:
-        async with self._slots:
-            await store.mark_running(self._sessions, job_id)
-            started = time.perf_counter()
-            try:
-                result = await make_images(self._engine, order)
-            except BotError as error:
-                log.info("job %d failed: %s (%s)", job_id, error.key, _detail(error))
-                await self._fail(job_id, error)
-                return
-            except Exception:
-                ref = f"J{job_id}"
-                log.exception("job %d failed unexpectedly (reference %s)", job_id, ref)
-                await self._fail(job_id, InternalError(ref=ref))
-                return
-            seconds = time.perf_counter() - started
+    def _check_rules(self, order: ImageOrder, model: str) -> None:
+        quotas = self._settings.quotas
+        if quotas.allowed_models and model not in quotas.allowed_models:
+            raise ModelNotAllowed(model=model, allowed=", ".join(quotas.allowed_models))
+        if quotas.allowed_sizes and order.size and order.size not in quotas.allowed_sizes:
+            raise SizeNotAllowed(size=order.size, allowed=", ".join(quotas.allowed_sizes))
+        if order.n > quotas.max_n:
+            raise TooManyAtOnce(max_n=quotas.max_n, n=order.n)
+
+    async def cancel(self, job_id: int) -> bool:
+        """Cancel a job that has not started; False when it is running or already done."""
+        if not self.dispatcher.remove(job_id):
+            return False
+        await store.finish_without_images(self._sessions, job_id, JobStatus.CANCELLED)
+        log.info("job %d cancelled", job_id)
+        return True
+
+    def place(self, job_id: int) -> Place | None:
+        return self.dispatcher.places().get(job_id)
+
+    # --- running -------------------------------------------------------------------------------
+
+    async def _run(self, queued: QueuedJob) -> None:
+        job = await store.get_job(self._sessions, queued.job_id)
+        if job is None or job.status is not JobStatus.QUEUED:
+            return
+        order = await store.order_of(self._sessions, job)
+        await store.mark_running(self._sessions, job.id)
+        try:
+            result = await make_images(self._engine, order)
+        except BotError as error:
+            log.info("job %d failed: %s (%s)", job.id, error.key, getattr(error, "detail", error))
+            await self._fail(job.id, error)
+            return
+        except Exception:
+            ref = f"J{job.id}"
+            log.exception("job %d failed unexpectedly (reference %s)", job.id, ref)
+            await self._fail(job.id, InternalError(ref=ref))
+            return
         cost = settle_cost(
             self._prices,
             result.model,
@@ -98,13 +170,10 @@ class JobRunner:
             result.quality,
             result.usage,
         )
-        job = await store.record_success(self._sessions, job_id, result, cost)
-        log.info("job %d succeeded: %d images in %.2f s", job_id, len(result.images), seconds)
-        if job is not None and self._listener is not None:
-            try:
-                await self._listener.job_succeeded(job, result, seconds)
-            except Exception:
-                log.exception("job %d: delivering the result failed", job_id)
+        done = await store.record_success(self._sessions, job.id, result, cost)
+        log.info("job %d succeeded: %d images, cost %d micro-USD", job.id, len(result.images), cost)
+        if done is not None:
+            await self._notify_success(done, list(result.images))
 
     async def _fail(self, job_id: int, error: BotError) -> None:
         job = await store.record_failure(self._sessions, job_id, error)
@@ -114,16 +183,73 @@ class JobRunner:
             except Exception:
                 log.exception("job %d: reporting the failure failed", job_id)
 
+    async def _notify_success(self, job: Job, images: list[GeneratedImage]) -> None:
+        if self._listener is None:
+            return
+        try:
+            await self._listener.job_succeeded(job, images)
+        except Exception:
+            log.exception("job %d: delivering the result failed; it stays stored", job.id)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Pick up where the last process stopped, then start dispatching."""
+        resumed: list[Job] = []
+        for job in await store.unfinished_jobs(self._sessions):
+            if job.status is JobStatus.QUEUED:
+                origin = JobOrigin(user_id=job.user_id or 0, guild_id=job.guild_id)
+                guild_key, user_key = _keys(origin)
+                self.dispatcher.queue.push(QueuedJob(job.id, guild_key, user_key, job.n_requested))
+                resumed.append(job)
+            elif job.status is JobStatus.RUNNING:
+                log.warning("job %d was running when the bot stopped: interrupted", job.id)
+                interrupted = await store.finish_without_images(
+                    self._sessions, job.id, JobStatus.INTERRUPTED, "interrupted"
+                )
+                if interrupted is not None and self._listener is not None:
+                    try:
+                        await self._listener.job_interrupted(interrupted)
+                    except Exception:
+                        log.exception("job %d: reporting the interruption failed", job.id)
+            else:
+                log.info("job %d was made but not posted: posting it now", job.id)
+                outputs = await store.images_of(self._sessions, job.id, ImageRole.OUTPUT)
+                await self._notify_success(job, [_generated(image) for image in outputs])
+        if resumed:
+            log.info("%d queued jobs resume", len(resumed))
+        if self._listener is not None:
+            places = self.dispatcher.places()
+            for job in resumed:
+                try:
+                    await self._listener.job_queued(job, places.get(job.id))
+                except Exception:
+                    log.exception("job %d: showing its place failed", job.id)
+        self.dispatcher.start()
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Take nothing new, let running jobs finish for ``grace`` seconds, keep the queue."""
+        self._closing = True
+        self.dispatcher.pause()
+        if grace > 0 and not await self.dispatcher.wait_running(grace):
+            log.warning("jobs still running after %.0f s; the restart will report them", grace)
+        await self.dispatcher.stop()
+
     async def wait_idle(self) -> None:
-        """Until every submitted job has finished (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Until nothing is queued or running (tests)."""
+        while len(self.dispatcher.queue) or self.dispatcher.running:
+            self.dispatcher.changed.clear()
+            await self.dispatcher.changed.wait()
 
 
-def _detail(error: BotError) -> str:
-    return str(getattr(error, "detail", "") or error)
+def _keys(origin: JobOrigin) -> tuple[object, object]:
+    """Fairness keys: guilds, and direct messages as one pseudo-guild per user."""
+    if origin.guild_id is None:
+        return ("dm", origin.user_id), origin.user_id
+    return origin.guild_id, origin.user_id
+
+
+def _generated(image: JobImage) -> GeneratedImage:
+    """A stored output, verified when it was made; PNG dimensions read from its header."""
+    width, height = png_dimensions(image.data) or (0, 0)
+    return GeneratedImage(image.data, image.mime_type, width, height)

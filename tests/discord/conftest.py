@@ -16,6 +16,7 @@ from bot.config import (
     DatabaseSettings,
     DiscordSettings,
     ProviderSettings,
+    QuotaSettings,
     Settings,
 )
 from bot.discord.bot import ImageBot
@@ -68,7 +69,22 @@ def make_settings(
             **provider,
         ),
         database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
+        quotas=ROOMY_QUOTAS,
     )
+
+
+#: Quotas no test hits unless it means to: tests of the quotas set their own.
+ROOMY_QUOTAS = QuotaSettings(
+    images_per_day=100_000,
+    images_per_month=1_000_000,
+    spend_per_month_usd=100_000.0,
+    member_images_per_day=100_000,
+    max_images_per_day=100_000,
+    max_images_per_month=1_000_000,
+    max_spend_per_month_usd=100_000.0,
+    max_member_images_per_day=100_000,
+    max_n=10,
+)
 
 
 @asynccontextmanager

@@ -163,7 +163,7 @@ def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[
     )
     commands = []
     if spec.supports(Operation.GENERATE):
-        choices = option_choices(spec, Operation.GENERATE)
+        choices = _capped(option_choices(spec, Operation.GENERATE), bot)
 
         async def imagine(interaction: discord.Interaction[Any], prompt: str, **kw: Any) -> None:
             order = ImageOrder(Operation.GENERATE, prompt=prompt, model=model, **kw)
@@ -178,7 +178,7 @@ def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[
             )
         )
     if spec.supports(Operation.EDIT):
-        choices = option_choices(spec, Operation.EDIT)
+        choices = _capped(option_choices(spec, Operation.EDIT), bot)
 
         async def edit(
             interaction: discord.Interaction[Any],
@@ -226,7 +226,7 @@ def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[
             )
         )
     if spec.supports(Operation.VARY):
-        choices = option_choices(spec, Operation.VARY)
+        choices = _capped(option_choices(spec, Operation.VARY), bot)
 
         async def vary(
             interaction: discord.Interaction[Any],
@@ -271,6 +271,15 @@ def _fit_option(catalog: Catalog) -> Option:
 
 def _fit(value: str | None, bot: ImageBot) -> Any:
     return value or bot.settings.images.fit
+
+
+def _capped(choices: OptionChoices, bot: ImageBot) -> OptionChoices:
+    """The operator's rules narrow what the model offers: max n, allowed sizes."""
+    quotas = bot.settings.quotas
+    sizes = choices.sizes
+    if quotas.allowed_sizes:
+        sizes = tuple(s for s in sizes if s in quotas.allowed_sizes) or sizes
+    return replace(choices, max_n=min(choices.max_n, quotas.max_n), sizes=sizes)
 
 
 def build_context_menu(bot: ImageBot) -> app_commands.ContextMenu:
