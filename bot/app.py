@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from sqlalchemy import text
 
 from bot.config import TOKEN_ENV, Settings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
@@ -22,6 +23,8 @@ from bot.db.engine import Storage
 from bot.errors import BotError, ConfigError
 from bot.generation import Engine
 from bot.imaging import ImageLimits, ImageWorker
+from bot.ops.health import HealthServer
+from bot.ops.metrics import Metrics
 from bot.providers import ImagesClient, build_model_table
 
 if TYPE_CHECKING:
@@ -38,7 +41,7 @@ def image_limits(settings: Settings) -> ImageLimits:
 
 
 @asynccontextmanager
-async def open_engine(settings: Settings) -> AsyncIterator[Engine]:
+async def open_engine(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Engine]:
     """The image engine alone: what the one-shot commands need (no Discord, no database)."""
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
@@ -46,7 +49,16 @@ async def open_engine(settings: Settings) -> AsyncIterator[Engine]:
             ImageWorker(settings.images.workers, limits=image_limits(settings))
         )
         models = build_model_table(settings.provider.models)
-        provider = ImagesClient(http, settings.provider, models)
+        observe = None
+        if metrics is not None:
+            latency, errors = metrics.provider_latency, metrics.provider_errors
+
+            def observe(path: str, seconds: float, error: str | None) -> None:
+                latency.labels(operation=path.rsplit("/", 1)[-1]).observe(seconds)
+                if error is not None:
+                    errors.labels(code=error).inc()
+
+        provider = ImagesClient(http, settings.provider, models, observe=observe)
         yield Engine(settings, http, images, provider)
 
 
@@ -67,6 +79,7 @@ async def open_bot(
     *,
     sync_commands: bool | None = None,
     start_jobs: bool = True,
+    metrics: Metrics | None = None,
     **bot_options: Any,
 ) -> AsyncIterator[ImageBot]:
     """The Discord bot with everything it needs; closed (jobs stopped) on exit."""
@@ -83,7 +96,7 @@ async def open_bot(
     if sync_commands is None:
         sync_commands = settings.discord.sync_commands
 
-    async with open_storage(settings) as storage, open_engine(settings) as engine:
+    async with open_storage(settings) as storage, open_engine(settings, metrics) as engine:
         runner = JobRunner(engine, storage.sessions, settings)
         point_discord_at(settings.discord)
         bot = ImageBot(
@@ -94,6 +107,7 @@ async def open_bot(
             catalog=Catalog.load(),
             sync_commands=sync_commands,
             start_jobs=start_jobs,
+            metrics=metrics,
             **bot_options,
         )
         try:
@@ -114,14 +128,56 @@ async def run_discord_bot(settings: Settings) -> None:
     before returning, so the process exits 0 within moments instead of being killed mid-write.
     """
     stop = asyncio.Event()
+    metrics = Metrics()
     with _stop_on_signals(stop):
-        async with open_bot(settings) as bot:
+        async with (
+            open_bot(settings, metrics=metrics) as bot,
+            operator_endpoint(settings, metrics, bot),
+        ):
             if stop.is_set():
                 return
             with discord_login_errors(settings):
                 await _run_until_stopped(
                     bot, settings.discord.token, stop, settings.jobs.shutdown_grace_seconds
                 )
+
+
+@asynccontextmanager
+async def operator_endpoint(
+    settings: Settings, metrics: Metrics, bot: ImageBot
+) -> AsyncIterator[HealthServer | None]:
+    """/healthz and /metrics while the bot runs, when ``[http] enabled``."""
+    if not settings.http.enabled:
+        yield None
+        return
+    storage, dispatcher = bot.storage, bot.runner.dispatcher
+
+    async def database() -> str | None:
+        async with storage.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return None
+
+    async def gateway() -> str | None:
+        return bot.gateway_problem()
+
+    async def jobs() -> str | None:
+        return None if dispatcher.alive else "the job dispatcher is not running"
+
+    def gauges() -> None:
+        metrics.queue_depth.set(len(dispatcher.queue))
+        metrics.running.set(len(dispatcher.running))
+
+    server = HealthServer(
+        settings.http,
+        metrics,
+        {"gateway": gateway, "database": database, "dispatcher": jobs},
+        before_metrics=gauges,
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 async def _run_until_stopped(bot: ImageBot, token: str, stop: asyncio.Event, grace: float) -> None:

@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler="bot.commands:run_bot")
 
+    check = commands.add_parser(
+        "check",
+        parents=[config],
+        help="check the configuration, database, image API key and Discord token",
+        description=(
+            "Check that the configuration is valid, the database reachable and migrated, the "
+            "image API accepts the key and Discord the token; print the invite URL. Exit code 0 "
+            "only when everything passes."
+        ),
+    )
+    check.set_defaults(handler="bot.commands:check")
+
     sync = commands.add_parser(
         "sync",
         parents=[config],
@@ -142,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         settings.logging.level,
         secrets=(settings.discord.token, settings.provider.api_key),
+        json_format=settings.logging.format == "json",
     )
     handler = _resolve(args.handler)
     try:

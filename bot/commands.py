@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from bot.app import open_engine, run_discord_bot, sync_commands
-from bot.cli import EXIT_OK
-from bot.config import API_KEY_ENV, TOKEN_ENV, Settings
+from bot.cli import EXIT_FAILURE, EXIT_OK
+from bot.config import API_KEY_ENV, TOKEN_ENV, Settings, resolve_config_path
 from bot.db import create_engine, upgrade_database
 from bot.errors import UsageError
 from bot.generation import ImageOrder, make_images
@@ -144,3 +145,11 @@ async def vary(args: argparse.Namespace, settings: Settings) -> int:
         user_id="cli",
     )
     return await _one_shot(args, settings, order)
+
+
+async def check(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.ops.checks import run_checks
+
+    path, _ = resolve_config_path(args.config, os.environ)
+    source = str(path) if path.is_file() else "defaults and environment"
+    return EXIT_OK if await run_checks(settings, source) else EXIT_FAILURE

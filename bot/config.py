@@ -25,6 +25,7 @@ CONFIG_ENV = "BOT_CONFIG"
 TOKEN_ENV = "DISCORD_TOKEN"
 API_KEY_ENV = "OPENAI_API_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
+ENV_PREFIX = "BOT_"
 
 FitChoice = Literal["auto", "crop", "pad"]
 
@@ -123,6 +124,17 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class LoggingSettings:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: "plain" lines for people, "json" (one object per line) for log collectors.
+    format: Literal["plain", "json"] = "plain"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The operator's HTTP endpoint: /healthz and /metrics (Prometheus)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = field(default=8080, metadata=_range(1, 65535))
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,7 @@ class Settings:
     prices: Mapping[str, Any] = field(default_factory=dict)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
 
 def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> tuple[Path, bool]:
@@ -161,11 +174,35 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
             raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
     elif explicit:
         raise ConfigError(f"{file}: config file not found")
+    _apply_env_keys(raw, env)
     settings = _build(Settings, raw, "")
     settings = _apply_env(settings, env)
     _check_models(settings)
     _check_quotas(settings)
     return settings
+
+
+def _apply_env_keys(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    """``BOT_<SECTION>_<KEY>`` sets any plain key, e.g. ``BOT_HTTP_PORT=9090``.
+
+    Containers are configured through the environment; values are read as TOML when they parse
+    (numbers, true/false, lists) and as text otherwise, then validated like the file's.
+    """
+    sections = {f.name for f in dataclasses.fields(Settings)}
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in sections or not key:
+            continue
+        try:
+            value: Any = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: must be a table")
+        table[key] = value
 
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:

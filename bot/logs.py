@@ -7,9 +7,11 @@ formatted traceback, as a last line of defence.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 REDACTED = "[redacted]"
 
@@ -38,12 +40,52 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+#: Context a log call may pass with ``extra=``; shown as fields in JSON and as key=value in text.
+CONTEXT_FIELDS = ("job_id", "guild_id", "user_id")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors (Loki, CloudWatch, journald + jq)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        context = " ".join(
+            f"{name}={getattr(record, name)}"
+            for name in CONTEXT_FIELDS
+            if getattr(record, name, None) is not None
+        )
+        if not context:
+            return text
+        first, newline, rest = text.partition("\n")
+        return f"{first} [{context}]{newline}{rest}"
+
+
+def configure_logging(level: str, secrets: Iterable[str] = (), json_format: bool = False) -> None:
     """Log to stderr, one line per event, with secrets redacted from every handler's output."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -51,3 +93,5 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("discord.http").setLevel(max(logging.INFO, root.level))
+    # Alembic announces every plugin it loads at INFO on each start: noise for operators.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

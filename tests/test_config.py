@@ -124,3 +124,33 @@ def test_provider_settings_models_are_read_only(tmp_path: Path) -> None:
     assert isinstance(settings.provider, ProviderSettings)
     with pytest.raises(TypeError):
         settings.provider.models["x"] = {}  # type: ignore[index]
+
+
+def test_any_key_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        "BOT_HTTP_ENABLED": "true",
+        "BOT_HTTP_PORT": "9090",
+        "BOT_HTTP_HOST": "0.0.0.0",
+        "BOT_PROVIDER_MODEL": "dall-e-2",
+        "BOT_QUOTAS_ALLOWED_SIZES": '["256x256", "512x512"]',
+        "BOT_CONFIG_UNRELATED": "ignored",
+    }
+    settings = load_settings(write(tmp_path, "[http]\nport = 1234\n"), env=env)
+    assert settings.http.enabled and settings.http.port == 9090 and settings.http.host == "0.0.0.0"
+    assert settings.provider.model == "dall-e-2"
+    assert settings.quotas.allowed_sizes == ("256x256", "512x512")
+    with pytest.raises(ConfigError, match="http.port: must be at least 1 and at most 65535"):
+        load_settings(None, env={"BOT_HTTP_PORT": "99999"})
+    with pytest.raises(ConfigError, match="http.prot: unknown key"):
+        load_settings(None, env={"BOT_HTTP_PROT": "1"})
+
+
+def test_quota_defaults_above_ceilings_and_bad_prices_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="quotas.images_per_day: the default is above"):
+        load_settings(
+            write(tmp_path, "[quotas]\nimages_per_day = 5\nmax_images_per_day = 4\n"), env={}
+        )
+    with pytest.raises(ConfigError, match="prices.gpt-image-1.low: must be 2"):
+        load_settings(write(tmp_path, '[prices]\n"gpt-image-1.low" = 0.5\n'), env={})
+    settings = load_settings(write(tmp_path, '[prices]\n"dall-e-2.256x256" = 0.5\n'), env={})
+    assert settings.prices["dall-e-2.256x256"] == 0.5

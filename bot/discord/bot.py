@@ -23,7 +23,9 @@ from bot.discord.i18n import BotTranslator, Catalog
 from bot.discord.tree import BotTree
 from bot.discord.views import DYNAMIC_ITEMS, route_modal
 from bot.generation import Engine
-from bot.jobs import JobRunner
+from bot.jobs import JobListener, JobRunner
+from bot.ops.metrics import Metrics
+from bot.ops.observe import ObservingListener
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class ImageBot(commands.Bot):
         catalog: Catalog,
         sync_commands: bool = True,
         start_jobs: bool = True,
+        metrics: Metrics | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -71,6 +74,7 @@ class ImageBot(commands.Bot):
         self.catalog = catalog
         self.sync_commands = sync_commands
         self.start_jobs = start_jobs
+        self.metrics = metrics
         self.actions = Actions(self)
         self.delivery = Delivery(self)
         tree = self.tree
@@ -83,12 +87,25 @@ class ImageBot(commands.Bot):
             await self.load_extension(extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         self.add_listener(route_modal, "on_interaction")
-        self.runner.set_listener(self.delivery)
+        listener: JobListener = self.delivery
+        if self.metrics is not None:
+            listener = ObservingListener(self.delivery, self.metrics)
+        self.runner.set_listener(listener)
         if self.sync_commands:
             await self.sync_application_commands()
         if self.start_jobs:
             await self.runner.start()
             self.delivery.status.start()
+
+    def gateway_problem(self) -> str | None:
+        """None while connected to Discord's gateway, else why not (for /healthz)."""
+        if self.is_closed():
+            return "the Discord connection is closed"
+        if not self.is_ready():
+            return "not connected to the Discord gateway yet"
+        if self.ws is None or not self.ws.open:
+            return "the Discord gateway connection dropped; reconnecting"
+        return None
 
     async def close(self) -> None:
         await self.delivery.status.stop()

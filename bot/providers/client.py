@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import random as _random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -67,7 +68,9 @@ class ImagesClient:
         *,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
+        observe: Callable[[str, float, str | None], None] | None = None,
     ) -> None:
+        """``observe(path, seconds, error_code)`` is told about every API call (metrics)."""
         if settings.model not in models:
             raise ConfigError(f"provider.model: unknown model {settings.model!r}")
         self._session = session
@@ -75,6 +78,7 @@ class ImagesClient:
         self._models = dict(models)
         self._sleep = sleep
         self._random = random
+        self._observe = observe
         self._base_url = settings.base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(
             total=settings.timeout_seconds,
@@ -106,6 +110,23 @@ class ImagesClient:
     def user_hash(self, user_id: str) -> str:
         """The ``user`` sent to the provider: stable per member, useless without the salt."""
         return hashlib.sha256(f"{self._user_salt}:{user_id}".encode()).hexdigest()[:32]
+
+    async def check_access(self) -> None:
+        """One cheap authenticated call (``GET /models``) that proves the key is accepted.
+
+        Raises the same typed errors as the image calls: OperatorProblem for a refused key.
+        Makes no image and costs nothing.
+        """
+        headers = (
+            {"Authorization": f"Bearer {self._settings.api_key}"} if self._settings.api_key else {}
+        )
+        await self._request(
+            "GET",
+            self._base_url + "/models",
+            what="/models",
+            headers=headers,
+            classify=self._classify,
+        )
 
     # --- operations ----------------------------------------------------------------------------
 
@@ -195,15 +216,23 @@ class ImagesClient:
             return data
 
         log.debug("POST %s model=%s", path, spec.name)
-        status, body = await self._request(
-            "POST",
-            self._base_url + path,
-            what=path,
-            headers=headers,
-            json_body=json_body,
-            form=form,
-            classify=self._classify,
-        )
+        started = time.monotonic()
+        try:
+            status, body = await self._request(
+                "POST",
+                self._base_url + path,
+                what=path,
+                headers=headers,
+                json_body=json_body,
+                form=form,
+                classify=self._classify,
+            )
+        except ProviderError as error:
+            if self._observe is not None:
+                self._observe(path, time.monotonic() - started, error.code or error.key)
+            raise
+        if self._observe is not None:
+            self._observe(path, time.monotonic() - started, None)
         payload = _json_object(body, status)
         if "error" in payload and "data" not in payload:
             # Some compatible servers answer 200 with an error object.

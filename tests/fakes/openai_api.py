@@ -118,12 +118,20 @@ class FakeImagesAPI:
         self.base_url = ""
         self.origin = ""
 
+    async def _list_models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the cheap authenticated call operators' checks make."""
+        auth = request.headers.get("Authorization", "")
+        if auth != f"Bearer {self.api_key}":
+            return _error(401, _wrong_key_message(auth), "invalid_request_error", "invalid_api_key")
+        return web.Response(body=_model_list(self.models), content_type="application/json")
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> FakeImagesAPI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/images/{endpoint}", self._handle)
         app.router.add_get("/files/{name}", self._serve_file)
+        app.router.add_get("/v1/models", self._list_models)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -401,6 +409,11 @@ def _typed_body(endpoint: str, record: RecordedRequest) -> dict[str, Any]:
 def _error_body(message: str, type: str, code: str | None, param: str | None = None) -> bytes:
     error = {"message": message, "type": type, "param": param, "code": code}
     return json.dumps({"error": error}).encode()
+
+
+def _model_list(names: Any) -> bytes:
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "system"} for name in names]
+    return json.dumps({"object": "list", "data": data}).encode()
 
 
 def _error(

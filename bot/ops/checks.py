@@ -1,0 +1,100 @@
+"""``python -m bot check``: is everything an operator configured actually working?
+
+Each check is independent and says what to fix; the command exits 0 only when all pass, so it
+works as a deployment gate (``python -m bot check && systemctl restart imagebot``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from bot.config import Settings
+from bot.db import create_engine
+from bot.db.migrate import pending_revisions
+from bot.errors import BotError
+from bot.providers import ImagesClient, build_model_table
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+async def check_database(settings: Settings) -> CheckResult:
+    engine = create_engine(settings.database.url)
+    try:
+        pending = await pending_revisions(engine)
+    except Exception as exc:
+        return CheckResult("database", False, f"unreachable: {type(exc).__name__}: {exc}")
+    finally:
+        await engine.dispose()
+    if pending:
+        return CheckResult(
+            "database",
+            False,
+            f"{len(pending)} migration(s) pending: run `python -m bot db upgrade` (the bot "
+            "also applies them when it starts)",
+        )
+    return CheckResult("database", True, "reachable and up to date")
+
+
+async def check_provider(settings: Settings) -> CheckResult:
+    if not settings.provider.api_key:
+        return CheckResult(
+            "image API", False, "no API key: set OPENAI_API_KEY or [provider] api_key"
+        )
+    async with aiohttp.ClientSession() as session:
+        client = ImagesClient(
+            session, settings.provider, build_model_table(settings.provider.models)
+        )
+        try:
+            await client.check_access()
+        except BotError as exc:
+            detail = getattr(exc, "detail", "") or str(exc)
+            return CheckResult(
+                "image API", False, f"{settings.provider.base_url} refused: {detail}"
+            )
+    return CheckResult(
+        "image API",
+        True,
+        f"{settings.provider.base_url} accepts the key (model {settings.provider.model})",
+    )
+
+
+async def check_discord(settings: Settings) -> tuple[CheckResult, str | None]:
+    """The token's bot and the invite URL (None when the token does not work)."""
+    if not settings.discord.token:
+        return CheckResult(
+            "Discord", False, "no bot token: set DISCORD_TOKEN or [discord] token"
+        ), None
+    from bot.discord.identity import identify
+
+    try:
+        identity = await identify(settings.discord)
+    except BotError as exc:
+        return CheckResult("Discord", False, str(exc)), None
+    return (
+        CheckResult("Discord", True, f"token belongs to {identity.bot_name} ({identity.bot_id})"),
+        identity.invite_url,
+    )
+
+
+async def run_checks(
+    settings: Settings, config_source: str, write: Callable[[str], object] = print
+) -> bool:
+    results = [CheckResult("configuration", True, f"valid ({config_source})")]
+    steps: list[Callable[[Settings], Awaitable[CheckResult]]] = [check_database, check_provider]
+    for step in steps:
+        results.append(await step(settings))
+    discord_result, invite = await check_discord(settings)
+    results.append(discord_result)
+    for result in results:
+        write(f"[{'ok' if result.ok else 'FAIL'}] {result.name}: {result.detail}")
+    if invite:
+        write(f"invite URL: {invite}")
+    return all(result.ok for result in results)

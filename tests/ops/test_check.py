@@ -1,0 +1,82 @@
+"""`python -m bot check`: the operator's checklist, run as the operator runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import discord
+
+from bot.discord.identity import BOT_PERMISSIONS
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.openai_api import FakeImagesAPI
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    full = {k: v for k, v in os.environ.items() if k not in {"DISCORD_TOKEN", "OPENAI_API_KEY"}}
+    full.update(env, PYTHONPATH=str(ROOT))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=full,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def config(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[discord]\napi_base_url = "{fake.api_base}"\n'
+        f'[provider]\nbase_url = "{api.base_url}"\nmodel = "dall-e-2"\nmax_retries = 0\n'
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n',
+        encoding="utf-8",
+    )
+    return str(path)
+
+
+async def test_everything_passes_and_the_invite_url_is_printed(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    cfg = config(tmp_path, fake_discord, fake_images_api)
+    env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
+    code, _, err = await run("db", "upgrade", "--config", cfg, env=env)
+    assert code == 0, err
+    code, out, err = await run("check", "--config", cfg, env=env)
+    assert code == 0, out + err
+    lines = out.splitlines()
+    assert sum(line.startswith("[ok]") for line in lines) == 4, out
+    invite = next(line for line in lines if line.startswith("invite URL: ")).split(": ", 1)[1]
+    query = parse_qs(urlparse(invite).query)
+    assert query["client_id"] == [str(fake_discord.application_id)]
+    assert query["scope"][0].split() == ["bot", "applications.commands"]
+    permissions = discord.Permissions(int(query["permissions"][0]))
+    assert permissions == BOT_PERMISSIONS
+    assert not permissions.administrator and not permissions.mention_everyone
+    for secret in (fake_discord.token, fake_images_api.api_key):
+        assert secret not in out + err
+
+
+async def test_each_problem_is_named_with_its_fix(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    cfg = config(tmp_path, fake_discord, fake_images_api)
+    env = {"DISCORD_TOKEN": "wrong-token", "OPENAI_API_KEY": "sk-wrong-key-000000000000"}
+    code, out, err = await run("check", "--config", cfg, env=env)
+    assert code == 1
+    assert "[FAIL] database:" in out and "python -m bot db upgrade" in out
+    assert "[FAIL] image API:" in out and "401" in out
+    assert "[FAIL] Discord:" in out and "Reset Token" in out
+    assert "invite URL" not in out
+    assert "sk-wrong-key-000000000000" not in out + err and "wrong-token" not in out + err
+    assert "Traceback" not in err
