@@ -139,18 +139,18 @@ def test_any_key_from_the_environment(tmp_path: Path) -> None:
     assert settings.http.enabled and settings.http.port == 9090 and settings.http.host == "0.0.0.0"
     assert settings.provider.model == "dall-e-2"
     assert settings.quotas.allowed_sizes == ("256x256", "512x512")
-    with pytest.raises(ConfigError, match="http.port: must be at least 1 and at most 65535"):
+    with pytest.raises(ConfigError, match=r"http\.port: must be at least 1 and at most 65535"):
         load_settings(None, env={"BOT_HTTP_PORT": "99999"})
-    with pytest.raises(ConfigError, match="http.prot: unknown key"):
+    with pytest.raises(ConfigError, match=r"http\.prot: unknown key"):
         load_settings(None, env={"BOT_HTTP_PROT": "1"})
 
 
 def test_quota_defaults_above_ceilings_and_bad_prices_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="quotas.images_per_day: the default is above"):
+    with pytest.raises(ConfigError, match=r"quotas\.images_per_day: the default is above"):
         load_settings(
             write(tmp_path, "[quotas]\nimages_per_day = 5\nmax_images_per_day = 4\n"), env={}
         )
-    with pytest.raises(ConfigError, match="prices.gpt-image-1.low: must be 2"):
+    with pytest.raises(ConfigError, match=r"prices\.gpt-image-1\.low: must be 2"):
         load_settings(write(tmp_path, '[prices]\n"gpt-image-1.low" = 0.5\n'), env={})
     settings = load_settings(write(tmp_path, '[prices]\n"dall-e-2.256x256" = 0.5\n'), env={})
     assert settings.prices["dall-e-2.256x256"] == 0.5
