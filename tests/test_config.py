@@ -154,3 +154,14 @@ def test_quota_defaults_above_ceilings_and_bad_prices_are_refused(tmp_path: Path
         load_settings(write(tmp_path, '[prices]\n"gpt-image-1.low" = 0.5\n'), env={})
     settings = load_settings(write(tmp_path, '[prices]\n"dall-e-2.256x256" = 0.5\n'), env={})
     assert settings.prices["dall-e-2.256x256"] == 0.5
+
+
+def test_the_readme_documents_every_key() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for section in dataclasses.fields(Settings):
+        value = getattr(Settings(), section.name)
+        if not dataclasses.is_dataclass(value):
+            assert f"`{section.name}`" in readme
+            continue
+        for key in dataclasses.fields(value):
+            assert f"`{section.name}.{key.name}`" in readme, f"{section.name}.{key.name}"
