@@ -146,9 +146,14 @@ def format_channels(channels: Iterable[int]) -> str | None:
 
 
 def member_limit(limits: Limits, rules: Iterable[RoleLimit], role_ids: Iterable[int]) -> int | None:
-    """The member's daily limit: the most generous of their roles', None when exempt."""
+    """The member's daily limit, None when exempt.
+
+    A role's limit replaces the server's per-member limit for members with that role (so a
+    "Newcomers" role can get less and a "Supporters" role more); a member with several such roles
+    gets the most generous one.
+    """
     roles = set(role_ids)
-    best: int | None = limits.member_images_per_day
+    best: int | None = None
     for rule in rules:
         if rule.role_id not in roles:
             continue
@@ -156,7 +161,7 @@ def member_limit(limits: Limits, rules: Iterable[RoleLimit], role_ids: Iterable[
             return None
         if rule.images_per_day is not None:
             best = max(best or 0, rule.images_per_day)
-    return best
+    return limits.member_images_per_day if best is None else best
 
 
 def zone(name: str) -> ZoneInfo:

@@ -20,7 +20,7 @@ from bot.config import (
     Settings,
 )
 from bot.discord.bot import ImageBot
-from tests.fakes.discord import FakeDiscord, StoredMessage
+from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
 from tests.fakes.openai_api import FakeImagesAPI
 
 
@@ -230,3 +230,54 @@ def field_value(message: StoredMessage, name: str) -> str | None:
             if item["name"] == name:
                 return str(item["value"])
     return None
+
+
+# --- helpers for the quota and usage tests ------------------------------------------------------
+
+
+async def quota(
+    h: Harness,
+    subcommand: str,
+    options: dict[str, Any] | None = None,
+    *,
+    user: FakeMember | None = None,
+    locale: str | None = None,
+) -> str:
+    """Run /quota <subcommand> as the admin (by default); the private answer's text."""
+    handle = await h.fake.slash(
+        "quota", options, subcommand=subcommand, user=user or h.fake.admin, locale=locale
+    )
+    response = await handle.response()
+    assert response.ephemeral
+    message = await handle.wait_message()
+    assert message.ephemeral
+    return message.content
+
+
+async def made(
+    h: Harness, member: FakeMember, n: int = 1, channel: FakeChannel | None = None
+) -> StoredMessage:
+    """``member`` asks for ``n`` images and they are posted."""
+    before = seen_ids(h.fake)
+    await h.fake.slash(
+        "imagine", {"prompt": "a lighthouse", "count": n}, user=member, channel=channel
+    )
+    result = await h.result(lambda m: m.id not in before)
+    await h.idle()
+    assert len(result.attachments) == n
+    return result
+
+
+async def refused(
+    h: Harness, member: FakeMember, n: int = 1, channel: FakeChannel | None = None
+) -> str:
+    """``member`` asks for ``n`` images and is told privately why not; nothing is made."""
+    calls = len(h.api.requests)
+    handle = await h.fake.slash(
+        "imagine", {"prompt": "a lighthouse", "count": n}, user=member, channel=channel
+    )
+    message = await handle.wait_message(lambda m: bool(m.content))
+    await h.idle()
+    assert message.ephemeral and not message.attachments
+    assert len(h.api.requests) == calls
+    return message.content

@@ -98,10 +98,53 @@ def _check_localized(item: dict[str, Any], name_key: str, description_key: str |
         )
 
 
+def _check_options(options: list[dict[str, Any]]) -> int:
+    """Check options (and subcommands, recursively); the number of translated choices seen."""
+    checked_choices = 0
+    for option in options:
+        if option["type"] in (1, 2):  # a subcommand or a subcommand group
+            _check_localized(
+                option,
+                english_key("cmd.", ".name", option["name"]),
+                english_key("cmd.", ".description", option["description"]),
+            )
+            checked_choices += _check_options(option.get("options", []))
+            continue
+        _check_localized(
+            option,
+            english_key("opt.", ".name", option["name"]),
+            english_key("opt.", ".description", option["description"]),
+        )
+        for choice in option.get("choices", []):
+            if choice["name"] == choice["value"] and "x" in choice["value"]:
+                # A size such as "1024x1024" reads the same in every language.
+                assert "name_localizations" not in choice
+                continue
+            key = english_key("choice.", "", choice["name"])
+            assert choice.get("name_localizations") == expected_localizations(key)
+            checked_choices += 1
+    return checked_choices
+
+
+def _all_options(options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for option in options:
+        found.append(option)
+        found += _all_options(option.get("options", []))
+    return found
+
+
 async def test_synced_commands_carry_every_translation(harness: Harness) -> None:
     commands = harness.fake.commands
     kinds = sorted((c["name"], c["type"]) for c in commands)
-    assert kinds == [("Vary image", 3), ("edit", 1), ("imagine", 1), ("vary", 1)]
+    assert kinds == [
+        ("Vary image", 3),
+        ("edit", 1),
+        ("imagine", 1),
+        ("quota", 1),
+        ("usage", 1),
+        ("vary", 1),
+    ]
     checked_choices = 0
     for command in commands:
         if command["type"] == 3:  # context menu: a name only, no description
@@ -114,20 +157,7 @@ async def test_synced_commands_carry_every_translation(harness: Harness) -> None
             f"cmd.{name}.name",
             english_key("cmd.", ".description", command["description"]),
         )
-        for option in command["options"]:
-            _check_localized(
-                option,
-                english_key("opt.", ".name", option["name"]),
-                english_key("opt.", ".description", option["description"]),
-            )
-            for choice in option.get("choices", []):
-                if choice["name"] == choice["value"] and "x" in choice["value"]:
-                    # A size such as "1024x1024" reads the same in every language.
-                    assert "name_localizations" not in choice
-                    continue
-                key = english_key("choice.", "", choice["name"])
-                assert choice.get("name_localizations") == expected_localizations(key)
-                checked_choices += 1
+        checked_choices += _check_options(command["options"])
     assert checked_choices >= 3  # fit: crop/pad (edit, vary), quality: standard
 
 
@@ -136,7 +166,7 @@ async def test_synced_names_pass_discords_rules(harness: Harness) -> None:
         if command["type"] != 1:
             continue
         names = [command["name"], *command["name_localizations"].values()]
-        for option in command["options"]:
+        for option in _all_options(command["options"]):
             names += [option["name"], *option["name_localizations"].values()]
             for choice in option.get("choices", []):
                 localized = [choice["name"], *choice.get("name_localizations", {}).values()]

@@ -102,7 +102,10 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
 
 
 def make_command(
-    name: locale_str, description: locale_str, callback: Callback, options: list[Option]
+    name: locale_str,
+    description: locale_str,
+    callback: Callback,
+    options: list[Option],
 ) -> app_commands.Command[Any, ..., None]:
     """An app command whose parameters are ``options``, calling ``callback(interaction, **kw)``.
 
@@ -138,7 +141,7 @@ def make_command(
         description=description,
         callback=final,
     )
-    return app_commands.guild_only()(built)
+    return built
 
 
 def _attachment_option(name: str, description: locale_str, required: bool) -> Option:
@@ -287,12 +290,17 @@ def build_context_menu(bot: ImageBot) -> app_commands.ContextMenu:
         await bot.actions.vary_message(interaction, message)
 
     menu = app_commands.ContextMenu(name=text("Vary image", "ctx.vary.name"), callback=vary_image)
-    return app_commands.guild_only()(menu)
+    return menu
 
 
 async def setup(bot: ImageBot) -> None:
     spec = bot.engine.provider.spec_for(None)
-    for command in build_commands(bot, spec):
-        bot.tree.add_command(command)
+    commands: list[app_commands.Command[Any, ..., None] | app_commands.ContextMenu]
+    commands = list(build_commands(bot, spec))
     if spec.supports(Operation.VARY):
-        bot.tree.add_command(build_context_menu(bot))
+        commands.append(build_context_menu(bot))
+    for command in commands:
+        # Servers only, unless the operator enabled generation in direct messages.
+        if not bot.settings.quotas.dm_enabled:
+            command = app_commands.guild_only()(command)
+        bot.tree.add_command(command)

@@ -1,0 +1,190 @@
+"""/usage me (any member) and /usage server (admins): what was used and what is left.
+
+Discord cannot have ``/usage`` be both a command and the parent of ``/usage server``, so both are
+subcommands of one group. ``default_member_permissions`` applies to a whole top-level command, so
+the group stays visible to everyone and ``/usage server`` checks Manage Server when it runs.
+Numbers come from :mod:`bot.quotas.reports`, which reads them the way the quota check does.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from bot.discord.exts.quotas import answer, count, require_manage_guild, text
+from bot.discord.i18n import Catalog
+from bot.quotas.policy import discord_time, usd, zone
+from bot.quotas.reports import (
+    MemberUsage,
+    ServerReport,
+    ledger_csv,
+    ledger_rows,
+    member_usage,
+    server_report,
+)
+
+if TYPE_CHECKING:
+    from bot.discord.bot import ImageBot
+
+
+def me_text(catalog: Catalog, locale: Any, used: MemberUsage) -> str:
+    """The member's day, then the server's day and month, each with when it resets."""
+    period, limits = used.period, used.limits
+    day, month = discord_time(period.next_day), discord_time(period.next_month)
+    if used.member_limit is None:
+        mine = catalog.text("usage.me.member_exempt", locale, used=used.member_used)
+    else:
+        mine = catalog.text(
+            "usage.me.member",
+            locale,
+            used=count(used.member_used),
+            limit=count(used.member_limit),
+            remaining=count(used.member_remaining),
+            resets=day,
+        )
+    return "\n".join(
+        [
+            mine,
+            catalog.text(
+                "usage.me.guild_day",
+                locale,
+                remaining=count(used.guild_day_remaining),
+                limit=count(limits.images_per_day),
+                resets=day,
+            ),
+            catalog.text(
+                "usage.me.guild_month",
+                locale,
+                remaining=count(used.guild_month_remaining),
+                limit=count(limits.images_per_month),
+                spend_left=usd(used.spend_remaining),
+                spend_limit=usd(limits.spend_per_month_micro),
+                resets=month,
+            ),
+        ]
+    )
+
+
+def server_text(catalog: Catalog, locale: Any, report: ServerReport) -> str:
+    """Totals, outcomes, top members and models of this month."""
+
+    def line(key: str, **params: Any) -> str:
+        return catalog.text(key, locale, **params)
+
+    limits, period = report.limits, report.period
+    lines = [
+        line(
+            "usage.server.title",
+            start=f"<t:{int(period.month_start.timestamp())}:D>",
+            timezone=limits.timezone,
+            resets=discord_time(period.next_month),
+        ),
+        line(
+            "usage.server.images",
+            images=count(report.images),
+            limit=count(limits.images_per_month),
+            today=count(report.images_today),
+            day_limit=count(limits.images_per_day),
+            pending=count(report.pending_images),
+        ),
+        line(
+            "usage.server.spend",
+            spend=usd(report.cost_micro),
+            limit=usd(limits.spend_per_month_micro),
+        ),
+        line("usage.server.jobs", total=count(report.jobs), **report.outcomes),
+    ]
+    if not report.top_members:
+        lines.append(line("usage.server.empty"))
+        return "\n".join(lines)
+    lines.append(line("usage.server.top"))
+    for rank, member in enumerate(report.top_members, 1):
+        lines.append(
+            line(
+                "usage.server.member",
+                rank=rank,
+                member=f"<@{member.user_id}>",
+                images=count(member.images),
+                cost=usd(member.cost_micro),
+            )
+        )
+    lines.append(line("usage.server.models"))
+    for model in report.models:
+        lines.append(
+            line(
+                "usage.server.model",
+                model=model.model,
+                jobs=count(model.jobs),
+                images=count(model.images),
+                cost=usd(model.cost_micro),
+            )
+        )
+    return "\n".join(lines)
+
+
+class UsageGroup(app_commands.Group):
+    def __init__(self, bot: ImageBot) -> None:
+        super().__init__(
+            name=text("usage", "cmd.usage.name"),
+            description=text("Images used and what is left", "cmd.usage.description"),
+        )
+        self.bot = bot
+
+    @app_commands.command(
+        name=text("me", "cmd.usage.me.name"),
+        description=text(
+            "Your images today and what this server has left", "cmd.usage.me.description"
+        ),
+    )
+    async def me(self, interaction: discord.Interaction[Any]) -> None:
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage()
+        roles = getattr(interaction.user, "roles", ())
+        used = await member_usage(
+            self.bot.storage.sessions,
+            self.bot.settings.quotas,
+            interaction.guild_id,
+            interaction.user.id,
+            [role.id for role in roles],
+        )
+        await answer(interaction, me_text(self.bot.catalog, interaction.locale, used))
+
+    @app_commands.command(
+        name=text("server", "cmd.usage.server.name"),
+        description=text(
+            "This month's image usage of the whole server (Manage Server)",
+            "cmd.usage.server.description",
+        ),
+    )
+    @app_commands.rename(csv=text("csv", "opt.csv.name"))
+    @app_commands.describe(
+        csv=text("True: attach this month's ledger as a CSV file", "opt.csv.description")
+    )
+    async def server(self, interaction: discord.Interaction[Any], csv: bool = False) -> None:
+        guild_id = require_manage_guild(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        sessions, catalog, locale = self.bot.storage.sessions, self.bot.catalog, interaction.locale
+        report = await server_report(sessions, self.bot.settings.quotas, guild_id)
+        content = server_text(catalog, locale, report)
+        if not csv:
+            await answer(interaction, content)
+            return
+        rows = await ledger_rows(sessions, guild_id, report.period)
+        data = ledger_csv(rows).encode("utf-8")
+        if len(data) > interaction.filesize_limit:
+            megabytes = round(len(data) / 1_000_000, 1)
+            extra = catalog.text("usage.server.csv_too_large", locale, size=megabytes)
+            await answer(interaction, f"{content}\n{extra}")
+            return
+        local = report.period.month_start.astimezone(zone(report.limits.timezone))
+        name = f"usage-{guild_id}-{local:%Y-%m}.csv"
+        extra = catalog.text("usage.server.csv", locale, rows=len(rows))
+        file = discord.File(io.BytesIO(data), filename=name)
+        await answer(interaction, f"{content}\n{extra}", file=file)
+
+
+async def setup(bot: ImageBot) -> None:
+    bot.tree.add_command(app_commands.guild_only()(UsageGroup(bot)))
