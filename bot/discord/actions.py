@@ -45,6 +45,8 @@ Upload = tuple[discord.Attachment, str]
 class Actions:
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
+        #: Interrupted jobs whose Retry click is being handled: a double click runs one retry.
+        self._retrying: set[int] = set()
 
     @property
     def catalog(self) -> Catalog:
@@ -205,13 +207,29 @@ class Actions:
             await report_error(interaction, exc, self.catalog)
 
     async def retry(self, interaction: discord.Interaction[Any], job_id: int) -> None:
-        """Run an interrupted job again, as a new job of the member who clicked."""
+        """Run an interrupted job again for its requester: once, however often it is clicked.
+
+        The notice with the button may be a channel message, where anyone could click it; the
+        new job is the requester's (their quota, their name on the result), so only they may.
+        A click while an earlier retry is waiting, running or done is refused: two clicks
+        would pay twice for the same images. A retry that failed may be retried again.
+        """
         try:
             job = await store.get_job(self.sessions, job_id)
             if job is None or job.status is not JobStatus.INTERRUPTED:
                 raise ResultGone()
-            order = await store.order_of(self.sessions, job)
-            await self.submit(interaction, order, command="retry", source=(job_id, None))
+            if interaction.user.id != job.user_id:
+                raise NotRequester()
+            if job_id in self._retrying:
+                raise ResultGone()  # the other click is being handled
+            self._retrying.add(job_id)
+            try:
+                if await store.has_live_retry(self.sessions, job_id):
+                    raise ResultGone()
+                order = await store.order_of(self.sessions, job)
+                await self.submit(interaction, order, command="retry", source=(job_id, None))
+            finally:
+                self._retrying.discard(job_id)
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
 
@@ -223,7 +241,11 @@ class Actions:
                 raise ResultGone()
             if interaction.user.id != job.user_id:
                 raise NotRequester()
-            if not await self.runner.cancel(job_id):
+            # Through the status board: a queue update being written now cannot land after
+            # "Cancelled" and bring the Cancel button back.
+            if not await self.bot.delivery.status.cancel(
+                job_id, lambda: self.runner.cancel(job_id)
+            ):
                 raise CannotCancel()
             text = self.catalog.text("status.cancelled", interaction.locale)
             await interaction.response.edit_message(content=text, view=None)

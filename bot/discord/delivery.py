@@ -4,17 +4,19 @@ The interaction's follow-up webhook is tried first (it needs no channel permissi
 lives 15 minutes, and Discord may refuse it for other reasons (unknown webhook 10015, invalid
 token 50027), so a result then goes to the channel as a normal message that pings only the
 requester, and if the bot may not post there, to the requester by DM. A result is never dropped:
-it stays in the database until one route succeeds.
+it stays in the database until one route succeeds. When none does (Discord down, the channel
+closed and DMs off), it is tried again a few times with growing pauses, and at every start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.db.models import Job
+from bot.db.models import Job, JobStatus
 from bot.discord.errors import ResultGone
 from bot.discord.results import (
     DEFAULT_UPLOAD_LIMIT,
@@ -35,17 +37,47 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: Pauses (seconds) before posting a result again that no route took; then the next start tries.
+REDELIVERY_DELAYS = (30.0, 120.0, 600.0, 3600.0)
+
+
 class Delivery:
     """The job runner's listener: turns finished jobs into Discord messages."""
 
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
         self.status = StatusBoard(bot)
+        self.redelivery_delays: tuple[float, ...] = REDELIVERY_DELAYS
+        self._redelivering: set[int] = set()
 
     async def job_queued(self, job: Job, place: Place | None) -> None:
         await self.status.queued(job, place)
 
     async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
+        if not await self._deliver(job, images) and job.id not in self._redelivering:
+            self._redelivering.add(job.id)
+            self.bot.runner.spawn(self._redeliver(job.id), name=f"redeliver-{job.id}")
+
+    async def _redeliver(self, job_id: int) -> None:
+        """Post a kept result again later: the images were paid for."""
+        sessions = self.bot.storage.sessions
+        try:
+            for delay in self.redelivery_delays:
+                await asyncio.sleep(delay)
+                job = await store.get_job(sessions, job_id)
+                if job is None or job.status is not JobStatus.SUCCEEDED:
+                    return  # posted meanwhile (say, by a Retry of the same images) or deleted
+                try:
+                    if await self._deliver(job, await store.outputs_of(sessions, job_id)):
+                        return
+                except Exception:
+                    log.exception("job %d: posting the kept result failed", job_id)
+            log.error("job %d: result still undeliverable; the next start tries again", job_id)
+        finally:
+            self._redelivering.discard(job_id)
+
+    async def _deliver(self, job: Job, images: list[GeneratedImage]) -> bool:
+        """Post the result by the first route that works; False when none did (it is kept)."""
         limit = job.attachment_size_limit or DEFAULT_UPLOAD_LIMIT
         uploads = await self.bot.engine.images.run(prepare_uploads, images, limit)
         parts = build_result(
@@ -59,10 +91,11 @@ class Delivery:
         first = await self._post_parts(job, parts)
         if first is None:
             log.error("job %d: result could not be delivered by any route; kept", job.id)
-            return
+            return False
         await store.record_delivery(self.bot.storage.sessions, job.id, first.channel.id, first.id)
         await self.status.final(job, self.bot.catalog.text("status.done", job.locale))
         log.info("job %d delivered as message %d", job.id, first.id)
+        return True
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         text = self.bot.catalog.error_text(error, job.locale)

@@ -3,16 +3,19 @@
 Members of peer bots could not see whether their request was waiting, running or lost. Here the
 deferred response shows the position and an estimated wait (a Discord timestamp, so every member
 reads it in their own language), with a Cancel button, and is refreshed as the queue moves.
-Edits are rate-limited per job, and a final text (done, failed) is never overwritten by a late
-queue update: every edit of one job goes through that job's lock.
+Edits are rate-limited per job, and a final text (done, failed, cancelled) is never overwritten
+by a late queue update: every edit of one job's status goes through that job's lock, and the
+final one marks the job so no later update is attempted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,8 @@ TOKEN_LIFETIME = timedelta(minutes=14, seconds=30)
 ORIGINAL: Any = "@original"
 #: At most one queue update per job this often (Discord rate-limits webhook edits).
 REFRESH_SECONDS = 5.0
+#: At most one pass over the waiting jobs this often, however busy the queue.
+PASS_SECONDS = 1.0
 
 
 def interaction_webhook(bot: ImageBot, job: Job) -> discord.Webhook | None:
@@ -50,49 +55,72 @@ def interaction_webhook(bot: ImageBot, job: Job) -> discord.Webhook | None:
     )
 
 
-@dataclass
-class _Waiting:
+@dataclass(eq=False)
+class _Status:
+    """One job's private status message, while it may still change."""
+
     job: Job
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: The position last shown; None while no position is shown.
     shown: int | None = None
     started_shown: bool = False
-    edited_at: float = 0.0
+    edited_at: float = -math.inf
+    #: The last word was said (done, failed, cancelled): nothing may edit it any more.
+    final: bool = False
 
 
 class StatusBoard:
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
-        self._waiting: dict[int, _Waiting] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._final: set[int] = set()
+        self._entries: dict[int, _Status] = {}
         self._task: asyncio.Task[None] | None = None
-
-    def _lock(self, job_id: int) -> asyncio.Lock:
-        return self._locks.setdefault(job_id, asyncio.Lock())
+        self._changed: asyncio.Event | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        #: Seconds between two position updates of one job; between two passes over all jobs.
+        self.refresh_seconds = REFRESH_SECONDS
+        self.pass_seconds = PASS_SECONDS
 
     async def queued(self, job: Job, place: Place | None) -> None:
         if interaction_webhook(self.bot, job) is None:
             return  # reactions have no private message; the result itself is the answer
-        waiting = self._waiting[job.id] = _Waiting(job)
-        async with self._lock(job.id):
-            if job.id in self._final:
-                return
-            await self._show_place(waiting, place)
+        entry = self._entries[job.id] = _Status(job)
+        async with entry.lock:
+            if not entry.final:
+                await self._show(entry, place)
 
     async def final(self, job: Job, text: str) -> bool:
-        """The last word on a job (done, failed, cancelled); False when it could not be said."""
-        self._waiting.pop(job.id, None)
-        async with self._lock(job.id):
-            self._final.add(job.id)
-            done = await self._edit(job, text, view=None)
-        self._locks.pop(job.id, None)
-        return done
+        """The last word on a job (done, failed); False when it could not be said."""
+        entry = self._entries.pop(job.id, None)
+        if entry is None:
+            return await self._edit(job, text, view=None)
+        async with entry.lock:
+            entry.final = True
+            return await self._edit(job, text, view=None)
 
-    async def _show_place(self, waiting: _Waiting, place: Place | None) -> None:
-        job, catalog = waiting.job, self.bot.catalog
+    async def cancel(self, job_id: int, cancel: Callable[[], Awaitable[bool]]) -> bool:
+        """Run ``cancel`` while no update of the job's status can be under way or start.
+
+        When it returns True the caller's answer (the Cancel button's own message update) is
+        the last word: no queue update that was waiting can land after it and undo it.
+        """
+        entry = self._entries.get(job_id)
+        if entry is None:
+            return await cancel()
+        async with entry.lock:
+            if not await cancel():
+                return False
+            entry.final = True
+            self._entries.pop(job_id, None)
+        return True
+
+    async def _show(self, entry: _Status, place: Place | None) -> None:
+        job, catalog = entry.job, self.bot.catalog
         if place is None:
-            if waiting.started_shown:
+            if entry.started_shown:
                 return
-            waiting.started_shown = True
+            entry.started_shown = True
+            entry.shown = None
             text = catalog.text("status.working", job.locale, n=job.n_requested)
             await self._edit(job, text, view=None)
             return
@@ -101,8 +129,8 @@ class StatusBoard:
         text = catalog.text("status.queued", job.locale, position=place.position, eta=when)
         view = discord.ui.View(timeout=None)
         view.add_item(CancelButton(job.id, catalog.text("button.cancel", job.locale)))
-        waiting.shown = place.position
-        waiting.edited_at = time.monotonic()
+        entry.shown = place.position
+        entry.edited_at = time.monotonic()
         await self._edit(job, text, view=view)
 
     async def _edit(self, job: Job, text: str, *, view: discord.ui.View | None) -> bool:
@@ -120,16 +148,25 @@ class StatusBoard:
 
     def start(self) -> None:
         if self._task is None:
+            self._changed = self.bot.runner.dispatcher.watch()
+            self._changed.set()  # a first pass: the queue may have moved before we watched
             self._task = asyncio.create_task(self._refresh_forever(), name="status-board")
 
     async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._changed is not None:
+            self.bot.runner.dispatcher.unwatch(self._changed)
+            self._changed = None
 
     async def _refresh_forever(self) -> None:
-        changed = self.bot.runner.dispatcher.changed
+        changed = self._changed
+        assert changed is not None
         while True:
             await changed.wait()
             changed.clear()
@@ -137,27 +174,51 @@ class StatusBoard:
                 await self.refresh()
             except Exception:
                 log.exception("refreshing status messages failed")
-            await asyncio.sleep(1.0)  # at most one pass a second, however busy the queue
+            await asyncio.sleep(self.pass_seconds)
 
     async def refresh(self) -> None:
+        """Bring every waiting job's status up to date, within the per-job edit rate."""
         dispatcher = self.bot.runner.dispatcher
-        places = dispatcher.places() if self._waiting else {}
+        if not self._entries:
+            return
+        places = dispatcher.places()
         now = time.monotonic()
-        postponed = False
-        for job_id, waiting in list(self._waiting.items()):
+        again = math.inf
+        for job_id, entry in list(self._entries.items()):
             place = places.get(job_id)
             if place is None and job_id not in dispatcher.running:
-                continue  # finished, or not dispatched yet: final() handles it
-            if place is not None and place.position == waiting.shown:
+                # Neither waiting nor running: finished (its final word was said, or could not
+                # be: the result is kept for later) or cancelled. Nothing more to show.
+                if self._entries.get(job_id) is entry:
+                    del self._entries[job_id]
                 continue
-            if place is not None and now - waiting.edited_at < REFRESH_SECONDS:
-                postponed = True
+            if entry.started_shown:
+                continue  # a job that started never waits again
+            if place is not None and place.position == entry.shown:
                 continue
-            lock = self._lock(job_id)
-            if lock.locked():
+            if place is not None and now < entry.edited_at + self.refresh_seconds:
+                again = min(again, entry.edited_at + self.refresh_seconds)
                 continue
-            async with lock:
-                if job_id not in self._final:
-                    await self._show_place(waiting, place)
-        if postponed:  # come back when the rate limit allows the edit
-            asyncio.get_running_loop().call_later(REFRESH_SECONDS, dispatcher.changed.set)
+            if entry.lock.locked():  # its first message or its final word is being written
+                again = min(again, now + self.pass_seconds)
+                continue
+            async with entry.lock:
+                if not entry.final:
+                    await self._show(entry, place)
+        if again < math.inf:
+            self._wake_at(again)
+
+    def _wake_at(self, moment: float) -> None:
+        """Another pass at ``moment`` (monotonic), unless one is already due earlier."""
+        if self._timer is not None and self._timer_at <= moment:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = moment
+        self._timer = loop.call_later(max(moment - time.monotonic(), 0.0), self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        if self._changed is not None:
+            self._changed.set()

@@ -1,15 +1,22 @@
 """Decides which job runs next and when: fair order, a concurrency limit, the rate limit.
 
 It knows nothing of the database or Discord: it is handed queued jobs and a coroutine that runs
-one. It sleeps on an event that a new job, a finished job or the rate limiter's timer sets, so
-it never polls, and it starts a job the moment one may start.
+one. It sleeps on an event that a new job, a finished job, an answered request or the rate
+limiter's timer sets, so it never polls, and it starts a job the moment one may start.
+
+Whoever shows positions (the Discord status messages, tests waiting for an idle queue) gets its
+own event from :meth:`Dispatcher.watch`: one shared event cleared by one reader would hide
+changes from the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Assumed time of one request until real ones have been measured.
 DEFAULT_RUN_SECONDS = 15.0
+#: What a job running longer than the average is still expected to take.
+MIN_REMAINING = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,10 +52,11 @@ class Dispatcher:
         self._limiter = limiter
         self.queue = FairQueue()
         self.running: dict[int, QueuedJob] = {}
+        #: When each running job started (monotonic), for the estimated waits.
+        self._started: dict[int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        #: Set whenever positions may have changed (the Discord layer refreshes status messages).
-        self.changed = asyncio.Event()
+        self._watchers: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
         self._loop_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._average_run = DEFAULT_RUN_SECONDS
@@ -63,6 +73,20 @@ class Dispatcher:
         if removed:
             self._poke()
         return removed
+
+    def request_done(self, job_id: int) -> None:
+        """The provider answered ``job_id``: its images' rate-limit window starts now."""
+        self._limiter.finish(job_id)
+        self._wake.set()
+
+    def watch(self) -> asyncio.Event:
+        """An event set whenever positions may have changed; the caller clears its own copy."""
+        event = asyncio.Event()
+        self._watchers.add(event)
+        return event
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        self._watchers.discard(event)
 
     def start(self) -> None:
         if self._loop_task is None:
@@ -109,14 +133,25 @@ class Dispatcher:
         )
 
     def places(self) -> dict[int, Place]:
-        """Position and estimated wait of every queued job (O(queued jobs))."""
+        """Position and estimated wait of every queued job (O(queued jobs x log concurrency)).
+
+        A simulation with the average run time: each job takes the slot that frees first (a
+        running job's slot frees an average run after it started), and no job starts before
+        the images ahead of it fit the provider's rate.
+        """
+        now = time.monotonic()
+        average = self._average_run
         rate = self._limiter.per_minute / self._limiter.window
+        # Seconds from now until each slot is free; an overdue job is expected any moment.
+        slots = [max(started + average - now, MIN_REMAINING) for started in self._started.values()]
+        slots += [0.0] * max(self._concurrency - len(slots), 0)
+        heapq.heapify(slots)
         places: dict[int, Place] = {}
         images_ahead = sum(job.images for job in self.running.values())
         for position, job in enumerate(self.queue.order()):
-            by_rate = images_ahead / rate
-            by_slots = (position // self._concurrency + 1) * self._average_run
-            places[job.job_id] = Place(position + 1, max(by_rate, by_slots))
+            start = max(heapq.heappop(slots), images_ahead / rate)
+            places[job.job_id] = Place(position + 1, start)
+            heapq.heappush(slots, start + average)
             images_ahead += job.images
         return places
 
@@ -124,7 +159,11 @@ class Dispatcher:
 
     def _poke(self) -> None:
         self._wake.set()
-        self.changed.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        for event in self._watchers:
+            event.set()
 
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -138,16 +177,20 @@ class Dispatcher:
                 if wait > 0:
                     if self._timer is not None:
                         self._timer.cancel()
-                    self._timer = loop.call_later(wait, self._wake.set)
+                        self._timer = None
+                    if wait < math.inf:  # else an answered request wakes us (request_done)
+                        self._timer = loop.call_later(wait, self._wake.set)
                     break
                 job = self.queue.pop()
                 assert job is not None
-                self._limiter.acquire(job.images)
+                # Counted until the provider answers: it counts the request when it receives it.
+                self._limiter.acquire(job.images, key=job.job_id)
                 self.running[job.job_id] = job
+                self._started[job.job_id] = time.monotonic()
                 task = asyncio.create_task(self._execute(job), name=f"job-{job.job_id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-                self.changed.set()
+                self._changed()
 
     async def _execute(self, job: QueuedJob) -> None:
         started = time.monotonic()
@@ -156,7 +199,9 @@ class Dispatcher:
         except Exception:
             log.exception("job %d: the runner failed", job.job_id)
         finally:
+            self._limiter.finish(job.job_id)  # if the runner did not say so earlier
             elapsed = time.monotonic() - started
             self._average_run = 0.8 * self._average_run + 0.2 * elapsed
             self.running.pop(job.job_id, None)
+            self._started.pop(job.job_id, None)
             self._poke()

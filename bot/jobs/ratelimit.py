@@ -8,15 +8,23 @@ Two rules, both counted in images (a request for n images costs n):
   guarantees "at most L images in any 60 s" even with network jitter between our clock and the
   provider's.
 
-The dispatcher asks :meth:`ImageRateLimiter.delay` and sleeps on a timer for exactly that long,
-instead of polling.
+The provider counts a request when it *receives* it, which is some time after the dispatcher
+decided to start the job (reading the job, preparing uploads, connecting) and before the answer
+comes back. So a request acquired with a ``key`` stays in the window for as long as it is in
+flight, and its window starts only when :meth:`ImageRateLimiter.finish` says it was answered:
+later than the provider's, never earlier, however slow the way there was.
+
+The dispatcher asks :meth:`ImageRateLimiter.delay` and sleeps on a timer for exactly that long
+(or, when only requests in flight stand in the way, until one of them is answered), instead of
+polling.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 WINDOW_SECONDS = 60.0
 #: Extra seconds per minute of window: covers travel time and clock differences.
@@ -42,7 +50,10 @@ class ImageRateLimiter:
         self._window = window * (1 + WINDOW_MARGIN / WINDOW_SECONDS)
         self._clock = clock
         self._next_free = 0.0  # GCRA "theoretical arrival time"
+        #: Answered requests: (when their window started, images), oldest first.
         self._sent: deque[tuple[float, int]] = deque()
+        #: Requests in flight by key: images that count until they are answered.
+        self._flying: dict[Hashable, int] = {}
         self._in_window = 0
 
     def _expire(self, now: float) -> None:
@@ -51,7 +62,10 @@ class ImageRateLimiter:
             self._in_window -= n
 
     def delay(self, images: int) -> float:
-        """Seconds until ``images`` may be sent; 0 when they may go now."""
+        """Seconds until ``images`` may be sent; 0 when they may go now.
+
+        ``math.inf`` when only requests in flight hold the window: the wait ends when one of
+        them is answered (:meth:`finish`), which nobody can time in advance."""
         now = self._clock()
         self._expire(now)
         tolerance = (self._burst - 1) * self._interval
@@ -65,15 +79,34 @@ class ImageRateLimiter:
                 if freed >= excess:
                     wait = max(wait, sent_at + self._window - now)
                     break
+            else:
+                return math.inf
         return wait if wait > 1e-9 else 0.0  # float noise is not a reason to wait
 
-    def acquire(self, images: int) -> None:
-        """Record ``images`` sent now (call when :meth:`delay` said 0)."""
+    def acquire(self, images: int, key: Hashable | None = None) -> None:
+        """Record ``images`` sent now (call when :meth:`delay` said 0).
+
+        With a ``key`` they stay counted until :meth:`finish` is called with it, and their
+        window starts then."""
         now = self._clock()
         self._expire(now)
         self._next_free = max(self._next_free, now) + images * self._interval
-        self._sent.append((now, images))
+        if key is None:
+            self._sent.append((now, images))
+        else:
+            self._flying[key] = self._flying.get(key, 0) + images
         self._in_window += images
+
+    def finish(self, key: Hashable) -> None:
+        """The request acquired under ``key`` was answered (or never sent); idempotent."""
+        images = self._flying.pop(key, None)
+        if images is not None:
+            self._sent.append((self._clock(), images))
+
+    @property
+    def in_flight(self) -> int:
+        """Images of requests acquired with a key and not finished yet."""
+        return sum(self._flying.values())
 
     @property
     def images_in_window(self) -> int:

@@ -9,11 +9,14 @@ again. The listener (the Discord layer) reads everything it needs from the rows.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Protocol
+from collections import Counter
+from collections.abc import Coroutine, Hashable
+from typing import Any, Protocol
 
 from bot.config import Settings
-from bot.db.models import ImageRole, Job, JobImage, JobStatus
+from bot.db.models import Job, JobStatus
 from bot.errors import BotError
 from bot.generation import Engine, ImageOrder, make_images
 from bot.jobs import store
@@ -22,7 +25,6 @@ from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.store import JobOrigin, Sessions
 from bot.providers import GeneratedImage
-from bot.providers.checks import png_dimensions
 from bot.quotas import estimate_cost, price_table, settle_cost
 from bot.quotas.ledger import reserve
 from bot.quotas.policy import (
@@ -59,17 +61,35 @@ class JobListener(Protocol):
 
 
 class JobRunner:
-    def __init__(self, engine: Engine, sessions: Sessions, settings: Settings) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        sessions: Sessions,
+        settings: Settings,
+        *,
+        limiter: ImageRateLimiter | None = None,
+    ) -> None:
+        """``limiter`` replaces the one built from ``provider.images_per_minute`` (tests)."""
         self._engine = engine
         self._sessions = sessions
         self._settings = settings
         self._prices = price_table(settings.prices)
         self._listener: JobListener | None = None
         self._closing = False
+        #: Requests past the cap check and not queued yet, by member and by guild: counted
+        #: against the caps, so concurrent requests cannot all slip in while the ledger works.
+        self._admitting: Counter[tuple[Hashable, Hashable]] = Counter()
+        self._admitting_guild: Counter[Hashable] = Counter()
+        #: One reservation at a time per guild (while any is being admitted there): a burst
+        #: waits here in order instead of in the database's lock, where waiters are served in
+        #: no order and SQLite gives up on one after its busy timeout.
+        self._guild_locks: dict[Hashable, asyncio.Lock] = {}
+        #: Work for jobs outside the queue (posting kept results again); cancelled on close.
+        self._background: set[asyncio.Task[None]] = set()
         self.dispatcher = Dispatcher(
             self._run,
             concurrency=settings.jobs.concurrency,
-            limiter=ImageRateLimiter(settings.provider.images_per_minute),
+            limiter=limiter or ImageRateLimiter(settings.provider.images_per_minute),
         )
 
     def set_listener(self, listener: JobListener) -> None:
@@ -91,27 +111,42 @@ class JobRunner:
         spec = self._engine.provider.spec_for(order.model)
         self._check_rules(order, spec.name)
         guild_key, user_key = _keys(origin)
+        member = (guild_key, user_key)
         jobs = self._settings.jobs
-        waiting = self.dispatcher.queue.count(guild=guild_key, user=user_key)
+        queue = self.dispatcher.queue
+        waiting = queue.count(guild=guild_key, user=user_key) + self._admitting[member]
         if waiting >= jobs.max_queued_per_member:
             raise QueueFull(count=waiting)
-        guild_waiting = self.dispatcher.queue.count(guild=guild_key)
+        guild_waiting = queue.count(guild=guild_key) + self._admitting_guild[guild_key]
         if guild_waiting >= jobs.max_queued_per_guild:
             raise GuildQueueFull(count=guild_waiting)
         estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
         job = store.new_job(order, origin, spec.name, estimate, command)
-        await reserve(
-            self._sessions,
-            self._settings.quotas,
-            job,
-            role_ids,
-            attachments=lambda job_id: store.input_images(job_id, order),
-        )
-        self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
+        self._admitting[member] += 1
+        self._admitting_guild[guild_key] += 1
+        lock = self._guild_locks.setdefault(guild_key, asyncio.Lock())
+        try:
+            async with lock:
+                await reserve(
+                    self._sessions,
+                    self._settings.quotas,
+                    job,
+                    role_ids,
+                    attachments=lambda job_id: store.input_images(job_id, order),
+                )
+            self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
+        finally:
+            _decrement(self._admitting, member)
+            _decrement(self._admitting_guild, guild_key)
+            if guild_key not in self._admitting_guild:
+                self._guild_locks.pop(guild_key, None)
         if self._listener is not None:
             # Awaited before the job can report anything else, so "queued" never lands last.
             place = None if self.dispatcher.starts_now(job.id) else self.place(job.id)
-            await self._listener.job_queued(job, place)
+            try:
+                await self._listener.job_queued(job, place)
+            except Exception:  # the job is queued all the same: the member must not hear "error"
+                log.exception("job %d: showing its place failed", job.id, extra=_context(job))
         log.info(
             "job %d queued: %s n=%d model=%s guild=%s user=%s",
             job.id,
@@ -120,6 +155,7 @@ class JobRunner:
             spec.name,
             origin.guild_id,
             origin.user_id,
+            extra=_context(job),
         )
         return job
 
@@ -137,7 +173,7 @@ class JobRunner:
         if not self.dispatcher.remove(job_id):
             return False
         await store.finish_without_images(self._sessions, job_id, JobStatus.CANCELLED)
-        log.info("job %d cancelled", job_id)
+        log.info("job %d cancelled", job_id, extra={"job_id": job_id})
         return True
 
     def place(self, job_id: int) -> Place | None:
@@ -149,19 +185,32 @@ class JobRunner:
         job = await store.get_job(self._sessions, queued.job_id)
         if job is None or job.status is not JobStatus.QUEUED:
             return
-        order = await store.order_of(self._sessions, job)
-        await store.mark_running(self._sessions, job.id)
         try:
+            order = await store.order_of(self._sessions, job)
+            await store.mark_running(self._sessions, job.id)
             result = await make_images(self._engine, order)
         except BotError as error:
-            log.info("job %d failed: %s (%s)", job.id, error.key, getattr(error, "detail", error))
+            self.dispatcher.request_done(job.id)
+            # Only the operator can fix an operator problem (a refused key, no billing): ERROR.
+            log.log(
+                logging.ERROR if error.operator_problem else logging.INFO,
+                "job %d failed: %s (%s)",
+                job.id,
+                error.key,
+                getattr(error, "detail", error),
+                extra=_context(job),
+            )
             await self._fail(job.id, error)
             return
         except Exception:
+            self.dispatcher.request_done(job.id)
             ref = f"J{job.id}"
-            log.exception("job %d failed unexpectedly (reference %s)", job.id, ref)
+            log.exception(
+                "job %d failed unexpectedly (reference %s)", job.id, ref, extra=_context(job)
+            )
             await self._fail(job.id, InternalError(ref=ref))
             return
+        self.dispatcher.request_done(job.id)
         cost = settle_cost(
             self._prices,
             result.model,
@@ -171,7 +220,13 @@ class JobRunner:
             result.usage,
         )
         done = await store.record_success(self._sessions, job.id, result, cost)
-        log.info("job %d succeeded: %d images, cost %d micro-USD", job.id, len(result.images), cost)
+        log.info(
+            "job %d succeeded: %d images, cost %d micro-USD",
+            job.id,
+            len(result.images),
+            cost,
+            extra=_context(job),
+        )
         if done is not None:
             await self._notify_success(done, list(result.images))
 
@@ -181,7 +236,7 @@ class JobRunner:
             try:
                 await self._listener.job_failed(job, error)
             except Exception:
-                log.exception("job %d: reporting the failure failed", job_id)
+                log.exception("job %d: reporting the failure failed", job_id, extra=_context(job))
 
     async def _notify_success(self, job: Job, images: list[GeneratedImage]) -> None:
         if self._listener is None:
@@ -189,7 +244,9 @@ class JobRunner:
         try:
             await self._listener.job_succeeded(job, images)
         except Exception:
-            log.exception("job %d: delivering the result failed; it stays stored", job.id)
+            log.exception(
+                "job %d: delivering the result failed; it stays stored", job.id, extra=_context(job)
+            )
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -203,7 +260,11 @@ class JobRunner:
                 self.dispatcher.queue.push(QueuedJob(job.id, guild_key, user_key, job.n_requested))
                 resumed.append(job)
             elif job.status is JobStatus.RUNNING:
-                log.warning("job %d was running when the bot stopped: interrupted", job.id)
+                log.warning(
+                    "job %d was running when the bot stopped: interrupted",
+                    job.id,
+                    extra=_context(job),
+                )
                 interrupted = await store.finish_without_images(
                     self._sessions, job.id, JobStatus.INTERRUPTED, "interrupted"
                 )
@@ -211,11 +272,14 @@ class JobRunner:
                     try:
                         await self._listener.job_interrupted(interrupted)
                     except Exception:
-                        log.exception("job %d: reporting the interruption failed", job.id)
+                        log.exception(
+                            "job %d: reporting the interruption failed", job.id, extra=_context(job)
+                        )
             else:
-                log.info("job %d was made but not posted: posting it now", job.id)
-                outputs = await store.images_of(self._sessions, job.id, ImageRole.OUTPUT)
-                await self._notify_success(job, [_generated(image) for image in outputs])
+                log.info(
+                    "job %d was made but not posted: posting it now", job.id, extra=_context(job)
+                )
+                await self._notify_success(job, await store.outputs_of(self._sessions, job.id))
         if resumed:
             log.info("%d queued jobs resume", len(resumed))
         if self._listener is not None:
@@ -224,8 +288,17 @@ class JobRunner:
                 try:
                     await self._listener.job_queued(job, places.get(job.id))
                 except Exception:
-                    log.exception("job %d: showing its place failed", job.id)
+                    log.exception("job %d: showing its place failed", job.id, extra=_context(job))
         self.dispatcher.start()
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` in the background until it ends or the runner closes."""
+        if self._closing:
+            work.close()
+            return
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self, grace: float = 0.0) -> None:
         """Take nothing new, let running jobs finish for ``grace`` seconds, keep the queue."""
@@ -234,12 +307,30 @@ class JobRunner:
         if grace > 0 and not await self.dispatcher.wait_running(grace):
             log.warning("jobs still running after %.0f s; the restart will report them", grace)
         await self.dispatcher.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     async def wait_idle(self) -> None:
         """Until nothing is queued or running (tests)."""
-        while len(self.dispatcher.queue) or self.dispatcher.running:
-            self.dispatcher.changed.clear()
-            await self.dispatcher.changed.wait()
+        changed = self.dispatcher.watch()
+        try:
+            while len(self.dispatcher.queue) or self.dispatcher.running:
+                await changed.wait()
+                changed.clear()
+        finally:
+            self.dispatcher.unwatch(changed)
+
+
+def _context(job: Job) -> dict[str, int | None]:
+    """What a log line about ``job`` carries as fields (see bot.logs.CONTEXT_FIELDS)."""
+    return {"job_id": job.id, "guild_id": job.guild_id, "user_id": job.user_id}
+
+
+def _decrement(counter: Counter[Any], key: Hashable) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 def _keys(origin: JobOrigin) -> tuple[object, object]:
@@ -247,9 +338,3 @@ def _keys(origin: JobOrigin) -> tuple[object, object]:
     if origin.guild_id is None:
         return ("dm", origin.user_id), origin.user_id
     return origin.guild_id, origin.user_id
-
-
-def _generated(image: JobImage) -> GeneratedImage:
-    """A stored output, verified when it was made; PNG dimensions read from its header."""
-    width, height = png_dimensions(image.data) or (0, 0)
-    return GeneratedImage(image.data, image.mime_type, width, height)

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.db.models import ImageRole, Job, JobImage, JobStatus, utcnow
 from bot.errors import BotError
 from bot.generation import FitChoice, ImageOrder
-from bot.providers import ImageResult, Operation
+from bot.providers import GeneratedImage, ImageResult, Operation
+from bot.providers.checks import png_dimensions
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -104,6 +105,16 @@ async def images_of(sessions: Sessions, job_id: int, role: ImageRole) -> list[Jo
             .order_by(JobImage.position)
         )
         return list(result.scalars())
+
+
+async def outputs_of(sessions: Sessions, job_id: int) -> list[GeneratedImage]:
+    """The images a job made and still keeps (verified when made; sizes from the PNG header)."""
+    outputs = await images_of(sessions, job_id, ImageRole.OUTPUT)
+    images = []
+    for image in outputs:
+        width, height = png_dimensions(image.data) or (0, 0)
+        images.append(GeneratedImage(image.data, image.mime_type, width, height))
+    return images
 
 
 async def order_of(sessions: Sessions, job: Job) -> ImageOrder:
@@ -241,6 +252,18 @@ def input_images(job_id: int, order: ImageOrder) -> list[JobImage]:
     if order.mask is not None:
         images.append(_image(job_id, ImageRole.MASK, 0, order.mask))
     return images
+
+
+async def has_live_retry(sessions: Sessions, job_id: int) -> bool:
+    """Whether a retry of ``job_id`` is waiting, running or has made its images."""
+    live = [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.DELIVERED]
+    async with sessions() as session:
+        result = await session.execute(
+            select(Job.id)
+            .where(Job.source_job_id == job_id, Job.command == "retry", Job.status.in_(live))
+            .limit(1)
+        )
+        return result.first() is not None
 
 
 async def unfinished_jobs(sessions: Sessions) -> list[Job]:

@@ -66,7 +66,7 @@ def make_settings(
             model=model,
             max_retries=0,
             user_salt="test",
-            **provider,
+            **({"images_per_minute": 100_000} | provider),
         ),
         database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
         quotas=ROOMY_QUOTAS,

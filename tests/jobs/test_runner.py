@@ -1,0 +1,544 @@
+"""The job runner with the real engine against the fake image API and a SQLite file; no Discord.
+
+A small recording listener stands in for the Discord layer. Every test checks the ledger (the
+jobs table) as well as what the listener and the provider saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import open_engine, open_storage
+from bot.config import (
+    DatabaseSettings,
+    JobsSettings,
+    ProviderSettings,
+    QuotaSettings,
+    Settings,
+)
+from bot.db.engine import Storage
+from bot.db.models import ImageRole, Job, JobImage, JobStatus
+from bot.errors import BotError
+from bot.generation import Engine, ImageOrder
+from bot.jobs import JobOrigin, JobRunner, Place, ShuttingDown, store
+from bot.jobs.ratelimit import ImageRateLimiter
+from bot.providers import GeneratedImage, Operation
+from bot.quotas.policy import (
+    GuildQueueFull,
+    ModelNotAllowed,
+    QueueFull,
+    SizeNotAllowed,
+    TooManyAtOnce,
+)
+from tests.fakes.openai_api import FakeImagesAPI
+
+GUILD_A, GUILD_B = 1001, 1002
+#: dall-e-2 at 256x256: $0.016 an image, in micro-dollars.
+PRICE = 16_000
+
+ROOMY = QuotaSettings(
+    images_per_day=100_000,
+    images_per_month=1_000_000,
+    spend_per_month_usd=100_000.0,
+    member_images_per_day=100_000,
+    max_images_per_day=100_000,
+    max_images_per_month=1_000_000,
+    max_spend_per_month_usd=100_000.0,
+    max_member_images_per_day=100_000,
+    max_n=10,
+)
+
+
+@dataclass
+class Recorder:
+    """The runner's listener: remembers every event, can be told to fail deliveries."""
+
+    events: list[tuple[str, int, Any]] = field(default_factory=list)
+    fail_deliveries: bool = False
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def job_queued(self, job: Job, place: Place | None) -> None:
+        self._add("queued", job.id, place)
+
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
+        if self.fail_deliveries:
+            raise RuntimeError("Discord is down")
+        self._add("succeeded", job.id, images)
+
+    async def job_failed(self, job: Job, error: BotError) -> None:
+        self._add("failed", job.id, error)
+
+    async def job_interrupted(self, job: Job) -> None:
+        self._add("interrupted", job.id, job)
+
+    def _add(self, kind: str, job_id: int, detail: Any) -> None:
+        self.events.append((kind, job_id, detail))
+        self.event.set()
+
+    def of(self, kind: str) -> list[int]:
+        return [job_id for event, job_id, _ in self.events if event == kind]
+
+    def detail(self, kind: str, job_id: int) -> Any:
+        return next(d for event, j, d in self.events if event == kind and j == job_id)
+
+    async def wait_for(self, kind: str, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while len(self.of(kind)) < count:
+                self.event.clear()
+                await self.event.wait()
+
+
+@dataclass
+class World:
+    api: FakeImagesAPI
+    engine: Engine
+    storage: Storage
+    settings: Settings
+    stack: AsyncExitStack
+
+    async def runner(
+        self,
+        listener: Recorder | None = None,
+        *,
+        limiter: ImageRateLimiter | None = None,
+        start: bool = True,
+        **jobs: Any,
+    ) -> tuple[JobRunner, Recorder]:
+        """A runner on this world's engine and database (closed when the test ends)."""
+        settings = dataclasses.replace(
+            self.settings, jobs=dataclasses.replace(self.settings.jobs, **jobs)
+        )
+        runner = JobRunner(self.engine, self.storage.sessions, settings, limiter=limiter)
+        recorder = listener or Recorder()
+        runner.set_listener(recorder)
+        self.stack.push_async_callback(runner.close)
+        if start:
+            await runner.start()
+        return runner, recorder
+
+    async def job(self, job_id: int) -> Job:
+        found = await store.get_job(self.storage.sessions, job_id)
+        assert found is not None
+        return found
+
+    async def jobs(self) -> list[Job]:
+        async with self.storage.sessions() as session:
+            return list((await session.execute(select(Job).order_by(Job.id))).scalars())
+
+    async def charged(self) -> tuple[int, int]:
+        """Images and micro-dollars the ledger counts (reservations included)."""
+        async with self.storage.sessions() as session:
+            row = (
+                await session.execute(
+                    select(
+                        func.coalesce(func.sum(Job.n_charged), 0),
+                        func.coalesce(func.sum(Job.cost_micro_usd), 0),
+                    )
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def prompts(self) -> list[str]:
+        return [str(r.body.get("prompt")) for r in self.api.requests]
+
+
+def make_settings(api: FakeImagesAPI, tmp_path: Path, **changes: Any) -> Settings:
+    settings = Settings(
+        provider=ProviderSettings(
+            base_url=api.base_url,
+            api_key=api.api_key,
+            model="dall-e-2",
+            max_retries=0,
+            user_salt="test",
+            images_per_minute=100_000,  # only the rate-limit test is about the rate limit
+        ),
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
+        jobs=JobsSettings(concurrency=1, max_queued_per_member=100, max_queued_per_guild=100),
+        quotas=ROOMY,
+    )
+    return dataclasses.replace(settings, **changes)
+
+
+@asynccontextmanager
+async def open_world(api: FakeImagesAPI, settings: Settings) -> AsyncIterator[World]:
+    """The database and engine; runners made by ``World.runner`` close first (LIFO)."""
+    async with AsyncExitStack() as stack:
+        storage = await stack.enter_async_context(open_storage(settings))
+        engine = await stack.enter_async_context(open_engine(settings))
+        yield World(api, engine, storage, settings, stack)
+
+
+@pytest.fixture
+async def world(fake_images_api: FakeImagesAPI, tmp_path: Path) -> AsyncIterator[World]:
+    async with open_world(fake_images_api, make_settings(fake_images_api, tmp_path)) as opened:
+        yield opened
+    assert fake_images_api.spec_violations == []
+
+
+def order(prompt: str, n: int = 1, **changes: Any) -> ImageOrder:
+    settings: dict[str, Any] = {"size": "256x256", **changes}
+    return ImageOrder(Operation.GENERATE, prompt=prompt, n=n, **settings)
+
+
+def origin(user: int, guild: int | None = GUILD_A) -> JobOrigin:
+    return JobOrigin(user_id=user, guild_id=guild, channel_id=5)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - the fake API has no event to wait on
+            await asyncio.sleep(0.01)
+
+
+async def submit(
+    runner: JobRunner, prompt: str, user: int = 1, guild: int | None = GUILD_A, n: int = 1
+) -> Job:
+    return await runner.submit(order(prompt, n), origin(user, guild), command="imagine")
+
+
+# --- order and concurrency ----------------------------------------------------------------------
+
+
+async def test_jobs_run_round_robin_between_guilds_then_members(world: World) -> None:
+    api = world.api
+    api.delay = 0.3
+    runner, recorder = await world.runner(concurrency=1)
+    first = await submit(runner, "first", user=1)
+    await until(lambda: len(api.requests) == 1)  # it runs; everything after it waits
+    plan = [
+        ("x1", 1, GUILD_A),
+        ("x2", 1, GUILD_A),
+        ("y1", 2, GUILD_A),
+        ("z1", 3, GUILD_B),
+        ("z2", 3, GUILD_B),
+        ("x3", 1, GUILD_A),
+    ]
+    jobs = {prompt: await submit(runner, prompt, user, guild) for prompt, user, guild in plan}
+    places = {prompt: runner.place(job.id) for prompt, job in jobs.items()}
+    api.delay = 0.0
+    await runner.wait_idle()
+    await recorder.wait_for("succeeded", 7)
+    expected = ["first", "x1", "z1", "y1", "z2", "x2", "x3"]
+    assert world.prompts() == expected
+    positions = {prompt: place.position for prompt, place in places.items() if place}
+    assert sorted(positions, key=positions.__getitem__) == expected[1:]
+    etas = [places[prompt].eta_seconds for prompt in expected[1:]]  # type: ignore[union-attr]
+    assert etas == sorted(etas) and etas[0] > 0
+    # queued jobs were told their place; the first started at once (no place to show)
+    queued = {job_id: place for kind, job_id, place in recorder.events if kind == "queued"}
+    assert queued[first.id] is None
+    assert all(queued[job.id] is not None for job in jobs.values())
+    assert [j.status for j in await world.jobs()] == [JobStatus.SUCCEEDED] * 7
+
+
+async def test_concurrency_limit_is_respected(world: World) -> None:
+    api = world.api
+    api.delay = 0.2
+    runner, recorder = await world.runner(concurrency=2)
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, len(runner.dispatcher.running))
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    for i in range(6):
+        await submit(runner, f"p{i}", user=i)
+    await recorder.wait_for("succeeded", 6)
+    watcher.cancel()
+    assert peak == 2
+
+
+# --- admission ----------------------------------------------------------------------------------
+
+
+async def test_queue_caps_per_member_and_per_guild(world: World) -> None:
+    api = world.api
+    api.delay = 5.0
+    runner, _ = await world.runner(concurrency=1, max_queued_per_member=2, max_queued_per_guild=3)
+    await submit(runner, "running", user=1)
+    await until(lambda: len(api.requests) == 1)
+    await submit(runner, "a", user=1)
+    await submit(runner, "b", user=1)
+    with pytest.raises(QueueFull) as member_full:
+        await submit(runner, "c", user=1)
+    assert member_full.value.key == "quota.queue_member"
+    assert str(member_full.value) == (
+        "You already have 2 requests waiting. Wait for one to finish, then try again."
+    )
+    await submit(runner, "d", user=2)
+    with pytest.raises(GuildQueueFull) as guild_full:
+        await submit(runner, "e", user=3)
+    assert str(guild_full.value) == (
+        "This server already has 3 requests waiting. Please try again in a few minutes."
+    )
+    await submit(runner, "f", user=3, guild=GUILD_B)  # another guild has its own cap
+    assert len(await world.jobs()) == 5  # refused requests leave nothing behind
+    assert await world.charged() == (5, 5 * PRICE)
+
+
+async def test_concurrent_requests_do_not_slip_past_the_member_cap(world: World) -> None:
+    api = world.api
+    api.delay = 5.0
+    runner, _ = await world.runner(concurrency=1, max_queued_per_member=3)
+    await submit(runner, "running", user=9)
+    await until(lambda: len(api.requests) == 1)
+
+    async def attempt(i: int) -> bool:
+        try:
+            await submit(runner, f"burst {i}", user=1)
+        except QueueFull:
+            return False
+        return True
+
+    admitted = await asyncio.gather(*(attempt(i) for i in range(12)))
+    assert sum(admitted) == 3
+    assert runner.dispatcher.queue.count(guild=GUILD_A, user=1) == 3
+
+
+async def test_rules_refuse_before_anything_is_stored(world: World) -> None:
+    strict = dataclasses.replace(
+        ROOMY, max_n=2, allowed_models=("dall-e-2",), allowed_sizes=("256x256",)
+    )
+    world.settings = dataclasses.replace(world.settings, quotas=strict)
+    runner, recorder = await world.runner()
+    with pytest.raises(TooManyAtOnce, match="At most 2 images per request here, not 3"):
+        await submit(runner, "many", n=3)
+    with pytest.raises(SizeNotAllowed, match="The size 512x512 is not available here"):
+        await runner.submit(order("big", size="512x512"), origin(1), command="imagine")
+    with pytest.raises(ModelNotAllowed, match="The model dall-e-3 is not available here"):
+        await runner.submit(
+            order("other", model="dall-e-3", size=None), origin(1), command="imagine"
+        )
+    assert await world.jobs() == []
+    assert world.api.requests == [] and recorder.events == []
+
+
+# --- cancelling ---------------------------------------------------------------------------------
+
+
+async def test_cancelling_a_queued_job_releases_its_reservation(world: World) -> None:
+    api = world.api
+    api.delay = 0.5
+    runner, recorder = await world.runner(concurrency=1)
+    running = await submit(runner, "running")
+    await until(lambda: len(api.requests) == 1)
+    waiting = await submit(runner, "waiting", n=3)
+    assert (await world.job(waiting.id)).n_charged == 3  # reserved while it waits
+    assert await world.charged() == (4, 4 * PRICE)
+
+    assert not await runner.cancel(running.id)  # it started: too late
+    assert await runner.cancel(waiting.id)
+    assert not await runner.cancel(waiting.id)  # once is enough
+
+    cancelled = await world.job(waiting.id)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert (cancelled.n_charged, cancelled.cost_micro_usd) == (0, 0)
+    await recorder.wait_for("succeeded", 1)
+    await runner.wait_idle()
+    assert world.prompts() == ["running"]  # the cancelled one never reached the provider
+    assert await world.charged() == (1, PRICE)
+    assert (await world.job(running.id)).status is JobStatus.SUCCEEDED
+
+
+# --- settling -----------------------------------------------------------------------------------
+
+
+async def test_success_settles_the_delivered_images_and_their_real_cost(world: World) -> None:
+    runner, recorder = await world.runner()
+    job = await submit(runner, "three", n=3)
+    await recorder.wait_for("succeeded", 1)
+    done = await world.job(job.id)
+    assert done.status is JobStatus.SUCCEEDED
+    assert done.n_delivered == done.n_charged == 3
+    assert done.cost_micro_usd == 3 * PRICE
+    assert done.started_at is not None and done.finished_at is not None
+    images = recorder.detail("succeeded", job.id)
+    assert len(images) == 3 and all(i.data.startswith(b"\x89PNG") for i in images)
+    stored = await store.images_of(world.storage.sessions, job.id, ImageRole.OUTPUT)
+    assert [image.data for image in stored] == [image.data for image in images]
+
+
+async def test_a_token_priced_model_settles_what_the_tokens_cost(
+    fake_images_api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    """gpt-image-2 reserves an estimate (the per-image price, erring high) and settles the
+    real cost from the usage the provider reported: $5 per 1M text tokens, $30 per 1M out."""
+    api = fake_images_api
+    settings = make_settings(api, tmp_path)
+    settings = dataclasses.replace(
+        settings, provider=dataclasses.replace(settings.provider, model="gpt-image-2")
+    )
+    async with open_world(api, settings) as world:
+        api.delay = 0.3
+        runner, recorder = await world.runner()
+        job = await runner.submit(
+            order("two foxes", n=2, size="1024x1024", quality="low"), origin(1), command="imagine"
+        )
+        reserved = await world.job(job.id)
+        assert (reserved.n_charged, reserved.cost_micro_usd) == (2, 2 * 11_000)  # $0.011 each
+        await recorder.wait_for("succeeded", 1)
+        done = await world.job(job.id)
+        text_tokens = len("two foxes") // 4 + 1  # what the fake reports
+        assert (done.input_tokens, done.output_tokens) == (text_tokens, 2 * 272)
+        assert done.cost_micro_usd == text_tokens * 5 + 2 * 272 * 30
+        assert done.cost_micro_usd != reserved.cost_micro_usd
+        assert done.n_charged == done.n_delivered == 2
+
+
+async def test_a_failure_releases_the_reservation_and_is_reported(world: World) -> None:
+    world.api.fail_next(500)
+    runner, recorder = await world.runner()
+    job = await submit(runner, "doomed", n=2)
+    await recorder.wait_for("failed", 1)
+    failed = await world.job(job.id)
+    assert failed.status is JobStatus.FAILED
+    assert (failed.n_charged, failed.cost_micro_usd, failed.n_delivered) == (0, 0, 0)
+    assert failed.error_code == recorder.detail("failed", job.id).key
+    assert await world.charged() == (0, 0)
+
+
+# --- restart ------------------------------------------------------------------------------------
+
+
+async def test_a_restart_resumes_queued_reports_running_and_delivers_kept_results(
+    fake_images_api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    api = fake_images_api
+    settings = make_settings(api, tmp_path)
+    async with open_world(api, settings) as world:
+        # The first process: one result made but not posted, one job running, three waiting.
+        first, recorder = await world.runner(Recorder(fail_deliveries=True), concurrency=1)
+        kept = await submit(first, "kept", n=2)
+        await until(lambda: first.dispatcher.running == {} and len(api.requests) == 1)
+        api.delay = 30.0
+        cut = await submit(first, "cut short", user=2, guild=GUILD_B)
+        await until(lambda: len(api.requests) == 2)
+        queued = [
+            await submit(first, "q1", user=1),
+            await submit(first, "q2", user=3, guild=GUILD_B),
+            await submit(first, "q3", user=1),
+        ]
+        await first.close()  # what a crash leaves behind, as far as the rows go
+        assert (await world.job(kept.id)).status is JobStatus.SUCCEEDED
+        assert (await world.job(cut.id)).status is JobStatus.RUNNING
+        assert {(await world.job(j.id)).status for j in queued} == {JobStatus.QUEUED}
+        assert recorder.of("succeeded") == []
+        api.delay = 0.0
+
+        second, told = await world.runner(concurrency=1)
+        await told.wait_for("succeeded", 4)
+        await second.wait_idle()
+        assert told.of("interrupted") == [cut.id]
+        interrupted = await world.job(cut.id)
+        assert interrupted.status is JobStatus.INTERRUPTED
+        assert (interrupted.n_charged, interrupted.cost_micro_usd) == (0, 0)
+        # the kept result is delivered from the database: no new request for it
+        assert world.prompts() == ["kept", "cut short", "q1", "q2", "q3"]
+        assert told.of("succeeded")[0] == kept.id
+        assert len(told.detail("succeeded", kept.id)) == 2
+        # queued jobs were shown their place again, then ran in their order
+        assert set(told.of("queued")) == {j.id for j in queued}
+        assert told.of("succeeded")[1:] == [j.id for j in queued]
+        for job in [kept, *queued]:
+            done = await world.job(job.id)
+            assert done.n_charged == done.n_delivered == job.n_requested
+        assert await world.charged() == (5, 5 * PRICE)
+
+
+async def test_a_restart_after_a_hard_stop_does_not_repeat_finished_work(
+    fake_images_api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    """Rows written directly, as a killed process leaves them mid-way through each state."""
+    api = fake_images_api
+    settings = make_settings(api, tmp_path)
+    async with open_world(api, settings) as world:
+        sessions = world.storage.sessions
+        rows = {
+            status: store.new_job(order(status.value), origin(1), "dall-e-2", PRICE, "imagine")
+            for status in (JobStatus.DELIVERED, JobStatus.FAILED, JobStatus.CANCELLED)
+        }
+        async with sessions() as session, session.begin():
+            for status, row in rows.items():
+                row.status = status
+                row.n_charged = 1 if status is JobStatus.DELIVERED else 0
+                session.add(row)
+        second, told = await world.runner()
+        await second.wait_idle()
+        assert told.events == [] and api.requests == []
+        statuses = [job.status for job in await world.jobs()]
+        assert statuses == [JobStatus.DELIVERED, JobStatus.FAILED, JobStatus.CANCELLED]
+        async with sessions() as session:
+            count = await session.execute(select(func.count()).select_from(JobImage))
+            assert count.scalar_one() == 0
+
+
+async def test_no_new_jobs_once_closing(world: World) -> None:
+    runner, _ = await world.runner()
+    await runner.close()
+    with pytest.raises(ShuttingDown) as refused:
+        await submit(runner, "too late")
+    assert refused.value.key == "error.restarting"
+    assert await world.jobs() == []
+
+
+async def test_close_lets_a_running_job_finish_within_the_grace(world: World) -> None:
+    api = world.api
+    api.delay = 0.3
+    runner, recorder = await world.runner(concurrency=1)
+    running = await submit(runner, "finishing")
+    await until(lambda: len(api.requests) == 1)
+    waiting = await submit(runner, "waiting")
+    await runner.close(grace=5.0)
+    assert recorder.of("succeeded") == [running.id]
+    assert (await world.job(waiting.id)).status is JobStatus.QUEUED  # kept for the restart
+    assert len(api.requests) == 1
+
+
+# --- rate limit ---------------------------------------------------------------------------------
+
+
+async def test_the_providers_rate_limit_is_never_hit(world: World) -> None:
+    """8 images per 1-second "minute" at the fake provider; 30 images asked for at once."""
+    api = world.api
+    api.images_per_minute, api.rate_window = 8, 1.0
+    limiter = ImageRateLimiter(8, window=1.0)
+    runner, recorder = await world.runner(limiter=limiter, concurrency=4)
+    sizes = [1, 2, 1, 3, 1, 2, 1, 1, 2, 1, 3, 1, 2, 1, 1, 2, 1, 1, 2, 1]
+    assert sum(sizes) == 30
+    for i, n in enumerate(sizes):
+        await submit(runner, f"p{i}", user=i % 3, guild=GUILD_A + i % 2, n=n)
+    async with asyncio.timeout(20):
+        await runner.wait_idle()
+    assert api.count_429 == 0 and recorder.of("failed") == []
+    assert len(recorder.of("succeeded")) == len(sizes)
+    assert await world.charged() == (30, 30 * PRICE)
+
+
+def test_a_request_in_flight_counts_until_it_is_answered() -> None:
+    """The provider counts a request when it receives it, after we decided to send it: its
+    window starts when the answer comes, so a slow way there never draws a 429."""
+    now = [100.0]
+    limiter = ImageRateLimiter(2, burst=2, window=10.0, clock=lambda: now[0])
+    limiter.acquire(2, key="slow")
+    assert limiter.delay(1) == math.inf  # only an answer can make room
+    now[0] += 30.0  # however long it takes
+    assert limiter.delay(1) == math.inf and limiter.in_flight == 2
+    limiter.finish("slow")
+    limiter.finish("slow")  # idempotent
+    assert limiter.in_flight == 0
+    assert limiter.delay(1) == pytest.approx(10.0 * (1 + 1 / 60))  # a full window from now
+    now[0] += 10.2
+    assert limiter.delay(1) == 0

@@ -1,0 +1,188 @@
+"""The bot process is killed (SIGKILL) mid-queue and started again on the same database.
+
+Nothing is lost: every queued job runs after the restart, the job that was running is reported
+to its requester with a Retry button (which works), nothing is charged for it, and no job is
+generated twice. This is ``python -m bot run`` as an operator starts it, against the fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bot.db import create_engine, create_sessionmaker
+from bot.db.models import Job, JobStatus
+from bot.discord.i18n import Catalog
+from tests.fakes.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
+from tests.fakes.openai_api import FakeImagesAPI
+from tests.test_run_process import BotProcess, bot_env, bot_process
+
+CATALOG = Catalog.load()
+DONE = CATALOG.text("status.done")
+INTERRUPTED = CATALOG.text("status.interrupted")
+QUEUED_PREFIX = (CATALOG.template("status.queued") or "").split("{", 1)[0]
+PRICE = 16_000  # dall-e-2 at 256x256, micro-dollars
+
+
+def write_config(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[discord]\n"
+        f'api_base_url = "{fake.api_base}"\n'
+        f'gateway_url = "{fake.gateway_url}"\n'
+        "[provider]\n"
+        f'base_url = "{api.base_url}"\n'
+        'model = "dall-e-2"\n'
+        "max_retries = 0\n"
+        "images_per_minute = 10000\n"
+        "[jobs]\n"
+        "concurrency = 1\n"
+        "shutdown_grace_seconds = 1.0\n"
+        "[database]\n"
+        f'url = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+async def started(fake: FakeDiscord, bot: BotProcess, ready_before: int) -> None:
+    """The process connected to the gateway (its jobs were picked up before that)."""
+    try:
+        await fake.wait_ready(count=ready_before + 1, timeout=15)
+        await fake.state.pulse.wait_until(
+            lambda: True if fake.commands else None, 10, lambda: "the command sync"
+        )
+    except BaseException:
+        print(bot.output)
+        raise
+
+
+async def ask(fake: FakeDiscord, prompt: str, user: FakeMember) -> InteractionHandle:
+    channel = next(c for c in user.guild.channels)
+    handle = await fake.slash(
+        "imagine", {"prompt": prompt, "size": "256x256"}, user=user, channel=channel
+    )
+    assert (await handle.response()).ephemeral
+    return handle
+
+
+async def shows(
+    handle: InteractionHandle,
+    wanted: str | Callable[[str], bool],
+    timeout: float = 10.0,  # noqa: ASYNC109
+) -> StoredMessage:
+    """The private status message once it says ``wanted`` (a text, or a test of the text)."""
+    check = wanted if callable(wanted) else wanted.__eq__
+    return await handle.wait_message(lambda m: m.ephemeral and check(m.content), timeout=timeout)
+
+
+def result_for(fake: FakeDiscord, prompt: str) -> list[StoredMessage]:
+    return [
+        m
+        for m in fake.state.messages.values()
+        if m.attachments
+        and not m.ephemeral
+        and m.embeds
+        and m.embeds[0].get("description") == prompt
+    ]
+
+
+async def test_a_killed_bot_loses_nothing_and_repeats_nothing(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    fake, api = fake_discord, fake_images_api
+    other_guild = fake.add_guild("Second Server")
+    fake.add_channel(other_guild, "art")
+    carol = fake.add_member(other_guild, "carol")
+    bob = fake.user
+    alice = fake.admin
+    config = write_config(tmp_path, fake, api)
+    env = bot_env(fake.token, api.api_key)
+    api.delay = 1.0
+
+    # --- the first process: one job running, three waiting, then SIGKILL ----------------------
+    async with bot_process("run", config, env) as first:
+        await started(fake, first, fake.gateway.ready_count)
+        cut = await ask(fake, "cut short", bob)
+        async with asyncio.timeout(10):
+            while not api.requests:  # noqa: ASYNC110 - the fake API has no event to wait on
+                await asyncio.sleep(0.01)
+        waiting = {
+            "from carol": await ask(fake, "from carol", carol),
+            "from alice": await ask(fake, "from alice", alice),
+            "carol again": await ask(fake, "carol again", carol),
+        }
+        for handle in waiting.values():  # admitted and stored: their place is shown
+            await shows(handle, lambda text: text.startswith(QUEUED_PREFIX))
+        assert len(api.requests) == 1
+        first.process.send_signal(signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+    assert "Traceback" not in first.output
+
+    # --- the second process, same database ----------------------------------------------------
+    api.delay = 0.2
+    async with bot_process("run", config, env) as second:
+        try:
+            await started(fake, second, fake.gateway.ready_count)
+            notice = await shows(cut, INTERRUPTED)
+            (retry_id,) = notice.custom_ids
+            assert re.fullmatch(r"ib:retry:\d+", retry_id)
+            for prompt, handle in waiting.items():
+                await shows(handle, DONE)
+                (result,) = result_for(fake, prompt)
+                assert result.pinged_ids == [handle.record.user.id]
+
+            # Retry is the requester's: it runs the interrupted request once more
+            click = await fake.click(notice, retry_id, user=bob)
+            assert (await click.response()).ephemeral
+            await shows(click, DONE)
+            async with asyncio.timeout(10):
+                while not result_for(fake, "cut short"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            (retried,) = result_for(fake, "cut short")
+            assert retried.pinged_ids == [bob.id]
+        except BaseException:
+            print(second.output)
+            raise
+        assert await second.stop() == 0, second.output
+    assert "Traceback" not in second.output
+
+    # the provider made each request's images once; the interrupted one was asked twice, the
+    # first time by the killed process (never answered), the second time by Retry
+    prompts = Counter(r.body["prompt"] for r in api.requests)
+    assert prompts == {"cut short": 2, "from carol": 1, "from alice": 1, "carol again": 1}
+    # the queued jobs ran in their fair order after the restart (guilds take turns)
+    after_kill = [r.body["prompt"] for r in api.requests[1:4]]
+    assert after_kill[0] == "from carol" and set(after_kill) == set(waiting)
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    try:
+        async with create_sessionmaker(engine)() as session:
+            jobs = list((await session.execute(select(Job).order_by(Job.id))).scalars())
+    finally:
+        await engine.dispose()
+    by_prompt = {(job.prompt, job.command): job for job in jobs}
+    assert len(jobs) == 5
+    interrupted = by_prompt[("cut short", "imagine")]
+    assert interrupted.status is JobStatus.INTERRUPTED
+    assert (interrupted.n_charged, interrupted.cost_micro_usd) == (0, 0)
+    retry = by_prompt[("cut short", "retry")]
+    assert retry.source_job_id == interrupted.id and retry.user_id == bob.id
+    for job in jobs:
+        if job is interrupted:
+            continue
+        assert job.status is JobStatus.DELIVERED, job.prompt
+        assert job.n_charged == job.n_delivered == 1
+        assert job.cost_micro_usd == PRICE
+    assert (
+        sum(job.n_charged for job in jobs)
+        == 4
+        == len([m for m in fake.state.messages.values() if m.attachments and not m.ephemeral])
+    )
+    assert fake.spec_violations == [] and api.spec_violations == []
