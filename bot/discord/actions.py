@@ -76,7 +76,7 @@ class Actions:
         source: tuple[int, int | None] | None = None,
     ) -> Job:
         """Check, defer, read uploads, queue. Raises BotError before deferring when it can."""
-        if interaction.guild_id is None:
+        if interaction.guild_id is None and not self.bot.settings.quotas.dm_enabled:
             raise GuildOnly()
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
         check_order(self.bot.engine.provider, order)
