@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from sqlalchemy import text
 
-from bot.config import TOKEN_ENV, Settings
+from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
 from bot.db.engine import Storage
-from bot.errors import BotError, ConfigError
 from bot.generation import Engine
 from bot.imaging import ImageLimits, ImageWorker
 from bot.ops.health import HealthServer
@@ -83,15 +82,9 @@ async def open_bot(
     **bot_options: Any,
 ) -> AsyncIterator[ImageBot]:
     """The Discord bot with everything it needs; closed (jobs stopped) on exit."""
-    import discord
-
     from bot.discord.bot import ImageBot, point_discord_at
     from bot.discord.i18n import Catalog
     from bot.jobs import JobRunner
-
-    # The bot never joins voice: discord.py's start-up warnings about missing voice libraries
-    # (PyNaCl, davey) would only send operators looking for a problem that is not there.
-    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
     if sync_commands is None:
         sync_commands = settings.discord.sync_commands
@@ -127,6 +120,8 @@ async def run_discord_bot(settings: Settings) -> None:
     A stop signal cancels running jobs, closes the gateway connection and closes the database
     before returning, so the process exits 0 within moments instead of being killed mid-write.
     """
+    from bot.discord.bot import login_errors
+
     stop = asyncio.Event()
     metrics = Metrics()
     with _stop_on_signals(stop):
@@ -136,7 +131,7 @@ async def run_discord_bot(settings: Settings) -> None:
         ):
             if stop.is_set():
                 return
-            with discord_login_errors(settings):
+            with login_errors(settings):
                 await _run_until_stopped(
                     bot, settings.discord.token, stop, settings.jobs.shutdown_grace_seconds
                 )
@@ -226,34 +221,10 @@ def _request_stop(stop: asyncio.Event, number: signal.Signals) -> None:
     stop.set()
 
 
-@contextlib.contextmanager
-def discord_login_errors(settings: Settings) -> Iterator[None]:
-    """Turn "Discord refused us" into one line an operator can act on (no traceback).
-
-    A wrong token is refused by REST (401, discord.py's LoginFailure) or, should REST accept it,
-    by the gateway (close code 4004): a configuration error (exit 2). An unreachable Discord (or
-    a wrong ``api_base_url``) fails the first request: a run-time failure (exit 1).
-    """
-    import discord
-
-    rejected = ConfigError(
-        f"Discord rejected the bot token ({TOKEN_ENV} or [discord] token); copy the token "
-        "again from the Developer Portal (Bot > Reset Token)"
-    )
-    try:
-        yield
-    except discord.LoginFailure:
-        raise rejected from None
-    except discord.ConnectionClosed as exc:
-        if exc.code == 4004:
-            raise rejected from None
-        raise
-    except aiohttp.ClientConnectionError as exc:
-        raise BotError(f"cannot reach Discord at {settings.discord.api_base_url}: {exc}") from None
-
-
 async def sync_commands(settings: Settings) -> None:
     """Log in, which syncs the commands in setup_hook, and leave without connecting."""
+    from bot.discord.bot import login_errors
+
     async with open_bot(settings, sync_commands=True, start_jobs=False) as bot:
-        with discord_login_errors(settings):
+        with login_errors(settings):
             await bot.login(settings.discord.token)

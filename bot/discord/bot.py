@@ -7,14 +7,17 @@ on 127.0.0.1. discord.py reads both from class attributes, so they are set befor
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord.ext import commands
 
-from bot.config import DiscordSettings, Settings
+from bot.config import TOKEN_ENV, DiscordSettings, Settings
 from bot.db.engine import Storage
 from bot.discord.actions import Actions
 from bot.discord.delivery import Delivery
@@ -22,12 +25,17 @@ from bot.discord.exts import EXTENSIONS
 from bot.discord.i18n import BotTranslator, Catalog
 from bot.discord.tree import BotTree
 from bot.discord.views import DYNAMIC_ITEMS, route_modal
+from bot.errors import BotError, ConfigError
 from bot.generation import Engine
 from bot.jobs import JobListener, JobRunner
 from bot.ops.metrics import Metrics
 from bot.ops.observe import ObservingListener
 
 log = logging.getLogger(__name__)
+
+# The bot never joins voice: discord.py's start-up warnings about missing voice libraries
+# (PyNaCl, davey) would only send operators looking for a problem that is not there.
+discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
 
 def point_discord_at(settings: DiscordSettings) -> None:
@@ -131,3 +139,27 @@ class ImageBot(commands.Bot):
             user.id if user else "?",
             len(self.guilds),
         )
+
+
+@contextlib.contextmanager
+def login_errors(settings: Settings) -> Iterator[None]:
+    """Turn "Discord refused us" into one line an operator can act on (no traceback).
+
+    A wrong token is refused by REST (401, discord.py's LoginFailure) or, should REST accept it,
+    by the gateway (close code 4004): a configuration error (exit 2). An unreachable Discord (or
+    a wrong ``api_base_url``) fails the first request: a run-time failure (exit 1).
+    """
+    rejected = ConfigError(
+        f"Discord rejected the bot token ({TOKEN_ENV} or [discord] token); copy the token "
+        "again from the Developer Portal (Bot > Reset Token)"
+    )
+    try:
+        yield
+    except discord.LoginFailure:
+        raise rejected from None
+    except discord.ConnectionClosed as exc:
+        if exc.code == 4004:
+            raise rejected from None
+        raise
+    except aiohttp.ClientConnectionError as exc:
+        raise BotError(f"cannot reach Discord at {settings.discord.api_base_url}: {exc}") from None
