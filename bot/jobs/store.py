@@ -37,44 +37,6 @@ class JobOrigin:
     source_index: int | None = None
 
 
-async def create_job(
-    sessions: Sessions, order: ImageOrder, origin: JobOrigin, model: str, estimate: int
-) -> Job:
-    """Insert a queued job with its uploads; ``estimate`` is the most it may cost (micro-USD)."""
-    job = Job(
-        guild_id=origin.guild_id,
-        channel_id=origin.channel_id,
-        user_id=origin.user_id,
-        operation=order.operation.value,
-        model=model,
-        prompt=order.prompt,
-        size=order.size,
-        quality=order.quality,
-        style=order.style,
-        background=order.background,
-        fit=order.fit,
-        n_requested=order.n,
-        n_delivered=0,
-        status=JobStatus.QUEUED,
-        cost_micro_usd=estimate,
-        locale=origin.locale,
-        application_id=origin.application_id,
-        interaction_token=origin.interaction_token,
-        interaction_at=origin.interaction_at,
-        attachment_size_limit=origin.attachment_size_limit,
-        source_job_id=origin.source_job_id,
-        source_index=origin.source_index,
-    )
-    async with sessions() as session, session.begin():
-        session.add(job)
-        await session.flush()
-        if order.image is not None:
-            session.add(_image(job.id, ImageRole.INPUT, 0, order.image))
-        if order.mask is not None:
-            session.add(_image(job.id, ImageRole.MASK, 0, order.mask))
-    return job
-
-
 def _image(job_id: int, role: ImageRole, position: int, data: bytes, mime: str = "") -> JobImage:
     return JobImage(
         job_id=job_id,
