@@ -121,6 +121,7 @@ class Actions:
             attachment_size_limit=interaction.filesize_limit,
             source_job_id=source[0] if source else None,
             source_index=source[1] if source else None,
+            parent_channel_id=getattr(interaction.channel, "parent_id", None),
         )
 
     # --- commands ------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ class JobRunner:
                     job,
                     role_ids,
                     attachments=lambda job_id: store.input_images(job_id, order),
+                    parent_channel_id=origin.parent_channel_id,
                 )
             self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
         finally:

@@ -35,6 +35,8 @@ class JobOrigin:
     attachment_size_limit: int | None = None
     source_job_id: int | None = None
     source_index: int | None = None
+    #: The channel a thread belongs to: a thread counts as its channel for channel rules.
+    parent_channel_id: int | None = None
 
 
 def _image(job_id: int, role: ImageRole, position: int, data: bytes, mime: str = "") -> JobImage:

@@ -120,6 +120,7 @@ async def reserve(
     role_ids: Iterable[int] = (),
     now: datetime | None = None,
     attachments: Callable[[int], list[JobImage]] | None = None,
+    parent_channel_id: int | None = None,
 ) -> Job:
     """Insert ``job`` (its n and estimated cost are the reservation) if every limit allows it.
 
@@ -133,7 +134,8 @@ async def reserve(
             raise DirectMessagesOff()
         row = await lock_guild(session, job.guild_id or DM_GUILD)
         limits, rules = await limits_for(session, quotas, job.guild_id, row)
-        if limits.allowed_channels and job.channel_id not in limits.allowed_channels:
+        allowed = limits.allowed_channels
+        if allowed and job.channel_id not in allowed and parent_channel_id not in allowed:
             channels = ", ".join(f"<#{c}>" for c in sorted(limits.allowed_channels))
             raise ChannelNotAllowed(channels=channels)
         period = periods(now, limits.timezone)

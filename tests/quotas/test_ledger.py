@@ -137,6 +137,8 @@ async def test_budget_channels_and_dms(storage: Storage) -> None:
     with pytest.raises(ChannelNotAllowed) as channel_error:
         await reserve(storage.sessions, QuotaSettings(), job(channel=5), now=NOW)
     assert "<#77>" in str(channel_error.value)
+    # a thread (channel 6) inside an allowed channel counts as that channel
+    await reserve(storage.sessions, QuotaSettings(), job(channel=6), now=NOW, parent_channel_id=78)
     with pytest.raises(DirectMessagesOff):
         await reserve(storage.sessions, QuotaSettings(), job(guild=None), now=NOW)
     dms = QuotaSettings(dm_enabled=True, dm_images_per_day=1)
