@@ -23,7 +23,6 @@ from bot.config import (
     DatabaseSettings,
     JobsSettings,
     ProviderSettings,
-    QuotaSettings,
     Settings,
 )
 from bot.db.engine import Storage
@@ -40,23 +39,14 @@ from bot.quotas.policy import (
     SizeNotAllowed,
     TooManyAtOnce,
 )
+from tests.discord.conftest import ROOMY_QUOTAS
 from tests.fakes.openai_api import FakeImagesAPI
 
 GUILD_A, GUILD_B = 1001, 1002
 #: dall-e-2 at 256x256: $0.016 an image, in micro-dollars.
 PRICE = 16_000
 
-ROOMY = QuotaSettings(
-    images_per_day=100_000,
-    images_per_month=1_000_000,
-    spend_per_month_usd=100_000.0,
-    member_images_per_day=100_000,
-    max_images_per_day=100_000,
-    max_images_per_month=1_000_000,
-    max_spend_per_month_usd=100_000.0,
-    max_member_images_per_day=100_000,
-    max_n=10,
-)
+ROOMY = ROOMY_QUOTAS
 
 
 @dataclass
