@@ -189,9 +189,13 @@ class JobRunner:
         try:
             order = await store.order_of(self._sessions, job)
             await store.mark_running(self._sessions, job.id)
-            result = await make_images(self._engine, order)
+            try:
+                result = await make_images(self._engine, order)
+            finally:
+                # The provider answered: the rate limit's window for these images starts now
+                # (the dispatcher also does this when _run ends, for every other way out).
+                self.dispatcher.request_done(job.id)
         except BotError as error:
-            self.dispatcher.request_done(job.id)
             # Only the operator can fix an operator problem (a refused key, no billing): ERROR.
             log.log(
                 logging.ERROR if error.operator_problem else logging.INFO,
@@ -204,14 +208,12 @@ class JobRunner:
             await self._fail(job.id, error)
             return
         except Exception:
-            self.dispatcher.request_done(job.id)
             ref = f"J{job.id}"
             log.exception(
                 "job %d failed unexpectedly (reference %s)", job.id, ref, extra=_context(job)
             )
             await self._fail(job.id, InternalError(ref=ref))
             return
-        self.dispatcher.request_done(job.id)
         cost = settle_cost(
             self._prices,
             result.model,
