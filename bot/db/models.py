@@ -113,6 +113,13 @@ class Job(Base):
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     cost_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The provider may have made (and billed) this job's images although none reached us
+    #: (killed or timed out mid-request): its estimate stays in the spend ledger, n_charged is 0.
+    possibly_billed: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The parent of the thread the job came from (channel rules hold for threads too).
+    parent_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: When retention removed its stored inputs and outputs (None: still kept).
+    pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -122,6 +129,8 @@ class Job(Base):
         Index("ix_jobs_guild_queued_at", "guild_id", "queued_at"),
         Index("ix_jobs_result_message_id", "result_message_id"),
         Index("ix_jobs_guild_user_queued_at", "guild_id", "user_id", "queued_at"),
+        Index("ix_jobs_queued_at", "queued_at"),
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
     images: Mapped[list[JobImage]] = relationship(
@@ -198,3 +207,53 @@ class MemberReset(Base):
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     reset_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobMessage(Base):
+    """Every message a result was posted as (a result split over several has several)."""
+
+    __tablename__ = "job_messages"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE", name="fk_job_messages_job_id"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_job_messages_message_id", "message_id", unique=True),)
+
+
+class Intake(Base):
+    """An acknowledged interaction that is not a job yet: written before the bot defers.
+
+    A process killed between "thinking…" and the job row leaves this row behind, and the next
+    start finishes it (queues it, or tells the member), so no acknowledged request is lost.
+    ``request`` is JSON: the order's options, the upload URLs and the member's role ids.
+    """
+
+    __tablename__ = "intakes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    interaction_id: Mapped[int] = mapped_column(BigInteger)
+    application_id: Mapped[int | None] = mapped_column(BigInteger)
+    interaction_token: Mapped[str | None] = mapped_column(Text)
+    interaction_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    parent_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    locale: Mapped[str | None] = mapped_column(String(16))
+    command: Mapped[str] = mapped_column(String(32))
+    request: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("interaction_id", name="uq_intakes_interaction_id"),)
+
+
+class Installation(Base):
+    """Values that belong to this installation and must survive restarts (e.g. the salt)."""
+
+    __tablename__ = "installation"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
