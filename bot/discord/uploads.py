@@ -18,11 +18,11 @@ from bot.imaging import (
     ImageError,
     ImageLimits,
     ImageTooLarge,
-    MaskSizeMismatch,
     SizeCappedBuffer,
     check_declared_size,
 )
 from bot.imaging.decode import open_image
+from bot.imaging.normalize import open_mask
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +95,10 @@ def probe_uploads(files: dict[str, bytes], limits: ImageLimits) -> None:
     mask = files.get("mask")
     if mask is None:
         return
+    if opened is not None:
+        open_mask(mask, opened, limits)  # the same size rule as the edit itself
+        return
     try:
-        # Only the size: a mismatch says more than "too small" about a mask of another size.
-        opened_mask = open_image(mask, limits, check_dimensions=False)
+        open_image(mask, limits, check_shape=False)
     except ImageError as exc:
         raise exc.about("mask") from None
-    if opened is not None and opened_mask.size != opened.size:
-        raise MaskSizeMismatch(
-            mask_width=opened_mask.size[0],
-            mask_height=opened_mask.size[1],
-            image_width=opened.size[0],
-            image_height=opened.size[1],
-        )

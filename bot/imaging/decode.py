@@ -2,7 +2,10 @@
 
 Every check that can be made from the header (format, pixel count, aspect ratio, size) runs
 before a single pixel is decoded, so a 40 KB PNG that declares a 100,000 x 100,000 canvas is
-refused in microseconds instead of allocating 40 GB. Pillow has its own decompression-bomb guard
+refused in microseconds instead of allocating 40 GB. The EXIF orientation is read only after
+those checks, and never by decoding: Pillow's ``getexif()`` on a PNG decodes the whole image to
+reach an ``eXIf`` chunk stored after the pixels, so that chunk is found by walking the chunk
+list instead (``_png_exif``). Pillow has its own decompression-bomb guard
 (``Image.MAX_IMAGE_PIXELS``), but it is process-wide, warns instead of failing below twice its
 limit, and would fight an operator's own ``max_pixels``. So uploads are identified through the
 plugin registry directly (the same loop ``Image.open`` runs, minus that guard) and our limit is
@@ -34,7 +37,6 @@ from bot.imaging.errors import (
     ImageError,
     ImageTooLarge,
     ImageTooManyPixels,
-    ImageTooSmall,
     NotAnImage,
     UnsupportedImageFormat,
     megabytes,
@@ -89,11 +91,11 @@ def has_alpha(im: Image.Image) -> bool:
     return im.mode in _ALPHA_MODES or ("transparency" in im.info and im.mode not in WIDE_MODES)
 
 
-def open_image(data: bytes, limits: ImageLimits, *, check_dimensions: bool = True) -> OpenedImage:
+def open_image(data: bytes, limits: ImageLimits, *, check_shape: bool = True) -> OpenedImage:
     """Identify ``data`` and run the header checks; raises an ``ImageError`` subclass.
 
-    ``check_dimensions=False`` is for a mask, whose size must equal an image's that passed
-    them: a mismatch is the more useful message, and nothing is decoded before comparing.
+    ``check_shape=False`` is for a mask, whose shape must match an image's that passed the
+    aspect ratio check: a mismatch is the more useful message. The pixel limit holds always.
     """
     if not data:
         raise ImageEmpty()
@@ -107,11 +109,14 @@ def open_image(data: bytes, limits: ImageLimits, *, check_dimensions: bool = Tru
     width, height = im.size
     if width < 1 or height < 1:
         raise ImageCorrupt()
-    orientation = _orientation(im)
+    # Both checks are the same either way round, so they run before the EXIF block is read.
+    if width * height > limits.max_pixels:
+        raise ImageTooManyPixels(**_pixel_params(width, height, limits.max_pixels))
+    if check_shape and max(width, height) > limits.max_aspect_ratio * min(width, height):
+        raise ImageAspectRatio(width=width, height=height, max_ratio=limits.max_aspect_ratio)
+    orientation = _orientation(im, data)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    if check_dimensions:
-        _check_dimensions(width, height, limits)
     return OpenedImage(im, im.format or "unknown", (width, height), orientation)
 
 
@@ -255,21 +260,31 @@ def _other_image_format(data: bytes) -> str | None:
     return None
 
 
-def _orientation(im: Image.Image) -> int:
+def _orientation(im: ImageFile.ImageFile, data: bytes) -> int:
     try:
-        value = im.getexif().get(0x0112, 1)  # ExifTags.Base.Orientation
+        if im.format == "PNG" and "exif" not in im.info:
+            exif = _png_exif(data)
+            if exif is not None:
+                im.info["exif"] = exif
+        # The base class reads only what the header gave (PNG's own override would decode).
+        value = Image.Image.getexif(im).get(0x0112, 1)  # ExifTags.Base.Orientation
     except Exception:  # a broken EXIF block shouldn't sink a readable picture
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _check_dimensions(width: int, height: int, limits: ImageLimits) -> None:
-    if width * height > limits.max_pixels:
-        raise ImageTooManyPixels(**_pixel_params(width, height, limits.max_pixels))
-    if max(width, height) > limits.max_aspect_ratio * min(width, height):
-        raise ImageAspectRatio(width=width, height=height, max_ratio=limits.max_aspect_ratio)
-    if min(width, height) < limits.min_side:
-        raise ImageTooSmall(width=width, height=height, min_side=limits.min_side)
+def _png_exif(data: bytes) -> bytes | None:
+    """The payload of a PNG's ``eXIf`` chunk wherever it is, found without decompressing."""
+    offset = 8
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"eXIf":
+            return data[offset + 8 : offset + 8 + length]
+        if kind == b"IEND":
+            return None
+        offset += 12 + length
+    return None
 
 
 def _pixel_params(width: int, height: int, limit: int) -> dict[str, int | float]:

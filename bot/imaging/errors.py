@@ -104,13 +104,6 @@ class ImageAspectRatio(ImageError):
     )
 
 
-class ImageTooSmall(ImageError):
-    key = "image.too_small"
-    template = (
-        "That image is {width}x{height} pixels; both sides must be at least {min_side} pixels."
-    )
-
-
 class MaskError(ImageError):
     """A problem with the area to edit rather than with a file: messages say "mask" already."""
 
@@ -122,7 +115,8 @@ class MaskSizeMismatch(MaskError):
     key = "image.mask_size_mismatch"
     template = (
         "The mask is {mask_width}x{mask_height} pixels but the image is "
-        "{image_width}x{image_height}; they must be exactly the same size."
+        "{image_width}x{image_height}; a mask must have the image's size, or its shape "
+        "at another size."
     )
 
 

@@ -12,8 +12,8 @@ Defaults, and why:
   padding shrinks it to a strip a quarter of the square high; either way the result no longer
   looks like the upload, so the member is asked to crop it instead of getting a surprise.
   Phone screenshots (about 2.2:1) and 3:1 banners pass.
-* ``min_side`` 32: below that there is too little picture for the model to recognise anything,
-  while small emoji and pixel art still pass.
+* No smallest side: a 16x16 icon or emoji is scaled up to the requested square like any other
+  picture; refusing it helped nobody, and the member sees the result and can judge it.
 * ``output_max_bytes`` 4,000,000: the Images API limit for dall-e-2 image and mask uploads
   ("less than 4 MB"), read as decimal megabytes to be safe.
 
@@ -42,7 +42,6 @@ class ImageLimits:
     max_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 50_000_000
     max_aspect_ratio: float = 4.0
-    min_side: int = 32
     output_max_bytes: int = 4_000_000
 
     def __post_init__(self) -> None:
@@ -52,8 +51,6 @@ class ImageLimits:
             raise ValueError("max_pixels must be positive")
         if self.max_aspect_ratio < 1.0:
             raise ValueError("max_aspect_ratio must be at least 1 (a square)")
-        if self.min_side < 1:
-            raise ValueError("min_side must be positive")
         if self.output_max_bytes < MIN_OUTPUT_BYTES:
             # Below this even a 256x256 RGBA PNG stored without compression might not fit,
             # and the encoder promises to always produce something.

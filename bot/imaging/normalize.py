@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from PIL import Image
+
 from bot.imaging import masks
 from bot.imaging.decode import OpenedImage, load, open_image, to_rgb
 from bot.imaging.encode import encode_under, write_png
@@ -38,6 +40,8 @@ from bot.imaging.limits import DEFAULT_LIMITS, ImageLimits
 #: Output sides accepted: multiples of 16 (what every model that takes sizes asks for).
 MIN_SIDE = 16
 MAX_SIDE = 4096
+#: How far a mask's aspect ratio may be from the picture's (1 %: rounding of a scaled export).
+MASK_SHAPE_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +127,14 @@ def normalize_edit(
 ) -> EditInputs:
     """The picture and mask of an edit as two aligned ``side`` square RGBA PNGs.
 
-    ``mask`` must have the picture's size; white (or transparent) marks the area to change.
+    ``mask`` must have the picture's size, or its shape (``MASK_SHAPE_TOLERANCE``) at another
+    resolution, then it is scaled to the picture; white (or transparent) marks the area to change.
     Without it the picture's transparent pixels are the area, and a picture without any is
     refused with a message explaining how to make one. Padding is opaque and never edited.
     """
     _check_side(side)
     opened = open_image(image, limits)
-    opened_mask = _open_mask(mask, opened, limits) if mask is not None else None
+    opened_mask = open_mask(mask, opened, limits) if mask is not None else None
     placement = plan(opened.size, side, fit)
     im, scale = load(opened, max_reduce=placement.max_reduce)
 
@@ -142,6 +147,10 @@ def normalize_edit(
         except ImageError as exc:
             raise exc.about("mask") from None
         edit = masks.edit_map_from_mask(mask_im)
+        if opened_mask.size != opened.size:
+            # Same shape, other resolution: the 0/255 map is scaled onto the decoded picture.
+            edit = edit.resize(im.size, Image.Resampling.NEAREST)
+            edit_scale = scale
 
     picture = to_rgb(im, keep_alpha=True)
     fill = (0, 0, 0, 255) if picture.mode == "RGBA" else (0, 0, 0)
@@ -176,18 +185,21 @@ def normalize_edit(
     )
 
 
-def _open_mask(mask: bytes, opened: OpenedImage, limits: ImageLimits) -> OpenedImage:
-    """The mask's header, which must match the picture's size (and so passes its checks)."""
+def open_mask(mask: bytes, opened: OpenedImage, limits: ImageLimits) -> OpenedImage:
+    """The mask's header, which must have the picture's size or its shape; nothing is decoded.
+
+    One rule for the check before queueing (``bot.discord.uploads``) and the edit itself: a
+    mask saved at another resolution (a paint app's export, a phone screenshot) is scaled, but
+    one of another shape would mark the wrong pixels wherever it was stretched.
+    """
     try:
-        opened_mask = open_image(mask, limits, check_dimensions=False)
+        opened_mask = open_image(mask, limits, check_shape=False)
     except ImageError as exc:
         raise exc.about("mask") from None
-    if opened_mask.size != opened.size:
+    (mask_w, mask_h), (image_w, image_h) = opened_mask.size, opened.size
+    if abs(mask_w * image_h - image_w * mask_h) > MASK_SHAPE_TOLERANCE * image_w * mask_h:
         raise MaskSizeMismatch(
-            mask_width=opened_mask.size[0],
-            mask_height=opened_mask.size[1],
-            image_width=opened.size[0],
-            image_height=opened.size[1],
+            mask_width=mask_w, mask_height=mask_h, image_width=image_w, image_height=image_h
         )
     return opened_mask
 

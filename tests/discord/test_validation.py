@@ -20,7 +20,14 @@ from sqlalchemy import func, select
 from bot.config import ImagesSettings, Settings
 from bot.db.models import Job
 from bot.imaging import ACCEPTED_NAMES
-from tests.discord.conftest import Harness, bw_mask_bytes, png_bytes, run_bot
+from tests.discord.conftest import (
+    Harness,
+    api_calls,
+    bw_mask_bytes,
+    decode_image,
+    png_bytes,
+    run_bot,
+)
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.handle import InteractionHandle
 from tests.fakes.openai_api import FakeImagesAPI
@@ -145,17 +152,39 @@ async def test_discord_itself_refuses_a_count_out_of_range(harness: Harness) -> 
 # --- answered after the download, before queueing ------------------------------------------------
 
 
-async def test_a_mask_of_another_size(harness: Harness) -> None:
+async def test_a_mask_of_another_shape(harness: Harness) -> None:
     fake = harness.fake
     picture = fake.add_attachment(png_bytes(256, 256), "room.png")
-    mask = fake.add_attachment(bw_mask_bytes(128, 128, (0, 0, 63, 63)), "mask.png")
+    mask = fake.add_attachment(bw_mask_bytes(128, 96, (0, 0, 63, 63)), "mask.png")
     handle = await fake.slash("edit", {"image": picture, "mask": mask, "prompt": "a door"})
     text = (
-        "The mask is 128x128 pixels but the image is 256x256; they must be exactly the same size."
+        "The mask is 128x96 pixels but the image is 256x256; a mask must have the image's "
+        "size, or its shape at another size."
     )
     await answered_after_defer(harness, handle, text)
     nothing_public(harness)
     assert await jobs_recorded(harness) == 0  # told before queueing
+
+
+async def test_a_mask_of_the_same_shape_at_half_the_size_is_scaled_to_the_image(
+    harness: Harness,
+) -> None:
+    fake = harness.fake
+    picture = fake.add_attachment(png_bytes(256, 256), "room.png")
+    mask = fake.add_attachment(bw_mask_bytes(128, 128, (0, 0, 63, 63)), "mask.png")
+    await fake.slash(
+        "edit", {"image": picture, "mask": mask, "prompt": "a door", "size": "256x256"}
+    )
+    await harness.result()
+    (call,) = api_calls(harness.api, "edits")
+    sent = call.file("mask")
+    assert sent is not None
+    alpha = decode_image(sent.data).convert("RGBA").getchannel("A")
+    assert alpha.size == (256, 256)
+    assert alpha.getpixel((100, 100)) == 0  # the top-left quarter is repainted
+    assert alpha.getpixel((160, 160)) == 255  # the rest is kept
+    histogram = alpha.histogram()
+    assert histogram[0] + histogram[255] == 256 * 256  # no soft edge
 
 
 async def test_a_png_name_on_a_text_file(harness: Harness) -> None:

@@ -65,6 +65,17 @@ def png_header_only(width: int, height: int, bit_depth: int = 8, color_type: int
     )
 
 
+def bilevel_png(width: int, height: int) -> bytes:
+    """A complete 1-bit PNG, every row encoded: small on disk, huge once decoded."""
+    row = b"\x00" + bytes([0b10110010]) * ((width + 7) // 8)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"".join(
+        (b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", ihdr), _chunk(b"IDAT", idat), _chunk(b"IEND", b""))
+    )
+
+
 def png_16bit(width: int, height: int, color_type: int, pixel: tuple[int, ...]) -> bytes:
     """A 16-bit PNG of one colour (Pillow can't write most of these itself)."""
     row = b"\x00" + struct.pack(f">{len(pixel)}H", *pixel) * width
@@ -73,6 +84,19 @@ def png_16bit(width: int, height: int, color_type: int, pixel: tuple[int, ...]) 
     return b"".join(
         (b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", ihdr), _chunk(b"IDAT", idat), _chunk(b"IEND", b""))
     )
+
+
+def png_exif_after_pixels(data: bytes) -> bytes:
+    """The same PNG with its eXIf chunk moved behind the pixel data (the spec allows both)."""
+    chunks, offset = [], 8
+    while offset < len(data):
+        length = struct.unpack(">I", data[offset : offset + 4])[0]
+        chunks.append(data[offset : offset + 12 + length])
+        offset += 12 + length
+    exif = [c for c in chunks if c[4:8] == b"eXIf"]
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    assert len(exif) == 1
+    return b"\x89PNG\r\n\x1a\n" + b"".join(rest[:-1] + exif + rest[-1:])
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -16,12 +16,12 @@ from bot.imaging import (
     ImageLimits,
     ImageTooLarge,
     ImageTooManyPixels,
-    ImageTooSmall,
     NotAnImage,
     UnsupportedImageFormat,
     probe,
 )
 from bot.imaging.decode import load, open_image, to_rgb
+from bot.imaging.normalize import open_mask
 from tests.imaging.samples import (
     BLUE,
     GREEN,
@@ -32,6 +32,7 @@ from tests.imaging.samples import (
     noise,
     pixel,
     png_16bit,
+    png_exif_after_pixels,
     png_header_only,
 )
 
@@ -81,6 +82,20 @@ def test_jpeg_exif_orientation_6_comes_out_rotated() -> None:
     im = decoded(data)
     assert im.size == (80, 120)
     assert close_to(im.getpixel((40, 10)), RED)  # the left half is now on top
+    assert close_to(im.getpixel((40, 110)), BLUE)
+
+
+@pytest.mark.parametrize("where", ["before the pixels", "after the pixels"])
+def test_png_exif_orientation_comes_out_rotated(where: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(halves((120, 80)), "PNG", exif=exif.tobytes())
+    if where == "after the pixels":
+        data = png_exif_after_pixels(data)
+    assert probe(data, LIMITS)[1:] == (80, 120)
+    im = decoded(data)
+    assert im.size == (80, 120)
+    assert close_to(im.getpixel((40, 10)), RED)
     assert close_to(im.getpixel((40, 110)), BLUE)
 
 
@@ -277,9 +292,16 @@ def test_extreme_aspect_ratio() -> None:
     probe(encode(Image.new("L", (400, 100))), LIMITS)  # exactly 4:1 passes
 
 
-def test_too_small() -> None:
-    with pytest.raises(ImageTooSmall, match="10x40 pixels; both sides must be at least 32"):
-        probe(encode(Image.new("L", (10, 40))), LIMITS)
+@pytest.mark.parametrize("size", [(16, 16), (1, 1), (10, 40)])
+def test_tiny_images_are_accepted(size: tuple[int, int]) -> None:
+    assert probe(encode(Image.new("L", size)), LIMITS) == ("PNG", *size)
+
+
+def test_a_mask_too_is_held_to_the_pixel_limit() -> None:
+    image = open_image(encode(Image.new("L", (100, 100))), LIMITS)
+    with pytest.raises(ImageTooManyPixels) as caught:
+        open_mask(png_header_only(20_000, 20_000), image, LIMITS)
+    assert caught.value.subject == "mask"
 
 
 def test_file_over_the_byte_limit() -> None:

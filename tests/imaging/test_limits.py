@@ -47,7 +47,6 @@ def test_streaming_buffer_message_names_the_limit() -> None:
         {"max_bytes": 0},
         {"max_pixels": 0},
         {"max_aspect_ratio": 0.5},
-        {"min_side": 0},
         {"output_max_bytes": 1000},
     ],
 )

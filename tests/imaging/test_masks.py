@@ -74,10 +74,11 @@ def test_mask_lands_on_the_same_pixels_as_the_region_it_marked(
     assert result.mask_source == "mask"
 
 
-def test_alignment_holds_for_a_jpeg_decoded_at_reduced_size() -> None:
-    # A large JPEG is decoded at 1/2 scale inside libjpeg; the PNG mask at full size.
+@pytest.mark.parametrize("mask_size", [(3000, 2000), (600, 400)])
+def test_alignment_holds_for_a_jpeg_decoded_at_reduced_size(mask_size: tuple[int, int]) -> None:
+    # A large JPEG is decoded at 1/2 scale inside libjpeg; the PNG mask at full or 1/5 size.
     big = picture_with_red_rect().resize((3000, 2000), Image.Resampling.NEAREST)
-    mask = bw_mask().resize((3000, 2000), Image.Resampling.NEAREST)
+    mask = bw_mask().resize(mask_size, Image.Resampling.NEAREST)
     result = normalize_edit(encode(big, "JPEG", quality=95), encode(mask), side=512, fit="pad")
     red_box = decode_png(result.image.png).getchannel("R").point(_MIDDLE).getbbox()
     area_box = edited_area(result.mask_png).getbbox()
@@ -139,12 +140,30 @@ def test_a_crop_that_cuts_away_the_marked_area_says_so() -> None:
         normalize_edit(encode(photo(SIZE)), encode(mask), side=256, fit="crop")
 
 
-def test_mask_must_match_the_image_size_and_the_message_names_both() -> None:
+@pytest.mark.parametrize("mask_size", [(200, 300), (300, 196), (150, 150)])
+def test_a_mask_of_another_shape_is_refused_and_the_message_names_both(
+    mask_size: tuple[int, int],
+) -> None:
     with pytest.raises(MaskSizeMismatch) as caught:
-        normalize_edit(encode(photo(SIZE)), encode(Image.new("L", (200, 300), 255)), side=256)
+        normalize_edit(encode(photo(SIZE)), encode(Image.new("L", mask_size, 255)), side=256)
+    width, height = mask_size
     assert str(caught.value) == (
-        "The mask is 200x300 pixels but the image is 300x200; they must be exactly the same size."
+        f"The mask is {width}x{height} pixels but the image is 300x200; a mask must have the "
+        "image's size, or its shape at another size."
     )
+
+
+@pytest.mark.parametrize("mask_size", [(150, 100), (900, 600), (301, 200)])
+@pytest.mark.parametrize("make_mask", [bw_mask, alpha_mask], ids=["black-and-white", "alpha"])
+def test_a_mask_of_the_same_shape_at_another_resolution_is_scaled_to_the_image(
+    mask_size: tuple[int, int], make_mask: Callable[[], Image.Image]
+) -> None:
+    mask = make_mask().resize(mask_size, Image.Resampling.NEAREST)
+    result = normalize_edit(encode(picture_with_red_rect()), encode(mask), side=256, fit="pad")
+    red_box = decode_png(result.image.png).getchannel("R").point(_MIDDLE).getbbox()
+    area_box = edited_area(result.mask_png).getbbox()  # also: alpha only 0 or 255
+    assert red_box is not None and area_box is not None
+    assert all(abs(a - b) <= 1 for a, b in zip(red_box, area_box, strict=True))
 
 
 def test_a_mask_that_is_not_an_image_is_named_as_the_mask() -> None:

@@ -69,10 +69,13 @@ def test_a_rotated_phone_photo_is_upright_after_reduced_decoding() -> None:
     assert close_to(im.getpixel((256, 400)), BLUE)
 
 
-def test_small_images_are_upscaled() -> None:
-    result = normalize_image(encode(halves((48, 48))), side=1024)
+@pytest.mark.parametrize("size", [(48, 48), (16, 16), (8, 16)])
+def test_small_images_are_upscaled(size: tuple[int, int]) -> None:
+    result = normalize_image(encode(halves(size)), side=1024, fit="pad")
     im = check_square(result, 1024)
-    assert close_to(im.getpixel((100, 500)), RED)
+    left, _, right, _ = result.content_box
+    assert close_to(im.getpixel((left + 10, 500)), RED)
+    assert close_to(im.getpixel((right - 10, 500)), BLUE)
 
 
 def test_pad_reports_where_the_picture_is() -> None:

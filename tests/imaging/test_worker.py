@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from bot.imaging import ImageError, ImageLimits, ImageTooSmall, ImageWorker
+from bot.imaging import ImageError, ImageLimits, ImageTooManyPixels, ImageWorker
 from tests.imaging.samples import decode_png, encode, photo
 
 
@@ -29,8 +29,8 @@ async def test_normalize_through_the_worker() -> None:
 
 
 async def test_errors_reach_the_caller_as_image_errors() -> None:
-    async with ImageWorker(limits=ImageLimits(min_side=500)) as worker:
-        with pytest.raises(ImageTooSmall):
+    async with ImageWorker(limits=ImageLimits(max_pixels=50_000)) as worker:
+        with pytest.raises(ImageTooManyPixels):
             await worker.normalize_image(encode(photo((300, 200))), side=256)
         with pytest.raises(ImageError):
             await worker.normalize_edit(b"nope", None, side=256)
