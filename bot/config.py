@@ -60,6 +60,10 @@ class ProviderSettings:
     connect_timeout_seconds: float = field(default=10.0, metadata=_range(0.1, 600))
     #: Longest silence between two reads of a response.
     read_timeout_seconds: float = field(default=90.0, metadata=_range(0.1, 3600))
+    #: Largest answer body read, decoded (JSON with base64 images, or one downloaded image).
+    max_response_mb: float = field(default=512.0, metadata=_range(1, 4096))
+    #: Hosts ("name" or "name:port") that image URLs may point to although not public.
+    allowed_hosts: tuple[str, ...] = ()
     #: Extra attempts after a 429, a 5xx, a timeout or a connection error.
     max_retries: int = field(default=3, metadata=_range(0, 10))
     #: A retry-after longer than this is not waited for: the request fails as rate limited.

@@ -39,6 +39,7 @@ from bot.providers.errors import (
     classify_error,
     scrub,
 )
+from bot.providers.fetch import MAX_REDIRECTS, HostPolicy, checked_request, read_capped
 from bot.providers.types import (
     EditRequest,
     GeneratedImage,
@@ -50,8 +51,6 @@ from bot.providers.types import (
 
 log = logging.getLogger(__name__)
 
-#: Ten 4K PNGs in base64 fit; anything larger is a broken or hostile server.
-MAX_RESPONSE_BYTES = 512 * 1024 * 1024
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 FilePart = tuple[str, bytes]
@@ -80,6 +79,8 @@ class ImagesClient:
         self._random = random
         self._observe = observe
         self._base_url = settings.base_url.rstrip("/")
+        self._hosts = HostPolicy.from_settings(settings.base_url, settings.allowed_hosts)
+        self._max_response = int(settings.max_response_mb * 1024 * 1024)
         self._timeout = aiohttp.ClientTimeout(
             total=settings.timeout_seconds,
             sock_connect=settings.connect_timeout_seconds,
@@ -256,26 +257,29 @@ class ImagesClient:
         headers: Mapping[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
         form: Callable[[], aiohttp.FormData | None] | None = None,
-        allow_redirects: bool = False,
+        max_redirects: int = 0,
     ) -> tuple[int, bytes]:
-        """One HTTP exchange with retries; returns status and body of a 2xx answer."""
+        """One HTTP exchange with retries; returns status and body of a 2xx answer.
+
+        Every hop goes through ``fetch`` (hosts checked, body capped after decoding).
+        """
         max_retries = self._settings.max_retries
         attempt = 0
         while True:
             cause: BaseException | None = None
             try:
-                async with self._session.request(
+                async with checked_request(
+                    self._session,
                     method,
                     url,
+                    policy=self._hosts,
+                    max_redirects=max_redirects,
                     headers=headers,
                     json=json_body,
                     data=form() if form else None,
                     timeout=self._timeout,
-                    allow_redirects=allow_redirects,
                 ) as response:
-                    if (response.content_length or 0) > MAX_RESPONSE_BYTES:
-                        raise MalformedResponse(detail=f"{what}: response too large")
-                    body = await response.read()
+                    body = await read_capped(response, self._max_response, what)
                     if 200 <= response.status < 300:
                         return response.status, body
                     error = classify(response.status, response.headers, body)
@@ -342,13 +346,14 @@ class ImagesClient:
         raise MalformedResponse(detail="image has neither b64_json nor url")
 
     async def _download(self, url: str) -> bytes:
-        """Fetch an image URL now, before it expires. Never sends our API key to that host."""
+        """Fetch an image URL now, before it expires. Never sends our API key to that host.
+
+        Where it may point and how much is read is ``fetch``'s: see that module.
+        """
         try:
-            parsed = yarl.URL(url)
+            yarl.URL(url)
         except ValueError:
-            parsed = None
-        if parsed is None or parsed.scheme not in {"http", "https"} or not parsed.host:
-            raise MalformedResponse(detail="image url is not an http(s) URL")
+            raise MalformedResponse(detail="image url is not an http(s) URL") from None
 
         def download_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
             if retry.is_retryable_status(status):
@@ -359,7 +364,11 @@ class ImagesClient:
 
         try:
             _, body = await self._request(
-                "GET", url, what="image download", classify=download_error, allow_redirects=True
+                "GET",
+                url,
+                what="image download",
+                classify=download_error,
+                max_redirects=MAX_REDIRECTS,
             )
         except ProviderUnavailable as exc:
             raise MalformedResponse(status=exc.status, detail=exc.detail) from exc

@@ -16,7 +16,9 @@ import asyncio
 import base64
 import collections
 import contextlib
+import gzip
 import hashlib
+import itertools
 import json
 import math
 import secrets
@@ -84,6 +86,30 @@ class RecordedRequest:
 
 
 @dataclass
+class _Misbehaviour:
+    """How the next successful answer departs from what was asked (see ``misbehave_next``)."""
+
+    images: int | None = None
+    urls: list[str] | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    pad_bytes: int = 0
+    gzip: bool = False
+
+    def apply(self, payload: dict[str, Any]) -> dict[str, Any]:
+        data = payload["data"]
+        if self.images is not None:
+            data = [dict(data[i % len(data)]) for i in range(self.images)]
+        if self.urls is not None:
+            for item, url in zip(data, itertools.cycle(self.urls), strict=False):
+                item.pop("b64_json", None)
+                item["url"] = url
+        payload = {**payload, **self.fields, "data": data}
+        if self.pad_bytes:
+            payload["padding"] = "x" * self.pad_bytes
+        return payload
+
+
+@dataclass
 class _Script:
     kind: str  # "error", "garbage", "bad_base64", "not_image"
     status: int = 200
@@ -112,6 +138,7 @@ class FakeImagesAPI:
         self.clock: Callable[[], float] = time.monotonic
         self._window: collections.deque[tuple[float, int]] = collections.deque()
         self._scripts: collections.deque[_Script] = collections.deque()
+        self._misbehaviours: collections.deque[_Misbehaviour] = collections.deque()
         self._files: dict[str, tuple[bytes, str, float]] = {}
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -193,6 +220,24 @@ class FakeImagesAPI:
         for _ in range(times):
             self._scripts.append(_Script("garbage", status, body, {"content-type": "text/html"}))
 
+    def misbehave_next(
+        self,
+        *,
+        images: int | None = None,
+        urls: list[str] | None = None,
+        pad_bytes: int = 0,
+        gzip: bool = False,
+        **fields: Any,
+    ) -> None:
+        """Answer the next successful request like a broken or hostile server would.
+
+        ``images``: that many images whatever ``n`` asked; ``urls``: the images as these URLs
+        (anywhere); ``fields``: top-level answer fields overridden (``size="9999x9999"``);
+        ``pad_bytes``: that much filler in the JSON, sent chunked (no Content-Length);
+        ``gzip``: the answer gzip-encoded.
+        """
+        self._misbehaviours.append(_Misbehaviour(images, urls, fields, pad_bytes, gzip))
+
     def bad_base64_next(self) -> None:
         self._scripts.append(_Script("bad_base64"))
 
@@ -254,6 +299,8 @@ class FakeImagesAPI:
         payload = self._success(endpoint, name, model, body, record, source, n)
         if script is not None:
             payload = _corrupt(payload, script.kind)
+        if self._misbehaviours:
+            return _misbehaving_response(self._misbehaviours.popleft(), payload)
         return web.json_response(payload, headers=self._ratelimit_headers())
 
     def _success(
@@ -439,6 +486,18 @@ def _wrong_key_message(auth: str) -> str:
     key = auth.removeprefix("Bearer ")
     masked = key[:3] + "*" * max(0, len(key) - 7) + key[-4:]
     return f"Incorrect API key provided: {masked}. You can find your API key in your dashboard."
+
+
+def _misbehaving_response(how: _Misbehaviour, payload: dict[str, Any]) -> web.Response:
+    body = json.dumps(how.apply(payload)).encode()
+    headers = {"content-type": "application/json"}
+    if how.gzip:
+        body = gzip.compress(body)
+        headers["content-encoding"] = "gzip"
+    response = web.Response(body=body, headers=headers)
+    if how.pad_bytes:
+        response.enable_chunked_encoding()
+    return response
 
 
 def _corrupt(payload: dict[str, Any], kind: str) -> dict[str, Any]:
