@@ -222,6 +222,14 @@ class JobRunner:
             result.quality,
             result.usage,
         )
+        if cost > job.cost_micro_usd:
+            log.warning(
+                "job %d cost %d micro-USD, more than the %d reserved for it",
+                job.id,
+                cost,
+                job.cost_micro_usd,
+                extra=_context(job),
+            )
         done = await store.record_success(self._sessions, job.id, result, cost)
         log.info(
             "job %d succeeded: %d images, cost %d micro-USD",

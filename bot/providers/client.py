@@ -144,7 +144,7 @@ class ImagesClient:
                 body[name] = value
         self._add_common(body, spec, request.user_id)
         payload = await self._post("/images/generations", spec, json_body=body)
-        return await self._result(payload, spec, size, request.quality)
+        return await self._result(payload, spec, request.n, size, request.quality)
 
     async def edit(self, request: EditRequest) -> ImageResult:
         spec = self.spec_for(request.model)
@@ -162,7 +162,7 @@ class ImagesClient:
         if request.mask is not None:
             files.append(("mask", request.mask))
         payload = await self._post("/images/edits", spec, fields=fields, files=files)
-        return await self._result(payload, spec, size, request.quality)
+        return await self._result(payload, spec, request.n, size, request.quality)
 
     async def vary(self, request: VaryRequest) -> ImageResult:
         """Native variations where the model has them, else an edit asking for a variation."""
@@ -179,7 +179,7 @@ class ImagesClient:
         else:
             fields["prompt"] = spec.vary_prompt
             payload = await self._post("/images/edits", spec, fields=fields, files=files)
-        return await self._result(payload, spec, size, None)
+        return await self._result(payload, spec, request.n, size, None)
 
     def _add_common(self, body: dict[str, Any], spec: ModelSpec, user_id: str | None) -> None:
         if spec.response_format:
@@ -310,11 +310,25 @@ class ImagesClient:
     # --- results -------------------------------------------------------------------------------
 
     async def _result(
-        self, payload: dict[str, Any], spec: ModelSpec, size: str | None, quality: str | None
+        self,
+        payload: dict[str, Any],
+        spec: ModelSpec,
+        n: int,
+        size: str | None,
+        quality: str | None,
     ) -> ImageResult:
+        """The answer as far as it keeps to the request: at most ``n`` images, known values.
+
+        Extra images would be posted and charged to a member who asked for fewer, and the
+        size and quality reach prices, quotas and the usage CSV, so an answer's values are
+        taken only where the model table allows them (the real size of an "auto" request).
+        """
         items = payload.get("data")
         if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
             raise MalformedResponse(detail="response has no images in 'data'")
+        if len(items) > n:
+            log.warning("image API sent %d images for %d asked: keeping %d", len(items), n, n)
+            items = items[:n]
         raw = await asyncio.gather(*(self._image_bytes(item) for item in items))
         infos = await asyncio.to_thread(_inspect_all, raw)
         images = tuple(
@@ -325,8 +339,10 @@ class ImagesClient:
         return ImageResult(
             images=images,
             model=spec.name,
-            size=_text(payload.get("size")) or size,
-            quality=_text(payload.get("quality")) or quality,
+            size=_allowed("size", payload.get("size"), size, spec.allows_size),
+            quality=_allowed(
+                "quality", payload.get("quality"), quality, spec.qualities.__contains__
+            ),
             background=_text(payload.get("background")),
             output_format=_text(payload.get("output_format")),
             usage=_usage(payload.get("usage")),
@@ -385,6 +401,19 @@ def _json_object(body: bytes, status: int) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise MalformedResponse(status=status, detail="answer is JSON but not an object")
     return payload
+
+
+def _allowed(
+    name: str, answered: Any, requested: str | None, allows: Callable[[str], bool]
+) -> str | None:
+    """The answer's value where the model table allows it, else the one asked for."""
+    value = _text(answered)
+    if value is None or value == requested:
+        return requested
+    if allows(value) and value != "auto":
+        return value
+    log.warning("image API answered %s %r, which the model does not offer: ignored", name, value)
+    return requested
 
 
 def _text(value: Any) -> str | None:

@@ -100,7 +100,11 @@ class GeneratedImage:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """A finished request. ``size``/``quality`` are what the provider reports, else what we sent."""
+    """A finished request, at most the images asked for.
+
+    ``size``/``quality`` are what we sent, or what the provider reports where the model table
+    allows that value (the real size of an "auto" request).
+    """
 
     images: tuple[GeneratedImage, ...]
     model: str
