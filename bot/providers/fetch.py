@@ -116,6 +116,7 @@ async def checked_request(
     """One request whose every hop ``policy`` allowed; redirects followed up to the limit.
 
     A hop past ``max_redirects`` is refused; with 0, a redirect answer is returned as it is.
+    Only bodiless GETs (image downloads) follow redirects, so the method never changes.
     Bodies are never decoded by aiohttp: ``read_capped`` does it while counting.
     """
     current = yarl.URL(url)
@@ -137,9 +138,10 @@ async def checked_request(
                 return
             if hop == max_redirects:
                 raise MalformedResponse(detail=f"url: more than {max_redirects} redirects")
-            current = current.join(yarl.URL(location))
-            if response.status == 303:
-                method = "GET"
+            try:
+                current = current.join(yarl.URL(location))
+            except ValueError:
+                raise MalformedResponse(detail="url: redirect to an invalid URL") from None
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
