@@ -187,6 +187,16 @@ async def test_a_mask_of_the_same_shape_at_half_the_size_is_scaled_to_the_image(
     assert histogram[0] + histogram[255] == 256 * 256  # no soft edge
 
 
+async def test_a_16_pixel_icon_is_scaled_up_not_refused(harness: Harness) -> None:
+    upload = harness.fake.add_attachment(png_bytes(16, 16), "icon.png")
+    await harness.fake.slash("vary", {"image": upload, "size": "256x256"})
+    result = await harness.result()
+    assert len(result.attachments) == 1
+    (call,) = api_calls(harness.api, "variations")
+    sent = call.file("image")
+    assert sent is not None and decode_image(sent.data).size == (256, 256)
+
+
 async def test_a_png_name_on_a_text_file(harness: Harness) -> None:
     upload = harness.fake.add_attachment(b"definitely not a picture", "photo.png")
     assert upload["content_type"] == "image/png"  # Discord guessed from the name
