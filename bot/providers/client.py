@@ -52,6 +52,9 @@ from bot.providers.types import (
 log = logging.getLogger(__name__)
 
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+#: Four times the largest size any built-in model makes (3840x2160 is 8.3 MP): a larger "result"
+#: is a decompression bomb that delivery (re-encoding for Discord) would have to decode.
+MAX_RESULT_PIXELS = 36_000_000
 
 FilePart = tuple[str, bytes]
 
@@ -460,4 +463,8 @@ def _inspect(data: bytes) -> tuple[str, int, int]:
     mime = Image.MIME.get(kind or "")
     if mime is None:
         raise MalformedResponse(detail=f"image in unknown format {kind!r}")
+    if width * height > MAX_RESULT_PIXELS:
+        raise MalformedResponse(
+            detail=f"image is {width}x{height} pixels, more than any model makes"
+        )
     return mime, width, height

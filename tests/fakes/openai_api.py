@@ -94,6 +94,7 @@ class _Misbehaviour:
     fields: dict[str, Any] = field(default_factory=dict)
     pad_bytes: int = 0
     gzip: bool = False
+    image: bytes | None = None
 
     def apply(self, payload: dict[str, Any]) -> dict[str, Any]:
         data = payload["data"]
@@ -103,6 +104,9 @@ class _Misbehaviour:
             for item, url in zip(data, itertools.cycle(self.urls), strict=False):
                 item.pop("b64_json", None)
                 item["url"] = url
+        if self.image is not None:
+            for item in data:
+                item["b64_json"] = base64.b64encode(self.image).decode()
         payload = {**payload, **self.fields, "data": data}
         if self.pad_bytes:
             payload["padding"] = "x" * self.pad_bytes
@@ -227,6 +231,7 @@ class FakeImagesAPI:
         urls: list[str] | None = None,
         pad_bytes: int = 0,
         gzip: bool = False,
+        image: bytes | None = None,
         **fields: Any,
     ) -> None:
         """Answer the next successful request like a broken or hostile server would.
@@ -234,9 +239,9 @@ class FakeImagesAPI:
         ``images``: that many images whatever ``n`` asked; ``urls``: the images as these URLs
         (anywhere); ``fields``: top-level answer fields overridden (``size="9999x9999"``);
         ``pad_bytes``: that much filler in the JSON, sent chunked (no Content-Length);
-        ``gzip``: the answer gzip-encoded.
+        ``gzip``: the answer gzip-encoded; ``image``: these bytes as every image.
         """
-        self._misbehaviours.append(_Misbehaviour(images, urls, fields, pad_bytes, gzip))
+        self._misbehaviours.append(_Misbehaviour(images, urls, fields, pad_bytes, gzip, image))
 
     def bad_base64_next(self) -> None:
         self._scripts.append(_Script("bad_base64"))

@@ -6,8 +6,10 @@ import logging
 
 import pytest
 
+from bot.providers import MalformedResponse
 from bot.providers.types import GenerateRequest
 from tests.fakes.openai_api import FakeImagesAPI
+from tests.imaging.samples import png_header_only
 from tests.providers.conftest import MakeClient
 
 
@@ -42,3 +44,15 @@ async def test_an_answer_size_the_model_offers_is_kept_for_an_auto_request(
     fake_images_api.misbehave_next(size="1536x1024", quality="high")
     result = await make_client().generate(GenerateRequest("a fox", size="auto", quality="auto"))
     assert (result.size, result.quality) == ("1536x1024", "high")
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+async def test_an_image_larger_than_any_model_makes_is_refused(
+    make_client: MakeClient, fake_images_api: FakeImagesAPI
+) -> None:
+    # 100 MP: below Pillow's own hard limit, so only our check stands between it and delivery,
+    # which would decode it (400 MB) to re-encode it for Discord.
+    fake_images_api.misbehave_next(image=png_header_only(10_000, 10_000))
+    with pytest.raises(MalformedResponse) as caught:
+        await make_client(model="dall-e-2").generate(GenerateRequest("a fox"))
+    assert caught.value.detail == "image is 10000x10000 pixels, more than any model makes"
