@@ -24,6 +24,7 @@ from bot.discord.errors import (
     NothingToRemix,
     NotRequester,
     ResultGone,
+    ResultTooOld,
 )
 from bot.discord.i18n import Catalog
 from bot.discord.tree import as_bot_error, report_error
@@ -190,6 +191,17 @@ class Actions:
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
 
+    async def _kept_order(self, job: Job) -> ImageOrder:
+        """The order ``job`` was made from, to run again; ResultTooOld once its uploads are gone.
+
+        Uploads are kept ``[storage] retention_days``; a prompt alone is kept with the ledger,
+        so results made from a prompt can be redone and remixed at any age.
+        """
+        order = await store.order_of(self.sessions, job)
+        if order.operation is not Operation.GENERATE and order.image is None:
+            raise ResultTooOld(days=self.bot.settings.storage.retention_days)
+        return order
+
     def vary_order(self, job: Job) -> ImageOrder:
         """Variations of a result: as many as the result had, with its model when it can."""
         spec = self.bot.engine.provider.spec_for(job.model)
@@ -202,7 +214,7 @@ class Actions:
     async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         try:
             job = await self._result_job(job_id)
-            order = await store.order_of(self.sessions, job)
+            order = await self._kept_order(job)
             await self.submit(interaction, order, command="redo", source=(job_id, None))
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
@@ -227,7 +239,7 @@ class Actions:
             try:
                 if await store.has_live_retry(self.sessions, job_id):
                     raise ResultGone()
-                order = await store.order_of(self.sessions, job)
+                order = await self._kept_order(job)
                 await self.submit(interaction, order, command="retry", source=(job_id, None))
             finally:
                 self._retrying.discard(job_id)
@@ -269,7 +281,7 @@ class Actions:
     async def remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None:
         try:
             job = await self._result_job(job_id)
-            order = await store.order_of(self.sessions, job)
+            order = await self._kept_order(job)
             await self.submit(
                 interaction,
                 dataclasses.replace(order, prompt=prompt),
@@ -288,10 +300,16 @@ class Actions:
             if not allowed:
                 raise NotRequester()
             await interaction.response.defer(ephemeral=True, thinking=True)
-            if interaction.message is not None:
+            messages = await store.messages_of(self.sessions, job)
+            if interaction.message is not None and interaction.message.id not in {
+                message_id for _, message_id in messages
+            }:
+                messages.insert(0, (interaction.message.channel.id, interaction.message.id))
+            for channel_id, message_id in messages:  # every part of a split result
+                channel = self.bot.get_partial_messageable(channel_id or 0)
                 # Someone deleted it a moment earlier: deleted all the same.
                 with contextlib.suppress(discord.NotFound):
-                    await interaction.message.delete()
+                    await channel.get_partial_message(message_id).delete()
             await store.forget_result(self.sessions, job_id)
             await interaction.followup.send(
                 self.catalog.text("result.deleted", interaction.locale), ephemeral=True
