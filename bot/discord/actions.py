@@ -270,6 +270,9 @@ class Actions:
             job = await self._result_job(job_id)
             if job.operation == Operation.VARY.value:
                 raise NothingToRemix()  # a button from before variations lost theirs
+            if job.pruned_at is not None and job.operation != Operation.GENERATE.value:
+                # Said now, not after the member wrote a new prompt: the upload is gone.
+                raise ResultTooOld(days=self.bot.settings.storage.retention_days)
             modal = RemixModal(self.catalog, job_id, job.prompt, interaction.locale)
             # Not kept in memory: the submission is routed by its custom_id (views.route_modal),
             # so it is answered after a restart, or however long the member took to write.
