@@ -7,8 +7,9 @@ once (see :mod:`bot.jobs.store`), a deleted result with it; everything else fini
 theirs: they are the work itself. Interaction tokens are useless after Discord's 15 minutes and
 are cleared then. The jobs rows (the usage ledger) are never deleted here.
 
-The bot prunes every hour; ``python -m bot db prune`` does it on demand. After a prune that
-removed images, SQLite's free pages are handed back to the file system.
+The bot prunes every hour; ``python -m bot db prune`` does it on demand. Each pass hands
+SQLite's free pages (of pruned images, and of results dropped once posted) back to the file
+system.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ async def prune(storage: Storage, retention: timedelta, *, now: datetime | None 
         if len(batch) < BATCH:
             break
     tokens = await clear_expired_tokens(storage, now)
-    if images:
-        await give_back_space(storage.engine)
+    # Also the pages of results dropped when they were posted; instant when nothing is free.
+    await give_back_space(storage.engine)
     return Pruned(jobs, images, size, tokens)
 
 
