@@ -198,9 +198,26 @@ class Actions:
         so results made from a prompt can be redone and remixed at any age.
         """
         order = await store.order_of(self.sessions, job)
-        if order.operation is not Operation.GENERATE and order.image is None:
+        if uploads_gone(order):
             raise ResultTooOld(days=self.bot.settings.storage.retention_days)
         return order
+
+    async def _source_image(self, job: Job) -> discord.Attachment:
+        """The image a variation of a result was made from, read back from that result's
+        messages on Discord; ResultTooOld when ``job`` is no such variation or it is gone."""
+        too_old = ResultTooOld(days=self.bot.settings.storage.retention_days)
+        if job.operation != Operation.VARY.value or job.source_job_id is None:
+            raise too_old
+        source = await store.get_job(self.sessions, job.source_job_id)
+        if source is None:
+            raise too_old
+        for channel_id, message_id in await store.messages_of(self.sessions, source):
+            try:
+                message = await self.bot.delivery.fetch_message(channel_id or 0, message_id)
+                return result_attachment(message, job.source_index or 0)
+            except ResultGone:
+                continue  # deleted, or the image is on another part of the result
+        raise too_old
 
     def vary_order(self, job: Job) -> ImageOrder:
         """Variations of a result: as many as the result had, with its model when it can."""
@@ -214,8 +231,12 @@ class Actions:
     async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         try:
             job = await self._result_job(job_id)
-            order = await self._kept_order(job)
-            await self.submit(interaction, order, command="redo", source=(job_id, None))
+            order = await store.order_of(self.sessions, job)
+            uploads: list[Upload] = []
+            if uploads_gone(order):
+                # Pruned: a variation of a result reads the image back from that result.
+                uploads.append((await self._source_image(job), "image"))
+            await self.submit(interaction, order, uploads, command="redo", source=(job_id, None))
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
 
@@ -386,6 +407,11 @@ def check_can_post(guild: discord.Guild | None, channel_id: int) -> None:
     if missing:
         names = ", ".join(name.replace("_", " ").title() for name in missing)
         raise BotMissingPermissions(permissions=names)
+
+
+def uploads_gone(order: ImageOrder) -> bool:
+    """Whether the stored order lacks the image it needs (pruned after the retention)."""
+    return order.operation is not Operation.GENERATE and order.image is None
 
 
 def result_attachment(message: discord.Message, index: int) -> discord.Attachment:

@@ -402,3 +402,24 @@ async def test_past_its_retention_a_result_still_varies_and_a_prompt_is_still_re
     await fake.click(imagined, f"ib:redo:{job_id_of(imagined)}", user=fake.user)
     redone = await new_result(harness, before)
     assert redone.embeds[0]["description"] == "a red kite"
+
+
+async def test_redo_of_an_old_variation_reads_its_image_from_the_result_it_varied(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    first = await imagine(harness, n=2)
+    before = seen_ids(fake)
+    await fake.click(first, f"ib:vary:{job_id_of(first)}:1", user=fake.user)
+    varied = await new_result(harness, before)
+    await prune_as_if_days_passed(harness, 31)
+
+    before = seen_ids(fake)
+    click = await fake.click(varied, f"ib:redo:{job_id_of(varied)}", user=fake.user)
+    assert (await click.response()).ephemeral
+    redone = await new_result(harness, before)
+    assert redone.embeds[0]["title"] == "Variation"  # as any Redo of a variation
+    vary_1, vary_2 = (r for r in api.requests if r.path.endswith("/variations"))
+    sent_1, sent_2 = vary_1.file("image"), vary_2.file("image")
+    assert sent_1 is not None and sent_2 is not None
+    assert sent_2.data == sent_1.data  # the same image 2, read back from the first result
