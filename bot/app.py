@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.db.engine import Storage
+from bot.db.engine import Storage, enable_incremental_vacuum
 from bot.generation import Engine
 from bot.imaging import ImageLimits, ImageWorker
 from bot.ops.health import HealthServer
@@ -67,6 +67,8 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
     engine = create_engine(settings.database.url)
     try:
         await upgrade_database(engine)
+        if await enable_incremental_vacuum(engine):
+            log.info("database converted to incremental vacuum (once): pruned space is given back")
         yield Storage(engine, create_sessionmaker(engine))
     finally:
         await engine.dispose()

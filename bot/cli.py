@@ -93,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply pending database migrations (the bot also does this at start).",
     )
     upgrade.set_defaults(handler="bot.commands:db_upgrade")
+    prune = db_commands.add_parser(
+        "prune",
+        parents=[config],
+        help="delete stored images past their retention now",
+        description=(
+            "Delete the stored images of finished jobs older than [storage] retention_days (or "
+            "--days), of failed and cancelled jobs, and expired interaction tokens; give the "
+            "space back. The usage ledger is kept. The running bot also does this every hour."
+        ),
+    )
+    prune.add_argument(
+        "--days",
+        type=_days,
+        metavar="N",
+        help="keep the images of the last N days (default: [storage] retention_days)",
+    )
+    prune.set_defaults(handler="bot.commands:db_prune")
 
     imagine = commands.add_parser(
         "imagine",
@@ -134,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     _generation_options(vary, prompt_options=False)
     vary.set_defaults(handler="bot.commands:vary")
     return parser
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more (got {text!r})")
+    return days
 
 
 def _resolve(handler: str) -> Handler:

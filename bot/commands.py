@@ -7,9 +7,10 @@ import logging
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
-from bot.app import open_engine, run_discord_bot, sync_commands
+from bot.app import open_engine, open_storage, run_discord_bot, sync_commands
 from bot.cli import EXIT_FAILURE, EXIT_OK
 from bot.config import API_KEY_ENV, TOKEN_ENV, Settings, resolve_config_path
 from bot.db import create_engine, upgrade_database
@@ -39,6 +40,16 @@ async def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await engine.dispose()
     print("database is up to date")
+    return EXIT_OK
+
+
+async def db_prune(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.jobs.retention import prune
+
+    days = settings.storage.retention_days if args.days is None else args.days
+    async with open_storage(settings) as storage:
+        pruned = await prune(storage, timedelta(days=days))
+    print(f"{pruned} (kept: the last {days} days, and the usage ledger)")
     return EXIT_OK
 
 

@@ -126,6 +126,15 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """What the bot keeps on disk, and for how long."""
+
+    #: Days a finished job keeps its stored images (uploads as sent, undelivered results);
+    #: the ledger row itself is kept.
+    retention_days: int = field(default=30, metadata=_range(1, 36_500))
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: "plain" lines for people, "json" (one object per line) for log collectors.
@@ -151,6 +160,7 @@ class Settings:
     #: Price overrides, see config.example.toml (raw TOML, validated by bot.quotas.prices).
     prices: Mapping[str, Any] = field(default_factory=dict)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
 

@@ -28,6 +28,7 @@ from bot.providers import (
     check_request,
     parse_size,
 )
+from bot.providers.checks import png_dimensions
 
 #: Side of the square the uploads of models without fixed square sizes are normalized to.
 DEFAULT_INPUT_SIDE = 1024
@@ -140,23 +141,46 @@ def check_order(provider: ImagesClient, order: ImageOrder) -> ModelSpec:
 
 async def make_images(engine: Engine, order: ImageOrder) -> ImageResult:
     """Normalize the order's uploads and ask the provider; raises BotError subclasses."""
-    spec = engine.provider.spec_for(order.model)
-    fit = resolve_fit(order.fit, order.operation)
+    return await send_order(engine, await normalize_uploads(engine, order))
+
+
+async def normalize_uploads(engine: Engine, order: ImageOrder) -> ImageOrder:
+    """``order`` as it is sent: its uploads the square PNGs (under 4 MB) the model accepts.
+
+    This is what a job keeps instead of the raw uploads. Normalizing it again gives the same
+    request, so Redo, Remix and Retry can send the kept inputs as they are.
+    """
     if order.operation is Operation.GENERATE:
-        return await engine.provider.generate(_as(GenerateRequest, build_request(order, spec)))
+        return order
     image = order.image
     if image is None:
         raise ValueError(f"{order.operation.value} needs an image")
+    spec = engine.provider.spec_for(order.model)
+    fit = resolve_fit(order.fit, order.operation)
     side = input_side(spec, order.size)
     if order.operation is Operation.EDIT:
         inputs = await engine.images.normalize_edit(image, order.mask, side=side, fit=fit)
-        order = replace(order, size=_output_size(order.size, inputs.image.side, spec))
-        request = build_request(order, spec, inputs.image.png, inputs.mask_png)
-        return await engine.provider.edit(_as(EditRequest, request))
+        return replace(order, image=inputs.image.png, mask=inputs.mask_png)
     normalized = await engine.images.normalize_image(image, side=side, fit=fit, keep_alpha=False)
-    order = replace(order, size=_output_size(order.size, normalized.side, spec))
-    request = build_request(order, spec, normalized.png)
-    return await engine.provider.vary(_as(VaryRequest, request))
+    return replace(order, image=normalized.png, mask=None)
+
+
+async def send_order(engine: Engine, sent: ImageOrder) -> ImageResult:
+    """Ask the provider for an order whose uploads are normalized (see normalize_uploads)."""
+    spec = engine.provider.spec_for(sent.model)
+    if sent.operation is Operation.GENERATE:
+        return await engine.provider.generate(_as(GenerateRequest, build_request(sent, spec)))
+    image = sent.image or b""
+    order = replace(sent, size=_output_size(sent.size, _square_side(image), spec))
+    if order.operation is Operation.EDIT:
+        request = build_request(order, spec, image, order.mask)
+        return await engine.provider.edit(_as(EditRequest, request))
+    return await engine.provider.vary(_as(VaryRequest, build_request(order, spec, image)))
+
+
+def _square_side(png: bytes) -> int:
+    dimensions = png_dimensions(png)
+    return dimensions[0] if dimensions else 0
 
 
 def _as(kind: type[R], request: ImageRequest) -> R:

@@ -70,6 +70,7 @@ def pngs_in(paths: str) -> list[Image.Image]:
         ["--help"],
         ["run", "--help"],
         ["db", "upgrade", "--help"],
+        ["db", "prune", "--help"],
         ["imagine", "--help"],
         ["edit", "--help"],
         ["vary", "--help"],
@@ -112,6 +113,47 @@ async def test_db_upgrade_creates_the_database(tmp_path: Path) -> None:
     assert (tmp_path / "new" / "bot.db").is_file()
     code, _, err = await run_cli("db", "upgrade", "--config", str(cfg))
     assert code == 0, err
+
+
+async def test_db_prune_deletes_old_images_keeps_the_ledger_and_says_what(
+    tmp_path: Path,
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from bot.app import open_storage
+    from bot.config import load_settings
+    from bot.db.models import Job, JobImage, JobStatus, utcnow
+    from bot.generation import ImageOrder
+    from bot.jobs import JobOrigin, store
+    from bot.providers import Operation
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/bot.db"\n')
+    settings = load_settings(str(cfg), env={})
+    ages = {"old": timedelta(days=10), "recent": timedelta(days=2)}
+    async with open_storage(settings) as storage, storage.sessions.begin() as session:
+        for age in ages.values():
+            order = ImageOrder(Operation.EDIT, prompt="a kite", image=b"i" * 1000, mask=b"m")
+            job = store.new_job(order, JobOrigin(user_id=1), "dall-e-2", 0, "edit")
+            job.status, job.finished_at = JobStatus.DELIVERED, utcnow() - age
+            session.add(job)
+            await session.flush()
+            session.add_all(store.input_images(job.id, order, mime="image/png"))
+
+    code, out, err = await run_cli("db", "prune", "--days", "7", "--config", str(cfg))
+
+    assert code == 0, err
+    assert "pruned 2 stored images" in out and "of 1 jobs" in out
+    async with open_storage(settings) as storage, storage.sessions() as session:
+        images = await session.execute(select(func.count(JobImage.id)))
+        assert images.scalar_one() == 2  # the recent job's
+        jobs = await session.execute(select(func.count(Job.id)))
+        assert jobs.scalar_one() == 2  # the ledger keeps both
+
+    code, _, err = await run_cli("db", "prune", "--days", "-1", "--config", str(cfg))
+    assert code == 2 and "--days" in err
 
 
 async def test_imagine_writes_pngs(tmp_path: Path, fake_images_api: FakeImagesAPI) -> None:

@@ -3,6 +3,11 @@
 SQLite gets WAL (readers never block the single writer), foreign keys (off by default in SQLite)
 and a busy timeout; the parent folder of the database file is created so the default URL works
 on a fresh machine. Nothing here is SQLite-only in effect: other backends skip these steps.
+
+SQLite also gets ``auto_vacuum=INCREMENTAL``, so the pages pruned images free can be handed back
+to the file system (:func:`give_back_space`); without it a SQLite file never shrinks. The mode
+takes effect only in a new file or after one VACUUM: :func:`enable_incremental_vacuum` converts
+an older database once, at start.
 """
 
 from __future__ import annotations
@@ -13,7 +18,12 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 
@@ -41,12 +51,56 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
+        # First: on a new file it must come before the first table (WAL mode creates none).
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+#: ``PRAGMA auto_vacuum`` answers 2 for INCREMENTAL.
+_INCREMENTAL = 2
+
+
+async def enable_incremental_vacuum(engine: AsyncEngine) -> bool:
+    """Convert an older SQLite database to incremental vacuum; True when it had to be done.
+
+    A VACUUM rewrites the whole file (it needs as much free disk as the database takes) and
+    cannot run inside a transaction, so it runs on its own connection, once: afterwards the
+    mode is stored in the file.
+    """
+    if engine.dialect.name != "sqlite":
+        return False
+    async with engine.connect() as connection:
+        mode = (await connection.exec_driver_sql("PRAGMA auto_vacuum")).scalar()
+        await connection.commit()
+        if mode == _INCREMENTAL:
+            return False
+        await _script(connection, "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;")
+    return True
+
+
+async def give_back_space(engine: AsyncEngine) -> None:
+    """Return SQLite's free pages to the file system (after images were deleted)."""
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL reuses the space of deleted rows through its autovacuum
+    async with engine.connect() as connection:
+        await _script(connection, "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+
+
+async def _script(connection: AsyncConnection, sql: str) -> None:
+    """Run SQLite statements to completion, outside any transaction.
+
+    ``executescript`` because Python's ``execute`` steps a statement once, and one step of
+    ``incremental_vacuum`` frees a single page.
+    """
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None, "a connection of the pool always has its driver connection"
+    await driver.executescript(sql)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -24,6 +24,7 @@ from bot.discord.errors import (
     NothingToRemix,
     NotRequester,
     ResultGone,
+    ResultTooOld,
 )
 from bot.discord.i18n import Catalog
 from bot.discord.tree import as_bot_error, report_error
@@ -190,6 +191,34 @@ class Actions:
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
 
+    async def _kept_order(self, job: Job) -> ImageOrder:
+        """The order ``job`` was made from, to run again; ResultTooOld once its uploads are gone.
+
+        Uploads are kept ``[storage] retention_days``; a prompt alone is kept with the ledger,
+        so results made from a prompt can be redone and remixed at any age.
+        """
+        order = await store.order_of(self.sessions, job)
+        if uploads_gone(order):
+            raise ResultTooOld(days=self.bot.settings.storage.retention_days)
+        return order
+
+    async def _source_image(self, job: Job) -> discord.Attachment:
+        """The image a variation of a result was made from, read back from that result's
+        messages on Discord; ResultTooOld when ``job`` is no such variation or it is gone."""
+        too_old = ResultTooOld(days=self.bot.settings.storage.retention_days)
+        if job.operation != Operation.VARY.value or job.source_job_id is None:
+            raise too_old
+        source = await store.get_job(self.sessions, job.source_job_id)
+        if source is None:
+            raise too_old
+        for channel_id, message_id in await store.messages_of(self.sessions, source):
+            try:
+                message = await self.bot.delivery.fetch_message(channel_id or 0, message_id)
+                return result_attachment(message, job.source_index or 0)
+            except ResultGone:
+                continue  # deleted, or the image is on another part of the result
+        raise too_old
+
     def vary_order(self, job: Job) -> ImageOrder:
         """Variations of a result: as many as the result had, with its model when it can."""
         spec = self.bot.engine.provider.spec_for(job.model)
@@ -203,7 +232,11 @@ class Actions:
         try:
             job = await self._result_job(job_id)
             order = await store.order_of(self.sessions, job)
-            await self.submit(interaction, order, command="redo", source=(job_id, None))
+            uploads: list[Upload] = []
+            if uploads_gone(order):
+                # Pruned: a variation of a result reads the image back from that result.
+                uploads.append((await self._source_image(job), "image"))
+            await self.submit(interaction, order, uploads, command="redo", source=(job_id, None))
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
 
@@ -227,7 +260,7 @@ class Actions:
             try:
                 if await store.has_live_retry(self.sessions, job_id):
                     raise ResultGone()
-                order = await store.order_of(self.sessions, job)
+                order = await self._kept_order(job)
                 await self.submit(interaction, order, command="retry", source=(job_id, None))
             finally:
                 self._retrying.discard(job_id)
@@ -258,6 +291,9 @@ class Actions:
             job = await self._result_job(job_id)
             if job.operation == Operation.VARY.value:
                 raise NothingToRemix()  # a button from before variations lost theirs
+            if job.pruned_at is not None and job.operation != Operation.GENERATE.value:
+                # Said now, not after the member wrote a new prompt: the upload is gone.
+                raise ResultTooOld(days=self.bot.settings.storage.retention_days)
             modal = RemixModal(self.catalog, job_id, job.prompt, interaction.locale)
             # Not kept in memory: the submission is routed by its custom_id (views.route_modal),
             # so it is answered after a restart, or however long the member took to write.
@@ -269,7 +305,7 @@ class Actions:
     async def remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None:
         try:
             job = await self._result_job(job_id)
-            order = await store.order_of(self.sessions, job)
+            order = await self._kept_order(job)
             await self.submit(
                 interaction,
                 dataclasses.replace(order, prompt=prompt),
@@ -288,10 +324,16 @@ class Actions:
             if not allowed:
                 raise NotRequester()
             await interaction.response.defer(ephemeral=True, thinking=True)
-            if interaction.message is not None:
+            messages = await store.messages_of(self.sessions, job)
+            if interaction.message is not None and interaction.message.id not in {
+                message_id for _, message_id in messages
+            }:
+                messages.insert(0, (interaction.message.channel.id, interaction.message.id))
+            for channel_id, message_id in messages:  # every part of a split result
+                channel = self.bot.get_partial_messageable(channel_id or 0)
                 # Someone deleted it a moment earlier: deleted all the same.
                 with contextlib.suppress(discord.NotFound):
-                    await interaction.message.delete()
+                    await channel.get_partial_message(message_id).delete()
             await store.forget_result(self.sessions, job_id)
             await interaction.followup.send(
                 self.catalog.text("result.deleted", interaction.locale), ephemeral=True
@@ -365,6 +407,11 @@ def check_can_post(guild: discord.Guild | None, channel_id: int) -> None:
     if missing:
         names = ", ".join(name.replace("_", " ").title() for name in missing)
         raise BotMissingPermissions(permissions=names)
+
+
+def uploads_gone(order: ImageOrder) -> bool:
+    """Whether the stored order lacks the image it needs (pruned after the retention)."""
+    return order.operation is not Operation.GENERATE and order.image is None
 
 
 def result_attachment(message: discord.Message, index: int) -> discord.Attachment:

@@ -28,6 +28,7 @@ from bot.discord.views import DYNAMIC_ITEMS, route_modal
 from bot.errors import BotError, ConfigError
 from bot.generation import Engine
 from bot.jobs import JobListener, JobRunner
+from bot.jobs.retention import prune_every_hour
 from bot.ops.metrics import Metrics
 from bot.ops.observe import ObservingListener
 
@@ -103,6 +104,11 @@ class ImageBot(commands.Bot):
             await self.sync_application_commands()
         if self.start_jobs:
             await self.runner.start()
+            # With the runner, on its background tasks: stopped when the runner closes.
+            self.runner.spawn(
+                prune_every_hour(self.storage, self.settings.storage.retention_days),
+                name="retention",
+            )
             self.delivery.status.start()
 
     def gateway_problem(self) -> str | None:

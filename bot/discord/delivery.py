@@ -88,20 +88,22 @@ class Delivery:
             catalog=self.bot.catalog,
             limit=limit,
         )
-        first = await self._post_parts(job, parts)
-        if first is None:
+        posted = await self._post_parts(job, parts)
+        if not posted:
             log.error("job %d: result could not be delivered by any route; kept", job.id)
             return False
-        await store.record_delivery(self.bot.storage.sessions, job.id, first.channel.id, first.id)
+        sessions = self.bot.storage.sessions
+        await store.record_delivery(sessions, job.id, [(m.channel.id, m.id) for m in posted])
         await self.status.final(job, self.bot.catalog.text("status.done", job.locale))
-        log.info("job %d delivered as message %d", job.id, first.id)
+        await store.clear_token(sessions, job.id)
+        log.info("job %d delivered as message %d", job.id, posted[0].id)
         return True
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         text = self.bot.catalog.error_text(error, job.locale)
-        if await self.status.final(job, text):
-            return
-        await self._send_public(job, text)
+        if not await self.status.final(job, text):
+            await self._send_public(job, text)
+        await store.clear_token(self.bot.storage.sessions, job.id)
 
     async def job_interrupted(self, job: Job) -> None:
         """The bot stopped while this job ran: nothing charged; offer to run it again."""
@@ -120,9 +122,10 @@ class Delivery:
 
     # --- routes --------------------------------------------------------------------------------
 
-    async def _post_parts(self, job: Job, parts: list[ResultPart]) -> discord.Message | None:
+    async def _post_parts(self, job: Job, parts: list[ResultPart]) -> list[discord.Message]:
+        """Every message posted, in order (empty: none was); Delete removes them all."""
         webhook = interaction_webhook(self.bot, job)
-        first: discord.Message | None = None
+        posted: list[discord.Message] = []
         explained = False
         for part in parts:
             message = None
@@ -136,9 +139,9 @@ class Delivery:
                 message = await self._via_dm(job, part, explain=not explained)
                 explained = explained or message is not None
             if message is None:
-                return first
-            first = first or message
-        return first
+                return posted
+            posted.append(message)
+        return posted
 
     async def _via_webhook(
         self, webhook: discord.Webhook, job: Job, part: ResultPart

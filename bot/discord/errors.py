@@ -18,6 +18,16 @@ class ResultGone(BotError):
     template = "That result no longer exists or is too old to use."
 
 
+class ResultTooOld(BotError):
+    """Redo, Remix or Retry of a result whose uploads were pruned (``[storage] retention_days``)."""
+
+    key = "error.result_too_old"
+    template = (
+        "This result is older than {days} days; its images are no longer kept, so it cannot be "
+        "made again. Start a new request with the image instead."
+    )
+
+
 class NoSuchImage(BotError):
     key = "error.no_such_image"
     template = "That result has no image {index}."

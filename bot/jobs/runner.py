@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from bot.config import Settings
 from bot.db.models import Job, JobStatus
 from bot.errors import BotError
-from bot.generation import Engine, ImageOrder, make_images
+from bot.generation import Engine, ImageOrder, normalize_uploads, send_order
 from bot.jobs import store
 from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
@@ -190,7 +190,11 @@ class JobRunner:
             order = await store.order_of(self._sessions, job)
             await store.mark_running(self._sessions, job.id)
             try:
-                result = await make_images(self._engine, order)
+                sent = await normalize_uploads(self._engine, order)
+                if (sent.image, sent.mask) != (order.image, order.mask):
+                    # Kept instead of the raw uploads: what was sent is all Redo/Retry need.
+                    await store.keep_sent_inputs(self._sessions, job.id, sent)
+                result = await send_order(self._engine, sent)
             finally:
                 # The provider answered: the rate limit's window for these images starts now
                 # (the dispatcher also does this when _run ends, for every other way out).

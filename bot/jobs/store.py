@@ -1,18 +1,20 @@
 """Job rows: the only way jobs are written and read, one short session per unit of work.
 
-Everything a result's buttons and reactions need later (the order's settings, its uploads, the
-message the result went to) is stored here, so they keep working after a restart.
+Everything a result's buttons and reactions need later (the order's settings, its uploads as
+sent to the provider, every message the result went to) is stored here, so they keep working
+after a restart. Stored images do not stay forever: see :mod:`bot.jobs.retention`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import ImageRole, Job, JobImage, JobStatus, utcnow
+from bot.db.models import ImageRole, Job, JobImage, JobMessage, JobStatus, utcnow
 from bot.errors import BotError
 from bot.generation import FitChoice, ImageOrder
 from bot.providers import GeneratedImage, ImageResult, Operation
@@ -55,10 +57,34 @@ async def get_job(sessions: Sessions, job_id: int) -> Job | None:
 
 
 async def job_for_message(sessions: Sessions, message_id: int) -> Job | None:
-    """The job whose result is ``message_id``, or None when the bot did not post it."""
+    """The job ``message_id`` is a part of, or None when the bot did not post it as a result.
+
+    A result split over several messages is found by any of them (reactions on the second
+    part vary its images); results delivered before every part was recorded, by the first.
+    """
     async with sessions() as session:
+        result = await session.execute(
+            select(Job).join(JobMessage).where(JobMessage.message_id == message_id)
+        )
+        job = result.scalars().first()
+        if job is not None:
+            return job
         result = await session.execute(select(Job).where(Job.result_message_id == message_id))
         return result.scalars().first()
+
+
+async def messages_of(sessions: Sessions, job: Job) -> list[tuple[int | None, int]]:
+    """Every message (channel id, message id) the result of ``job`` was posted as, in order."""
+    async with sessions() as session:
+        result = await session.execute(
+            select(JobMessage.channel_id, JobMessage.message_id)
+            .where(JobMessage.job_id == job.id)
+            .order_by(JobMessage.position)
+        )
+        messages = [(channel_id, message_id) for channel_id, message_id in result.all()]
+    if not messages and job.result_message_id is not None:
+        messages = [(job.result_channel_id, job.result_message_id)]
+    return messages
 
 
 async def images_of(sessions: Sessions, job_id: int, role: ImageRole) -> list[JobImage]:
@@ -152,31 +178,74 @@ async def record_failure(sessions: Sessions, job_id: int, error: BotError) -> Jo
         job.n_charged = 0
         job.error_code = error.key
         job.error_message = str(error)[:2000]
+        await drop_images(session, job)  # nothing can run it again: its uploads are not needed
         return job
 
 
 async def record_delivery(
-    sessions: Sessions, job_id: int, channel_id: int | None, message_id: int
+    sessions: Sessions, job_id: int, messages: Sequence[tuple[int | None, int]]
 ) -> None:
-    """The result is posted: remember where (for buttons and reactions), drop the stored bytes."""
+    """The result is posted as ``messages`` (channel id, message id; the first carries the
+    details): remember every one (for buttons, reactions and Delete), drop the stored bytes."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
-        if job is None:
+        if job is None or not messages:
             return
         job.status = JobStatus.DELIVERED
-        job.result_channel_id = channel_id
-        job.result_message_id = message_id
+        job.result_channel_id, job.result_message_id = messages[0]
+        await session.execute(delete(JobMessage).where(JobMessage.job_id == job_id))
+        for position, (channel_id, message_id) in enumerate(messages):
+            session.add(
+                JobMessage(
+                    job_id=job_id, position=position, channel_id=channel_id, message_id=message_id
+                )
+            )
         await session.execute(
             delete(JobImage).where(JobImage.job_id == job_id, JobImage.role == ImageRole.OUTPUT)
         )
 
 
+async def clear_token(sessions: Sessions, job_id: int) -> None:
+    """The job's last word is said: its interaction token is of no further use, so it goes."""
+    async with sessions() as session, session.begin():
+        await session.execute(update(Job).where(Job.id == job_id).values(interaction_token=None))
+
+
 async def forget_result(sessions: Sessions, job_id: int) -> None:
-    """The result message was deleted: its buttons and reactions no longer lead anywhere."""
+    """The requester deleted the result: its buttons and reactions lead nowhere, and the images
+    it kept (its uploads as sent) are deleted with it."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
-        if job is not None:
-            job.result_message_id = None
+        if job is None:
+            return
+        job.result_message_id = None
+        await session.execute(delete(JobMessage).where(JobMessage.job_id == job_id))
+        await drop_images(session, job)
+
+
+async def drop_images(session: AsyncSession, job: Job) -> int:
+    """Delete every image ``job`` keeps (inputs, masks, outputs); how many there were.
+
+    ``pruned_at`` records it, so a button that needs them can say the result is too old."""
+    result = await session.execute(delete(JobImage).where(JobImage.job_id == job.id))
+    removed: int = result.rowcount  # type: ignore[attr-defined]
+    if removed:
+        job.pruned_at = utcnow()
+    return removed
+
+
+async def keep_sent_inputs(sessions: Sessions, job_id: int, sent: ImageOrder) -> None:
+    """Replace a job's uploads by what was sent for them (square PNGs under 4 MB).
+
+    The raw uploads (up to 25 MB each) are not needed again: Redo, Remix and Retry send the
+    normalized ones, which normalize to themselves."""
+    async with sessions() as session, session.begin():
+        await session.execute(
+            delete(JobImage).where(
+                JobImage.job_id == job_id, JobImage.role.in_([ImageRole.INPUT, ImageRole.MASK])
+            )
+        )
+        session.add_all(input_images(job_id, sent, mime="image/png"))
 
 
 def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, command: str) -> Job:
@@ -209,12 +278,12 @@ def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, com
     )
 
 
-def input_images(job_id: int, order: ImageOrder) -> list[JobImage]:
+def input_images(job_id: int, order: ImageOrder, mime: str = "") -> list[JobImage]:
     images = []
     if order.image is not None:
-        images.append(_image(job_id, ImageRole.INPUT, 0, order.image))
+        images.append(_image(job_id, ImageRole.INPUT, 0, order.image, mime))
     if order.mask is not None:
-        images.append(_image(job_id, ImageRole.MASK, 0, order.mask))
+        images.append(_image(job_id, ImageRole.MASK, 0, order.mask, mime))
     return images
 
 
@@ -254,4 +323,8 @@ async def finish_without_images(
         job.n_charged = 0
         job.cost_micro_usd = 0
         job.error_code = error_code
+        if status is JobStatus.CANCELLED:
+            # Nothing can run it again (an interrupted job keeps them for its Retry button).
+            job.interaction_token = None
+            await drop_images(session, job)
         return job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -299,3 +300,126 @@ async def test_ten_images_get_ten_vary_buttons_in_rows_of_five(harness: Harness)
         [f"ib:redo:{job}", f"ib:remix:{job}", f"ib:delete:{job}"],
     ]
     assert labels(result)[f"ib:vary:{job}:9"] == "Vary 10"
+
+
+# --- Delete removes everything; buttons on results past their retention ------------------------
+
+
+async def edit_result(harness: Harness, n: int = 1, channel: Any = None, user: Any = None) -> Any:
+    fake = harness.fake
+    image = fake.add_attachment(png(256, (10, 200, 30, 255)), "photo.png")
+    mask = fake.add_attachment(mask_png(256), "mask.png")
+    before = seen_ids(fake)
+    options = {"image": image, "mask": mask, "prompt": "add a kite", "size": "256x256", "count": n}
+    handle = await fake.slash("edit", options, channel=channel, user=user or fake.user)
+    assert (await handle.response()).ephemeral
+    return await new_result(harness, before)
+
+
+async def kept_images(harness: Harness, job_id: int) -> int:
+    from sqlalchemy import func, select
+
+    from bot.db.models import JobImage
+
+    async with harness.bot.storage.sessions() as session:
+        count = await session.execute(
+            select(func.count(JobImage.id)).where(JobImage.job_id == job_id)
+        )
+        return int(count.scalar_one())
+
+
+async def test_delete_removes_every_part_of_a_split_result_and_its_stored_images(
+    harness: Harness,
+) -> None:
+    fake = harness.fake
+    harness.api.noise_bits = 8  # answers no encoder shrinks: the result must be split
+    guild = fake.add_guild("Small Server", upload_limit=80_000)
+    channel = fake.add_channel(guild, "art")
+    member = fake.add_member(guild, "carol")
+    await fake.flush()
+    first = await edit_result(harness, n=3, channel=channel, user=member)
+    job = job_id_of(first)
+    found = fake.messages(channel, sources=("channel", "followup"))
+    parts = [m for m in found if m.attachments and not m.ephemeral]
+    assert len(parts) >= 2 and first in parts
+    assert await kept_images(harness, job) == 2  # the image and mask as sent
+
+    click = await fake.click(first, f"ib:delete:{job}", user=member)
+    answer = await click.wait_message()
+    assert answer.ephemeral and answer.content == "Deleted."
+    assert all(part.deleted for part in parts)
+    assert await kept_images(harness, job) == 0
+
+
+async def prune_as_if_days_passed(harness: Harness, days: int) -> None:
+    from datetime import timedelta
+
+    from bot.db.models import utcnow
+    from bot.jobs.retention import prune
+
+    later = utcnow() + timedelta(days=days)
+    await prune(harness.bot.storage, timedelta(days=30), now=later)
+
+
+async def test_redo_and_remix_of_an_edit_past_its_retention_say_it_is_too_old(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    first = await edit_result(harness)
+    job = job_id_of(first)
+    await prune_as_if_days_passed(harness, 31)
+    assert await kept_images(harness, job) == 0
+
+    too_old = "This result is older than 30 days; its images are no longer kept"
+    redo = await fake.click(first, f"ib:redo:{job}", user=fake.user)
+    answer = await redo.wait_message()
+    assert answer.ephemeral and answer.content.startswith(too_old)
+    remix = await fake.click(first, f"ib:remix:{job}", user=fake.user)
+    answer = await remix.wait_message()
+    assert answer.ephemeral and answer.content.startswith(too_old)
+    assert remix.modal is None
+    await harness.idle()
+    assert len(api.requests) == 1  # nothing was made
+
+
+async def test_past_its_retention_a_result_still_varies_and_a_prompt_is_still_redone(
+    harness: Harness,
+) -> None:
+    """Vary reads the image from the Discord attachment; a prompt is kept with the ledger."""
+    fake, api = harness.fake, harness.api
+    edited = await edit_result(harness)
+    imagined = await imagine(harness, prompt="a red kite", n=1)
+    await prune_as_if_days_passed(harness, 31)
+
+    before = seen_ids(fake)
+    await fake.click(edited, f"ib:vary:{job_id_of(edited)}:0", user=fake.user)
+    varied = await new_result(harness, before)
+    assert varied.embeds[0]["title"] == "Variation of image 1"
+    sent = api.requests[-1].file("image")
+    assert sent is not None and colour_of(sent.data) == colour_of(edited.files["image_1.png"])
+
+    before = seen_ids(fake)
+    await fake.click(imagined, f"ib:redo:{job_id_of(imagined)}", user=fake.user)
+    redone = await new_result(harness, before)
+    assert redone.embeds[0]["description"] == "a red kite"
+
+
+async def test_redo_of_an_old_variation_reads_its_image_from_the_result_it_varied(
+    harness: Harness,
+) -> None:
+    fake, api = harness.fake, harness.api
+    first = await imagine(harness, n=2)
+    before = seen_ids(fake)
+    await fake.click(first, f"ib:vary:{job_id_of(first)}:1", user=fake.user)
+    varied = await new_result(harness, before)
+    await prune_as_if_days_passed(harness, 31)
+
+    before = seen_ids(fake)
+    click = await fake.click(varied, f"ib:redo:{job_id_of(varied)}", user=fake.user)
+    assert (await click.response()).ephemeral
+    redone = await new_result(harness, before)
+    assert redone.embeds[0]["title"] == "Variation"  # as any Redo of a variation
+    vary_1, vary_2 = (r for r in api.requests if r.path.endswith("/variations"))
+    sent_1, sent_2 = vary_1.file("image"), vary_2.file("image")
+    assert sent_1 is not None and sent_2 is not None
+    assert sent_2.data == sent_1.data  # the same image 2, read back from the first result

@@ -7,14 +7,17 @@ that pings only the requester, and when the bot may not post there, to the reque
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from bot.db.models import JobStatus
 from bot.jobs import store
-from tests.discord.conftest import Harness, job_id_of, new_result, seen_ids
-from tests.fakes.discord import InteractionHandle, P, StoredMessage
+from tests.discord.conftest import Harness, job_id_of, new_result, run_bot, seen_ids
+from tests.fakes.discord import FakeDiscord, InteractionHandle, P, StoredMessage
+from tests.fakes.openai_api import FakeImagesAPI
 
 PROMPT = "a paper boat on a puddle"
 
@@ -183,3 +186,90 @@ async def test_a_token_near_its_end_is_not_even_tried(
     refused = [r for r in fake.requests if r.path.startswith("/webhooks/") and r.status >= 400]
     assert refused == []
     assert not any(r.method == "POST" and r.path.startswith("/webhooks/") for r in fake.requests)
+
+
+# --- every part of a result; tokens; pruning in the bot -----------------------------------------
+
+
+async def split_result(harness: Harness, n: int = 3) -> list[StoredMessage]:
+    """A result the upload limit splits over several messages (noise does not compress)."""
+    fake = harness.fake
+    harness.api.noise_bits = 8  # a 256x256 answer is ~200 KB as PNG, ~35-55 KB as WebP
+    guild = fake.add_guild("Small Server", upload_limit=80_000)
+    channel = fake.add_channel(guild, "art")
+    member = fake.add_member(guild, "carol")
+    await fake.flush()
+    before = seen_ids(fake)
+    await fake.slash(
+        "imagine", {"prompt": PROMPT, "count": n, "size": "256x256"}, channel=channel, user=member
+    )
+    await new_result(harness, before)
+    parts = [
+        m
+        for m in fake.messages(channel, sources=("channel", "followup"))
+        if m.attachments and m.id not in before
+    ]
+    assert len(parts) >= 2
+    return sorted(parts, key=lambda m: m.id)
+
+
+async def test_a_reaction_on_any_part_of_a_split_result_varies_that_image(
+    harness: Harness,
+) -> None:
+    fake = harness.fake
+    parts = await split_result(harness, n=3)
+    last = parts[-1]
+    assert any(a.filename.startswith("image_3.") for a in last.attachments)
+    # Small variations: a reaction has no interaction telling the server's upload limit.
+    harness.api.noise_bits = 0
+    before = seen_ids(fake)
+    await fake.react(last, "3️⃣", user=fake.admin)
+    varied = await new_result(harness, before)
+    assert varied.embeds[0]["title"] == "Variation of image 3"
+    assert job_id_of(varied) != job_id_of(parts[0])
+    sent = harness.api.requests[-1].file("image")
+    assert harness.api.requests[-1].path.endswith("/variations") and sent is not None
+
+
+async def test_interaction_tokens_are_gone_once_the_last_word_is_said(harness: Harness) -> None:
+    """A token is a credential for 15 minutes: none stays in the database after it is used."""
+    sessions = harness.bot.storage.sessions
+    await imagine(harness)
+    result = await new_result(harness, set())
+    delivered = await store.get_job(sessions, job_id_of(result))
+    assert delivered is not None and delivered.status == JobStatus.DELIVERED
+    assert delivered.interaction_token is None
+
+    harness.api.safety_next()
+    handle = await imagine(harness)
+    await handle.wait_message(lambda m: "safety" in m.content.lower())
+    await harness.idle()
+    failed = await store.get_job(sessions, delivered.id + 1)
+    assert failed is not None and failed.status == JobStatus.FAILED
+    assert failed.interaction_token is None
+
+
+async def test_the_bot_prunes_old_images_by_itself(
+    fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, settings_factory: Any
+) -> None:
+    from bot.app import open_storage
+    from bot.db.models import ImageRole, utcnow
+    from bot.generation import ImageOrder
+    from bot.jobs.store import JobOrigin
+    from bot.providers import Operation
+
+    settings = settings_factory()
+    async with open_storage(settings) as storage, storage.sessions.begin() as session:
+        order = ImageOrder(Operation.VARY, image=b"x")
+        job = store.new_job(order, JobOrigin(user_id=1), "dall-e-2", 0, "vary")
+        job.status, job.finished_at = JobStatus.DELIVERED, utcnow() - timedelta(days=40)
+        session.add(job)
+        await session.flush()
+        session.add_all(store.input_images(job.id, order, mime="image/png"))
+    async with run_bot(fake_discord, fake_images_api, settings) as harness:
+        sessions = harness.bot.storage.sessions
+        async with asyncio.timeout(10):
+            while await store.images_of(sessions, job.id, ImageRole.INPUT):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # the database has no event to wait on
+        pruned = await store.get_job(sessions, job.id)
+        assert pruned is not None and pruned.pruned_at is not None

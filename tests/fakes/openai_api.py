@@ -132,6 +132,9 @@ class FakeImagesAPI:
         self.respond_with_url = False
         #: Seconds a URL stays valid (the real ones last 60 minutes); 0 = dead on arrival.
         self.url_lifetime = 3600.0
+        #: Random bits per colour channel in the answers: 0 paints solid colours (tiny, fast);
+        #: 2 gives photo-like PNGs (~1.6 MB at 1024x1024); 8 is incompressible noise.
+        self.noise_bits = 0
         #: Seconds to wait before answering each API request.
         self.delay = 0.0
         #: Sliding 60 s window of images; None = unlimited.
@@ -328,9 +331,11 @@ class FakeImagesAPI:
         )
         data = []
         for index in range(n):
-            image = rules.make_image(
-                width, height, rules.colour_for(prompt, name, index, *seed), fmt
-            )
+            colour = rules.colour_for(prompt, name, index, *seed)
+            if self.noise_bits:
+                image = rules.make_noisy_image(width, height, colour, fmt, self.noise_bits)
+            else:
+                image = rules.make_image(width, height, colour, fmt)
             item: dict[str, Any] = (
                 {"url": self._publish(image, fmt)}
                 if use_url

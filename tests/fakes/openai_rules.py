@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import random
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageChops
 
 FOUR_MB = 4_000_000
 FIFTY_MB = 50_000_000
@@ -227,10 +228,31 @@ def colour_for(*parts: object) -> tuple[int, int, int]:
 def make_image(width: int, height: int, colour: tuple[int, int, int], fmt: str) -> bytes:
     """Real image bytes of the requested size; a solid colour keeps this fast."""
     mode = "RGBA" if fmt in {"png", "webp"} else "RGB"
+    return _encode(Image.new(mode, (width, height), (*colour, 255)[: len(mode)]), fmt)
+
+
+def make_noisy_image(
+    width: int, height: int, colour: tuple[int, int, int], fmt: str, bits: int
+) -> bytes:
+    """``colour`` with ``bits`` of random noise per channel: sizes like real answers.
+
+    Real answers are photographs and drawings that PNG compresses little: 2 bits give a
+    1024x1024 PNG of about 1.6 MB (what gpt-image and dall-e PNGs weigh), 8 bits are noise no
+    encoder shrinks. Seeded by the request, so the same request gives the same bytes.
+    """
+    mode = "RGBA" if fmt in {"png", "webp"} else "RGB"
+    seeded = random.Random(f"{width}x{height}:{colour}:{bits}")
+    noise = Image.frombytes("RGB", (width, height), seeded.randbytes(width * height * 3))
+    if bits < 8:
+        low = bytes(value & ((1 << bits) - 1) for value in range(256))
+        base = Image.new("RGB", (width, height), colour)
+        noise = ImageChops.add(base, noise.point(list(low) * 3))
+    return _encode(noise.convert(mode), fmt)
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
     buffer = io.BytesIO()
-    Image.new(mode, (width, height), (*colour, 255)[: len(mode)]).save(
-        buffer, format=fmt.upper(), **({"compress_level": 1} if fmt == "png" else {})
-    )
+    image.save(buffer, format=fmt.upper(), **({"compress_level": 1} if fmt == "png" else {}))
     return buffer.getvalue()
 
 
