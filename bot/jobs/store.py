@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import ImageRole, Job, JobImage, JobStatus, utcnow
+from bot.db.models import ImageRole, Job, JobImage, JobMessage, JobStatus, utcnow
 from bot.errors import BotError
 from bot.generation import FitChoice, ImageOrder
 from bot.providers import GeneratedImage, ImageResult, Operation
@@ -23,11 +23,20 @@ Sessions = async_sessionmaker[AsyncSession]
 
 @dataclass(frozen=True)
 class JobOrigin:
-    """Who asked, where, and how to answer them."""
+    """Who asked, where, and how to answer them.
+
+    Where and who are required, with no defaults: every way in (command, menu, button, modal,
+    reaction, retry) must say which server, channel and parent channel the request came from
+    and which roles the member has, or the server's rules could not hold for it.
+    """
 
     user_id: int
-    guild_id: int | None = None
-    channel_id: int | None = None
+    guild_id: int | None
+    channel_id: int | None
+    #: The channel a thread belongs to: a thread counts as its channel for channel rules.
+    parent_channel_id: int | None
+    #: The member's roles in the guild: role limits and exemptions depend on them.
+    role_ids: tuple[int, ...]
     locale: str | None = None
     application_id: int | None = None
     interaction_token: str | None = None
@@ -35,8 +44,6 @@ class JobOrigin:
     attachment_size_limit: int | None = None
     source_job_id: int | None = None
     source_index: int | None = None
-    #: The channel a thread belongs to: a thread counts as its channel for channel rules.
-    parent_channel_id: int | None = None
 
 
 def _image(job_id: int, role: ImageRole, position: int, data: bytes, mime: str = "") -> JobImage:
@@ -55,10 +62,32 @@ async def get_job(sessions: Sessions, job_id: int) -> Job | None:
 
 
 async def job_for_message(sessions: Sessions, message_id: int) -> Job | None:
-    """The job whose result is ``message_id``, or None when the bot did not post it."""
+    """The job whose result is (or includes) ``message_id``; None when the bot did not post it."""
     async with sessions() as session:
         result = await session.execute(select(Job).where(Job.result_message_id == message_id))
+        job = result.scalars().first()
+        if job is not None:
+            return job
+        result = await session.execute(
+            select(Job)
+            .join(JobMessage, JobMessage.job_id == Job.id)
+            # a deleted result is forgotten (result_message_id cleared), all its parts with it
+            .where(JobMessage.message_id == message_id, Job.result_message_id.is_not(None))
+        )
         return result.scalars().first()
+
+
+async def is_result_message(sessions: Sessions, job: Job, message_id: int) -> bool:
+    """Whether ``message_id`` is one of the messages ``job``'s result was posted as."""
+    if job.result_message_id == message_id:
+        return True
+    async with sessions() as session:
+        result = await session.execute(
+            select(JobMessage.job_id).where(
+                JobMessage.job_id == job.id, JobMessage.message_id == message_id
+            )
+        )
+        return result.first() is not None
 
 
 async def images_of(sessions: Sessions, job_id: int, role: ImageRole) -> list[JobImage]:
@@ -184,6 +213,7 @@ def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, com
     return Job(
         guild_id=origin.guild_id,
         channel_id=origin.channel_id,
+        parent_channel_id=origin.parent_channel_id,
         user_id=origin.user_id,
         operation=order.operation.value,
         command=command,
