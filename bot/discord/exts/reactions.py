@@ -55,9 +55,14 @@ class RefusalNotices:
     """Who was told about a refused reaction recently: one public note per member per interval."""
 
     def __init__(
-        self, interval: float = NOTICE_INTERVAL_SECONDS, clock: Callable[[], float] = time.monotonic
+        self,
+        interval: float = NOTICE_INTERVAL_SECONDS,
+        lifetime: float = NOTICE_LIFETIME_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interval = interval
+        #: Seconds a note stays before it deletes itself.
+        self.lifetime = lifetime
         self._clock = clock
         self._last: dict[int, float] = {}
 
@@ -141,7 +146,7 @@ class Reactions(commands.Cog):
             return
         text = self.bot.catalog.error_text(error, locale)
         await self.bot.delivery.tell(
-            payload.user_id, payload.channel_id, text, delete_after=NOTICE_LIFETIME_SECONDS
+            payload.user_id, payload.channel_id, text, delete_after=self.notices.lifetime
         )
 
 
