@@ -250,27 +250,26 @@ async def test_a_result_in_a_thread_of_the_allowed_channel_can_be_varied(harness
 async def test_reaction_toggles_over_the_quota_give_one_short_lived_note_and_no_download(
     harness: Harness,
 ) -> None:
-    """Ten toggles by a member with no images left: one public note (deleting itself), no
-    message fetch, no download from the CDN, nothing made."""
+    """Ten toggles once the server's images for today are used up: one public note (deleting
+    itself), no download from the CDN, nothing made."""
     fake, api = harness.fake, harness.api
     notices = getattr(harness.bot.get_cog("Reactions"), "notices")  # noqa: B009
     assert notices.lifetime == 30
     notices.lifetime = 0.5  # instead of waiting 30 s
-    muted = fake.add_role(fake.guild, "Muted")
-    mallory = fake.add_member(fake.guild, "mallory", roles=[muted])
-    await set_role(harness, muted, images_per_day=0)
+    handle = await fake.slash("quota", {"images_per_day": 2}, subcommand="set", user=fake.admin)
+    await handle.wait_message()
     first = await imagine(harness, n=2)
     before, downloads = seen_ids(fake), len(fake.cdn_requests)
     for emoji in ["🔄", "1️⃣", "2️⃣", "🔄", "1️⃣", "2️⃣", "🔄", "1️⃣", "2️⃣", "🔄"]:
-        await fake.react(first, emoji, user=mallory)
-        await fake.unreact(first, emoji, user=mallory)
+        await fake.react(first, emoji, user=fake.admin)
+        await fake.unreact(first, emoji, user=fake.admin)
     note = await fake.wait_for_message(lambda m: m.id not in before)
-    assert "You have used your 0 images for today" in note.content
     await asyncio.sleep(1.0)  # every toggle handled, and the note's time is up
     await harness.idle()
-    assert len(await refusal_notes(fake, mallory, before)) == 1
-    assert note.deleted
+    assert len(await refusal_notes(fake, fake.admin, before)) == 1
     assert len(fake.cdn_requests) == downloads
+    assert "This server has used its 2 images for today" in note.content
+    assert note.deleted
     assert variation_requests(api) == []
 
 
