@@ -15,7 +15,7 @@ from tests.discord.conftest import (
     new_result,
     seen_ids,
 )
-from tests.fakes.discord import P, StoredMessage
+from tests.fakes.discord import FakeChannel, FakeMember, P, StoredMessage
 
 
 def png(side: int, colour: tuple[int, int, int, int]) -> bytes:
@@ -299,3 +299,80 @@ async def test_ten_images_get_ten_vary_buttons_in_rows_of_five(harness: Harness)
         [f"ib:redo:{job}", f"ib:remix:{job}", f"ib:delete:{job}"],
     ]
     assert labels(result)[f"ib:vary:{job}:9"] == "Vary 10"
+
+
+# --- a custom_id names a job: only a result of this server, on its own message, is acted on ----
+
+NOT_THIS_RESULT = "That doesn't belong to a result in this message, so I can't act on it."
+
+
+async def other_server(harness: Harness) -> tuple[FakeChannel, FakeMember]:
+    """A second server with a member of its own, and the result she made there."""
+    fake = harness.fake
+    guild = fake.add_guild("Other Server")
+    channel = fake.add_channel(guild, "general")
+    mallory = fake.add_member(guild, "mallory")
+    await fake.flush()
+    return channel, mallory
+
+
+async def test_a_remix_form_naming_another_servers_job_is_refused(harness: Harness) -> None:
+    fake, api = harness.fake, harness.api
+    private = await imagine(harness, prompt="our private lighthouse", n=1)
+    channel, mallory = await other_server(harness)
+    before = seen_ids(fake)
+    await fake.slash(
+        "imagine",
+        {"prompt": "a boat", "count": 1, "size": "256x256"},
+        user=mallory,
+        channel=channel,
+    )
+    own = await new_result(harness, before)
+    remix = await fake.click(own, f"ib:remix:{job_id_of(own)}", user=mallory)
+    assert (await remix.response()).type == 9 and remix.modal is not None
+    from tests.fakes.discord.models import walk_components
+
+    (text_input,) = [c for c in walk_components(remix.modal["components"]) if c.get("type") == 4]
+    calls, before = len(api.requests), seen_ids(fake)
+    submitted = await fake.submit_modal(
+        remix,
+        {text_input["custom_id"]: "the same, at night"},
+        forged_custom_id=f"ib:remix-modal:{job_id_of(private)}",
+    )
+    answer = await submitted.wait_message()
+    await harness.idle()
+    assert answer.ephemeral and answer.content == NOT_THIS_RESULT
+    assert len(api.requests) == calls  # nothing made from the other server's job
+    assert [m for m in fake.messages() if m.id not in before and m.attachments] == []
+
+
+async def test_a_remix_form_naming_another_result_of_the_same_server_is_refused(
+    harness: Harness,
+) -> None:
+    """Carol opens Remix on her own result and sends the form naming Bob's edit (his upload)."""
+    fake, api = harness.fake, harness.api
+    picture = fake.add_attachment(mask_png(256), "my-room.png")  # transparent: to repaint
+    before = seen_ids(fake)
+    await fake.slash(
+        "edit", {"image": picture, "prompt": "a red sofa", "size": "256x256"}, user=fake.user
+    )
+    private = await new_result(harness, before)
+    carol = fake.add_member(fake.guild, "carol")
+    before = seen_ids(fake)
+    await fake.slash("imagine", {"prompt": "a boat", "count": 1, "size": "256x256"}, user=carol)
+    own = await new_result(harness, before)
+    remix = await fake.click(own, f"ib:remix:{job_id_of(own)}", user=carol)
+    assert (await remix.response()).type == 9 and remix.modal is not None
+    from tests.fakes.discord.models import walk_components
+
+    (text_input,) = [c for c in walk_components(remix.modal["components"]) if c.get("type") == 4]
+    calls = len(api.requests)
+    submitted = await fake.submit_modal(
+        remix,
+        {text_input["custom_id"]: "a green sofa"},
+        forged_custom_id=f"ib:remix-modal:{job_id_of(private)}",
+    )
+    answer = await submitted.wait_message()
+    await harness.idle()
+    assert answer.ephemeral and answer.content == NOT_THIS_RESULT
+    assert len(api.requests) == calls
