@@ -85,8 +85,8 @@ class Actions:
         """Check, defer, read uploads, queue. Raises BotError before deferring when it can.
 
         Everything that costs nothing is checked before anything that costs something: the
-        server, the member's request rate, the order, the uploads' metadata, the rules, queue
-        caps and quotas (read-only) come before the defer and before any download.
+        server, the member's request rate, the order, the uploads' metadata, the rules and the
+        queue caps come before the defer; the quotas (read-only) before any download.
         """
         if interaction.guild_id is None and not self.bot.settings.quotas.dm_enabled:
             raise GuildOnly()
@@ -97,9 +97,11 @@ class Actions:
         check_order(self.bot.engine.provider, order)
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
-        await self.runner.precheck(order, origin)
+        self.runner.precheck(order, origin)
         if not interaction.response.is_done():
             await interaction.response.defer(ephemeral=True, thinking=True)
+        if uploads:
+            await self.runner.would_fit(order, origin)
         files = {
             subject: await self.read_upload(attachment, subject) for attachment, subject in uploads
         }

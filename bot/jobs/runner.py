@@ -95,23 +95,26 @@ class JobRunner:
 
     # --- admission -----------------------------------------------------------------------------
 
-    async def precheck(self, order: ImageOrder, origin: JobOrigin) -> None:
-        """Raise now what :meth:`submit` would refuse, without a lock: before any download.
-
-        The server, the rules, the queue caps and a read-only look at the quotas: what a
-        request can be refused for without spending anything on it.
-        """
+    def precheck(self, order: ImageOrder, origin: JobOrigin) -> None:
+        """Raise now what :meth:`submit` would refuse that needs no database: the server, the
+        rules and the queue caps. Cheap enough to run before the bot answers Discord."""
         if self._closing:
             raise ShuttingDown()
-        spec = self._engine.provider.spec_for(order.model)
         quotas = self._settings.quotas
         check_origin(quotas, origin)
-        check_rules(quotas, order, spec.name)
+        check_rules(quotas, order, self._engine.provider.spec_for(order.model).name)
         self._check_caps(origin)
+
+    async def would_fit(self, order: ImageOrder, origin: JobOrigin) -> None:
+        """Raise the quota :meth:`submit` would refuse ``order`` for, reading without a lock.
+
+        Run before the bot downloads anything for a request (after it answered Discord: a
+        burst of reads must not delay the answers past Discord's 3 seconds)."""
+        spec = self._engine.provider.spec_for(order.model)
         estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
         job = store.new_job(order, origin, spec.name, estimate, "precheck")
         try:
-            await would_fit(self._sessions, quotas, job, origin.role_ids)
+            await would_fit(self._sessions, self._settings.quotas, job, origin.role_ids)
         except TotalBudget as error:
             self.spend_caps.refused(error)
             raise

@@ -115,7 +115,8 @@ class Reactions(commands.Cog):
             check_can_post(guild, payload.channel_id)
             order = dataclasses.replace(actions.vary_order(job), user_id=str(payload.user_id))
             check_order(bot.engine.provider, order)
-            await bot.runner.precheck(order, origin)
+            bot.runner.precheck(order, origin)
+            await bot.runner.would_fit(order, origin)
             # Only now what costs: the message, the download, the probe.
             message = await bot.delivery.fetch_message(payload.channel_id, payload.message_id)
             attachment = result_attachment(message, index)
