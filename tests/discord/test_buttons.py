@@ -307,7 +307,7 @@ NOT_THIS_RESULT = "That doesn't belong to a result in this message, so I can't a
 
 
 async def other_server(harness: Harness) -> tuple[FakeChannel, FakeMember]:
-    """A second server with a member of its own, and the result she made there."""
+    """A second server with a member of its own."""
     fake = harness.fake
     guild = fake.add_guild("Other Server")
     channel = fake.add_channel(guild, "general")
@@ -316,40 +316,52 @@ async def other_server(harness: Harness) -> tuple[FakeChannel, FakeMember]:
     return channel, mallory
 
 
-async def test_a_remix_form_naming_another_servers_job_is_refused(harness: Harness) -> None:
-    fake, api = harness.fake, harness.api
-    private = await imagine(harness, prompt="our private lighthouse", n=1)
-    channel, mallory = await other_server(harness)
+async def forged_remix(
+    harness: Harness,
+    member: FakeMember,
+    channel: FakeChannel | None,
+    target: StoredMessage,
+    prompt: str,
+) -> StoredMessage:
+    """``member`` makes a result, opens its Remix form and sends it naming ``target``'s job
+    (a modified client can send any custom_id with a form); the bot's answer."""
+    fake = harness.fake
     before = seen_ids(fake)
     await fake.slash(
-        "imagine",
-        {"prompt": "a boat", "count": 1, "size": "256x256"},
-        user=mallory,
-        channel=channel,
+        "imagine", {"prompt": "a boat", "count": 1, "size": "256x256"}, user=member, channel=channel
     )
     own = await new_result(harness, before)
-    remix = await fake.click(own, f"ib:remix:{job_id_of(own)}", user=mallory)
+    remix = await fake.click(own, f"ib:remix:{job_id_of(own)}", user=member)
     assert (await remix.response()).type == 9 and remix.modal is not None
     from tests.fakes.discord.models import walk_components
 
     (text_input,) = [c for c in walk_components(remix.modal["components"]) if c.get("type") == 4]
-    calls, before = len(api.requests), seen_ids(fake)
     submitted = await fake.submit_modal(
         remix,
-        {text_input["custom_id"]: "the same, at night"},
-        forged_custom_id=f"ib:remix-modal:{job_id_of(private)}",
+        {text_input["custom_id"]: prompt},
+        forged_custom_id=f"ib:remix-modal:{job_id_of(target)}",
     )
     answer = await submitted.wait_message()
     await harness.idle()
+    return answer
+
+
+async def test_a_remix_form_naming_another_servers_job_is_refused(harness: Harness) -> None:
+    fake, api = harness.fake, harness.api
+    private = await imagine(harness, prompt="our private lighthouse", n=1)
+    channel, mallory = await other_server(harness)
+    calls, before = len(api.requests), seen_ids(fake)
+    answer = await forged_remix(harness, mallory, channel, private, "the same, at night")
     assert answer.ephemeral and answer.content == NOT_THIS_RESULT
-    assert len(api.requests) == calls  # nothing made from the other server's job
-    assert [m for m in fake.messages() if m.id not in before and m.attachments] == []
+    assert len(api.requests) == calls + 1  # only her own result: nothing from the other server
+    posted = [m for m in fake.state.messages.values() if m.id not in before and m.attachments]
+    assert [m.embeds[0]["description"] for m in posted] == ["a boat"]
 
 
 async def test_a_remix_form_naming_another_result_of_the_same_server_is_refused(
     harness: Harness,
 ) -> None:
-    """Carol opens Remix on her own result and sends the form naming Bob's edit (his upload)."""
+    """Carol sends her Remix form naming Bob's edit (and so his private upload)."""
     fake, api = harness.fake, harness.api
     picture = fake.add_attachment(mask_png(256), "my-room.png")  # transparent: to repaint
     before = seen_ids(fake)
@@ -358,21 +370,8 @@ async def test_a_remix_form_naming_another_result_of_the_same_server_is_refused(
     )
     private = await new_result(harness, before)
     carol = fake.add_member(fake.guild, "carol")
-    before = seen_ids(fake)
-    await fake.slash("imagine", {"prompt": "a boat", "count": 1, "size": "256x256"}, user=carol)
-    own = await new_result(harness, before)
-    remix = await fake.click(own, f"ib:remix:{job_id_of(own)}", user=carol)
-    assert (await remix.response()).type == 9 and remix.modal is not None
-    from tests.fakes.discord.models import walk_components
-
-    (text_input,) = [c for c in walk_components(remix.modal["components"]) if c.get("type") == 4]
     calls = len(api.requests)
-    submitted = await fake.submit_modal(
-        remix,
-        {text_input["custom_id"]: "a green sofa"},
-        forged_custom_id=f"ib:remix-modal:{job_id_of(private)}",
-    )
-    answer = await submitted.wait_message()
-    await harness.idle()
+    answer = await forged_remix(harness, carol, None, private, "a green sofa")
     assert answer.ephemeral and answer.content == NOT_THIS_RESULT
-    assert len(api.requests) == calls
+    assert len(api.requests) == calls + 1  # only her own result
+    assert [r.path for r in api.requests].count("/v1/images/edits") == 1
