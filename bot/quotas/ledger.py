@@ -3,8 +3,10 @@
 A job row *is* its reservation: while queued or running it counts its requested images and
 estimated cost; when it succeeds they are replaced by what it delivered and really cost; when it
 fails or is cancelled both drop to zero. :func:`reserve` checks every limit and inserts the row
-in one transaction that first takes the guild's lock, so any number of concurrent requests at
-the edge of a quota admit exactly as many images as the quota allows.
+in one transaction that first takes the guild's lock (then the lock of the operator's total
+caps), so any number of concurrent requests at the edge of a quota, in one guild or across
+many, admit exactly as many images as the quota allows. :func:`would_fit` asks the same
+questions without a lock, so a request can be refused before anything is spent on it.
 """
 
 from __future__ import annotations
