@@ -147,7 +147,13 @@ async def measure(count: int) -> dict[str, float]:
                 try:
                     for index, (order, command) in enumerate(orders(count)):
                         uploads += len(order.image or b"") + len(order.mask or b"")
-                        origin = JobOrigin(user_id=index, guild_id=1, channel_id=1)
+                        origin = JobOrigin(
+                            user_id=index,
+                            guild_id=1,
+                            channel_id=1,
+                            parent_channel_id=None,
+                            role_ids=(),
+                        )
                         await runner.submit(order, origin, command=command)
                     await made.wait_for(count)
                 finally:

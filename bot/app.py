@@ -24,6 +24,7 @@ from bot.generation import Engine
 from bot.imaging import ImageLimits, ImageWorker
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
+from bot.ops.observe import count_spend_cap_refusals
 from bot.providers import ImagesClient, build_model_table
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ async def open_bot(
 
     async with open_storage(settings) as storage, open_engine(settings, metrics) as engine:
         runner = JobRunner(engine, storage.sessions, settings)
+        if metrics is not None:
+            runner.spend_caps.on_refusal = count_spend_cap_refusals(metrics)
         point_discord_at(settings.discord)
         bot = ImageBot(
             settings,

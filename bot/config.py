@@ -96,6 +96,8 @@ class JobsSettings:
     max_queued_per_guild: int = field(default=50, metadata=_range(1, 100_000))
     #: Seconds the bot waits for running jobs on shutdown before leaving them for the restart.
     shutdown_grace_seconds: float = field(default=30.0, metadata=_range(0, 3600))
+    #: Requests one member may start per minute (commands, buttons, reactions together).
+    member_requests_per_minute: int = field(default=10, metadata=_range(1, 10_000))
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,12 @@ class QuotaSettings:
     #: Generation in direct messages, with its own per-user daily limit.
     dm_enabled: bool = False
     dm_images_per_day: int = field(default=5, metadata=_range(0))
+    #: The operator's hard ceilings over every server and DM together, per UTC month and day.
+    #: A day cap of 0 means none; a month cap of 0 stops all generation.
+    total_spend_per_month_usd: float = field(default=100.0, metadata=_range(0))
+    total_spend_per_day_usd: float = field(default=0.0, metadata=_range(0))
+    #: The only servers the bot works in; empty: every server it is added to.
+    allowed_guilds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -278,6 +286,13 @@ def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+def _is_id(value: Any) -> bool:
+    """A Discord id: a positive whole number, or its digits as text (as Discord copies it)."""
+    if isinstance(value, str):
+        return value.isdigit()
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _coerce(key: str, hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any:
     origin = typing.get_origin(hint)
     if origin is Literal:
@@ -290,6 +305,10 @@ def _coerce(key: str, hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: must be a table")
         return types.MappingProxyType(value)
+    if origin is tuple and typing.get_args(hint)[0] is int:
+        if not isinstance(value, list) or not all(_is_id(v) for v in value):
+            raise ConfigError(f"{key}: must be a list of ids (got {value!r})")
+        return tuple(int(v) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: must be a list of strings (got {value!r})")

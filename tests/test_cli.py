@@ -136,7 +136,15 @@ async def test_db_prune_deletes_old_images_keeps_the_ledger_and_says_what(
     async with open_storage(settings) as storage, storage.sessions.begin() as session:
         for age in ages.values():
             order = ImageOrder(Operation.EDIT, prompt="a kite", image=b"i" * 1000, mask=b"m")
-            job = store.new_job(order, JobOrigin(user_id=1), "dall-e-2", 0, "edit")
+            job = store.new_job(
+                order,
+                JobOrigin(
+                    user_id=1, guild_id=None, channel_id=None, parent_channel_id=None, role_ids=()
+                ),
+                "dall-e-2",
+                0,
+                "edit",
+            )
             job.status, job.finished_at = JobStatus.DELIVERED, utcnow() - age
             session.add(job)
             await session.flush()

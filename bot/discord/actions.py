@@ -7,10 +7,10 @@ hands the order to the job runner. Results are posted later by :mod:`bot.discord
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
-import secrets
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -20,20 +20,22 @@ from bot.discord.errors import (
     BotMissingPermissions,
     CannotCancel,
     GuildOnly,
-    NoSuchImage,
     NothingToRemix,
     NotRequester,
     ResultGone,
     ResultTooOld,
 )
 from bot.discord.i18n import Catalog
-from bot.discord.tree import as_bot_error, report_error
+from bot.discord.provenance import check_result_here, check_same_place
+from bot.discord.tree import report_error
 from bot.discord.uploads import download, first_image, precheck, probe_uploads
 from bot.discord.views import REMIX_PROMPT, remix_modal_id
 from bot.generation import ImageOrder, check_order
-from bot.jobs import InternalError, JobOrigin, JobRunner, store
+from bot.jobs import JobOrigin, JobRunner, store
+from bot.jobs.admission import check_origin
 from bot.jobs.store import Sessions
 from bot.providers import Operation
+from bot.quotas.ratelimit import MemberRequestLimiter
 
 if TYPE_CHECKING:
     from bot.discord.bot import ImageBot
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Upload = tuple[discord.Attachment, str]
+#: Uploads read from Discord's CDN at the same time (each up to the upload limit in memory).
+MAX_DOWNLOADS = 4
 
 
 class Actions:
@@ -48,6 +52,9 @@ class Actions:
         self.bot = bot
         #: Interrupted jobs whose Retry click is being handled: a double click runs one retry.
         self._retrying: set[int] = set()
+        #: Every way in takes one of the member's requests per minute.
+        self.requests = MemberRequestLimiter(bot.settings.jobs.member_requests_per_minute)
+        self._downloads = asyncio.Semaphore(MAX_DOWNLOADS)
 
     @property
     def catalog(self) -> Catalog:
@@ -76,45 +83,58 @@ class Actions:
         command: str,
         source: tuple[int, int | None] | None = None,
     ) -> Job:
-        """Check, defer, read uploads, queue. Raises BotError before deferring when it can."""
+        """Check, defer, read uploads, queue. Raises BotError before deferring when it can.
+
+        Everything that costs nothing is checked before anything that costs something: the
+        server, the member's request rate, the order, the uploads' metadata, the rules and the
+        queue caps come before the defer; the quotas (read-only) before any download.
+        """
         if interaction.guild_id is None and not self.bot.settings.quotas.dm_enabled:
             raise GuildOnly()
+        origin = self._origin(interaction, source)
+        check_origin(self.bot.settings.quotas, origin)
+        self.requests.take(interaction.user.id)
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
         check_order(self.bot.engine.provider, order)
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
+        self.runner.precheck(order, origin)
         if not interaction.response.is_done():
             await interaction.response.defer(ephemeral=True, thinking=True)
-        files: dict[str, bytes] = {}
-        for attachment, subject in uploads:
-            files[subject] = await download(
-                self.bot.engine.http,
-                attachment.url,
-                declared=attachment.size,
-                limit=self.upload_limit,
-                subject=subject,
-            )
+        if uploads:
+            await self.runner.would_fit(order, origin)
+        files = {
+            subject: await self.read_upload(attachment, subject) for attachment, subject in uploads
+        }
         if files:
             images = self.bot.engine.images
             await images.run(probe_uploads, files, images.limits)
             order = dataclasses.replace(
                 order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
             )
-        roles = getattr(interaction.user, "roles", ())
-        return await self.runner.submit(
-            order,
-            self._origin(interaction, source),
-            command=command,
-            role_ids=tuple(role.id for role in roles),
-        )
+        return await self.runner.submit(order, origin, command=command)
+
+    async def read_upload(self, attachment: discord.Attachment, subject: str = "image") -> bytes:
+        """Download an upload, at most MAX_DOWNLOADS at once: a burst cannot fill the memory."""
+        async with self._downloads:
+            return await download(
+                self.bot.engine.http,
+                attachment.url,
+                declared=attachment.size,
+                limit=self.upload_limit,
+                subject=subject,
+            )
 
     def _origin(
         self, interaction: discord.Interaction[Any], source: tuple[int, int | None] | None
     ) -> JobOrigin:
+        roles = getattr(interaction.user, "roles", ())
         return JobOrigin(
             user_id=interaction.user.id,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
+            parent_channel_id=getattr(interaction.channel, "parent_id", None),
+            role_ids=tuple(role.id for role in roles),
             locale=interaction.locale.value,
             application_id=interaction.application_id,
             interaction_token=interaction.token,
@@ -122,7 +142,6 @@ class Actions:
             attachment_size_limit=interaction.filesize_limit,
             source_job_id=source[0] if source else None,
             source_index=source[1] if source else None,
-            parent_channel_id=getattr(interaction.channel, "parent_id", None),
         )
 
     # --- commands ------------------------------------------------------------------------------
@@ -158,26 +177,29 @@ class Actions:
 
     # --- buttons and modals on results ---------------------------------------------------------
 
-    async def _result_job(self, job_id: int) -> Job:
-        """The job behind a result's button; ResultGone once the result was deleted.
+    async def _result_job(self, interaction: discord.Interaction[Any], job_id: int) -> Job:
+        """The job behind a result's button or modal; ResultGone once the result was deleted.
 
-        A job that succeeded but whose delivery is not recorded yet counts as a result: its
-        message can be on screen a moment before the database says where it went.
+        Only a result of this server, clicked on the result's own message, is acted on: the id
+        in a custom_id is the client's to forge (see :func:`check_result_here`). A job that
+        succeeded but whose delivery is not recorded yet counts as a result: its message can
+        be on screen a moment before the database says where it went.
         """
         job = await store.get_job(self.sessions, job_id)
         if job is None:
             raise ResultGone()
-        if job.status is JobStatus.SUCCEEDED:
-            return job
-        if job.status is not JobStatus.DELIVERED or job.result_message_id is None:
+        check_same_place(interaction, job)
+        gone = job.status is not JobStatus.DELIVERED or job.result_message_id is None
+        if gone and job.status is not JobStatus.SUCCEEDED:
             raise ResultGone()
+        await check_result_here(self.bot, self.sessions, interaction, job)
         return job
 
     async def vary_result(
         self, interaction: discord.Interaction[Any], job_id: int, index: int
     ) -> None:
         try:
-            job = await self._result_job(job_id)
+            job = await self._result_job(interaction, job_id)
             if interaction.message is None:
                 raise ResultGone()
             attachment = result_attachment(interaction.message, index)
@@ -230,7 +252,7 @@ class Actions:
 
     async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         try:
-            job = await self._result_job(job_id)
+            job = await self._result_job(interaction, job_id)
             order = await store.order_of(self.sessions, job)
             uploads: list[Upload] = []
             if uploads_gone(order):
@@ -252,6 +274,7 @@ class Actions:
             job = await store.get_job(self.sessions, job_id)
             if job is None or job.status is not JobStatus.INTERRUPTED:
                 raise ResultGone()
+            check_same_place(interaction, job)
             if interaction.user.id != job.user_id:
                 raise NotRequester()
             if job_id in self._retrying:
@@ -273,6 +296,7 @@ class Actions:
             job = await store.get_job(self.sessions, job_id)
             if job is None:
                 raise ResultGone()
+            check_same_place(interaction, job)
             if interaction.user.id != job.user_id:
                 raise NotRequester()
             # Through the status board: a queue update being written now cannot land after
@@ -288,7 +312,7 @@ class Actions:
 
     async def open_remix(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         try:
-            job = await self._result_job(job_id)
+            job = await self._result_job(interaction, job_id)
             if job.operation == Operation.VARY.value:
                 raise NothingToRemix()  # a button from before variations lost theirs
             if job.pruned_at is not None and job.operation != Operation.GENERATE.value:
@@ -304,7 +328,7 @@ class Actions:
 
     async def remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None:
         try:
-            job = await self._result_job(job_id)
+            job = await self._result_job(interaction, job_id)
             order = await self._kept_order(job)
             await self.submit(
                 interaction,
@@ -317,7 +341,7 @@ class Actions:
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         try:
-            job = await self._result_job(job_id)
+            job = await self._result_job(interaction, job_id)
             allowed = interaction.user.id == job.user_id or (
                 interaction.permissions.manage_messages
             )
@@ -340,54 +364,6 @@ class Actions:
             )
         except Exception as exc:
             await report_error(interaction, exc, self.catalog)
-
-    # --- reactions ---------------------------------------------------------------------------
-
-    async def vary_from_reaction(
-        self, payload: discord.RawReactionActionEvent, job: Job, index: int
-    ) -> None:
-        """Like the Vary button, without an interaction: answers go to the channel (or DM)."""
-        member = payload.user_id
-        guild = self.bot.get_guild(payload.guild_id or 0)
-        locale = guild.preferred_locale.value if guild else None
-        try:
-            if index >= job.n_delivered:
-                raise NoSuchImage(index=index + 1)
-            # No interaction means no follow-up webhook: the result can only go to the channel.
-            # Refuse before anything is made (and paid for) that could not be posted there.
-            check_can_post(guild, payload.channel_id)
-            message = await self.bot.delivery.fetch_message(payload.channel_id, payload.message_id)
-            attachment = result_attachment(message, index)
-            order = dataclasses.replace(self.vary_order(job), user_id=str(member))
-            check_order(self.bot.engine.provider, order)
-            precheck(attachment, self.upload_limit)
-            data = await download(
-                self.bot.engine.http,
-                attachment.url,
-                declared=attachment.size,
-                limit=self.upload_limit,
-            )
-            images = self.bot.engine.images
-            await images.run(probe_uploads, {"image": data}, images.limits)
-            origin = JobOrigin(
-                user_id=member,
-                guild_id=payload.guild_id,
-                channel_id=payload.channel_id,
-                locale=locale,
-                source_job_id=job.id,
-                source_index=index,
-            )
-            await self.runner.submit(
-                dataclasses.replace(order, image=data), origin, command="reaction"
-            )
-        except Exception as exc:
-            error = as_bot_error(exc)
-            if error is None:
-                ref = secrets.token_hex(4).upper()
-                log.error("reaction on job %d failed (reference %s)", job.id, ref, exc_info=exc)
-                error = InternalError(ref=ref)
-            text = self.catalog.error_text(error, locale)
-            await self.bot.delivery.tell(member, payload.channel_id, text)
 
 
 #: What the bot needs in a channel to post a result there without an interaction.

@@ -228,10 +228,15 @@ class Delivery:
         text: str,
         *,
         view: discord.ui.View | None = None,
+        delete_after: float | None = None,
     ) -> None:
-        """A short note for a member without an interaction: in the channel, else by DM."""
+        """A short note for a member without an interaction: in the channel, else by DM.
+
+        ``delete_after`` (seconds) makes it short-lived, like the refusals of reactions."""
         channel = await self._channel(channel_id)
         extra: dict[str, Any] = {"view": view} if view is not None else {}
+        if delete_after is not None:
+            extra["delete_after"] = delete_after
         try:
             if channel is not None:
                 await channel.send(

@@ -28,6 +28,13 @@ class ResultTooOld(BotError):
     )
 
 
+class NotThisResult(BotError):
+    """A button, modal or reaction naming a job of another server or another message."""
+
+    key = "error.not_this_result"
+    template = "That doesn't belong to a result in this message, so I can't act on it."
+
+
 class NoSuchImage(BotError):
     key = "error.no_such_image"
     template = "That result has no image {index}."

@@ -30,6 +30,8 @@ class Identity:
     bot_name: str
     bot_id: int
     application_id: int
+    #: The Developer Portal's "Public Bot" switch: anyone with the invite URL may add the bot.
+    public: bool = True
 
     @property
     def invite_url(self) -> str:
@@ -58,6 +60,6 @@ async def identify(settings: DiscordSettings) -> Identity:
         application = await client.application_info()
         user = client.user
         assert user is not None
-        return Identity(str(user), user.id, application.id)
+        return Identity(str(user), user.id, application.id, application.bot_public)
     finally:
         await client.close()

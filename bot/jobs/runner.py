@@ -20,20 +20,15 @@ from bot.db.models import Job, JobStatus
 from bot.errors import BotError
 from bot.generation import Engine, ImageOrder, normalize_uploads, send_order
 from bot.jobs import store
+from bot.jobs.admission import SpendCapWatch, check_origin, check_rules
 from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.store import JobOrigin, Sessions
 from bot.providers import GeneratedImage
 from bot.quotas import estimate_cost, price_table, settle_cost
-from bot.quotas.ledger import reserve
-from bot.quotas.policy import (
-    GuildQueueFull,
-    ModelNotAllowed,
-    QueueFull,
-    SizeNotAllowed,
-    TooManyAtOnce,
-)
+from bot.quotas.ledger import reserve, would_fit
+from bot.quotas.policy import GuildQueueFull, QueueFull, TotalBudget
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +79,9 @@ class JobRunner:
         #: waits here in order instead of in the database's lock, where waiters are served in
         #: no order and SQLite gives up on one after its busy timeout.
         self._guild_locks: dict[Hashable, asyncio.Lock] = {}
+        self._total_lock = asyncio.Lock()
+        #: Tells the operator when the total spend caps refuse requests (app.py adds metrics).
+        self.spend_caps = SpendCapWatch(settings.quotas)
         #: Work for jobs outside the queue (posting kept results again); cancelled on close.
         self._background: set[asyncio.Task[None]] = set()
         self.dispatcher = Dispatcher(
@@ -97,45 +95,74 @@ class JobRunner:
 
     # --- admission -----------------------------------------------------------------------------
 
-    async def submit(
-        self,
-        order: ImageOrder,
-        origin: JobOrigin,
-        *,
-        command: str,
-        role_ids: tuple[int, ...] = (),
-    ) -> Job:
-        """Admit a job (checks, caps, quota reservation) and queue it; raises BotError."""
+    def precheck(self, order: ImageOrder, origin: JobOrigin) -> None:
+        """Raise now what :meth:`submit` would refuse that needs no database: the server, the
+        rules and the queue caps. Cheap enough to run before the bot answers Discord."""
         if self._closing:
             raise ShuttingDown()
+        quotas = self._settings.quotas
+        check_origin(quotas, origin)
+        check_rules(quotas, order, self._engine.provider.spec_for(order.model).name)
+        self._check_caps(origin)
+
+    async def would_fit(self, order: ImageOrder, origin: JobOrigin) -> None:
+        """Raise the quota :meth:`submit` would refuse ``order`` for, reading without a lock.
+
+        Run before the bot downloads anything for a request (after it answered Discord: a
+        burst of reads must not delay the answers past Discord's 3 seconds)."""
         spec = self._engine.provider.spec_for(order.model)
-        self._check_rules(order, spec.name)
+        estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
+        job = store.new_job(order, origin, spec.name, estimate, "precheck")
+        try:
+            await would_fit(self._sessions, self._settings.quotas, job, origin.role_ids)
+        except TotalBudget as error:
+            self.spend_caps.refused(error)
+            raise
+
+    def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)
-        member = (guild_key, user_key)
         jobs = self._settings.jobs
         queue = self.dispatcher.queue
-        waiting = queue.count(guild=guild_key, user=user_key) + self._admitting[member]
+        waiting = (
+            queue.count(guild=guild_key, user=user_key) + self._admitting[(guild_key, user_key)]
+        )
         if waiting >= jobs.max_queued_per_member:
             raise QueueFull(count=waiting)
         guild_waiting = queue.count(guild=guild_key) + self._admitting_guild[guild_key]
         if guild_waiting >= jobs.max_queued_per_guild:
             raise GuildQueueFull(count=guild_waiting)
+
+    async def submit(self, order: ImageOrder, origin: JobOrigin, *, command: str) -> Job:
+        """Admit a job (checks, caps, quota reservation) and queue it; raises BotError."""
+        if self._closing:
+            raise ShuttingDown()
+        spec = self._engine.provider.spec_for(order.model)
+        check_origin(self._settings.quotas, origin)
+        check_rules(self._settings.quotas, order, spec.name)
+        guild_key, user_key = _keys(origin)
+        member = (guild_key, user_key)
+        self._check_caps(origin)
         estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
         job = store.new_job(order, origin, spec.name, estimate, command)
         self._admitting[member] += 1
         self._admitting_guild[guild_key] += 1
         lock = self._guild_locks.setdefault(guild_key, asyncio.Lock())
         try:
-            async with lock:
+            # The guild's lock, then the one for the total caps that every guild shares: the
+            # database locks decide, these only keep SQLite's writers in line.
+            async with lock, self._total_lock:
                 await reserve(
                     self._sessions,
                     self._settings.quotas,
                     job,
-                    role_ids,
+                    origin.role_ids,
                     attachments=lambda job_id: store.input_images(job_id, order),
                     parent_channel_id=origin.parent_channel_id,
                 )
             self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
+        except TotalBudget as error:
+            self.spend_caps.refused(error)
+            raise
         finally:
             _decrement(self._admitting, member)
             _decrement(self._admitting_guild, guild_key)
@@ -159,15 +186,6 @@ class JobRunner:
             extra=_context(job),
         )
         return job
-
-    def _check_rules(self, order: ImageOrder, model: str) -> None:
-        quotas = self._settings.quotas
-        if quotas.allowed_models and model not in quotas.allowed_models:
-            raise ModelNotAllowed(model=model, allowed=", ".join(quotas.allowed_models))
-        if quotas.allowed_sizes and order.size and order.size not in quotas.allowed_sizes:
-            raise SizeNotAllowed(size=order.size, allowed=", ".join(quotas.allowed_sizes))
-        if order.n > quotas.max_n:
-            raise TooManyAtOnce(max_n=quotas.max_n, n=order.n)
 
     async def cancel(self, job_id: int) -> bool:
         """Cancel a job that has not started; False when it is running or already done."""
@@ -270,8 +288,7 @@ class JobRunner:
         resumed: list[Job] = []
         for job in await store.unfinished_jobs(self._sessions):
             if job.status is JobStatus.QUEUED:
-                origin = JobOrigin(user_id=job.user_id or 0, guild_id=job.guild_id)
-                guild_key, user_key = _keys(origin)
+                guild_key, user_key = _job_keys(job.guild_id, job.user_id or 0)
                 self.dispatcher.queue.push(QueuedJob(job.id, guild_key, user_key, job.n_requested))
                 resumed.append(job)
             elif job.status is JobStatus.RUNNING:
@@ -349,7 +366,11 @@ def _decrement(counter: Counter[Any], key: Hashable) -> None:
 
 
 def _keys(origin: JobOrigin) -> tuple[object, object]:
+    return _job_keys(origin.guild_id, origin.user_id)
+
+
+def _job_keys(guild_id: int | None, user_id: int) -> tuple[object, object]:
     """Fairness keys: guilds, and direct messages as one pseudo-guild per user."""
-    if origin.guild_id is None:
-        return ("dm", origin.user_id), origin.user_id
-    return origin.guild_id, origin.user_id
+    if guild_id is None:
+        return ("dm", user_id), user_id
+    return guild_id, user_id

@@ -25,11 +25,20 @@ Sessions = async_sessionmaker[AsyncSession]
 
 @dataclass(frozen=True)
 class JobOrigin:
-    """Who asked, where, and how to answer them."""
+    """Who asked, where, and how to answer them.
+
+    Where and who are required, with no defaults: every way in (command, menu, button, modal,
+    reaction, retry) must say which server, channel and parent channel the request came from
+    and which roles the member has, or the server's rules could not hold for it.
+    """
 
     user_id: int
-    guild_id: int | None = None
-    channel_id: int | None = None
+    guild_id: int | None
+    channel_id: int | None
+    #: The channel a thread belongs to: a thread counts as its channel for channel rules.
+    parent_channel_id: int | None
+    #: The member's roles in the guild: role limits and exemptions depend on them.
+    role_ids: tuple[int, ...]
     locale: str | None = None
     application_id: int | None = None
     interaction_token: str | None = None
@@ -37,8 +46,6 @@ class JobOrigin:
     attachment_size_limit: int | None = None
     source_job_id: int | None = None
     source_index: int | None = None
-    #: The channel a thread belongs to: a thread counts as its channel for channel rules.
-    parent_channel_id: int | None = None
 
 
 def _image(job_id: int, role: ImageRole, position: int, data: bytes, mime: str = "") -> JobImage:
@@ -85,6 +92,19 @@ async def messages_of(sessions: Sessions, job: Job) -> list[tuple[int | None, in
     if not messages and job.result_message_id is not None:
         messages = [(job.result_channel_id, job.result_message_id)]
     return messages
+
+
+async def is_result_message(sessions: Sessions, job: Job, message_id: int) -> bool:
+    """Whether ``message_id`` is one of the messages ``job``'s result was posted as."""
+    if job.result_message_id == message_id:
+        return True
+    async with sessions() as session:
+        result = await session.execute(
+            select(JobMessage.job_id).where(
+                JobMessage.job_id == job.id, JobMessage.message_id == message_id
+            )
+        )
+        return result.first() is not None
 
 
 async def images_of(sessions: Sessions, job_id: int, role: ImageRole) -> list[JobImage]:
@@ -253,6 +273,7 @@ def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, com
     return Job(
         guild_id=origin.guild_id,
         channel_id=origin.channel_id,
+        parent_channel_id=origin.parent_channel_id,
         user_id=origin.user_id,
         operation=order.operation.value,
         command=command,

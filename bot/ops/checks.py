@@ -66,22 +66,49 @@ async def check_provider(settings: Settings) -> CheckResult:
     )
 
 
-async def check_discord(settings: Settings) -> tuple[CheckResult, str | None]:
-    """The token's bot and the invite URL (None when the token does not work)."""
+async def check_discord(settings: Settings) -> tuple[CheckResult, str | None, bool | None]:
+    """The token's bot, the invite URL and whether the bot is public (None: token failed)."""
     if not settings.discord.token:
-        return CheckResult(
-            "Discord", False, "no bot token: set DISCORD_TOKEN or [discord] token"
-        ), None
+        return (
+            CheckResult("Discord", False, "no bot token: set DISCORD_TOKEN or [discord] token"),
+            None,
+            None,
+        )
     from bot.discord.identity import identify
 
     try:
         identity = await identify(settings.discord)
     except BotError as exc:
-        return CheckResult("Discord", False, str(exc)), None
+        return CheckResult("Discord", False, str(exc)), None, None
     return (
         CheckResult("Discord", True, f"token belongs to {identity.bot_name} ({identity.bot_id})"),
         identity.invite_url,
+        identity.public,
     )
+
+
+PRIVATE_HOWTO = (
+    "for a private bot set [quotas] allowed_guilds = [your server ids] and turn off "
+    "Public Bot (Developer Portal > Bot)"
+)
+
+
+def check_access(settings: Settings, public: bool | None) -> CheckResult:
+    """Who can use the bot (and so spend the operator's money): a fact to know, not a failure."""
+    allowed = settings.quotas.allowed_guilds
+    cap = f"total spend capped at ${settings.quotas.total_spend_per_month_usd:g} a month"
+    if not allowed:
+        who = "anyone may add it" if public is not False else "only you can add it"
+        return CheckResult(
+            "access", True, f"works in every server it is added to ({who}); {cap}; {PRIVATE_HOWTO}"
+        )
+    detail = f"private: works only in {len(allowed)} server(s) from [quotas] allowed_guilds; {cap}"
+    if public:
+        detail += (
+            "; Discord still lets anyone add it (other servers get a refusal): turn off "
+            "Public Bot (Developer Portal > Bot)"
+        )
+    return CheckResult("access", True, detail)
 
 
 async def run_checks(
@@ -91,8 +118,9 @@ async def run_checks(
     steps: list[Callable[[Settings], Awaitable[CheckResult]]] = [check_database, check_provider]
     for step in steps:
         results.append(await step(settings))
-    discord_result, invite = await check_discord(settings)
+    discord_result, invite, public = await check_discord(settings)
     results.append(discord_result)
+    results.append(check_access(settings, public))
     for result in results:
         write(f"[{'ok' if result.ok else 'FAIL'}] {result.name}: {result.detail}")
     if invite:

@@ -49,6 +49,12 @@ class Metrics:
         self.spend = Counter(
             "imagebot_spend_usd", "Money spent on the image API, by guild", ["guild"], registry=r
         )
+        self.spend_cap_refusals = Counter(
+            "imagebot_spend_cap_refusals",
+            "Requests refused by the operator's total spend cap, by period (day, month)",
+            ["period"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,11 +5,14 @@ Wraps the real listener (the Discord delivery): every event is counted, then pas
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.db.models import Job
 from bot.errors import BotError
 from bot.jobs import JobListener, Place
 from bot.ops.metrics import Metrics
 from bot.providers import GeneratedImage
+from bot.quotas.policy import TotalBudget
 from bot.quotas.prices import MICRO
 
 
@@ -45,3 +48,12 @@ class ObservingListener:
                 self.metrics.run_seconds.observe(
                     max((job.finished_at - job.started_at).total_seconds(), 0.0)
                 )
+
+
+def count_spend_cap_refusals(metrics: Metrics) -> Callable[[TotalBudget], None]:
+    """What the runner's SpendCapWatch calls for every request a total spend cap refused."""
+
+    def count(error: TotalBudget) -> None:
+        metrics.spend_cap_refusals.labels(period=error.period).inc()
+
+    return count

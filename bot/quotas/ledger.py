@@ -3,8 +3,10 @@
 A job row *is* its reservation: while queued or running it counts its requested images and
 estimated cost; when it succeeds they are replaced by what it delivered and really cost; when it
 fails or is cancelled both drop to zero. :func:`reserve` checks every limit and inserts the row
-in one transaction that first takes the guild's lock, so any number of concurrent requests at
-the edge of a quota admit exactly as many images as the quota allows.
+in one transaction that first takes the guild's lock (then the lock of the operator's total
+caps), so any number of concurrent requests at the edge of a quota, in one guild or across
+many, admit exactly as many images as the quota allows. :func:`would_fit` asks the same
+questions without a lock, so a request can be refused before anything is spent on it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import QuotaSettings
-from bot.db.models import GuildSettings, Job, JobImage, MemberReset, RoleLimit, utcnow
+from bot.db.models import (
+    GuildSettings,
+    Installation,
+    Job,
+    JobImage,
+    MemberReset,
+    RoleLimit,
+    utcnow,
+)
 from bot.quotas.policy import (
     ChannelNotAllowed,
     DirectMessagesOff,
@@ -28,6 +38,8 @@ from bot.quotas.policy import (
     Limits,
     MemberDailyLimit,
     Periods,
+    TotalBudget,
+    TotalDailyBudget,
     discord_time,
     dm_limits,
     guild_limits,
@@ -35,6 +47,7 @@ from bot.quotas.policy import (
     periods,
     usd,
 )
+from bot.quotas.prices import MICRO
 
 Sessions = async_sessionmaker[AsyncSession]
 #: The lock row for direct messages, which have no guild.
@@ -125,7 +138,9 @@ async def reserve(
     """Insert ``job`` (its n and estimated cost are the reservation) if every limit allows it.
 
     ``attachments(job_id)`` gives rows stored in the same transaction (the job's uploads), so a
-    queued job is never without its inputs.
+    queued job is never without its inputs. The guild's lock row and then the operator's total
+    lock row are taken, always in that order: requests in one guild are serialized by the first,
+    a burst across many guilds by the second, so neither limit can be overdrawn.
     """
     now = now or utcnow()
     assert job.user_id is not None
@@ -133,48 +148,130 @@ async def reserve(
         if job.guild_id is None and not quotas.dm_enabled:
             raise DirectMessagesOff()
         row = await lock_guild(session, job.guild_id or DM_GUILD)
-        limits, rules = await limits_for(session, quotas, job.guild_id, row)
-        allowed = limits.allowed_channels
-        if allowed and job.channel_id not in allowed and parent_channel_id not in allowed:
-            channels = ", ".join(f"<#{c}>" for c in sorted(limits.allowed_channels))
-            raise ChannelNotAllowed(channels=channels)
-        period = periods(now, limits.timezone)
-        used = await usage(session, job.guild_id, job.user_id, period)
-        n, cost = job.n_requested, job.cost_micro_usd
-        day, month = discord_time(period.next_day), discord_time(period.next_month)
-        if used.guild_today + n > limits.images_per_day:
-            raise GuildDailyLimit(
-                limit=limits.images_per_day,
-                remaining=max(limits.images_per_day - used.guild_today, 0),
-                n=n,
-                resets=day,
-            )
-        if used.guild_month + n > limits.images_per_month:
-            raise GuildMonthlyLimit(
-                limit=limits.images_per_month,
-                remaining=max(limits.images_per_month - used.guild_month, 0),
-                n=n,
-                resets=month,
-            )
-        if used.guild_spend_month + cost > limits.spend_per_month_micro:
-            raise GuildBudget(
-                limit=usd(limits.spend_per_month_micro),
-                remaining=usd(limits.spend_per_month_micro - used.guild_spend_month),
-                cost=usd(cost),
-                resets=month,
-            )
-        personal = member_limit(limits, rules, role_ids)
-        if personal is not None and used.member_today + n > personal:
-            raise MemberDailyLimit(
-                limit=personal,
-                remaining=max(personal - used.member_today, 0),
-                n=n,
-                resets=day,
-            )
-        job.n_charged = n
+        await _check_guild(session, quotas, job, row, role_ids, parent_channel_id, now)
+        await lock_total(session)
+        await _check_total(session, quotas, job.cost_micro_usd, now)
+        job.n_charged = job.n_requested
         job.queued_at = now
         session.add(job)
         await session.flush()
         for image in attachments(job.id) if attachments else ():
             session.add(image)
     return job
+
+
+async def would_fit(
+    sessions: Sessions,
+    quotas: QuotaSettings,
+    job: Job,
+    role_ids: Iterable[int] = (),
+    now: datetime | None = None,
+) -> None:
+    """Raise what :func:`reserve` would raise now, without taking a lock or writing anything.
+
+    Checked before the bot downloads anything or answers Discord: a request that is refused
+    costs a few reads. Only :func:`reserve` decides; this may let through what it then refuses.
+    """
+    now = now or utcnow()
+    assert job.user_id is not None
+    async with sessions() as session:
+        if job.guild_id is None and not quotas.dm_enabled:
+            raise DirectMessagesOff()
+        row = await session.get(GuildSettings, job.guild_id or DM_GUILD)
+        await _check_guild(session, quotas, job, row, role_ids, None, now)
+        await _check_total(session, quotas, job.cost_micro_usd, now)
+
+
+async def _check_guild(
+    session: AsyncSession,
+    quotas: QuotaSettings,
+    job: Job,
+    row: GuildSettings | None,
+    role_ids: Iterable[int],
+    parent_channel_id: int | None,
+    now: datetime,
+) -> None:
+    """Raise the first of the guild's (or the DM's) limits ``job`` would break."""
+    assert job.user_id is not None
+    limits, rules = await limits_for(session, quotas, job.guild_id, row)
+    allowed = limits.allowed_channels
+    parent = parent_channel_id if parent_channel_id is not None else job.parent_channel_id
+    if allowed and job.channel_id not in allowed and parent not in allowed:
+        channels = ", ".join(f"<#{c}>" for c in sorted(limits.allowed_channels))
+        raise ChannelNotAllowed(channels=channels)
+    period = periods(now, limits.timezone)
+    used = await usage(session, job.guild_id, job.user_id, period)
+    n, cost = job.n_requested, job.cost_micro_usd
+    day, month = discord_time(period.next_day), discord_time(period.next_month)
+    if used.guild_today + n > limits.images_per_day:
+        raise GuildDailyLimit(
+            limit=limits.images_per_day,
+            remaining=max(limits.images_per_day - used.guild_today, 0),
+            n=n,
+            resets=day,
+        )
+    if used.guild_month + n > limits.images_per_month:
+        raise GuildMonthlyLimit(
+            limit=limits.images_per_month,
+            remaining=max(limits.images_per_month - used.guild_month, 0),
+            n=n,
+            resets=month,
+        )
+    if used.guild_spend_month + cost > limits.spend_per_month_micro:
+        raise GuildBudget(
+            limit=usd(limits.spend_per_month_micro),
+            remaining=usd(limits.spend_per_month_micro - used.guild_spend_month),
+            cost=usd(cost),
+            resets=month,
+        )
+    personal = member_limit(limits, rules, role_ids)
+    if personal is not None and used.member_today + n > personal:
+        raise MemberDailyLimit(
+            limit=personal,
+            remaining=max(personal - used.member_today, 0),
+            n=n,
+            resets=day,
+        )
+
+
+#: The row of the installation table whose lock serializes the total spend caps.
+TOTAL_LOCK = "total-spend-lock"
+
+
+async def lock_total(session: AsyncSession) -> None:
+    """Take the lock for the operator's total caps (one row for every guild and DM)."""
+    for _ in range(2):
+        result = await session.execute(
+            update(Installation)
+            .where(Installation.key == TOTAL_LOCK)
+            .values(value=Installation.value)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            return
+        try:
+            async with session.begin_nested():
+                await session.execute(insert(Installation).values(key=TOTAL_LOCK, value=""))
+            return
+        except IntegrityError:
+            continue  # created by a concurrent request: lock it with the update
+
+
+async def total_spend(session: AsyncSession, since: datetime) -> int:
+    """Micro-dollars of every job since ``since``, all guilds and DMs, reservations included."""
+    result = await session.execute(
+        select(func.coalesce(func.sum(Job.cost_micro_usd), 0)).where(Job.queued_at >= since)
+    )
+    return int(result.scalar_one())
+
+
+async def _check_total(
+    session: AsyncSession, quotas: QuotaSettings, cost: int, now: datetime
+) -> None:
+    """Raise TotalBudget when ``cost`` more would pass the operator's month or day ceiling."""
+    period = periods(now, "UTC")
+    month_cap = round(quotas.total_spend_per_month_usd * MICRO)
+    if await total_spend(session, period.month_start) + cost > month_cap:
+        raise TotalBudget(resets=discord_time(period.next_month))
+    day_cap = round(quotas.total_spend_per_day_usd * MICRO)
+    if day_cap and await total_spend(session, period.day_start) + cost > day_cap:
+        raise TotalDailyBudget(resets=discord_time(period.next_day))

@@ -93,6 +93,36 @@ class TooManyAtOnce(QuotaError):
     template = "At most {max_n} images per request here, not {n}."
 
 
+class GuildNotAllowed(QuotaError):
+    key = "quota.guild_not_allowed"
+    template = "This bot is private: it doesn't make images in this server."
+
+
+class TotalBudget(QuotaError):
+    """The operator's ceiling over every server: ``period`` is "day" or "month" (for metrics)."""
+
+    key = "quota.total_month"
+    template = (
+        "The bot has reached its spending limit for this month, so it can't make images for "
+        "anyone right now. It resets {resets}."
+    )
+    period = "month"
+
+
+class TotalDailyBudget(TotalBudget):
+    key = "quota.total_day"
+    template = (
+        "The bot has reached its spending limit for today, so it can't make images for anyone "
+        "right now. It resets {resets}."
+    )
+    period = "day"
+
+
+class TooManyRequests(QuotaError):
+    key = "quota.rate"
+    template = "You can start {limit} requests a minute. Try again in {seconds} s."
+
+
 @dataclass(frozen=True)
 class Limits:
     """What applies to one guild now (its choices, within the operator's ceilings)."""

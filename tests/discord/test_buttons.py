@@ -16,7 +16,7 @@ from tests.discord.conftest import (
     new_result,
     seen_ids,
 )
-from tests.fakes.discord import P, StoredMessage
+from tests.fakes.discord import FakeChannel, FakeMember, P, StoredMessage
 
 
 def png(side: int, colour: tuple[int, int, int, int]) -> bytes:
@@ -423,3 +423,79 @@ async def test_redo_of_an_old_variation_reads_its_image_from_the_result_it_varie
     sent_1, sent_2 = vary_1.file("image"), vary_2.file("image")
     assert sent_1 is not None and sent_2 is not None
     assert sent_2.data == sent_1.data  # the same image 2, read back from the first result
+
+
+# --- a custom_id names a job: only a result of this server, on its own message, is acted on ----
+
+NOT_THIS_RESULT = "That doesn't belong to a result in this message, so I can't act on it."
+
+
+async def other_server(harness: Harness) -> tuple[FakeChannel, FakeMember]:
+    """A second server with a member of its own."""
+    fake = harness.fake
+    guild = fake.add_guild("Other Server")
+    channel = fake.add_channel(guild, "general")
+    mallory = fake.add_member(guild, "mallory")
+    await fake.flush()
+    return channel, mallory
+
+
+async def forged_remix(
+    harness: Harness,
+    member: FakeMember,
+    channel: FakeChannel | None,
+    target: StoredMessage,
+    prompt: str,
+) -> StoredMessage:
+    """``member`` makes a result, opens its Remix form and sends it naming ``target``'s job
+    (a modified client can send any custom_id with a form); the bot's answer."""
+    fake = harness.fake
+    before = seen_ids(fake)
+    await fake.slash(
+        "imagine", {"prompt": "a boat", "count": 1, "size": "256x256"}, user=member, channel=channel
+    )
+    own = await new_result(harness, before)
+    remix = await fake.click(own, f"ib:remix:{job_id_of(own)}", user=member)
+    assert (await remix.response()).type == 9 and remix.modal is not None
+    from tests.fakes.discord.models import walk_components
+
+    (text_input,) = [c for c in walk_components(remix.modal["components"]) if c.get("type") == 4]
+    submitted = await fake.submit_modal(
+        remix,
+        {text_input["custom_id"]: prompt},
+        forged_custom_id=f"ib:remix-modal:{job_id_of(target)}",
+    )
+    answer = await submitted.wait_message()
+    await harness.idle()
+    return answer
+
+
+async def test_a_remix_form_naming_another_servers_job_is_refused(harness: Harness) -> None:
+    fake, api = harness.fake, harness.api
+    private = await imagine(harness, prompt="our private lighthouse", n=1)
+    channel, mallory = await other_server(harness)
+    calls, before = len(api.requests), seen_ids(fake)
+    answer = await forged_remix(harness, mallory, channel, private, "the same, at night")
+    assert answer.ephemeral and answer.content == NOT_THIS_RESULT
+    assert len(api.requests) == calls + 1  # only her own result: nothing from the other server
+    posted = [m for m in fake.state.messages.values() if m.id not in before and m.attachments]
+    assert [m.embeds[0]["description"] for m in posted] == ["a boat"]
+
+
+async def test_a_remix_form_naming_another_result_of_the_same_server_is_refused(
+    harness: Harness,
+) -> None:
+    """Carol sends her Remix form naming Bob's edit (and so his private upload)."""
+    fake, api = harness.fake, harness.api
+    picture = fake.add_attachment(mask_png(256), "my-room.png")  # transparent: to repaint
+    before = seen_ids(fake)
+    await fake.slash(
+        "edit", {"image": picture, "prompt": "a red sofa", "size": "256x256"}, user=fake.user
+    )
+    private = await new_result(harness, before)
+    carol = fake.add_member(fake.guild, "carol")
+    calls = len(api.requests)
+    answer = await forged_remix(harness, carol, None, private, "a green sofa")
+    assert answer.ephemeral and answer.content == NOT_THIS_RESULT
+    assert len(api.requests) == calls + 1  # only her own result
+    assert [r.path for r in api.requests].count("/v1/images/edits") == 1

@@ -223,7 +223,8 @@ async def test_a_reaction_on_any_part_of_a_split_result_varies_that_image(
     # Small variations: a reaction has no interaction telling the server's upload limit.
     harness.api.noise_bits = 0
     before = seen_ids(fake)
-    await fake.react(last, "3️⃣", user=fake.admin)
+    member = next(m for m in fake.state.guilds[last.guild_id].members.values() if m.name == "carol")
+    await fake.react(last, "3️⃣", user=member)
     varied = await new_result(harness, before)
     assert varied.embeds[0]["title"] == "Variation of image 3"
     assert job_id_of(varied) != job_id_of(parts[0])
@@ -261,7 +262,15 @@ async def test_the_bot_prunes_old_images_by_itself(
     settings = settings_factory()
     async with open_storage(settings) as storage, storage.sessions.begin() as session:
         order = ImageOrder(Operation.VARY, image=b"x")
-        job = store.new_job(order, JobOrigin(user_id=1), "dall-e-2", 0, "vary")
+        job = store.new_job(
+            order,
+            JobOrigin(
+                user_id=1, guild_id=None, channel_id=None, parent_channel_id=None, role_ids=()
+            ),
+            "dall-e-2",
+            0,
+            "vary",
+        )
         job.status, job.finished_at = JobStatus.DELIVERED, utcnow() - timedelta(days=40)
         session.add(job)
         await session.flush()

@@ -14,13 +14,22 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
+from bot.app import open_bot
 from bot.config import JobsSettings, Settings
 from bot.db.models import Job, JobStatus
 from bot.discord.i18n import Catalog
-from bot.quotas.policy import GuildBudget, GuildDailyLimit, MemberDailyLimit, QuotaError
-from tests.discord.conftest import ROOMY_QUOTAS, Harness, run_bot
+from bot.ops.metrics import Metrics
+from bot.quotas.policy import (
+    GuildBudget,
+    GuildDailyLimit,
+    MemberDailyLimit,
+    QuotaError,
+    TotalBudget,
+)
+from tests.discord.conftest import ROOMY_QUOTAS, Harness, png_bytes, run_bot
 from tests.fakes.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
 from tests.fakes.openai_api import FakeImagesAPI
 
@@ -144,7 +153,12 @@ async def test_200_concurrent_requests_admit_exactly_the_quota(
 ) -> None:
     fake, api = fake_discord, fake_images_api
     quota = 37
-    jobs = JobsSettings(concurrency=4, max_queued_per_member=1000, max_queued_per_guild=1000)
+    jobs = JobsSettings(
+        concurrency=4,
+        max_queued_per_member=1000,
+        max_queued_per_guild=1000,
+        member_requests_per_minute=1000,
+    )
     people = [fake.add_member(fake.guild, f"member{i}") for i in range(8)]
     async with bot_with(fake, api, settings_factory, jobs=jobs, images_per_day=quota) as harness:
         handles = await asyncio.gather(
@@ -246,3 +260,128 @@ async def test_a_members_daily_limit_is_theirs_alone(
 def _stamp(message: StoredMessage) -> str:
     (stamp,) = re.findall(r"<t:(\d+):R>", message.content)
     return str(stamp)
+
+
+# --- the operator's ceilings, a private bot, and abuse that costs the bot nothing ---------------
+
+
+async def test_the_total_spend_cap_holds_across_servers_and_tells_the_member(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each server has budget left; the operator's $0.048 for the month is spent across two."""
+    fake, api = fake_discord, fake_images_api
+    other = fake.add_guild("Other Server")
+    other_channel = fake.add_channel(other, "general")
+    mallory = fake.add_member(other, "mallory")
+    quotas = dataclasses.replace(ROOMY_QUOTAS, total_spend_per_month_usd=3 * PRICE / 1e6)
+    metrics = Metrics()
+    settings = settings_factory(quotas=quotas)
+    async with (
+        open_bot(settings, guild_ready_timeout=0.05, metrics=metrics) as bot,
+        fake.running(bot),
+    ):
+        harness = Harness(fake, api, bot, settings)
+        first = await imagine(harness, "two here", n=2)
+        assert (await final_status(first)).content == DONE
+        handle = await fake.slash(
+            "imagine",
+            {"prompt": "two there", "count": 2, "size": "256x256"},
+            user=mallory,
+            channel=other_channel,
+        )
+        message = await handle.wait_message()
+        assert message.ephemeral and message.content == CATALOG.error_text(
+            TotalBudget(resets=f"<t:{_stamp(message)}:R>")
+        )
+        month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        assert resets_at(message.content) == (month + timedelta(days=32)).replace(day=1)
+        handle = await fake.slash(
+            "imagine",
+            {"prompt": "one there", "count": 1, "size": "256x256"},
+            user=mallory,
+            channel=other_channel,
+        )
+        assert (await final_status(handle)).content == DONE  # exactly what fits
+        await harness.idle()
+        assert await ledger(harness) == (3, 3 * PRICE)
+        assert [r.body["prompt"] for r in api.requests] == ["two here", "one there"]
+        exposed = metrics.render().decode()
+        assert 'imagebot_spend_cap_refusals_total{period="month"} 1.0' in exposed
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("total spend cap per month" in w for w in warnings)
+
+
+async def test_a_private_bot_answers_other_servers_and_spends_nothing_there(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    fake, api = fake_discord, fake_images_api
+    home = fake.add_guild("Home")
+    home_channel = fake.add_channel(home, "general")
+    owner = fake.add_member(home, "owner")
+    refusal = "This bot is private: it doesn't make images in this server."
+    async with bot_with(fake, api, settings_factory, allowed_guilds=(home.id,)) as harness:
+        handle = await fake.slash("imagine", {"prompt": "a fox", "size": "256x256"})
+        response = await handle.response()
+        assert response.type == 4 and response.ephemeral  # answered at once, never deferred
+        assert (await handle.wait_message()).content == refusal
+        picture = fake.add_attachment(png_bytes(256, 256), "fox.png")
+        downloads = len(fake.cdn_requests)
+        handle = await fake.slash("vary", {"image": picture})
+        assert (await handle.wait_message()).content == refusal
+        assert len(fake.cdn_requests) == downloads  # the upload was not even downloaded
+        handle = await fake.slash(
+            "imagine", {"prompt": "a fox", "size": "256x256"}, user=owner, channel=home_channel
+        )
+        assert (await final_status(handle)).content == DONE
+        await harness.idle()
+        assert [r.body["prompt"] for r in api.requests] == ["a fox"]
+        assert await ledger(harness) == (1, PRICE)
+
+
+async def test_the_11th_request_in_a_minute_is_refused_with_the_rate_message(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    fake, api = fake_discord, fake_images_api
+    jobs = JobsSettings(max_queued_per_member=100, max_queued_per_guild=100)
+    async with bot_with(fake, api, settings_factory, jobs=jobs) as harness:
+        handles = [await imagine(harness, f"request {i}") for i in range(10)]
+        assert [(await h.response()).type for h in handles] == [5] * 10
+        eleventh = await imagine(harness, "one too many")
+        assert (await eleventh.response()).type == 4  # refused at once
+        text = (await eleventh.wait_message()).content
+        assert re.fullmatch(r"You can start 10 requests a minute\. Try again in [1-6] s\.", text)
+        other = await imagine(harness, "someone else's", user=fake.admin)  # per member
+        assert (await final_status(other)).content == DONE
+        await harness.idle()
+        assert len(api.requests) == 11
+        assert "one too many" not in {r.body["prompt"] for r in api.requests}
+
+
+async def test_a_command_over_the_queue_cap_downloads_nothing(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    fake, api = fake_discord, fake_images_api
+    jobs = JobsSettings(concurrency=1, max_queued_per_member=1)
+    async with bot_with(fake, api, settings_factory, jobs=jobs) as harness:
+        api.delay = 5.0  # the first job runs all along
+        await imagine(harness, "running")
+        async with asyncio.timeout(5):
+            while not api.requests:  # noqa: ASYNC110 - the fake API has no event to wait on
+                await asyncio.sleep(0.01)
+        await imagine(harness, "waiting")
+        picture = fake.add_attachment(png_bytes(256, 256), "fox.png")
+        downloads = len(fake.cdn_requests)
+        handle = await fake.slash("vary", {"image": picture})
+        message = await handle.wait_message()
+        assert message.ephemeral and message.content.startswith("You already have 1 requests")
+        assert len(fake.cdn_requests) == downloads
+        api.delay = 0.0

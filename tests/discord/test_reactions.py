@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 
 from bot.config import Settings
 from tests.discord.conftest import (
+    ROOMY_QUOTAS,
     Harness,
     colour_of,
     field_value,
@@ -15,7 +17,7 @@ from tests.discord.conftest import (
     run_bot,
     seen_ids,
 )
-from tests.fakes.discord import FakeDiscord, P, StoredMessage
+from tests.fakes.discord import FakeDiscord, FakeMember, FakeRole, P, StoredMessage
 from tests.fakes.openai_api import FakeImagesAPI
 
 
@@ -175,3 +177,119 @@ async def test_a_reaction_on_a_deleted_result_is_ignored(harness: Harness) -> No
     assert len(variation_requests(api)) == 1  # only the reaction on the live result
     sent = api.requests[-1].file("image")
     assert sent is not None and colour_of(sent.data) == colour_of(other.files["image_1.png"])
+
+
+# --- the server's rules hold for reactions, and refusals cost the bot nothing ----------------
+
+
+async def set_role(harness: Harness, role: FakeRole, **rule: object) -> None:
+    handle = await harness.fake.slash(
+        "quota", {"role": role, **rule}, subcommand="role", user=harness.fake.admin
+    )
+    assert (await handle.wait_message()).ephemeral
+
+
+async def refusal_notes(fake: FakeDiscord, member: FakeMember, before: set[int]) -> list[str]:
+    return [
+        m.content
+        for m in fake.messages(sources=("channel",))
+        if m.id not in before and m.pinged_ids == [member.id] and not m.attachments
+    ]
+
+
+async def test_a_role_limited_to_0_images_gets_none_by_reacting(harness: Harness) -> None:
+    fake, api = harness.fake, harness.api
+    muted = fake.add_role(fake.guild, "Muted")
+    mallory = fake.add_member(fake.guild, "mallory", roles=[muted])
+    await set_role(harness, muted, images_per_day=0)
+    first = await imagine(harness, n=1)
+    before = seen_ids(fake)
+    await fake.react(first, "🔄", user=mallory)
+    note = await fake.wait_for_message(lambda m: m.id not in before)
+    await harness.idle()
+    assert note.content.startswith(f"{mallory.mention} You have used your 0 images for today")
+    assert variation_requests(api) == []
+
+
+async def test_an_exempt_role_keeps_its_exemption_when_reacting(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    quotas = dataclasses.replace(ROOMY_QUOTAS, member_images_per_day=1)
+    async with run_bot(fake_discord, fake_images_api, settings_factory(quotas=quotas)) as harness:
+        fake = harness.fake
+        staff = fake.add_role(fake.guild, "Staff")
+        dave = fake.add_member(fake.guild, "dave", roles=[staff])
+        await set_role(harness, staff, exempt=True)
+        before = seen_ids(fake)
+        await fake.slash("imagine", {"prompt": "a koi", "count": 1, "size": "256x256"}, user=dave)
+        first = await new_result(harness, before)  # dave's 1 image of the day, and more: exempt
+        result = await react_and_wait(harness, first, "🔄", dave)
+        assert result.pinged_ids == [dave.id]
+        assert len(variation_requests(fake_images_api)) == 1
+
+
+async def test_a_result_in_a_thread_of_the_allowed_channel_can_be_varied(harness: Harness) -> None:
+    fake, api = harness.fake, harness.api
+    handle = await fake.slash(
+        "quota", {"channel": fake.channel}, subcommand="channels add", user=fake.admin
+    )
+    await handle.wait_message()
+    thread = fake.add_thread(fake.channel, "koi talk")
+    await fake.flush()
+    before = seen_ids(fake)
+    await fake.slash("imagine", {"prompt": "a koi", "count": 1, "size": "256x256"}, channel=thread)
+    first = await new_result(harness, before)
+    assert first.channel_id == thread.id
+    result = await react_and_wait(harness, first, "🔄", fake.admin)
+    assert result.channel_id == thread.id and result.pinged_ids == [fake.admin.id]
+    assert len(variation_requests(api)) == 1
+
+
+async def test_reaction_toggles_over_the_quota_give_one_short_lived_note_and_no_download(
+    harness: Harness,
+) -> None:
+    """Ten toggles once the server's images for today are used up: one public note (deleting
+    itself), no download from the CDN, nothing made."""
+    fake, api = harness.fake, harness.api
+    notices = getattr(harness.bot.get_cog("Reactions"), "notices")  # noqa: B009
+    assert notices.lifetime == 30
+    notices.lifetime = 0.5  # instead of waiting 30 s
+    handle = await fake.slash("quota", {"images_per_day": 2}, subcommand="set", user=fake.admin)
+    await handle.wait_message()
+    first = await imagine(harness, n=2)
+    before, downloads = seen_ids(fake), len(fake.cdn_requests)
+    for emoji in ["🔄", "1️⃣", "2️⃣", "🔄", "1️⃣", "2️⃣", "🔄", "1️⃣", "2️⃣", "🔄"]:
+        await fake.react(first, emoji, user=fake.admin)
+        await fake.unreact(first, emoji, user=fake.admin)
+    note = await fake.wait_for_message(lambda m: m.id not in before)
+    await asyncio.sleep(1.0)  # every toggle handled, and the note's time is up
+    await harness.idle()
+    assert len(await refusal_notes(fake, fake.admin, before)) == 1
+    assert len(fake.cdn_requests) == downloads
+    assert "This server has used its 2 images for today" in note.content
+    assert note.deleted
+    assert variation_requests(api) == []
+
+
+async def test_a_reaction_in_a_server_that_is_not_allowed_makes_nothing(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    fake = fake_discord
+    async with run_bot(fake, fake_images_api, settings_factory()) as harness:
+        first = await imagine(harness, n=1)
+    # the operator makes the bot private to another server and restarts it
+    private = dataclasses.replace(ROOMY_QUOTAS, allowed_guilds=(fake.guild.id + 1,))
+    async with run_bot(fake, fake_images_api, settings_factory(quotas=private)) as harness:
+        before, downloads = seen_ids(fake), len(fake.cdn_requests)
+        await fake.react(first, "🔄", user=fake.admin)
+        note = await fake.wait_for_message(lambda m: m.id not in before)
+        await harness.idle()
+        assert note.content == f"{fake.admin.mention} " + (
+            "This bot is private: it doesn't make images in this server."
+        )
+        assert len(fake.cdn_requests) == downloads
+        assert len(variation_requests(fake_images_api)) == 0

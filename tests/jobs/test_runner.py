@@ -181,7 +181,9 @@ def order(prompt: str, n: int = 1, **changes: Any) -> ImageOrder:
 
 
 def origin(user: int, guild: int | None = GUILD_A) -> JobOrigin:
-    return JobOrigin(user_id=user, guild_id=guild, channel_id=5)
+    return JobOrigin(
+        user_id=user, guild_id=guild, channel_id=5, parent_channel_id=None, role_ids=()
+    )
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109

@@ -55,7 +55,7 @@ async def test_everything_passes_and_the_invite_url_is_printed(
     code, out, err = await run("check", "--config", cfg, env=env)
     assert code == 0, out + err
     lines = out.splitlines()
-    assert sum(line.startswith("[ok]") for line in lines) == 4, out
+    assert sum(line.startswith("[ok]") for line in lines) == 5, out
     invite = next(line for line in lines if line.startswith("invite URL: ")).split(": ", 1)[1]
     query = parse_qs(urlparse(invite).query)
     assert query["client_id"] == [str(fake_discord.application_id)]
@@ -80,3 +80,27 @@ async def test_each_problem_is_named_with_its_fix(
     assert "invite URL" not in out
     assert "sk-wrong-key-000000000000" not in out + err and "wrong-token" not in out + err
     assert "Traceback" not in err
+
+
+async def test_the_checklist_says_who_can_use_the_bot_and_how_to_make_it_private(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    cfg = config(tmp_path, fake_discord, fake_images_api)
+    env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
+    code, _, err = await run("db", "upgrade", "--config", cfg, env=env)
+    assert code == 0, err
+    code, out, err = await run("check", "--config", cfg, env=env)
+    assert code == 0, out + err
+    (access,) = [line for line in out.splitlines() if line.startswith("[ok] access:")]
+    assert "anyone may add it" in access
+    assert "total spend capped at $100 a month" in access
+    assert "[quotas] allowed_guilds" in access and "turn off Public Bot" in access
+    env["IMAGEBOT_QUOTAS_ALLOWED_GUILDS"] = env["BOT_QUOTAS_ALLOWED_GUILDS"] = (
+        "[123456789012345678]"
+    )
+    fake_discord.bot_public = False
+    code, out, err = await run("check", "--config", cfg, env=env)
+    assert code == 0, out + err
+    (access,) = [line for line in out.splitlines() if line.startswith("[ok] access:")]
+    assert access.startswith("[ok] access: private: works only in 1 server(s)"), out + err
+    assert "Public Bot" not in access  # already off

@@ -14,7 +14,7 @@ from bot.config import QuotaSettings
 from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database
 from bot.db.engine import Storage
 from bot.db.models import GuildSettings, MemberReset, RoleLimit
-from bot.quotas.ledger import reserve
+from bot.quotas.ledger import reserve, would_fit
 from bot.quotas.policy import (
     ChannelNotAllowed,
     DirectMessagesOff,
@@ -22,6 +22,8 @@ from bot.quotas.policy import (
     GuildDailyLimit,
     MemberDailyLimit,
     QuotaError,
+    TotalBudget,
+    TotalDailyBudget,
 )
 
 GUILD = 900_000_000_000_000_001
@@ -145,3 +147,69 @@ async def test_budget_channels_and_dms(storage: Storage) -> None:
     await reserve(storage.sessions, dms, job(guild=None), now=NOW)
     with pytest.raises(QuotaError):
         await reserve(storage.sessions, dms, job(guild=None), now=NOW)
+
+
+# --- the operator's total caps: over every guild and DM together ---------------------------------
+
+
+async def spent(storage: Storage) -> int:
+    async with storage.sessions() as session:
+        total = (await session.execute(select(func.sum(Job.cost_micro_usd)))).scalar_one()
+        return int(total or 0)
+
+
+async def test_200_concurrent_requests_from_50_guilds_admit_exactly_the_total_cap(
+    storage: Storage,
+) -> None:
+    """Each guild's own budget is far away; only the total cap ($0.74 = 37 requests) binds."""
+    quotas = QuotaSettings(
+        total_spend_per_month_usd=0.74, member_images_per_day=1000, max_member_images_per_day=1000
+    )
+
+    async def attempt(i: int) -> bool:
+        try:
+            await reserve(storage.sessions, quotas, job(user=i, guild=GUILD + i % 50), now=NOW)
+        except TotalBudget:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt(i) for i in range(200)))
+    assert sum(results) == 37
+    assert await spent(storage) == 37 * 20_000
+
+
+async def test_the_daily_total_cap_and_the_month(storage: Storage) -> None:
+    quotas = QuotaSettings(
+        total_spend_per_month_usd=0.1, total_spend_per_day_usd=0.04, dm_enabled=True
+    )
+    await reserve(storage.sessions, quotas, job(guild=GUILD, cost=20_000), now=NOW)
+    await reserve(storage.sessions, quotas, job(guild=None, cost=20_000), now=NOW.replace(hour=1))
+    with pytest.raises(TotalDailyBudget) as day:
+        await reserve(storage.sessions, quotas, job(guild=GUILD + 1, cost=1), now=NOW)
+    midnight = int(datetime(2026, 11, 22, tzinfo=UTC).timestamp())  # the next UTC day
+    assert "for today" in str(day.value) and f"<t:{midnight}:R>" in str(day.value)
+    tomorrow = NOW + timedelta(days=1)
+    await reserve(storage.sessions, quotas, job(guild=GUILD + 2, cost=40_000), now=tomorrow)
+    with pytest.raises(TotalBudget) as month:  # $0.08 spent this month, $0.10 is the cap
+        await reserve(storage.sessions, quotas, job(guild=GUILD + 3, cost=30_000), now=tomorrow)
+    assert "this month" in str(month.value)
+    # nothing changes without a day cap (0) either: the month still binds
+    no_day_cap = QuotaSettings(total_spend_per_month_usd=0.1)
+    await reserve(storage.sessions, no_day_cap, job(guild=GUILD + 3, cost=20_000), now=tomorrow)
+    assert await spent(storage) == 100_000
+
+
+async def test_would_fit_says_what_reserve_would_without_writing(storage: Storage) -> None:
+    quotas = QuotaSettings(images_per_day=1, total_spend_per_month_usd=100)
+    await would_fit(storage.sessions, quotas, job(), now=NOW)
+    await reserve(storage.sessions, quotas, job(), now=NOW)
+    with pytest.raises(GuildDailyLimit):
+        await would_fit(storage.sessions, quotas, job(user=2), now=NOW)
+    with pytest.raises(TotalBudget):
+        await would_fit(
+            storage.sessions,
+            QuotaSettings(total_spend_per_month_usd=0.02),
+            job(guild=GUILD + 1),
+            now=NOW,
+        )
+    assert await charged(storage) == 1

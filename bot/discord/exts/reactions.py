@@ -3,17 +3,32 @@
 The member who reacted is the requester. Reactions by bots, on messages the bot did not post as
 results, or with other emoji are ignored; the job is found by the message id stored when the
 result was delivered, so this keeps working after a restart.
+
+A reaction costs its member nothing to add and remove, so it is checked like every other way
+in, cheapest first (server, rate, permissions, rules, queue caps, quotas read-only), before the
+bot fetches the message or downloads an image; and a refusal is said in public at most once
+per member every few minutes, in a note that deletes itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import secrets
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
-from bot.jobs import store
+from bot.db.models import Job
+from bot.discord.actions import check_can_post, result_attachment
+from bot.discord.errors import NoSuchImage
+from bot.discord.tree import as_bot_error
+from bot.discord.uploads import precheck, probe_uploads
+from bot.generation import check_order
+from bot.jobs import InternalError, JobOrigin, store
 
 if TYPE_CHECKING:
     from bot.discord.bot import ImageBot
@@ -21,6 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEYCAPS = ("1️⃣", "2️⃣", "3️⃣", "4️⃣", "5️⃣", "6️⃣", "7️⃣", "8️⃣", "9️⃣", "🔟")
+#: A member hears about a refused reaction in public at most once in this many seconds...
+NOTICE_INTERVAL_SECONDS = 300.0
+#: ... and the note deletes itself after this many.
+NOTICE_LIFETIME_SECONDS = 30.0
 
 
 def image_index(emoji: str, vary_emoji: str) -> int | None:
@@ -32,9 +51,35 @@ def image_index(emoji: str, vary_emoji: str) -> int | None:
     return None
 
 
+class RefusalNotices:
+    """Who was told about a refused reaction recently: one public note per member per interval."""
+
+    def __init__(
+        self,
+        interval: float = NOTICE_INTERVAL_SECONDS,
+        lifetime: float = NOTICE_LIFETIME_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        #: Seconds a note stays before it deletes itself.
+        self.lifetime = lifetime
+        self._clock = clock
+        self._last: dict[int, float] = {}
+
+    def claim(self, user_id: int) -> bool:
+        """True (and remembered) when ``user_id`` may be told now."""
+        now = self._clock()
+        self._last = {u: t for u, t in self._last.items() if now - t < self.interval}
+        if user_id in self._last:
+            return False
+        self._last[user_id] = now
+        return True
+
+
 class Reactions(commands.Cog):
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
+        self.notices = RefusalNotices()
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
@@ -47,10 +92,94 @@ class Reactions(commands.Cog):
         if index is None:
             return
         job = await store.job_for_message(bot.storage.sessions, payload.message_id)
-        if job is None:
+        if job is None or job.guild_id != payload.guild_id:
             return
         log.info("reaction %s on job %d by %d", payload.emoji, job.id, payload.user_id)
-        await bot.actions.vary_from_reaction(payload, job, index)
+        await self.vary(payload, job, index)
+
+    async def vary(self, payload: discord.RawReactionActionEvent, job: Job, index: int) -> None:
+        """Like the Vary button, without an interaction: answers go to the channel (or DM)."""
+        bot, actions = self.bot, self.bot.actions
+        guild = bot.get_guild(payload.guild_id or 0)
+        locale = guild.preferred_locale.value if guild else None
+        try:
+            origin = reaction_origin(payload, guild, job, locale, index)
+            if origin is None:
+                log.warning("reaction by %d: member unknown, ignored", payload.user_id)
+                return
+            actions.requests.take(payload.user_id)
+            if index >= job.n_delivered:
+                raise NoSuchImage(index=index + 1)
+            # No interaction means no follow-up webhook: the result can only go to the channel.
+            # Refuse before anything is made (and paid for) that could not be posted there.
+            check_can_post(guild, payload.channel_id)
+            order = dataclasses.replace(actions.vary_order(job), user_id=str(payload.user_id))
+            check_order(bot.engine.provider, order)
+            bot.runner.precheck(order, origin)
+            await bot.runner.would_fit(order, origin)
+            # Only now what costs: the message, the download, the probe.
+            message = await bot.delivery.fetch_message(payload.channel_id, payload.message_id)
+            attachment = result_attachment(message, index)
+            precheck(attachment, actions.upload_limit)
+            data = await actions.read_upload(attachment)
+            images = bot.engine.images
+            await images.run(probe_uploads, {"image": data}, images.limits)
+            await bot.runner.submit(
+                dataclasses.replace(order, image=data), origin, command="reaction"
+            )
+        except Exception as exc:
+            await self._refused(payload, job, exc, locale)
+
+    async def _refused(
+        self,
+        payload: discord.RawReactionActionEvent,
+        job: Job,
+        exc: Exception,
+        locale: str | None,
+    ) -> None:
+        error = as_bot_error(exc)
+        if error is None:
+            ref = secrets.token_hex(4).upper()
+            log.error("reaction on job %d failed (reference %s)", job.id, ref, exc_info=exc)
+            error = InternalError(ref=ref)
+        if not self.notices.claim(payload.user_id):
+            log.info("reaction by %d refused (%s); told recently", payload.user_id, error.key)
+            return
+        text = self.bot.catalog.error_text(error, locale)
+        await self.bot.delivery.tell(
+            payload.user_id, payload.channel_id, text, delete_after=self.notices.lifetime
+        )
+
+
+def reaction_origin(
+    payload: discord.RawReactionActionEvent,
+    guild: discord.Guild | None,
+    job: Job,
+    locale: str | None,
+    index: int,
+) -> JobOrigin | None:
+    """Where and by whom, as complete as an interaction's; None when the member is unknown.
+
+    The roles come with the event (``payload.member``); the parent channel of a thread from
+    the guild cache, else from the job when the result is in the channel it was asked in.
+    """
+    member = payload.member or (guild.get_member(payload.user_id) if guild else None)
+    if member is None:
+        return None
+    channel = guild.get_channel_or_thread(payload.channel_id) if guild else None
+    parent = getattr(channel, "parent_id", None)
+    if channel is None and payload.channel_id == job.channel_id:
+        parent = job.parent_channel_id
+    return JobOrigin(
+        user_id=payload.user_id,
+        guild_id=payload.guild_id,
+        channel_id=payload.channel_id,
+        parent_channel_id=parent,
+        role_ids=tuple(role.id for role in member.roles),
+        locale=locale,
+        source_job_id=job.id,
+        source_index=index,
+    )
 
 
 async def setup(bot: ImageBot) -> None:

@@ -147,8 +147,12 @@ class InteractionActions:
         values: dict[str, Any],
         *,
         user: FakeMember | FakeUser | None = None,
+        forged_custom_id: str | None = None,
     ) -> InteractionHandle:
-        """Fill in and submit the modal the bot answered ``modal_of`` with (callback type 9)."""
+        """Fill in and submit the modal the bot answered ``modal_of`` with (callback type 9).
+
+        ``forged_custom_id`` is what a modified client can send instead of the modal's own
+        custom_id: Discord passes it on unchecked."""
         modal = modal_of.modal
         if modal is None:
             raise ValueError(f"{modal_of!r} was not answered with a modal")
@@ -156,7 +160,7 @@ class InteractionActions:
         components = [_submitted(c, remaining) for c in modal.get("components") or []]
         if remaining:
             raise LookupError(f"modal {modal['custom_id']!r} has no inputs {sorted(remaining)}")
-        data = {"custom_id": modal["custom_id"], "components": components}
+        data = {"custom_id": forged_custom_id or modal["custom_id"], "components": components}
         rec = modal_of.record
         who = user or self._member_or_user(rec.user, rec.channel)
         msg = rec.source_message

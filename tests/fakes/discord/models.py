@@ -91,12 +91,16 @@ class FakeChannel:
     overwrites: list[dict[str, Any]] = field(default_factory=list)
     recipient: FakeUser | None = None
     last_message_id: int | None = None
+    #: Set for a thread (type 11): the channel it belongs to; its permissions are the parent's.
+    parent: FakeChannel | None = field(default=None, repr=False)
 
     @property
     def mention(self) -> str:
         return f"<#{self.id}>"
 
     def to_json(self) -> dict[str, Any]:
+        if self.parent is not None and self.guild is not None:
+            return self._thread_json(self.parent, self.guild)
         if self.guild is None:
             recipients = [self.recipient.to_json()] if self.recipient else []
             last = str(self.last_message_id) if self.last_message_id else None
@@ -122,6 +126,29 @@ class FakeChannel:
             "flags": 0,
         }
 
+    def _thread_json(self, parent: FakeChannel, guild: FakeGuild) -> dict[str, Any]:
+        """A public thread as Discord sends it (THREAD_CREATE, GUILD_CREATE's threads)."""
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "guild_id": str(guild.id),
+            "parent_id": str(parent.id),
+            "owner_id": str(guild.owner_id),
+            "name": self.name,
+            "last_message_id": str(self.last_message_id) if self.last_message_id else None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": "2026-11-01T00:00:00+00:00",
+                "locked": False,
+            },
+        }
+
 
 @dataclass(eq=False)
 class FakeGuild:
@@ -132,6 +159,8 @@ class FakeGuild:
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     roles: list[FakeRole] = field(default_factory=list)
     channels: list[FakeChannel] = field(default_factory=list)
+    #: Active threads (sent in GUILD_CREATE's ``threads``, not among the channels).
+    threads: list[FakeChannel] = field(default_factory=list)
     members: dict[int, FakeMember] = field(default_factory=dict)
     joined_at: str = field(default_factory=iso_now)
     features: list[str] = field(default_factory=list)
@@ -169,6 +198,12 @@ class FakeGuild:
             return ALL_PERMISSIONS
         if channel is None:
             return perms
+        if channel.parent is not None:
+            # A thread has the parent's permissions; posting in it is Send Messages in Threads.
+            perms = self.permissions_for(member, channel.parent)
+            if perms & P.SEND_MESSAGES_IN_THREADS:
+                return perms | P.SEND_MESSAGES
+            return perms & ~P.SEND_MESSAGES
         by_id = {(int(o["id"]), o["type"]): o for o in channel.overwrites}
 
         def apply(perms: int, allow: int, deny: int) -> int:
@@ -231,7 +266,7 @@ class FakeGuild:
             "member_count": len(self.members),
             "members": [m.to_json() for m in members],
             "channels": [c.to_json() for c in self.channels],
-            "threads": [],
+            "threads": [t.to_json() for t in self.threads],
             "presences": [],
             "voice_states": [],
             "stage_instances": [],

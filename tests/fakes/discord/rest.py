@@ -179,7 +179,7 @@ class Rest:
                 "description": "",
                 "summary": "",
                 "type": None,
-                "bot_public": True,
+                "bot_public": fake.bot_public,
                 "bot_require_code_grant": False,
                 "verify_key": "0" * 64,
                 "flags": fake.application_flags,

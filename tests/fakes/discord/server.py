@@ -57,6 +57,8 @@ class FakeDiscord(WorldSetup, InteractionActions):
         self.response_deadline = response_deadline
         self.privileged_intents = privileged_intents
         self.application_flags = application_flags
+        #: The Developer Portal's "Public Bot" switch: whether anyone may add the bot.
+        self.bot_public = True
         self.application_id = snowflake()
         self.bot_user = FakeUser(self.application_id, bot_name, bot=True)
         self.owner = FakeUser(snowflake(), "operator")

@@ -86,6 +86,15 @@ class WorldSetup:
         self._queue("CHANNEL_CREATE", channel.to_json())
         return channel
 
+    def add_thread(self, parent: FakeChannel, name: str = "a thread") -> FakeChannel:
+        """A public thread in ``parent`` (THREAD_CREATE); it has the parent's permissions."""
+        assert parent.guild is not None
+        thread = FakeChannel(snowflake(), name, parent.guild, type=11, parent=parent)
+        parent.guild.threads.append(thread)
+        self.state.channels[thread.id] = thread
+        self._queue("THREAD_CREATE", {**thread.to_json(), "newly_created": True})
+        return thread
+
     def set_bot_permissions(self, channel: FakeChannel, permissions: Any) -> None:
         """Make ``permissions`` exactly what the bot may do in ``channel`` (CHANNEL_UPDATE)."""
         self._set_bot_overwrite(channel, perm_value(permissions))

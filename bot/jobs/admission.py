@@ -1,0 +1,77 @@
+"""What a request must pass before it may cost anything: the rules that need no lock.
+
+:class:`JobRunner` checks these twice: once early (:meth:`JobRunner.precheck`, before the bot
+answers Discord or downloads an upload, so a refused request costs a few reads) and once when
+it reserves, where the ledger's locks make the answer exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bot.config import QuotaSettings
+from bot.generation import ImageOrder
+from bot.jobs.store import JobOrigin
+from bot.quotas.policy import (
+    GuildNotAllowed,
+    ModelNotAllowed,
+    SizeNotAllowed,
+    TooManyAtOnce,
+    TotalBudget,
+)
+from bot.quotas.prices import MICRO, format_usd
+
+log = logging.getLogger(__name__)
+
+
+def check_guild_allowed(quotas: QuotaSettings, guild_id: int | None) -> None:
+    """A private bot works only in the operator's servers (DMs have their own switch)."""
+    if guild_id is not None and quotas.allowed_guilds and guild_id not in quotas.allowed_guilds:
+        raise GuildNotAllowed()
+
+
+def check_rules(quotas: QuotaSettings, order: ImageOrder, model: str) -> None:
+    if quotas.allowed_models and model not in quotas.allowed_models:
+        raise ModelNotAllowed(model=model, allowed=", ".join(quotas.allowed_models))
+    if quotas.allowed_sizes and order.size and order.size not in quotas.allowed_sizes:
+        raise SizeNotAllowed(size=order.size, allowed=", ".join(quotas.allowed_sizes))
+    if order.n > quotas.max_n:
+        raise TooManyAtOnce(max_n=quotas.max_n, n=order.n)
+
+
+def check_origin(quotas: QuotaSettings, origin: JobOrigin) -> None:
+    check_guild_allowed(quotas, origin.guild_id)
+
+
+class SpendCapWatch:
+    """Tells the operator when a total spend cap refuses requests: a log line, a metric.
+
+    The log line is written once per cap and period (a refused burst would otherwise write one
+    line per request); ``on_refusal`` (the metrics) hears every refusal.
+    """
+
+    def __init__(self, quotas: QuotaSettings) -> None:
+        self._quotas = quotas
+        self._told: set[tuple[str, str]] = set()
+        self.on_refusal: Callable[[TotalBudget], None] | None = None
+
+    def refused(self, error: TotalBudget) -> None:
+        if self.on_refusal is not None:
+            self.on_refusal(error)
+        resets = str(error.params.get("resets", ""))
+        if (error.period, resets) in self._told:
+            return
+        self._told.add((error.period, resets))
+        cap = (
+            self._quotas.total_spend_per_day_usd
+            if error.period == "day"
+            else self._quotas.total_spend_per_month_usd
+        )
+        log.warning(
+            "the total spend cap per %s (%s, quotas.total_spend_per_%s_usd) is reached: "
+            "requests are refused until it resets",
+            error.period,
+            format_usd(round(cap * MICRO)),
+            error.period,
+        )
