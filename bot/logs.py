@@ -2,18 +2,31 @@
 
 Code never logs secrets on purpose, but libraries sometimes echo request headers or URLs into
 exceptions. The filter below replaces every configured secret in every record, including the
-formatted traceback, as a last line of defence.
+formatted traceback, as a last line of defence. Interaction tokens are not configured secrets:
+each member's interaction brings a new one, and at DEBUG discord.py logs them (webhook URLs
+``/webhooks/{app}/{token}/...``, gateway payloads with ``"token": ...``) and SQLAlchemy logs the
+job rows that hold them, so anything shaped like one is redacted too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 REDACTED = "[redacted]"
+
+#: The token segment of webhook and interaction URLs: ``/webhooks/<id>/<token>``,
+#: ``/interactions/<id>/<token>/callback``.
+_URL_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/?#\s'\"]+")
+#: A ``token`` field in a logged payload (dict repr or JSON), e.g. a gateway INTERACTION_CREATE.
+_FIELD_TOKEN = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+""")
+#: Interaction tokens themselves start with base64 "interaction:" wherever they appear (SQL
+#: parameters logged at DEBUG, exception texts).
+_INTERACTION_TOKEN = re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_\-]+")
 
 
 class RedactSecrets(logging.Filter):
@@ -25,11 +38,11 @@ class RedactSecrets(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        text = _INTERACTION_TOKEN.sub(REDACTED, text)
+        text = _URL_TOKEN.sub(rf"\g<1>{REDACTED}", text)
+        return _FIELD_TOKEN.sub(rf"\g<1>{REDACTED}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
