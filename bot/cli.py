@@ -35,7 +35,7 @@ def _config_option() -> argparse.ArgumentParser:
     parent.add_argument(
         "--config",
         metavar="PATH",
-        help="TOML config file (default: $BOT_CONFIG, else ./config.toml)",
+        help="TOML config file (default: $IMAGEBOT_CONFIG, else ./config.toml)",
     )
     return parent
 
