@@ -18,7 +18,7 @@ import aiohttp
 from sqlalchemy import text
 
 from bot.config import Settings
-from bot.db import create_engine, create_sessionmaker, upgrade_database
+from bot.db import create_engine, create_sessionmaker, installation, upgrade_database
 from bot.db.engine import Storage
 from bot.generation import Engine
 from bot.imaging import ImageLimits, ImageWorker
@@ -40,8 +40,14 @@ def image_limits(settings: Settings) -> ImageLimits:
 
 
 @asynccontextmanager
-async def open_engine(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Engine]:
-    """The image engine alone: what the one-shot commands need (no Discord, no database)."""
+async def open_engine(
+    settings: Settings, metrics: Metrics | None = None, *, user_salt: str = ""
+) -> AsyncIterator[Engine]:
+    """The image engine alone: what the one-shot commands need (no Discord, no database).
+
+    ``user_salt`` is the installation's salt; without it (and without ``provider.user_salt``)
+    requests carry no ``user``, which is right for the one-shot commands: there is no member.
+    """
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         images = await stack.enter_async_context(
@@ -57,7 +63,9 @@ async def open_engine(settings: Settings, metrics: Metrics | None = None) -> Asy
                 if error is not None:
                     errors.labels(code=error).inc()
 
-        provider = ImagesClient(http, settings.provider, models, observe=observe)
+        provider = ImagesClient(
+            http, settings.provider, models, observe=observe, user_salt=user_salt
+        )
         yield Engine(settings, http, images, provider)
 
 
@@ -89,7 +97,12 @@ async def open_bot(
     if sync_commands is None:
         sync_commands = settings.discord.sync_commands
 
-    async with open_storage(settings) as storage, open_engine(settings, metrics) as engine:
+    async with (
+        open_storage(settings) as storage,
+        open_engine(
+            settings, metrics, user_salt=await installation.user_salt(storage.sessions)
+        ) as engine,
+    ):
         runner = JobRunner(engine, storage.sessions, settings)
         point_discord_at(settings.discord)
         bot = ImageBot(

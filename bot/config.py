@@ -71,7 +71,8 @@ class ProviderSettings:
     max_retries: int = field(default=3, metadata=_range(0, 10))
     #: A retry-after longer than this is not waited for: the request fails as rate limited.
     max_retry_wait_seconds: float = field(default=60.0, metadata=_range(0, 3600))
-    #: Salt for the hashed member id sent as ``user``. "" = derived from the API key.
+    #: Salt for the hashed member id sent as ``user``. "" = the installation's own random salt,
+    #: made at the first start and kept in the database.
     user_salt: str = field(default="", repr=False)
     #: Operator additions and overrides of the model capability table (raw TOML tables).
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
