@@ -56,12 +56,12 @@ async def open_engine(
         models = build_model_table(settings.provider.models)
         observe = None
         if metrics is not None:
-            latency, errors = metrics.provider_latency, metrics.provider_errors
+            latency, count_error = metrics.provider_latency, metrics.provider_error
 
             def observe(path: str, seconds: float, error: str | None) -> None:
                 latency.labels(operation=path.rsplit("/", 1)[-1]).observe(seconds)
                 if error is not None:
-                    errors.labels(code=error).inc()
+                    count_error(error)
 
         provider = ImagesClient(
             http, settings.provider, models, observe=observe, user_salt=user_salt
