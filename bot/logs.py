@@ -10,11 +10,12 @@ job rows that hold them, so anything shaped like one is redacted too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 REDACTED = "[redacted]"
@@ -108,3 +109,33 @@ def configure_logging(level: str, secrets: Iterable[str] = (), json_format: bool
     logging.getLogger("discord.http").setLevel(max(logging.INFO, root.level))
     # Alembic announces every plugin it loads at INFO on each start: noise for operators.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+class _Holder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def held_logs() -> Iterator[list[logging.LogRecord]]:
+    """Keep the warnings logged while the settings are read, before logging is configured.
+
+    The settings choose the log format, so a warning from reading them would otherwise be a
+    bare line in a JSON log; :func:`replay` sends them through the configured handler.
+    """
+    holder = _Holder()
+    root = logging.getLogger()
+    root.addHandler(holder)
+    try:
+        yield holder.records
+    finally:
+        root.removeHandler(holder)
+
+
+def replay(records: Iterable[logging.LogRecord]) -> None:
+    for record in records:
+        logging.getLogger(record.name).handle(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -216,6 +217,7 @@ def test_platform_variables_do_not_stop_check(tmp_path: Path) -> None:
         if not k.startswith(("IMAGEBOT_", "BOT_")) and k not in SECRET_ENV
     }
     env |= KUBERNETES_ENV | {"PYTHONPATH": str(ROOT), "IMAGEBOT_CONFIG": path}
+    env["IMAGEBOT_LOGGING_FORMAT"] = "json"  # the warning, too, is a line of the chosen format
     result = subprocess.run(
         [sys.executable, "-m", "bot", "check"],
         env=env,
@@ -228,7 +230,10 @@ def test_platform_variables_do_not_stop_check(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.startswith(f"[ok] configuration: valid ({path})"), result.stdout
     assert "unknown key" not in result.stdout + result.stderr
-    assert result.stderr.count("ignored environment variables") == 1
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    ignored = [e for e in entries if "ignored environment variables" in e["message"]]
+    assert len(ignored) == 1 and ignored[0]["level"] == "WARNING"
+    assert "IMAGEBOT_HTTP_SERVICE_HOST" in ignored[0]["message"]
 
 
 # --- secrets in error messages ---------------------------------------------------------------
