@@ -31,7 +31,11 @@ async def check_database(settings: Settings) -> CheckResult:
     url = settings.database.url
     try:
         engine = create_engine(url)
-    except Exception as exc:  # unparsable URL, driver not installed
+    except ModuleNotFoundError as exc:
+        return CheckResult(
+            "database", False, f"database.url needs the driver {exc.name!r}: install it"
+        )
+    except Exception as exc:  # unparsable; the URL itself is not shown: it may hold a password
         return CheckResult("database", False, f"database.url is not usable: {type(exc).__name__}")
     try:
         pending = await pending_revisions(engine)

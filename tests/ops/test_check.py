@@ -80,3 +80,18 @@ async def test_each_problem_is_named_with_its_fix(
     assert "invite URL" not in out
     assert "sk-wrong-key-000000000000" not in out + err and "wrong-token" not in out + err
     assert "Traceback" not in err
+
+
+async def test_a_bad_database_url_is_named_without_its_password(tmp_path: Path) -> None:
+    """database.url is a secret (it may hold a password): check names the problem, not the URL."""
+    base = {"DISCORD_TOKEN": "", "OPENAI_API_KEY": ""}
+    for url, expected in (
+        ("postgresql+nodriver://imagebot:pw-SECRET-42@127.0.0.1:1/db", "database.url is not"),
+        ("mysql+aiomysql://imagebot:pw-SECRET-42@127.0.0.1:1/db", "database.url needs the driver"),
+        ("not a url pw-SECRET-42", "database.url is not usable"),
+    ):
+        code, out, err = await run("check", env=base | {"DATABASE_URL": url})
+        assert code == 1, out + err
+        assert f"[FAIL] database: {expected}" in out, out + err
+        assert "pw-SECRET-42" not in out + err
+        assert "Traceback" not in err
