@@ -17,9 +17,9 @@ ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONPATH=/app \
     DATABASE_URL=sqlite+aiosqlite:////data/bot.db \
-    BOT_HTTP_ENABLED=true \
-    BOT_HTTP_HOST=0.0.0.0 \
-    BOT_HTTP_PORT=8080
+    IMAGEBOT_HTTP_ENABLED=true \
+    IMAGEBOT_HTTP_HOST=0.0.0.0 \
+    IMAGEBOT_HTTP_PORT=8080
 RUN useradd --create-home --uid 10001 bot \
     && mkdir /data \
     && chown bot /data

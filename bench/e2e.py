@@ -1,6 +1,7 @@
 """End-to-end bot overhead: interaction received -> result posted, minus the provider's time.
 
 Run: python bench/e2e.py   (about 20 s; no network: fake Discord and fake image API on 127.0.0.1)
+``--quick``: three requests instead of 25, to prove the script works (CI runs it).
 
 The whole bot runs as in production (discord.py client, gateway, REST, the queue, SQLite, the
 image worker); only Discord and the image API are the test fakes. For each /imagine of one
@@ -12,19 +13,15 @@ through the same client. Target: bot overhead under 50 ms at the median.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import _bench  # first: see bench/_bench.py
 
-# bench/queue.py is named like the standard library's queue module, which asyncio imports: take
-# this folder off the import path before anything else is imported, and put the project on it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+_bench.use_project_imports()
 
 import asyncio  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from bot.app import open_bot  # noqa: E402
 from bot.ops.metrics import Metrics  # noqa: E402
@@ -33,6 +30,7 @@ from tests.discord.conftest import make_settings  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 from tests.fakes.openai_api import FakeImagesAPI  # noqa: E402
 
+QUICK = False
 RUNS = 25
 SOURCES = ("channel", "followup", "response")
 
@@ -40,7 +38,7 @@ SOURCES = ("channel", "followup", "response")
 async def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         async with FakeDiscord() as fake, FakeImagesAPI() as api:
-            # A rate limit this run never reaches: the queue's pacing is measured by queue.py.
+            # A rate limit this run never reaches: the queue's pacing is measured by dispatch.py.
             settings = make_settings(
                 Path(folder), fake, api, model="dall-e-2", images_per_minute=1_000_000
             )
@@ -80,7 +78,8 @@ async def main() -> None:
 
     overhead = statistics.median(overheads)
     baseline = statistics.median(provider_alone)
-    print(f"### End-to-end benchmark (median of {RUNS} /imagine, one 1024x1024 image each)\n")
+    mode = " (quick mode: not the benchmark)" if QUICK else ""
+    print(f"### End-to-end benchmark (median of {RUNS} /imagine, one 1024x1024 image each){mode}\n")
     print("| measure | median |")
     print("|---|---:|")
     print(f"| interaction received -> result posted | {statistics.median(totals) * 1000:.1f} ms |")
@@ -92,4 +91,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    QUICK = _bench.quick_mode(__doc__)
+    if QUICK:
+        RUNS = 3
     asyncio.run(main())

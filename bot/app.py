@@ -18,7 +18,7 @@ import aiohttp
 from sqlalchemy import text
 
 from bot.config import Settings
-from bot.db import create_engine, create_sessionmaker, upgrade_database
+from bot.db import create_engine, create_sessionmaker, installation, upgrade_database
 from bot.db.engine import Storage, enable_incremental_vacuum
 from bot.generation import Engine
 from bot.imaging import ImageLimits, ImageWorker
@@ -41,8 +41,14 @@ def image_limits(settings: Settings) -> ImageLimits:
 
 
 @asynccontextmanager
-async def open_engine(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Engine]:
-    """The image engine alone: what the one-shot commands need (no Discord, no database)."""
+async def open_engine(
+    settings: Settings, metrics: Metrics | None = None, *, user_salt: str = ""
+) -> AsyncIterator[Engine]:
+    """The image engine alone: what the one-shot commands need (no Discord, no database).
+
+    ``user_salt`` is the installation's salt; without it (and without ``provider.user_salt``)
+    requests carry no ``user``, which is right for the one-shot commands: there is no member.
+    """
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         images = await stack.enter_async_context(
@@ -51,14 +57,16 @@ async def open_engine(settings: Settings, metrics: Metrics | None = None) -> Asy
         models = build_model_table(settings.provider.models)
         observe = None
         if metrics is not None:
-            latency, errors = metrics.provider_latency, metrics.provider_errors
+            latency, count_error = metrics.provider_latency, metrics.provider_error
 
             def observe(path: str, seconds: float, error: str | None) -> None:
                 latency.labels(operation=path.rsplit("/", 1)[-1]).observe(seconds)
                 if error is not None:
-                    errors.labels(code=error).inc()
+                    count_error(error)
 
-        provider = ImagesClient(http, settings.provider, models, observe=observe)
+        provider = ImagesClient(
+            http, settings.provider, models, observe=observe, user_salt=user_salt
+        )
         yield Engine(settings, http, images, provider)
 
 
@@ -92,7 +100,12 @@ async def open_bot(
     if sync_commands is None:
         sync_commands = settings.discord.sync_commands
 
-    async with open_storage(settings) as storage, open_engine(settings, metrics) as engine:
+    async with (
+        open_storage(settings) as storage,
+        open_engine(
+            settings, metrics, user_salt=await installation.user_salt(storage.sessions)
+        ) as engine,
+    ):
         runner = JobRunner(engine, storage.sessions, settings)
         if metrics is not None:
             runner.spend_caps.on_refusal = count_spend_cap_refusals(metrics)

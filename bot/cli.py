@@ -18,7 +18,7 @@ from typing import Any
 from bot.config import Settings, load_settings
 from bot.errors import BotError, ConfigError, UsageError
 from bot.imaging import ImageError
-from bot.logs import configure_logging
+from bot.logs import configure_logging, held_logs, replay
 from bot.providers import UnsupportedOption
 
 EXIT_OK = 0
@@ -35,7 +35,7 @@ def _config_option() -> argparse.ArgumentParser:
     parent.add_argument(
         "--config",
         metavar="PATH",
-        help="TOML config file (default: $BOT_CONFIG, else ./config.toml)",
+        help="TOML config file (default: $IMAGEBOT_CONFIG, else ./config.toml)",
     )
     return parent
 
@@ -173,16 +173,20 @@ def _resolve(handler: str) -> Handler:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    with held_logs() as warnings:
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            for warning in warnings:
+                print(f"warning: {warning.getMessage()}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     configure_logging(
         settings.logging.level,
         secrets=(settings.discord.token, settings.provider.api_key),
         json_format=settings.logging.format == "json",
     )
+    replay(warnings)
     handler = _resolve(args.handler)
     try:
         return asyncio.run(handler(args, settings))

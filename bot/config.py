@@ -3,13 +3,16 @@
 Settings are checked completely at start so a typo stops the bot with one line naming the key,
 instead of surfacing hours later as a strange failure. Secrets may come from the environment
 (``DISCORD_TOKEN``, ``OPENAI_API_KEY``), which wins over the file, so the file can be committed or
-baked into an image without them. Secrets are excluded from every ``repr``.
+baked into an image without them. Secrets are excluded from every ``repr`` and from every error
+message (a wrong-typed key names its key, never its value).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 import tomllib
 import types
 import typing
@@ -21,11 +24,15 @@ from typing import Any, Literal
 from bot.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
-CONFIG_ENV = "BOT_CONFIG"
+CONFIG_ENV = "IMAGEBOT_CONFIG"
 TOKEN_ENV = "DISCORD_TOKEN"
 API_KEY_ENV = "OPENAI_API_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
-ENV_PREFIX = "BOT_"
+ENV_PREFIX = "IMAGEBOT_"
+#: What Kubernetes injects for a service (``<SERVICE>_PORT=tcp://10.0.0.11:8080``): never a setting.
+_SERVICE_LINK = re.compile(r"(?:tcp|udp|sctp)://[^/\s]+:\d+")
+
+log = logging.getLogger(__name__)
 
 FitChoice = Literal["auto", "crop", "pad"]
 
@@ -68,7 +75,8 @@ class ProviderSettings:
     max_retries: int = field(default=3, metadata=_range(0, 10))
     #: A retry-after longer than this is not waited for: the request fails as rate limited.
     max_retry_wait_seconds: float = field(default=60.0, metadata=_range(0, 3600))
-    #: Salt for the hashed member id sent as ``user``. "" = derived from the API key.
+    #: Salt for the hashed member id sent as ``user``. "" = the installation's own random salt,
+    #: made at the first start and kept in the database.
     user_salt: str = field(default="", repr=False)
     #: Operator additions and overrides of the model capability table (raw TOML tables).
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -205,17 +213,28 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
 
 
 def _apply_env_keys(raw: dict[str, Any], env: Mapping[str, str]) -> None:
-    """``BOT_<SECTION>_<KEY>`` sets any plain key, e.g. ``BOT_HTTP_PORT=9090``.
+    """``IMAGEBOT_<SECTION>_<KEY>`` sets any plain key, e.g. ``IMAGEBOT_HTTP_PORT=9090``.
 
     Containers are configured through the environment; values are read as TOML when they parse
-    (numbers, true/false, lists) and as text otherwise, then validated like the file's.
+    (numbers, true/false, lists) and as text otherwise, then validated like the file's. Platforms
+    inject variables of their own (Kubernetes: ``<SERVICE>_SERVICE_HOST``, ``<SERVICE>_PORT`` and
+    more for every service), so a name that is no setting, or a value shaped like a service link,
+    is ignored with one warning line instead of stopping the bot; the file's keys stay strict.
     """
-    sections = {f.name for f in dataclasses.fields(Settings)}
-    for name, text in env.items():
+    hints = typing.get_type_hints(Settings)
+    ignored: list[str] = []
+    for name, text in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
-        if section not in sections or not key:
+        section_type = hints.get(section)
+        known = (
+            isinstance(section_type, type)
+            and dataclasses.is_dataclass(section_type)
+            and key in {f.name for f in dataclasses.fields(section_type)}
+        )
+        if not known or _SERVICE_LINK.fullmatch(text.strip()):
+            ignored.append(name)
             continue
         try:
             value: Any = tomllib.loads(f"v = {text}")["v"]
@@ -225,6 +244,11 @@ def _apply_env_keys(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         if not isinstance(table, dict):
             raise ConfigError(f"{section}: must be a table")
         table[key] = value
+    if ignored:
+        log.warning(
+            "ignored environment variables that name no setting (or hold a service link): %s",
+            ", ".join(ignored),
+        )
 
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
@@ -282,7 +306,9 @@ def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[name] = _build(hint, value, f"{key}.")
         else:
-            values[name] = _coerce(key, hint, value, fields[name].metadata)
+            # A secret's value never appears in an error: the message may end up in a log.
+            secret = not fields[name].repr
+            values[name] = _coerce(key, hint, value, fields[name].metadata, secret=secret)
     return cls(**values)
 
 
@@ -293,13 +319,16 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _coerce(key: str, hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any:
+def _coerce(
+    key: str, hint: Any, value: Any, metadata: Mapping[str, Any], *, secret: bool = False
+) -> Any:
+    got = " (the value is secret: not shown)" if secret else f" (got {value!r})"
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
             allowed = ", ".join(repr(c) for c in choices)
-            raise ConfigError(f"{key}: must be one of {allowed} (got {value!r})")
+            raise ConfigError(f"{key}: must be one of {allowed}{got}")
         return value
     if origin in (Mapping, dict) or hint is dict:
         if not isinstance(value, dict):
@@ -307,26 +336,26 @@ def _coerce(key: str, hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any
         return types.MappingProxyType(value)
     if origin is tuple and typing.get_args(hint)[0] is int:
         if not isinstance(value, list) or not all(_is_id(v) for v in value):
-            raise ConfigError(f"{key}: must be a list of ids (got {value!r})")
+            raise ConfigError(f"{key}: must be a list of ids{got}")
         return tuple(int(v) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}: must be a list of strings (got {value!r})")
+            raise ConfigError(f"{key}: must be a list of strings{got}")
         return tuple(value)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: must be true or false (got {value!r})")
+            raise ConfigError(f"{key}: must be true or false{got}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: must be a string (got {value!r})")
+            raise ConfigError(f"{key}: must be a string{got}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: must be a whole number (got {value!r})")
+            raise ConfigError(f"{key}: must be a whole number{got}")
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: must be a number (got {value!r})")
+            raise ConfigError(f"{key}: must be a number{got}")
         value = float(value)
     else:  # pragma: no cover - a new field type without a coercion rule is a programming error
         raise TypeError(f"no coercion for {key}: {hint!r}")
@@ -340,5 +369,5 @@ def _coerce(key: str, hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any
             )
             if part
         )
-        raise ConfigError(f"{key}: must be {bounds} (got {value!r})")
+        raise ConfigError(f"{key}: must be {bounds}{got}")
     return value

@@ -2,18 +2,32 @@
 
 Code never logs secrets on purpose, but libraries sometimes echo request headers or URLs into
 exceptions. The filter below replaces every configured secret in every record, including the
-formatted traceback, as a last line of defence.
+formatted traceback, as a last line of defence. Interaction tokens are not configured secrets:
+each member's interaction brings a new one, and at DEBUG discord.py logs them (webhook URLs
+``/webhooks/{app}/{token}/...``, gateway payloads with ``"token": ...``) and SQLAlchemy logs the
+job rows that hold them, so anything shaped like one is redacted too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 REDACTED = "[redacted]"
+
+#: The token segment of webhook and interaction URLs: ``/webhooks/<id>/<token>``,
+#: ``/interactions/<id>/<token>/callback``.
+_URL_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/?#\s'\"]+")
+#: A ``token`` field in a logged payload (dict repr or JSON), e.g. a gateway INTERACTION_CREATE.
+_FIELD_TOKEN = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+""")
+#: Interaction tokens themselves start with base64 "interaction:" wherever they appear (SQL
+#: parameters logged at DEBUG, exception texts).
+_INTERACTION_TOKEN = re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_\-]+")
 
 
 class RedactSecrets(logging.Filter):
@@ -25,11 +39,11 @@ class RedactSecrets(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        text = _INTERACTION_TOKEN.sub(REDACTED, text)
+        text = _URL_TOKEN.sub(rf"\g<1>{REDACTED}", text)
+        return _FIELD_TOKEN.sub(rf"\g<1>{REDACTED}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -95,3 +109,33 @@ def configure_logging(level: str, secrets: Iterable[str] = (), json_format: bool
     logging.getLogger("discord.http").setLevel(max(logging.INFO, root.level))
     # Alembic announces every plugin it loads at INFO on each start: noise for operators.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+class _Holder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def held_logs() -> Iterator[list[logging.LogRecord]]:
+    """Keep the warnings logged while the settings are read, before logging is configured.
+
+    The settings choose the log format, so a warning from reading them would otherwise be a
+    bare line in a JSON log; :func:`replay` sends them through the configured handler.
+    """
+    holder = _Holder()
+    root = logging.getLogger()
+    root.addHandler(holder)
+    try:
+        yield holder.records
+    finally:
+        root.removeHandler(holder)
+
+
+def replay(records: Iterable[logging.LogRecord]) -> None:
+    for record in records:
+        logging.getLogger(record.name).handle(record)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -54,9 +59,9 @@ def test_file_values_and_env_secrets_win(tmp_path: Path) -> None:
     assert settings.provider.api_key == "env-key"
 
 
-def test_bot_config_env_names_the_file(tmp_path: Path) -> None:
+def test_imagebot_config_env_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, '[provider]\nmodel = "dall-e-3"\n')
-    assert load_settings(None, env={"BOT_CONFIG": path}).provider.model == "dall-e-3"
+    assert load_settings(None, env={"IMAGEBOT_CONFIG": path}).provider.model == "dall-e-3"
 
 
 @pytest.mark.parametrize(
@@ -128,21 +133,20 @@ def test_provider_settings_models_are_read_only(tmp_path: Path) -> None:
 
 def test_any_key_from_the_environment(tmp_path: Path) -> None:
     env = {
-        "BOT_HTTP_ENABLED": "true",
-        "BOT_HTTP_PORT": "9090",
-        "BOT_HTTP_HOST": "0.0.0.0",
-        "BOT_PROVIDER_MODEL": "dall-e-2",
-        "BOT_QUOTAS_ALLOWED_SIZES": '["256x256", "512x512"]',
-        "BOT_CONFIG_UNRELATED": "ignored",
+        "IMAGEBOT_HTTP_ENABLED": "true",
+        "IMAGEBOT_HTTP_PORT": "9090",
+        "IMAGEBOT_HTTP_HOST": "0.0.0.0",
+        "IMAGEBOT_PROVIDER_MODEL": "dall-e-2",
+        "IMAGEBOT_QUOTAS_ALLOWED_SIZES": '["256x256", "512x512"]',
+        "IMAGEBOT_CONFIG_UNRELATED": "ignored",
+        "BOT_PROVIDER_MODEL": "dall-e-3",  # the old prefix means nothing any more
     }
     settings = load_settings(write(tmp_path, "[http]\nport = 1234\n"), env=env)
     assert settings.http.enabled and settings.http.port == 9090 and settings.http.host == "0.0.0.0"
     assert settings.provider.model == "dall-e-2"
     assert settings.quotas.allowed_sizes == ("256x256", "512x512")
     with pytest.raises(ConfigError, match=r"http\.port: must be at least 1 and at most 65535"):
-        load_settings(None, env={"BOT_HTTP_PORT": "99999"})
-    with pytest.raises(ConfigError, match=r"http\.prot: unknown key"):
-        load_settings(None, env={"BOT_HTTP_PROT": "1"})
+        load_settings(None, env={"IMAGEBOT_HTTP_PORT": "99999"})
 
 
 def test_quota_defaults_above_ceilings_and_bad_prices_are_refused(tmp_path: Path) -> None:
@@ -165,3 +169,119 @@ def test_the_readme_documents_every_key() -> None:
             continue
         for key in dataclasses.fields(value):
             assert f"`{section.name}.{key.name}`" in readme, f"{section.name}.{key.name}"
+
+
+# --- what platforms put in the environment -------------------------------------------------
+
+
+#: What Kubernetes injects into every pod for a service named ``bot-http`` and for one named
+#: ``imagebot-http`` (and ``imagebot``), next to the operator's own variables.
+KUBERNETES_ENV = {
+    "BOT_HTTP_SERVICE_HOST": "10.0.0.11",
+    "BOT_HTTP_SERVICE_PORT": "8080",
+    "BOT_HTTP_PORT": "tcp://10.0.0.11:8080",
+    "BOT_HTTP_PORT_8080_TCP": "tcp://10.0.0.11:8080",
+    "IMAGEBOT_HTTP_SERVICE_HOST": "10.0.0.12",
+    "IMAGEBOT_HTTP_SERVICE_PORT": "8080",
+    "IMAGEBOT_HTTP_PORT": "tcp://10.0.0.12:8080",
+    "IMAGEBOT_HTTP_PORT_8080_TCP": "tcp://10.0.0.12:8080",
+    "IMAGEBOT_HTTP_PORT_8080_TCP_PROTO": "tcp",
+    "IMAGEBOT_HTTP_PORT_8080_TCP_PORT": "8080",
+    "IMAGEBOT_HTTP_PORT_8080_TCP_ADDR": "10.0.0.12",
+    "IMAGEBOT_SERVICE_HOST": "10.0.0.13",
+    "IMAGEBOT_PORT": "tcp://10.0.0.13:80",
+}
+
+
+def test_platform_variables_are_ignored_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = KUBERNETES_ENV | {"IMAGEBOT_HTTP_ENABLED": "true", "IMAGEBOT_QUOTAS_MAX_N": "2"}
+    with caplog.at_level(logging.WARNING, logger="bot.config"):
+        settings = load_settings(write(tmp_path, "[http]\nport = 9000\n"), env=env)
+    assert settings.http.enabled and settings.http.port == 9000 and settings.quotas.max_n == 2
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bot.config"]
+    assert len(warnings) == 1
+    assert "IMAGEBOT_HTTP_SERVICE_HOST" in warnings[0] and "IMAGEBOT_HTTP_PORT" in warnings[0]
+    assert "BOT_HTTP_SERVICE_HOST" not in warnings[0].replace("IMAGEBOT_", "")  # not ours
+    # The file stays strict.
+    with pytest.raises(ConfigError, match=r"http\.service_host: unknown key"):
+        load_settings(write(tmp_path, '[http]\nservice_host = "x"\n'), env={})
+
+
+def test_platform_variables_do_not_stop_check(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n')
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("IMAGEBOT_", "BOT_")) and k not in SECRET_ENV
+    }
+    env |= KUBERNETES_ENV | {"PYTHONPATH": str(ROOT), "IMAGEBOT_CONFIG": path}
+    env["IMAGEBOT_LOGGING_FORMAT"] = "json"  # the warning, too, is a line of the chosen format
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # No token and no key: those checks fail (exit 1), but the configuration is valid.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith(f"[ok] configuration: valid ({path})"), result.stdout
+    assert "unknown key" not in result.stdout + result.stderr
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    ignored = [e for e in entries if "ignored environment variables" in e["message"]]
+    assert len(ignored) == 1 and ignored[0]["level"] == "WARNING"
+    assert "IMAGEBOT_HTTP_SERVICE_HOST" in ignored[0]["message"]
+
+
+# --- secrets in error messages ---------------------------------------------------------------
+
+
+SECRET_ENV = ("DISCORD_TOKEN", "OPENAI_API_KEY", "DATABASE_URL")
+SECRET = "98765432109876543210"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (f"[provider]\napi_key = {SECRET}\n", "provider.api_key: must be a string"),
+        (f"[provider]\nuser_salt = [{SECRET}]\n", "provider.user_salt: must be a string"),
+        (f'[discord]\ntoken = ["{SECRET}"]\n', "discord.token: must be a string"),
+        (f"[database]\nurl = {{ password = {SECRET} }}\n", "database.url: must be a string"),
+    ],
+)
+def test_a_wrong_typed_secret_in_the_file_is_named_not_shown(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), env={})
+    assert key in str(info.value)
+    assert SECRET not in str(info.value) and SECRET[:8] not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["IMAGEBOT_PROVIDER_API_KEY", "IMAGEBOT_DISCORD_TOKEN"])
+def test_a_wrong_typed_secret_in_the_environment_is_named_not_shown(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={name: SECRET})
+    key = name.removeprefix("IMAGEBOT_").lower().replace("_", ".", 1)
+    assert f"{key}: must be a string" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_check_prints_no_secret_of_a_bad_config(tmp_path: Path) -> None:
+    path = write(tmp_path, f"[provider]\napi_key = {SECRET}\n")
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env |= {"PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "check", "--config", path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "provider.api_key: must be a string" in result.stderr
+    assert SECRET not in result.stdout + result.stderr

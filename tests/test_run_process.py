@@ -58,7 +58,7 @@ def bot_env(token: str, api_key: str) -> dict[str, str]:
         DISCORD_TOKEN=token,
         OPENAI_API_KEY=api_key,
     )
-    env.pop("BOT_CONFIG", None)
+    env.pop("IMAGEBOT_CONFIG", None)
     env.pop("DATABASE_URL", None)
     return env
 

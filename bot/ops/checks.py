@@ -10,11 +10,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
+from sqlalchemy.engine import make_url
 
 from bot.config import Settings
 from bot.db import create_engine
 from bot.db.migrate import pending_revisions
 from bot.errors import BotError
+from bot.logs import RedactSecrets
 from bot.providers import ImagesClient, build_model_table
 
 
@@ -26,11 +28,21 @@ class CheckResult:
 
 
 async def check_database(settings: Settings) -> CheckResult:
-    engine = create_engine(settings.database.url)
+    url = settings.database.url
+    try:
+        engine = create_engine(url)
+    except ModuleNotFoundError as exc:
+        return CheckResult(
+            "database", False, f"database.url needs the driver {exc.name!r}: install it"
+        )
+    except Exception as exc:  # unparsable; the URL itself is not shown: it may hold a password
+        return CheckResult("database", False, f"database.url is not usable: {type(exc).__name__}")
     try:
         pending = await pending_revisions(engine)
     except Exception as exc:
-        return CheckResult("database", False, f"unreachable: {type(exc).__name__}: {exc}")
+        # The URL may hold a password, and drivers like to quote it back.
+        reason = RedactSecrets([url, make_url(url).password or ""]).redact(str(exc))
+        return CheckResult("database", False, f"unreachable: {type(exc).__name__}: {reason}")
     finally:
         await engine.dispose()
     if pending:

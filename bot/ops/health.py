@@ -1,9 +1,10 @@
 """The operator's HTTP endpoint: ``/healthz`` for probes and ``/metrics`` for Prometheus.
 
-Off by default and bound to 127.0.0.1: metrics name guilds and spend, which is nobody else's
-business. ``/healthz`` answers 200 only when every probe passes (gateway connected, database
-reachable, dispatcher alive) and 503 with the failing probes' reasons otherwise, so a container
-orchestrator restarts a bot that is up but useless.
+Off by default and bound to 127.0.0.1: spend is nobody else's business. ``/healthz`` answers 200
+only when every probe passes (gateway connected, database reachable, dispatcher alive) and 503
+with the failing probes' short reasons otherwise, so a container orchestrator restarts a bot
+that is up but useless. Reasons never carry exception text (it can hold a database URL with its
+password, file paths, SQL): the exception goes to the log, the probe answers with its class.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class HealthServer:
             except TimeoutError:
                 reason = f"no answer within {PROBE_TIMEOUT:g} s"
             except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("health probe %s failed", name, exc_info=True)
+                reason = f"failed ({type(exc).__name__})"
             results[name] = reason or "ok"
         return results
 

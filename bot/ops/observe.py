@@ -27,7 +27,7 @@ class ObservingListener:
     async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
         self._finished(job, "succeeded")
         self.metrics.images.inc(len(images))
-        self.metrics.spend.labels(guild=str(job.guild_id or "dm")).inc(job.cost_micro_usd / MICRO)
+        self.metrics.spend.inc(job.cost_micro_usd / MICRO)
         await self.inner.job_succeeded(job, images)
 
     async def job_failed(self, job: Job, error: BotError) -> None:

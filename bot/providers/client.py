@@ -71,8 +71,12 @@ class ImagesClient:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
         observe: Callable[[str, float, str | None], None] | None = None,
+        user_salt: str = "",
     ) -> None:
-        """``observe(path, seconds, error_code)`` is told about every API call (metrics)."""
+        """``observe(path, seconds, error_code)`` is told about every API call (metrics).
+
+        ``user_salt`` is the installation's stored salt for the hashed ``user``.
+        """
         if settings.model not in models:
             raise ConfigError(f"provider.model: unknown model {settings.model!r}")
         self._session = session
@@ -89,12 +93,9 @@ class ImagesClient:
             sock_connect=settings.connect_timeout_seconds,
             sock_read=settings.read_timeout_seconds,
         )
-        # Derived from the key so hashes stay stable without extra config; an operator who
-        # rotates keys and wants stable ids sets user_salt.
-        self._user_salt = (
-            settings.user_salt
-            or hashlib.sha256(b"imagebot-user-salt:" + settings.api_key.encode()).hexdigest()
-        )
+        # The installation's random salt (stored in its database), unless the operator set one.
+        # Without either (the one-shot commands) no ``user`` is sent: there is no member.
+        self._user_salt = settings.user_salt or user_salt
 
     def __repr__(self) -> str:
         return f"ImagesClient(base_url={self._base_url!r}, model={self._settings.model!r})"
@@ -187,7 +188,7 @@ class ImagesClient:
     def _add_common(self, body: dict[str, Any], spec: ModelSpec, user_id: str | None) -> None:
         if spec.response_format:
             body["response_format"] = "b64_json"
-        if user_id is not None and spec.accepts_user:
+        if user_id is not None and spec.accepts_user and self._user_salt:
             body["user"] = self.user_hash(user_id)
 
     # --- HTTP ----------------------------------------------------------------------------------

@@ -269,32 +269,45 @@ def usd_decimal(micro: int) -> str:
     return str((Decimal(micro) / MICRO).quantize(Decimal("0.000001")))
 
 
+#: A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """The value as text a spreadsheet shows as text: a leading quote disarms a formula.
+
+    Text cells come from outside the bot's control (the provider's answer, operator model names),
+    and the file is opened by an admin in a spreadsheet, so every cell is checked.
+    """
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
 def ledger_csv(jobs: Iterable[Job]) -> str:
     """One row per job with :data:`CSV_COLUMNS`; prompts are left out (members' words)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for job in jobs:
-        writer.writerow(
-            [
-                job.id,
-                _when(job.queued_at),
-                _when(job.started_at),
-                _when(job.finished_at),
-                _number(job.guild_id),
-                _number(job.channel_id),
-                _number(job.user_id),
-                job.command or job.operation,
-                job.model,
-                job.size or "",
-                job.quality or "",
-                job.n_requested,
-                job.n_delivered,
-                _number(job.input_tokens),
-                _number(job.output_tokens),
-                usd_decimal(job.cost_micro_usd),
-                JobStatus(job.status).value,
-                job.error_code or "",
-            ]
+        cells = (
+            job.id,
+            _when(job.queued_at),
+            _when(job.started_at),
+            _when(job.finished_at),
+            _number(job.guild_id),
+            _number(job.channel_id),
+            _number(job.user_id),
+            job.command or job.operation,
+            job.model,
+            job.size or "",
+            job.quality or "",
+            job.n_requested,
+            job.n_delivered,
+            _number(job.input_tokens),
+            _number(job.output_tokens),
+            usd_decimal(job.cost_micro_usd),
+            JobStatus(job.status).value,
+            job.error_code or "",
         )
+        writer.writerow([csv_cell(cell) for cell in cells])
     return out.getvalue()

@@ -95,12 +95,25 @@ async def test_the_checklist_says_who_can_use_the_bot_and_how_to_make_it_private
     assert "anyone may add it" in access
     assert "total spend capped at $100 a month" in access
     assert "[quotas] allowed_guilds" in access and "turn off Public Bot" in access
-    env["IMAGEBOT_QUOTAS_ALLOWED_GUILDS"] = env["BOT_QUOTAS_ALLOWED_GUILDS"] = (
-        "[123456789012345678]"
-    )
+    env["IMAGEBOT_QUOTAS_ALLOWED_GUILDS"] = "[123456789012345678]"
     fake_discord.bot_public = False
     code, out, err = await run("check", "--config", cfg, env=env)
     assert code == 0, out + err
     (access,) = [line for line in out.splitlines() if line.startswith("[ok] access:")]
     assert access.startswith("[ok] access: private: works only in 1 server(s)"), out + err
     assert "Public Bot" not in access  # already off
+
+
+async def test_a_bad_database_url_is_named_without_its_password(tmp_path: Path) -> None:
+    """database.url is a secret (it may hold a password): check names the problem, not the URL."""
+    base = {"DISCORD_TOKEN": "", "OPENAI_API_KEY": ""}
+    for url, expected in (
+        ("postgresql+nodriver://imagebot:pw-SECRET-42@127.0.0.1:1/db", "database.url is not"),
+        ("mysql+aiomysql://imagebot:pw-SECRET-42@127.0.0.1:1/db", "database.url needs the driver"),
+        ("not a url pw-SECRET-42", "database.url is not usable"),
+    ):
+        code, out, err = await run("check", env=base | {"DATABASE_URL": url})
+        assert code == 1, out + err
+        assert f"[FAIL] database: {expected}" in out, out + err
+        assert "pw-SECRET-42" not in out + err
+        assert "Traceback" not in err

@@ -82,3 +82,12 @@ def test_the_readme_docker_run_line_matches_the_image() -> None:
         command = words[image_at + 1 :] or instruction("CMD")
         args = build_parser().parse_args(command)
         assert args.command in {"run", "check", "sync"}
+
+
+def test_no_file_names_the_old_environment_prefix() -> None:
+    """``BOT_<SECTION>_<KEY>`` collided with platform variables (``BOT_HTTP_SERVICE_HOST``)."""
+    old = re.compile(r"(?<![A-Z_])BOT_(?:CONFIG|DISCORD|PROVIDER|IMAGES|JOBS|QUOTAS|HTTP|LOGGING)")
+    for name in ("README.md", "Dockerfile", "compose.yaml", "config.example.toml", "bot/cli.py"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        assert not old.search(text), f"{name} still names the BOT_ prefix"
+    assert image_env()["IMAGEBOT_HTTP_ENABLED"] == "true"

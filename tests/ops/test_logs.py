@@ -1,4 +1,8 @@
-"""Logs as an operator's collector receives them: JSON lines with job and guild, no secrets."""
+"""Logs as an operator's collector receives them: JSON lines with job and guild, no secrets.
+
+The bot runs at DEBUG, where discord.py logs webhook URLs (``/webhooks/{app}/{token}``) and
+whole gateway payloads: interaction tokens must not survive in either.
+"""
 
 from __future__ import annotations
 
@@ -51,5 +55,11 @@ async def test_json_logs_carry_job_and_guild_and_never_a_secret(
     assert all(e.get("guild_id") == fake.guild.id for e in job_lines if "guild_id" in e)
     assert any(e["level"] == "ERROR" and "401" in e["message"] for e in entries)
     output = bot.output
-    for secret in (fake.token, api.api_key, api.api_key[-8:]):
+    assert any("/webhooks/" in e["message"] for e in entries), "no webhook call was logged"
+    assert any("INTERACTION_CREATE" in e["message"] for e in entries), "no payload was logged"
+    interaction_tokens = list(fake.state.by_token)
+    assert len(interaction_tokens) == 2
+    for secret in (fake.token, api.api_key, api.api_key[-8:], *interaction_tokens):
         assert secret not in output
+    for token in interaction_tokens:
+        assert token[-24:] not in output  # not even a part of one

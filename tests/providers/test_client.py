@@ -253,10 +253,12 @@ async def test_user_is_a_stable_salted_hash(
     assert make_client(user_salt="another").user_hash("123456789") != first
 
 
-async def test_user_salt_defaults_to_one_derived_from_the_key(make_client: MakeClient) -> None:
-    a = make_client(user_salt="").user_hash("1")
-    assert a == make_client(user_salt="").user_hash("1")
-    assert a != make_client(user_salt="", api_key="sk-other-key-000000").user_hash("1")
+async def test_without_any_salt_no_user_is_sent(
+    make_client: MakeClient, fake_images_api: FakeImagesAPI
+) -> None:
+    """The one-shot commands have no installation salt: nothing derived from the key is sent."""
+    await make_client(user_salt="").generate(GenerateRequest("x", user_id="cli"))
+    assert "user" not in fake_images_api.requests[-1].body
 
 
 async def test_user_is_omitted_when_absent_or_unsupported(

