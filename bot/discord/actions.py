@@ -26,11 +26,13 @@ from bot.discord.errors import (
     ResultGone,
 )
 from bot.discord.i18n import Catalog
+from bot.discord.intakes import intake_origin, intake_request
 from bot.discord.tree import as_bot_error, report_error
-from bot.discord.uploads import download, first_image, precheck, probe_uploads
+from bot.discord.uploads import download, first_image, precheck, probe_uploads, read_uploads
 from bot.discord.views import REMIX_PROMPT, remix_modal_id
 from bot.generation import ImageOrder, check_order
 from bot.jobs import InternalError, JobOrigin, JobRunner, store
+from bot.jobs.intake import close_intake, open_intake
 from bot.jobs.store import Sessions
 from bot.providers import Operation
 
@@ -75,37 +77,47 @@ class Actions:
         command: str,
         source: tuple[int, int | None] | None = None,
     ) -> Job:
-        """Check, defer, read uploads, queue. Raises BotError before deferring when it can."""
+        """Check, store the intake, defer, read uploads, queue. Raises BotError before deferring
+        when it can."""
         if interaction.guild_id is None and not self.bot.settings.quotas.dm_enabled:
             raise GuildOnly()
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
         check_order(self.bot.engine.provider, order)
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
-        if not interaction.response.is_done():
-            await interaction.response.defer(ephemeral=True, thinking=True)
-        files: dict[str, bytes] = {}
-        for attachment, subject in uploads:
-            files[subject] = await download(
-                self.bot.engine.http,
-                attachment.url,
-                declared=attachment.size,
-                limit=self.upload_limit,
-                subject=subject,
-            )
-        if files:
-            images = self.bot.engine.images
-            await images.run(probe_uploads, files, images.limits)
-            order = dataclasses.replace(
-                order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
-            )
-        roles = getattr(interaction.user, "roles", ())
-        return await self.runner.submit(
-            order,
-            self._origin(interaction, source),
-            command=command,
-            role_ids=tuple(role.id for role in roles),
+        # Durable before it is acknowledged: a process killed after "thinking…" leaves the
+        # intake, and the next start finishes it (bot.discord.intakes).
+        intake_id = await open_intake(
+            self.sessions,
+            intake_origin(interaction),
+            command,
+            intake_request(interaction, order, uploads, source),
         )
+        try:
+            if not interaction.response.is_done():
+                await interaction.response.defer(ephemeral=True, thinking=True)
+            files = await read_uploads(
+                self.bot.engine,
+                [(a.url, a.size, subject) for a, subject in uploads],
+                self.upload_limit,
+            )
+            if files:
+                order = dataclasses.replace(
+                    order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
+                )
+            roles = getattr(interaction.user, "roles", ())
+            return await self.runner.submit(
+                order,
+                self._origin(interaction, source),
+                command=command,
+                role_ids=tuple(role.id for role in roles),
+                intake_id=intake_id,
+            )
+        except Exception:
+            # Refused: the caller answers at once, so nothing is left for a restart to finish.
+            if intake_id is not None:
+                await close_intake(self.sessions, intake_id)
+            raise
 
     def _origin(
         self, interaction: discord.Interaction[Any], source: tuple[int, int | None] | None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
@@ -23,6 +24,9 @@ from bot.imaging import (
     check_declared_size,
 )
 from bot.imaging.decode import open_image
+
+if TYPE_CHECKING:
+    from bot.generation import Engine
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +111,17 @@ def probe_uploads(files: dict[str, bytes], limits: ImageLimits) -> None:
             image_width=opened.size[0],
             image_height=opened.size[1],
         )
+
+
+async def read_uploads(
+    engine: Engine, uploads: list[tuple[str, int | None, str]], limit: int
+) -> dict[str, bytes]:
+    """Download ``(url, declared size, subject)`` uploads and check their headers, by subject."""
+    files: dict[str, bytes] = {}
+    for url, declared, subject in uploads:
+        files[subject] = await download(
+            engine.http, url, declared=declared, limit=limit, subject=subject
+        )
+    if files:
+        await engine.images.run(probe_uploads, files, engine.images.limits)
+    return files

@@ -22,6 +22,7 @@ from bot.generation import Engine, ImageOrder, make_images
 from bot.jobs import store
 from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
+from bot.jobs.intake import IntakeRecovery, pending_intakes
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.store import JobOrigin, Sessions
 from bot.providers import GeneratedImage
@@ -75,6 +76,7 @@ class JobRunner:
         self._settings = settings
         self._prices = price_table(settings.prices)
         self._listener: JobListener | None = None
+        self._intake_recovery: IntakeRecovery | None = None
         self._closing = False
         #: Requests past the cap check and not queued yet, by member and by guild: counted
         #: against the caps, so concurrent requests cannot all slip in while the ledger works.
@@ -95,6 +97,10 @@ class JobRunner:
     def set_listener(self, listener: JobListener) -> None:
         self._listener = listener
 
+    def set_intake_recovery(self, recovery: IntakeRecovery) -> None:
+        """Who finishes the acknowledged requests a killed process left (see :meth:`start`)."""
+        self._intake_recovery = recovery
+
     # --- admission -----------------------------------------------------------------------------
 
     async def submit(
@@ -104,8 +110,13 @@ class JobRunner:
         *,
         command: str,
         role_ids: tuple[int, ...] = (),
+        intake_id: int | None = None,
     ) -> Job:
-        """Admit a job (checks, caps, quota reservation) and queue it; raises BotError."""
+        """Admit a job (checks, caps, quota reservation) and queue it; raises BotError.
+
+        ``intake_id``: the acknowledged request this is (bot.jobs.intake), deleted with the
+        job's insert; on a refusal the caller answers the member and deletes it.
+        """
         if self._closing:
             raise ShuttingDown()
         spec = self._engine.provider.spec_for(order.model)
@@ -134,6 +145,7 @@ class JobRunner:
                     role_ids,
                     attachments=lambda job_id: store.input_images(job_id, order),
                     parent_channel_id=origin.parent_channel_id,
+                    intake_id=intake_id,
                 )
             self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
         finally:
@@ -254,7 +266,11 @@ class JobRunner:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Pick up where the last process stopped, then start dispatching."""
+        """Pick up where the last process stopped, then start dispatching.
+
+        Requests acknowledged but not yet jobs (intakes) are finished after the queued jobs
+        are back in the queue, so they queue behind the requests that were first.
+        """
         resumed: list[Job] = []
         for job in await store.unfinished_jobs(self._sessions):
             if job.status is JobStatus.QUEUED:
@@ -292,7 +308,21 @@ class JobRunner:
                     await self._listener.job_queued(job, places.get(job.id))
                 except Exception:
                     log.exception("job %d: showing its place failed", job.id, extra=_context(job))
+        await self._recover_intakes()
         self.dispatcher.start()
+
+    async def _recover_intakes(self) -> None:
+        """Acknowledged requests that never became jobs: queued now, or answered."""
+        if self._intake_recovery is None:
+            return
+        intakes = await pending_intakes(self._sessions)
+        if intakes:
+            log.info("%d acknowledged requests were not queued yet: finishing them", len(intakes))
+        for intake in intakes:
+            try:
+                await self._intake_recovery.intake_pending(intake)
+            except Exception:
+                log.exception("finishing the acknowledged request %d failed", intake.id)
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` in the background until it ends or the runner closes."""

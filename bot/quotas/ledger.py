@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import QuotaSettings
-from bot.db.models import GuildSettings, Job, JobImage, MemberReset, RoleLimit, utcnow
+from bot.db.models import GuildSettings, Intake, Job, JobImage, MemberReset, RoleLimit, utcnow
 from bot.quotas.policy import (
     ChannelNotAllowed,
     DirectMessagesOff,
@@ -121,11 +121,13 @@ async def reserve(
     now: datetime | None = None,
     attachments: Callable[[int], list[JobImage]] | None = None,
     parent_channel_id: int | None = None,
+    intake_id: int | None = None,
 ) -> Job:
     """Insert ``job`` (its n and estimated cost are the reservation) if every limit allows it.
 
     ``attachments(job_id)`` gives rows stored in the same transaction (the job's uploads), so a
-    queued job is never without its inputs.
+    queued job is never without its inputs. The intake ``intake_id`` (the acknowledged request
+    this job comes from, see bot.jobs.intake) is deleted in that transaction too.
     """
     now = now or utcnow()
     assert job.user_id is not None
@@ -177,4 +179,6 @@ async def reserve(
         await session.flush()
         for image in attachments(job.id) if attachments else ():
             session.add(image)
+        if intake_id is not None:
+            await session.execute(delete(Intake).where(Intake.id == intake_id))
     return job
