@@ -173,12 +173,15 @@ async def test_a_killed_bot_loses_nothing_and_repeats_nothing(
     assert len(jobs) == 5
     interrupted = by_prompt[("cut short", "imagine")]
     assert interrupted.status is JobStatus.INTERRUPTED
-    assert (interrupted.n_charged, interrupted.cost_micro_usd) == (0, 0)
+    # possibly billed by the provider: the estimate stays as spend, no member is charged
+    assert (interrupted.n_charged, interrupted.cost_micro_usd) == (0, PRICE)
+    assert interrupted.possibly_billed
     retry = by_prompt[("cut short", "retry")]
     assert retry.source_job_id == interrupted.id and retry.user_id == bob.id
     for job in jobs:
         if job is interrupted:
             continue
+        assert not job.possibly_billed
         assert job.status is JobStatus.DELIVERED, job.prompt
         assert job.n_charged == job.n_delivered == 1
         assert job.cost_micro_usd == PRICE

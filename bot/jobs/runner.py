@@ -217,7 +217,9 @@ class JobRunner:
                 getattr(error, "detail", error),
                 extra=_context(job),
             )
-            await self._fail(job.id, error)
+            await self._fail(
+                job.id, error, possibly_billed=getattr(error, "possibly_billed", False)
+            )
             return
         except Exception:
             ref = f"J{job.id}"
@@ -245,8 +247,10 @@ class JobRunner:
         if done is not None:
             await self._notify_success(done, list(result.images))
 
-    async def _fail(self, job_id: int, error: BotError) -> None:
-        job = await store.record_failure(self._sessions, job_id, error)
+    async def _fail(self, job_id: int, error: BotError, *, possibly_billed: bool = False) -> None:
+        job = await store.record_failure(
+            self._sessions, job_id, error, possibly_billed=possibly_billed
+        )
         if job is not None and self._listener is not None:
             try:
                 await self._listener.job_failed(job, error)
@@ -280,12 +284,18 @@ class JobRunner:
                 resumed.append(job)
             elif job.status is JobStatus.RUNNING:
                 log.warning(
-                    "job %d was running when the bot stopped: interrupted",
+                    "job %d was running when the bot stopped: interrupted; its estimate of "
+                    "%d micro-USD stays in the spend ledger as possibly billed",
                     job.id,
+                    job.cost_micro_usd,
                     extra=_context(job),
                 )
                 interrupted = await store.finish_without_images(
-                    self._sessions, job.id, JobStatus.INTERRUPTED, "interrupted"
+                    self._sessions,
+                    job.id,
+                    JobStatus.INTERRUPTED,
+                    "interrupted",
+                    possibly_billed=True,
                 )
                 if interrupted is not None and self._listener is not None:
                     try:

@@ -141,15 +141,17 @@ async def record_success(
         return job
 
 
-async def record_failure(sessions: Sessions, job_id: int, error: BotError) -> Job | None:
+async def record_failure(
+    sessions: Sessions, job_id: int, error: BotError, *, possibly_billed: bool = False
+) -> Job | None:
+    """No images: nothing is charged to members; see :func:`_release` for the spend."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
         if job is None:
             return None
         job.status = JobStatus.FAILED
         job.finished_at = utcnow()
-        job.cost_micro_usd = 0  # failures are never charged
-        job.n_charged = 0
+        _release(job, possibly_billed)
         job.error_code = error.key
         job.error_message = str(error)[:2000]
         return job
@@ -242,16 +244,34 @@ async def unfinished_jobs(sessions: Sessions) -> list[Job]:
 
 
 async def finish_without_images(
-    sessions: Sessions, job_id: int, status: JobStatus, error_code: str | None = None
+    sessions: Sessions,
+    job_id: int,
+    status: JobStatus,
+    error_code: str | None = None,
+    *,
+    possibly_billed: bool = False,
 ) -> Job | None:
-    """Cancelled or interrupted: nothing was delivered, so nothing is charged."""
+    """Cancelled or interrupted: nothing was delivered, so no member is charged."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
         if job is None:
             return None
         job.status = status
         job.finished_at = utcnow()
-        job.n_charged = 0
-        job.cost_micro_usd = 0
+        _release(job, possibly_billed)
         job.error_code = error_code
         return job
+
+
+def _release(job: Job, possibly_billed: bool) -> None:
+    """Drop a job's reservation of images; its spend stays when the provider may have billed it.
+
+    A request cut off after it was sent (the process killed, a timeout, a dropped connection)
+    may have made and billed images that never reached us. Its estimate stays in the spend
+    ledger (``possibly_billed``) so budgets stay conservative; members' image counts never pay
+    for images they did not get.
+    """
+    job.n_charged = 0
+    job.possibly_billed = possibly_billed
+    if not possibly_billed:
+        job.cost_micro_usd = 0

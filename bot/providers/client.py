@@ -261,6 +261,7 @@ class ImagesClient:
         """One HTTP exchange with retries; returns status and body of a 2xx answer."""
         max_retries = self._settings.max_retries
         attempt = 0
+        possibly_billed = False
         while True:
             cause: BaseException | None = None
             try:
@@ -283,6 +284,8 @@ class ImagesClient:
                 cause = exc
                 reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
                 error = ProviderUnavailable(detail=f"{what}: {reason}")
+                possibly_billed = possibly_billed or _maybe_sent(exc)
+            error.possibly_billed = possibly_billed
             retryable = isinstance(error, RateLimited | ProviderUnavailable)
             wait = error.retry_after
             if not retryable or attempt >= max_retries:
@@ -423,3 +426,8 @@ def _inspect(data: bytes) -> tuple[str, int, int]:
     if mime is None:
         raise MalformedResponse(detail=f"image in unknown format {kind!r}")
     return mime, width, height
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    """Whether a failed exchange may have reached the provider: all but "could not connect"."""
+    return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
