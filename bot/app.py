@@ -64,7 +64,9 @@ async def open_engine(settings: Settings, metrics: Metrics | None = None) -> Asy
 @asynccontextmanager
 async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
     """The database, migrated to the latest schema before anyone uses it."""
-    engine = create_engine(settings.database.url)
+    engine = create_engine(
+        settings.database.url, busy_timeout=settings.database.busy_timeout_seconds
+    )
     try:
         await upgrade_database(engine)
         yield Storage(engine, create_sessionmaker(engine))

@@ -119,6 +119,14 @@ class QuotaSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = field(default="sqlite+aiosqlite:///data/bot.db", repr=False)
+    #: How long a SQLite write waits for another writer's lock before it fails.
+    busy_timeout_seconds: float = field(default=30.0, metadata=_range(0.01, 600))
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    #: Where made images wait while the database cannot record them (see bot.jobs.spool).
+    spool_dir: str = "data/spool"
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ class Settings:
     #: Price overrides, see config.example.toml (raw TOML, validated by bot.quotas.prices).
     prices: Mapping[str, Any] = field(default_factory=dict)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
 

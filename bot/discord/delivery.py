@@ -29,6 +29,7 @@ from bot.discord.status import ORIGINAL, StatusBoard, interaction_webhook
 from bot.discord.views import RetryButton
 from bot.errors import BotError
 from bot.jobs import Place, store
+from bot.jobs.runner import DATABASE_ERRORS
 from bot.providers import GeneratedImage
 
 if TYPE_CHECKING:
@@ -54,9 +55,23 @@ class Delivery:
         await self.status.queued(job, place)
 
     async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
-        if not await self._deliver(job, images) and job.id not in self._redelivering:
+        if await self._deliver(job, images):
+            return
+        await self._tell_late(job)
+        if job.id not in self._redelivering:
             self._redelivering.add(job.id)
             self.bot.runner.spawn(self._redeliver(job.id), name=f"redeliver-{job.id}")
+
+    async def _tell_late(self, job: Job) -> None:
+        """The images are made and kept, but no route took them: the member hears they follow."""
+        webhook = interaction_webhook(self.bot, job)
+        if webhook is None:
+            return
+        text = self.bot.catalog.text("status.late", job.locale)
+        try:
+            await webhook.edit_message(ORIGINAL, content=text, view=None)
+        except discord.HTTPException as exc:
+            log.info("job %d: late delivery not told (%s)", job.id, exc.code)
 
     async def _redeliver(self, job_id: int) -> None:
         """Post a kept result again later: the images were paid for."""
@@ -92,10 +107,27 @@ class Delivery:
         if first is None:
             log.error("job %d: result could not be delivered by any route; kept", job.id)
             return False
-        await store.record_delivery(self.bot.storage.sessions, job.id, first.channel.id, first.id)
+        await self._record_delivery(job, first)
         await self.status.final(job, self.bot.catalog.text("status.done", job.locale))
         log.info("job %d delivered as message %d", job.id, first.id)
         return True
+
+    async def _record_delivery(self, job: Job, message: discord.Message) -> None:
+        """Remember where the result went; in the spool while the database cannot take it.
+
+        A spooled result's row is not written yet, and a failing database cannot take it: the
+        posting is noted beside the spool and recorded with it, so it is never posted twice.
+        """
+        spool = self.bot.runner.spool
+        if not await asyncio.to_thread(spool.has, job.id):
+            try:
+                await store.record_delivery(
+                    self.bot.storage.sessions, job.id, message.channel.id, message.id
+                )
+                return
+            except DATABASE_ERRORS as exc:
+                log.warning("job %d: delivery not recorded yet (%s)", job.id, type(exc).__name__)
+        await asyncio.to_thread(spool.mark_posted, job.id, message.channel.id, message.id)
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         text = self.bot.catalog.error_text(error, job.locale)

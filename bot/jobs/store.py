@@ -125,20 +125,25 @@ async def record_success(
         job = await session.get(Job, job_id)
         if job is None:
             return None
-        job.status = JobStatus.SUCCEEDED
-        job.finished_at = utcnow()
-        job.n_delivered = len(result.images)
-        job.n_charged = len(result.images)
-        job.revised_prompt = result.revised_prompts[0] if result.revised_prompts else None
-        job.cost_micro_usd = cost
-        job.size = result.size or job.size
-        job.quality = result.quality or job.quality
-        if result.usage is not None:
-            job.input_tokens = result.usage.input_tokens
-            job.output_tokens = result.usage.output_tokens
+        settle(job, result, cost)
         for position, image in enumerate(result.images):
             session.add(_image(job_id, ImageRole.OUTPUT, position, image.data, image.mime_type))
         return job
+
+
+def settle(job: Job, result: ImageResult, cost: int) -> None:
+    """Mark ``job`` succeeded with ``result``: in its row, or on a copy posted from the spool."""
+    job.status = JobStatus.SUCCEEDED
+    job.finished_at = utcnow()
+    job.n_delivered = len(result.images)
+    job.n_charged = len(result.images)
+    job.revised_prompt = result.revised_prompts[0] if result.revised_prompts else None
+    job.cost_micro_usd = cost
+    job.size = result.size or job.size
+    job.quality = result.quality or job.quality
+    if result.usage is not None:
+        job.input_tokens = result.usage.input_tokens
+        job.output_tokens = result.usage.output_tokens
 
 
 async def record_failure(

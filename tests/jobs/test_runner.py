@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from bot.config import (
     JobsSettings,
     ProviderSettings,
     Settings,
+    StorageSettings,
 )
 from bot.db.engine import Storage
 from bot.db.models import ImageRole, Job, JobImage, JobStatus
@@ -593,3 +595,44 @@ def test_a_request_in_flight_counts_until_it_is_answered() -> None:
     assert limiter.delay(1) == pytest.approx(10.0 * (1 + 1 / 60))  # a full window from now
     now[0] += 10.2
     assert limiter.delay(1) == 0
+
+
+# --- a database that cannot take the result ---------------------------------------------------
+
+
+async def test_a_result_the_database_cannot_take_is_spooled_and_recorded_when_it_is_back(
+    fake_images_api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    """The write lock is held elsewhere past the busy timeout, and posting fails too."""
+    api = fake_images_api
+    path = tmp_path / "bot.db"
+    settings = make_settings(
+        api,
+        tmp_path,
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{path}", busy_timeout_seconds=0.1),
+        storage=StorageSettings(spool_dir=str(tmp_path / "spool")),
+    )
+    async with open_world(api, settings) as world:
+        runner, recorder = await world.runner(Recorder(fail_deliveries=True))
+        runner.record_retry_delays, runner.spool_retry_seconds = (0.05,), 0.1
+        api.delay = 0.3
+        locker = sqlite3.connect(path, isolation_level=None)
+        try:
+            job = await submit(runner, "paid for", n=2)
+            await until(lambda: len(api.requests) == 1)
+            locker.execute("BEGIN EXCLUSIVE")
+            await until(lambda: (tmp_path / "spool" / f"job-{job.id}.json").exists())
+            await until(lambda: not runner.dispatcher.running)  # its first delivery failed
+            assert (await world.job(job.id)).status is JobStatus.RUNNING  # nothing recorded
+            recorder.fail_deliveries = False
+        finally:
+            locker.rollback()
+            locker.close()
+        await recorder.wait_for("succeeded", 1)  # posted from the spool once the DB is back
+        assert len(recorder.detail("succeeded", job.id)) == 2
+        done = await world.job(job.id)
+        assert done.status is JobStatus.SUCCEEDED and not done.possibly_billed
+        assert (done.n_charged, done.n_delivered, done.cost_micro_usd) == (2, 2, 2 * PRICE)
+        assert len(await store.outputs_of(world.storage.sessions, job.id)) == 2
+        await until(lambda: not any((tmp_path / "spool").iterdir()))
+        assert len(api.requests) == 1 and recorder.of("succeeded") == [job.id]
