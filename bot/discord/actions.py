@@ -32,7 +32,7 @@ from bot.discord.uploads import download, first_image, precheck, probe_uploads, 
 from bot.discord.views import REMIX_PROMPT, remix_modal_id
 from bot.generation import ImageOrder, check_order
 from bot.jobs import InternalError, JobOrigin, JobRunner, store
-from bot.jobs.intake import close_intake, open_intake
+from bot.jobs.intake import close_intake
 from bot.jobs.store import Sessions
 from bot.providers import Operation
 
@@ -87,8 +87,7 @@ class Actions:
             precheck(attachment, self.upload_limit, subject)
         # Durable before it is acknowledged: a process killed after "thinking…" leaves the
         # intake, and the next start finishes it (bot.discord.intakes).
-        intake_id = await open_intake(
-            self.sessions,
+        intake_id = await self.runner.intakes.open(
             intake_origin(interaction),
             command,
             intake_request(interaction, order, uploads, source),
@@ -115,8 +114,7 @@ class Actions:
             )
         except Exception:
             # Refused: the caller answers at once, so nothing is left for a restart to finish.
-            if intake_id is not None:
-                await close_intake(self.sessions, intake_id)
+            await close_intake(self.sessions, intake_id)
             raise
 
     def _origin(

@@ -26,7 +26,7 @@ from bot.generation import Engine, ImageOrder, make_images
 from bot.jobs import store
 from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
-from bot.jobs.intake import IntakeRecovery, pending_intakes
+from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.spool import Spool, SpoolEntry
 from bot.jobs.store import JobOrigin, Sessions
@@ -90,6 +90,8 @@ class JobRunner:
         self._prices = price_table(settings.prices)
         self._listener: JobListener | None = None
         self._intake_recovery: IntakeRecovery | None = None
+        #: Acknowledged requests not yet jobs (see bot.jobs.intake).
+        self.intakes = IntakeBook(sessions)
         self._closing = False
         #: Requests past the cap check and not queued yet, by member and by guild: counted
         #: against the caps, so concurrent requests cannot all slip in while the ledger works.
