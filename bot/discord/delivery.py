@@ -29,7 +29,7 @@ from bot.discord.status import ORIGINAL, StatusBoard, interaction_webhook
 from bot.discord.views import RetryButton
 from bot.errors import BotError
 from bot.jobs import Place, store
-from bot.jobs.runner import DATABASE_ERRORS
+from bot.jobs.spool import DATABASE_ERRORS
 from bot.providers import GeneratedImage
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class Delivery:
         A spooled result's row is not written yet, and a failing database cannot take it: the
         posting is noted beside the spool and recorded with it, so it is never posted twice.
         """
-        spool = self.bot.runner.spool
+        spool = self.bot.runner.results.spool
         if not await asyncio.to_thread(spool.has, job.id):
             try:
                 await store.record_delivery(

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Coroutine, Hashable
 from pathlib import Path
 from typing import Any, Protocol
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import Settings
 from bot.db.models import Job, JobStatus
@@ -28,9 +25,9 @@ from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.ratelimit import ImageRateLimiter
-from bot.jobs.spool import Spool, SpoolEntry
+from bot.jobs.spool import ResultKeeper, Spool
 from bot.jobs.store import JobOrigin, Sessions
-from bot.providers import GeneratedImage, ImageResult
+from bot.providers import GeneratedImage
 from bot.quotas import estimate_cost, price_table, settle_cost
 from bot.quotas.ledger import reserve
 from bot.quotas.policy import (
@@ -42,14 +39,6 @@ from bot.quotas.policy import (
 )
 
 log = logging.getLogger(__name__)
-
-#: What a database that cannot take a write raises (locked, disk full, read-only, gone).
-DATABASE_ERRORS = (SQLAlchemyError, OSError)
-#: Pauses (seconds) between attempts to record a result, within :data:`RECORD_WITHIN` in all.
-RECORD_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
-RECORD_WITHIN = 4.0
-#: How often results kept in the spool are offered to the database again.
-SPOOL_RETRY_SECONDS = 30.0
 
 
 class InternalError(BotError):
@@ -103,12 +92,10 @@ class JobRunner:
         self._guild_locks: dict[Hashable, asyncio.Lock] = {}
         #: Work for jobs outside the queue (posting kept results again); cancelled on close.
         self._background: set[asyncio.Task[None]] = set()
-        #: Paid images the database could not take yet (see bot.jobs.spool).
-        self.spool = Spool(Path(settings.storage.spool_dir))
-        self.record_retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS
-        self.spool_retry_seconds = SPOOL_RETRY_SECONDS
-        #: Held while a spooled result is delivered or recorded: never both at once.
-        self._spool_lock = asyncio.Lock()
+        #: Records results, keeping them in the spool while the database cannot take them.
+        self.results = ResultKeeper(
+            sessions, Spool(Path(settings.storage.spool_dir)), self._notify_success
+        )
         self.dispatcher = Dispatcher(
             self._run,
             concurrency=settings.jobs.concurrency,
@@ -264,89 +251,9 @@ class JobRunner:
             cost,
             extra=_context(job),
         )
-        done = await self._record_success(job, result, cost)
+        done = await self.results.record(job, result, cost)
         if done is not None:
             await self._notify_success(done, list(result.images))
-
-    async def _record_success(self, job: Job, result: ImageResult, cost: int) -> Job | None:
-        """Record the paid images, retrying a failing database for a few seconds.
-
-        When it stays unavailable the images go to the spool and are posted from there; the
-        spool is recorded when the database is back (:meth:`flush_spool`). None then.
-        """
-        began = time.monotonic()
-        for delay in (*self.record_retry_delays, None):
-            try:
-                return await store.record_success(self._sessions, job.id, result, cost)
-            except DATABASE_ERRORS as exc:
-                late = delay is None or time.monotonic() - began + delay > RECORD_WITHIN
-                log.warning(
-                    "job %d: recording the result failed (%s)%s",
-                    job.id,
-                    type(exc).__name__,
-                    "" if late else f"; again in {delay:g} s",
-                    extra=_context(job),
-                )
-                if late:
-                    break
-                await asyncio.sleep(delay or 0)
-        async with self._spool_lock:
-            await asyncio.to_thread(self.spool.keep, job.id, result, cost)
-            log.error(
-                "job %d: the database is unavailable; its %d images are kept in %s and "
-                "recorded when it is back",
-                job.id,
-                len(result.images),
-                self.spool.directory,
-                extra=_context(job),
-            )
-            store.settle(job, result, cost)  # the copy delivery reads; the row follows later
-            await self._notify_success(job, list(result.images))
-        return None
-
-    async def flush_spool(self) -> int:
-        """Record the results the spool keeps (posting any never posted); how many are left."""
-        async with self._spool_lock:
-            entries = await asyncio.to_thread(self.spool.entries)
-            unposted: list[tuple[Job, SpoolEntry]] = []
-            left = 0
-            for entry in entries:
-                try:
-                    job = await self._record_spooled(entry)
-                except DATABASE_ERRORS as exc:
-                    log.warning("job %d: the spool is not recorded yet (%s)", entry.job_id, exc)
-                    left += 1
-                    continue
-                if job is not None:
-                    unposted.append((job, entry))
-            for job, entry in unposted:
-                assert entry.result is not None
-                log.info("job %d: posting its images from the spool", job.id, extra=_context(job))
-                await self._notify_success(job, list(entry.result.images))
-        return left
-
-    async def _record_spooled(self, entry: SpoolEntry) -> Job | None:
-        """One spool entry into the database, then off the disk; the job if still unposted."""
-        job = await store.get_job(self._sessions, entry.job_id)
-        unposted = None
-        if job is not None and entry.result is not None and job.status in _ACTIVE:
-            job = await store.record_success(self._sessions, job.id, entry.result, entry.cost)
-            unposted = job if entry.posted is None else None
-            log.info("job %d: result recorded from the spool", entry.job_id)
-        if job is not None and entry.posted is not None and job.status is JobStatus.SUCCEEDED:
-            posted = entry.posted
-            await store.record_delivery(
-                self._sessions, job.id, posted.channel_id, posted.message_id
-            )
-            unposted = None
-        await asyncio.to_thread(self.spool.remove, entry.job_id)
-        return unposted
-
-    async def _flush_spool_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.spool_retry_seconds)
-            if await asyncio.to_thread(self.spool.entries):
-                await self.flush_spool()
 
     async def _fail(self, job_id: int, error: BotError, *, possibly_billed: bool = False) -> None:
         job = await store.record_failure(
@@ -377,9 +284,9 @@ class JobRunner:
         are back in the queue, so they queue behind the requests that were first.
         """
         resumed: list[Job] = []
-        await self.flush_spool()  # images made before the stop are recorded, not interrupted
+        await self.results.flush()  # images made before the stop are recorded, not interrupted
         for job in await store.unfinished_jobs(self._sessions):
-            if self.spool.has(job.id):
+            if await self.results.kept(job.id):
                 continue  # made, kept in the spool: recorded when the database takes it
             if job.status is JobStatus.QUEUED:
                 origin = JobOrigin(user_id=job.user_id or 0, guild_id=job.guild_id)
@@ -424,7 +331,7 @@ class JobRunner:
                     log.exception("job %d: showing its place failed", job.id, extra=_context(job))
         await self._recover_intakes()
         self.dispatcher.start()
-        self.spawn(self._flush_spool_forever(), name="spool")
+        self.spawn(self.results.flush_forever(), name="spool")
 
     async def _recover_intakes(self) -> None:
         """Acknowledged requests that never became jobs: queued now, or answered."""
@@ -468,10 +375,6 @@ class JobRunner:
                 changed.clear()
         finally:
             self.dispatcher.unwatch(changed)
-
-
-#: A job whose row still holds a reservation: a spooled result for it is not recorded yet.
-_ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def _context(job: Job) -> dict[str, int | None]:

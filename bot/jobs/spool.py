@@ -13,15 +13,38 @@ file is written last, so a process killed mid-way leaves either a whole entry or
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.db.models import Job, JobStatus
+from bot.jobs import store
+from bot.jobs.store import Sessions
 from bot.providers import GeneratedImage, ImageResult
 from bot.providers.types import ImageUsage
+
+log = logging.getLogger(__name__)
+
+#: What a database that cannot take a write raises (locked, disk full, read-only, gone).
+DATABASE_ERRORS = (SQLAlchemyError, OSError)
+#: Pauses (seconds) between attempts to record a result, within :data:`RECORD_WITHIN` in all.
+RECORD_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+RECORD_WITHIN = 4.0
+#: How often results kept in the spool are offered to the database again.
+SPOOL_RETRY_SECONDS = 30.0
+#: A job whose row still holds a reservation: a spooled result for it is not recorded yet.
+_ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+Notify = Callable[[Job, list[GeneratedImage]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -158,3 +181,104 @@ def _write(path: Path, data: bytes) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
+
+
+class ResultKeeper:
+    """Records finished jobs' images; keeps and posts them from the spool while it cannot.
+
+    ``notify`` posts a result (the runner's listener). A spooled result is posted or recorded
+    under one lock, so the timer's recording never races its first posting.
+    """
+
+    def __init__(self, sessions: Sessions, spool: Spool, notify: Notify) -> None:
+        self.spool = spool
+        self._sessions = sessions
+        self._notify = notify
+        self._lock = asyncio.Lock()
+        self.retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS
+        self.flush_seconds = SPOOL_RETRY_SECONDS
+
+    async def record(self, job: Job, result: ImageResult, cost: int) -> Job | None:
+        """The recorded job, after retrying a failing database for a few seconds.
+
+        When it stays unavailable the images go to the spool and are posted from there at
+        once; None then (they are recorded by :meth:`flush` when the database is back).
+        """
+        began = time.monotonic()
+        for delay in (*self.retry_delays, None):
+            try:
+                return await store.record_success(self._sessions, job.id, result, cost)
+            except DATABASE_ERRORS as exc:
+                late = delay is None or time.monotonic() - began + delay > RECORD_WITHIN
+                log.warning(
+                    "job %d: recording the result failed (%s)%s",
+                    job.id,
+                    type(exc).__name__,
+                    "" if late else f"; again in {delay:g} s",
+                    extra={"job_id": job.id},
+                )
+                if late or delay is None:
+                    break
+                await asyncio.sleep(delay)
+        async with self._lock:
+            await asyncio.to_thread(self.spool.keep, job.id, result, cost)
+            log.error(
+                "job %d: the database is unavailable; its %d images are kept in %s and "
+                "recorded when it is back",
+                job.id,
+                len(result.images),
+                self.spool.directory,
+                extra={"job_id": job.id},
+            )
+            store.settle(job, result, cost)  # the copy delivery reads; the row follows later
+            await self._notify(job, list(result.images))
+        return None
+
+    async def kept(self, job_id: int) -> bool:
+        return await asyncio.to_thread(self.spool.has, job_id)
+
+    async def flush(self) -> int:
+        """Record what the spool keeps, posting what was never posted; how many are left."""
+        async with self._lock:
+            try:
+                entries = await asyncio.to_thread(self.spool.entries)
+            except (OSError, ValueError, KeyError):
+                log.exception("the spool in %s cannot be read", self.spool.directory)
+                return -1
+            unposted: list[tuple[Job, ImageResult]] = []
+            left = 0
+            for entry in entries:
+                try:
+                    job = await self._record(entry)
+                except DATABASE_ERRORS as exc:
+                    log.warning("job %d: the spool is not recorded yet (%s)", entry.job_id, exc)
+                    left += 1
+                    continue
+                if job is not None and entry.result is not None:
+                    unposted.append((job, entry.result))
+            for job, result in unposted:
+                log.info("job %d: posting its images from the spool", job.id)
+                await self._notify(job, list(result.images))
+        return left
+
+    async def flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            if await asyncio.to_thread(self.spool.entries):
+                await self.flush()
+
+    async def _record(self, entry: SpoolEntry) -> Job | None:
+        """One entry into the database, then off the disk; the job when it is still unposted."""
+        job = await store.get_job(self._sessions, entry.job_id)
+        unposted = None
+        if job is not None and entry.result is not None and job.status in _ACTIVE:
+            job = await store.record_success(self._sessions, job.id, entry.result, entry.cost)
+            unposted = job if entry.posted is None else None
+            log.info("job %d: result recorded from the spool", entry.job_id)
+        if job is not None and entry.posted is not None and job.status is JobStatus.SUCCEEDED:
+            posted = entry.posted
+            await store.record_delivery(
+                self._sessions, job.id, posted.channel_id, posted.message_id
+            )
+        await asyncio.to_thread(self.spool.remove, entry.job_id)
+        return unposted

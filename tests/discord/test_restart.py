@@ -181,7 +181,7 @@ async def test_images_made_while_the_database_is_locked_are_posted_and_recorded_
     locker = sqlite3.connect(path, isolation_level=None)
     try:
         async with run_bot(fake, api, settings) as harness:
-            harness.bot.runner.record_retry_delays = (0.05, 0.1)
+            harness.bot.runner.results.retry_delays = (0.05, 0.1)
             handle = await fake.slash("imagine", {"prompt": PROMPT, "size": "256x256"})
             async with asyncio.timeout(5):
                 while not api.requests:  # noqa: ASYNC110 - the fake API has no event to wait on

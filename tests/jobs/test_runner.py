@@ -614,7 +614,7 @@ async def test_a_result_the_database_cannot_take_is_spooled_and_recorded_when_it
     )
     async with open_world(api, settings) as world:
         runner, recorder = await world.runner(Recorder(fail_deliveries=True))
-        runner.record_retry_delays, runner.spool_retry_seconds = (0.05,), 0.1
+        runner.results.retry_delays, runner.results.flush_seconds = (0.05,), 0.1
         api.delay = 0.3
         locker = sqlite3.connect(path, isolation_level=None)
         try:
