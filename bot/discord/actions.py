@@ -1,8 +1,9 @@
 """What happens when a member asks for images: by command, button, modal, menu or reaction.
 
 Every path ends in :meth:`Actions.submit`, which checks what can be checked at once (answering
-within Discord's 3 seconds with a precise, private message), then defers, reads the uploads and
-hands the order to the job runner. Results are posted later by :mod:`bot.discord.delivery`.
+within Discord's 3 seconds with a precise, private message), then stores the request (an intake,
+so a restart finishes it), defers, reads the uploads and hands the order to the job runner.
+Results are posted later by :mod:`bot.discord.delivery`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bot.discord.views import REMIX_PROMPT, remix_modal_id
 from bot.generation import ImageOrder, check_order
 from bot.jobs import InternalError, JobOrigin, JobRunner, store
 from bot.jobs.intake import close_intake
+from bot.jobs.spool import DATABASE_ERRORS
 from bot.jobs.store import Sessions
 from bot.providers import Operation
 
@@ -77,8 +79,7 @@ class Actions:
         command: str,
         source: tuple[int, int | None] | None = None,
     ) -> Job:
-        """Check, store the intake, defer, read uploads, queue. Raises BotError before deferring
-        when it can."""
+        """Check, store the request, defer, read uploads, queue; BotError early when it can."""
         if interaction.guild_id is None and not self.bot.settings.quotas.dm_enabled:
             raise GuildOnly()
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
@@ -114,7 +115,8 @@ class Actions:
             )
         except Exception:
             # Refused: the caller answers at once, so nothing is left for a restart to finish.
-            await close_intake(self.sessions, intake_id)
+            with contextlib.suppress(*DATABASE_ERRORS):
+                await close_intake(self.sessions, intake_id)
             raise
 
     def _origin(
