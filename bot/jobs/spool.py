@@ -221,15 +221,21 @@ class ResultKeeper:
                     break
                 await asyncio.sleep(delay)
         async with self._lock:
-            await asyncio.to_thread(self.spool.keep, job.id, result, cost)
-            log.error(
-                "job %d: the database is unavailable; its %d images are kept in %s and "
-                "recorded when it is back",
-                job.id,
-                len(result.images),
-                self.spool.directory,
-                extra={"job_id": job.id},
-            )
+            try:
+                await asyncio.to_thread(self.spool.keep, job.id, result, cost)
+            except OSError:
+                # Nowhere to keep them (the same full disk?): the member gets them all the same;
+                # the next start counts the job as interrupted and possibly billed.
+                log.exception("job %d: the images cannot be kept either", job.id)
+            else:
+                log.error(
+                    "job %d: the database is unavailable; its %d images are kept in %s and "
+                    "recorded when it is back",
+                    job.id,
+                    len(result.images),
+                    self.spool.directory,
+                    extra={"job_id": job.id},
+                )
             store.settle(job, result, cost)  # the copy delivery reads; the row follows later
             await self._notify(job, list(result.images))
         return None
