@@ -73,7 +73,9 @@ async def open_engine(
 @asynccontextmanager
 async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
     """The database, migrated to the latest schema before anyone uses it."""
-    engine = create_engine(settings.database.url)
+    engine = create_engine(
+        settings.database.url, busy_timeout=settings.database.busy_timeout_seconds
+    )
     try:
         await upgrade_database(engine)
         if await enable_incremental_vacuum(engine):

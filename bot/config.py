@@ -139,12 +139,16 @@ class QuotaSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = field(default="sqlite+aiosqlite:///data/bot.db", repr=False)
+    #: How long a SQLite write waits for another writer's lock before it fails.
+    busy_timeout_seconds: float = field(default=30.0, metadata=_range(0.01, 600))
 
 
 @dataclass(frozen=True)
 class StorageSettings:
     """What the bot keeps on disk, and for how long."""
 
+    #: Where made images wait while the database cannot record them (see bot.jobs.spool).
+    spool_dir: str = "data/spool"
     #: Days a finished job keeps its stored images (uploads as sent, undelivered results);
     #: the ledger row itself is kept.
     retention_days: int = field(default=30, metadata=_range(1, 36_500))

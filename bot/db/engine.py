@@ -12,6 +12,7 @@ an older database once, at start.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,24 +39,26 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database)
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, busy_timeout: float = 30.0) -> AsyncEngine:
+    """``busy_timeout``: seconds a SQLite write waits for another writer before it fails."""
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = _create_async_engine(url, echo=echo, pool_pre_ping=path is None)
     if make_url(url).drivername.startswith("sqlite"):
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = functools.partial(_sqlite_pragmas, busy_ms=int(busy_timeout * 1000))
+        event.listen(engine.sync_engine, "connect", pragmas)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     try:
         # First: on a new file it must come before the first table (WAL mode creates none).
         cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()

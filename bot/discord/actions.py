@@ -1,13 +1,13 @@
 """What happens when a member asks for images: by command, button, modal, menu or reaction.
 
 Every path ends in :meth:`Actions.submit`, which checks what can be checked at once (answering
-within Discord's 3 seconds with a precise, private message), then defers, reads the uploads and
-hands the order to the job runner. Results are posted later by :mod:`bot.discord.delivery`.
+within Discord's 3 seconds with a precise, private message), then stores the request (an intake,
+so a restart finishes it), defers, reads the uploads and hands the order to the job runner.
+Results are posted later by :mod:`bot.discord.delivery`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -26,13 +26,16 @@ from bot.discord.errors import (
     ResultTooOld,
 )
 from bot.discord.i18n import Catalog
+from bot.discord.intakes import intake_origin, intake_request
 from bot.discord.provenance import check_result_here, check_same_place
 from bot.discord.tree import report_error
-from bot.discord.uploads import download, first_image, precheck, probe_uploads
+from bot.discord.uploads import UploadReader, first_image, precheck
 from bot.discord.views import REMIX_PROMPT, remix_modal_id
 from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner, store
 from bot.jobs.admission import check_origin
+from bot.jobs.intake import close_intake
+from bot.jobs.spool import DATABASE_ERRORS
 from bot.jobs.store import Sessions
 from bot.providers import Operation
 from bot.quotas.ratelimit import MemberRequestLimiter
@@ -43,8 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Upload = tuple[discord.Attachment, str]
-#: Uploads read from Discord's CDN at the same time (each up to the upload limit in memory).
-MAX_DOWNLOADS = 4
 
 
 class Actions:
@@ -54,7 +55,8 @@ class Actions:
         self._retrying: set[int] = set()
         #: Every way in takes one of the member's requests per minute.
         self.requests = MemberRequestLimiter(bot.settings.jobs.member_requests_per_minute)
-        self._downloads = asyncio.Semaphore(MAX_DOWNLOADS)
+        #: The one reader of members' uploads (a bound on concurrent downloads for every path).
+        self.uploads = UploadReader(bot.engine.http, bot.engine.images)
 
     @property
     def catalog(self) -> Catalog:
@@ -83,11 +85,12 @@ class Actions:
         command: str,
         source: tuple[int, int | None] | None = None,
     ) -> Job:
-        """Check, defer, read uploads, queue. Raises BotError before deferring when it can.
+        """Check, store the request, defer, read uploads, queue; BotError early when it can.
 
         Everything that costs nothing is checked before anything that costs something: the
         server, the member's request rate, the order, the uploads' metadata, the rules and the
-        queue caps come before the defer; the quotas (read-only) before any download.
+        queue caps come before the defer; the quotas (read-only) before any download. The
+        request is durable (an intake row) before it is acknowledged.
         """
         if interaction.guild_id is None and not self.bot.settings.quotas.dm_enabled:
             raise GuildOnly()
@@ -99,31 +102,31 @@ class Actions:
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
         self.runner.precheck(order, origin)
-        if not interaction.response.is_done():
-            await interaction.response.defer(ephemeral=True, thinking=True)
-        if uploads:
-            await self.runner.would_fit(order, origin)
-        files = {
-            subject: await self.read_upload(attachment, subject) for attachment, subject in uploads
-        }
-        if files:
-            images = self.bot.engine.images
-            await images.run(probe_uploads, files, images.limits)
-            order = dataclasses.replace(
-                order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
+        # Durable before it is acknowledged: a process killed after "thinking…" leaves the
+        # intake, and the next start finishes it (bot.discord.intakes).
+        intake_id = await self.runner.intakes.open(
+            intake_origin(interaction),
+            command,
+            intake_request(interaction, order, uploads, source),
+        )
+        try:
+            if not interaction.response.is_done():
+                await interaction.response.defer(ephemeral=True, thinking=True)
+            if uploads:
+                await self.runner.would_fit(order, origin)
+            files = await self.uploads.read_all(
+                [(a.url, a.size, subject) for a, subject in uploads]
             )
-        return await self.runner.submit(order, origin, command=command)
-
-    async def read_upload(self, attachment: discord.Attachment, subject: str = "image") -> bytes:
-        """Download an upload, at most MAX_DOWNLOADS at once: a burst cannot fill the memory."""
-        async with self._downloads:
-            return await download(
-                self.bot.engine.http,
-                attachment.url,
-                declared=attachment.size,
-                limit=self.upload_limit,
-                subject=subject,
-            )
+            if files:
+                order = dataclasses.replace(
+                    order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
+                )
+            return await self.runner.submit(order, origin, command=command, intake_id=intake_id)
+        except Exception:
+            # Refused: the caller answers at once, so nothing is left for a restart to finish.
+            with contextlib.suppress(*DATABASE_ERRORS):
+                await close_intake(self.sessions, intake_id)
+            raise
 
     def _origin(
         self, interaction: discord.Interaction[Any], source: tuple[int, int | None] | None

@@ -23,6 +23,7 @@ from bot.discord.actions import Actions
 from bot.discord.delivery import Delivery
 from bot.discord.exts import EXTENSIONS
 from bot.discord.i18n import BotTranslator, Catalog
+from bot.discord.intakes import IntakeResumer
 from bot.discord.tree import BotTree
 from bot.discord.views import DYNAMIC_ITEMS, route_modal
 from bot.errors import BotError, ConfigError
@@ -100,6 +101,7 @@ class ImageBot(commands.Bot):
         if self.metrics is not None:
             listener = ObservingListener(self.delivery, self.metrics)
         self.runner.set_listener(listener)
+        self.runner.set_intake_recovery(IntakeResumer(self))
         if self.sync_commands:
             await self.sync_application_commands()
         if self.start_jobs:

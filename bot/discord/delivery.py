@@ -11,6 +11,7 @@ closed and DMs off), it is tried again a few times with growing pauses, and at e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from bot.discord.status import ORIGINAL, StatusBoard, interaction_webhook
 from bot.discord.views import RetryButton
 from bot.errors import BotError
 from bot.jobs import Place, store
+from bot.jobs.spool import DATABASE_ERRORS
 from bot.providers import GeneratedImage
 
 if TYPE_CHECKING:
@@ -54,9 +56,23 @@ class Delivery:
         await self.status.queued(job, place)
 
     async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
-        if not await self._deliver(job, images) and job.id not in self._redelivering:
+        if await self._deliver(job, images):
+            return
+        await self._tell_late(job)
+        if job.id not in self._redelivering:
             self._redelivering.add(job.id)
             self.bot.runner.spawn(self._redeliver(job.id), name=f"redeliver-{job.id}")
+
+    async def _tell_late(self, job: Job) -> None:
+        """The images are made and kept, but no route took them: the member hears they follow."""
+        webhook = interaction_webhook(self.bot, job)
+        if webhook is None:
+            return
+        text = self.bot.catalog.text("status.late", job.locale)
+        try:
+            await webhook.edit_message(ORIGINAL, content=text, view=None)
+        except discord.HTTPException as exc:
+            log.info("job %d: late delivery not told (%s)", job.id, exc.code)
 
     async def _redeliver(self, job_id: int) -> None:
         """Post a kept result again later: the images were paid for."""
@@ -93,11 +109,27 @@ class Delivery:
             log.error("job %d: result could not be delivered by any route; kept", job.id)
             return False
         sessions = self.bot.storage.sessions
-        await store.record_delivery(sessions, job.id, [(m.channel.id, m.id) for m in posted])
+        await self._record_delivery(job, [(m.channel.id, m.id) for m in posted])
         await self.status.final(job, self.bot.catalog.text("status.done", job.locale))
-        await store.clear_token(sessions, job.id)
+        with contextlib.suppress(*DATABASE_ERRORS):  # else the hourly prune pass clears it
+            await store.clear_token(sessions, job.id)
         log.info("job %d delivered as message %d", job.id, posted[0].id)
         return True
+
+    async def _record_delivery(self, job: Job, messages: list[tuple[int | None, int]]) -> None:
+        """Remember where the result went; in the spool while the database cannot take it.
+
+        A spooled result's row is not written yet, and a failing database cannot take it: the
+        posting is noted beside the spool and recorded with it, so it is never posted twice.
+        """
+        spool = self.bot.runner.results.spool
+        if not await asyncio.to_thread(spool.has, job.id):
+            try:
+                await store.record_delivery(self.bot.storage.sessions, job.id, messages)
+                return
+            except DATABASE_ERRORS as exc:
+                log.warning("job %d: delivery not recorded yet (%s)", job.id, type(exc).__name__)
+        await asyncio.to_thread(spool.mark_posted, job.id, messages)
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         text = self.bot.catalog.error_text(error, job.locale)

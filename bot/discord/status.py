@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.db.models import Job
+from bot.db.models import Intake, Job
 from bot.discord.views import CancelButton
 from bot.jobs import Place
 
@@ -40,8 +40,8 @@ REFRESH_SECONDS = 5.0
 PASS_SECONDS = 1.0
 
 
-def interaction_webhook(bot: ImageBot, job: Job) -> discord.Webhook | None:
-    """The job's interaction follow-up webhook while its token is still alive."""
+def interaction_webhook(bot: ImageBot, job: Job | Intake) -> discord.Webhook | None:
+    """The interaction follow-up webhook of a job (or intake) while its token is still alive."""
     if not (job.application_id and job.interaction_token and job.interaction_at):
         return None
     created = job.interaction_at

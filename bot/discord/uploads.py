@@ -7,6 +7,7 @@ missing or wrong). Decoding and every other check happen later, in bot.imaging.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
@@ -18,6 +19,7 @@ from bot.imaging import (
     ImageError,
     ImageLimits,
     ImageTooLarge,
+    ImageWorker,
     SizeCappedBuffer,
     check_declared_size,
 )
@@ -102,3 +104,40 @@ def probe_uploads(files: dict[str, bytes], limits: ImageLimits) -> None:
         open_image(mask, limits, check_shape=False)
     except ImageError as exc:
         raise exc.about("mask") from None
+
+
+#: Uploads downloaded at the same time: a burst of requests cannot fill the memory.
+MAX_DOWNLOADS = 4
+
+#: An upload to read: (URL, the size Discord declared, "image" or "mask").
+UploadRef = tuple[str, int | None, str]
+
+
+class UploadReader:
+    """Downloads members' uploads, a few at a time, and checks their headers.
+
+    One reader serves every way in (commands, buttons, reactions, requests resumed after a
+    restart), so the bound on concurrent downloads holds for all of them together.
+    """
+
+    def __init__(self, http: aiohttp.ClientSession, images: ImageWorker) -> None:
+        self._http = http
+        self._images = images
+        self._gate = asyncio.Semaphore(MAX_DOWNLOADS)
+
+    @property
+    def limit(self) -> int:
+        return self._images.limits.max_bytes
+
+    async def read(self, url: str, declared: int | None, subject: str = "image") -> bytes:
+        async with self._gate:
+            return await download(
+                self._http, url, declared=declared, limit=self.limit, subject=subject
+            )
+
+    async def read_all(self, uploads: list[UploadRef]) -> dict[str, bytes]:
+        """Each upload's bytes by subject, their headers (and the mask's size) checked."""
+        files = {subject: await self.read(url, size, subject) for url, size, subject in uploads}
+        if files:
+            await self._images.run(probe_uploads, files, self._images.limits)
+        return files

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Coroutine, Hashable
+from pathlib import Path
 from typing import Any, Protocol
 
 from bot.config import Settings
@@ -23,7 +24,9 @@ from bot.jobs import store
 from bot.jobs.admission import SpendCapWatch, check_origin, check_rules
 from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
+from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.ratelimit import ImageRateLimiter
+from bot.jobs.spool import ResultKeeper, Spool
 from bot.jobs.store import JobOrigin, Sessions
 from bot.providers import GeneratedImage
 from bot.quotas import estimate_cost, price_table, settle_cost
@@ -70,6 +73,9 @@ class JobRunner:
         self._settings = settings
         self._prices = price_table(settings.prices)
         self._listener: JobListener | None = None
+        self._intake_recovery: IntakeRecovery | None = None
+        #: Acknowledged requests not yet jobs (see bot.jobs.intake).
+        self.intakes = IntakeBook(sessions)
         self._closing = False
         #: Requests past the cap check and not queued yet, by member and by guild: counted
         #: against the caps, so concurrent requests cannot all slip in while the ledger works.
@@ -84,6 +90,10 @@ class JobRunner:
         self.spend_caps = SpendCapWatch(settings.quotas)
         #: Work for jobs outside the queue (posting kept results again); cancelled on close.
         self._background: set[asyncio.Task[None]] = set()
+        #: Records results, keeping them in the spool while the database cannot take them.
+        self.results = ResultKeeper(
+            sessions, Spool(Path(settings.storage.spool_dir)), self._notify_success
+        )
         self.dispatcher = Dispatcher(
             self._run,
             concurrency=settings.jobs.concurrency,
@@ -92,6 +102,10 @@ class JobRunner:
 
     def set_listener(self, listener: JobListener) -> None:
         self._listener = listener
+
+    def set_intake_recovery(self, recovery: IntakeRecovery) -> None:
+        """Who finishes the acknowledged requests a killed process left (see :meth:`start`)."""
+        self._intake_recovery = recovery
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -132,8 +146,14 @@ class JobRunner:
         if guild_waiting >= jobs.max_queued_per_guild:
             raise GuildQueueFull(count=guild_waiting)
 
-    async def submit(self, order: ImageOrder, origin: JobOrigin, *, command: str) -> Job:
-        """Admit a job (checks, caps, quota reservation) and queue it; raises BotError."""
+    async def submit(
+        self, order: ImageOrder, origin: JobOrigin, *, command: str, intake_id: int | None = None
+    ) -> Job:
+        """Admit a job (checks, caps, quota reservation) and queue it; raises BotError.
+
+        ``intake_id``: the acknowledged request this is (bot.jobs.intake), deleted with the
+        job's insert; on a refusal the caller answers the member and deletes it.
+        """
         if self._closing:
             raise ShuttingDown()
         spec = self._engine.provider.spec_for(order.model)
@@ -158,6 +178,7 @@ class JobRunner:
                     origin.role_ids,
                     attachments=lambda job_id: store.input_images(job_id, order),
                     parent_channel_id=origin.parent_channel_id,
+                    intake_id=intake_id,
                 )
             self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
         except TotalBudget as error:
@@ -227,7 +248,9 @@ class JobRunner:
                 getattr(error, "detail", error),
                 extra=_context(job),
             )
-            await self._fail(job.id, error)
+            await self._fail(
+                job.id, error, possibly_billed=getattr(error, "possibly_billed", False)
+            )
             return
         except Exception:
             ref = f"J{job.id}"
@@ -252,7 +275,6 @@ class JobRunner:
                 job.cost_micro_usd,
                 extra=_context(job),
             )
-        done = await store.record_success(self._sessions, job.id, result, cost)
         log.info(
             "job %d succeeded: %d images, cost %d micro-USD",
             job.id,
@@ -260,11 +282,14 @@ class JobRunner:
             cost,
             extra=_context(job),
         )
+        done = await self.results.record(job, result, cost)
         if done is not None:
             await self._notify_success(done, list(result.images))
 
-    async def _fail(self, job_id: int, error: BotError) -> None:
-        job = await store.record_failure(self._sessions, job_id, error)
+    async def _fail(self, job_id: int, error: BotError, *, possibly_billed: bool = False) -> None:
+        job = await store.record_failure(
+            self._sessions, job_id, error, possibly_billed=possibly_billed
+        )
         if job is not None and self._listener is not None:
             try:
                 await self._listener.job_failed(job, error)
@@ -284,21 +309,34 @@ class JobRunner:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Pick up where the last process stopped, then start dispatching."""
+        """Pick up where the last process stopped, then start dispatching.
+
+        Requests acknowledged but not yet jobs (intakes) are finished after the queued jobs
+        are back in the queue, so they queue behind the requests that were first.
+        """
         resumed: list[Job] = []
+        await self.results.flush()  # images made before the stop are recorded, not interrupted
         for job in await store.unfinished_jobs(self._sessions):
+            if await self.results.kept(job.id):
+                continue  # made, kept in the spool: recorded when the database takes it
             if job.status is JobStatus.QUEUED:
                 guild_key, user_key = _job_keys(job.guild_id, job.user_id or 0)
                 self.dispatcher.queue.push(QueuedJob(job.id, guild_key, user_key, job.n_requested))
                 resumed.append(job)
             elif job.status is JobStatus.RUNNING:
                 log.warning(
-                    "job %d was running when the bot stopped: interrupted",
+                    "job %d was running when the bot stopped: interrupted; its estimate of "
+                    "%d micro-USD stays in the spend ledger as possibly billed",
                     job.id,
+                    job.cost_micro_usd,
                     extra=_context(job),
                 )
                 interrupted = await store.finish_without_images(
-                    self._sessions, job.id, JobStatus.INTERRUPTED, "interrupted"
+                    self._sessions,
+                    job.id,
+                    JobStatus.INTERRUPTED,
+                    "interrupted",
+                    possibly_billed=True,
                 )
                 if interrupted is not None and self._listener is not None:
                     try:
@@ -321,7 +359,22 @@ class JobRunner:
                     await self._listener.job_queued(job, places.get(job.id))
                 except Exception:
                     log.exception("job %d: showing its place failed", job.id, extra=_context(job))
+        await self._recover_intakes()
         self.dispatcher.start()
+        self.spawn(self.results.flush_forever(), name="spool")
+
+    async def _recover_intakes(self) -> None:
+        """Acknowledged requests that never became jobs: queued now, or answered."""
+        if self._intake_recovery is None:
+            return
+        intakes = await pending_intakes(self._sessions)
+        if intakes:
+            log.info("%d acknowledged requests were not queued yet: finishing them", len(intakes))
+        for intake in intakes:
+            try:
+                await self._intake_recovery.intake_pending(intake)
+            except Exception:
+                log.exception("finishing the acknowledged request %d failed", intake.id)
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` in the background until it ends or the runner closes."""

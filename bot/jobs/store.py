@@ -171,31 +171,38 @@ async def record_success(
         job = await session.get(Job, job_id)
         if job is None:
             return None
-        job.status = JobStatus.SUCCEEDED
-        job.finished_at = utcnow()
-        job.n_delivered = len(result.images)
-        job.n_charged = len(result.images)
-        job.revised_prompt = result.revised_prompts[0] if result.revised_prompts else None
-        job.cost_micro_usd = cost
-        job.size = result.size or job.size
-        job.quality = result.quality or job.quality
-        if result.usage is not None:
-            job.input_tokens = result.usage.input_tokens
-            job.output_tokens = result.usage.output_tokens
+        settle(job, result, cost)
         for position, image in enumerate(result.images):
             session.add(_image(job_id, ImageRole.OUTPUT, position, image.data, image.mime_type))
         return job
 
 
-async def record_failure(sessions: Sessions, job_id: int, error: BotError) -> Job | None:
+def settle(job: Job, result: ImageResult, cost: int) -> None:
+    """Mark ``job`` succeeded with ``result``: in its row, or on a copy posted from the spool."""
+    job.status = JobStatus.SUCCEEDED
+    job.finished_at = utcnow()
+    job.n_delivered = len(result.images)
+    job.n_charged = len(result.images)
+    job.revised_prompt = result.revised_prompts[0] if result.revised_prompts else None
+    job.cost_micro_usd = cost
+    job.size = result.size or job.size
+    job.quality = result.quality or job.quality
+    if result.usage is not None:
+        job.input_tokens = result.usage.input_tokens
+        job.output_tokens = result.usage.output_tokens
+
+
+async def record_failure(
+    sessions: Sessions, job_id: int, error: BotError, *, possibly_billed: bool = False
+) -> Job | None:
+    """No images: nothing is charged to members; see :func:`_release` for the spend."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
         if job is None:
             return None
         job.status = JobStatus.FAILED
         job.finished_at = utcnow()
-        job.cost_micro_usd = 0  # failures are never charged
-        job.n_charged = 0
+        _release(job, possibly_billed)
         job.error_code = error.key
         job.error_message = str(error)[:2000]
         await drop_images(session, job)  # nothing can run it again: its uploads are not needed
@@ -332,20 +339,38 @@ async def unfinished_jobs(sessions: Sessions) -> list[Job]:
 
 
 async def finish_without_images(
-    sessions: Sessions, job_id: int, status: JobStatus, error_code: str | None = None
+    sessions: Sessions,
+    job_id: int,
+    status: JobStatus,
+    error_code: str | None = None,
+    *,
+    possibly_billed: bool = False,
 ) -> Job | None:
-    """Cancelled or interrupted: nothing was delivered, so nothing is charged."""
+    """Cancelled or interrupted: nothing was delivered, so no member is charged."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
         if job is None:
             return None
         job.status = status
         job.finished_at = utcnow()
-        job.n_charged = 0
-        job.cost_micro_usd = 0
+        _release(job, possibly_billed)
         job.error_code = error_code
         if status is JobStatus.CANCELLED:
             # Nothing can run it again (an interrupted job keeps them for its Retry button).
             job.interaction_token = None
             await drop_images(session, job)
         return job
+
+
+def _release(job: Job, possibly_billed: bool) -> None:
+    """Drop a job's reservation of images; its spend stays when the provider may have billed it.
+
+    A request cut off after it was sent (the process killed, a timeout, a dropped connection)
+    may have made and billed images that never reached us. Its estimate stays in the spend
+    ledger (``possibly_billed``) so budgets stay conservative; members' image counts never pay
+    for images they did not get.
+    """
+    job.n_charged = 0
+    job.possibly_billed = possibly_billed
+    if not possibly_billed:
+        job.cost_micro_usd = 0

@@ -269,6 +269,7 @@ class ImagesClient:
         """
         max_retries = self._settings.max_retries
         attempt = 0
+        possibly_billed = False
         while True:
             cause: BaseException | None = None
             try:
@@ -291,6 +292,8 @@ class ImagesClient:
                 cause = exc
                 reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
                 error = ProviderUnavailable(detail=f"{what}: {reason}")
+                possibly_billed = possibly_billed or _maybe_sent(exc)
+            error.possibly_billed = possibly_billed
             retryable = isinstance(error, RateLimited | ProviderUnavailable)
             wait = error.retry_after
             if not retryable or attempt >= max_retries:
@@ -469,3 +472,8 @@ def _inspect(data: bytes) -> tuple[str, int, int]:
             detail=f"image is {width}x{height} pixels, more than any model makes"
         )
     return mime, width, height
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    """Whether a failed exchange may have reached the provider: all but "could not connect"."""
+    return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)

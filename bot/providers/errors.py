@@ -61,6 +61,9 @@ class ProviderError(BotError):
         self.param = param
         self.retry_after = retry_after
         self.detail = detail or self.message
+        #: The request may have reached the provider and been billed although no answer came
+        #: back (a timeout or a dropped connection after it was sent).
+        self.possibly_billed = False
 
 
 class InvalidRequest(ProviderError):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +23,7 @@ from bot.config import QuotaSettings
 from bot.db.models import (
     GuildSettings,
     Installation,
+    Intake,
     Job,
     JobImage,
     MemberReset,
@@ -134,6 +135,7 @@ async def reserve(
     now: datetime | None = None,
     attachments: Callable[[int], list[JobImage]] | None = None,
     parent_channel_id: int | None = None,
+    intake_id: int | None = None,
 ) -> Job:
     """Insert ``job`` (its n and estimated cost are the reservation) if every limit allows it.
 
@@ -141,6 +143,8 @@ async def reserve(
     queued job is never without its inputs. The guild's lock row and then the operator's total
     lock row are taken, always in that order: requests in one guild are serialized by the first,
     a burst across many guilds by the second, so neither limit can be overdrawn.
+    The intake ``intake_id`` (the acknowledged request
+    this job comes from, see bot.jobs.intake) is deleted in that transaction too.
     """
     now = now or utcnow()
     assert job.user_id is not None
@@ -157,6 +161,8 @@ async def reserve(
         await session.flush()
         for image in attachments(job.id) if attachments else ():
             session.add(image)
+        if intake_id is not None:
+            await session.execute(delete(Intake).where(Intake.id == intake_id))
     return job
 
 

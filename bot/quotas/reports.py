@@ -56,6 +56,7 @@ CSV_COLUMNS = (
     "cost_usd",
     "outcome",
     "error_code",
+    "possibly_billed",
 )
 
 
@@ -169,6 +170,9 @@ class ServerReport:
     images_today: int
     cost_micro: int
     outcomes: dict[str, int] = field(default_factory=dict)
+    #: Requests cut off after they were sent (no images): their estimates are in ``cost_micro``.
+    possibly_billed_jobs: int = 0
+    possibly_billed_micro: int = 0
     top_members: list[MemberTotal] = field(default_factory=list)
     models: list[ModelTotal] = field(default_factory=list)
 
@@ -219,6 +223,10 @@ async def server_report(
             .group_by(Job.model)
             .order_by(desc(images), Job.model)
         )
+        cut_off = await session.execute(
+            select(func.count(), cost).where(*where, Job.possibly_billed.is_(True))
+        )
+        cut_off_jobs, cut_off_cost = cut_off.one()
         images_today = int(today.scalar_one())
         status_rows = by_status.all()
         member_rows, model_rows = members.all(), models.all()
@@ -240,6 +248,8 @@ async def server_report(
         images_today=images_today,
         cost_micro=total_cost,
         outcomes=outcomes,
+        possibly_billed_jobs=int(cut_off_jobs),
+        possibly_billed_micro=int(cut_off_cost),
         top_members=[
             MemberTotal(int(u or 0), int(j), int(i), int(c)) for u, j, i, c in member_rows
         ],
@@ -308,6 +318,7 @@ def ledger_csv(jobs: Iterable[Job]) -> str:
             usd_decimal(job.cost_micro_usd),
             JobStatus(job.status).value,
             job.error_code or "",
+            "yes" if job.possibly_billed else "",
         )
         writer.writerow([csv_cell(cell) for cell in cells])
     return out.getvalue()

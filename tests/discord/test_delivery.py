@@ -116,6 +116,9 @@ async def test_a_result_nobody_can_receive_is_kept(harness: Harness) -> None:
     assert job.result_message_id is None
     outputs = await store.images_of(harness.bot.storage.sessions, job.id, _output_role())
     assert len(outputs) == 1  # the paid-for image is still stored
+    # and the member is told the images are made and will follow
+    late = harness.bot.catalog.text("status.late")
+    assert (await handle.wait_message(lambda m: m.content == late)).ephemeral
 
 
 def _output_role():  # type: ignore[no-untyped-def]

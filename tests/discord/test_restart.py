@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.config import DatabaseSettings, Settings
+from bot.config import DatabaseSettings, Settings, StorageSettings
+from bot.db.models import JobStatus
+from bot.discord.i18n import Catalog
+from bot.jobs import store
 from tests.discord.conftest import job_id_of, new_result, run_bot, seen_ids
 from tests.fakes.discord import FakeDiscord, StoredMessage
 from tests.fakes.discord.models import walk_components
 from tests.fakes.openai_api import FakeImagesAPI
 
 PROMPT = "a fox in the snow"
+DONE = Catalog.load().text("status.done")
+PRICE = 16_000  # dall-e-2 at 256x256, micro-dollars
 
 
 async def first_result(
@@ -149,3 +156,61 @@ async def test_a_remix_modal_opened_before_a_restart_is_submitted_after_it(
         assert remixed.embeds[0]["description"] == "a fox on a beach"
         assert remixed.pinged_ids == [fake.admin.id]
     assert fake.spec_violations == []
+
+
+async def test_images_made_while_the_database_is_locked_are_posted_and_recorded_once(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    """Another connection holds the write lock past the busy timeout when the images arrive.
+
+    The member gets the images all the same (from the spool); the bot stops while the database
+    is still locked; after the restart the job is recorded once, delivered, at its real cost,
+    with no Retry and nothing made twice.
+    """
+    fake, api = fake_discord, fake_images_api
+    path = tmp_path / "bot.db"
+    spool = tmp_path / "spool"
+    settings = settings_factory(
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{path}", busy_timeout_seconds=0.2),
+        storage=StorageSettings(spool_dir=str(spool)),
+    )
+    api.delay = 0.5
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with run_bot(fake, api, settings) as harness:
+            harness.bot.runner.results.retry_delays = (0.05, 0.1)
+            handle = await fake.slash("imagine", {"prompt": PROMPT, "size": "256x256"})
+            async with asyncio.timeout(5):
+                while not api.requests:  # noqa: ASYNC110 - the fake API has no event to wait on
+                    await asyncio.sleep(0.01)
+            locker.execute("BEGIN EXCLUSIVE")  # until after the bot stopped
+            result = await harness.result()
+            done = await handle.wait_message(lambda m: m.content == DONE)
+            assert done.ephemeral
+            await harness.idle()
+            assert sorted(p.name for p in spool.iterdir()) == [
+                "job-1-0.png",
+                "job-1.json",
+                "job-1.posted.json",
+            ]
+    finally:
+        locker.rollback()
+        locker.close()
+    assert result.files["image_1.png"].startswith(b"\x89PNG")
+
+    async with run_bot(fake, api, settings) as harness:  # the database is back
+        await harness.idle()
+        job = await store.get_job(harness.bot.storage.sessions, 1)
+    assert job is not None and job.status is JobStatus.DELIVERED
+    assert (job.n_charged, job.n_delivered, job.cost_micro_usd) == (1, 1, PRICE)
+    assert not job.possibly_billed
+    assert job.result_message_id == result.id
+    assert list(spool.iterdir()) == []
+    assert len(api.requests) == 1
+    posted = [m for m in fake.state.messages.values() if m.attachments and not m.ephemeral]
+    assert posted == [result]
+    assert not any("ib:retry" in c for m in fake.state.messages.values() for c in m.custom_ids)
+    assert fake.spec_violations == [] and api.spec_violations == []

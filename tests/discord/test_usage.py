@@ -7,6 +7,7 @@ are the ones the quota check used; a failed request is in the ledger but counts 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import AsyncIterator, Callable
@@ -188,3 +189,37 @@ async def test_usage_server_csv_has_one_row_per_job(bot: Harness) -> None:
     assert bad["error_code"] == "provider.safety_rejected"
     assert last["member_id"] == str(fake.admin.user.id)
     assert first["queued_at"] <= bad["queued_at"] <= last["queued_at"]
+
+
+async def test_a_request_that_timed_out_is_shown_as_possibly_billed_spend(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The provider may have billed it: the admin sees its estimate as spend, and why."""
+    settings = settings_factory(quotas=QUOTAS)
+    provider = dataclasses.replace(settings.provider, read_timeout_seconds=0.2)
+    async with run_bot(
+        fake_discord, fake_images_api, dataclasses.replace(settings, provider=provider)
+    ) as h:
+        await made(h, h.fake.user)
+        h.api.delay = 1.0
+        handle = await h.fake.slash("imagine", {"prompt": "slow"})
+        unavailable = h.bot.catalog.text("provider.unavailable")
+        await handle.wait_message(lambda m: m.content == unavailable)
+        await h.idle()
+        h.api.delay = 0.0
+        text = (await usage(h, "server", user=h.fake.admin)).content
+        lines = text.splitlines()
+        assert lines[2] == "Spend: **$0.04** of $5.00."  # the image made, and the one perhaps
+        assert lines[3] == (
+            "Of that, $0.02 is for 1 requests that were cut off and may have been billed "
+            "without images."
+        )
+        message = await usage(h, "server", {"csv": True}, user=h.fake.admin)
+        [data] = message.files.values()
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+        assert [(r["cost_usd"], r["possibly_billed"]) for r in rows] == [
+            ("0.020000", ""),
+            ("0.020000", "yes"),
+        ]

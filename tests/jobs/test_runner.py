@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from bot.config import (
     JobsSettings,
     ProviderSettings,
     Settings,
+    StorageSettings,
 )
 from bot.db.engine import Storage
 from bot.db.models import ImageRole, Job, JobImage, JobStatus
@@ -33,6 +35,7 @@ from bot.jobs import JobOrigin, JobRunner, Place, ShuttingDown, store
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.providers import GeneratedImage, Operation
 from bot.quotas.policy import (
+    GuildBudget,
     GuildQueueFull,
     ModelNotAllowed,
     QueueFull,
@@ -436,7 +439,9 @@ async def test_a_restart_resumes_queued_reports_running_and_delivers_kept_result
         assert told.of("interrupted") == [cut.id]
         interrupted = await world.job(cut.id)
         assert interrupted.status is JobStatus.INTERRUPTED
-        assert (interrupted.n_charged, interrupted.cost_micro_usd) == (0, 0)
+        # the provider may have made (and billed) it: its estimate stays as spend, no images
+        assert (interrupted.n_charged, interrupted.cost_micro_usd) == (0, PRICE)
+        assert interrupted.possibly_billed
         # the kept result is delivered from the database: no new request for it
         assert world.prompts() == ["kept", "cut short", "q1", "q2", "q3"]
         assert told.of("succeeded")[0] == kept.id
@@ -447,7 +452,65 @@ async def test_a_restart_resumes_queued_reports_running_and_delivers_kept_result
         for job in [kept, *queued]:
             done = await world.job(job.id)
             assert done.n_charged == done.n_delivered == job.n_requested
-        assert await world.charged() == (5, 5 * PRICE)
+        assert await world.charged() == (5, 6 * PRICE)
+        assert [j.possibly_billed for j in await world.jobs()].count(True) == 1
+
+
+async def test_a_request_cut_off_mid_way_keeps_the_guild_budget_conservative(
+    fake_images_api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    """A budget just above one estimate: the estimate of a possibly billed job is spent."""
+    api = fake_images_api
+    quotas = dataclasses.replace(ROOMY, spend_per_month_usd=0.020)
+    settings = make_settings(api, tmp_path, quotas=quotas)
+    async with open_world(api, settings) as world:
+        first, _ = await world.runner()
+        api.delay = 30.0
+        cut = await submit(first, "cut short")
+        await until(lambda: len(api.requests) == 1)
+        await first.close()  # the rows a process killed mid-request leaves
+        api.delay = 0.0
+
+        second, told = await world.runner()
+        assert told.of("interrupted") == [cut.id]
+        assert await world.charged() == (0, PRICE)
+        with pytest.raises(GuildBudget):
+            await submit(second, "again")
+        assert len(api.requests) == 1
+
+
+async def test_a_timeout_after_the_request_was_sent_counts_as_possibly_billed(
+    fake_images_api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    api = fake_images_api
+    settings = make_settings(api, tmp_path)
+    provider = dataclasses.replace(settings.provider, read_timeout_seconds=0.2, max_retries=1)
+    async with open_world(api, dataclasses.replace(settings, provider=provider)) as world:
+        runner, recorder = await world.runner()
+        api.delay = 2.0
+        job = await submit(runner, "too slow")
+        await recorder.wait_for("failed", 1)
+        failed = await world.job(job.id)
+        assert failed.status is JobStatus.FAILED and failed.possibly_billed
+        assert (failed.n_charged, failed.n_delivered, failed.cost_micro_usd) == (0, 0, PRICE)
+        assert len(api.requests) == 2  # the retry: the provider may have billed either
+        assert await world.charged() == (0, PRICE)
+
+
+async def test_a_provider_that_cannot_be_reached_bills_nothing(
+    fake_images_api: FakeImagesAPI, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    api = fake_images_api
+    settings = make_settings(api, tmp_path)
+    provider = dataclasses.replace(
+        settings.provider, base_url=f"http://127.0.0.1:{unused_tcp_port}/v1"
+    )
+    async with open_world(api, dataclasses.replace(settings, provider=provider)) as world:
+        runner, recorder = await world.runner()
+        job = await submit(runner, "nobody home")
+        await recorder.wait_for("failed", 1)
+        failed = await world.job(job.id)
+        assert (failed.possibly_billed, failed.cost_micro_usd) == (False, 0)
 
 
 async def test_a_restart_after_a_hard_stop_does_not_repeat_finished_work(
@@ -534,3 +597,44 @@ def test_a_request_in_flight_counts_until_it_is_answered() -> None:
     assert limiter.delay(1) == pytest.approx(10.0 * (1 + 1 / 60))  # a full window from now
     now[0] += 10.2
     assert limiter.delay(1) == 0
+
+
+# --- a database that cannot take the result ---------------------------------------------------
+
+
+async def test_a_result_the_database_cannot_take_is_spooled_and_recorded_when_it_is_back(
+    fake_images_api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    """The write lock is held elsewhere past the busy timeout, and posting fails too."""
+    api = fake_images_api
+    path = tmp_path / "bot.db"
+    settings = make_settings(
+        api,
+        tmp_path,
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{path}", busy_timeout_seconds=0.1),
+        storage=StorageSettings(spool_dir=str(tmp_path / "spool")),
+    )
+    async with open_world(api, settings) as world:
+        runner, recorder = await world.runner(Recorder(fail_deliveries=True))
+        runner.results.retry_delays, runner.results.flush_seconds = (0.05,), 0.1
+        api.delay = 0.3
+        locker = sqlite3.connect(path, isolation_level=None)
+        try:
+            job = await submit(runner, "paid for", n=2)
+            await until(lambda: len(api.requests) == 1)
+            locker.execute("BEGIN EXCLUSIVE")
+            await until(lambda: (tmp_path / "spool" / f"job-{job.id}.json").exists())
+            await until(lambda: not runner.dispatcher.running)  # its first delivery failed
+            assert (await world.job(job.id)).status is JobStatus.RUNNING  # nothing recorded
+            recorder.fail_deliveries = False
+        finally:
+            locker.rollback()
+            locker.close()
+        await recorder.wait_for("succeeded", 1)  # posted from the spool once the DB is back
+        assert len(recorder.detail("succeeded", job.id)) == 2
+        done = await world.job(job.id)
+        assert done.status is JobStatus.SUCCEEDED and not done.possibly_billed
+        assert (done.n_charged, done.n_delivered, done.cost_micro_usd) == (2, 2, 2 * PRICE)
+        assert len(await store.outputs_of(world.storage.sessions, job.id)) == 2
+        await until(lambda: not any((tmp_path / "spool").iterdir()))
+        assert len(api.requests) == 1 and recorder.of("succeeded") == [job.id]

@@ -223,6 +223,7 @@ async def test_ledger_csv_one_row_per_job_of_the_period(storage: Storage) -> Non
         "cost_usd": "0.040000",
         "outcome": "delivered",
         "error_code": "",
+        "possibly_billed": "",
     }
     failed = dict(zip(CSV_COLUMNS, rows[2], strict=True))
     assert (failed["outcome"], failed["error_code"], failed["cost_usd"]) == (
@@ -254,6 +255,25 @@ async def test_ledger_csv_cells_never_start_a_formula(storage: Storage, trigger:
     assert record["cost_usd"] == "0.020000" and record["member_id"] == "1"  # plain values stay
     for row in rows:
         assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+
+
+async def test_possibly_billed_requests_are_counted_as_spend_and_marked(storage: Storage) -> None:
+    """Cut off mid-request: no images, the estimate is spend, and the report says so."""
+    await add_job(storage, user=1, n=1)
+    cut = await add_job(storage, user=2, n=2, status=JobStatus.INTERRUPTED)
+    async with storage.sessions() as session, session.begin():
+        row = await session.get(Job, cut.id)
+        assert row is not None
+        row.possibly_billed, row.cost_micro_usd = True, 40_000
+    report = await server_report(storage.sessions, QUOTAS, GUILD, now=NOW)
+    assert (report.images, report.cost_micro) == (1, 60_000)
+    assert (report.possibly_billed_jobs, report.possibly_billed_micro) == (1, 40_000)
+    jobs = await ledger_rows(storage.sessions, GUILD, report.period)
+    rows = list(csv.DictReader(io.StringIO(ledger_csv(jobs))))
+    assert [(r["cost_usd"], r["possibly_billed"]) for r in rows] == [
+        ("0.020000", ""),
+        ("0.040000", "yes"),
+    ]
 
 
 def test_usd_decimal_is_exact() -> None:

@@ -26,7 +26,7 @@ from bot.db.models import Job
 from bot.discord.actions import check_can_post, result_attachment
 from bot.discord.errors import NoSuchImage
 from bot.discord.tree import as_bot_error
-from bot.discord.uploads import precheck, probe_uploads
+from bot.discord.uploads import precheck
 from bot.generation import check_order
 from bot.jobs import InternalError, JobOrigin, store
 
@@ -121,11 +121,9 @@ class Reactions(commands.Cog):
             message = await bot.delivery.fetch_message(payload.channel_id, payload.message_id)
             attachment = result_attachment(message, index)
             precheck(attachment, actions.upload_limit)
-            data = await actions.read_upload(attachment)
-            images = bot.engine.images
-            await images.run(probe_uploads, {"image": data}, images.limits)
+            files = await actions.uploads.read_all([(attachment.url, attachment.size, "image")])
             await bot.runner.submit(
-                dataclasses.replace(order, image=data), origin, command="reaction"
+                dataclasses.replace(order, image=files["image"]), origin, command="reaction"
             )
         except Exception as exc:
             await self._refused(payload, job, exc, locale)

@@ -98,6 +98,15 @@ def server_text(catalog: Catalog, locale: Any, report: ServerReport) -> str:
         ),
         line("usage.server.jobs", total=count(report.jobs), **report.outcomes),
     ]
+    if report.possibly_billed_jobs:
+        lines.insert(
+            3,
+            line(
+                "usage.server.possibly_billed",
+                spend=usd(report.possibly_billed_micro),
+                jobs=count(report.possibly_billed_jobs),
+            ),
+        )
     if not report.top_members:
         lines.append(line("usage.server.empty"))
         return "\n".join(lines)

@@ -400,8 +400,10 @@ class Rest:
     # -- CDN --------------------------------------------------------------------------------
 
     async def cdn(self, request: web.Request) -> web.StreamResponse:
-        att = self.state.blobs.get(int(request.match_info["att_id"]))
         self.fake.cdn_requests.append(request.path)
+        if self.fake.cdn_gate is not None:
+            await self.fake.cdn_gate.wait()
+        att = self.state.blobs.get(int(request.match_info["att_id"]))
         if att is None or att.filename != request.match_info["filename"]:
             return web.Response(status=404, text="404: Not Found")
         return web.Response(body=att.data, content_type=att.content_type.split(";")[0])

@@ -69,6 +69,8 @@ class FakeDiscord(WorldSetup, InteractionActions):
         self.requests: list[RequestRecord] = []
         self.unhandled_requests: list[RequestRecord] = []
         self.cdn_requests: list[str] = []
+        #: While set to an unset event, CDN downloads wait for it (a slow CDN, in the test's hands).
+        self.cdn_gate: asyncio.Event | None = None
         self.spec_violations: list[str] = []
         self.identify_payloads: list[dict[str, Any]] = []
         self.gateway_requests: list[dict[str, Any]] = []

@@ -1,0 +1,144 @@
+"""Acknowledged requests a killed process left unfinished, finished at the next start.
+
+:meth:`bot.discord.actions.Actions.submit` stores an intake (bot.jobs.intake) before it defers;
+the job runner hands each one still there at start to :class:`IntakeResumer`, which does what
+the killed process did not get to: read the uploads again from Discord's CDN, check the order
+and the quotas as usual and queue it, or, when it cannot be queued, tell the member why through
+the interaction (while its token lives) or in the channel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.db.models import Intake
+from bot.discord.errors import ResultGone
+from bot.discord.status import ORIGINAL, interaction_webhook
+from bot.discord.tree import as_bot_error
+from bot.generation import ImageOrder, check_order
+from bot.jobs import InternalError, JobOrigin, store
+from bot.jobs.intake import (
+    IntakeOrigin,
+    IntakeRequest,
+    IntakeUpload,
+    close_intake,
+    order_options,
+)
+
+if TYPE_CHECKING:
+    from bot.discord.bot import ImageBot
+
+log = logging.getLogger(__name__)
+
+
+def intake_origin(interaction: discord.Interaction[Any]) -> IntakeOrigin:
+    return IntakeOrigin(
+        interaction_id=interaction.id,
+        application_id=interaction.application_id,
+        interaction_token=interaction.token,
+        interaction_at=interaction.created_at,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        parent_channel_id=getattr(interaction.channel, "parent_id", None),
+        user_id=interaction.user.id,
+        locale=interaction.locale.value,
+    )
+
+
+def intake_request(
+    interaction: discord.Interaction[Any],
+    order: ImageOrder,
+    uploads: list[tuple[discord.Attachment, str]],
+    source: tuple[int, int | None] | None,
+) -> IntakeRequest:
+    """Everything needed to submit the request again without the interaction object."""
+    inputs_from = source[0] if source and not uploads and order.image is not None else None
+    return IntakeRequest(
+        order=order_options(order),
+        uploads=[
+            IntakeUpload(subject, attachment.url, attachment.size, attachment.filename)
+            for attachment, subject in uploads
+        ],
+        role_ids=[role.id for role in getattr(interaction.user, "roles", ())],
+        source_job_id=source[0] if source else None,
+        source_index=source[1] if source else None,
+        inputs_from_job=inputs_from,
+        attachment_size_limit=interaction.filesize_limit,
+    )
+
+
+class IntakeResumer:
+    """The job runner's :class:`bot.jobs.intake.IntakeRecovery`: finishes a left-over intake."""
+
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+
+    async def intake_pending(self, intake: Intake) -> None:
+        bot = self.bot
+        try:
+            request = IntakeRequest.from_json(intake.request)
+            order = await self._order(request)
+            await bot.runner.submit(
+                order,
+                _job_origin(intake, request),
+                command=intake.command,
+                intake_id=intake.id,
+            )
+            log.info("acknowledged request %d queued after the restart", intake.interaction_id)
+        except Exception as exc:
+            error = as_bot_error(exc)
+            if error is None:
+                ref = secrets.token_hex(4).upper()
+                log.error("left-over request failed (reference %s)", ref, exc_info=exc)
+                error = InternalError(ref=ref)
+            await self._answer(intake, bot.catalog.error_text(error, intake.locale))
+            await close_intake(bot.storage.sessions, intake.id)
+
+    async def _order(self, request: IntakeRequest) -> ImageOrder:
+        bot = self.bot
+        order = request.image_order()
+        check_order(bot.engine.provider, order)
+        if request.inputs_from_job is not None:
+            job = await store.get_job(bot.storage.sessions, request.inputs_from_job)
+            if job is None:
+                raise ResultGone()
+            stored = await store.order_of(bot.storage.sessions, job)
+            order = dataclasses.replace(order, image=stored.image, mask=stored.mask)
+        uploads = [(u.url, u.size, u.subject) for u in request.uploads]
+        files = await bot.actions.uploads.read_all(uploads)
+        if files:
+            order = dataclasses.replace(order, image=files.get("image"), mask=files.get("mask"))
+        return order
+
+    async def _answer(self, intake: Intake, text: str) -> None:
+        """The clear message in place of "thinking…", else in the channel."""
+        webhook = interaction_webhook(self.bot, intake)
+        if webhook is not None:
+            try:
+                await webhook.edit_message(ORIGINAL, content=text)
+                return
+            except discord.HTTPException as exc:
+                log.info("left-over request not answered privately (%s)", exc.code)
+        await self.bot.delivery.tell(intake.user_id, intake.channel_id, text)
+
+
+def _job_origin(intake: Intake, request: IntakeRequest) -> JobOrigin:
+    return JobOrigin(
+        user_id=intake.user_id,
+        guild_id=intake.guild_id,
+        channel_id=intake.channel_id,
+        locale=intake.locale,
+        application_id=intake.application_id,
+        interaction_token=intake.interaction_token,
+        interaction_at=intake.interaction_at,
+        attachment_size_limit=request.attachment_size_limit,
+        source_job_id=request.source_job_id,
+        source_index=request.source_index,
+        parent_channel_id=intake.parent_channel_id,
+        role_ids=tuple(request.role_ids),
+    )
