@@ -203,7 +203,8 @@ def burst_config(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI) -> Path:
     path = write_config(tmp_path, fake, api)
     text = path.read_text(encoding="utf-8").replace(
         "concurrency = 1\n",
-        "concurrency = 2\nmax_queued_per_member = 100\nmax_queued_per_guild = 1000\n",
+        "concurrency = 2\nmax_queued_per_member = 100\nmax_queued_per_guild = 1000\n"
+        "member_requests_per_minute = 1000\n",
     )
     path.write_text(text, encoding="utf-8")
     return path

@@ -12,10 +12,12 @@ an older database once, at start.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -26,6 +28,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+T = TypeVar("T")
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -117,3 +121,18 @@ class Storage:
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+
+
+async def finish_even_if_cancelled(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even when the caller is cancelled, then pass the cancel on.
+
+    A database call cut off by a cancel leaves its pooled connection unreturned (SQLAlchemy
+    logs a traceback when it is collected); background passes that are stopped at shutdown
+    finish the pass they are in instead, which takes moments.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise

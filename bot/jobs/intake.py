@@ -134,6 +134,11 @@ class IntakeBook:
             self._writer = asyncio.create_task(self._write(), name="intakes")
         return await asyncio.shield(written)
 
+    async def close(self) -> None:
+        """Wait for the batch being written: its requests are acknowledged on its commit."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
     async def _write(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 
-from bot.db.engine import Storage, give_back_space
+from bot.db.engine import Storage, finish_even_if_cancelled, give_back_space
 from bot.db.models import Intake, Job, JobImage, JobStatus, utcnow
 from bot.jobs import store
 
@@ -108,7 +108,7 @@ async def prune_every_hour(
     """The bot's pruning: a pass at start, then every ``interval`` seconds, until cancelled."""
     while True:
         try:
-            pruned = await prune(storage, timedelta(days=retention_days))
+            pruned = await finish_even_if_cancelled(prune(storage, timedelta(days=retention_days)))
             if pruned.images or pruned.tokens:
                 log.info("retention: %s", pruned)
         except Exception:

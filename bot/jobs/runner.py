@@ -392,6 +392,7 @@ class JobRunner:
         if grace > 0 and not await self.dispatcher.wait_running(grace):
             log.warning("jobs still running after %.0f s; the restart will report them", grace)
         await self.dispatcher.stop()
+        await self.intakes.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

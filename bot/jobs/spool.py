@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.db.engine import finish_even_if_cancelled
 from bot.db.models import Job, JobStatus
 from bot.jobs import store
 from bot.jobs.store import Sessions
@@ -267,7 +268,7 @@ class ResultKeeper:
         while True:
             await asyncio.sleep(self.flush_seconds)
             if await asyncio.to_thread(self.spool.entries):
-                await self.flush()
+                await finish_even_if_cancelled(self.flush())
 
     async def _record(self, entry: SpoolEntry) -> Job | None:
         """One entry into the database, then off the disk; the job when it is still unposted."""
