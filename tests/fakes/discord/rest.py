@@ -8,6 +8,7 @@ failures injected with ``FakeDiscord.fail_next``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -400,9 +401,17 @@ class Rest:
     # -- CDN --------------------------------------------------------------------------------
 
     async def cdn(self, request: web.Request) -> web.StreamResponse:
-        self.fake.cdn_requests.append(request.path)
-        if self.fake.cdn_gate is not None:
-            await self.fake.cdn_gate.wait()
+        fake = self.fake
+        fake.cdn_requests.append(request.path)
+        fake.cdn_in_flight += 1
+        fake.cdn_max_in_flight = max(fake.cdn_max_in_flight, fake.cdn_in_flight)
+        try:
+            if fake.cdn_gate is not None:
+                await fake.cdn_gate.wait()
+            if fake.cdn_delay:
+                await asyncio.sleep(fake.cdn_delay)
+        finally:
+            fake.cdn_in_flight -= 1
         att = self.state.blobs.get(int(request.match_info["att_id"]))
         if att is None or att.filename != request.match_info["filename"]:
             return web.Response(status=404, text="404: Not Found")

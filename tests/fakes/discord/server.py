@@ -71,6 +71,14 @@ class FakeDiscord(WorldSetup, InteractionActions):
         self.cdn_requests: list[str] = []
         #: While set to an unset event, CDN downloads wait for it (a slow CDN, in the test's hands).
         self.cdn_gate: asyncio.Event | None = None
+        #: Seconds each CDN download takes to answer (a slow CDN, to see downloads overlap).
+        self.cdn_delay = 0.0
+        #: CDN downloads being answered now, and the most there ever were at once.
+        self.cdn_in_flight = 0
+        self.cdn_max_in_flight = 0
+        #: While set to an unset event, interaction callbacks are taken (Discord shows them)
+        #: but their HTTP answer waits for it: a bot killed then never saw its defer answered.
+        self.callback_gate: asyncio.Event | None = None
         self.spec_violations: list[str] = []
         self.identify_payloads: list[dict[str, Any]] = []
         self.gateway_requests: list[dict[str, Any]] = []

@@ -85,6 +85,8 @@ class Webhooks:
         rec.responded_at = time.monotonic()
         await self._respond(rec, kind, data, body)
         self.state.pulse.fire()
+        if self.fake.callback_gate is not None:
+            await self.fake.callback_gate.wait()
         if request.query.get("with_response") not in ("1", "true", "True"):
             return no_content()
         return json_response(self._callback_response(rec, kind))
