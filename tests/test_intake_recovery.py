@@ -1,0 +1,240 @@
+"""Acknowledged requests a SIGKILLed process left as intakes, finished by the next process.
+
+Two cases the burst test in tests/test_kill_restart.py does not reach: a request whose
+interaction token died while the bot was down (over 15 minutes) is answered in the channel,
+never through the dead token; and the requests of Redo, Remix and Retry, whose images are the
+source job's stored inputs rather than uploads, are queued from those inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from bot.db import create_engine, create_sessionmaker
+from bot.db.models import Intake
+from tests.discord.conftest import job_id_of, png_bytes
+from tests.fakes.discord import FakeDiscord, InteractionHandle
+from tests.fakes.discord.models import walk_components
+from tests.fakes.openai_api import FakeImagesAPI
+from tests.test_kill_restart import (
+    CATALOG,
+    DONE,
+    INTERRUPTED,
+    result_for,
+    shows,
+    started,
+    write_config,
+)
+from tests.test_run_process import BotProcess, bot_env, bot_process
+
+UNAVAILABLE = CATALOG.text("error.upload_unavailable")
+
+
+async def intakes_of(db: Path) -> list[Intake]:
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return list((await session.execute(select(Intake))).scalars())
+    finally:
+        await engine.dispose()
+
+
+async def age_intakes(db: Path, age: timedelta) -> None:
+    """The intakes' interactions happened ``age`` ago (the bot was down that long)."""
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            old = datetime.now(UTC) - age
+            await session.execute(update(Intake).values(interaction_at=old))
+    finally:
+        await engine.dispose()
+
+
+async def stop(fake: FakeDiscord, bot: BotProcess) -> None:
+    # discord.py is still collecting guilds for a moment after connecting (see test_kill_restart)
+    async with asyncio.timeout(10):
+        while "connected as" not in bot.output:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert await bot.stop() == 0, bot.output
+    assert "Traceback" not in bot.output
+
+
+async def kill(bot: BotProcess) -> None:
+    bot.process.send_signal(signal.SIGKILL)
+    assert await bot.wait() == -signal.SIGKILL
+
+
+def channel_notes(fake: FakeDiscord, user_id: int) -> list[str]:
+    """The public text messages the bot addressed to the member (no images)."""
+    return [
+        m.content
+        for m in fake.state.messages.values()
+        if not m.ephemeral and not m.attachments and m.content.startswith(f"<@{user_id}>")
+    ]
+
+
+async def test_requests_whose_token_died_during_the_restart_are_answered_in_the_channel(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    """Killed while reading two uploads; the bot is down 20 minutes, the tokens are dead.
+
+    After the restart one request is made and posted in the channel for its member; the other
+    (its upload gone) is told why in the channel. Nothing is sent through the dead tokens.
+    """
+    fake, api = fake_discord, fake_images_api
+    config = write_config(tmp_path, fake, api)
+    env = bot_env(fake.token, api.api_key)
+    picture = png_bytes(256, 256, hole=(0, 0, 127, 255))
+    kept, gone = fake.add_attachment(picture, "kept.png"), fake.add_attachment(picture, "gone.png")
+    fake.cdn_gate = asyncio.Event()  # the downloads hang until the process is gone
+    async with bot_process("run", config, env) as first:
+        await started(fake, first, fake.gateway.ready_count)
+        handles = {
+            "kept": await fake.slash("edit", {"prompt": "kept", "image": kept}),
+            "gone": await fake.slash("edit", {"prompt": "gone", "image": gone}, user=fake.admin),
+        }
+        for handle in handles.values():
+            assert (await handle.response()).type == 5
+        await fake.state.pulse.wait_until(
+            lambda: True if len(fake.cdn_requests) >= 2 else None, 5, lambda: "the downloads"
+        )
+        await kill(first)
+    del fake.state.blobs[int(gone["id"])]
+    fake.cdn_gate.set()
+    fake.cdn_gate = None
+    assert len(await intakes_of(tmp_path / "bot.db")) == 2
+    await age_intakes(tmp_path / "bot.db", timedelta(minutes=20))
+    for handle in handles.values():
+        fake.expire_interaction(handle)
+    tokens = [handle.token for handle in handles.values()]
+    calls_before = len(fake.requests)
+
+    async with bot_process("run", config, env) as second:
+        try:
+            await started(fake, second, fake.gateway.ready_count)
+            await fake.state.pulse.wait_until(
+                lambda: True if result_for(fake, "kept") else None, 10, lambda: "the result"
+            )
+            (result,) = result_for(fake, "kept")
+            assert result.source == "channel"
+            assert result.pinged_ids == [fake.user.id]
+            admin = fake.admin.id
+            await fake.state.pulse.wait_until(
+                lambda: True if channel_notes(fake, admin) else None, 10, lambda: "the refusal"
+            )
+            assert channel_notes(fake, admin) == [f"<@{admin}> {UNAVAILABLE}"]
+        except BaseException:
+            print(second.output)
+            raise
+        await stop(fake, second)
+    after = fake.requests[calls_before:]
+    assert not [r.path for r in after if any(token in r.path for token in tokens)]
+    assert await intakes_of(tmp_path / "bot.db") == []
+    assert [r.body.get("prompt") for r in api.requests] == ["kept"]
+    assert fake.spec_violations == [] and api.spec_violations == []
+
+
+def remix_input_id(click: InteractionHandle) -> str:
+    assert click.modal is not None
+    (text_input,) = [c for c in walk_components(click.modal["components"]) if c.get("type") == 4]
+    return str(text_input["custom_id"])
+
+
+async def test_redo_remix_and_retry_killed_before_they_were_queued_run_after_a_restart(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    """Redo and Remix of an edited image, and Retry of an interrupted edit, each acknowledged
+    ("thinking…") when the process is killed, before any of them is a job. After the restart
+    each is made from the source job's stored upload and its member sees it done."""
+    fake, api = fake_discord, fake_images_api
+    config = write_config(tmp_path, fake, api)
+    env = bot_env(fake.token, api.api_key)
+    picture = png_bytes(256, 256, hole=(0, 0, 127, 255))
+    alice, bob = fake.admin, fake.user
+
+    # --- 1: an edit posted, another one killed while the provider works on it ------------------
+    async with bot_process("run", config, env) as first:
+        await started(fake, first, fake.gateway.ready_count)
+        upload = fake.add_attachment(picture, "room.png")
+        made = await fake.slash("edit", {"prompt": "a red room", "image": upload}, user=bob)
+        await shows(made, DONE)
+        (source,) = result_for(fake, "a red room")
+        api.delay = 30.0
+        upload = fake.add_attachment(picture, "hall.png")
+        cut = await fake.slash("edit", {"prompt": "a long hall", "image": upload}, user=bob)
+        async with asyncio.timeout(10):
+            while len(api.requests) < 2:  # noqa: ASYNC110 - the fake API has no event to wait on
+                await asyncio.sleep(0.01)
+        await kill(first)
+    api.delay = 0.0
+
+    # --- 2: Redo, Remix and Retry acknowledged, then killed before they are queued -------------
+    async with bot_process("run", config, env) as second:
+        try:
+            await started(fake, second, fake.gateway.ready_count)
+            notice = await shows(cut, INTERRUPTED)
+            (retry_id,) = notice.custom_ids
+            job = job_id_of(source)
+            remix = await fake.click(source, f"ib:remix:{job}", user=alice)
+            assert (await remix.response()).type == 9
+            # Discord takes each defer, but the bot never hears back: it hangs right after
+            # its intake is stored and "thinking…" is shown, until the kill
+            fake.callback_gate = asyncio.Event()
+            asked = {
+                "redo": await fake.click(source, f"ib:redo:{job}", user=alice),
+                "remix": await fake.submit_modal(
+                    remix, {remix_input_id(remix): "a blue room"}, user=alice
+                ),
+                "retry": await fake.click(notice, retry_id, user=bob),
+            }
+            await fake.state.pulse.wait_until(
+                lambda: True if all(h.response_type == 5 for h in asked.values()) else None,
+                10,
+                lambda: "the defers",
+            )
+        except BaseException:
+            print(second.output)
+            raise
+        await kill(second)
+    fake.callback_gate.set()
+    fake.callback_gate = None
+    left = await intakes_of(tmp_path / "bot.db")
+    assert sorted(intake.command for intake in left) == ["redo", "remix", "retry"]
+    calls_before = len(api.requests)
+
+    # --- 3: each is made from the stored upload -------------------------------------------------
+    async with bot_process("run", config, env) as third:
+        try:
+            await started(fake, third, fake.gateway.ready_count)
+            for handle in asked.values():
+                await shows(handle, DONE)
+            await fake.state.pulse.wait_until(
+                lambda: True if len(result_for(fake, "a red room")) == 2 else None,
+                10,
+                lambda: "the redo",
+            )
+        except BaseException:
+            print(third.output)
+            raise
+        await stop(fake, third)
+    redone = result_for(fake, "a red room")[1]
+    (remixed,) = result_for(fake, "a blue room")
+    (retried,) = result_for(fake, "a long hall")
+    assert redone.pinged_ids == remixed.pinged_ids == [alice.id]
+    assert retried.pinged_ids == [bob.id]
+    made_now = api.requests[calls_before:]
+    assert sorted(r.body.get("prompt") for r in made_now) == [
+        "a blue room",
+        "a long hall",
+        "a red room",
+    ]
+    for request in made_now:
+        sent = request.file("image")
+        assert sent is not None and sent.data.startswith(b"\x89PNG"), request.body
+    assert await intakes_of(tmp_path / "bot.db") == []
+    assert fake.spec_violations == [] and api.spec_violations == []
