@@ -238,3 +238,48 @@ async def test_redo_remix_and_retry_killed_before_they_were_queued_run_after_a_r
         assert sent is not None and sent.data.startswith(b"\x89PNG"), request.body
     assert await intakes_of(tmp_path / "bot.db") == []
     assert fake.spec_violations == [] and api.spec_violations == []
+
+
+async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_too_old(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    """Redo acknowledged, the process killed; the operator prunes before starting it again.
+
+    The member reads in place of "thinking…" that the result is too old, and nothing is asked
+    of the provider (an edit without its image would be refused there, or worse, billed).
+    """
+    from tests.test_cli import run_cli
+
+    fake, api = fake_discord, fake_images_api
+    config = write_config(tmp_path, fake, api)
+    env = bot_env(fake.token, api.api_key)
+    picture = png_bytes(256, 256, hole=(0, 0, 127, 255))
+    async with bot_process("run", config, env) as first:
+        await started(fake, first, fake.gateway.ready_count)
+        upload = fake.add_attachment(picture, "room.png")
+        made = await fake.slash("edit", {"prompt": "a red room", "image": upload})
+        await shows(made, DONE)
+        (source,) = result_for(fake, "a red room")
+        fake.callback_gate = asyncio.Event()
+        redo = await fake.click(source, f"ib:redo:{job_id_of(source)}", user=fake.admin)
+        await fake.state.pulse.wait_until(
+            lambda: True if redo.response_type == 5 else None, 10, lambda: "the defer"
+        )
+        await kill(first)
+    fake.callback_gate.set()
+    fake.callback_gate = None
+    assert [intake.command for intake in await intakes_of(tmp_path / "bot.db")] == ["redo"]
+    code, out, err = await run_cli("db", "prune", "--days", "0", "--config", str(config), env=env)
+    assert code == 0 and "of 1 jobs" in out, (out, err)
+
+    async with bot_process("run", config, env) as second:
+        try:
+            await started(fake, second, fake.gateway.ready_count)
+            await shows(redo, CATALOG.text("error.result_too_old", days=30))
+        except BaseException:
+            print(second.output)
+            raise
+        await stop(fake, second)
+    assert len(api.requests) == 1
+    assert await intakes_of(tmp_path / "bot.db") == []
+    assert fake.spec_violations == [] and api.spec_violations == []

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.db.models import Intake
-from bot.discord.errors import ResultGone
+from bot.discord.errors import ResultGone, ResultTooOld
 from bot.discord.status import ORIGINAL, interaction_webhook
 from bot.discord.tree import as_bot_error
 from bot.generation import ImageOrder, check_order
@@ -108,6 +108,8 @@ class IntakeResumer:
             if job is None:
                 raise ResultGone()
             stored = await store.order_of(bot.storage.sessions, job)
+            if stored.image is None:  # pruned while the bot was down: nothing left to send
+                raise ResultTooOld(days=bot.settings.storage.retention_days)
             order = dataclasses.replace(order, image=stored.image, mask=stored.mask)
         uploads = [(u.url, u.size, u.subject) for u in request.uploads]
         files = await bot.actions.uploads.read_all(uploads)
