@@ -118,8 +118,12 @@ class InteractionActions:
         values: list[str] | None = None,
         user: FakeMember | FakeUser | None = None,
         locale: str | None = None,
+        forged_custom_id: str | None = None,
     ) -> InteractionHandle:
-        """Press the button (or choose ``values`` in the select) ``custom_id`` on ``message``."""
+        """Press the button (or choose ``values`` in the select) ``custom_id`` on ``message``.
+
+        ``forged_custom_id`` is sent in place of the component's own custom_id: what a
+        modified client may try (the bot must not trust the ids a custom_id carries)."""
         msg = self.state.find_message(message)
         found = [c for c in walk_components(msg.components) if c.get("custom_id") == custom_id]
         comp = found[0] if found else None
@@ -127,7 +131,10 @@ class InteractionActions:
             raise LookupError(f"message {msg.id} has no component {custom_id!r}: {msg.custom_ids}")
         if comp.get("disabled"):
             raise ValueError(f"component {custom_id!r} is disabled")
-        data: dict[str, Any] = {"custom_id": custom_id, "component_type": comp["type"]}
+        data: dict[str, Any] = {
+            "custom_id": forged_custom_id or custom_id,
+            "component_type": comp["type"],
+        }
         if comp.get("id") is not None:
             data["id"] = comp["id"]
         if comp["type"] in (3, 5, 6, 7, 8):

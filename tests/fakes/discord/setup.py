@@ -126,10 +126,14 @@ class WorldSetup:
         roles: Sequence[FakeRole | str | int] = (),
         locale: str = "en-US",
         accepts_dms: bool = True,
+        user: FakeUser | None = None,
     ) -> FakeMember:
-        """A member; ``permissions`` become a role of their own named "<name> role"."""
+        """A member; ``permissions`` become a role of their own named "<name> role".
+
+        ``user``: an existing user joins ``guild`` too (one person in two servers)."""
         guild = guild or self.guild
-        user = self.add_user(name, locale=locale, accepts_dms=accepts_dms)
+        if user is None:
+            user = self.add_user(name, locale=locale, accepts_dms=accepts_dms)
         member_roles = [r if isinstance(r, FakeRole) else guild.role(r) for r in roles]
         if permissions is not None:
             member_roles.append(self.add_role(guild, f"{name} role", permissions))
