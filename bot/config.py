@@ -5,6 +5,10 @@ instead of surfacing hours later as a strange failure. Secrets may come from the
 (``DISCORD_TOKEN``, ``OPENAI_API_KEY``), which wins over the file, so the file can be committed or
 baked into an image without them. Secrets are excluded from every ``repr`` and from every error
 message (a wrong-typed key names its key, never its value).
+
+The rules are the dataclasses' annotations, checked by pydantic; this module imports nothing of
+the bot but its errors. The free-form tables (``[provider.models.*]``, ``[prices]``) are checked
+by the code that understands them, when bot.app builds the model and price tables at start.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from pydantic import (
     ValidationError,
     with_config,
 )
-from pydantic_core import ErrorDetails
 
 from bot.errors import ConfigError
 
@@ -335,15 +338,12 @@ _PROBLEMS = {
     "float_type": "must be a number",
     "bool_type": "must be true or false",
     "string_type": "must be a string",
-    "dataclass_type": "must be a table",
-    "dict_type": "must be a table",
-    "mapping_type": "must be a table",
 }
 
 
 def _first_problem(error: ValidationError, raw: Mapping[str, Any]) -> str:
     """pydantic's first error as one line naming the key; a secret's value is never shown."""
-    problem: ErrorDetails = error.errors(include_url=False)[0]
+    problem = error.errors(include_url=False)[0]
     path = [part for part in problem["loc"] if isinstance(part, str)]
     key = ".".join(path)
     owner: Any = Settings
