@@ -31,7 +31,7 @@ from typing import Any  # noqa: E402
 
 from PIL import Image, ImageDraw  # noqa: E402
 
-from bot.app import open_engine, open_storage  # noqa: E402
+from bot.app import build_catalogues, open_engine, open_storage  # noqa: E402
 from bot.config import (  # noqa: E402
     DatabaseSettings,
     JobsSettings,
@@ -139,7 +139,8 @@ async def measure(count: int) -> dict[str, float]:
             async with open_storage(settings) as storage, open_engine(settings) as engine:
                 await prune(storage, timedelta(days=RETENTION_DAYS))  # a bot's first pass
                 empty = await database_bytes(storage, path)
-                runner = JobRunner(engine, storage.sessions, settings)
+                prices = build_catalogues(settings).prices
+                runner = JobRunner(engine, storage.sessions, settings, prices=prices)
                 made = Made()
                 runner.set_listener(made)
                 await runner.start()

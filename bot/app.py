@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -20,17 +21,40 @@ from sqlalchemy import text
 from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker, installation, upgrade_database
 from bot.db.engine import Storage, enable_incremental_vacuum
+from bot.errors import ConfigError
 from bot.generation import Engine
 from bot.imaging import ImageLimits, ImageWorker
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
 from bot.ops.observe import count_spend_cap_refusals
-from bot.providers import ImagesClient, build_model_table
+from bot.providers import ImagesClient, ModelSpec, build_model_table
+from bot.quotas import PriceTable, price_table
 
 if TYPE_CHECKING:
     from bot.discord.bot import ImageBot
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Catalogues:
+    """The model and price tables: built from the settings once, at start, and passed down."""
+
+    models: Mapping[str, ModelSpec]
+    prices: PriceTable
+
+
+def build_catalogues(settings: Settings) -> Catalogues:
+    """The operator's model and price overrides applied; ConfigError names a bad key, so a bad
+    override stops the start like any other key (bot.cli builds them before any command)."""
+    models = build_model_table(settings.provider.models)
+    if settings.provider.model not in models:
+        known = ", ".join(sorted(models))
+        raise ConfigError(
+            f"provider.model: unknown model {settings.provider.model!r} "
+            f'(known: {known}; add it under [provider.models."{settings.provider.model}"])'
+        )
+    return Catalogues(models, price_table(settings.prices))
 
 
 def image_limits(settings: Settings) -> ImageLimits:
@@ -42,19 +66,24 @@ def image_limits(settings: Settings) -> ImageLimits:
 
 @asynccontextmanager
 async def open_engine(
-    settings: Settings, metrics: Metrics | None = None, *, user_salt: str = ""
+    settings: Settings,
+    metrics: Metrics | None = None,
+    *,
+    user_salt: str = "",
+    catalogues: Catalogues | None = None,
 ) -> AsyncIterator[Engine]:
     """The image engine alone: what the one-shot commands need (no Discord, no database).
 
     ``user_salt`` is the installation's salt; without it (and without ``provider.user_salt``)
     requests carry no ``user``, which is right for the one-shot commands: there is no member.
+    ``catalogues`` are built from ``settings`` when not given (tests, benchmarks).
     """
+    catalogues = catalogues or build_catalogues(settings)
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         images = await stack.enter_async_context(
             ImageWorker(settings.images.workers, limits=image_limits(settings))
         )
-        models = build_model_table(settings.provider.models)
         observe = None
         if metrics is not None:
             latency, count_error = metrics.provider_latency, metrics.provider_error
@@ -65,7 +94,7 @@ async def open_engine(
                     count_error(error)
 
         provider = ImagesClient(
-            http, settings.provider, models, observe=observe, user_salt=user_salt
+            http, settings.provider, catalogues.models, observe=observe, user_salt=user_salt
         )
         yield Engine(settings, http, images, provider)
 
@@ -89,6 +118,7 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
 async def open_bot(
     settings: Settings,
     *,
+    catalogues: Catalogues | None = None,
     sync_commands: bool | None = None,
     start_jobs: bool = True,
     metrics: Metrics | None = None,
@@ -101,14 +131,18 @@ async def open_bot(
 
     if sync_commands is None:
         sync_commands = settings.discord.sync_commands
+    catalogues = catalogues or build_catalogues(settings)
 
     async with (
         open_storage(settings) as storage,
         open_engine(
-            settings, metrics, user_salt=await installation.user_salt(storage.sessions)
+            settings,
+            metrics,
+            user_salt=await installation.user_salt(storage.sessions),
+            catalogues=catalogues,
         ) as engine,
     ):
-        runner = JobRunner(engine, storage.sessions, settings)
+        runner = JobRunner(engine, storage.sessions, settings, prices=catalogues.prices)
         if metrics is not None:
             runner.spend_caps.on_refusal = count_spend_cap_refusals(metrics)
         point_discord_at(settings.discord)
@@ -134,7 +168,7 @@ async def open_bot(
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-async def run_discord_bot(settings: Settings) -> None:
+async def run_discord_bot(settings: Settings, catalogues: Catalogues | None = None) -> None:
     """Run until Discord ends the session for good or the process is asked to stop.
 
     A stop signal cancels running jobs, closes the gateway connection and closes the database
@@ -146,7 +180,7 @@ async def run_discord_bot(settings: Settings) -> None:
     metrics = Metrics()
     with _stop_on_signals(stop):
         async with (
-            open_bot(settings, metrics=metrics) as bot,
+            open_bot(settings, catalogues=catalogues, metrics=metrics) as bot,
             operator_endpoint(settings, metrics, bot),
         ):
             if stop.is_set():
@@ -241,10 +275,12 @@ def _request_stop(stop: asyncio.Event, number: signal.Signals) -> None:
     stop.set()
 
 
-async def sync_commands(settings: Settings) -> None:
+async def sync_commands(settings: Settings, catalogues: Catalogues | None = None) -> None:
     """Log in, which syncs the commands in setup_hook, and leave without connecting."""
     from bot.discord.bot import login_errors
 
-    async with open_bot(settings, sync_commands=True, start_jobs=False) as bot:
+    async with open_bot(
+        settings, catalogues=catalogues, sync_commands=True, start_jobs=False
+    ) as bot:
         with login_errors(settings):
             await bot.login(settings.discord.token)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.app import Catalogues, build_catalogues
 from bot.config import Settings, load_settings
 from bot.errors import BotError, ConfigError, UsageError
 from bot.imaging import ImageError
@@ -27,7 +28,7 @@ EXIT_USAGE = 2
 
 log = logging.getLogger("bot")
 
-Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+Handler = Callable[[argparse.Namespace, Settings, Catalogues], Coroutine[Any, Any, int]]
 
 
 def _config_option() -> argparse.ArgumentParser:
@@ -176,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with held_logs() as warnings:
         try:
             settings = load_settings(args.config)
+            catalogues = build_catalogues(settings)
         except ConfigError as exc:
             for warning in warnings:
                 print(f"warning: {warning.getMessage()}", file=sys.stderr)
@@ -189,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay(warnings)
     handler = _resolve(args.handler)
     try:
-        return asyncio.run(handler(args, settings))
+        return asyncio.run(handler(args, settings, catalogues))
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except (ConfigError, UsageError, ImageError, UnsupportedOption) as exc:

@@ -10,7 +10,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bot.app import open_engine, open_storage, run_discord_bot, sync_commands
+from bot.app import Catalogues, open_engine, open_storage, run_discord_bot, sync_commands
 from bot.cli import EXIT_FAILURE, EXIT_OK
 from bot.config import API_KEY_ENV, TOKEN_ENV, Settings, resolve_config_path
 from bot.db import create_engine, upgrade_database
@@ -33,7 +33,7 @@ def require_secrets(settings: Settings, *, discord_token: bool, api_key: bool = 
         raise UsageError("missing " + " and ".join(missing) + "; see config.example.toml")
 
 
-async def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+async def db_upgrade(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     engine = create_engine(settings.database.url)
     try:
         await upgrade_database(engine)
@@ -43,7 +43,7 @@ async def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-async def db_prune(args: argparse.Namespace, settings: Settings) -> int:
+async def db_prune(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     from bot.jobs.retention import prune
 
     days = settings.storage.retention_days if args.days is None else args.days
@@ -53,15 +53,15 @@ async def db_prune(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
+async def run_bot(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     require_secrets(settings, discord_token=True)
-    await run_discord_bot(settings)
+    await run_discord_bot(settings, catalogues)
     return EXIT_OK
 
 
-async def sync(args: argparse.Namespace, settings: Settings) -> int:
+async def sync(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     require_secrets(settings, discord_token=True, api_key=False)
-    await sync_commands(settings)
+    await sync_commands(settings, catalogues)
     print("application commands synced")
     return EXIT_OK
 
@@ -96,9 +96,11 @@ def write_results(result: ImageResult, out: Path, stem: str) -> list[Path]:
     return written
 
 
-async def _one_shot(args: argparse.Namespace, settings: Settings, order: ImageOrder) -> int:
+async def _one_shot(
+    args: argparse.Namespace, settings: Settings, catalogues: Catalogues, order: ImageOrder
+) -> int:
     require_secrets(settings, discord_token=False)
-    async with open_engine(settings) as engine:
+    async with open_engine(settings, catalogues=catalogues) as engine:
         result = await make_images(engine, order)
     for path in write_results(result, args.out, order.operation.value):
         print(path)
@@ -111,7 +113,7 @@ def _limit(settings: Settings) -> int:
     return int(settings.images.max_upload_mb * 1024 * 1024)
 
 
-async def imagine(args: argparse.Namespace, settings: Settings) -> int:
+async def imagine(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     order = ImageOrder(
         Operation.GENERATE,
         prompt=args.prompt,
@@ -123,10 +125,10 @@ async def imagine(args: argparse.Namespace, settings: Settings) -> int:
         model=args.model,
         user_id="cli",
     )
-    return await _one_shot(args, settings, order)
+    return await _one_shot(args, settings, catalogues, order)
 
 
-async def edit(args: argparse.Namespace, settings: Settings) -> int:
+async def edit(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     image = read_input_file(args.image, "image", _limit(settings))
     mask = read_input_file(args.mask, "mask", _limit(settings)) if args.mask else None
     order = ImageOrder(
@@ -141,10 +143,10 @@ async def edit(args: argparse.Namespace, settings: Settings) -> int:
         fit=args.fit or settings.images.fit,
         user_id="cli",
     )
-    return await _one_shot(args, settings, order)
+    return await _one_shot(args, settings, catalogues, order)
 
 
-async def vary(args: argparse.Namespace, settings: Settings) -> int:
+async def vary(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     image = read_input_file(args.image, "image", _limit(settings))
     order = ImageOrder(
         Operation.VARY,
@@ -155,12 +157,12 @@ async def vary(args: argparse.Namespace, settings: Settings) -> int:
         fit=args.fit or settings.images.fit,
         user_id="cli",
     )
-    return await _one_shot(args, settings, order)
+    return await _one_shot(args, settings, catalogues, order)
 
 
-async def check(args: argparse.Namespace, settings: Settings) -> int:
+async def check(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     from bot.ops.checks import run_checks
 
     path, _ = resolve_config_path(args.config, os.environ)
     source = str(path) if path.is_file() else "defaults and environment"
-    return EXIT_OK if await run_checks(settings, source) else EXIT_FAILURE
+    return EXIT_OK if await run_checks(settings, source, catalogues.models) else EXIT_FAILURE

@@ -5,6 +5,10 @@ instead of surfacing hours later as a strange failure. Secrets may come from the
 (``DISCORD_TOKEN``, ``OPENAI_API_KEY``), which wins over the file, so the file can be committed or
 baked into an image without them. Secrets are excluded from every ``repr`` and from every error
 message (a wrong-typed key names its key, never its value).
+
+This module imports nothing of the bot but its errors. The free-form tables
+(``[provider.models.*]``, ``[prices]``) are checked by the code that understands them, when
+bot.app builds the model and price tables at start (see bot.app.build_catalogues).
 """
 
 from __future__ import annotations
@@ -211,7 +215,6 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     _apply_env_keys(raw, env)
     settings = _build(Settings, raw, "")
     settings = _apply_env(settings, env)
-    _check_models(settings)
     _check_quotas(settings)
     return settings
 
@@ -266,22 +269,7 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     return dataclasses.replace(settings, discord=discord, provider=provider, database=database)
 
 
-def _check_models(settings: Settings) -> None:
-    """The model table is validated here so a bad override fails at start, like any key."""
-    from bot.providers.capabilities import build_model_table
-
-    models = build_model_table(settings.provider.models)
-    if settings.provider.model not in models:
-        known = ", ".join(sorted(models))
-        raise ConfigError(
-            f"provider.model: unknown model {settings.provider.model!r} "
-            f'(known: {known}; add it under [provider.models."{settings.provider.model}"])'
-        )
-
-
 def _check_quotas(settings: Settings) -> None:
-    from bot.quotas.prices import price_table
-
     quotas = settings.quotas
     for name in (
         "images_per_day",
@@ -291,7 +279,6 @@ def _check_quotas(settings: Settings) -> None:
     ):
         if getattr(quotas, name) > getattr(quotas, f"max_{name}"):
             raise ConfigError(f"quotas.{name}: the default is above quotas.max_{name}")
-    price_table(settings.prices)
 
 
 def _build(cls: type[Any], raw: Any, prefix: str) -> Any:

@@ -95,6 +95,26 @@ async def test_run_without_secrets_says_what_is_missing(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[provider]\nmodel = 'dall-e-9'\n", "provider.model: unknown model 'dall-e-9'"),
+        ('[provider.models."dall-e-2"]\nmax_n = 0\n', "provider.models.dall-e-2.max_n"),
+        ('[prices]\n"gpt-image-1.low" = 0.5\n', "prices.gpt-image-1.low: must be 2"),
+    ],
+)
+@pytest.mark.parametrize("command", [("run",), ("check",), ("imagine", "a kite")])
+async def test_bad_model_or_price_stops_every_command_at_start(
+    tmp_path: Path, text: str, key: str, command: tuple[str, ...]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text, encoding="utf-8")
+    code, out, err = await run_cli(*command, "--config", str(bad))
+    assert code == 2
+    assert err.strip().count("\n") == 0 and key in err
+    assert out == ""  # stopped before the command began (check prints its results)
+
+
 async def test_invalid_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[provider]\nimages_per_minute = -5\n", encoding="utf-8")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import build_catalogues
 from bot.config import ProviderSettings, Settings, load_settings
 from bot.errors import ConfigError
 
@@ -24,6 +25,14 @@ def write(tmp_path: Path, text: str) -> str:
     path = tmp_path / "config.toml"
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def load_checked(path: str | None, env: dict[str, str]) -> Settings:
+    """What every command does at start (bot.cli): the settings, then the model and price
+    tables built from them (bot.app), each stopping the start with one line naming the key."""
+    settings = load_settings(path, env=env)
+    build_catalogues(settings)
+    return settings
 
 
 def test_defaults_without_any_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +93,7 @@ def test_imagebot_config_env_names_the_file(tmp_path: Path) -> None:
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_settings(write(tmp_path, text), env={})
+        load_checked(write(tmp_path, text), env={})
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -109,7 +118,7 @@ def test_secrets_never_in_repr(tmp_path: Path) -> None:
 def test_example_config_loads_and_documents_every_key() -> None:
     example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
     raw = tomllib.loads(example)
-    settings = load_settings(str(ROOT / "config.example.toml"), env={})
+    settings = load_checked(str(ROOT / "config.example.toml"), env={})
     assert settings == Settings()  # the example shows the defaults
     for section in dataclasses.fields(Settings):
         assert section.name in raw, f"[{section.name}] missing from config.example.toml"
@@ -151,12 +160,12 @@ def test_any_key_from_the_environment(tmp_path: Path) -> None:
 
 def test_quota_defaults_above_ceilings_and_bad_prices_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"quotas\.images_per_day: the default is above"):
-        load_settings(
+        load_checked(
             write(tmp_path, "[quotas]\nimages_per_day = 5\nmax_images_per_day = 4\n"), env={}
         )
     with pytest.raises(ConfigError, match=r"prices\.gpt-image-1\.low: must be 2"):
-        load_settings(write(tmp_path, '[prices]\n"gpt-image-1.low" = 0.5\n'), env={})
-    settings = load_settings(write(tmp_path, '[prices]\n"dall-e-2.256x256" = 0.5\n'), env={})
+        load_checked(write(tmp_path, '[prices]\n"gpt-image-1.low" = 0.5\n'), env={})
+    settings = load_checked(write(tmp_path, '[prices]\n"dall-e-2.256x256" = 0.5\n'), env={})
     assert settings.prices["dall-e-2.256x256"] == 0.5
 
 

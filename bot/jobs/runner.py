@@ -29,7 +29,7 @@ from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.spool import ResultKeeper, Spool
 from bot.jobs.store import JobOrigin, Sessions
 from bot.providers import GeneratedImage
-from bot.quotas import estimate_cost, price_table, settle_cost
+from bot.quotas import PriceTable, estimate_cost, settle_cost
 from bot.quotas.ledger import reserve, would_fit
 from bot.quotas.policy import GuildQueueFull, QueueFull, TotalBudget
 
@@ -65,13 +65,15 @@ class JobRunner:
         sessions: Sessions,
         settings: Settings,
         *,
+        prices: PriceTable,
         limiter: ImageRateLimiter | None = None,
     ) -> None:
-        """``limiter`` replaces the one built from ``provider.images_per_minute`` (tests)."""
+        """``prices`` is the price table (bot.app builds it once); ``limiter`` replaces the one
+        built from ``provider.images_per_minute`` (tests)."""
         self._engine = engine
         self._sessions = sessions
         self._settings = settings
-        self._prices = price_table(settings.prices)
+        self._prices = prices
         self._listener: JobListener | None = None
         self._intake_recovery: IntakeRecovery | None = None
         #: Acknowledged requests not yet jobs (see bot.jobs.intake).

@@ -6,7 +6,7 @@ works as a deployment gate (``python -m bot check && systemctl restart imagebot`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -17,7 +17,7 @@ from bot.db import create_engine
 from bot.db.migrate import pending_revisions
 from bot.errors import BotError
 from bot.logs import RedactSecrets
-from bot.providers import ImagesClient, build_model_table
+from bot.providers import ImagesClient, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,13 @@ async def check_database(settings: Settings) -> CheckResult:
     return CheckResult("database", True, "reachable and up to date")
 
 
-async def check_provider(settings: Settings) -> CheckResult:
+async def check_provider(settings: Settings, models: Mapping[str, ModelSpec]) -> CheckResult:
     if not settings.provider.api_key:
         return CheckResult(
             "image API", False, "no API key: set OPENAI_API_KEY or [provider] api_key"
         )
     async with aiohttp.ClientSession() as session:
-        client = ImagesClient(
-            session, settings.provider, build_model_table(settings.provider.models)
-        )
+        client = ImagesClient(session, settings.provider, models)
         try:
             await client.check_access()
         except BotError as exc:
@@ -124,12 +122,14 @@ def check_access(settings: Settings, public: bool | None) -> CheckResult:
 
 
 async def run_checks(
-    settings: Settings, config_source: str, write: Callable[[str], object] = print
+    settings: Settings,
+    config_source: str,
+    models: Mapping[str, ModelSpec],
+    write: Callable[[str], object] = print,
 ) -> bool:
     results = [CheckResult("configuration", True, f"valid ({config_source})")]
-    steps: list[Callable[[Settings], Awaitable[CheckResult]]] = [check_database, check_provider]
-    for step in steps:
-        results.append(await step(settings))
+    results.append(await check_database(settings))
+    results.append(await check_provider(settings, models))
     discord_result, invite, public = await check_discord(settings)
     results.append(discord_result)
     results.append(check_access(settings, public))

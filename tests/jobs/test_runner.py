@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import open_engine, open_storage
+from bot.app import build_catalogues, open_engine, open_storage
 from bot.config import (
     DatabaseSettings,
     JobsSettings,
@@ -111,7 +111,10 @@ class World:
         settings = dataclasses.replace(
             self.settings, jobs=dataclasses.replace(self.settings.jobs, **jobs)
         )
-        runner = JobRunner(self.engine, self.storage.sessions, settings, limiter=limiter)
+        prices = build_catalogues(settings).prices
+        runner = JobRunner(
+            self.engine, self.storage.sessions, settings, prices=prices, limiter=limiter
+        )
         recorder = listener or Recorder()
         runner.set_listener(recorder)
         self.stack.push_async_callback(runner.close)
