@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.config import Settings
+from bot.db import Sessions
 from bot.db.models import Job, JobStatus
 from bot.errors import BotError
 from bot.generation import Engine, ImageOrder, normalize_uploads, send_order
@@ -27,7 +28,7 @@ from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.spool import ResultKeeper, Spool
-from bot.jobs.store import JobOrigin, Sessions
+from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage
 from bot.quotas import estimate_cost, price_table, settle_cost
 from bot.quotas.ledger import reserve, would_fit

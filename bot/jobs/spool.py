@@ -26,10 +26,10 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.db import Sessions
 from bot.db.engine import finish_even_if_cancelled
 from bot.db.models import Job, JobStatus
 from bot.jobs import store
-from bot.jobs.store import Sessions
 from bot.providers import GeneratedImage, ImageResult
 from bot.providers.types import ImageUsage
 

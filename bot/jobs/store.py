@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db.engine import Sessions
 from bot.db.models import ImageRole, Job, JobImage, JobMessage, JobStatus, utcnow
 from bot.errors import BotError
 from bot.generation import FitChoice, ImageOrder
 from bot.providers import GeneratedImage, ImageResult, Operation
 from bot.providers.checks import png_dimensions
-
-Sessions = async_sessionmaker[AsyncSession]
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import QuotaSettings
+from bot.db.engine import Sessions
 from bot.db.models import (
     GuildSettings,
     Installation,
@@ -50,7 +51,6 @@ from bot.quotas.policy import (
 )
 from bot.quotas.prices import MICRO
 
-Sessions = async_sessionmaker[AsyncSession]
 #: The lock row for direct messages, which have no guild.
 DM_GUILD = 0
 
