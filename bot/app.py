@@ -20,7 +20,7 @@ from sqlalchemy import text
 from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker, installation, upgrade_database
 from bot.db.engine import Storage, enable_incremental_vacuum
-from bot.generation import Engine
+from bot.generation import ImageService
 from bot.imaging import ImageLimits, ImageWorker
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
@@ -43,7 +43,7 @@ def image_limits(settings: Settings) -> ImageLimits:
 @asynccontextmanager
 async def open_engine(
     settings: Settings, metrics: Metrics | None = None, *, user_salt: str = ""
-) -> AsyncIterator[Engine]:
+) -> AsyncIterator[ImageService]:
     """The image engine alone: what the one-shot commands need (no Discord, no database).
 
     ``user_salt`` is the installation's salt; without it (and without ``provider.user_salt``)
@@ -67,7 +67,7 @@ async def open_engine(
         provider = ImagesClient(
             http, settings.provider, models, observe=observe, user_salt=user_salt
         )
-        yield Engine(settings, http, images, provider)
+        yield ImageService(settings, http, images, provider)
 
 
 @asynccontextmanager

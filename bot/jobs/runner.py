@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.db import Sessions
 from bot.db.models import Job, JobStatus
 from bot.errors import BotError
-from bot.generation import Engine, ImageOrder, normalize_uploads, send_order
+from bot.generation import ImageOrder, ImageService, normalize_uploads, send_order
 from bot.jobs import store
 from bot.jobs.admission import SpendCapWatch, check_origin, check_rules
 from bot.jobs.dispatcher import Dispatcher, Place
@@ -62,7 +62,7 @@ class JobListener(Protocol):
 class JobRunner:
     def __init__(
         self,
-        engine: Engine,
+        engine: ImageService,
         sessions: Sessions,
         settings: Settings,
         *,

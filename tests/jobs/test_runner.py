@@ -30,7 +30,7 @@ from bot.config import (
 from bot.db.engine import Storage
 from bot.db.models import ImageRole, Job, JobImage, JobStatus
 from bot.errors import BotError
-from bot.generation import Engine, ImageOrder
+from bot.generation import ImageOrder, ImageService
 from bot.jobs import JobOrigin, JobRunner, Place, ShuttingDown, store
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.providers import GeneratedImage, Operation
@@ -94,7 +94,7 @@ class Recorder:
 @dataclass
 class World:
     api: FakeImagesAPI
-    engine: Engine
+    engine: ImageService
     storage: Storage
     settings: Settings
     stack: AsyncExitStack
