@@ -65,7 +65,12 @@ async def open_engine(
                     count_error(error)
 
         provider = ImagesClient(
-            http, settings.provider, models, observe=observe, user_salt=user_salt
+            http,
+            settings.provider,
+            models,
+            verify=images.verify_results,
+            observe=observe,
+            user_salt=user_salt,
         )
         yield ImageService(settings, http, images, provider)
 

@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.db import create_engine
 from bot.db.migrate import pending_revisions
 from bot.errors import BotError
+from bot.imaging import ImageWorker
 from bot.logs import RedactSecrets
 from bot.providers import ImagesClient, build_model_table
 
@@ -60,9 +61,12 @@ async def check_provider(settings: Settings) -> CheckResult:
         return CheckResult(
             "image API", False, "no API key: set OPENAI_API_KEY or [provider] api_key"
         )
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session, ImageWorker(1) as images:
         client = ImagesClient(
-            session, settings.provider, build_model_table(settings.provider.models)
+            session,
+            settings.provider,
+            build_model_table(settings.provider.models),
+            verify=images.verify_results,
         )
         try:
             await client.check_access()
