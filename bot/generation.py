@@ -8,8 +8,8 @@ them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 
@@ -78,6 +78,27 @@ class ImageOrder:
     user_id: str | None = None
 
 
+#: An order's settings, each with the job column that keeps it: the one list that storing a job
+#: (``store.new_job``), reading its order back (``store.order_of``) and the provider request
+#: (:func:`build_request`, which takes those its request type has) all read.
+ORDER_SETTINGS: dict[str, str] = {
+    "prompt": "prompt",
+    "n": "n_requested",
+    "size": "size",
+    "quality": "quality",
+    "style": "style",
+    "background": "background",
+    "fit": "fit",
+    "model": "model",
+}
+
+_REQUESTS: dict[Operation, type[ImageRequest]] = {
+    Operation.GENERATE: GenerateRequest,
+    Operation.EDIT: EditRequest,
+    Operation.VARY: VaryRequest,
+}
+
+
 def input_side(spec: ModelSpec, size: str | None) -> int:
     """The square side uploads are normalized to for ``spec`` producing ``size`` images.
 
@@ -102,31 +123,21 @@ def resolve_fit(choice: FitChoice, operation: Operation) -> Fit:
 def build_request(
     order: ImageOrder, spec: ModelSpec, image: bytes = b"", mask: bytes | None = None
 ) -> ImageRequest:
-    """The provider request for ``order`` with its (already normalized) uploads."""
-    if order.operation is Operation.GENERATE:
-        return GenerateRequest(
-            order.prompt,
-            n=order.n,
-            size=order.size,
-            quality=order.quality,
-            style=order.style,
-            background=order.background,
-            model=spec.name,
-            user_id=order.user_id,
-        )
-    if order.operation is Operation.EDIT:
-        return EditRequest(
-            image,
-            order.prompt,
-            mask=mask,
-            n=order.n,
-            size=order.size,
-            quality=order.quality,
-            background=order.background,
-            model=spec.name,
-            user_id=order.user_id,
-        )
-    return VaryRequest(image, n=order.n, size=order.size, model=spec.name, user_id=order.user_id)
+    """The provider request for ``order`` with its (already normalized) uploads.
+
+    It takes each of :data:`ORDER_SETTINGS` its type has (a variation has no prompt, an edit
+    no style); the model is the one resolved for the order."""
+    kind = _REQUESTS[order.operation]
+    accepted = {part.name for part in fields(kind)}
+    values: dict[str, Any] = {
+        name: getattr(order, name) for name in ORDER_SETTINGS if name in accepted
+    }
+    values.update(model=spec.name, user_id=order.user_id)
+    if kind is not GenerateRequest:
+        values["image"] = image
+    if "mask" in accepted:
+        values["mask"] = mask
+    return kind(**values)
 
 
 def check_order(provider: ImagesClient, order: ImageOrder) -> ModelSpec:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.engine import Sessions
 from bot.db.models import ImageRole, Job, JobImage, JobMessage, JobStatus, utcnow
 from bot.errors import BotError
-from bot.generation import FitChoice, ImageOrder
+from bot.generation import ORDER_SETTINGS, FitChoice, ImageOrder
 from bot.providers import GeneratedImage, ImageResult, Operation
 from bot.providers.checks import png_dimensions
 
@@ -130,19 +130,14 @@ async def order_of(sessions: Sessions, job: Job) -> ImageOrder:
     """The order ``job`` was made from, uploads included: what Redo and Remix run again."""
     inputs = await images_of(sessions, job.id, ImageRole.INPUT)
     masks = await images_of(sessions, job.id, ImageRole.MASK)
+    settings = {name: getattr(job, column) for name, column in ORDER_SETTINGS.items()}
+    settings["fit"] = _fit(job.fit)
     return ImageOrder(
         Operation(job.operation),
-        prompt=job.prompt,
         image=inputs[0].data if inputs else None,
         mask=masks[0].data if masks else None,
-        n=job.n_requested,
-        size=job.size,
-        quality=job.quality,
-        style=job.style,
-        background=job.background,
-        model=job.model,
-        fit=_fit(job.fit),
         user_id=str(job.user_id) if job.user_id is not None else None,
+        **settings,
     )
 
 
@@ -275,7 +270,11 @@ async def keep_sent_inputs(sessions: Sessions, job_id: int, sent: ImageOrder) ->
 
 
 def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, command: str) -> Job:
-    """An unsaved queued job; the quota ledger inserts it (see bot.quotas.ledger.reserve)."""
+    """An unsaved queued job; the quota ledger inserts it (see bot.quotas.ledger.reserve).
+
+    ``model`` is the one resolved for the order (the configured one when it names none)."""
+    columns = {column: getattr(order, name) for name, column in ORDER_SETTINGS.items()}
+    columns["model"] = model
     return Job(
         guild_id=origin.guild_id,
         channel_id=origin.channel_id,
@@ -283,14 +282,7 @@ def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, com
         user_id=origin.user_id,
         operation=order.operation.value,
         command=command,
-        model=model,
-        prompt=order.prompt,
-        size=order.size,
-        quality=order.quality,
-        style=order.style,
-        background=order.background,
-        fit=order.fit,
-        n_requested=order.n,
+        **columns,
         n_delivered=0,
         n_charged=0,
         status=JobStatus.QUEUED,
