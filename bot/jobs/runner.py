@@ -22,7 +22,6 @@ from bot.db.models import Job, JobStatus
 from bot.errors import BotError
 from bot.generation import ImageOrder, ImageService, normalize_uploads, send_order
 from bot.jobs import store
-from bot.jobs.admission import SpendCapWatch, check_origin, check_rules
 from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
@@ -31,8 +30,9 @@ from bot.jobs.spool import ResultKeeper, Spool
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage
 from bot.quotas import estimate_cost, price_table, settle_cost
+from bot.quotas.admission import SpendCapWatch, check_origin, check_queue_caps, check_rules
 from bot.quotas.ledger import reserve, would_fit
-from bot.quotas.policy import GuildQueueFull, QueueFull, TotalBudget
+from bot.quotas.policy import TotalBudget
 
 log = logging.getLogger(__name__)
 
@@ -136,16 +136,12 @@ class JobRunner:
 
     def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)
-        jobs = self._settings.jobs
         queue = self.dispatcher.queue
-        waiting = (
-            queue.count(guild=guild_key, user=user_key) + self._admitting[(guild_key, user_key)]
+        check_queue_caps(
+            self._settings.jobs,
+            queue.count(guild=guild_key, user=user_key) + self._admitting[(guild_key, user_key)],
+            queue.count(guild=guild_key) + self._admitting_guild[guild_key],
         )
-        if waiting >= jobs.max_queued_per_member:
-            raise QueueFull(count=waiting)
-        guild_waiting = queue.count(guild=guild_key) + self._admitting_guild[guild_key]
-        if guild_waiting >= jobs.max_queued_per_guild:
-            raise GuildQueueFull(count=guild_waiting)
 
     async def submit(
         self, order: ImageOrder, origin: JobOrigin, *, command: str, intake_id: int | None = None
