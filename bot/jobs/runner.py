@@ -31,7 +31,6 @@ from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage
 from bot.quotas import estimate_cost, price_table, settle_cost
 from bot.quotas.admission import SpendCapWatch, check_origin, check_queue_caps, check_rules
-from bot.quotas.ledger import reserve, would_fit
 from bot.quotas.policy import TotalBudget
 
 log = logging.getLogger(__name__)
@@ -129,7 +128,7 @@ class JobRunner:
         estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
         job = store.new_job(order, origin, spec.name, estimate, "precheck")
         try:
-            await would_fit(self._sessions, self._settings.quotas, job, origin.role_ids)
+            await store.would_fit(self._sessions, self._settings.quotas, job, origin.role_ids)
         except TotalBudget as error:
             self.spend_caps.refused(error)
             raise
@@ -168,12 +167,12 @@ class JobRunner:
             # The guild's lock, then the one for the total caps that every guild shares: the
             # database locks decide, these only keep SQLite's writers in line.
             async with lock, self._total_lock:
-                await reserve(
+                await store.admit(
                     self._sessions,
                     self._settings.quotas,
                     job,
                     origin.role_ids,
-                    attachments=lambda job_id: store.input_images(job_id, order),
+                    order=order,
                     parent_channel_id=origin.parent_channel_id,
                     intake_id=intake_id,
                 )

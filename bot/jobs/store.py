@@ -1,5 +1,8 @@
 """Job rows: the only way jobs are written and read, one short session per unit of work.
 
+Every change of a job's state goes through here, from its insert (:func:`admit`, with the
+quota decision taken in the same transaction) to its delivery and its images' pruning.
+
 Everything a result's buttons and reactions need later (the order's settings, its uploads as
 sent to the provider, every message the result went to) is stored here, so they keep working
 after a restart. Stored images do not stay forever: see :mod:`bot.jobs.retention`.
@@ -7,19 +10,21 @@ after a restart. Stored images do not stay forever: see :mod:`bot.jobs.retention
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config import QuotaSettings
 from bot.db.engine import Sessions
-from bot.db.models import ImageRole, Job, JobImage, JobMessage, JobStatus, utcnow
+from bot.db.models import ImageRole, Intake, Job, JobImage, JobMessage, JobStatus, utcnow
 from bot.errors import BotError
 from bot.generation import ORDER_SETTINGS, FitChoice, ImageOrder
 from bot.providers import GeneratedImage, ImageResult, Operation
 from bot.providers.checks import png_dimensions
+from bot.quotas import ledger
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,56 @@ def _image(job_id: int, role: ImageRole, position: int, data: bytes, mime: str =
         mime_type=mime or "application/octet-stream",
         data=data,
     )
+
+
+async def admit(
+    sessions: Sessions,
+    quotas: QuotaSettings,
+    job: Job,
+    role_ids: Iterable[int] = (),
+    now: datetime | None = None,
+    *,
+    order: ImageOrder | None = None,
+    parent_channel_id: int | None = None,
+    intake_id: int | None = None,
+) -> Job:
+    """Insert the queued ``job`` (its n and estimated cost are its reservation) if every quota
+    allows it (:func:`bot.quotas.ledger.check`, under the ledger's locks); raises QuotaError.
+
+    ``order``'s uploads are stored in the same transaction, so a queued job is never without
+    its inputs; so is the deletion of the intake ``intake_id`` (the acknowledged request this
+    job comes from, see bot.jobs.intake).
+    """
+    now = now or utcnow()
+    async with sessions() as session, session.begin():
+        await ledger.check(
+            session, quotas, job, role_ids, now, locked=True, parent_channel_id=parent_channel_id
+        )
+        job.n_charged = job.n_requested
+        job.queued_at = now
+        session.add(job)
+        await session.flush()
+        if order is not None:
+            session.add_all(input_images(job.id, order))
+        if intake_id is not None:
+            await session.execute(delete(Intake).where(Intake.id == intake_id))
+    return job
+
+
+async def would_fit(
+    sessions: Sessions,
+    quotas: QuotaSettings,
+    job: Job,
+    role_ids: Iterable[int] = (),
+    now: datetime | None = None,
+) -> None:
+    """Raise what :func:`admit` would raise now, without taking a lock or writing anything.
+
+    Checked before the bot downloads anything or answers Discord: a request that is refused
+    costs a few reads. Only :func:`admit` decides; this may let through what it then refuses.
+    """
+    async with sessions() as session:
+        await ledger.check(session, quotas, job, role_ids, now or utcnow(), locked=False)
 
 
 async def get_job(sessions: Sessions, job_id: int) -> Job | None:
@@ -270,7 +325,7 @@ async def keep_sent_inputs(sessions: Sessions, job_id: int, sent: ImageOrder) ->
 
 
 def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, command: str) -> Job:
-    """An unsaved queued job; the quota ledger inserts it (see bot.quotas.ledger.reserve).
+    """An unsaved queued job, for :func:`admit`.
 
     ``model`` is the one resolved for the order (the configured one when it names none)."""
     columns = {column: getattr(order, name) for name, column in ORDER_SETTINGS.items()}
