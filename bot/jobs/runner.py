@@ -10,6 +10,7 @@ again. The listener (the Discord layer) reads everything it needs from the rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Coroutine, Hashable
@@ -26,7 +27,7 @@ from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.ratelimit import ImageRateLimiter
-from bot.jobs.spool import ResultKeeper, Spool
+from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage
 from bot.quotas import estimate_cost, price_table, settle_cost
@@ -49,9 +50,16 @@ class ShuttingDown(BotError):
 
 
 class JobListener(Protocol):
+    """Tells members what happened to their jobs; the runner records what it did.
+
+    ``job_succeeded`` posts the result and returns where: (channel id, message id) of every
+    message, in order, or nothing when no route took it (the listener may post it later and
+    hands that posting to :meth:`JobRunner.delivered`). The listener writes no job state.
+    """
+
     async def job_queued(self, job: Job, place: Place | None) -> None: ...
 
-    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None: ...
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted: ...
 
     async def job_failed(self, job: Job, error: BotError) -> None: ...
 
@@ -289,6 +297,7 @@ class JobRunner:
         if job is not None and self._listener is not None:
             try:
                 await self._listener.job_failed(job, error)
+                await store.clear_token(self._sessions, job_id)
             except Exception:
                 log.exception("job %d: reporting the failure failed", job_id, extra=_context(job))
 
@@ -296,11 +305,21 @@ class JobRunner:
         if self._listener is None:
             return
         try:
-            await self._listener.job_succeeded(job, images)
+            posted = await self._listener.job_succeeded(job, images)
+            if posted:
+                await self.delivered(job.id, posted)
         except Exception:
             log.exception(
                 "job %d: delivering the result failed; it stays stored", job.id, extra=_context(job)
             )
+
+    async def delivered(self, job_id: int, messages: Posted) -> None:
+        """The result of ``job_id`` is posted as ``messages`` (the first carries the details):
+        recorded (or noted beside the spool, see :meth:`ResultKeeper.record_posted`), and the
+        job's interaction token, of no further use, is dropped."""
+        await self.results.record_posted(job_id, messages)
+        with contextlib.suppress(*DATABASE_ERRORS):  # else the hourly prune pass clears it
+            await store.clear_token(self._sessions, job_id)
 
     # --- lifecycle -----------------------------------------------------------------------------
 

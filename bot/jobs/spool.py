@@ -237,6 +237,25 @@ class ResultKeeper:
             await self._notify(job, list(result.images))
         return None
 
+    async def record_posted(self, job_id: int, messages: Posted) -> None:
+        """Remember where the result went; beside the spool while the database cannot take it.
+
+        A spooled result's row is not written yet, and a failing database cannot take it: the
+        posting is noted beside the spool and recorded with it, so it is never posted twice.
+        """
+        if not await asyncio.to_thread(self.spool.has, job_id):
+            try:
+                await store.record_delivery(self._sessions, job_id, messages)
+                return
+            except DATABASE_ERRORS as exc:
+                log.warning(
+                    "job %d: delivery not recorded yet (%s)",
+                    job_id,
+                    type(exc).__name__,
+                    extra={"job_id": job_id},
+                )
+        await asyncio.to_thread(self.spool.mark_posted, job_id, messages)
+
     async def kept(self, job_id: int) -> bool:
         return await asyncio.to_thread(self.spool.has, job_id)
 

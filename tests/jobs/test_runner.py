@@ -33,6 +33,7 @@ from bot.errors import BotError
 from bot.generation import ImageOrder, ImageService
 from bot.jobs import JobOrigin, JobRunner, Place, ShuttingDown, store
 from bot.jobs.ratelimit import ImageRateLimiter
+from bot.jobs.spool import Posted
 from bot.providers import GeneratedImage, Operation
 from bot.quotas.policy import (
     GuildBudget,
@@ -63,10 +64,11 @@ class Recorder:
     async def job_queued(self, job: Job, place: Place | None) -> None:
         self._add("queued", job.id, place)
 
-    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted:
         if self.fail_deliveries:
             raise RuntimeError("Discord is down")
         self._add("succeeded", job.id, images)
+        return []  # posted nowhere: the job stays succeeded, as it was
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         self._add("failed", job.id, error)
