@@ -287,6 +287,20 @@ async def clear_token(sessions: Sessions, job_id: int) -> None:
         await session.execute(update(Job).where(Job.id == job_id).values(interaction_token=None))
 
 
+async def clear_tokens_before(sessions: Sessions, moment: datetime) -> int:
+    """Forget the interaction tokens of jobs and intakes from before ``moment``; how many."""
+    cleared = 0
+    async with sessions() as session, session.begin():
+        for model in (Job, Intake):
+            result = await session.execute(
+                update(model)
+                .where(model.interaction_token.is_not(None), model.interaction_at < moment)
+                .values(interaction_token=None)
+            )
+            cleared += result.rowcount  # type: ignore[attr-defined]
+    return cleared
+
+
 async def forget_result(sessions: Sessions, job_id: int) -> None:
     """The requester deleted the result: its buttons and reactions lead nowhere, and the images
     it kept (its uploads as sent) are deleted with it."""
