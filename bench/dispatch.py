@@ -26,6 +26,7 @@ import time  # noqa: E402
 import aiohttp  # noqa: E402
 
 from bot.config import ProviderSettings  # noqa: E402
+from bot.imaging import ImageWorker  # noqa: E402
 from bot.jobs.dispatcher import Dispatcher  # noqa: E402
 from bot.jobs.fairqueue import QueuedJob  # noqa: E402
 from bot.jobs.ratelimit import ImageRateLimiter  # noqa: E402
@@ -99,13 +100,15 @@ async def fairness() -> int:
 
 
 async def saturation(limit: int, window: float, minutes: int) -> tuple[float, int, int]:
-    async with FakeImagesAPI() as api, aiohttp.ClientSession() as session:
+    async with FakeImagesAPI() as api, aiohttp.ClientSession() as session, ImageWorker() as images:
         api.images_per_minute = limit
         api.rate_window = window
         settings = ProviderSettings(
             base_url=api.base_url, api_key=api.api_key, model="dall-e-2", max_retries=0
         )
-        client = ImagesClient(session, settings, build_model_table({}))
+        client = ImagesClient(
+            session, settings, build_model_table({}), verify=images.verify_results
+        )
         delivered = 0
         failures = 0
 

@@ -77,10 +77,11 @@ class Made:
     async def job_queued(self, job: Job, place: Any) -> None:
         pass
 
-    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> list[tuple[int, int]]:
         self.images += len(images)
         self.posted.append(job.id)
         self._finish(job)
+        return []  # recorded as delivered below, once the database is measured
 
     async def job_failed(self, job: Job, error: Any) -> None:
         raise SystemExit(f"job {job.id} failed: {error}")

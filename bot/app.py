@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker, installation, upgrade_database
 from bot.db.engine import Storage, enable_incremental_vacuum
 from bot.errors import ConfigError
-from bot.generation import Engine
+from bot.generation import ImageService
 from bot.imaging import ImageLimits, ImageWorker
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
@@ -71,7 +71,7 @@ async def open_engine(
     *,
     user_salt: str = "",
     catalogues: Catalogues | None = None,
-) -> AsyncIterator[Engine]:
+) -> AsyncIterator[ImageService]:
     """The image engine alone: what the one-shot commands need (no Discord, no database).
 
     ``user_salt`` is the installation's salt; without it (and without ``provider.user_salt``)
@@ -94,9 +94,14 @@ async def open_engine(
                     count_error(error)
 
         provider = ImagesClient(
-            http, settings.provider, catalogues.models, observe=observe, user_salt=user_salt
+            http,
+            settings.provider,
+            catalogues.models,
+            verify=images.verify_results,
+            observe=observe,
+            user_salt=user_salt,
         )
-        yield Engine(settings, http, images, provider)
+        yield ImageService(settings, http, images, provider)
 
 
 @asynccontextmanager

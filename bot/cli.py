@@ -1,8 +1,7 @@
 """Command line: ``python -m bot <command>``.
 
-Exit codes are part of the interface (scripts and container supervisors read them): 0 success,
-2 bad usage, configuration or input, 1 a failure at run time (provider down, database
-unreachable). Known errors print one line; only unexpected ones print a traceback.
+Exit codes (:mod:`bot.exit_codes`) are part of the interface. Known errors print one line; only
+unexpected ones print a traceback. What each command does is in :mod:`bot.commands`.
 """
 
 from __future__ import annotations
@@ -15,16 +14,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot import commands as handlers
 from bot.app import Catalogues, build_catalogues
 from bot.config import Settings, load_settings
 from bot.errors import BotError, ConfigError, UsageError
+from bot.exit_codes import EXIT_FAILURE, EXIT_USAGE
 from bot.imaging import ImageError
 from bot.logs import configure_logging, held_logs, replay
 from bot.providers import UnsupportedOption
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 log = logging.getLogger("bot")
 
@@ -63,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", parents=[config], help="start the bot", description="Start the Discord bot."
     )
-    run.set_defaults(handler="bot.commands:run_bot")
+    run.set_defaults(handler=handlers.run_bot)
 
     check = commands.add_parser(
         "check",
@@ -75,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
             "only when everything passes."
         ),
     )
-    check.set_defaults(handler="bot.commands:check")
+    check.set_defaults(handler=handlers.check)
 
     sync = commands.add_parser(
         "sync",
@@ -83,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sync slash commands with Discord",
         description="Register the slash commands with Discord (globally, or to dev_guild_id).",
     )
-    sync.set_defaults(handler="bot.commands:sync")
+    sync.set_defaults(handler=handlers.sync)
 
     db = commands.add_parser("db", help="database tasks", description="Database tasks.")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -93,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply pending migrations",
         description="Apply pending database migrations (the bot also does this at start).",
     )
-    upgrade.set_defaults(handler="bot.commands:db_upgrade")
+    upgrade.set_defaults(handler=handlers.db_upgrade)
     prune = db_commands.add_parser(
         "prune",
         parents=[config],
@@ -110,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="keep the images of the last N days (default: [storage] retention_days)",
     )
-    prune.set_defaults(handler="bot.commands:db_prune")
+    prune.set_defaults(handler=handlers.db_prune)
 
     imagine = commands.add_parser(
         "imagine",
@@ -122,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument("--style", help="style (dall-e-3: vivid or natural)")
     imagine.add_argument("--background", help="background (GPT image models)")
     _generation_options(imagine, prompt_options=True)
-    imagine.set_defaults(handler="bot.commands:imagine")
+    imagine.set_defaults(handler=handlers.imagine)
 
     edit = commands.add_parser(
         "edit",
@@ -139,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     edit.add_argument("--fit", choices=["crop", "pad"], help="how a non-square image is squared")
     _generation_options(edit, prompt_options=True)
-    edit.set_defaults(handler="bot.commands:edit")
+    edit.set_defaults(handler=handlers.edit)
 
     vary = commands.add_parser(
         "vary",
@@ -150,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     vary.add_argument("image", type=Path, help="image file (PNG, JPEG, WebP, GIF, BMP, TIFF)")
     vary.add_argument("--fit", choices=["crop", "pad"], help="how a non-square image is squared")
     _generation_options(vary, prompt_options=False)
-    vary.set_defaults(handler="bot.commands:vary")
+    vary.set_defaults(handler=handlers.vary)
     return parser
 
 
@@ -162,14 +159,6 @@ def _days(text: str) -> int:
     if days < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more (got {text!r})")
     return days
-
-
-def _resolve(handler: str) -> Handler:
-    import importlib
-
-    module_name, _, attr = handler.partition(":")
-    function: Handler = getattr(importlib.import_module(module_name), attr)
-    return function
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json_format=settings.logging.format == "json",
     )
     replay(warnings)
-    handler = _resolve(args.handler)
+    handler: Handler = args.handler
     try:
         return asyncio.run(handler(args, settings, catalogues))
     except KeyboardInterrupt:

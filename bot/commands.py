@@ -11,10 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.app import Catalogues, open_engine, open_storage, run_discord_bot, sync_commands
-from bot.cli import EXIT_FAILURE, EXIT_OK
 from bot.config import API_KEY_ENV, TOKEN_ENV, Settings, resolve_config_path
 from bot.db import create_engine, upgrade_database
 from bot.errors import UsageError
+from bot.exit_codes import EXIT_FAILURE, EXIT_OK
 from bot.generation import ImageOrder, make_images
 from bot.imaging import check_declared_size
 from bot.providers import ImageResult, Operation

@@ -8,8 +8,8 @@ them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 
@@ -43,8 +43,11 @@ class PromptEmpty(BotError):
 
 
 @dataclass(frozen=True)
-class Engine:
-    """Normalization plus the provider client: everything needed to make images."""
+class ImageService:
+    """Normalization plus the provider client: everything needed to make images.
+
+    (Not an "engine": in this code base that word is the SQLAlchemy engine.)
+    """
 
     settings: Settings
     http: aiohttp.ClientSession
@@ -75,6 +78,27 @@ class ImageOrder:
     user_id: str | None = None
 
 
+#: An order's settings, each with the job column that keeps it: the one list that storing a job
+#: (``store.new_job``), reading its order back (``store.order_of``) and the provider request
+#: (:func:`build_request`, which takes those its request type has) all read.
+ORDER_SETTINGS: dict[str, str] = {
+    "prompt": "prompt",
+    "n": "n_requested",
+    "size": "size",
+    "quality": "quality",
+    "style": "style",
+    "background": "background",
+    "fit": "fit",
+    "model": "model",
+}
+
+_REQUESTS: dict[Operation, type[ImageRequest]] = {
+    Operation.GENERATE: GenerateRequest,
+    Operation.EDIT: EditRequest,
+    Operation.VARY: VaryRequest,
+}
+
+
 def input_side(spec: ModelSpec, size: str | None) -> int:
     """The square side uploads are normalized to for ``spec`` producing ``size`` images.
 
@@ -99,31 +123,21 @@ def resolve_fit(choice: FitChoice, operation: Operation) -> Fit:
 def build_request(
     order: ImageOrder, spec: ModelSpec, image: bytes = b"", mask: bytes | None = None
 ) -> ImageRequest:
-    """The provider request for ``order`` with its (already normalized) uploads."""
-    if order.operation is Operation.GENERATE:
-        return GenerateRequest(
-            order.prompt,
-            n=order.n,
-            size=order.size,
-            quality=order.quality,
-            style=order.style,
-            background=order.background,
-            model=spec.name,
-            user_id=order.user_id,
-        )
-    if order.operation is Operation.EDIT:
-        return EditRequest(
-            image,
-            order.prompt,
-            mask=mask,
-            n=order.n,
-            size=order.size,
-            quality=order.quality,
-            background=order.background,
-            model=spec.name,
-            user_id=order.user_id,
-        )
-    return VaryRequest(image, n=order.n, size=order.size, model=spec.name, user_id=order.user_id)
+    """The provider request for ``order`` with its (already normalized) uploads.
+
+    It takes each of :data:`ORDER_SETTINGS` its type has (a variation has no prompt, an edit
+    no style); the model is the one resolved for the order."""
+    kind = _REQUESTS[order.operation]
+    accepted = {part.name for part in fields(kind)}
+    values: dict[str, Any] = {
+        name: getattr(order, name) for name in ORDER_SETTINGS if name in accepted
+    }
+    values.update(model=spec.name, user_id=order.user_id)
+    if kind is not GenerateRequest:
+        values["image"] = image
+    if "mask" in accepted:
+        values["mask"] = mask
+    return kind(**values)
 
 
 def check_order(provider: ImagesClient, order: ImageOrder) -> ModelSpec:
@@ -139,12 +153,12 @@ def check_order(provider: ImagesClient, order: ImageOrder) -> ModelSpec:
     return spec
 
 
-async def make_images(engine: Engine, order: ImageOrder) -> ImageResult:
+async def make_images(service: ImageService, order: ImageOrder) -> ImageResult:
     """Normalize the order's uploads and ask the provider; raises BotError subclasses."""
-    return await send_order(engine, await normalize_uploads(engine, order))
+    return await send_order(service, await normalize_uploads(service, order))
 
 
-async def normalize_uploads(engine: Engine, order: ImageOrder) -> ImageOrder:
+async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOrder:
     """``order`` as it is sent: its uploads the square PNGs (under 4 MB) the model accepts.
 
     This is what a job keeps instead of the raw uploads. Normalizing it again gives the same
@@ -155,27 +169,27 @@ async def normalize_uploads(engine: Engine, order: ImageOrder) -> ImageOrder:
     image = order.image
     if image is None:
         raise ValueError(f"{order.operation.value} needs an image")
-    spec = engine.provider.spec_for(order.model)
+    spec = service.provider.spec_for(order.model)
     fit = resolve_fit(order.fit, order.operation)
     side = input_side(spec, order.size)
     if order.operation is Operation.EDIT:
-        inputs = await engine.images.normalize_edit(image, order.mask, side=side, fit=fit)
+        inputs = await service.images.normalize_edit(image, order.mask, side=side, fit=fit)
         return replace(order, image=inputs.image.png, mask=inputs.mask_png)
-    normalized = await engine.images.normalize_image(image, side=side, fit=fit, keep_alpha=False)
+    normalized = await service.images.normalize_image(image, side=side, fit=fit, keep_alpha=False)
     return replace(order, image=normalized.png, mask=None)
 
 
-async def send_order(engine: Engine, sent: ImageOrder) -> ImageResult:
+async def send_order(service: ImageService, sent: ImageOrder) -> ImageResult:
     """Ask the provider for an order whose uploads are normalized (see normalize_uploads)."""
-    spec = engine.provider.spec_for(sent.model)
+    spec = service.provider.spec_for(sent.model)
     if sent.operation is Operation.GENERATE:
-        return await engine.provider.generate(_as(GenerateRequest, build_request(sent, spec)))
+        return await service.provider.generate(_as(GenerateRequest, build_request(sent, spec)))
     image = sent.image or b""
     order = replace(sent, size=_output_size(sent.size, _square_side(image), spec))
     if order.operation is Operation.EDIT:
         request = build_request(order, spec, image, order.mask)
-        return await engine.provider.edit(_as(EditRequest, request))
-    return await engine.provider.vary(_as(VaryRequest, build_request(order, spec, image)))
+        return await service.provider.edit(_as(EditRequest, request))
+    return await service.provider.vary(_as(VaryRequest, build_request(order, spec, image)))
 
 
 def _square_side(png: bytes) -> int:

@@ -1,6 +1,6 @@
 """Storage: SQLAlchemy models, engine setup, migrations and repository functions."""
 
-from bot.db.engine import create_engine, create_sessionmaker
+from bot.db.engine import Sessions, create_engine, create_sessionmaker
 from bot.db.migrate import upgrade_database
 from bot.db.models import Base, ImageRole, Job, JobImage, JobStatus
 
@@ -10,6 +10,7 @@ __all__ = [
     "Job",
     "JobImage",
     "JobStatus",
+    "Sessions",
     "create_engine",
     "create_sessionmaker",
     "upgrade_database",

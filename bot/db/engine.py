@@ -29,6 +29,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
+#: The session factory every repository function takes: one short session per unit of work.
+Sessions = async_sessionmaker[AsyncSession]
+
 T = TypeVar("T")
 
 
@@ -110,7 +113,7 @@ async def _script(connection: AsyncConnection, sql: str) -> None:
     await driver.executescript(sql)
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def create_sessionmaker(engine: AsyncEngine) -> Sessions:
     """One session per unit of work; objects stay usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
 
@@ -120,7 +123,7 @@ class Storage:
     """The database as the rest of the bot sees it: an engine and a session factory."""
 
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: Sessions
 
 
 async def finish_even_if_cancelled(work: Awaitable[T]) -> T:

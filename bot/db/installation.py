@@ -10,11 +10,9 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.db.engine import Sessions
 from bot.db.models import Installation
-
-Sessions = async_sessionmaker[AsyncSession]
 
 USER_SALT_KEY = "user_salt"
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.db import Sessions
 from bot.db.models import Job, JobStatus
 from bot.discord.errors import (
     BotMissingPermissions,
@@ -33,11 +34,10 @@ from bot.discord.uploads import UploadReader, first_image, precheck
 from bot.discord.views import REMIX_PROMPT, remix_modal_id
 from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner, store
-from bot.jobs.admission import check_origin
 from bot.jobs.intake import close_intake
 from bot.jobs.spool import DATABASE_ERRORS
-from bot.jobs.store import Sessions
 from bot.providers import Operation
+from bot.quotas.admission import check_origin
 from bot.quotas.ratelimit import MemberRequestLimiter
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from bot.discord.intakes import IntakeResumer
 from bot.discord.tree import BotTree
 from bot.discord.views import DYNAMIC_ITEMS, route_modal
 from bot.errors import BotError, ConfigError
-from bot.generation import Engine
+from bot.generation import ImageService
 from bot.jobs import JobListener, JobRunner
 from bot.jobs.retention import prune_every_hour
 from bot.ops.metrics import Metrics
@@ -60,7 +60,7 @@ class ImageBot(commands.Bot):
         self,
         settings: Settings,
         *,
-        engine: Engine,
+        engine: ImageService,
         storage: Storage,
         runner: JobRunner,
         catalog: Catalog,

@@ -11,7 +11,6 @@ closed and DMs off), it is tried again a few times with growing pauses, and at e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ from bot.discord.status import ORIGINAL, StatusBoard, interaction_webhook
 from bot.discord.views import RetryButton
 from bot.errors import BotError
 from bot.jobs import Place, store
-from bot.jobs.spool import DATABASE_ERRORS
+from bot.jobs.spool import Posted
 from bot.providers import GeneratedImage
 
 if TYPE_CHECKING:
@@ -55,13 +54,16 @@ class Delivery:
     async def job_queued(self, job: Job, place: Place | None) -> None:
         await self.status.queued(job, place)
 
-    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
-        if await self._deliver(job, images):
-            return
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted:
+        """Where the result was posted (the runner records it); empty when it is kept."""
+        posted = await self._deliver(job, images)
+        if posted:
+            return posted
         await self._tell_late(job)
         if job.id not in self._redelivering:
             self._redelivering.add(job.id)
             self.bot.runner.spawn(self._redeliver(job.id), name=f"redeliver-{job.id}")
+        return []
 
     async def _tell_late(self, job: Job) -> None:
         """The images are made and kept, but no route took them: the member hears they follow."""
@@ -84,7 +86,9 @@ class Delivery:
                 if job is None or job.status is not JobStatus.SUCCEEDED:
                     return  # posted meanwhile (say, by a Retry of the same images) or deleted
                 try:
-                    if await self._deliver(job, await store.outputs_of(sessions, job_id)):
+                    posted = await self._deliver(job, await store.outputs_of(sessions, job_id))
+                    if posted:
+                        await self.bot.runner.delivered(job_id, posted)
                         return
                 except Exception:
                     log.exception("job %d: posting the kept result failed", job_id)
@@ -92,8 +96,9 @@ class Delivery:
         finally:
             self._redelivering.discard(job_id)
 
-    async def _deliver(self, job: Job, images: list[GeneratedImage]) -> bool:
-        """Post the result by the first route that works; False when none did (it is kept)."""
+    async def _deliver(self, job: Job, images: list[GeneratedImage]) -> Posted:
+        """Post the result by the first route that works; where, or empty when none did (it
+        is kept)."""
         limit = job.attachment_size_limit or DEFAULT_UPLOAD_LIMIT
         uploads = await self.bot.engine.images.run(prepare_uploads, images, limit)
         parts = build_result(
@@ -107,35 +112,15 @@ class Delivery:
         posted = await self._post_parts(job, parts)
         if not posted:
             log.error("job %d: result could not be delivered by any route; kept", job.id)
-            return False
-        sessions = self.bot.storage.sessions
-        await self._record_delivery(job, [(m.channel.id, m.id) for m in posted])
+            return []
         await self.status.final(job, self.bot.catalog.text("status.done", job.locale))
-        with contextlib.suppress(*DATABASE_ERRORS):  # else the hourly prune pass clears it
-            await store.clear_token(sessions, job.id)
         log.info("job %d delivered as message %d", job.id, posted[0].id)
-        return True
-
-    async def _record_delivery(self, job: Job, messages: list[tuple[int | None, int]]) -> None:
-        """Remember where the result went; in the spool while the database cannot take it.
-
-        A spooled result's row is not written yet, and a failing database cannot take it: the
-        posting is noted beside the spool and recorded with it, so it is never posted twice.
-        """
-        spool = self.bot.runner.results.spool
-        if not await asyncio.to_thread(spool.has, job.id):
-            try:
-                await store.record_delivery(self.bot.storage.sessions, job.id, messages)
-                return
-            except DATABASE_ERRORS as exc:
-                log.warning("job %d: delivery not recorded yet (%s)", job.id, type(exc).__name__)
-        await asyncio.to_thread(spool.mark_posted, job.id, messages)
+        return [(m.channel.id, m.id) for m in posted]
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         text = self.bot.catalog.error_text(error, job.locale)
         if not await self.status.final(job, text):
             await self._send_public(job, text)
-        await store.clear_token(self.bot.storage.sessions, job.id)
 
     async def job_interrupted(self, job: Job) -> None:
         """The bot stopped while this job ran: nothing charged; offer to run it again."""

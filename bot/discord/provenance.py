@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.db import Sessions
 from bot.db.models import Job, JobStatus
 from bot.discord.errors import NotThisResult
 from bot.jobs import store
-from bot.jobs.store import Sessions
 
 if TYPE_CHECKING:
     from bot.discord.bot import ImageBot

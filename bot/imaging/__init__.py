@@ -34,6 +34,7 @@ from bot.imaging.limits import (
     check_declared_size,
 )
 from bot.imaging.normalize import EditInputs, NormalizedImage, normalize_edit, normalize_image
+from bot.imaging.results import MAX_RESULT_PIXELS, ResultImage, verify_result, verify_results
 from bot.imaging.worker import ImageWorker
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "FALLBACK_SIDES",
     "FITS",
+    "MAX_RESULT_PIXELS",
     "DownloadTooLarge",
     "EditInputs",
     "EditNeedsMask",
@@ -66,10 +68,13 @@ __all__ = [
     "MaskSizeMismatch",
     "NormalizedImage",
     "NotAnImage",
+    "ResultImage",
     "SizeCappedBuffer",
     "UnsupportedImageFormat",
     "check_declared_size",
     "normalize_edit",
     "normalize_image",
     "probe",
+    "verify_result",
+    "verify_results",
 ]

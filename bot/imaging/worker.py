@@ -24,6 +24,7 @@ from bot.imaging.decode import ImageInfo, probe
 from bot.imaging.geometry import DEFAULT_EDIT_FIT, DEFAULT_FIT, Fit
 from bot.imaging.limits import DEFAULT_LIMITS, ImageLimits
 from bot.imaging.normalize import EditInputs, NormalizedImage, normalize_edit, normalize_image
+from bot.imaging.results import ResultImage, verify_results
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -89,6 +90,10 @@ class ImageWorker:
         return await self.run(
             normalize_edit, image, mask, side=side, fit=fit, limits=limits or self.limits
         )
+
+    async def verify_results(self, images: list[bytes]) -> list[ResultImage]:
+        """Check a provider's answer (see :mod:`bot.imaging.results`); raises ValueError."""
+        return await self.run(verify_results, images)
 
     def close(self) -> None:
         """Refuse new jobs and drop queued ones; jobs already running finish in the background.

@@ -2,6 +2,15 @@
 
 from bot.jobs.dispatcher import Place
 from bot.jobs.runner import InternalError, JobListener, JobRunner, ShuttingDown
+from bot.jobs.spool import Posted
 from bot.jobs.store import JobOrigin
 
-__all__ = ["InternalError", "JobListener", "JobOrigin", "JobRunner", "Place", "ShuttingDown"]
+__all__ = [
+    "InternalError",
+    "JobListener",
+    "JobOrigin",
+    "JobRunner",
+    "Place",
+    "Posted",
+    "ShuttingDown",
+]

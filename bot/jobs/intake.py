@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 
+from bot.db import Sessions
 from bot.db.models import Intake
 from bot.generation import ImageOrder
-from bot.jobs.store import Sessions
 from bot.providers import Operation
 
 

@@ -19,10 +19,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 
 from bot.db.engine import Storage, finish_even_if_cancelled, give_back_space
-from bot.db.models import Intake, Job, JobImage, JobStatus, utcnow
+from bot.db.models import Job, JobImage, JobStatus, utcnow
 from bot.jobs import store
 
 log = logging.getLogger(__name__)
@@ -89,17 +89,7 @@ async def prune(storage: Storage, retention: timedelta, *, now: datetime | None 
 
 async def clear_expired_tokens(storage: Storage, now: datetime) -> int:
     """Forget every interaction token older than Discord accepts; how many there were."""
-    too_old = now - TOKEN_LIFETIME
-    cleared = 0
-    async with storage.sessions() as session, session.begin():
-        for model in (Job, Intake):
-            result = await session.execute(
-                update(model)
-                .where(model.interaction_token.is_not(None), model.interaction_at < too_old)
-                .values(interaction_token=None)
-            )
-            cleared += result.rowcount  # type: ignore[attr-defined]
-    return cleared
+    return await store.clear_tokens_before(storage.sessions, now - TOKEN_LIFETIME)
 
 
 async def prune_every_hour(

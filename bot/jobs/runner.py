@@ -10,6 +10,7 @@ again. The listener (the Discord layer) reads everything it needs from the rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Coroutine, Hashable
@@ -17,21 +18,21 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.config import Settings
+from bot.db import Sessions
 from bot.db.models import Job, JobStatus
 from bot.errors import BotError
-from bot.generation import Engine, ImageOrder, normalize_uploads, send_order
+from bot.generation import ImageOrder, ImageService, normalize_uploads, send_order
 from bot.jobs import store
-from bot.jobs.admission import SpendCapWatch, check_origin, check_rules
 from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.ratelimit import ImageRateLimiter
-from bot.jobs.spool import ResultKeeper, Spool
-from bot.jobs.store import JobOrigin, Sessions
+from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool
+from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage
 from bot.quotas import PriceTable, estimate_cost, settle_cost
-from bot.quotas.ledger import reserve, would_fit
-from bot.quotas.policy import GuildQueueFull, QueueFull, TotalBudget
+from bot.quotas.admission import SpendCapWatch, check_origin, check_queue_caps, check_rules
+from bot.quotas.policy import TotalBudget
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,16 @@ class ShuttingDown(BotError):
 
 
 class JobListener(Protocol):
+    """Tells members what happened to their jobs; the runner records what it did.
+
+    ``job_succeeded`` posts the result and returns where: (channel id, message id) of every
+    message, in order, or nothing when no route took it (the listener may post it later and
+    hands that posting to :meth:`JobRunner.delivered`). The listener writes no job state.
+    """
+
     async def job_queued(self, job: Job, place: Place | None) -> None: ...
 
-    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None: ...
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted: ...
 
     async def job_failed(self, job: Job, error: BotError) -> None: ...
 
@@ -61,7 +69,7 @@ class JobListener(Protocol):
 class JobRunner:
     def __init__(
         self,
-        engine: Engine,
+        engine: ImageService,
         sessions: Sessions,
         settings: Settings,
         *,
@@ -130,23 +138,19 @@ class JobRunner:
         estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
         job = store.new_job(order, origin, spec.name, estimate, "precheck")
         try:
-            await would_fit(self._sessions, self._settings.quotas, job, origin.role_ids)
+            await store.would_fit(self._sessions, self._settings.quotas, job, origin.role_ids)
         except TotalBudget as error:
             self.spend_caps.refused(error)
             raise
 
     def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)
-        jobs = self._settings.jobs
         queue = self.dispatcher.queue
-        waiting = (
-            queue.count(guild=guild_key, user=user_key) + self._admitting[(guild_key, user_key)]
+        check_queue_caps(
+            self._settings.jobs,
+            queue.count(guild=guild_key, user=user_key) + self._admitting[(guild_key, user_key)],
+            queue.count(guild=guild_key) + self._admitting_guild[guild_key],
         )
-        if waiting >= jobs.max_queued_per_member:
-            raise QueueFull(count=waiting)
-        guild_waiting = queue.count(guild=guild_key) + self._admitting_guild[guild_key]
-        if guild_waiting >= jobs.max_queued_per_guild:
-            raise GuildQueueFull(count=guild_waiting)
 
     async def submit(
         self, order: ImageOrder, origin: JobOrigin, *, command: str, intake_id: int | None = None
@@ -173,12 +177,12 @@ class JobRunner:
             # The guild's lock, then the one for the total caps that every guild shares: the
             # database locks decide, these only keep SQLite's writers in line.
             async with lock, self._total_lock:
-                await reserve(
+                await store.admit(
                     self._sessions,
                     self._settings.quotas,
                     job,
                     origin.role_ids,
-                    attachments=lambda job_id: store.input_images(job_id, order),
+                    order=order,
                     parent_channel_id=origin.parent_channel_id,
                     intake_id=intake_id,
                 )
@@ -295,6 +299,7 @@ class JobRunner:
         if job is not None and self._listener is not None:
             try:
                 await self._listener.job_failed(job, error)
+                await store.clear_token(self._sessions, job_id)
             except Exception:
                 log.exception("job %d: reporting the failure failed", job_id, extra=_context(job))
 
@@ -302,11 +307,21 @@ class JobRunner:
         if self._listener is None:
             return
         try:
-            await self._listener.job_succeeded(job, images)
+            posted = await self._listener.job_succeeded(job, images)
+            if posted:
+                await self.delivered(job.id, posted)
         except Exception:
             log.exception(
                 "job %d: delivering the result failed; it stays stored", job.id, extra=_context(job)
             )
+
+    async def delivered(self, job_id: int, messages: Posted) -> None:
+        """The result of ``job_id`` is posted as ``messages`` (the first carries the details):
+        recorded (or noted beside the spool, see :meth:`ResultKeeper.record_posted`), and the
+        job's interaction token, of no further use, is dropped."""
+        await self.results.record_posted(job_id, messages)
+        with contextlib.suppress(*DATABASE_ERRORS):  # else the hourly prune pass clears it
+            await store.clear_token(self._sessions, job_id)
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -26,10 +26,10 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.db import Sessions
 from bot.db.engine import finish_even_if_cancelled
 from bot.db.models import Job, JobStatus
 from bot.jobs import store
-from bot.jobs.store import Sessions
 from bot.providers import GeneratedImage, ImageResult
 from bot.providers.types import ImageUsage
 
@@ -236,6 +236,25 @@ class ResultKeeper:
             store.settle(job, result, cost)  # the copy delivery reads; the row follows later
             await self._notify(job, list(result.images))
         return None
+
+    async def record_posted(self, job_id: int, messages: Posted) -> None:
+        """Remember where the result went; beside the spool while the database cannot take it.
+
+        A spooled result's row is not written yet, and a failing database cannot take it: the
+        posting is noted beside the spool and recorded with it, so it is never posted twice.
+        """
+        if not await asyncio.to_thread(self.spool.has, job_id):
+            try:
+                await store.record_delivery(self._sessions, job_id, messages)
+                return
+            except DATABASE_ERRORS as exc:
+                log.warning(
+                    "job %d: delivery not recorded yet (%s)",
+                    job_id,
+                    type(exc).__name__,
+                    extra={"job_id": job_id},
+                )
+        await asyncio.to_thread(self.spool.mark_posted, job_id, messages)
 
     async def kept(self, job_id: int) -> bool:
         return await asyncio.to_thread(self.spool.has, job_id)

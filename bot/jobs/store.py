@@ -1,5 +1,8 @@
 """Job rows: the only way jobs are written and read, one short session per unit of work.
 
+Every change of a job's state goes through here, from its insert (:func:`admit`, with the
+quota decision taken in the same transaction) to its delivery and its images' pruning.
+
 Everything a result's buttons and reactions need later (the order's settings, its uploads as
 sent to the provider, every message the result went to) is stored here, so they keep working
 after a restart. Stored images do not stay forever: see :mod:`bot.jobs.retention`.
@@ -7,20 +10,21 @@ after a restart. Stored images do not stay forever: see :mod:`bot.jobs.retention
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import ImageRole, Job, JobImage, JobMessage, JobStatus, utcnow
+from bot.config import QuotaSettings
+from bot.db.engine import Sessions
+from bot.db.models import ImageRole, Intake, Job, JobImage, JobMessage, JobStatus, utcnow
 from bot.errors import BotError
-from bot.generation import FitChoice, ImageOrder
+from bot.generation import ORDER_SETTINGS, FitChoice, ImageOrder
 from bot.providers import GeneratedImage, ImageResult, Operation
 from bot.providers.checks import png_dimensions
-
-Sessions = async_sessionmaker[AsyncSession]
+from bot.quotas import ledger
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,56 @@ def _image(job_id: int, role: ImageRole, position: int, data: bytes, mime: str =
         mime_type=mime or "application/octet-stream",
         data=data,
     )
+
+
+async def admit(
+    sessions: Sessions,
+    quotas: QuotaSettings,
+    job: Job,
+    role_ids: Iterable[int] = (),
+    now: datetime | None = None,
+    *,
+    order: ImageOrder | None = None,
+    parent_channel_id: int | None = None,
+    intake_id: int | None = None,
+) -> Job:
+    """Insert the queued ``job`` (its n and estimated cost are its reservation) if every quota
+    allows it (:func:`bot.quotas.ledger.check`, under the ledger's locks); raises QuotaError.
+
+    ``order``'s uploads are stored in the same transaction, so a queued job is never without
+    its inputs; so is the deletion of the intake ``intake_id`` (the acknowledged request this
+    job comes from, see bot.jobs.intake).
+    """
+    now = now or utcnow()
+    async with sessions() as session, session.begin():
+        await ledger.check(
+            session, quotas, job, role_ids, now, locked=True, parent_channel_id=parent_channel_id
+        )
+        job.n_charged = job.n_requested
+        job.queued_at = now
+        session.add(job)
+        await session.flush()
+        if order is not None:
+            session.add_all(input_images(job.id, order))
+        if intake_id is not None:
+            await session.execute(delete(Intake).where(Intake.id == intake_id))
+    return job
+
+
+async def would_fit(
+    sessions: Sessions,
+    quotas: QuotaSettings,
+    job: Job,
+    role_ids: Iterable[int] = (),
+    now: datetime | None = None,
+) -> None:
+    """Raise what :func:`admit` would raise now, without taking a lock or writing anything.
+
+    Checked before the bot downloads anything or answers Discord: a request that is refused
+    costs a few reads. Only :func:`admit` decides; this may let through what it then refuses.
+    """
+    async with sessions() as session:
+        await ledger.check(session, quotas, job, role_ids, now or utcnow(), locked=False)
 
 
 async def get_job(sessions: Sessions, job_id: int) -> Job | None:
@@ -131,19 +185,14 @@ async def order_of(sessions: Sessions, job: Job) -> ImageOrder:
     """The order ``job`` was made from, uploads included: what Redo and Remix run again."""
     inputs = await images_of(sessions, job.id, ImageRole.INPUT)
     masks = await images_of(sessions, job.id, ImageRole.MASK)
+    settings = {name: getattr(job, column) for name, column in ORDER_SETTINGS.items()}
+    settings["fit"] = _fit(job.fit)
     return ImageOrder(
         Operation(job.operation),
-        prompt=job.prompt,
         image=inputs[0].data if inputs else None,
         mask=masks[0].data if masks else None,
-        n=job.n_requested,
-        size=job.size,
-        quality=job.quality,
-        style=job.style,
-        background=job.background,
-        model=job.model,
-        fit=_fit(job.fit),
         user_id=str(job.user_id) if job.user_id is not None else None,
+        **settings,
     )
 
 
@@ -238,6 +287,20 @@ async def clear_token(sessions: Sessions, job_id: int) -> None:
         await session.execute(update(Job).where(Job.id == job_id).values(interaction_token=None))
 
 
+async def clear_tokens_before(sessions: Sessions, moment: datetime) -> int:
+    """Forget the interaction tokens of jobs and intakes from before ``moment``; how many."""
+    cleared = 0
+    async with sessions() as session, session.begin():
+        for model in (Job, Intake):
+            result = await session.execute(
+                update(model)
+                .where(model.interaction_token.is_not(None), model.interaction_at < moment)
+                .values(interaction_token=None)
+            )
+            cleared += result.rowcount  # type: ignore[attr-defined]
+    return cleared
+
+
 async def forget_result(sessions: Sessions, job_id: int) -> None:
     """The requester deleted the result: its buttons and reactions lead nowhere, and the images
     it kept (its uploads as sent) are deleted with it."""
@@ -276,7 +339,11 @@ async def keep_sent_inputs(sessions: Sessions, job_id: int, sent: ImageOrder) ->
 
 
 def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, command: str) -> Job:
-    """An unsaved queued job; the quota ledger inserts it (see bot.quotas.ledger.reserve)."""
+    """An unsaved queued job, for :func:`admit`.
+
+    ``model`` is the one resolved for the order (the configured one when it names none)."""
+    columns = {column: getattr(order, name) for name, column in ORDER_SETTINGS.items()}
+    columns["model"] = model
     return Job(
         guild_id=origin.guild_id,
         channel_id=origin.channel_id,
@@ -284,14 +351,7 @@ def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, com
         user_id=origin.user_id,
         operation=order.operation.value,
         command=command,
-        model=model,
-        prompt=order.prompt,
-        size=order.size,
-        quality=order.quality,
-        style=order.style,
-        background=order.background,
-        fit=order.fit,
-        n_requested=order.n,
+        **columns,
         n_delivered=0,
         n_charged=0,
         status=JobStatus.QUEUED,

@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.db import create_engine
 from bot.db.migrate import pending_revisions
 from bot.errors import BotError
+from bot.imaging import ImageWorker
 from bot.logs import RedactSecrets
 from bot.providers import ImagesClient, ModelSpec
 
@@ -60,8 +61,13 @@ async def check_provider(settings: Settings, models: Mapping[str, ModelSpec]) ->
         return CheckResult(
             "image API", False, "no API key: set OPENAI_API_KEY or [provider] api_key"
         )
-    async with aiohttp.ClientSession() as session:
-        client = ImagesClient(session, settings.provider, models)
+    async with aiohttp.ClientSession() as session, ImageWorker(1) as images:
+        client = ImagesClient(
+            session,
+            settings.provider,
+            models,
+            verify=images.verify_results,
+        )
         try:
             await client.check_access()
         except BotError as exc:

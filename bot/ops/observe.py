@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from bot.db.models import Job
 from bot.errors import BotError
-from bot.jobs import JobListener, Place
+from bot.jobs import JobListener, Place, Posted
 from bot.ops.metrics import Metrics
 from bot.providers import GeneratedImage
 from bot.quotas.policy import TotalBudget
@@ -24,11 +24,11 @@ class ObservingListener:
     async def job_queued(self, job: Job, place: Place | None) -> None:
         await self.inner.job_queued(job, place)
 
-    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted:
         self._finished(job, "succeeded")
         self.metrics.images.inc(len(images))
         self.metrics.spend.inc(job.cost_micro_usd / MICRO)
-        await self.inner.job_succeeded(job, images)
+        return await self.inner.job_succeeded(job, images)
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         self._finished(job, "failed")

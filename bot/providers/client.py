@@ -2,7 +2,8 @@
 
 Every call ends with verified image bytes or a typed :mod:`bot.providers.errors` exception: URLs
 are downloaded at once (they expire after an hour, and Discord must get the bytes anyway), every
-image is decoded before it is returned, and failures are retried only when another attempt can
+image is checked (``verify``, Pillow work the composition root runs on its bounded image worker)
+before it is returned, and failures are retried only when another attempt can
 help. The HTTP session belongs to the entry point, so connection pooling and shutdown stay in one
 place; ``sleep`` and ``random`` are injectable so retry tests run instantly and deterministically.
 """
@@ -13,17 +14,15 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import io
 import json
 import logging
 import random as _random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import yarl
-from PIL import Image
 
 from bot.config import ProviderSettings
 from bot.errors import ConfigError
@@ -52,11 +51,11 @@ from bot.providers.types import (
 log = logging.getLogger(__name__)
 
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-#: Four times the largest size any built-in model makes (3840x2160 is 8.3 MP): a larger "result"
-#: is a decompression bomb that delivery (re-encoding for Discord) would have to decode.
-MAX_RESULT_PIXELS = 36_000_000
 
 FilePart = tuple[str, bytes]
+#: Checks a provider's images (bot.imaging.verify_results on the image worker): mime type,
+#: width and height of each, or ValueError naming what is wrong.
+VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
 
 
 class ImagesClient:
@@ -68,6 +67,7 @@ class ImagesClient:
         settings: ProviderSettings,
         models: Mapping[str, ModelSpec],
         *,
+        verify: VerifyImages,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
         observe: Callable[[str, float, str | None], None] | None = None,
@@ -85,6 +85,7 @@ class ImagesClient:
         self._sleep = sleep
         self._random = random
         self._observe = observe
+        self._verify = verify
         self._base_url = settings.base_url.rstrip("/")
         self._hosts = HostPolicy.from_settings(settings.base_url, settings.allowed_hosts)
         self._max_response = int(settings.max_response_mb * 1024 * 1024)
@@ -337,7 +338,10 @@ class ImagesClient:
             log.warning("image API sent %d images for %d asked: keeping %d", len(items), n, n)
             items = items[:n]
         raw = await asyncio.gather(*(self._image_bytes(item) for item in items))
-        infos = await asyncio.to_thread(_inspect_all, raw)
+        try:
+            infos = await self._verify(raw)
+        except ValueError as exc:
+            raise MalformedResponse(detail=str(exc)) from None
         images = tuple(
             GeneratedImage(data, mime, width, height, _text(item.get("revised_prompt")))
             for data, (mime, width, height), item in zip(raw, infos, items, strict=True)
@@ -447,31 +451,6 @@ def _usage(raw: Any) -> ImageUsage | None:
         output_image_tokens=_count(details_out.get("image_tokens")),
         output_text_tokens=_count(details_out.get("text_tokens")),
     )
-
-
-def _inspect_all(images: list[bytes]) -> list[tuple[str, int, int]]:
-    """Mime type and size of each image; raises MalformedResponse for anything undecodable.
-
-    Runs in a worker thread: verify() reads every chunk, too slow for the event loop.
-    """
-    return [_inspect(data) for data in images]
-
-
-def _inspect(data: bytes) -> tuple[str, int, int]:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind, (width, height) = image.format, image.size
-            image.verify()
-    except Exception as exc:  # Pillow raises many types for broken input
-        raise MalformedResponse(detail=f"image does not decode ({type(exc).__name__})") from None
-    mime = Image.MIME.get(kind or "")
-    if mime is None:
-        raise MalformedResponse(detail=f"image in unknown format {kind!r}")
-    if width * height > MAX_RESULT_PIXELS:
-        raise MalformedResponse(
-            detail=f"image is {width}x{height} pixels, more than any model makes"
-        )
-    return mime, width, height
 
 
 def _maybe_sent(exc: BaseException) -> bool:

@@ -16,9 +16,10 @@ from zoneinfo import available_timezones
 from sqlalchemy import delete, select
 
 from bot.config import QuotaSettings
+from bot.db import Sessions
 from bot.db.models import MemberReset, RoleLimit, utcnow
 from bot.errors import BotError
-from bot.quotas.ledger import Sessions, lock_guild
+from bot.quotas.ledger import lock_guild
 from bot.quotas.policy import format_channels, is_valid_timezone, parse_channels
 from bot.quotas.prices import MICRO, format_usd
 

@@ -2,33 +2,31 @@
 
 A job row *is* its reservation: while queued or running it counts its requested images and
 estimated cost; when it succeeds they are replaced by what it delivered and really cost; when it
-fails or is cancelled both drop to zero. :func:`reserve` checks every limit and inserts the row
-in one transaction that first takes the guild's lock (then the lock of the operator's total
-caps), so any number of concurrent requests at the edge of a quota, in one guild or across
-many, admit exactly as many images as the quota allows. :func:`would_fit` asks the same
-questions without a lock, so a request can be refused before anything is spent on it.
+fails or is cancelled both drop to zero. The job store (``bot.jobs.store.admit``) inserts the
+row in one transaction in which :func:`check` first takes the guild's lock (then the lock of
+the operator's total caps) and checks every limit, so any number of concurrent requests at the
+edge of a quota, in one guild or across many, admit exactly as many images as the quota allows.
+Without the locks :func:`check` asks the same questions, so a request can be refused before
+anything is spent on it. This module writes no job: it counts and decides.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import QuotaSettings
 from bot.db.models import (
     GuildSettings,
     Installation,
-    Intake,
     Job,
-    JobImage,
     MemberReset,
     RoleLimit,
-    utcnow,
 )
 from bot.quotas.policy import (
     ChannelNotAllowed,
@@ -50,7 +48,6 @@ from bot.quotas.policy import (
 )
 from bot.quotas.prices import MICRO
 
-Sessions = async_sessionmaker[AsyncSession]
 #: The lock row for direct messages, which have no guild.
 DM_GUILD = 0
 
@@ -127,65 +124,37 @@ async def limits_for(
     return guild_limits(quotas, row), list(rules.scalars())
 
 
-async def reserve(
-    sessions: Sessions,
+async def check(
+    session: AsyncSession,
     quotas: QuotaSettings,
     job: Job,
-    role_ids: Iterable[int] = (),
-    now: datetime | None = None,
-    attachments: Callable[[int], list[JobImage]] | None = None,
+    role_ids: Iterable[int],
+    now: datetime,
+    *,
+    locked: bool,
     parent_channel_id: int | None = None,
-    intake_id: int | None = None,
-) -> Job:
-    """Insert ``job`` (its n and estimated cost are the reservation) if every limit allows it.
-
-    ``attachments(job_id)`` gives rows stored in the same transaction (the job's uploads), so a
-    queued job is never without its inputs. The guild's lock row and then the operator's total
-    lock row are taken, always in that order: requests in one guild are serialized by the first,
-    a burst across many guilds by the second, so neither limit can be overdrawn.
-    The intake ``intake_id`` (the acknowledged request
-    this job comes from, see bot.jobs.intake) is deleted in that transaction too.
-    """
-    now = now or utcnow()
-    assert job.user_id is not None
-    async with sessions() as session, session.begin():
-        if job.guild_id is None and not quotas.dm_enabled:
-            raise DirectMessagesOff()
-        row = await lock_guild(session, job.guild_id or DM_GUILD)
-        await _check_guild(session, quotas, job, row, role_ids, parent_channel_id, now)
-        await lock_total(session)
-        await _check_total(session, quotas, job.cost_micro_usd, now)
-        job.n_charged = job.n_requested
-        job.queued_at = now
-        session.add(job)
-        await session.flush()
-        for image in attachments(job.id) if attachments else ():
-            session.add(image)
-        if intake_id is not None:
-            await session.execute(delete(Intake).where(Intake.id == intake_id))
-    return job
-
-
-async def would_fit(
-    sessions: Sessions,
-    quotas: QuotaSettings,
-    job: Job,
-    role_ids: Iterable[int] = (),
-    now: datetime | None = None,
 ) -> None:
-    """Raise what :func:`reserve` would raise now, without taking a lock or writing anything.
+    """Raise the first limit ``job`` (its n and estimated cost) would break, in ``session``.
 
-    Checked before the bot downloads anything or answers Discord: a request that is refused
-    costs a few reads. Only :func:`reserve` decides; this may let through what it then refuses.
+    ``locked``: take the guild's lock row and then the operator's total lock row first, always
+    in that order (requests in one guild are serialized by the first, a burst across many
+    guilds by the second), so the job store's insert in the same transaction cannot overdraw
+    either limit. Without it this only reads: an early answer that may let through what the
+    locked check then refuses.
     """
-    now = now or utcnow()
     assert job.user_id is not None
-    async with sessions() as session:
-        if job.guild_id is None and not quotas.dm_enabled:
-            raise DirectMessagesOff()
-        row = await session.get(GuildSettings, job.guild_id or DM_GUILD)
-        await _check_guild(session, quotas, job, row, role_ids, None, now)
-        await _check_total(session, quotas, job.cost_micro_usd, now)
+    if job.guild_id is None and not quotas.dm_enabled:
+        raise DirectMessagesOff()
+    guild_id = job.guild_id or DM_GUILD
+    row = (
+        await lock_guild(session, guild_id)
+        if locked
+        else await session.get(GuildSettings, guild_id)
+    )
+    await _check_guild(session, quotas, job, row, role_ids, parent_channel_id, now)
+    if locked:
+        await lock_total(session)
+    await _check_total(session, quotas, job.cost_micro_usd, now)
 
 
 async def _check_guild(

@@ -1,7 +1,8 @@
 """Who may ask for how many images: the operator's ceilings, the guild's choices, the periods.
 
-Pure functions over plain values, so the rules are easy to read and test; the database side
-(counting usage, reserving atomically) is in :mod:`bot.quotas.ledger`.
+Pure functions over plain values, so the rules are easy to read and test, and every refusal a
+quota or a rule raises; the database side (counting usage, deciding under the locks) is in
+:mod:`bot.quotas.ledger`, the checks that need no database in :mod:`bot.quotas.admission`.
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, desc, func, select
 
 from bot.config import QuotaSettings
+from bot.db import Sessions
 from bot.db.models import GuildSettings, Job, JobStatus, RoleLimit, utcnow
-from bot.quotas.ledger import Sessions, limits_for, usage
+from bot.quotas.ledger import limits_for, usage
 from bot.quotas.policy import Limits, Periods, member_limit, periods
 from bot.quotas.prices import MICRO
 

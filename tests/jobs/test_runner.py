@@ -30,9 +30,10 @@ from bot.config import (
 from bot.db.engine import Storage
 from bot.db.models import ImageRole, Job, JobImage, JobStatus
 from bot.errors import BotError
-from bot.generation import Engine, ImageOrder
+from bot.generation import ImageOrder, ImageService
 from bot.jobs import JobOrigin, JobRunner, Place, ShuttingDown, store
 from bot.jobs.ratelimit import ImageRateLimiter
+from bot.jobs.spool import Posted
 from bot.providers import GeneratedImage, Operation
 from bot.quotas.policy import (
     GuildBudget,
@@ -58,15 +59,20 @@ class Recorder:
 
     events: list[tuple[str, int, Any]] = field(default_factory=list)
     fail_deliveries: bool = False
+    #: The channel it "posts" results to (message id 1000 + job id); None: posted nowhere.
+    post_to: int | None = None
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def job_queued(self, job: Job, place: Place | None) -> None:
         self._add("queued", job.id, place)
 
-    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> None:
+    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted:
         if self.fail_deliveries:
             raise RuntimeError("Discord is down")
         self._add("succeeded", job.id, images)
+        if self.post_to is None:
+            return []  # posted nowhere: the job stays succeeded, its images kept
+        return [(self.post_to, 1000 + job.id)]
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         self._add("failed", job.id, error)
@@ -94,7 +100,7 @@ class Recorder:
 @dataclass
 class World:
     api: FakeImagesAPI
-    engine: Engine
+    engine: ImageService
     storage: Storage
     settings: Settings
     stack: AsyncExitStack
@@ -367,6 +373,27 @@ async def test_success_settles_the_delivered_images_and_their_real_cost(world: W
     assert len(images) == 3 and all(i.data.startswith(b"\x89PNG") for i in images)
     stored = await store.images_of(world.storage.sessions, job.id, ImageRole.OUTPUT)
     assert [image.data for image in stored] == [image.data for image in images]
+
+
+async def test_where_the_listener_posted_a_result_is_recorded_by_the_runner(
+    world: World,
+) -> None:
+    """The listener only posts; the job's delivery (messages, dropped images, token) is the
+    runner's to record."""
+    runner, recorder = await world.runner(Recorder(post_to=77))
+    job = await runner.submit(
+        order("posted"),
+        dataclasses.replace(origin(1), interaction_token="token"),
+        command="imagine",
+    )
+    await recorder.wait_for("succeeded", 1)
+    await runner.wait_idle()
+    done = await world.job(job.id)
+    assert done.status is JobStatus.DELIVERED
+    assert (done.result_channel_id, done.result_message_id) == (77, 1000 + job.id)
+    assert await store.messages_of(world.storage.sessions, done) == [(77, 1000 + job.id)]
+    assert await store.outputs_of(world.storage.sessions, job.id) == []  # posted: not kept
+    assert done.interaction_token is None
 
 
 async def test_a_token_priced_model_settles_what_the_tokens_cost(

@@ -1,4 +1,5 @@
-"""Provider test helpers: a real aiohttp session, a client factory and a recording sleep."""
+"""Provider test helpers: a real aiohttp session, an image worker, a client factory and a
+recording sleep."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from bot.config import ProviderSettings
+from bot.imaging import ImageWorker
 from bot.providers import ImagesClient, build_model_table
 from tests.fakes.openai_api import FakeImagesAPI
 
@@ -32,6 +34,13 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
+async def images() -> AsyncIterator[ImageWorker]:
+    """The bounded worker the client verifies answers on, as the composition root passes it."""
+    async with ImageWorker() as worker:
+        yield worker
+
+
+@pytest.fixture
 def sleeps() -> RecordingSleep:
     return RecordingSleep()
 
@@ -41,7 +50,10 @@ MakeClient = Callable[..., ImagesClient]
 
 @pytest.fixture
 def make_client(
-    fake_images_api: FakeImagesAPI, session: aiohttp.ClientSession, sleeps: RecordingSleep
+    fake_images_api: FakeImagesAPI,
+    session: aiohttp.ClientSession,
+    sleeps: RecordingSleep,
+    images: ImageWorker,
 ) -> MakeClient:
     """Build a client against the fake; keyword arguments override ProviderSettings fields."""
 
@@ -54,7 +66,14 @@ def make_client(
         values.update(overrides)
         settings = ProviderSettings(models=models or {}, **values)
         table = build_model_table(settings.models)
-        return ImagesClient(session, settings, table, sleep=sleeps, random=lambda: 0.5)
+        return ImagesClient(
+            session,
+            settings,
+            table,
+            verify=images.verify_results,
+            sleep=sleeps,
+            random=lambda: 0.5,
+        )
 
     return make
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 
 import pytest
 
+from bot.imaging import ImageWorker
+from bot.imaging.worker import DEFAULT_WORKERS
 from bot.providers import MalformedResponse
 from bot.providers.types import GenerateRequest
 from tests.fakes.openai_api import FakeImagesAPI
@@ -56,3 +60,23 @@ async def test_an_image_larger_than_any_model_makes_is_refused(
     with pytest.raises(MalformedResponse) as caught:
         await make_client(model="dall-e-2").generate(GenerateRequest("a fox"))
     assert caught.value.detail == "image is 10000x10000 pixels, more than any model makes"
+
+
+async def test_answers_are_checked_on_the_bounded_image_worker(
+    make_client: MakeClient, fake_images_api: FakeImagesAPI, images: ImageWorker
+) -> None:
+    """Decoding an answer is Pillow work like any other: while every thread of the image
+    worker is busy, an answer waits for one instead of taking a thread of its own."""
+    client = make_client(model="dall-e-2")
+    release = threading.Event()
+    busy = [asyncio.ensure_future(images.run(release.wait, 10)) for _ in range(DEFAULT_WORKERS)]
+    call = asyncio.ensure_future(client.generate(GenerateRequest("a fox", size="256x256")))
+    async with asyncio.timeout(10):
+        while not fake_images_api.requests:  # noqa: ASYNC110 - the fake has no event to wait on
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)
+    assert not call.done()  # answered, not checked: the pool is full
+    release.set()
+    result = await asyncio.wait_for(call, 10)
+    assert len(result.images) == 1 and result.images[0].mime_type == "image/png"
+    await asyncio.gather(*busy)

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from bot.config import ProviderSettings
+from bot.imaging import ImageWorker
 from bot.providers import GenerateRequest, ImagesClient, build_model_table
 from tests.fakes.openai_api import FakeImagesAPI
 from tests.fakes.openapi import request_validator
@@ -139,7 +140,7 @@ async def test_rate_limit_window(
 
 
 async def test_client_paces_itself_under_the_fake_rate_limit(
-    session: aiohttp.ClientSession, fake_images_api: FakeImagesAPI
+    session: aiohttp.ClientSession, fake_images_api: FakeImagesAPI, images: ImageWorker
 ) -> None:
     """The client's retry-after handling, with a sleep that moves the fake's clock."""
     now = [0.0]
@@ -152,7 +153,9 @@ async def test_client_paces_itself_under_the_fake_rate_limit(
     fake_images_api.clock = lambda: now[0]
     fake_images_api.images_per_minute = 2
     settings = ProviderSettings(base_url=fake_images_api.base_url, api_key=fake_images_api.api_key)
-    client = ImagesClient(session, settings, build_model_table({}), sleep=sleep)
+    client = ImagesClient(
+        session, settings, build_model_table({}), verify=images.verify_results, sleep=sleep
+    )
     for _ in range(4):
         await client.generate(GenerateRequest("x"))
     assert waits == [60.0]

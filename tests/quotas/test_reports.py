@@ -14,8 +14,8 @@ from bot.config import QuotaSettings
 from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database
 from bot.db.engine import Storage
 from bot.db.models import GuildSettings, RoleLimit
+from bot.jobs.store import admit
 from bot.quotas import admin
-from bot.quotas.ledger import reserve
 from bot.quotas.policy import MemberDailyLimit
 from bot.quotas.reports import (
     CSV_COLUMNS,
@@ -119,7 +119,7 @@ async def test_member_usage_counts_what_the_quota_counts(storage: Storage) -> No
         status=JobStatus.QUEUED,
     )
     with pytest.raises(MemberDailyLimit) as info:
-        await reserve(storage.sessions, QUOTAS, job, now=NOW)
+        await admit(storage.sessions, QUOTAS, job, now=NOW)
     assert info.value.params["remaining"] == used.member_remaining
 
 

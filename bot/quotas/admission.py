@@ -1,21 +1,24 @@
-"""What a request must pass before it may cost anything: the rules that need no lock.
+"""What a request must pass before it may cost anything: the rules and caps that need no lock.
 
-:class:`JobRunner` checks these twice: once early (:meth:`JobRunner.precheck`, before the bot
-answers Discord or downloads an upload, so a refused request costs a few reads) and once when
-it reserves, where the ledger's locks make the answer exact.
+The job runner checks these twice: once early (``JobRunner.precheck``, before the bot answers
+Discord or downloads an upload, so a refused request costs a few reads) and once when it
+admits the job, where the ledger's locks make the quota answer exact. The errors they raise
+are in :mod:`bot.quotas.policy` with the other refusals.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
-from bot.config import QuotaSettings
+from bot.config import JobsSettings, QuotaSettings
 from bot.generation import ImageOrder
-from bot.jobs.store import JobOrigin
 from bot.quotas.policy import (
     GuildNotAllowed,
+    GuildQueueFull,
     ModelNotAllowed,
+    QueueFull,
     SizeNotAllowed,
     TooManyAtOnce,
     TotalBudget,
@@ -40,8 +43,25 @@ def check_rules(quotas: QuotaSettings, order: ImageOrder, model: str) -> None:
         raise TooManyAtOnce(max_n=quotas.max_n, n=order.n)
 
 
-def check_origin(quotas: QuotaSettings, origin: JobOrigin) -> None:
+class Origin(Protocol):
+    """Where a request comes from (a ``bot.jobs.JobOrigin``), as far as these rules ask."""
+
+    @property
+    def guild_id(self) -> int | None: ...
+
+
+def check_origin(quotas: QuotaSettings, origin: Origin) -> None:
     check_guild_allowed(quotas, origin.guild_id)
+
+
+def check_queue_caps(jobs: JobsSettings, member_waiting: int, guild_waiting: int) -> None:
+    """Refuse a request when the member or the guild already has as many waiting as allowed.
+
+    ``*_waiting`` count the queued requests and those being admitted right now."""
+    if member_waiting >= jobs.max_queued_per_member:
+        raise QueueFull(count=member_waiting)
+    if guild_waiting >= jobs.max_queued_per_guild:
+        raise GuildQueueFull(count=guild_waiting)
 
 
 class SpendCapWatch:
