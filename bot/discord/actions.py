@@ -28,7 +28,7 @@ from bot.discord.errors import (
 from bot.discord.i18n import Catalog
 from bot.discord.intakes import intake_origin, intake_request
 from bot.discord.provenance import check_result_here, check_same_place
-from bot.discord.tree import report_error
+from bot.discord.tree import reports_errors
 from bot.discord.uploads import UploadReader, first_image, precheck
 from bot.discord.views import REMIX_PROMPT, remix_modal_id
 from bot.generation import ImageOrder, check_order
@@ -198,23 +198,21 @@ class Actions:
         await check_result_here(self.bot, self.sessions, interaction, job)
         return job
 
+    @reports_errors
     async def vary_result(
         self, interaction: discord.Interaction[Any], job_id: int, index: int
     ) -> None:
-        try:
-            job = await self._result_job(interaction, job_id)
-            if interaction.message is None:
-                raise ResultGone()
-            attachment = result_attachment(interaction.message, index)
-            await self.submit(
-                interaction,
-                self.vary_order(job),
-                [(attachment, "image")],
-                command="vary-button",
-                source=(job_id, index),
-            )
-        except Exception as exc:
-            await report_error(interaction, exc, self.catalog)
+        job = await self._result_job(interaction, job_id)
+        if interaction.message is None:
+            raise ResultGone()
+        attachment = result_attachment(interaction.message, index)
+        await self.submit(
+            interaction,
+            self.vary_order(job),
+            [(attachment, "image")],
+            command="vary-button",
+            source=(job_id, index),
+        )
 
     async def _kept_order(self, job: Job) -> ImageOrder:
         """The order ``job`` was made from, to run again; ResultTooOld once its uploads are gone.
@@ -253,18 +251,17 @@ class Actions:
         size = job.size if job.size and spec.allows_size(job.size) else None
         return ImageOrder(Operation.VARY, n=n, size=size, model=spec.name)
 
+    @reports_errors
     async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None:
-        try:
-            job = await self._result_job(interaction, job_id)
-            order = await store.order_of(self.sessions, job)
-            uploads: list[Upload] = []
-            if uploads_gone(order):
-                # Pruned: a variation of a result reads the image back from that result.
-                uploads.append((await self._source_image(job), "image"))
-            await self.submit(interaction, order, uploads, command="redo", source=(job_id, None))
-        except Exception as exc:
-            await report_error(interaction, exc, self.catalog)
+        job = await self._result_job(interaction, job_id)
+        order = await store.order_of(self.sessions, job)
+        uploads: list[Upload] = []
+        if uploads_gone(order):
+            # Pruned: a variation of a result reads the image back from that result.
+            uploads.append((await self._source_image(job), "image"))
+        await self.submit(interaction, order, uploads, command="redo", source=(job_id, None))
 
+    @reports_errors
     async def retry(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         """Run an interrupted job again for its requester: once, however often it is clicked.
 
@@ -273,100 +270,85 @@ class Actions:
         A click while an earlier retry is waiting, running or done is refused: two clicks
         would pay twice for the same images. A retry that failed may be retried again.
         """
+        job = await store.get_job(self.sessions, job_id)
+        if job is None or job.status is not JobStatus.INTERRUPTED:
+            raise ResultGone()
+        check_same_place(interaction, job)
+        if interaction.user.id != job.user_id:
+            raise NotRequester()
+        if job_id in self._retrying:
+            raise ResultGone()  # the other click is being handled
+        self._retrying.add(job_id)
         try:
-            job = await store.get_job(self.sessions, job_id)
-            if job is None or job.status is not JobStatus.INTERRUPTED:
+            if await store.has_live_retry(self.sessions, job_id):
                 raise ResultGone()
-            check_same_place(interaction, job)
-            if interaction.user.id != job.user_id:
-                raise NotRequester()
-            if job_id in self._retrying:
-                raise ResultGone()  # the other click is being handled
-            self._retrying.add(job_id)
-            try:
-                if await store.has_live_retry(self.sessions, job_id):
-                    raise ResultGone()
-                order = await self._kept_order(job)
-                await self.submit(interaction, order, command="retry", source=(job_id, None))
-            finally:
-                self._retrying.discard(job_id)
-        except Exception as exc:
-            await report_error(interaction, exc, self.catalog)
+            order = await self._kept_order(job)
+            await self.submit(interaction, order, command="retry", source=(job_id, None))
+        finally:
+            self._retrying.discard(job_id)
 
+    @reports_errors
     async def cancel_job(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         """The Cancel button under a waiting request (only its requester sees it)."""
-        try:
-            job = await store.get_job(self.sessions, job_id)
-            if job is None:
-                raise ResultGone()
-            check_same_place(interaction, job)
-            if interaction.user.id != job.user_id:
-                raise NotRequester()
-            # Through the status board: a queue update being written now cannot land after
-            # "Cancelled" and bring the Cancel button back.
-            if not await self.bot.delivery.status.cancel(
-                job_id, lambda: self.runner.cancel(job_id)
-            ):
-                raise CannotCancel()
-            text = self.catalog.text("status.cancelled", interaction.locale)
-            await interaction.response.edit_message(content=text, view=None)
-        except Exception as exc:
-            await report_error(interaction, exc, self.catalog)
+        job = await store.get_job(self.sessions, job_id)
+        if job is None:
+            raise ResultGone()
+        check_same_place(interaction, job)
+        if interaction.user.id != job.user_id:
+            raise NotRequester()
+        # Through the status board: a queue update being written now cannot land after
+        # "Cancelled" and bring the Cancel button back.
+        if not await self.bot.delivery.status.cancel(job_id, lambda: self.runner.cancel(job_id)):
+            raise CannotCancel()
+        text = self.catalog.text("status.cancelled", interaction.locale)
+        await interaction.response.edit_message(content=text, view=None)
 
+    @reports_errors
     async def open_remix(self, interaction: discord.Interaction[Any], job_id: int) -> None:
-        try:
-            job = await self._result_job(interaction, job_id)
-            if job.operation == Operation.VARY.value:
-                raise NothingToRemix()  # a button from before variations lost theirs
-            if job.pruned_at is not None and job.operation != Operation.GENERATE.value:
-                # Said now, not after the member wrote a new prompt: the upload is gone.
-                raise ResultTooOld(days=self.bot.settings.storage.retention_days)
-            modal = RemixModal(self.catalog, job_id, job.prompt, interaction.locale)
-            # Not kept in memory: the submission is routed by its custom_id (views.route_modal),
-            # so it is answered after a restart, or however long the member took to write.
-            modal.stop()
-            await interaction.response.send_modal(modal)
-        except Exception as exc:
-            await report_error(interaction, exc, self.catalog)
+        job = await self._result_job(interaction, job_id)
+        if job.operation == Operation.VARY.value:
+            raise NothingToRemix()  # a button from before variations lost theirs
+        if job.pruned_at is not None and job.operation != Operation.GENERATE.value:
+            # Said now, not after the member wrote a new prompt: the upload is gone.
+            raise ResultTooOld(days=self.bot.settings.storage.retention_days)
+        modal = RemixModal(self.catalog, job_id, job.prompt, interaction.locale)
+        # Not kept in memory: the submission is routed by its custom_id (views.route_modal),
+        # so it is answered after a restart, or however long the member took to write.
+        modal.stop()
+        await interaction.response.send_modal(modal)
 
+    @reports_errors
     async def remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None:
-        try:
-            job = await self._result_job(interaction, job_id)
-            order = await self._kept_order(job)
-            await self.submit(
-                interaction,
-                dataclasses.replace(order, prompt=prompt),
-                command="remix",
-                source=(job_id, None),
-            )
-        except Exception as exc:
-            await report_error(interaction, exc, self.catalog)
+        job = await self._result_job(interaction, job_id)
+        order = await self._kept_order(job)
+        await self.submit(
+            interaction,
+            dataclasses.replace(order, prompt=prompt),
+            command="remix",
+            source=(job_id, None),
+        )
 
+    @reports_errors
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None:
-        try:
-            job = await self._result_job(interaction, job_id)
-            allowed = interaction.user.id == job.user_id or (
-                interaction.permissions.manage_messages
-            )
-            if not allowed:
-                raise NotRequester()
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            messages = await store.messages_of(self.sessions, job)
-            if interaction.message is not None and interaction.message.id not in {
-                message_id for _, message_id in messages
-            }:
-                messages.insert(0, (interaction.message.channel.id, interaction.message.id))
-            for channel_id, message_id in messages:  # every part of a split result
-                channel = self.bot.get_partial_messageable(channel_id or 0)
-                # Someone deleted it a moment earlier: deleted all the same.
-                with contextlib.suppress(discord.NotFound):
-                    await channel.get_partial_message(message_id).delete()
-            await store.forget_result(self.sessions, job_id)
-            await interaction.followup.send(
-                self.catalog.text("result.deleted", interaction.locale), ephemeral=True
-            )
-        except Exception as exc:
-            await report_error(interaction, exc, self.catalog)
+        job = await self._result_job(interaction, job_id)
+        allowed = interaction.user.id == job.user_id or (interaction.permissions.manage_messages)
+        if not allowed:
+            raise NotRequester()
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        messages = await store.messages_of(self.sessions, job)
+        if interaction.message is not None and interaction.message.id not in {
+            message_id for _, message_id in messages
+        }:
+            messages.insert(0, (interaction.message.channel.id, interaction.message.id))
+        for channel_id, message_id in messages:  # every part of a split result
+            channel = self.bot.get_partial_messageable(channel_id or 0)
+            # Someone deleted it a moment earlier: deleted all the same.
+            with contextlib.suppress(discord.NotFound):
+                await channel.get_partial_message(message_id).delete()
+        await store.forget_result(self.sessions, job_id)
+        await interaction.followup.send(
+            self.catalog.text("result.deleted", interaction.locale), ephemeral=True
+        )
 
 
 #: What the bot needs in a channel to post a result there without an interaction.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -19,9 +18,9 @@ import discord
 from bot.db.models import Intake
 from bot.discord.errors import ResultGone
 from bot.discord.status import ORIGINAL, interaction_webhook
-from bot.discord.tree import as_bot_error
+from bot.discord.tree import member_error
 from bot.generation import ImageOrder, check_order
-from bot.jobs import InternalError, JobOrigin, store
+from bot.jobs import JobOrigin, store
 from bot.jobs.intake import (
     IntakeOrigin,
     IntakeRequest,
@@ -91,11 +90,7 @@ class IntakeResumer:
             )
             log.info("acknowledged request %d queued after the restart", intake.interaction_id)
         except Exception as exc:
-            error = as_bot_error(exc)
-            if error is None:
-                ref = secrets.token_hex(4).upper()
-                log.error("left-over request failed (reference %s)", ref, exc_info=exc)
-                error = InternalError(ref=ref)
+            error = member_error(exc, "left-over request failed")
             await self._answer(intake, bot.catalog.error_text(error, intake.locale))
             await close_intake(bot.storage.sessions, intake.id)
 

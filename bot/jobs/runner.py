@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from bot.config import Settings
 from bot.db.models import Job, JobStatus
-from bot.errors import BotError
+from bot.errors import BotError, InternalError, ShuttingDown
 from bot.generation import Engine, ImageOrder, normalize_uploads, send_order
 from bot.jobs import store
 from bot.jobs.admission import SpendCapWatch, check_origin, check_rules
@@ -34,18 +34,6 @@ from bot.quotas.ledger import reserve, would_fit
 from bot.quotas.policy import GuildQueueFull, QueueFull, TotalBudget
 
 log = logging.getLogger(__name__)
-
-
-class InternalError(BotError):
-    """A bug, not the member's fault: the log has the traceback under ``ref``."""
-
-    key = "error.unexpected"
-    template = "Something went wrong on our side. Reference: {ref}"
-
-
-class ShuttingDown(BotError):
-    key = "error.restarting"
-    template = "The bot is restarting and takes no new requests right now. Try again in a minute."
 
 
 class JobListener(Protocol):

@@ -18,6 +18,7 @@ from bot.config import QuotaSettings
 from bot.db.models import RoleLimit
 from bot.discord.errors import MemberMissingPermissions
 from bot.discord.i18n import Catalog
+from bot.discord.tree import send_private
 from bot.quotas import admin
 from bot.quotas.policy import discord_time, usd
 from bot.quotas.prices import MICRO
@@ -26,8 +27,6 @@ from bot.quotas.reports import Overview, overview
 if TYPE_CHECKING:
     from bot.discord.bot import ImageBot
 
-#: Discord's limit for a message; long role lists are cut to fit.
-MESSAGE_LIMIT = 2000
 #: The permission name as Discord's own interface shows it.
 MANAGE_SERVER = "Manage Server"
 
@@ -43,25 +42,6 @@ def require_manage_guild(interaction: discord.Interaction[Any]) -> int:
     if not interaction.permissions.manage_guild:
         raise MemberMissingPermissions(permissions=MANAGE_SERVER)
     return interaction.guild_id
-
-
-async def answer(
-    interaction: discord.Interaction[Any], content: str, file: discord.File | None = None
-) -> None:
-    """A private answer, whether or not the interaction was deferred."""
-    content = clip(content)
-    extra: dict[str, Any] = {"file": file} if file is not None else {}
-    if interaction.response.is_done():
-        await interaction.followup.send(content, ephemeral=True, **extra)
-    else:
-        await interaction.response.send_message(content, ephemeral=True, **extra)
-
-
-def clip(content: str, limit: int = MESSAGE_LIMIT) -> str:
-    if len(content) <= limit:
-        return content
-    cut = content[: limit - 1].rsplit("\n", 1)[0]
-    return cut + "\n…"
 
 
 def count(number: int | None) -> str:
@@ -170,7 +150,7 @@ class ChannelsGroup(app_commands.Group):
             )
         else:
             lines.append(catalog.text("quota.channels.everywhere", locale))
-        await answer(interaction, "\n".join(lines))
+        await send_private(interaction, "\n".join(lines))
 
     @app_commands.command(
         name=text("add", "cmd.quota.channels.add.name"),
@@ -232,7 +212,7 @@ class QuotaGroup(app_commands.Group):
     async def _show(self, interaction: discord.Interaction[Any], guild_id: int, head: str) -> None:
         view = await overview(self.bot.storage.sessions, self.quotas, guild_id)
         body = show_text(self.bot.catalog, interaction.locale, self.quotas, view)
-        await answer(interaction, f"{head}\n{body}" if head else body)
+        await send_private(interaction, f"{head}\n{body}" if head else body)
 
     @app_commands.command(
         name=text("show", "cmd.quota.show.name"),
@@ -331,7 +311,7 @@ class QuotaGroup(app_commands.Group):
         if remove:
             removed = await admin.remove_role_rule(sessions, guild_id, role.id)
             key = "quota.role.removed" if removed else "quota.role.no_rule"
-            await answer(interaction, catalog.text(key, locale, role=mention, limit=shown))
+            await send_private(interaction, catalog.text(key, locale, role=mention, limit=shown))
             return
         if images_per_day is None and exempt is None:
             current = next((r for r in view.rules if r.role_id == role.id), None)
@@ -339,7 +319,7 @@ class QuotaGroup(app_commands.Group):
                 reply = catalog.text("quota.role.no_rule", locale, role=mention, limit=shown)
             else:
                 reply = rule_line(catalog, locale, current)
-            await answer(interaction, reply)
+            await send_private(interaction, reply)
             return
         rule = await admin.set_role_rule(
             sessions, self.quotas, guild_id, role.id, images_per_day=images_per_day, exempt=exempt
@@ -351,7 +331,7 @@ class QuotaGroup(app_commands.Group):
         else:
             limit = rule.images_per_day
             reply = catalog.text("quota.role.limit_done", locale, role=mention, limit=count(limit))
-        await answer(interaction, reply)
+        await send_private(interaction, reply)
 
     @app_commands.command(
         name=text("reset", "cmd.quota.reset.name"),
@@ -365,7 +345,7 @@ class QuotaGroup(app_commands.Group):
         guild_id = require_manage_guild(interaction)
         await admin.reset_member(self.bot.storage.sessions, guild_id, member.id)
         reply = self.bot.catalog.text("quota.reset.done", interaction.locale, member=member.mention)
-        await answer(interaction, reply)
+        await send_private(interaction, reply)
 
 
 async def setup(bot: ImageBot) -> None:

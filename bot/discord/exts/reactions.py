@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,10 +24,10 @@ from discord.ext import commands
 from bot.db.models import Job
 from bot.discord.actions import check_can_post, result_attachment
 from bot.discord.errors import NoSuchImage
-from bot.discord.tree import as_bot_error
+from bot.discord.tree import member_error
 from bot.discord.uploads import precheck
 from bot.generation import check_order
-from bot.jobs import InternalError, JobOrigin, store
+from bot.jobs import JobOrigin, store
 
 if TYPE_CHECKING:
     from bot.discord.bot import ImageBot
@@ -135,11 +134,7 @@ class Reactions(commands.Cog):
         exc: Exception,
         locale: str | None,
     ) -> None:
-        error = as_bot_error(exc)
-        if error is None:
-            ref = secrets.token_hex(4).upper()
-            log.error("reaction on job %d failed (reference %s)", job.id, ref, exc_info=exc)
-            error = InternalError(ref=ref)
+        error = member_error(exc, f"reaction on job {job.id} failed")
         if not self.notices.claim(payload.user_id):
             log.info("reaction by %d refused (%s); told recently", payload.user_id, error.key)
             return

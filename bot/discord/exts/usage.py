@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.discord.exts.quotas import answer, count, require_manage_guild, text
+from bot.discord.exts.quotas import count, require_manage_guild, text
 from bot.discord.i18n import Catalog
+from bot.discord.tree import send_private
 from bot.quotas.policy import discord_time, usd, zone
 from bot.quotas.reports import (
     MemberUsage,
@@ -160,7 +161,7 @@ class UsageGroup(app_commands.Group):
             interaction.user.id,
             [role.id for role in roles],
         )
-        await answer(interaction, me_text(self.bot.catalog, interaction.locale, used))
+        await send_private(interaction, me_text(self.bot.catalog, interaction.locale, used))
 
     @app_commands.command(
         name=text("server", "cmd.usage.server.name"),
@@ -180,7 +181,7 @@ class UsageGroup(app_commands.Group):
         report = await server_report(sessions, self.bot.settings.quotas, guild_id)
         content = server_text(catalog, locale, report)
         if not csv:
-            await answer(interaction, content)
+            await send_private(interaction, content)
             return
         rows = await ledger_rows(sessions, guild_id, report.period)
         # A busy server's month is thousands of rows: format them off the event loop.
@@ -188,13 +189,13 @@ class UsageGroup(app_commands.Group):
         if len(data) > interaction.filesize_limit:
             megabytes = round(len(data) / 1_000_000, 1)
             extra = catalog.text("usage.server.csv_too_large", locale, size=megabytes)
-            await answer(interaction, f"{content}\n{extra}")
+            await send_private(interaction, f"{content}\n{extra}")
             return
         local = report.period.month_start.astimezone(zone(report.limits.timezone))
         name = f"usage-{guild_id}-{local:%Y-%m}.csv"
         extra = catalog.text("usage.server.csv", locale, rows=len(rows))
         file = discord.File(io.BytesIO(data), filename=name)
-        await answer(interaction, f"{content}\n{extra}", file=file)
+        await send_private(interaction, f"{content}\n{extra}", file=file)
 
 
 async def setup(bot: ImageBot) -> None:
