@@ -19,13 +19,9 @@ from discord.ext import commands
 
 from bot.config import TOKEN_ENV, DiscordSettings, Settings
 from bot.db.engine import Storage
-from bot.discord.actions import Actions
-from bot.discord.delivery import Delivery
-from bot.discord.exts import EXTENSIONS
+from bot.discord.generate import DYNAMIC_ITEMS, Actions, Delivery, IntakeResumer, route_modal
 from bot.discord.i18n import BotTranslator, Catalog
-from bot.discord.intakes import IntakeResumer
 from bot.discord.tree import BotTree
-from bot.discord.views import DYNAMIC_ITEMS, route_modal
 from bot.errors import BotError, ConfigError
 from bot.generation import Engine
 from bot.jobs import JobListener, JobRunner
@@ -34,6 +30,14 @@ from bot.ops.metrics import Metrics
 from bot.ops.observe import ObservingListener
 
 log = logging.getLogger(__name__)
+
+#: Loaded in setup_hook (each has a ``setup``).
+EXTENSIONS = (
+    "bot.discord.generate._commands",
+    "bot.discord.generate._reactions",
+    "bot.discord.admin._quota",
+    "bot.discord.admin._usage",
+)
 
 # The bot never joins voice: discord.py's start-up warnings about missing voice libraries
 # (PyNaCl, davey) would only send operators looking for a problem that is not there.

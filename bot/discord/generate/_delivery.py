@@ -19,15 +19,15 @@ import discord
 
 from bot.db.models import Job, JobStatus
 from bot.discord.errors import ResultGone
-from bot.discord.results import (
+from bot.discord.generate._results import (
     DEFAULT_UPLOAD_LIMIT,
     ResultPart,
     build_result,
     prepare_uploads,
     requester_only,
 )
-from bot.discord.status import ORIGINAL, StatusBoard, interaction_webhook
-from bot.discord.views import RetryButton
+from bot.discord.generate._status import ORIGINAL, StatusBoard, interaction_webhook
+from bot.discord.generate._views import RetryButton
 from bot.errors import BotError
 from bot.jobs import Place, store
 from bot.jobs.spool import DATABASE_ERRORS

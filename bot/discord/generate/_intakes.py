@@ -1,10 +1,10 @@
 """Acknowledged requests a killed process left unfinished, finished at the next start.
 
-:meth:`bot.discord.actions.Actions.submit` stores an intake (bot.jobs.intake) before it defers;
-the job runner hands each one still there at start to :class:`IntakeResumer`, which does what
-the killed process did not get to: read the uploads again from Discord's CDN, check the order
-and the quotas as usual and queue it, or, when it cannot be queued, tell the member why through
-the interaction (while its token lives) or in the channel.
+:meth:`Actions.submit <bot.discord.generate.Actions.submit>` stores an intake (bot.jobs.intake)
+before it defers; the job runner hands each one still there at start to :class:`IntakeResumer`,
+which does what the killed process did not get to: read the uploads again from Discord's CDN,
+check the order and the quotas as usual and queue it, or, when it cannot be queued, tell the
+member why through the interaction (while its token lives) or in the channel.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import discord
 
 from bot.db.models import Intake
 from bot.discord.errors import ResultGone
-from bot.discord.status import ORIGINAL, interaction_webhook
+from bot.discord.generate._status import ORIGINAL, interaction_webhook
 from bot.discord.tree import member_error
 from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, store

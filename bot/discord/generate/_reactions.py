@@ -22,10 +22,10 @@ import discord
 from discord.ext import commands
 
 from bot.db.models import Job
-from bot.discord.actions import check_can_post, result_attachment
 from bot.discord.errors import NoSuchImage
+from bot.discord.generate._buttons import check_can_post, result_attachment
+from bot.discord.generate._uploads import precheck
 from bot.discord.tree import member_error
-from bot.discord.uploads import precheck
 from bot.generation import check_order
 from bot.jobs import JobOrigin, store
 

@@ -3,7 +3,7 @@
 Every path ends in :meth:`Actions.submit`, which checks what can be checked at once (answering
 within Discord's 3 seconds with a precise, private message), then stores the request (an intake,
 so a restart finishes it), defers, reads the uploads and hands the order to the job runner.
-Results are posted later by :mod:`bot.discord.delivery`.
+Results are posted later by :mod:`bot.discord.generate._delivery`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from bot.discord.errors import (
     ResultGone,
     ResultTooOld,
 )
+from bot.discord.generate._intakes import intake_origin, intake_request
+from bot.discord.generate._provenance import check_result_here, check_same_place
+from bot.discord.generate._uploads import UploadReader, first_image, precheck
+from bot.discord.generate._views import REMIX_PROMPT, remix_modal_id
 from bot.discord.i18n import Catalog
-from bot.discord.intakes import intake_origin, intake_request
-from bot.discord.provenance import check_result_here, check_same_place
 from bot.discord.tree import reports_errors
-from bot.discord.uploads import UploadReader, first_image, precheck
-from bot.discord.views import REMIX_PROMPT, remix_modal_id
 from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner, store
 from bot.jobs.admission import check_origin
@@ -103,7 +103,7 @@ class Actions:
             precheck(attachment, self.upload_limit, subject)
         self.runner.precheck(order, origin)
         # Durable before it is acknowledged: a process killed after "thinking…" leaves the
-        # intake, and the next start finishes it (bot.discord.intakes).
+        # intake, and the next start finishes it (bot.discord.generate._intakes).
         intake_id = await self.runner.intakes.open(
             intake_origin(interaction),
             command,
@@ -388,7 +388,7 @@ class RemixModal(discord.ui.Modal):
     """A new prompt for a result's settings; prefilled with the old one.
 
     Only rendered here: its custom_id carries the job and the submission is handled by
-    :func:`bot.discord.views.route_modal`, which calls :meth:`Actions.remix`."""
+    :func:`bot.discord.generate._views.route_modal`, which calls :meth:`Actions.remix`."""
 
     def __init__(self, catalog: Catalog, job_id: int, prompt: str, locale: discord.Locale) -> None:
         super().__init__(

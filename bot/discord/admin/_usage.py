@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.discord.exts.quotas import count, require_manage_guild, text
+from bot.discord.admin._quota import count, require_manage_guild, text
 from bot.discord.i18n import Catalog
 from bot.discord.tree import send_private
 from bot.quotas.policy import discord_time, usd, zone

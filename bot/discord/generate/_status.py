@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.db.models import Intake, Job
-from bot.discord.views import CancelButton
+from bot.discord.generate._views import CancelButton
 from bot.jobs import Place
 
 if TYPE_CHECKING:

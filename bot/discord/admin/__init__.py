@@ -1,0 +1,1 @@
+"""Server admins' commands: /quota (limits) and /usage (what was used)."""
