@@ -8,7 +8,7 @@ their storage live in :mod:`bot.quotas.admin`, the numbers in :mod:`bot.quotas.r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -19,13 +19,11 @@ from bot.db.models import RoleLimit
 from bot.discord.errors import MemberMissingPermissions
 from bot.discord.i18n import Catalog
 from bot.discord.tree import send_private
+from bot.jobs.store import Sessions
 from bot.quotas import admin
 from bot.quotas.policy import discord_time, usd
 from bot.quotas.prices import MICRO
 from bot.quotas.reports import Overview, overview
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
 
 #: The permission name as Discord's own interface shows it.
 MANAGE_SERVER = "Manage Server"
@@ -124,21 +122,19 @@ def show_text(catalog: Catalog, locale: Any, quotas: QuotaSettings, view: Overvi
 class ChannelsGroup(app_commands.Group):
     """/quota channels add|remove|clear: where images may be made (none chosen = everywhere)."""
 
-    def __init__(self, bot: ImageBot) -> None:
+    def __init__(self, catalog: Catalog, sessions: Sessions) -> None:
         super().__init__(
             name=text("channels", "cmd.quota.channels.name"),
             description=text(
                 "Choose the channels where images can be made", "cmd.quota.channels.description"
             ),
         )
-        self.bot = bot
+        self.catalog, self.sessions = catalog, sessions
 
     async def _change(self, interaction: discord.Interaction[Any], **change: Any) -> None:
         guild_id = require_manage_guild(interaction)
-        catalog, locale = self.bot.catalog, interaction.locale
-        channels, changed = await admin.change_channels(
-            self.bot.storage.sessions, guild_id, **change
-        )
+        catalog, locale = self.catalog, interaction.locale
+        channels, changed = await admin.change_channels(self.sessions, guild_id, **change)
         lines = []
         if not changed and change.get("remove") is not None:
             lines.append(
@@ -196,22 +192,18 @@ class ChannelsGroup(app_commands.Group):
 class QuotaGroup(app_commands.Group):
     """/quota show|set|role|reset and /quota channels ..."""
 
-    def __init__(self, bot: ImageBot) -> None:
+    def __init__(self, catalog: Catalog, sessions: Sessions, quotas: QuotaSettings) -> None:
         super().__init__(
             name=text("quota", "cmd.quota.name"),
             description=text("See and set this server's image limits", "cmd.quota.description"),
             default_permissions=discord.Permissions(manage_guild=True),
         )
-        self.bot = bot
-        self.add_command(ChannelsGroup(bot))
-
-    @property
-    def quotas(self) -> QuotaSettings:
-        return self.bot.settings.quotas
+        self.catalog, self.sessions, self.quotas = catalog, sessions, quotas
+        self.add_command(ChannelsGroup(catalog, sessions))
 
     async def _show(self, interaction: discord.Interaction[Any], guild_id: int, head: str) -> None:
-        view = await overview(self.bot.storage.sessions, self.quotas, guild_id)
-        body = show_text(self.bot.catalog, interaction.locale, self.quotas, view)
+        view = await overview(self.sessions, self.quotas, guild_id)
+        body = show_text(self.catalog, interaction.locale, self.quotas, view)
         await send_private(interaction, f"{head}\n{body}" if head else body)
 
     @app_commands.command(
@@ -262,8 +254,8 @@ class QuotaGroup(app_commands.Group):
         changes = admin.LimitChanges(
             images_per_day, images_per_month, spend_per_month, member_images_per_day, timezone
         )
-        await admin.apply_changes(self.bot.storage.sessions, self.quotas, guild_id, changes)
-        head = self.bot.catalog.text("quota.set.done", interaction.locale)
+        await admin.apply_changes(self.sessions, self.quotas, guild_id, changes)
+        head = self.catalog.text("quota.set.done", interaction.locale)
         await self._show(interaction, guild_id, head)
 
     @set_limits.autocomplete("timezone")
@@ -303,7 +295,7 @@ class QuotaGroup(app_commands.Group):
         remove: bool = False,
     ) -> None:
         guild_id = require_manage_guild(interaction)
-        sessions, catalog, locale = self.bot.storage.sessions, self.bot.catalog, interaction.locale
+        sessions, catalog, locale = self.sessions, self.catalog, interaction.locale
         mention = role.mention
         view = await overview(sessions, self.quotas, guild_id)
         default = view.limits.member_images_per_day
@@ -343,10 +335,6 @@ class QuotaGroup(app_commands.Group):
     @app_commands.describe(member=text("The member", "opt.member.description"))
     async def reset(self, interaction: discord.Interaction[Any], member: discord.Member) -> None:
         guild_id = require_manage_guild(interaction)
-        await admin.reset_member(self.bot.storage.sessions, guild_id, member.id)
-        reply = self.bot.catalog.text("quota.reset.done", interaction.locale, member=member.mention)
+        await admin.reset_member(self.sessions, guild_id, member.id)
+        reply = self.catalog.text("quota.reset.done", interaction.locale, member=member.mention)
         await send_private(interaction, reply)
-
-
-async def setup(bot: ImageBot) -> None:
-    bot.tree.add_command(app_commands.guild_only()(QuotaGroup(bot)))

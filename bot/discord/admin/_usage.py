@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 
+from bot.config import QuotaSettings
 from bot.discord.admin._quota import count, require_manage_guild, text
 from bot.discord.i18n import Catalog
 from bot.discord.tree import send_private
+from bot.jobs.store import Sessions
 from bot.quotas.policy import discord_time, usd, zone
 from bot.quotas.reports import (
     MemberUsage,
@@ -27,9 +29,6 @@ from bot.quotas.reports import (
     member_usage,
     server_report,
 )
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
 
 
 def me_text(catalog: Catalog, locale: Any, used: MemberUsage) -> str:
@@ -137,12 +136,12 @@ def server_text(catalog: Catalog, locale: Any, report: ServerReport) -> str:
 
 
 class UsageGroup(app_commands.Group):
-    def __init__(self, bot: ImageBot) -> None:
+    def __init__(self, catalog: Catalog, sessions: Sessions, quotas: QuotaSettings) -> None:
         super().__init__(
             name=text("usage", "cmd.usage.name"),
             description=text("Images used and what is left", "cmd.usage.description"),
         )
-        self.bot = bot
+        self.catalog, self.sessions, self.quotas = catalog, sessions, quotas
 
     @app_commands.command(
         name=text("me", "cmd.usage.me.name"),
@@ -155,13 +154,13 @@ class UsageGroup(app_commands.Group):
             raise app_commands.NoPrivateMessage()
         roles = getattr(interaction.user, "roles", ())
         used = await member_usage(
-            self.bot.storage.sessions,
-            self.bot.settings.quotas,
+            self.sessions,
+            self.quotas,
             interaction.guild_id,
             interaction.user.id,
             [role.id for role in roles],
         )
-        await send_private(interaction, me_text(self.bot.catalog, interaction.locale, used))
+        await send_private(interaction, me_text(self.catalog, interaction.locale, used))
 
     @app_commands.command(
         name=text("server", "cmd.usage.server.name"),
@@ -177,8 +176,8 @@ class UsageGroup(app_commands.Group):
     async def server(self, interaction: discord.Interaction[Any], csv: bool = False) -> None:
         guild_id = require_manage_guild(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        sessions, catalog, locale = self.bot.storage.sessions, self.bot.catalog, interaction.locale
-        report = await server_report(sessions, self.bot.settings.quotas, guild_id)
+        sessions, catalog, locale = self.sessions, self.catalog, interaction.locale
+        report = await server_report(sessions, self.quotas, guild_id)
         content = server_text(catalog, locale, report)
         if not csv:
             await send_private(interaction, content)
@@ -196,7 +195,3 @@ class UsageGroup(app_commands.Group):
         extra = catalog.text("usage.server.csv", locale, rows=len(rows))
         file = discord.File(io.BytesIO(data), filename=name)
         await send_private(interaction, f"{content}\n{extra}", file=file)
-
-
-async def setup(bot: ImageBot) -> None:
-    bot.tree.add_command(app_commands.guild_only()(UsageGroup(bot)))

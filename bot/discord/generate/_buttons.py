@@ -1,9 +1,8 @@
-"""What happens when a member asks for images: by command, button, modal, menu or reaction.
+"""The buttons and the Remix modal on results and notices: Vary, Redo, Remix, Delete, Cancel,
+Retry.
 
-Every path ends in :meth:`Actions.submit`, which checks what can be checked at once (answering
-within Discord's 3 seconds with a precise, private message), then stores the request (an intake,
-so a restart finishes it), defers, reads the uploads and hands the order to the job runner.
-Results are posted later by :mod:`bot.discord.generate._delivery`.
+Each handler finds the job behind the click, checks that the click may act on it, and ends in
+:meth:`Actions.submit <bot.discord.generate._submit.Actions.submit>` like every other way in.
 """
 
 from __future__ import annotations
@@ -11,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import discord
 
@@ -19,166 +19,42 @@ from bot.db.models import Job, JobStatus
 from bot.discord.errors import (
     BotMissingPermissions,
     CannotCancel,
-    GuildOnly,
     NothingToRemix,
     NotRequester,
     ResultGone,
     ResultTooOld,
 )
-from bot.discord.generate._intakes import intake_origin, intake_request
+from bot.discord.generate._delivery import Delivery
 from bot.discord.generate._provenance import check_result_here, check_same_place
-from bot.discord.generate._uploads import UploadReader, first_image, precheck
+from bot.discord.generate._submit import Actions, Upload
 from bot.discord.generate._views import REMIX_PROMPT, remix_modal_id
 from bot.discord.i18n import Catalog
 from bot.discord.tree import reports_errors
-from bot.generation import ImageOrder, check_order
-from bot.jobs import JobOrigin, JobRunner, store
-from bot.jobs.admission import check_origin
-from bot.jobs.intake import close_intake
-from bot.jobs.spool import DATABASE_ERRORS
+from bot.generation import ImageOrder
+from bot.jobs import JobRunner, store
 from bot.jobs.store import Sessions
-from bot.providers import Operation
-from bot.quotas.ratelimit import MemberRequestLimiter
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
+from bot.providers import ImagesClient, Operation
 
 log = logging.getLogger(__name__)
 
-Upload = tuple[discord.Attachment, str]
 
+@dataclass(eq=False)
+class ResultButtons:
+    """The handlers behind :mod:`bot.discord.generate._views` (its ``ResultActions``)."""
 
-class Actions:
-    def __init__(self, bot: ImageBot) -> None:
-        self.bot = bot
-        #: Interrupted jobs whose Retry click is being handled: a double click runs one retry.
-        self._retrying: set[int] = set()
-        #: Every way in takes one of the member's requests per minute.
-        self.requests = MemberRequestLimiter(bot.settings.jobs.member_requests_per_minute)
-        #: The one reader of members' uploads (a bound on concurrent downloads for every path).
-        self.uploads = UploadReader(bot.engine.http, bot.engine.images)
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.bot.catalog
-
-    @property
-    def sessions(self) -> Sessions:
-        return self.bot.storage.sessions
+    #: The Discord connection: who the bot is, result messages to delete.
+    client: discord.Client
+    catalog: Catalog
+    sessions: Sessions
+    actions: Actions
+    delivery: Delivery
+    retention_days: int
+    #: Interrupted jobs whose Retry click is being handled: a double click runs one retry.
+    _retrying: set[int] = field(default_factory=set, init=False)
 
     @property
     def runner(self) -> JobRunner:
-        return self.bot.runner
-
-    @property
-    def upload_limit(self) -> int:
-        return self.bot.engine.images.limits.max_bytes
-
-    # --- the one way in ------------------------------------------------------------------------
-
-    async def submit(
-        self,
-        interaction: discord.Interaction[Any],
-        order: ImageOrder,
-        uploads: list[Upload] = (),  # type: ignore[assignment]
-        *,
-        command: str,
-        source: tuple[int, int | None] | None = None,
-    ) -> Job:
-        """Check, store the request, defer, read uploads, queue; BotError early when it can.
-
-        Everything that costs nothing is checked before anything that costs something: the
-        server, the member's request rate, the order, the uploads' metadata, the rules and the
-        queue caps come before the defer; the quotas (read-only) before any download. The
-        request is durable (an intake row) before it is acknowledged.
-        """
-        if interaction.guild_id is None and not self.bot.settings.quotas.dm_enabled:
-            raise GuildOnly()
-        origin = self._origin(interaction, source)
-        check_origin(self.bot.settings.quotas, origin)
-        self.requests.take(interaction.user.id)
-        order = dataclasses.replace(order, user_id=str(interaction.user.id))
-        check_order(self.bot.engine.provider, order)
-        for attachment, subject in uploads:
-            precheck(attachment, self.upload_limit, subject)
-        self.runner.precheck(order, origin)
-        # Durable before it is acknowledged: a process killed after "thinking…" leaves the
-        # intake, and the next start finishes it (bot.discord.generate._intakes).
-        intake_id = await self.runner.intakes.open(
-            intake_origin(interaction),
-            command,
-            intake_request(interaction, order, uploads, source),
-        )
-        try:
-            if not interaction.response.is_done():
-                await interaction.response.defer(ephemeral=True, thinking=True)
-            if uploads:
-                await self.runner.would_fit(order, origin)
-            files = await self.uploads.read_all(
-                [(a.url, a.size, subject) for a, subject in uploads]
-            )
-            if files:
-                order = dataclasses.replace(
-                    order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
-                )
-            return await self.runner.submit(order, origin, command=command, intake_id=intake_id)
-        except Exception:
-            # Refused: the caller answers at once, so nothing is left for a restart to finish.
-            with contextlib.suppress(*DATABASE_ERRORS):
-                await close_intake(self.sessions, intake_id)
-            raise
-
-    def _origin(
-        self, interaction: discord.Interaction[Any], source: tuple[int, int | None] | None
-    ) -> JobOrigin:
-        roles = getattr(interaction.user, "roles", ())
-        return JobOrigin(
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            parent_channel_id=getattr(interaction.channel, "parent_id", None),
-            role_ids=tuple(role.id for role in roles),
-            locale=interaction.locale.value,
-            application_id=interaction.application_id,
-            interaction_token=interaction.token,
-            interaction_at=interaction.created_at,
-            attachment_size_limit=interaction.filesize_limit,
-            source_job_id=source[0] if source else None,
-            source_index=source[1] if source else None,
-        )
-
-    # --- commands ------------------------------------------------------------------------------
-
-    async def imagine(self, interaction: discord.Interaction[Any], order: ImageOrder) -> None:
-        await self.submit(interaction, order, command="imagine")
-
-    async def edit(
-        self,
-        interaction: discord.Interaction[Any],
-        order: ImageOrder,
-        image: discord.Attachment,
-        mask: discord.Attachment | None,
-    ) -> None:
-        uploads: list[Upload] = [(image, "image")]
-        if mask is not None:
-            uploads.append((mask, "mask"))
-        await self.submit(interaction, order, uploads, command="edit")
-
-    async def vary(
-        self, interaction: discord.Interaction[Any], order: ImageOrder, image: discord.Attachment
-    ) -> None:
-        await self.submit(interaction, order, [(image, "image")], command="vary")
-
-    async def vary_message(
-        self, interaction: discord.Interaction[Any], message: discord.Message
-    ) -> None:
-        """The "Vary image" context menu: the first image of any message."""
-        attachment = first_image(message)
-        await self.submit(
-            interaction, ImageOrder(Operation.VARY), [(attachment, "image")], command="context-menu"
-        )
-
-    # --- buttons and modals on results ---------------------------------------------------------
+        return self.actions.runner
 
     async def _result_job(self, interaction: discord.Interaction[Any], job_id: int) -> Job:
         """The job behind a result's button or modal; ResultGone once the result was deleted.
@@ -195,7 +71,7 @@ class Actions:
         gone = job.status is not JobStatus.DELIVERED or job.result_message_id is None
         if gone and job.status is not JobStatus.SUCCEEDED:
             raise ResultGone()
-        await check_result_here(self.bot, self.sessions, interaction, job)
+        await check_result_here(self.client, self.sessions, interaction, job)
         return job
 
     @reports_errors
@@ -206,9 +82,9 @@ class Actions:
         if interaction.message is None:
             raise ResultGone()
         attachment = result_attachment(interaction.message, index)
-        await self.submit(
+        await self.actions.submit(
             interaction,
-            self.vary_order(job),
+            vary_order(self.actions.provider, job),
             [(attachment, "image")],
             command="vary-button",
             source=(job_id, index),
@@ -222,13 +98,13 @@ class Actions:
         """
         order = await store.order_of(self.sessions, job)
         if uploads_gone(order):
-            raise ResultTooOld(days=self.bot.settings.storage.retention_days)
+            raise ResultTooOld(days=self.retention_days)
         return order
 
     async def _source_image(self, job: Job) -> discord.Attachment:
         """The image a variation of a result was made from, read back from that result's
         messages on Discord; ResultTooOld when ``job`` is no such variation or it is gone."""
-        too_old = ResultTooOld(days=self.bot.settings.storage.retention_days)
+        too_old = ResultTooOld(days=self.retention_days)
         if job.operation != Operation.VARY.value or job.source_job_id is None:
             raise too_old
         source = await store.get_job(self.sessions, job.source_job_id)
@@ -236,20 +112,11 @@ class Actions:
             raise too_old
         for channel_id, message_id in await store.messages_of(self.sessions, source):
             try:
-                message = await self.bot.delivery.fetch_message(channel_id or 0, message_id)
+                message = await self.delivery.fetch_message(channel_id or 0, message_id)
                 return result_attachment(message, job.source_index or 0)
             except ResultGone:
                 continue  # deleted, or the image is on another part of the result
         raise too_old
-
-    def vary_order(self, job: Job) -> ImageOrder:
-        """Variations of a result: as many as the result had, with its model when it can."""
-        spec = self.bot.engine.provider.spec_for(job.model)
-        if not spec.supports(Operation.VARY):
-            spec = self.bot.engine.provider.spec_for(None)
-        n = min(job.n_requested, spec.max_n)
-        size = job.size if job.size and spec.allows_size(job.size) else None
-        return ImageOrder(Operation.VARY, n=n, size=size, model=spec.name)
 
     @reports_errors
     async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None:
@@ -259,7 +126,9 @@ class Actions:
         if uploads_gone(order):
             # Pruned: a variation of a result reads the image back from that result.
             uploads.append((await self._source_image(job), "image"))
-        await self.submit(interaction, order, uploads, command="redo", source=(job_id, None))
+        await self.actions.submit(
+            interaction, order, uploads, command="redo", source=(job_id, None)
+        )
 
     @reports_errors
     async def retry(self, interaction: discord.Interaction[Any], job_id: int) -> None:
@@ -283,7 +152,7 @@ class Actions:
             if await store.has_live_retry(self.sessions, job_id):
                 raise ResultGone()
             order = await self._kept_order(job)
-            await self.submit(interaction, order, command="retry", source=(job_id, None))
+            await self.actions.submit(interaction, order, command="retry", source=(job_id, None))
         finally:
             self._retrying.discard(job_id)
 
@@ -298,7 +167,7 @@ class Actions:
             raise NotRequester()
         # Through the status board: a queue update being written now cannot land after
         # "Cancelled" and bring the Cancel button back.
-        if not await self.bot.delivery.status.cancel(job_id, lambda: self.runner.cancel(job_id)):
+        if not await self.delivery.status.cancel(job_id, lambda: self.runner.cancel(job_id)):
             raise CannotCancel()
         text = self.catalog.text("status.cancelled", interaction.locale)
         await interaction.response.edit_message(content=text, view=None)
@@ -310,7 +179,7 @@ class Actions:
             raise NothingToRemix()  # a button from before variations lost theirs
         if job.pruned_at is not None and job.operation != Operation.GENERATE.value:
             # Said now, not after the member wrote a new prompt: the upload is gone.
-            raise ResultTooOld(days=self.bot.settings.storage.retention_days)
+            raise ResultTooOld(days=self.retention_days)
         modal = RemixModal(self.catalog, job_id, job.prompt, interaction.locale)
         # Not kept in memory: the submission is routed by its custom_id (views.route_modal),
         # so it is answered after a restart, or however long the member took to write.
@@ -321,7 +190,7 @@ class Actions:
     async def remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None:
         job = await self._result_job(interaction, job_id)
         order = await self._kept_order(job)
-        await self.submit(
+        await self.actions.submit(
             interaction,
             dataclasses.replace(order, prompt=prompt),
             command="remix",
@@ -341,7 +210,7 @@ class Actions:
         }:
             messages.insert(0, (interaction.message.channel.id, interaction.message.id))
         for channel_id, message_id in messages:  # every part of a split result
-            channel = self.bot.get_partial_messageable(channel_id or 0)
+            channel = self.client.get_partial_messageable(channel_id or 0)
             # Someone deleted it a moment earlier: deleted all the same.
             with contextlib.suppress(discord.NotFound):
                 await channel.get_partial_message(message_id).delete()
@@ -370,6 +239,16 @@ def check_can_post(guild: discord.Guild | None, channel_id: int) -> None:
         raise BotMissingPermissions(permissions=names)
 
 
+def vary_order(provider: ImagesClient, job: Job) -> ImageOrder:
+    """Variations of a result: as many as the result had, with its model when it can."""
+    spec = provider.spec_for(job.model)
+    if not spec.supports(Operation.VARY):
+        spec = provider.spec_for(None)
+    n = min(job.n_requested, spec.max_n)
+    size = job.size if job.size and spec.allows_size(job.size) else None
+    return ImageOrder(Operation.VARY, n=n, size=size, model=spec.name)
+
+
 def uploads_gone(order: ImageOrder) -> bool:
     """Whether the stored order lacks the image it needs (pruned after the retention)."""
     return order.operation is not Operation.GENERATE and order.image is None
@@ -388,7 +267,7 @@ class RemixModal(discord.ui.Modal):
     """A new prompt for a result's settings; prefilled with the old one.
 
     Only rendered here: its custom_id carries the job and the submission is handled by
-    :func:`bot.discord.generate._views.route_modal`, which calls :meth:`Actions.remix`."""
+    :func:`bot.discord.generate._views.route_modal`, which calls :meth:`ResultButtons.remix`."""
 
     def __init__(self, catalog: Catalog, job_id: int, prompt: str, locale: discord.Locale) -> None:
         super().__init__(
