@@ -18,10 +18,11 @@ from bot.config import QuotaSettings
 from bot.db.models import RoleLimit
 from bot.discord.errors import MemberMissingPermissions
 from bot.discord.i18n import Catalog
+from bot.discord.markup import channel_list, discord_time
 from bot.discord.tree import send_private
 from bot.jobs.store import Sessions
 from bot.quotas import admin
-from bot.quotas.policy import discord_time, usd
+from bot.quotas.policy import usd
 from bot.quotas.prices import MICRO
 from bot.quotas.reports import Overview, overview
 
@@ -45,10 +46,6 @@ def require_manage_guild(interaction: discord.Interaction[Any]) -> int:
 def count(number: int | None) -> str:
     """A whole number with thousands separators (every supported language uses commas)."""
     return f"{number or 0:,}"
-
-
-def channel_list(channels: frozenset[int]) -> str:
-    return ", ".join(f"<#{channel}>" for channel in sorted(channels))
 
 
 def rule_line(catalog: Catalog, locale: Any, rule: RoleLimit) -> str:

@@ -18,9 +18,10 @@ from discord import app_commands
 from bot.config import QuotaSettings
 from bot.discord.admin._quota import count, require_manage_guild, text
 from bot.discord.i18n import Catalog
+from bot.discord.markup import discord_time
 from bot.discord.tree import send_private
 from bot.jobs.store import Sessions
-from bot.quotas.policy import discord_time, usd, zone
+from bot.quotas.policy import usd, zone
 from bot.quotas.reports import (
     MemberUsage,
     ServerReport,
@@ -79,7 +80,7 @@ def server_text(catalog: Catalog, locale: Any, report: ServerReport) -> str:
     lines = [
         line(
             "usage.server.title",
-            start=f"<t:{int(period.month_start.timestamp())}:D>",
+            start=discord_time(period.month_start, "D"),
             timezone=limits.timezone,
             resets=discord_time(period.next_month),
         ),

@@ -24,6 +24,7 @@ import discord
 from bot.db.models import Intake, Job
 from bot.discord.generate._views import CancelButton
 from bot.discord.i18n import Catalog
+from bot.discord.markup import discord_time
 from bot.jobs import Place
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class StatusBoard:
             await self._edit(job, text, view=None)
             return
         eta = datetime.now(UTC) + timedelta(seconds=place.eta_seconds)
-        when = f"<t:{int(eta.timestamp())}:R>"
+        when = discord_time(eta)
         text = catalog.text("status.queued", job.locale, position=place.position, eta=when)
         view = discord.ui.View(timeout=None)
         view.add_item(CancelButton(job.id, catalog.text("button.cancel", job.locale)))
