@@ -161,8 +161,11 @@ async def vary(args: argparse.Namespace, settings: Settings, catalogues: Catalog
 
 
 async def check(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
+    from bot.discord.identity import identify
     from bot.ops.checks import run_checks
 
     path, _ = resolve_config_path(args.config, os.environ)
     source = str(path) if path.is_file() else "defaults and environment"
-    return EXIT_OK if await run_checks(settings, source, catalogues.models) else EXIT_FAILURE
+    return (
+        EXIT_OK if await run_checks(settings, source, catalogues.models, identify) else EXIT_FAILURE
+    )

@@ -50,3 +50,15 @@ class UsageError(BotError):
 
     key = "error.usage"
     template = "Invalid usage."
+
+
+class InternalError(BotError):
+    """A bug, not the member's fault: the log has the traceback under ``ref``."""
+
+    key = "error.unexpected"
+    template = "Something went wrong on our side. Reference: {ref}"
+
+
+class ShuttingDown(BotError):
+    key = "error.restarting"
+    template = "The bot is restarting and takes no new requests right now. Try again in a minute."

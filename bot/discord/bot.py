@@ -19,13 +19,9 @@ from discord.ext import commands
 
 from bot.config import TOKEN_ENV, DiscordSettings, Settings
 from bot.db.engine import Storage
-from bot.discord.actions import Actions
-from bot.discord.delivery import Delivery
-from bot.discord.exts import EXTENSIONS
+from bot.discord import admin, generate
 from bot.discord.i18n import BotTranslator, Catalog
-from bot.discord.intakes import IntakeResumer
 from bot.discord.tree import BotTree
-from bot.discord.views import DYNAMIC_ITEMS, route_modal
 from bot.errors import BotError, ConfigError
 from bot.generation import ImageService
 from bot.jobs import JobListener, JobRunner
@@ -85,23 +81,25 @@ class ImageBot(commands.Bot):
         self.sync_commands = sync_commands
         self.start_jobs = start_jobs
         self.metrics = metrics
-        self.actions = Actions(self)
-        self.delivery = Delivery(self)
+        self.generate = generate.Generate.build(
+            self, settings, catalog, storage.sessions, runner, engine
+        )
+        #: What the result buttons call (bot.discord.generate._views.ResultActions).
+        self.actions = self.generate.buttons
+        self.delivery = self.generate.delivery
         tree = self.tree
         assert isinstance(tree, BotTree)
         tree.catalog = catalog
 
     async def setup_hook(self) -> None:
         await self.tree.set_translator(BotTranslator(self.catalog))
-        for extension in EXTENSIONS:
-            await self.load_extension(extension)
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
-        self.add_listener(route_modal, "on_interaction")
+        generate.setup(self, self.generate)
+        admin.setup(self.tree, self.catalog, self.storage.sessions, self.settings.quotas)
         listener: JobListener = self.delivery
         if self.metrics is not None:
             listener = ObservingListener(self.delivery, self.metrics)
         self.runner.set_listener(listener)
-        self.runner.set_intake_recovery(IntakeResumer(self))
+        self.runner.set_intake_recovery(self.generate.resumer)
         if self.sync_commands:
             await self.sync_application_commands()
         if self.start_jobs:

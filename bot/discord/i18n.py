@@ -24,6 +24,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.discord.markup import shown
 from bot.errors import BotError
 from bot.imaging.errors import ImageError, MaskError
 
@@ -146,7 +147,8 @@ class Catalog:
             return self.text(OPERATOR_KEY, locale)
         if error._message is not None or self.template(error.key, locale) is None:
             return str(error)
-        message = self.text(error.key, locale, **error.params)
+        params = {name: shown(value) for name, value in error.params.items()}
+        message = self.text(error.key, locale, **params)
         if (
             isinstance(error, ImageError)
             and not isinstance(error, MaskError)

@@ -188,7 +188,7 @@ def normalize_edit(
 def open_mask(mask: bytes, opened: OpenedImage, limits: ImageLimits) -> OpenedImage:
     """The mask's header, which must have the picture's size or its shape; nothing is decoded.
 
-    One rule for the check before queueing (``bot.discord.uploads``) and the edit itself: a
+    One rule for the check before queueing (``bot.discord.generate``) and the edit itself: a
     mask saved at another resolution (a paint app's export, a phone screenshot) is scaled, but
     one of another shape would mark the wrong pixels wherever it was stretched.
     """

@@ -1,16 +1,8 @@
 """Jobs: durable rows, the fair dispatcher and the runner that turns them into images."""
 
 from bot.jobs.dispatcher import Place
-from bot.jobs.runner import InternalError, JobListener, JobRunner, ShuttingDown
+from bot.jobs.runner import JobListener, JobRunner
 from bot.jobs.spool import Posted
 from bot.jobs.store import JobOrigin
 
-__all__ = [
-    "InternalError",
-    "JobListener",
-    "JobOrigin",
-    "JobRunner",
-    "Place",
-    "Posted",
-    "ShuttingDown",
-]
+__all__ = ["JobListener", "JobOrigin", "JobRunner", "Place", "Posted"]

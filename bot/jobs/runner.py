@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from bot.config import Settings
 from bot.db import Sessions
 from bot.db.models import Job, JobStatus
-from bot.errors import BotError
+from bot.errors import BotError, InternalError, ShuttingDown
 from bot.generation import ImageOrder, ImageService, normalize_uploads, send_order
 from bot.jobs import store
 from bot.jobs.dispatcher import Dispatcher, Place
@@ -35,18 +35,6 @@ from bot.quotas.admission import SpendCapWatch, check_origin, check_queue_caps, 
 from bot.quotas.policy import TotalBudget
 
 log = logging.getLogger(__name__)
-
-
-class InternalError(BotError):
-    """A bug, not the member's fault: the log has the traceback under ``ref``."""
-
-    key = "error.unexpected"
-    template = "Something went wrong on our side. Reference: {ref}"
-
-
-class ShuttingDown(BotError):
-    key = "error.restarting"
-    template = "The bot is restarting and takes no new requests right now. Try again in a minute."
 
 
 class JobListener(Protocol):

@@ -6,13 +6,14 @@ works as a deployment gate (``python -m bot check && systemctl restart imagebot`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 from sqlalchemy.engine import make_url
 
-from bot.config import Settings
+from bot.config import DiscordSettings, Settings
 from bot.db import create_engine
 from bot.db.migrate import pending_revisions
 from bot.errors import BotError
@@ -82,7 +83,29 @@ async def check_provider(settings: Settings, models: Mapping[str, ModelSpec]) ->
     )
 
 
-async def check_discord(settings: Settings) -> tuple[CheckResult, str | None, bool | None]:
+class BotIdentity(Protocol):
+    """Who a token is, as the Discord layer finds out (bot.discord.identity.Identity)."""
+
+    @property
+    def bot_name(self) -> str: ...
+
+    @property
+    def bot_id(self) -> int: ...
+
+    @property
+    def public(self) -> bool: ...
+
+    @property
+    def invite_url(self) -> str: ...
+
+
+#: Asks Discord who the configured token is; given by the caller, so ops stays below discord.
+Identify = Callable[[DiscordSettings], Awaitable[BotIdentity]]
+
+
+async def check_discord(
+    settings: Settings, identify: Identify
+) -> tuple[CheckResult, str | None, bool | None]:
     """The token's bot, the invite URL and whether the bot is public (None: token failed)."""
     if not settings.discord.token:
         return (
@@ -90,8 +113,6 @@ async def check_discord(settings: Settings) -> tuple[CheckResult, str | None, bo
             None,
             None,
         )
-    from bot.discord.identity import identify
-
     try:
         identity = await identify(settings.discord)
     except BotError as exc:
@@ -131,12 +152,13 @@ async def run_checks(
     settings: Settings,
     config_source: str,
     models: Mapping[str, ModelSpec],
+    identify: Identify,
     write: Callable[[str], object] = print,
 ) -> bool:
     results = [CheckResult("configuration", True, f"valid ({config_source})")]
     results.append(await check_database(settings))
     results.append(await check_provider(settings, models))
-    discord_result, invite, public = await check_discord(settings)
+    discord_result, invite, public = await check_discord(settings, identify)
     results.append(discord_result)
     results.append(check_access(settings, public))
     for result in results:

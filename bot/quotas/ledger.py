@@ -39,7 +39,6 @@ from bot.quotas.policy import (
     Periods,
     TotalBudget,
     TotalDailyBudget,
-    discord_time,
     dm_limits,
     guild_limits,
     member_limit,
@@ -172,12 +171,11 @@ async def _check_guild(
     allowed = limits.allowed_channels
     parent = parent_channel_id if parent_channel_id is not None else job.parent_channel_id
     if allowed and job.channel_id not in allowed and parent not in allowed:
-        channels = ", ".join(f"<#{c}>" for c in sorted(limits.allowed_channels))
-        raise ChannelNotAllowed(channels=channels)
+        raise ChannelNotAllowed(channels=limits.allowed_channels)
     period = periods(now, limits.timezone)
     used = await usage(session, job.guild_id, job.user_id, period)
     n, cost = job.n_requested, job.cost_micro_usd
-    day, month = discord_time(period.next_day), discord_time(period.next_month)
+    day, month = period.next_day, period.next_month
     if used.guild_today + n > limits.images_per_day:
         raise GuildDailyLimit(
             limit=limits.images_per_day,
@@ -246,7 +244,7 @@ async def _check_total(
     period = periods(now, "UTC")
     month_cap = round(quotas.total_spend_per_month_usd * MICRO)
     if await total_spend(session, period.month_start) + cost > month_cap:
-        raise TotalBudget(resets=discord_time(period.next_month))
+        raise TotalBudget(resets=period.next_month)
     day_cap = round(quotas.total_spend_per_day_usd * MICRO)
     if day_cap and await total_spend(session, period.day_start) + cost > day_cap:
-        raise TotalDailyBudget(resets=discord_time(period.next_day))
+        raise TotalDailyBudget(resets=period.next_day)

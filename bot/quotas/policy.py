@@ -237,10 +237,5 @@ def periods(now: datetime, timezone: str) -> Periods:
     )
 
 
-def discord_time(moment: datetime) -> str:
-    """A Discord timestamp: each member sees it in their own language and time zone."""
-    return f"<t:{int(moment.timestamp())}:R>"
-
-
 def usd(micro: int) -> str:
     return format_usd(max(micro, 0))

@@ -258,7 +258,7 @@ async def test_an_old_remix_button_on_a_variation_is_refused(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Variations posted before Remix was taken off them: the button explains itself."""
-    from bot.discord import results
+    from bot.discord.generate import _results as results
 
     original = results.result_view
     monkeypatch.setattr(

@@ -179,7 +179,7 @@ async def test_a_token_near_its_end_is_not_even_tried(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past 14.5 minutes the follow-up is skipped: the channel post comes without a refusal."""
-    from bot.discord import status
+    from bot.discord.generate import _status as status
 
     monkeypatch.setattr(status, "TOKEN_LIFETIME", timedelta(seconds=-1))
     fake = harness.fake

@@ -22,8 +22,8 @@ import pytest
 from discord import app_commands
 from discord.app_commands import locale_str
 
+import bot.discord.admin._quota
 import bot.discord.errors  # these imports make every BotError subclass exist
-import bot.discord.exts.quotas
 import bot.errors
 import bot.imaging
 import bot.jobs

@@ -21,8 +21,8 @@ from bot.config import JobsSettings, Settings
 from bot.db.models import Job, JobStatus
 from bot.discord.errors import CannotCancel, NotRequester, ResultGone
 from bot.discord.i18n import Catalog
-from bot.errors import BotError
-from bot.jobs import ShuttingDown, store
+from bot.errors import BotError, ShuttingDown
+from bot.jobs import store
 from bot.quotas.policy import GuildQueueFull, QueueFull
 from tests.discord.conftest import Harness, api_calls, run_bot
 from tests.fakes.discord import FakeDiscord, FakeMember, InteractionHandle, P, StoredMessage

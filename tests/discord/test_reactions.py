@@ -253,7 +253,7 @@ async def test_reaction_toggles_over_the_quota_give_one_short_lived_note_and_no_
     """Ten toggles once the server's images for today are used up: one public note (deleting
     itself), no download from the CDN, nothing made."""
     fake, api = harness.fake, harness.api
-    notices = getattr(harness.bot.get_cog("Reactions"), "notices")  # noqa: B009
+    notices = harness.bot.generate.reactions.notices
     assert notices.lifetime == 30
     notices.lifetime = 0.5  # instead of waiting 30 s
     handle = await fake.slash("quota", {"images_per_day": 2}, subcommand="set", user=fake.admin)

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from bot.config import QuotaSettings, Settings
-from bot.quotas.policy import discord_time, periods
+from bot.discord.markup import discord_time
+from bot.quotas.policy import periods
 from bot.quotas.reports import CSV_COLUMNS
 from tests.discord.conftest import Harness, made, quota, run_bot, synced
 from tests.fakes.discord import FakeDiscord, FakeMember, StoredMessage

@@ -29,9 +29,9 @@ from bot.config import (
 )
 from bot.db.engine import Storage
 from bot.db.models import ImageRole, Job, JobImage, JobStatus
-from bot.errors import BotError
+from bot.errors import BotError, ShuttingDown
 from bot.generation import ImageOrder, ImageService
-from bot.jobs import JobOrigin, JobRunner, Place, ShuttingDown, store
+from bot.jobs import JobOrigin, JobRunner, Place, store
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.spool import Posted
 from bot.providers import GeneratedImage, Operation

@@ -14,6 +14,8 @@ from bot.config import QuotaSettings
 from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database
 from bot.db.engine import Storage
 from bot.db.models import GuildSettings, MemberReset, RoleLimit
+from bot.discord.i18n import Catalog
+from bot.errors import BotError
 from bot.jobs.store import admit, would_fit
 from bot.quotas.policy import (
     ChannelNotAllowed,
@@ -28,6 +30,12 @@ from bot.quotas.policy import (
 
 GUILD = 900_000_000_000_000_001
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+CATALOG = Catalog.load()
+
+
+def told(error: BotError) -> str:
+    """What a member reads: the ledger passes times and channel ids, Discord shows them."""
+    return CATALOG.error_text(error)
 
 
 @pytest.fixture
@@ -86,7 +94,7 @@ async def test_member_limit_roles_and_exemption(storage: Storage) -> None:
     with pytest.raises(MemberDailyLimit) as info:
         await admit(storage.sessions, quotas, job(user=1), now=NOW)
     assert info.value.params["limit"] == 2 and info.value.params["remaining"] == 0
-    assert "<t:" in str(info.value)  # a Discord timestamp: when the limit resets
+    assert "<t:" in told(info.value)  # a Discord timestamp: when the limit resets
     await admit(storage.sessions, quotas, job(user=1, n=3), role_ids=[10], now=NOW)
     await admit(storage.sessions, quotas, job(user=1, n=4), role_ids=[11], now=NOW)
 
@@ -138,7 +146,7 @@ async def test_budget_channels_and_dms(storage: Storage) -> None:
         row.allowed_channels = "77 78"
     with pytest.raises(ChannelNotAllowed) as channel_error:
         await admit(storage.sessions, QuotaSettings(), job(channel=5), now=NOW)
-    assert "<#77>" in str(channel_error.value)
+    assert "<#77>" in told(channel_error.value)
     # a thread (channel 6) inside an allowed channel counts as that channel
     await admit(storage.sessions, QuotaSettings(), job(channel=6), now=NOW, parent_channel_id=78)
     with pytest.raises(DirectMessagesOff):
@@ -187,7 +195,7 @@ async def test_the_daily_total_cap_and_the_month(storage: Storage) -> None:
     with pytest.raises(TotalDailyBudget) as day:
         await admit(storage.sessions, quotas, job(guild=GUILD + 1, cost=1), now=NOW)
     midnight = int(datetime(2026, 11, 22, tzinfo=UTC).timestamp())  # the next UTC day
-    assert "for today" in str(day.value) and f"<t:{midnight}:R>" in str(day.value)
+    assert "for today" in told(day.value) and f"<t:{midnight}:R>" in told(day.value)
     tomorrow = NOW + timedelta(days=1)
     await admit(storage.sessions, quotas, job(guild=GUILD + 2, cost=40_000), now=tomorrow)
     with pytest.raises(TotalBudget) as month:  # $0.08 spent this month, $0.10 is the cap

@@ -8,7 +8,7 @@ for a result, when the interaction came from the result's own message.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
@@ -16,9 +16,6 @@ from bot.db import Sessions
 from bot.db.models import Job, JobStatus
 from bot.discord.errors import NotThisResult
 from bot.jobs import store
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
 
 
 def check_same_place(interaction: discord.Interaction[Any], job: Job) -> None:
@@ -28,7 +25,7 @@ def check_same_place(interaction: discord.Interaction[Any], job: Job) -> None:
 
 
 async def check_result_here(
-    bot: ImageBot, sessions: Sessions, interaction: discord.Interaction[Any], job: Job
+    client: discord.Client, sessions: Sessions, interaction: discord.Interaction[Any], job: Job
 ) -> None:
     """Raise NotThisResult unless the interaction came from a message of ``job``'s result.
 
@@ -44,6 +41,6 @@ async def check_result_here(
     if await store.is_result_message(sessions, job, message.id):
         return
     unrecorded = job.status is JobStatus.SUCCEEDED and job.result_message_id is None
-    if unrecorded and bot.user is not None and message.author.id == bot.user.id:
+    if unrecorded and client.user is not None and message.author.id == client.user.id:
         return
     raise NotThisResult()

@@ -12,28 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import discord
 
+from bot.db import Sessions
 from bot.db.models import Job, JobStatus
 from bot.discord.errors import ResultGone
-from bot.discord.results import (
+from bot.discord.generate._results import (
     DEFAULT_UPLOAD_LIMIT,
     ResultPart,
     build_result,
     prepare_uploads,
     requester_only,
 )
-from bot.discord.status import ORIGINAL, StatusBoard, interaction_webhook
-from bot.discord.views import RetryButton
+from bot.discord.generate._status import ORIGINAL, StatusBoard
+from bot.discord.generate._views import RetryButton
+from bot.discord.i18n import Catalog
 from bot.errors import BotError
-from bot.jobs import Place, store
+from bot.imaging import ImageWorker
+from bot.jobs import JobRunner, Place, store
 from bot.jobs.spool import Posted
 from bot.providers import GeneratedImage
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,20 @@ log = logging.getLogger(__name__)
 REDELIVERY_DELAYS = (30.0, 120.0, 600.0, 3600.0)
 
 
+@dataclass(eq=False)
 class Delivery:
     """The job runner's listener: turns finished jobs into Discord messages."""
 
-    def __init__(self, bot: ImageBot) -> None:
-        self.bot = bot
-        self.status = StatusBoard(bot)
-        self.redelivery_delays: tuple[float, ...] = REDELIVERY_DELAYS
-        self._redelivering: set[int] = set()
+    #: The Discord connection: channels and users to post to.
+    client: discord.Client
+    catalog: Catalog
+    sessions: Sessions
+    images: ImageWorker
+    #: Where redeliveries run (its background tasks) and results are kept (its spool).
+    runner: JobRunner
+    status: StatusBoard
+    redelivery_delays: tuple[float, ...] = REDELIVERY_DELAYS
+    _redelivering: set[int] = field(default_factory=set, init=False)
 
     async def job_queued(self, job: Job, place: Place | None) -> None:
         await self.status.queued(job, place)
@@ -62,15 +69,15 @@ class Delivery:
         await self._tell_late(job)
         if job.id not in self._redelivering:
             self._redelivering.add(job.id)
-            self.bot.runner.spawn(self._redeliver(job.id), name=f"redeliver-{job.id}")
+            self.runner.spawn(self._redeliver(job.id), name=f"redeliver-{job.id}")
         return []
 
     async def _tell_late(self, job: Job) -> None:
         """The images are made and kept, but no route took them: the member hears they follow."""
-        webhook = interaction_webhook(self.bot, job)
+        webhook = self.status.follow_ups.of(job)
         if webhook is None:
             return
-        text = self.bot.catalog.text("status.late", job.locale)
+        text = self.catalog.text("status.late", job.locale)
         try:
             await webhook.edit_message(ORIGINAL, content=text, view=None)
         except discord.HTTPException as exc:
@@ -78,7 +85,7 @@ class Delivery:
 
     async def _redeliver(self, job_id: int) -> None:
         """Post a kept result again later: the images were paid for."""
-        sessions = self.bot.storage.sessions
+        sessions = self.sessions
         try:
             for delay in self.redelivery_delays:
                 await asyncio.sleep(delay)
@@ -88,7 +95,7 @@ class Delivery:
                 try:
                     posted = await self._deliver(job, await store.outputs_of(sessions, job_id))
                     if posted:
-                        await self.bot.runner.delivered(job_id, posted)
+                        await self.runner.delivered(job_id, posted)
                         return
                 except Exception:
                     log.exception("job %d: posting the kept result failed", job_id)
@@ -100,34 +107,34 @@ class Delivery:
         """Post the result by the first route that works; where, or empty when none did (it
         is kept)."""
         limit = job.attachment_size_limit or DEFAULT_UPLOAD_LIMIT
-        uploads = await self.bot.engine.images.run(prepare_uploads, images, limit)
+        uploads = await self.images.run(prepare_uploads, images, limit)
         parts = build_result(
             job,
             uploads,
             seconds=_seconds(job),
             revised_prompt=job.revised_prompt,
-            catalog=self.bot.catalog,
+            catalog=self.catalog,
             limit=limit,
         )
         posted = await self._post_parts(job, parts)
         if not posted:
             log.error("job %d: result could not be delivered by any route; kept", job.id)
             return []
-        await self.status.final(job, self.bot.catalog.text("status.done", job.locale))
+        await self.status.final(job, self.catalog.text("status.done", job.locale))
         log.info("job %d delivered as message %d", job.id, posted[0].id)
         return [(m.channel.id, m.id) for m in posted]
 
     async def job_failed(self, job: Job, error: BotError) -> None:
-        text = self.bot.catalog.error_text(error, job.locale)
+        text = self.catalog.error_text(error, job.locale)
         if not await self.status.final(job, text):
             await self._send_public(job, text)
 
     async def job_interrupted(self, job: Job) -> None:
         """The bot stopped while this job ran: nothing charged; offer to run it again."""
-        text = self.bot.catalog.text("status.interrupted", job.locale)
+        text = self.catalog.text("status.interrupted", job.locale)
         view = discord.ui.View(timeout=None)
-        view.add_item(RetryButton(job.id, self.bot.catalog.text("button.retry", job.locale)))
-        webhook = interaction_webhook(self.bot, job)
+        view.add_item(RetryButton(job.id, self.catalog.text("button.retry", job.locale)))
+        webhook = self.status.follow_ups.of(job)
         if webhook is not None:
             try:
                 await webhook.edit_message(ORIGINAL, content=text, view=view)
@@ -141,7 +148,7 @@ class Delivery:
 
     async def _post_parts(self, job: Job, parts: list[ResultPart]) -> list[discord.Message]:
         """Every message posted, in order (empty: none was); Delete removes them all."""
-        webhook = interaction_webhook(self.bot, job)
+        webhook = self.status.follow_ups.of(job)
         posted: list[discord.Message] = []
         explained = False
         for part in parts:
@@ -207,11 +214,9 @@ class Delivery:
             return None
         content = part.content
         if explain and job.channel_id:
-            content = self.bot.catalog.text(
-                "result.sent_by_dm", job.locale, channel_id=job.channel_id
-            )
+            content = self.catalog.text("result.sent_by_dm", job.locale, channel_id=job.channel_id)
         try:
-            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
             return await user.send(
                 content=content,
                 embeds=part.embeds,
@@ -226,10 +231,10 @@ class Delivery:
     async def _channel(self, channel_id: int | None) -> discord.abc.Messageable | None:
         if channel_id is None:
             return None
-        channel: Any = self.bot.get_channel(channel_id)
+        channel: Any = self.client.get_channel(channel_id)
         if channel is None:
             try:
-                channel = await self.bot.fetch_channel(channel_id)
+                channel = await self.client.fetch_channel(channel_id)
             except discord.HTTPException:
                 return None
         return channel if isinstance(channel, discord.abc.Messageable) else None
@@ -263,7 +268,7 @@ class Delivery:
         except discord.HTTPException as exc:
             log.warning("could not tell member %d in channel %s: %s", user_id, channel_id, exc)
         try:
-            user = self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
+            user = self.client.get_user(user_id) or await self.client.fetch_user(user_id)
             # In a DM "here" needs saying where: the channel the member acted in.
             await user.send(f"<#{channel_id}> {text}" if channel_id else text, **extra)
         except discord.HTTPException as exc:

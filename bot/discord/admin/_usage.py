@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 
-from bot.discord.exts.quotas import answer, count, require_manage_guild, text
+from bot.config import QuotaSettings
+from bot.db import Sessions
+from bot.discord.admin._quota import count, require_manage_guild, text
 from bot.discord.i18n import Catalog
-from bot.quotas.policy import discord_time, usd, zone
+from bot.discord.markup import discord_time
+from bot.discord.tree import send_private
+from bot.quotas.policy import usd, zone
 from bot.quotas.reports import (
     MemberUsage,
     ServerReport,
@@ -26,9 +30,6 @@ from bot.quotas.reports import (
     member_usage,
     server_report,
 )
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
 
 
 def me_text(catalog: Catalog, locale: Any, used: MemberUsage) -> str:
@@ -79,7 +80,7 @@ def server_text(catalog: Catalog, locale: Any, report: ServerReport) -> str:
     lines = [
         line(
             "usage.server.title",
-            start=f"<t:{int(period.month_start.timestamp())}:D>",
+            start=discord_time(period.month_start, "D"),
             timezone=limits.timezone,
             resets=discord_time(period.next_month),
         ),
@@ -136,12 +137,12 @@ def server_text(catalog: Catalog, locale: Any, report: ServerReport) -> str:
 
 
 class UsageGroup(app_commands.Group):
-    def __init__(self, bot: ImageBot) -> None:
+    def __init__(self, catalog: Catalog, sessions: Sessions, quotas: QuotaSettings) -> None:
         super().__init__(
             name=text("usage", "cmd.usage.name"),
             description=text("Images used and what is left", "cmd.usage.description"),
         )
-        self.bot = bot
+        self.catalog, self.sessions, self.quotas = catalog, sessions, quotas
 
     @app_commands.command(
         name=text("me", "cmd.usage.me.name"),
@@ -154,13 +155,13 @@ class UsageGroup(app_commands.Group):
             raise app_commands.NoPrivateMessage()
         roles = getattr(interaction.user, "roles", ())
         used = await member_usage(
-            self.bot.storage.sessions,
-            self.bot.settings.quotas,
+            self.sessions,
+            self.quotas,
             interaction.guild_id,
             interaction.user.id,
             [role.id for role in roles],
         )
-        await answer(interaction, me_text(self.bot.catalog, interaction.locale, used))
+        await send_private(interaction, me_text(self.catalog, interaction.locale, used))
 
     @app_commands.command(
         name=text("server", "cmd.usage.server.name"),
@@ -176,11 +177,11 @@ class UsageGroup(app_commands.Group):
     async def server(self, interaction: discord.Interaction[Any], csv: bool = False) -> None:
         guild_id = require_manage_guild(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        sessions, catalog, locale = self.bot.storage.sessions, self.bot.catalog, interaction.locale
-        report = await server_report(sessions, self.bot.settings.quotas, guild_id)
+        sessions, catalog, locale = self.sessions, self.catalog, interaction.locale
+        report = await server_report(sessions, self.quotas, guild_id)
         content = server_text(catalog, locale, report)
         if not csv:
-            await answer(interaction, content)
+            await send_private(interaction, content)
             return
         rows = await ledger_rows(sessions, guild_id, report.period)
         # A busy server's month is thousands of rows: format them off the event loop.
@@ -188,14 +189,10 @@ class UsageGroup(app_commands.Group):
         if len(data) > interaction.filesize_limit:
             megabytes = round(len(data) / 1_000_000, 1)
             extra = catalog.text("usage.server.csv_too_large", locale, size=megabytes)
-            await answer(interaction, f"{content}\n{extra}")
+            await send_private(interaction, f"{content}\n{extra}")
             return
         local = report.period.month_start.astimezone(zone(report.limits.timezone))
         name = f"usage-{guild_id}-{local:%Y-%m}.csv"
         extra = catalog.text("usage.server.csv", locale, rows=len(rows))
         file = discord.File(io.BytesIO(data), filename=name)
-        await answer(interaction, f"{content}\n{extra}", file=file)
-
-
-async def setup(bot: ImageBot) -> None:
-    bot.tree.add_command(app_commands.guild_only()(UsageGroup(bot)))
+        await send_private(interaction, f"{content}\n{extra}", file=file)

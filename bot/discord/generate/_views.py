@@ -2,7 +2,7 @@
 
 Each button is a ``DynamicItem``: its custom_id carries the job id (and image index), and the
 handler reads everything else from the database, so no in-memory view has to survive. The
-handlers live in :mod:`bot.discord.actions`; this module only renders and routes.
+handlers live in :mod:`bot.discord.generate._buttons`; this module only renders and routes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ BUTTONS_PER_ROW = 5
 
 
 class ResultActions(Protocol):
-    """What the buttons ask for; implemented by bot.discord.actions.Actions."""
+    """What the buttons ask for; implemented by bot.discord.generate._buttons.ResultButtons."""
 
     async def vary_result(
         self, interaction: discord.Interaction[Any], job_id: int, index: int
@@ -44,6 +44,8 @@ class ResultActions(Protocol):
 
 
 def actions_of(interaction: discord.Interaction[Any]) -> ResultActions:
+    """The handlers, from the client: a DynamicItem is made by discord.py from a custom_id,
+    so nothing can be handed to it (the client's ``actions`` is set where it is built)."""
     actions: ResultActions = interaction.client.actions
     return actions
 

@@ -14,19 +14,18 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import discord
 
 from bot.db.models import Intake, Job
-from bot.discord.views import CancelButton
+from bot.discord.generate._views import CancelButton
+from bot.discord.i18n import Catalog
+from bot.discord.markup import discord_time
 from bot.jobs import Place
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +39,38 @@ REFRESH_SECONDS = 5.0
 PASS_SECONDS = 1.0
 
 
-def interaction_webhook(bot: ImageBot, job: Job | Intake) -> discord.Webhook | None:
-    """The interaction follow-up webhook of a job (or intake) while its token is still alive."""
-    if not (job.application_id and job.interaction_token and job.interaction_at):
-        return None
-    created = job.interaction_at
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    if datetime.now(UTC) - created > TOKEN_LIFETIME:
-        return None
-    return discord.Webhook.from_state(
-        data={"id": job.application_id, "type": 3, "token": job.interaction_token},
-        state=bot._connection,
-    )
+class FollowUps:
+    """Interaction follow-up webhooks, made from stored tokens (no interaction object needed)."""
+
+    def __init__(self, client: discord.Client) -> None:
+        self._client = client
+
+    def of(self, job: Job | Intake) -> discord.Webhook | None:
+        """The follow-up webhook of a job (or intake) while its token is still alive."""
+        if not (job.application_id and job.interaction_token and job.interaction_at):
+            return None
+        created = job.interaction_at
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        if datetime.now(UTC) - created > TOKEN_LIFETIME:
+            return None
+        return discord.Webhook.from_state(
+            data={"id": job.application_id, "type": 3, "token": job.interaction_token},
+            state=self._client._connection,
+        )
+
+
+class QueuePositions(Protocol):
+    """Where waiting jobs stand, and a signal when that changes (the job dispatcher)."""
+
+    @property
+    def running(self) -> Mapping[int, object]: ...
+
+    def places(self) -> dict[int, Place]: ...
+
+    def watch(self) -> asyncio.Event: ...
+
+    def unwatch(self, event: asyncio.Event) -> None: ...
 
 
 @dataclass(eq=False)
@@ -70,8 +88,10 @@ class _Status:
 
 
 class StatusBoard:
-    def __init__(self, bot: ImageBot) -> None:
-        self.bot = bot
+    def __init__(self, catalog: Catalog, follow_ups: FollowUps, positions: QueuePositions) -> None:
+        self.catalog = catalog
+        self.follow_ups = follow_ups
+        self.positions = positions
         self._entries: dict[int, _Status] = {}
         self._task: asyncio.Task[None] | None = None
         self._changed: asyncio.Event | None = None
@@ -82,7 +102,7 @@ class StatusBoard:
         self.pass_seconds = PASS_SECONDS
 
     async def queued(self, job: Job, place: Place | None) -> None:
-        if interaction_webhook(self.bot, job) is None:
+        if self.follow_ups.of(job) is None:
             return  # reactions have no private message; the result itself is the answer
         entry = self._entries[job.id] = _Status(job)
         async with entry.lock:
@@ -115,7 +135,7 @@ class StatusBoard:
         return True
 
     async def _show(self, entry: _Status, place: Place | None) -> None:
-        job, catalog = entry.job, self.bot.catalog
+        job, catalog = entry.job, self.catalog
         if place is None:
             if entry.started_shown:
                 return
@@ -125,7 +145,7 @@ class StatusBoard:
             await self._edit(job, text, view=None)
             return
         eta = datetime.now(UTC) + timedelta(seconds=place.eta_seconds)
-        when = f"<t:{int(eta.timestamp())}:R>"
+        when = discord_time(eta)
         text = catalog.text("status.queued", job.locale, position=place.position, eta=when)
         view = discord.ui.View(timeout=None)
         view.add_item(CancelButton(job.id, catalog.text("button.cancel", job.locale)))
@@ -134,7 +154,7 @@ class StatusBoard:
         await self._edit(job, text, view=view)
 
     async def _edit(self, job: Job, text: str, *, view: discord.ui.View | None) -> bool:
-        webhook = interaction_webhook(self.bot, job)
+        webhook = self.follow_ups.of(job)
         if webhook is None:
             return False
         try:
@@ -148,7 +168,7 @@ class StatusBoard:
 
     def start(self) -> None:
         if self._task is None:
-            self._changed = self.bot.runner.dispatcher.watch()
+            self._changed = self.positions.watch()
             self._changed.set()  # a first pass: the queue may have moved before we watched
             self._task = asyncio.create_task(self._refresh_forever(), name="status-board")
 
@@ -161,7 +181,7 @@ class StatusBoard:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._changed is not None:
-            self.bot.runner.dispatcher.unwatch(self._changed)
+            self.positions.unwatch(self._changed)
             self._changed = None
 
     async def _refresh_forever(self) -> None:
@@ -178,7 +198,7 @@ class StatusBoard:
 
     async def refresh(self) -> None:
         """Bring every waiting job's status up to date, within the per-job edit rate."""
-        dispatcher = self.bot.runner.dispatcher
+        dispatcher = self.positions
         if not self._entries:
             return
         places = dispatcher.places()

@@ -11,18 +11,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.app_commands import Choice, locale_str
 
+from bot.config import QuotaSettings
+from bot.discord.generate._submit import Actions
 from bot.discord.i18n import Catalog
-from bot.generation import ImageOrder
+from bot.generation import FitChoice, ImageOrder
 from bot.providers import ModelSpec, Operation, OptionChoices, option_choices
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
 
 Callback = Callable[..., Awaitable[None]]
 
@@ -154,8 +153,13 @@ def _attachment_option(name: str, description: locale_str, required: bool) -> Op
     )
 
 
-def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[Any, ..., None]]:
-    catalog, actions = bot.catalog, bot.actions
+def build_commands(
+    catalog: Catalog,
+    actions: Actions,
+    spec: ModelSpec,
+    quotas: QuotaSettings,
+    default_fit: FitChoice,
+) -> list[app_commands.Command[Any, ..., None]]:
     model = spec.name
     prompt_option = Option(
         "prompt",
@@ -166,7 +170,7 @@ def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[
     )
     commands = []
     if spec.supports(Operation.GENERATE):
-        choices = _capped(option_choices(spec, Operation.GENERATE), bot)
+        choices = _capped(option_choices(spec, Operation.GENERATE), quotas)
 
         async def imagine(interaction: discord.Interaction[Any], prompt: str, **kw: Any) -> None:
             order = ImageOrder(Operation.GENERATE, prompt=prompt, model=model, **kw)
@@ -181,7 +185,7 @@ def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[
             )
         )
     if spec.supports(Operation.EDIT):
-        choices = _capped(option_choices(spec, Operation.EDIT), bot)
+        choices = _capped(option_choices(spec, Operation.EDIT), quotas)
 
         async def edit(
             interaction: discord.Interaction[Any],
@@ -191,7 +195,9 @@ def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(Operation.EDIT, prompt=prompt, model=model, fit=_fit(fit, bot), **kw)
+            order = ImageOrder(
+                Operation.EDIT, prompt=prompt, model=model, fit=_fit(fit, default_fit), **kw
+            )
             await actions.edit(interaction, order, image, mask)
 
         commands.append(
@@ -229,7 +235,7 @@ def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[
             )
         )
     if spec.supports(Operation.VARY):
-        choices = _capped(option_choices(spec, Operation.VARY), bot)
+        choices = _capped(option_choices(spec, Operation.VARY), quotas)
 
         async def vary(
             interaction: discord.Interaction[Any],
@@ -237,7 +243,7 @@ def build_commands(bot: ImageBot, spec: ModelSpec) -> list[app_commands.Command[
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(Operation.VARY, model=model, fit=_fit(fit, bot), **kw)
+            order = ImageOrder(Operation.VARY, model=model, fit=_fit(fit, default_fit), **kw)
             await actions.vary(interaction, order, image)
 
         commands.append(
@@ -272,35 +278,40 @@ def _fit_option(catalog: Catalog) -> Option:
     )
 
 
-def _fit(value: str | None, bot: ImageBot) -> Any:
-    return value or bot.settings.images.fit
+def _fit(value: str | None, default: FitChoice) -> Any:
+    return value or default
 
 
-def _capped(choices: OptionChoices, bot: ImageBot) -> OptionChoices:
+def _capped(choices: OptionChoices, quotas: QuotaSettings) -> OptionChoices:
     """The operator's rules narrow what the model offers: max n, allowed sizes."""
-    quotas = bot.settings.quotas
     sizes = choices.sizes
     if quotas.allowed_sizes:
         sizes = tuple(s for s in sizes if s in quotas.allowed_sizes) or sizes
     return replace(choices, max_n=min(choices.max_n, quotas.max_n), sizes=sizes)
 
 
-def build_context_menu(bot: ImageBot) -> app_commands.ContextMenu:
+def build_context_menu(actions: Actions) -> app_commands.ContextMenu:
     async def vary_image(interaction: discord.Interaction[Any], message: discord.Message) -> None:
-        await bot.actions.vary_message(interaction, message)
+        await actions.vary_message(interaction, message)
 
     menu = app_commands.ContextMenu(name=text("Vary image", "ctx.vary.name"), callback=vary_image)
     return menu
 
 
-async def setup(bot: ImageBot) -> None:
-    spec = bot.engine.provider.spec_for(None)
+def add_commands(
+    tree: app_commands.CommandTree[Any],
+    catalog: Catalog,
+    actions: Actions,
+    quotas: QuotaSettings,
+    default_fit: FitChoice,
+) -> None:
+    spec = actions.provider.spec_for(None)
     commands: list[app_commands.Command[Any, ..., None] | app_commands.ContextMenu]
-    commands = list(build_commands(bot, spec))
+    commands = list(build_commands(catalog, actions, spec, quotas, default_fit))
     if spec.supports(Operation.VARY):
-        commands.append(build_context_menu(bot))
+        commands.append(build_context_menu(actions))
     for command in commands:
         # Servers only, unless the operator enabled generation in direct messages.
-        if not bot.settings.quotas.dm_enabled:
+        if not quotas.dm_enabled:
             command = app_commands.guild_only()(command)
-        bot.tree.add_command(command)
+        tree.add_command(command)

@@ -8,26 +8,24 @@ their storage live in :mod:`bot.quotas.admin`, the numbers in :mod:`bot.quotas.r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.app_commands import Choice, Range, locale_str
 
 from bot.config import QuotaSettings
+from bot.db import Sessions
 from bot.db.models import RoleLimit
 from bot.discord.errors import MemberMissingPermissions
 from bot.discord.i18n import Catalog
+from bot.discord.markup import channel_list, discord_time
+from bot.discord.tree import send_private
 from bot.quotas import admin
-from bot.quotas.policy import discord_time, usd
+from bot.quotas.policy import usd
 from bot.quotas.prices import MICRO
 from bot.quotas.reports import Overview, overview
 
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
-
-#: Discord's limit for a message; long role lists are cut to fit.
-MESSAGE_LIMIT = 2000
 #: The permission name as Discord's own interface shows it.
 MANAGE_SERVER = "Manage Server"
 
@@ -45,32 +43,9 @@ def require_manage_guild(interaction: discord.Interaction[Any]) -> int:
     return interaction.guild_id
 
 
-async def answer(
-    interaction: discord.Interaction[Any], content: str, file: discord.File | None = None
-) -> None:
-    """A private answer, whether or not the interaction was deferred."""
-    content = clip(content)
-    extra: dict[str, Any] = {"file": file} if file is not None else {}
-    if interaction.response.is_done():
-        await interaction.followup.send(content, ephemeral=True, **extra)
-    else:
-        await interaction.response.send_message(content, ephemeral=True, **extra)
-
-
-def clip(content: str, limit: int = MESSAGE_LIMIT) -> str:
-    if len(content) <= limit:
-        return content
-    cut = content[: limit - 1].rsplit("\n", 1)[0]
-    return cut + "\n…"
-
-
 def count(number: int | None) -> str:
     """A whole number with thousands separators (every supported language uses commas)."""
     return f"{number or 0:,}"
-
-
-def channel_list(channels: frozenset[int]) -> str:
-    return ", ".join(f"<#{channel}>" for channel in sorted(channels))
 
 
 def rule_line(catalog: Catalog, locale: Any, rule: RoleLimit) -> str:
@@ -144,21 +119,19 @@ def show_text(catalog: Catalog, locale: Any, quotas: QuotaSettings, view: Overvi
 class ChannelsGroup(app_commands.Group):
     """/quota channels add|remove|clear: where images may be made (none chosen = everywhere)."""
 
-    def __init__(self, bot: ImageBot) -> None:
+    def __init__(self, catalog: Catalog, sessions: Sessions) -> None:
         super().__init__(
             name=text("channels", "cmd.quota.channels.name"),
             description=text(
                 "Choose the channels where images can be made", "cmd.quota.channels.description"
             ),
         )
-        self.bot = bot
+        self.catalog, self.sessions = catalog, sessions
 
     async def _change(self, interaction: discord.Interaction[Any], **change: Any) -> None:
         guild_id = require_manage_guild(interaction)
-        catalog, locale = self.bot.catalog, interaction.locale
-        channels, changed = await admin.change_channels(
-            self.bot.storage.sessions, guild_id, **change
-        )
+        catalog, locale = self.catalog, interaction.locale
+        channels, changed = await admin.change_channels(self.sessions, guild_id, **change)
         lines = []
         if not changed and change.get("remove") is not None:
             lines.append(
@@ -170,7 +143,7 @@ class ChannelsGroup(app_commands.Group):
             )
         else:
             lines.append(catalog.text("quota.channels.everywhere", locale))
-        await answer(interaction, "\n".join(lines))
+        await send_private(interaction, "\n".join(lines))
 
     @app_commands.command(
         name=text("add", "cmd.quota.channels.add.name"),
@@ -216,23 +189,19 @@ class ChannelsGroup(app_commands.Group):
 class QuotaGroup(app_commands.Group):
     """/quota show|set|role|reset and /quota channels ..."""
 
-    def __init__(self, bot: ImageBot) -> None:
+    def __init__(self, catalog: Catalog, sessions: Sessions, quotas: QuotaSettings) -> None:
         super().__init__(
             name=text("quota", "cmd.quota.name"),
             description=text("See and set this server's image limits", "cmd.quota.description"),
             default_permissions=discord.Permissions(manage_guild=True),
         )
-        self.bot = bot
-        self.add_command(ChannelsGroup(bot))
-
-    @property
-    def quotas(self) -> QuotaSettings:
-        return self.bot.settings.quotas
+        self.catalog, self.sessions, self.quotas = catalog, sessions, quotas
+        self.add_command(ChannelsGroup(catalog, sessions))
 
     async def _show(self, interaction: discord.Interaction[Any], guild_id: int, head: str) -> None:
-        view = await overview(self.bot.storage.sessions, self.quotas, guild_id)
-        body = show_text(self.bot.catalog, interaction.locale, self.quotas, view)
-        await answer(interaction, f"{head}\n{body}" if head else body)
+        view = await overview(self.sessions, self.quotas, guild_id)
+        body = show_text(self.catalog, interaction.locale, self.quotas, view)
+        await send_private(interaction, f"{head}\n{body}" if head else body)
 
     @app_commands.command(
         name=text("show", "cmd.quota.show.name"),
@@ -282,8 +251,8 @@ class QuotaGroup(app_commands.Group):
         changes = admin.LimitChanges(
             images_per_day, images_per_month, spend_per_month, member_images_per_day, timezone
         )
-        await admin.apply_changes(self.bot.storage.sessions, self.quotas, guild_id, changes)
-        head = self.bot.catalog.text("quota.set.done", interaction.locale)
+        await admin.apply_changes(self.sessions, self.quotas, guild_id, changes)
+        head = self.catalog.text("quota.set.done", interaction.locale)
         await self._show(interaction, guild_id, head)
 
     @set_limits.autocomplete("timezone")
@@ -323,7 +292,7 @@ class QuotaGroup(app_commands.Group):
         remove: bool = False,
     ) -> None:
         guild_id = require_manage_guild(interaction)
-        sessions, catalog, locale = self.bot.storage.sessions, self.bot.catalog, interaction.locale
+        sessions, catalog, locale = self.sessions, self.catalog, interaction.locale
         mention = role.mention
         view = await overview(sessions, self.quotas, guild_id)
         default = view.limits.member_images_per_day
@@ -331,7 +300,7 @@ class QuotaGroup(app_commands.Group):
         if remove:
             removed = await admin.remove_role_rule(sessions, guild_id, role.id)
             key = "quota.role.removed" if removed else "quota.role.no_rule"
-            await answer(interaction, catalog.text(key, locale, role=mention, limit=shown))
+            await send_private(interaction, catalog.text(key, locale, role=mention, limit=shown))
             return
         if images_per_day is None and exempt is None:
             current = next((r for r in view.rules if r.role_id == role.id), None)
@@ -339,7 +308,7 @@ class QuotaGroup(app_commands.Group):
                 reply = catalog.text("quota.role.no_rule", locale, role=mention, limit=shown)
             else:
                 reply = rule_line(catalog, locale, current)
-            await answer(interaction, reply)
+            await send_private(interaction, reply)
             return
         rule = await admin.set_role_rule(
             sessions, self.quotas, guild_id, role.id, images_per_day=images_per_day, exempt=exempt
@@ -351,7 +320,7 @@ class QuotaGroup(app_commands.Group):
         else:
             limit = rule.images_per_day
             reply = catalog.text("quota.role.limit_done", locale, role=mention, limit=count(limit))
-        await answer(interaction, reply)
+        await send_private(interaction, reply)
 
     @app_commands.command(
         name=text("reset", "cmd.quota.reset.name"),
@@ -363,10 +332,6 @@ class QuotaGroup(app_commands.Group):
     @app_commands.describe(member=text("The member", "opt.member.description"))
     async def reset(self, interaction: discord.Interaction[Any], member: discord.Member) -> None:
         guild_id = require_manage_guild(interaction)
-        await admin.reset_member(self.bot.storage.sessions, guild_id, member.id)
-        reply = self.bot.catalog.text("quota.reset.done", interaction.locale, member=member.mention)
-        await answer(interaction, reply)
-
-
-async def setup(bot: ImageBot) -> None:
-    bot.tree.add_command(app_commands.guild_only()(QuotaGroup(bot)))
+        await admin.reset_member(self.sessions, guild_id, member.id)
+        reply = self.catalog.text("quota.reset.done", interaction.locale, member=member.mention)
+        await send_private(interaction, reply)

@@ -1,27 +1,31 @@
 """Acknowledged requests a killed process left unfinished, finished at the next start.
 
-:meth:`bot.discord.actions.Actions.submit` stores an intake (bot.jobs.intake) before it defers;
-the job runner hands each one still there at start to :class:`IntakeResumer`, which does what
-the killed process did not get to: read the uploads again from Discord's CDN, check the order
-and the quotas as usual and queue it, or, when it cannot be queued, tell the member why through
-the interaction (while its token lives) or in the channel.
+:meth:`Actions.submit <bot.discord.generate.Actions.submit>` stores an intake (bot.jobs.intake)
+before it defers; the job runner hands each one still there at start to :class:`IntakeResumer`,
+which does what the killed process did not get to: read the uploads again from Discord's CDN,
+check the order and the quotas as usual and queue it, or, when it cannot be queued, tell the
+member why through the interaction (while its token lives) or in the channel.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import discord
 
+from bot.db import Sessions
 from bot.db.models import Intake
 from bot.discord.errors import ResultGone, ResultTooOld
-from bot.discord.status import ORIGINAL, interaction_webhook
-from bot.discord.tree import as_bot_error
+from bot.discord.generate._delivery import Delivery
+from bot.discord.generate._status import ORIGINAL
+from bot.discord.generate._uploads import UploadReader
+from bot.discord.i18n import Catalog
+from bot.discord.tree import member_error
 from bot.generation import ImageOrder, check_order
-from bot.jobs import InternalError, JobOrigin, store
+from bot.jobs import JobOrigin, JobRunner, store
 from bot.jobs.intake import (
     IntakeOrigin,
     IntakeRequest,
@@ -29,9 +33,7 @@ from bot.jobs.intake import (
     close_intake,
     order_options,
 )
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
+from bot.providers import ImagesClient
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +74,25 @@ def intake_request(
     )
 
 
+@dataclass(eq=False)
 class IntakeResumer:
     """The job runner's :class:`bot.jobs.intake.IntakeRecovery`: finishes a left-over intake."""
 
-    def __init__(self, bot: ImageBot) -> None:
-        self.bot = bot
+    catalog: Catalog
+    sessions: Sessions
+    runner: JobRunner
+    provider: ImagesClient
+    uploads: UploadReader
+    #: Answers by the stored token while it lives, else a note in the channel.
+    delivery: Delivery
+    #: How long uploads are kept: a source pruned while the bot was down is "too old".
+    retention_days: int
 
     async def intake_pending(self, intake: Intake) -> None:
-        bot = self.bot
         try:
             request = IntakeRequest.from_json(intake.request)
             order = await self._order(request)
-            await bot.runner.submit(
+            await self.runner.submit(
                 order,
                 _job_origin(intake, request),
                 command=intake.command,
@@ -91,42 +100,37 @@ class IntakeResumer:
             )
             log.info("acknowledged request %d queued after the restart", intake.interaction_id)
         except Exception as exc:
-            error = as_bot_error(exc)
-            if error is None:
-                ref = secrets.token_hex(4).upper()
-                log.error("left-over request failed (reference %s)", ref, exc_info=exc)
-                error = InternalError(ref=ref)
-            await self._answer(intake, bot.catalog.error_text(error, intake.locale))
-            await close_intake(bot.storage.sessions, intake.id)
+            error = member_error(exc, "left-over request failed")
+            await self._answer(intake, self.catalog.error_text(error, intake.locale))
+            await close_intake(self.sessions, intake.id)
 
     async def _order(self, request: IntakeRequest) -> ImageOrder:
-        bot = self.bot
         order = request.image_order()
-        check_order(bot.engine.provider, order)
+        check_order(self.provider, order)
         if request.inputs_from_job is not None:
-            job = await store.get_job(bot.storage.sessions, request.inputs_from_job)
+            job = await store.get_job(self.sessions, request.inputs_from_job)
             if job is None:
                 raise ResultGone()
-            stored = await store.order_of(bot.storage.sessions, job)
+            stored = await store.order_of(self.sessions, job)
             if stored.image is None:  # pruned while the bot was down: nothing left to send
-                raise ResultTooOld(days=bot.settings.storage.retention_days)
+                raise ResultTooOld(days=self.retention_days)
             order = dataclasses.replace(order, image=stored.image, mask=stored.mask)
         uploads = [(u.url, u.size, u.subject) for u in request.uploads]
-        files = await bot.actions.uploads.read_all(uploads)
+        files = await self.uploads.read_all(uploads)
         if files:
             order = dataclasses.replace(order, image=files.get("image"), mask=files.get("mask"))
         return order
 
     async def _answer(self, intake: Intake, text: str) -> None:
         """The clear message in place of "thinking…", else in the channel."""
-        webhook = interaction_webhook(self.bot, intake)
+        webhook = self.delivery.status.follow_ups.of(intake)
         if webhook is not None:
             try:
                 await webhook.edit_message(ORIGINAL, content=text)
                 return
             except discord.HTTPException as exc:
                 log.info("left-over request not answered privately (%s)", exc.code)
-        await self.bot.delivery.tell(intake.user_id, intake.channel_id, text)
+        await self.delivery.tell(intake.user_id, intake.channel_id, text)
 
 
 def _job_origin(intake: Intake, request: IntakeRequest) -> JobOrigin:

@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import discord
-from discord.ext import commands
 
 from bot.db.models import Job
-from bot.discord.actions import check_can_post, result_attachment
 from bot.discord.errors import NoSuchImage
-from bot.discord.tree import as_bot_error
-from bot.discord.uploads import precheck
+from bot.discord.generate._buttons import check_can_post, result_attachment, vary_order
+from bot.discord.generate._delivery import Delivery
+from bot.discord.generate._submit import Actions
+from bot.discord.generate._uploads import precheck
+from bot.discord.i18n import Catalog
+from bot.discord.tree import member_error
 from bot.generation import check_order
-from bot.jobs import InternalError, JobOrigin, store
-
-if TYPE_CHECKING:
-    from bot.discord.bot import ImageBot
+from bot.jobs import JobOrigin, store
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +74,28 @@ class RefusalNotices:
         return True
 
 
-class Reactions(commands.Cog):
-    def __init__(self, bot: ImageBot) -> None:
-        self.bot = bot
-        self.notices = RefusalNotices()
+@dataclass(eq=False)
+class Reactions:
+    """The ``on_raw_reaction_add`` listener."""
 
-    @commands.Cog.listener()
+    #: The Discord connection: who the bot is, the guild (locale, channel permissions).
+    client: discord.Client
+    catalog: Catalog
+    actions: Actions
+    delivery: Delivery
+    vary_emoji: str
+    notices: RefusalNotices = field(default_factory=RefusalNotices, init=False)
+
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        bot = self.bot
-        if payload.guild_id is None or (bot.user and payload.user_id == bot.user.id):
+        user = self.client.user
+        if payload.guild_id is None or (user and payload.user_id == user.id):
             return
         if payload.member is not None and payload.member.bot:
             return
-        index = image_index(str(payload.emoji), bot.settings.discord.vary_emoji)
+        index = image_index(str(payload.emoji), self.vary_emoji)
         if index is None:
             return
-        job = await store.job_for_message(bot.storage.sessions, payload.message_id)
+        job = await store.job_for_message(self.actions.sessions, payload.message_id)
         if job is None or job.guild_id != payload.guild_id:
             return
         log.info("reaction %s on job %d by %d", payload.emoji, job.id, payload.user_id)
@@ -99,8 +103,8 @@ class Reactions(commands.Cog):
 
     async def vary(self, payload: discord.RawReactionActionEvent, job: Job, index: int) -> None:
         """Like the Vary button, without an interaction: answers go to the channel (or DM)."""
-        bot, actions = self.bot, self.bot.actions
-        guild = bot.get_guild(payload.guild_id or 0)
+        actions, runner = self.actions, self.actions.runner
+        guild = self.client.get_guild(payload.guild_id or 0)
         locale = guild.preferred_locale.value if guild else None
         try:
             origin = reaction_origin(payload, guild, job, locale, index)
@@ -113,16 +117,18 @@ class Reactions(commands.Cog):
             # No interaction means no follow-up webhook: the result can only go to the channel.
             # Refuse before anything is made (and paid for) that could not be posted there.
             check_can_post(guild, payload.channel_id)
-            order = dataclasses.replace(actions.vary_order(job), user_id=str(payload.user_id))
-            check_order(bot.engine.provider, order)
-            bot.runner.precheck(order, origin)
-            await bot.runner.would_fit(order, origin)
+            order = dataclasses.replace(
+                vary_order(actions.provider, job), user_id=str(payload.user_id)
+            )
+            check_order(actions.provider, order)
+            runner.precheck(order, origin)
+            await runner.would_fit(order, origin)
             # Only now what costs: the message, the download, the probe.
-            message = await bot.delivery.fetch_message(payload.channel_id, payload.message_id)
+            message = await self.delivery.fetch_message(payload.channel_id, payload.message_id)
             attachment = result_attachment(message, index)
             precheck(attachment, actions.upload_limit)
             files = await actions.uploads.read_all([(attachment.url, attachment.size, "image")])
-            await bot.runner.submit(
+            await runner.submit(
                 dataclasses.replace(order, image=files["image"]), origin, command="reaction"
             )
         except Exception as exc:
@@ -135,16 +141,12 @@ class Reactions(commands.Cog):
         exc: Exception,
         locale: str | None,
     ) -> None:
-        error = as_bot_error(exc)
-        if error is None:
-            ref = secrets.token_hex(4).upper()
-            log.error("reaction on job %d failed (reference %s)", job.id, ref, exc_info=exc)
-            error = InternalError(ref=ref)
+        error = member_error(exc, f"reaction on job {job.id} failed")
         if not self.notices.claim(payload.user_id):
             log.info("reaction by %d refused (%s); told recently", payload.user_id, error.key)
             return
-        text = self.bot.catalog.error_text(error, locale)
-        await self.bot.delivery.tell(
+        text = self.catalog.error_text(error, locale)
+        await self.delivery.tell(
             payload.user_id, payload.channel_id, text, delete_after=self.notices.lifetime
         )
 
@@ -178,7 +180,3 @@ def reaction_origin(
         source_job_id=job.id,
         source_index=index,
     )
-
-
-async def setup(bot: ImageBot) -> None:
-    await bot.add_cog(Reactions(bot))

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import discord
 
 from bot.db.models import Job
+from bot.discord.generate._views import result_view
 from bot.discord.i18n import Catalog
-from bot.discord.views import result_view
 from bot.imaging.upload import UploadImage, fit_for_upload, split_for_upload
 from bot.providers import GeneratedImage
 from bot.quotas import format_usd

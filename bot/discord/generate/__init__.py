@@ -1,0 +1,93 @@
+"""Making images: the commands, the buttons and reactions on results, and posting results.
+
+A feature package in the manner of python-discord/bot's ``exts/<feature>/``: the modules are
+private. :class:`Generate` builds the parts once from the few collaborators they use; :func:`setup`
+adds the commands, buttons and listeners to the bot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import discord
+from discord.ext import commands
+
+from bot.config import QuotaSettings, Settings
+from bot.db import Sessions
+from bot.discord.generate._buttons import ResultButtons
+from bot.discord.generate._commands import add_commands
+from bot.discord.generate._delivery import Delivery
+from bot.discord.generate._intakes import IntakeResumer
+from bot.discord.generate._reactions import Reactions
+from bot.discord.generate._status import FollowUps, StatusBoard
+from bot.discord.generate._submit import Actions
+from bot.discord.generate._uploads import UploadReader
+from bot.discord.generate._views import DYNAMIC_ITEMS, route_modal
+from bot.discord.i18n import Catalog
+from bot.generation import FitChoice, ImageService
+from bot.jobs import JobRunner
+from bot.quotas.ratelimit import MemberRequestLimiter
+
+__all__ = ["Generate", "setup"]
+
+
+@dataclass(frozen=True)
+class Generate:
+    """The feature's parts, each holding only what it uses."""
+
+    catalog: Catalog
+    quotas: QuotaSettings
+    #: ``[images] fit``: how a non-square upload is made square unless the member chooses.
+    default_fit: FitChoice
+    #: The one way in (every command, button and reaction ends in ``actions.submit``).
+    actions: Actions
+    buttons: ResultButtons
+    #: The job runner's listener: posts results and keeps the status messages.
+    delivery: Delivery
+    resumer: IntakeResumer
+    reactions: Reactions
+
+    @classmethod
+    def build(
+        cls,
+        client: discord.Client,
+        settings: Settings,
+        catalog: Catalog,
+        sessions: Sessions,
+        runner: JobRunner,
+        engine: ImageService,
+    ) -> Generate:
+        # One reader and one rate for every way in: the bounds hold for all of them together.
+        uploads = UploadReader(engine.http, engine.images)
+        requests = MemberRequestLimiter(settings.jobs.member_requests_per_minute)
+        actions = Actions(settings.quotas, engine.provider, runner, sessions, uploads, requests)
+        status = StatusBoard(catalog, FollowUps(client), runner.dispatcher)
+        delivery = Delivery(client, catalog, sessions, engine.images, runner, status)
+        return cls(
+            catalog=catalog,
+            quotas=settings.quotas,
+            default_fit=settings.images.fit,
+            actions=actions,
+            buttons=ResultButtons(
+                client, catalog, sessions, actions, delivery, settings.storage.retention_days
+            ),
+            delivery=delivery,
+            resumer=IntakeResumer(
+                catalog,
+                sessions,
+                runner,
+                engine.provider,
+                uploads,
+                delivery,
+                settings.storage.retention_days,
+            ),
+            reactions=Reactions(client, catalog, actions, delivery, settings.discord.vary_emoji),
+        )
+
+
+def setup(bot: commands.Bot, parts: Generate) -> None:
+    """The commands (as the model allows), the result buttons, the Remix modal, reactions."""
+    add_commands(bot.tree, parts.catalog, parts.actions, parts.quotas, parts.default_fit)
+    bot.add_dynamic_items(*DYNAMIC_ITEMS)
+    bot.add_listener(route_modal, "on_interaction")
+    bot.add_listener(parts.reactions.on_raw_reaction_add, "on_raw_reaction_add")

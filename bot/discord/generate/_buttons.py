@@ -1,0 +1,287 @@
+"""The buttons and the Remix modal on results and notices: Vary, Redo, Remix, Delete, Cancel,
+Retry.
+
+Each handler finds the job behind the click, checks that the click may act on it, and ends in
+:meth:`Actions.submit <bot.discord.generate._submit.Actions.submit>` like every other way in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import discord
+
+from bot.db import Sessions
+from bot.db.models import Job, JobStatus
+from bot.discord.errors import (
+    BotMissingPermissions,
+    CannotCancel,
+    NothingToRemix,
+    NotRequester,
+    ResultGone,
+    ResultTooOld,
+)
+from bot.discord.generate._delivery import Delivery
+from bot.discord.generate._provenance import check_result_here, check_same_place
+from bot.discord.generate._submit import Actions, Upload
+from bot.discord.generate._views import REMIX_PROMPT, remix_modal_id
+from bot.discord.i18n import Catalog
+from bot.discord.tree import reports_errors
+from bot.generation import ImageOrder
+from bot.jobs import JobRunner, store
+from bot.providers import ImagesClient, Operation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class ResultButtons:
+    """The handlers behind :mod:`bot.discord.generate._views` (its ``ResultActions``)."""
+
+    #: The Discord connection: who the bot is, result messages to delete.
+    client: discord.Client
+    catalog: Catalog
+    sessions: Sessions
+    actions: Actions
+    delivery: Delivery
+    retention_days: int
+    #: Interrupted jobs whose Retry click is being handled: a double click runs one retry.
+    _retrying: set[int] = field(default_factory=set, init=False)
+
+    @property
+    def runner(self) -> JobRunner:
+        return self.actions.runner
+
+    async def _result_job(self, interaction: discord.Interaction[Any], job_id: int) -> Job:
+        """The job behind a result's button or modal; ResultGone once the result was deleted.
+
+        Only a result of this server, clicked on the result's own message, is acted on: the id
+        in a custom_id is the client's to forge (see :func:`check_result_here`). A job that
+        succeeded but whose delivery is not recorded yet counts as a result: its message can
+        be on screen a moment before the database says where it went.
+        """
+        job = await store.get_job(self.sessions, job_id)
+        if job is None:
+            raise ResultGone()
+        check_same_place(interaction, job)
+        gone = job.status is not JobStatus.DELIVERED or job.result_message_id is None
+        if gone and job.status is not JobStatus.SUCCEEDED:
+            raise ResultGone()
+        await check_result_here(self.client, self.sessions, interaction, job)
+        return job
+
+    @reports_errors
+    async def vary_result(
+        self, interaction: discord.Interaction[Any], job_id: int, index: int
+    ) -> None:
+        job = await self._result_job(interaction, job_id)
+        if interaction.message is None:
+            raise ResultGone()
+        attachment = result_attachment(interaction.message, index)
+        await self.actions.submit(
+            interaction,
+            vary_order(self.actions.provider, job),
+            [(attachment, "image")],
+            command="vary-button",
+            source=(job_id, index),
+        )
+
+    async def _kept_order(self, job: Job) -> ImageOrder:
+        """The order ``job`` was made from, to run again; ResultTooOld once its uploads are gone.
+
+        Uploads are kept ``[storage] retention_days``; a prompt alone is kept with the ledger,
+        so results made from a prompt can be redone and remixed at any age.
+        """
+        order = await store.order_of(self.sessions, job)
+        if uploads_gone(order):
+            raise ResultTooOld(days=self.retention_days)
+        return order
+
+    async def _source_image(self, job: Job) -> discord.Attachment:
+        """The image a variation of a result was made from, read back from that result's
+        messages on Discord; ResultTooOld when ``job`` is no such variation or it is gone."""
+        too_old = ResultTooOld(days=self.retention_days)
+        if job.operation != Operation.VARY.value or job.source_job_id is None:
+            raise too_old
+        source = await store.get_job(self.sessions, job.source_job_id)
+        if source is None:
+            raise too_old
+        for channel_id, message_id in await store.messages_of(self.sessions, source):
+            try:
+                message = await self.delivery.fetch_message(channel_id or 0, message_id)
+                return result_attachment(message, job.source_index or 0)
+            except ResultGone:
+                continue  # deleted, or the image is on another part of the result
+        raise too_old
+
+    @reports_errors
+    async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        job = await self._result_job(interaction, job_id)
+        order = await store.order_of(self.sessions, job)
+        uploads: list[Upload] = []
+        if uploads_gone(order):
+            # Pruned: a variation of a result reads the image back from that result.
+            uploads.append((await self._source_image(job), "image"))
+        await self.actions.submit(
+            interaction, order, uploads, command="redo", source=(job_id, None)
+        )
+
+    @reports_errors
+    async def retry(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        """Run an interrupted job again for its requester: once, however often it is clicked.
+
+        The notice with the button may be a channel message, where anyone could click it; the
+        new job is the requester's (their quota, their name on the result), so only they may.
+        A click while an earlier retry is waiting, running or done is refused: two clicks
+        would pay twice for the same images. A retry that failed may be retried again.
+        """
+        job = await store.get_job(self.sessions, job_id)
+        if job is None or job.status is not JobStatus.INTERRUPTED:
+            raise ResultGone()
+        check_same_place(interaction, job)
+        if interaction.user.id != job.user_id:
+            raise NotRequester()
+        if job_id in self._retrying:
+            raise ResultGone()  # the other click is being handled
+        self._retrying.add(job_id)
+        try:
+            if await store.has_live_retry(self.sessions, job_id):
+                raise ResultGone()
+            order = await self._kept_order(job)
+            await self.actions.submit(interaction, order, command="retry", source=(job_id, None))
+        finally:
+            self._retrying.discard(job_id)
+
+    @reports_errors
+    async def cancel_job(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        """The Cancel button under a waiting request (only its requester sees it)."""
+        job = await store.get_job(self.sessions, job_id)
+        if job is None:
+            raise ResultGone()
+        check_same_place(interaction, job)
+        if interaction.user.id != job.user_id:
+            raise NotRequester()
+        # Through the status board: a queue update being written now cannot land after
+        # "Cancelled" and bring the Cancel button back.
+        if not await self.delivery.status.cancel(job_id, lambda: self.runner.cancel(job_id)):
+            raise CannotCancel()
+        text = self.catalog.text("status.cancelled", interaction.locale)
+        await interaction.response.edit_message(content=text, view=None)
+
+    @reports_errors
+    async def open_remix(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        job = await self._result_job(interaction, job_id)
+        if job.operation == Operation.VARY.value:
+            raise NothingToRemix()  # a button from before variations lost theirs
+        if job.pruned_at is not None and job.operation != Operation.GENERATE.value:
+            # Said now, not after the member wrote a new prompt: the upload is gone.
+            raise ResultTooOld(days=self.retention_days)
+        modal = RemixModal(self.catalog, job_id, job.prompt, interaction.locale)
+        # Not kept in memory: the submission is routed by its custom_id (views.route_modal),
+        # so it is answered after a restart, or however long the member took to write.
+        modal.stop()
+        await interaction.response.send_modal(modal)
+
+    @reports_errors
+    async def remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None:
+        job = await self._result_job(interaction, job_id)
+        order = await self._kept_order(job)
+        await self.actions.submit(
+            interaction,
+            dataclasses.replace(order, prompt=prompt),
+            command="remix",
+            source=(job_id, None),
+        )
+
+    @reports_errors
+    async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        job = await self._result_job(interaction, job_id)
+        allowed = interaction.user.id == job.user_id or (interaction.permissions.manage_messages)
+        if not allowed:
+            raise NotRequester()
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        messages = await store.messages_of(self.sessions, job)
+        if interaction.message is not None and interaction.message.id not in {
+            message_id for _, message_id in messages
+        }:
+            messages.insert(0, (interaction.message.channel.id, interaction.message.id))
+        for channel_id, message_id in messages:  # every part of a split result
+            channel = self.client.get_partial_messageable(channel_id or 0)
+            # Someone deleted it a moment earlier: deleted all the same.
+            with contextlib.suppress(discord.NotFound):
+                await channel.get_partial_message(message_id).delete()
+        await store.forget_result(self.sessions, job_id)
+        await interaction.followup.send(
+            self.catalog.text("result.deleted", interaction.locale), ephemeral=True
+        )
+
+
+#: What the bot needs in a channel to post a result there without an interaction.
+POST_PERMISSIONS = ("send_messages", "embed_links", "attach_files", "read_message_history")
+
+
+def check_can_post(guild: discord.Guild | None, channel_id: int) -> None:
+    """Raise BotMissingPermissions when the bot may not post a result in the channel."""
+    channel = guild.get_channel_or_thread(channel_id) if guild else None
+    if guild is None or channel is None:
+        return  # not cached: the post itself will tell
+    perms = channel.permissions_for(guild.me)
+    needed = list(POST_PERMISSIONS)
+    if isinstance(channel, discord.Thread):
+        needed[0] = "send_messages_in_threads"
+    missing = [name for name in needed if not getattr(perms, name)]
+    if missing:
+        names = ", ".join(name.replace("_", " ").title() for name in missing)
+        raise BotMissingPermissions(permissions=names)
+
+
+def vary_order(provider: ImagesClient, job: Job) -> ImageOrder:
+    """Variations of a result: as many as the result had, with its model when it can."""
+    spec = provider.spec_for(job.model)
+    if not spec.supports(Operation.VARY):
+        spec = provider.spec_for(None)
+    n = min(job.n_requested, spec.max_n)
+    size = job.size if job.size and spec.allows_size(job.size) else None
+    return ImageOrder(Operation.VARY, n=n, size=size, model=spec.name)
+
+
+def uploads_gone(order: ImageOrder) -> bool:
+    """Whether the stored order lacks the image it needs (pruned after the retention)."""
+    return order.operation is not Operation.GENERATE and order.image is None
+
+
+def result_attachment(message: discord.Message, index: int) -> discord.Attachment:
+    """Image ``index`` (0-based) of a result, found by the name results give their files."""
+    prefix = f"image_{index + 1}."
+    for attachment in message.attachments:
+        if attachment.filename.startswith(prefix):
+            return attachment
+    raise ResultGone()
+
+
+class RemixModal(discord.ui.Modal):
+    """A new prompt for a result's settings; prefilled with the old one.
+
+    Only rendered here: its custom_id carries the job and the submission is handled by
+    :func:`bot.discord.generate._views.route_modal`, which calls :meth:`ResultButtons.remix`."""
+
+    def __init__(self, catalog: Catalog, job_id: int, prompt: str, locale: discord.Locale) -> None:
+        super().__init__(
+            title=catalog.text("modal.remix.title", locale),
+            custom_id=remix_modal_id(job_id),
+            timeout=None,
+        )
+        self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
+            label=catalog.text("modal.remix.label", locale),
+            style=discord.TextStyle.paragraph,
+            custom_id=REMIX_PROMPT,
+            default=prompt[:4000] or None,
+            placeholder=catalog.text("modal.remix.placeholder", locale)[:100],
+            max_length=4000,
+            required=True,
+        )
+        self.add_item(self.prompt)

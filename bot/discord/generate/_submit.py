@@ -1,0 +1,152 @@
+"""The one way in for every request: by command, button, modal, menu or reaction.
+
+:meth:`Actions.submit` checks what can be checked at once (answering within Discord's 3 seconds
+with a precise, private message), then stores the request (an intake, so a restart finishes it),
+defers, reads the uploads and hands the order to the job runner. Results are posted later by
+:mod:`bot.discord.generate._delivery`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bot.config import QuotaSettings
+from bot.db import Sessions
+from bot.db.models import Job
+from bot.discord.errors import GuildOnly
+from bot.discord.generate._intakes import intake_origin, intake_request
+from bot.discord.generate._uploads import UploadReader, first_image, precheck
+from bot.generation import ImageOrder, check_order
+from bot.jobs import JobOrigin, JobRunner
+from bot.jobs.intake import close_intake
+from bot.jobs.spool import DATABASE_ERRORS
+from bot.providers import ImagesClient, Operation
+from bot.quotas.admission import check_origin
+from bot.quotas.ratelimit import MemberRequestLimiter
+
+Upload = tuple[discord.Attachment, str]
+
+
+@dataclass(eq=False)
+class Actions:
+    quotas: QuotaSettings
+    provider: ImagesClient
+    runner: JobRunner
+    sessions: Sessions
+    #: The one reader of members' uploads (a bound on concurrent downloads for every path).
+    uploads: UploadReader
+    #: Every way in takes one of the member's requests per minute.
+    requests: MemberRequestLimiter
+
+    @property
+    def upload_limit(self) -> int:
+        return self.uploads.limit
+
+    # --- the one way in ------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        interaction: discord.Interaction[Any],
+        order: ImageOrder,
+        uploads: list[Upload] = (),  # type: ignore[assignment]
+        *,
+        command: str,
+        source: tuple[int, int | None] | None = None,
+    ) -> Job:
+        """Check, store the request, defer, read uploads, queue; BotError early when it can.
+
+        Everything that costs nothing is checked before anything that costs something: the
+        server, the member's request rate, the order, the uploads' metadata, the rules and the
+        queue caps come before the defer; the quotas (read-only) before any download. The
+        request is durable (an intake row) before it is acknowledged.
+        """
+        if interaction.guild_id is None and not self.quotas.dm_enabled:
+            raise GuildOnly()
+        origin = self._origin(interaction, source)
+        check_origin(self.quotas, origin)
+        self.requests.take(interaction.user.id)
+        order = dataclasses.replace(order, user_id=str(interaction.user.id))
+        check_order(self.provider, order)
+        for attachment, subject in uploads:
+            precheck(attachment, self.upload_limit, subject)
+        self.runner.precheck(order, origin)
+        # Durable before it is acknowledged: a process killed after "thinking…" leaves the
+        # intake, and the next start finishes it (bot.discord.generate._intakes).
+        intake_id = await self.runner.intakes.open(
+            intake_origin(interaction),
+            command,
+            intake_request(interaction, order, uploads, source),
+        )
+        try:
+            if not interaction.response.is_done():
+                await interaction.response.defer(ephemeral=True, thinking=True)
+            if uploads:
+                await self.runner.would_fit(order, origin)
+            files = await self.uploads.read_all(
+                [(a.url, a.size, subject) for a, subject in uploads]
+            )
+            if files:
+                order = dataclasses.replace(
+                    order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
+                )
+            return await self.runner.submit(order, origin, command=command, intake_id=intake_id)
+        except Exception:
+            # Refused: the caller answers at once, so nothing is left for a restart to finish.
+            with contextlib.suppress(*DATABASE_ERRORS):
+                await close_intake(self.sessions, intake_id)
+            raise
+
+    def _origin(
+        self, interaction: discord.Interaction[Any], source: tuple[int, int | None] | None
+    ) -> JobOrigin:
+        roles = getattr(interaction.user, "roles", ())
+        return JobOrigin(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            parent_channel_id=getattr(interaction.channel, "parent_id", None),
+            role_ids=tuple(role.id for role in roles),
+            locale=interaction.locale.value,
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            interaction_at=interaction.created_at,
+            attachment_size_limit=interaction.filesize_limit,
+            source_job_id=source[0] if source else None,
+            source_index=source[1] if source else None,
+        )
+
+    # --- commands ------------------------------------------------------------------------------
+
+    async def imagine(self, interaction: discord.Interaction[Any], order: ImageOrder) -> None:
+        await self.submit(interaction, order, command="imagine")
+
+    async def edit(
+        self,
+        interaction: discord.Interaction[Any],
+        order: ImageOrder,
+        image: discord.Attachment,
+        mask: discord.Attachment | None,
+    ) -> None:
+        uploads: list[Upload] = [(image, "image")]
+        if mask is not None:
+            uploads.append((mask, "mask"))
+        await self.submit(interaction, order, uploads, command="edit")
+
+    async def vary(
+        self, interaction: discord.Interaction[Any], order: ImageOrder, image: discord.Attachment
+    ) -> None:
+        await self.submit(interaction, order, [(image, "image")], command="vary")
+
+    async def vary_message(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        """The "Vary image" context menu: the first image of any message."""
+        attachment = first_image(message)
+        await self.submit(
+            interaction, ImageOrder(Operation.VARY), [(attachment, "image")], command="context-menu"
+        )
