@@ -12,16 +12,9 @@ from typing import Any
 
 from bot.config import Settings
 from bot.providers.capabilities import DEFAULT_VARY_PROMPT
-from tests.discord.conftest import (
-    Harness,
-    api_calls,
-    bw_mask_bytes,
-    decode_image,
-    png_bytes,
-    run_bot,
-    synced,
-)
 from tests.fakes.discord import FakeDiscord, StoredMessage
+from tests.fakes.harness import Harness, api_calls, run_bot, synced
+from tests.fakes.images import bw_mask_bytes, decode_image, png_bytes
 from tests.fakes.openai_api import FakeImagesAPI
 
 TRANSLATED = {"ko", "ja", "zh-CN", "zh-TW"}

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from bot.config import QuotaSettings, Settings
-from tests.discord.conftest import Harness, made, quota, refused, run_bot, synced
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.payloads import P
+from tests.fakes.harness import Harness, made, quota, refused, run_bot, synced
 from tests.fakes.openai_api import FakeImagesAPI
 
 QUOTAS = QuotaSettings(

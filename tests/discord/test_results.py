@@ -17,9 +17,10 @@ import pytest
 from PIL import Image
 
 from bot.config import Settings
-from tests.discord.conftest import Harness, api_calls, decode_image, run_bot
 from tests.fakes import openai_rules
 from tests.fakes.discord import FakeDiscord, StoredMessage
+from tests.fakes.harness import Harness, api_calls, run_bot
+from tests.fakes.images import decode_image
 from tests.fakes.openai_api import FakeImagesAPI
 
 ZWSP = "\u200b"

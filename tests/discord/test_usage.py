@@ -19,8 +19,8 @@ import pytest
 from bot.config import QuotaSettings, Settings
 from bot.quotas.policy import discord_time, periods
 from bot.quotas.reports import CSV_COLUMNS
-from tests.discord.conftest import Harness, made, quota, run_bot, synced
 from tests.fakes.discord import FakeDiscord, FakeMember, StoredMessage
+from tests.fakes.harness import Harness, made, quota, run_bot, synced
 from tests.fakes.openai_api import FakeImagesAPI
 
 QUOTAS = QuotaSettings(

@@ -24,6 +24,7 @@ from bot.db.models import ImageRole, Intake, Job, JobImage, JobStatus, utcnow
 from bot.generation import ImageOrder
 from bot.jobs import store
 from bot.providers import Operation
+from tests.fakes.images import noise_png
 from tests.fakes.openai_api import FakeImagesAPI
 from tests.jobs.test_runner import World, make_settings, open_world, order, origin, until
 
@@ -43,14 +44,6 @@ async def world(fake_images_api: FakeImagesAPI, tmp_path: Path) -> AsyncIterator
     async with open_world(fake_images_api, make_settings(fake_images_api, tmp_path)) as opened:
         yield opened
     assert fake_images_api.spec_violations == []
-
-
-def noise_png(side: int) -> bytes:
-    """A photo-sized upload that no encoder shrinks: side 2000 is a 12 MB PNG."""
-    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def vary_order(image: bytes) -> ImageOrder:

@@ -42,7 +42,7 @@ from bot.quotas.policy import (
     SizeNotAllowed,
     TooManyAtOnce,
 )
-from tests.discord.conftest import ROOMY_QUOTAS
+from tests.fakes.harness import ROOMY_QUOTAS
 from tests.fakes.openai_api import FakeImagesAPI
 
 GUILD_A, GUILD_B = 1001, 1002
