@@ -143,6 +143,11 @@ def job_id_of(message: StoredMessage) -> int:
     return jobs.pop()
 
 
+def fields(message: StoredMessage) -> dict[str, str]:
+    """The fields of the message's first embed, name to value."""
+    return {f["name"]: f["value"] for f in message.embeds[0].get("fields") or []}
+
+
 def field_value(message: StoredMessage, name: str) -> str | None:
     """The value of the first embed field called ``name`` in any of the message's embeds."""
     for embed in message.embeds:
@@ -150,6 +155,11 @@ def field_value(message: StoredMessage, name: str) -> str | None:
             if item["name"] == name:
                 return str(item["value"])
     return None
+
+
+def en(harness: Harness, key: str, **params: Any) -> str:
+    """The bot's English text for a catalog key: what a member with an English client reads."""
+    return harness.bot.catalog.text(key, "en-US", **params)
 
 
 # --- helpers for the quota and usage tests ------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,6 @@ async def prune(storage: Storage, retention: timedelta) -> Any:
     from bot.jobs.retention import prune as prune_pass
 
     return await prune_pass(storage, retention)
-
-
-@pytest.fixture
-async def world(fake_images_api: FakeImagesAPI, tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(fake_images_api, make_settings(fake_images_api, tmp_path)) as opened:
-        yield opened
-    assert fake_images_api.spec_violations == []
 
 
 def vary_order(image: bytes) -> ImageOrder:

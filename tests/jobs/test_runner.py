@@ -171,13 +171,6 @@ async def open_world(api: FakeImagesAPI, settings: Settings) -> AsyncIterator[Wo
         yield World(api, engine, storage, settings, stack)
 
 
-@pytest.fixture
-async def world(fake_images_api: FakeImagesAPI, tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(fake_images_api, make_settings(fake_images_api, tmp_path)) as opened:
-        yield opened
-    assert fake_images_api.spec_violations == []
-
-
 def order(prompt: str, n: int = 1, **changes: Any) -> ImageOrder:
     settings: dict[str, Any] = {"size": "256x256", **changes}
     return ImageOrder(Operation.GENERATE, prompt=prompt, n=n, **settings)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from bot.config import QuotaSettings
-from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database
+from bot.db import Job, JobStatus
 from bot.db.engine import Storage
 from bot.db.models import GuildSettings, MemberReset, RoleLimit
 from bot.quotas.ledger import reserve, would_fit
@@ -28,14 +26,6 @@ from bot.quotas.policy import (
 
 GUILD = 900_000_000_000_000_001
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await upgrade_database(engine)
-    yield Storage(engine, create_sessionmaker(engine))
-    await engine.dispose()
 
 
 def job(

@@ -22,7 +22,7 @@ from bot.providers import ImagesClient
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.handle import InteractionHandle
 from tests.fakes.discord.payloads import P
-from tests.fakes.harness import Harness, api_calls, run_bot
+from tests.fakes.harness import Harness, api_calls, en, run_bot
 from tests.fakes.openai_api import FakeImagesAPI
 
 
@@ -40,10 +40,6 @@ async def told_privately(harness: Harness, handle: InteractionHandle, text: str)
     assert message.ephemeral and not message.attachments
     await harness.idle()
     nothing_public(harness)
-
-
-def en(harness: Harness, key: str, **params: Any) -> str:
-    return harness.bot.catalog.text(key, "en-US", **params)
 
 
 # --- the provider's answers ------------------------------------------------------------------

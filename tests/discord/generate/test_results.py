@@ -19,7 +19,7 @@ from PIL import Image
 from bot.config import Settings
 from tests.fakes import openai_rules
 from tests.fakes.discord import FakeDiscord, StoredMessage
-from tests.fakes.harness import Harness, api_calls, run_bot
+from tests.fakes.harness import Harness, api_calls, fields, run_bot
 from tests.fakes.images import decode_image
 from tests.fakes.openai_api import FakeImagesAPI
 
@@ -51,10 +51,6 @@ def results(fake: FakeDiscord, channel: Any = None) -> list[StoredMessage]:
     sources = ("channel", "followup")
     found = fake.messages(channel, sources=sources)
     return [m for m in found if m.attachments and not m.ephemeral]
-
-
-def fields(message: StoredMessage) -> dict[str, str]:
-    return {f["name"]: f["value"] for f in message.embeds[0].get("fields") or []}
 
 
 # --- mentions ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from bot.db.models import Job
 from bot.imaging import ACCEPTED_NAMES
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.handle import InteractionHandle
-from tests.fakes.harness import Harness, api_calls, run_bot
+from tests.fakes.harness import Harness, api_calls, en, run_bot
 from tests.fakes.images import bw_mask_bytes, decode_image, noise_png, png_bytes
 from tests.fakes.openai_api import FakeImagesAPI
 
@@ -56,10 +56,6 @@ async def answered_after_defer(harness: Harness, handle: InteractionHandle, text
 async def jobs_recorded(harness: Harness) -> int:
     async with harness.bot.storage.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(Job)) or 0)
-
-
-def en(harness: Harness, key: str, **params: object) -> str:
-    return harness.bot.catalog.text(key, "en-US", **params)
 
 
 # --- answered at once, from what Discord says about the upload ----------------------------------
