@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
+from bot.config import QuotaSettings, Settings
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import Harness, make_settings, run_bot
+from tests.fakes.harness import ROOMY_QUOTAS, Harness, make_settings, run_bot
 from tests.fakes.openai_api import FakeImagesAPI
 
 
@@ -28,13 +28,20 @@ def settings_factory(
 
 
 @pytest.fixture
+def quotas() -> QuotaSettings:
+    """The limits ``harness`` runs under: none a test reaches; a module on limits overrides it."""
+    return ROOMY_QUOTAS
+
+
+@pytest.fixture
 async def harness(
     fake_discord: FakeDiscord,
     fake_images_api: FakeImagesAPI,
     settings_factory: Callable[..., Settings],
+    quotas: QuotaSettings,
 ) -> AsyncIterator[Harness]:
     """The bot on dall-e-2 (every operation, native variations)."""
-    async with run_bot(fake_discord, fake_images_api, settings_factory()) as running:
+    async with run_bot(fake_discord, fake_images_api, settings_factory(quotas=quotas)) as running:
         yield running
     assert fake_discord.spec_violations == []
     assert fake_images_api.spec_violations == []
