@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import os
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.fakes.openai_api import FakeImagesAPI
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-async def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> tuple[int, str, str]:
-    full_env = {k: v for k, v in os.environ.items() if k not in {"DISCORD_TOKEN", "OPENAI_API_KEY"}}
-    full_env["PYTHONPATH"] = str(ROOT)
-    full_env.update(env or {})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=full_env,
-        cwd=cwd or ROOT,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from tests.fakes.process import run_cli
 
 
 def config_for(tmp_path: Path, api: FakeImagesAPI, model: str = "dall-e-2", extra: str = "") -> str:

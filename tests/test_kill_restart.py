@@ -21,9 +21,10 @@ from sqlalchemy import select
 from bot.db import create_engine, create_sessionmaker
 from bot.db.models import Job, JobStatus
 from bot.discord.i18n import Catalog
+from tests.fakes import process
 from tests.fakes.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
 from tests.fakes.openai_api import FakeImagesAPI
-from tests.test_run_process import BotProcess, bot_env, bot_process
+from tests.fakes.process import BotProcess, bot_env, bot_process
 
 CATALOG = Catalog.load()
 DONE = CATALOG.text("status.done")
@@ -33,24 +34,13 @@ PRICE = 16_000  # dall-e-2 at 256x256, micro-dollars
 
 
 def write_config(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        "[discord]\n"
-        f'api_base_url = "{fake.api_base}"\n'
-        f'gateway_url = "{fake.gateway_url}"\n'
-        "[provider]\n"
-        f'base_url = "{api.base_url}"\n'
-        'model = "dall-e-2"\n'
-        "max_retries = 0\n"
-        "images_per_minute = 10000\n"
-        "[jobs]\n"
-        "concurrency = 1\n"
-        "shutdown_grace_seconds = 1.0\n"
-        "[database]\n"
-        f'url = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n',
-        encoding="utf-8",
+    return process.write_config(
+        tmp_path,
+        fake,
+        api,
+        provider_extra="images_per_minute = 10000\n",
+        jobs_extra="concurrency = 1\n",
     )
-    return path
 
 
 async def started(fake: FakeDiscord, bot: BotProcess, ready_before: int) -> None:
@@ -240,7 +230,7 @@ async def test_every_acknowledged_request_of_a_killed_burst_ends(
     After the restart every request the bot acknowledged ends: with its images, or with a clear
     message (an interrupted one with Retry). Nothing is made twice.
     """
-    from tests.discord.conftest import png_bytes
+    from tests.fakes.images import png_bytes
 
     fake, api = fake_discord, fake_images_api
     api.delay = 0.3
@@ -319,7 +309,7 @@ async def test_requests_killed_while_their_uploads_download_are_finished_after_a
     The second upload is gone from the CDN by then: its member reads the reason in place of
     "thinking…", and nothing is asked of the provider for it.
     """
-    from tests.discord.conftest import png_bytes
+    from tests.fakes.images import png_bytes
 
     fake, api = fake_discord, fake_images_api
     config = write_config(tmp_path, fake, api)

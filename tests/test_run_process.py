@@ -8,13 +8,8 @@ gets its secrets from the environment only, as a deployment would pass them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import socket
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,111 +17,7 @@ import pytest
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.rest import Rest
 from tests.fakes.openai_api import FakeImagesAPI
-
-ROOT = Path(__file__).resolve().parents[1]
-#: How long a stopped (SIGTERM) or failed bot may take to exit.
-EXIT_WITHIN = 5.0
-
-
-def write_config(
-    tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI, *, discord_extra: str = ""
-) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        "[discord]\n"
-        f'api_base_url = "{fake.api_base}"\n'
-        f'gateway_url = "{fake.gateway_url}"\n'
-        f"{discord_extra}"
-        "[provider]\n"
-        f'base_url = "{api.base_url}"\n'
-        'model = "dall-e-2"\n'
-        "max_retries = 0\n"
-        "[jobs]\n"
-        "shutdown_grace_seconds = 1.0\n"
-        "[database]\n"
-        f'url = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n',
-        encoding="utf-8",
-    )
-    return path
-
-
-def bot_env(token: str, api_key: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DISCORD_TOKEN", "OPENAI_API_KEY"}}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-        DISCORD_TOKEN=token,
-        OPENAI_API_KEY=api_key,
-    )
-    env.pop("IMAGEBOT_CONFIG", None)
-    env.pop("DATABASE_URL", None)
-    return env
-
-
-@dataclass
-class BotProcess:
-    process: asyncio.subprocess.Process
-    stdout: bytearray = field(default_factory=bytearray)
-    stderr: bytearray = field(default_factory=bytearray)
-    readers: list[asyncio.Task[None]] = field(default_factory=list)
-
-    @property
-    def output(self) -> str:
-        return (bytes(self.stdout) + bytes(self.stderr)).decode(errors="replace")
-
-    async def wait(self, timeout: float = EXIT_WITHIN) -> int:  # noqa: ASYNC109
-        """The exit code; fails the test (the process is killed later) if it takes too long."""
-        try:
-            code = await asyncio.wait_for(self.process.wait(), timeout)
-        except TimeoutError:
-            pytest.fail(f"the bot did not exit within {timeout} s; output:\n{self.output}")
-        await asyncio.gather(*self.readers)
-        return code
-
-    async def stop(self, number: signal.Signals = signal.SIGTERM) -> int:
-        self.process.send_signal(number)
-        return await self.wait()
-
-
-async def _drain(stream: asyncio.StreamReader | None, into: bytearray) -> None:
-    """Read a pipe as the process writes it, so a chatty process never blocks on a full pipe."""
-    if stream is None:
-        return
-    while chunk := await stream.read(65536):
-        into.extend(chunk)
-
-
-@contextlib.asynccontextmanager
-async def bot_process(command: str, config: Path, env: dict[str, str]) -> AsyncIterator[BotProcess]:
-    """``python -m bot COMMAND --config CONFIG``; killed on exit if it is still running."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        command,
-        "--config",
-        str(config),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=config.parent,
-    )
-    running = BotProcess(process)
-    running.readers = [
-        asyncio.create_task(_drain(process.stdout, running.stdout)),
-        asyncio.create_task(_drain(process.stderr, running.stderr)),
-    ]
-    try:
-        yield running
-    finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-        for reader in running.readers:
-            reader.cancel()
-        await asyncio.gather(*running.readers, return_exceptions=True)
+from tests.fakes.process import bot_env, bot_process, write_config
 
 
 async def disconnected(fake: FakeDiscord) -> None:

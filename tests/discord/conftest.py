@@ -1,98 +1,18 @@
-"""The whole bot, wired as `python -m bot run` wires it, against fake Discord and image API."""
+"""Fixtures that start the whole bot against the fakes (the driver is ``tests.fakes.harness``)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import open_bot
-from bot.config import (
-    DatabaseSettings,
-    DiscordSettings,
-    ProviderSettings,
-    QuotaSettings,
-    Settings,
-)
-from bot.discord.bot import ImageBot
-from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
+from bot.config import QuotaSettings, Settings
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.harness import ROOMY_QUOTAS, Harness, make_settings, run_bot
 from tests.fakes.openai_api import FakeImagesAPI
-
-
-@dataclass
-class Harness:
-    fake: FakeDiscord
-    api: FakeImagesAPI
-    bot: ImageBot
-    settings: Settings
-
-    async def result(
-        self,
-        predicate: Callable[[StoredMessage], bool] | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109
-    ) -> StoredMessage:
-        """The next public message with images (a posted result)."""
-
-        def is_result(message: StoredMessage) -> bool:
-            return (
-                bool(message.attachments)
-                and not message.ephemeral
-                and (predicate is None or predicate(message))
-            )
-
-        return await self.fake.wait_for_message(
-            is_result, timeout=timeout, sources=("channel", "followup", "response")
-        )
-
-    async def idle(self) -> None:
-        await self.bot.runner.wait_idle()
-
-
-def make_settings(
-    tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI, model: str = "dall-e-2", **provider: Any
-) -> Settings:
-    return Settings(
-        discord=DiscordSettings(
-            token=fake.token, api_base_url=fake.api_base, gateway_url=fake.gateway_url
-        ),
-        provider=ProviderSettings(
-            base_url=api.base_url,
-            api_key=api.api_key,
-            model=model,
-            max_retries=0,
-            user_salt="test",
-            **({"images_per_minute": 100_000} | provider),
-        ),
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
-        quotas=ROOMY_QUOTAS,
-    )
-
-
-#: Quotas no test hits unless it means to: tests of the quotas set their own.
-ROOMY_QUOTAS = QuotaSettings(
-    images_per_day=100_000,
-    images_per_month=1_000_000,
-    spend_per_month_usd=100_000.0,
-    member_images_per_day=100_000,
-    max_images_per_day=100_000,
-    max_images_per_month=1_000_000,
-    max_spend_per_month_usd=100_000.0,
-    max_member_images_per_day=100_000,
-    max_n=10,
-)
-
-
-@asynccontextmanager
-async def run_bot(
-    fake: FakeDiscord, api: FakeImagesAPI, settings: Settings
-) -> AsyncIterator[Harness]:
-    async with open_bot(settings, guild_ready_timeout=0.05) as bot, fake.running(bot):
-        yield Harness(fake, api, bot, settings)
 
 
 @pytest.fixture
@@ -108,176 +28,20 @@ def settings_factory(
 
 
 @pytest.fixture
+def quotas() -> QuotaSettings:
+    """The limits ``harness`` runs under: none a test reaches; a module on limits overrides it."""
+    return ROOMY_QUOTAS
+
+
+@pytest.fixture
 async def harness(
     fake_discord: FakeDiscord,
     fake_images_api: FakeImagesAPI,
     settings_factory: Callable[..., Settings],
+    quotas: QuotaSettings,
 ) -> AsyncIterator[Harness]:
     """The bot on dall-e-2 (every operation, native variations)."""
-    async with run_bot(fake_discord, fake_images_api, settings_factory()) as running:
+    async with run_bot(fake_discord, fake_images_api, settings_factory(quotas=quotas)) as running:
         yield running
     assert fake_discord.spec_violations == []
     assert fake_images_api.spec_violations == []
-
-
-# --- images and requests for the command tests ---------------------------------------------------
-
-
-def png_bytes(
-    width: int = 64,
-    height: int = 64,
-    colour: tuple[int, int, int] = (200, 60, 40),
-    *,
-    hole: tuple[int, int, int, int] | None = None,
-) -> bytes:
-    """An opaque RGBA PNG; ``hole`` (left, top, right, bottom) is made fully transparent."""
-    import io
-
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGBA", (width, height), (*colour, 255))
-    if hole is not None:
-        ImageDraw.Draw(image).rectangle(hole, fill=(0, 0, 0, 0))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def bw_mask_bytes(width: int, height: int, box: tuple[int, int, int, int]) -> bytes:
-    """A black-and-white mask (no alpha): white ``box`` is the area to change."""
-    import io
-
-    from PIL import Image, ImageDraw
-
-    image = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(image).rectangle(box, fill=255)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def decode_image(data: bytes) -> Any:
-    """A loaded PIL image (fails the test if ``data`` is not an image)."""
-    import io
-
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def synced(fake: FakeDiscord, name: str, kind: int = 1) -> dict[str, Any]:
-    """The synced payload of the command ``name`` (1 slash, 3 message menu)."""
-    found = [c for c in fake.commands if c["name"] == name and c.get("type", 1) == kind]
-    assert found, f"no synced command {name!r}: {[c['name'] for c in fake.commands]}"
-    return found[0]
-
-
-def api_calls(api: FakeImagesAPI, endpoint: str | None = None) -> list[Any]:
-    """Requests the fake image API received, optionally only to /images/<endpoint>."""
-    return [r for r in api.requests if endpoint is None or r.path.endswith(f"/images/{endpoint}")]
-
-
-# --- helpers for the result follow-up tests (buttons, reactions, delivery, restart) -----------
-
-
-def seen_ids(fake: FakeDiscord) -> set[int]:
-    """The ids of every message stored so far: what a following result must not be."""
-    return set(fake.state.messages)
-
-
-async def new_result(
-    harness: Harness,
-    before: set[int],
-    predicate: Callable[[StoredMessage], bool] | None = None,
-    timeout: float = 10.0,  # noqa: ASYNC109
-) -> StoredMessage:
-    """The next public result posted after ``before`` was taken (see :func:`seen_ids`).
-
-    Then waits until the bot is idle: the message is posted a moment before the bot records it
-    as the job's result, and buttons and reactions find the job by that record."""
-    result = await harness.result(
-        lambda m: m.id not in before and (predicate is None or predicate(m)), timeout=timeout
-    )
-    await harness.idle()
-    return result
-
-
-def job_id_of(message: StoredMessage) -> int:
-    """The job a result belongs to, read from its buttons' custom_ids (``ib:<action>:<job>...``)."""
-    jobs = {int(custom_id.split(":")[2]) for custom_id in message.custom_ids}
-    assert len(jobs) == 1, message.custom_ids
-    return jobs.pop()
-
-
-def colour_of(data: bytes) -> tuple[int, int, int]:
-    """The RGB colour of an image's top-left pixel (the fake image API paints solid colours)."""
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        pixel = image.convert("RGB").getpixel((0, 0))
-    assert isinstance(pixel, tuple)
-    return pixel[0], pixel[1], pixel[2]
-
-
-def field_value(message: StoredMessage, name: str) -> str | None:
-    """The value of the first embed field called ``name`` in any of the message's embeds."""
-    for embed in message.embeds:
-        for item in embed.get("fields") or []:
-            if item["name"] == name:
-                return str(item["value"])
-    return None
-
-
-# --- helpers for the quota and usage tests ------------------------------------------------------
-
-
-async def quota(
-    h: Harness,
-    subcommand: str,
-    options: dict[str, Any] | None = None,
-    *,
-    user: FakeMember | None = None,
-    locale: str | None = None,
-) -> str:
-    """Run /quota <subcommand> as the admin (by default); the private answer's text."""
-    handle = await h.fake.slash(
-        "quota", options, subcommand=subcommand, user=user or h.fake.admin, locale=locale
-    )
-    response = await handle.response()
-    assert response.ephemeral
-    message = await handle.wait_message()
-    assert message.ephemeral
-    return message.content
-
-
-async def made(
-    h: Harness, member: FakeMember, n: int = 1, channel: FakeChannel | None = None
-) -> StoredMessage:
-    """``member`` asks for ``n`` images and they are posted."""
-    before = seen_ids(h.fake)
-    await h.fake.slash(
-        "imagine", {"prompt": "a lighthouse", "count": n}, user=member, channel=channel
-    )
-    result = await h.result(lambda m: m.id not in before)
-    await h.idle()
-    assert len(result.attachments) == n
-    return result
-
-
-async def refused(
-    h: Harness, member: FakeMember, n: int = 1, channel: FakeChannel | None = None
-) -> str:
-    """``member`` asks for ``n`` images and is told privately why not; nothing is made."""
-    calls = len(h.api.requests)
-    handle = await h.fake.slash(
-        "imagine", {"prompt": "a lighthouse", "count": n}, user=member, channel=channel
-    )
-    message = await handle.wait_message(lambda m: bool(m.content))
-    await h.idle()
-    assert message.ephemeral and not message.attachments
-    assert len(h.api.requests) == calls
-    return message.content

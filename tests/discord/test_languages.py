@@ -23,8 +23,8 @@ from bot.discord.errors import AttachmentNotImage
 from bot.discord.i18n import Catalog, is_valid_chat_input_name
 from bot.imaging.errors import EditNeedsMask
 from bot.providers.errors import SafetyRejected
-from tests.discord.conftest import Harness, run_bot
 from tests.fakes.discord import FakeDiscord, StoredMessage
+from tests.fakes.harness import Harness, run_bot
 from tests.fakes.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()

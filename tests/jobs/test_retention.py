@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from bot.db.models import ImageRole, Intake, Job, JobImage, JobStatus, utcnow
 from bot.generation import ImageOrder
 from bot.jobs import store
 from bot.providers import Operation
+from tests.fakes.images import noise_png
 from tests.fakes.openai_api import FakeImagesAPI
 from tests.jobs.test_runner import World, make_settings, open_world, order, origin, until
 
@@ -36,21 +36,6 @@ async def prune(storage: Storage, retention: timedelta) -> Any:
     from bot.jobs.retention import prune as prune_pass
 
     return await prune_pass(storage, retention)
-
-
-@pytest.fixture
-async def world(fake_images_api: FakeImagesAPI, tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(fake_images_api, make_settings(fake_images_api, tmp_path)) as opened:
-        yield opened
-    assert fake_images_api.spec_violations == []
-
-
-def noise_png(side: int) -> bytes:
-    """A photo-sized upload that no encoder shrinks: side 2000 is a 12 MB PNG."""
-    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def vary_order(image: bytes) -> ImageOrder:

@@ -43,7 +43,7 @@ from bot.quotas.policy import (
     SizeNotAllowed,
     TooManyAtOnce,
 )
-from tests.discord.conftest import ROOMY_QUOTAS
+from tests.fakes.harness import ROOMY_QUOTAS
 from tests.fakes.openai_api import FakeImagesAPI
 
 GUILD_A, GUILD_B = 1001, 1002
@@ -178,13 +178,6 @@ async def open_world(api: FakeImagesAPI, settings: Settings) -> AsyncIterator[Wo
         storage = await stack.enter_async_context(open_storage(settings))
         engine = await stack.enter_async_context(open_engine(settings))
         yield World(api, engine, storage, settings, stack)
-
-
-@pytest.fixture
-async def world(fake_images_api: FakeImagesAPI, tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(fake_images_api, make_settings(fake_images_api, tmp_path)) as opened:
-        yield opened
-    assert fake_images_api.spec_violations == []
 
 
 def order(prompt: str, n: int = 1, **changes: Any) -> ImageOrder:

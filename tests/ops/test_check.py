@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -13,25 +10,7 @@ import discord
 from bot.discord.identity import BOT_PERMISSIONS
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_api import FakeImagesAPI
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    full = {k: v for k, v in os.environ.items() if k not in {"DISCORD_TOKEN", "OPENAI_API_KEY"}}
-    full.update(env, PYTHONPATH=str(ROOT))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=full,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from tests.fakes.process import run_cli
 
 
 def config(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI) -> str:
@@ -50,9 +29,9 @@ async def test_everything_passes_and_the_invite_url_is_printed(
 ) -> None:
     cfg = config(tmp_path, fake_discord, fake_images_api)
     env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
-    code, _, err = await run("db", "upgrade", "--config", cfg, env=env)
+    code, _, err = await run_cli("db", "upgrade", "--config", cfg, env=env)
     assert code == 0, err
-    code, out, err = await run("check", "--config", cfg, env=env)
+    code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 0, out + err
     lines = out.splitlines()
     assert sum(line.startswith("[ok]") for line in lines) == 5, out
@@ -72,7 +51,7 @@ async def test_each_problem_is_named_with_its_fix(
 ) -> None:
     cfg = config(tmp_path, fake_discord, fake_images_api)
     env = {"DISCORD_TOKEN": "wrong-token", "OPENAI_API_KEY": "sk-wrong-key-000000000000"}
-    code, out, err = await run("check", "--config", cfg, env=env)
+    code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 1
     assert "[FAIL] database:" in out and "python -m bot db upgrade" in out
     assert "[FAIL] image API:" in out and "401" in out
@@ -87,9 +66,9 @@ async def test_the_checklist_says_who_can_use_the_bot_and_how_to_make_it_private
 ) -> None:
     cfg = config(tmp_path, fake_discord, fake_images_api)
     env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
-    code, _, err = await run("db", "upgrade", "--config", cfg, env=env)
+    code, _, err = await run_cli("db", "upgrade", "--config", cfg, env=env)
     assert code == 0, err
-    code, out, err = await run("check", "--config", cfg, env=env)
+    code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 0, out + err
     (access,) = [line for line in out.splitlines() if line.startswith("[ok] access:")]
     assert "anyone may add it" in access
@@ -97,7 +76,7 @@ async def test_the_checklist_says_who_can_use_the_bot_and_how_to_make_it_private
     assert "[quotas] allowed_guilds" in access and "turn off Public Bot" in access
     env["IMAGEBOT_QUOTAS_ALLOWED_GUILDS"] = "[123456789012345678]"
     fake_discord.bot_public = False
-    code, out, err = await run("check", "--config", cfg, env=env)
+    code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 0, out + err
     (access,) = [line for line in out.splitlines() if line.startswith("[ok] access:")]
     assert access.startswith("[ok] access: private: works only in 1 server(s)"), out + err
@@ -112,7 +91,7 @@ async def test_a_bad_database_url_is_named_without_its_password(tmp_path: Path) 
         ("mysql+aiomysql://imagebot:pw-SECRET-42@127.0.0.1:1/db", "database.url needs the driver"),
         ("not a url pw-SECRET-42", "database.url is not usable"),
     ):
-        code, out, err = await run("check", env=base | {"DATABASE_URL": url})
+        code, out, err = await run_cli("check", env=base | {"DATABASE_URL": url})
         assert code == 1, out + err
         assert f"[FAIL] database: {expected}" in out, out + err
         assert "pw-SECRET-42" not in out + err

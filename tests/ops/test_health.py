@@ -12,8 +12,8 @@ import aiohttp
 from bot.app import open_bot, operator_endpoint
 from bot.config import DatabaseSettings, HttpSettings
 from bot.ops.metrics import Metrics
-from tests.discord.conftest import make_settings
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.harness import make_settings
 from tests.fakes.openai_api import FakeImagesAPI
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_api import FakeImagesAPI
-from tests.test_run_process import bot_env, bot_process, write_config
+from tests.fakes.process import bot_env, bot_process, write_config
 
 SOURCES = ("channel", "followup", "response")
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from bot.config import QuotaSettings
-from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database
+from bot.db import Job, JobStatus
 from bot.db.engine import Storage
 from bot.db.models import GuildSettings, MemberReset, RoleLimit
 from bot.discord.i18n import Catalog
@@ -36,14 +34,6 @@ CATALOG = Catalog.load()
 def told(error: BotError) -> str:
     """What a member reads: the ledger passes times and channel ids, Discord shows them."""
     return CATALOG.error_text(error)
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await upgrade_database(engine)
-    yield Storage(engine, create_sessionmaker(engine))
-    await engine.dispose()
 
 
 def job(

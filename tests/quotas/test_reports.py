@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from bot.config import QuotaSettings
-from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database
+from bot.db import Job, JobStatus
 from bot.db.engine import Storage
 from bot.db.models import GuildSettings, RoleLimit
 from bot.jobs.store import admit
@@ -40,14 +38,6 @@ QUOTAS = QuotaSettings(
     max_spend_per_month_usd=10.0,
     max_member_images_per_day=8,
 )
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await upgrade_database(engine)
-    yield Storage(engine, create_sessionmaker(engine))
-    await engine.dispose()
 
 
 async def add_job(

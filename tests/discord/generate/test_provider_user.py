@@ -10,8 +10,8 @@ import dataclasses
 from pathlib import Path
 
 from bot.config import DatabaseSettings, Settings
-from tests.discord.conftest import make_settings, new_result, run_bot, seen_ids
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.harness import make_settings, new_result, run_bot, seen_ids
 from tests.fakes.openai_api import FakeImagesAPI
 
 

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from bot.config import Settings
 from bot.db.models import Job
-from tests.discord.conftest import ROOMY_QUOTAS, Harness, run_bot
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.harness import ROOMY_QUOTAS, Harness, run_bot
 from tests.fakes.openai_api import FakeImagesAPI
 
 

@@ -19,10 +19,10 @@ import pytest
 
 from bot.config import Settings
 from bot.providers import ImagesClient
-from tests.discord.conftest import Harness, api_calls, run_bot
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.handle import InteractionHandle
 from tests.fakes.discord.payloads import P
+from tests.fakes.harness import Harness, api_calls, en, run_bot
 from tests.fakes.openai_api import FakeImagesAPI
 
 
@@ -42,10 +42,6 @@ async def told_privately(harness: Harness, handle: InteractionHandle, text: str)
     nothing_public(harness)
 
 
-def en(harness: Harness, key: str, **params: Any) -> str:
-    return harness.bot.catalog.text(key, "en-US", **params)
-
-
 # --- the provider's answers ------------------------------------------------------------------
 
 
@@ -58,7 +54,7 @@ async def test_safety_rejection_is_told_privately(harness: Harness) -> None:
 
 
 async def test_safety_rejection_of_an_edit_by_moderation(harness: Harness) -> None:
-    from tests.discord.conftest import png_bytes
+    from tests.fakes.images import png_bytes
 
     harness.api.safety_next("moderation_blocked")
     upload = png_bytes(256, 256, hole=(0, 0, 127, 127))

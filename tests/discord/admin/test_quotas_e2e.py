@@ -29,8 +29,9 @@ from bot.quotas.policy import (
     QuotaError,
     TotalBudget,
 )
-from tests.discord.conftest import ROOMY_QUOTAS, Harness, png_bytes, run_bot
 from tests.fakes.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
+from tests.fakes.harness import ROOMY_QUOTAS, Harness, run_bot
+from tests.fakes.images import png_bytes
 from tests.fakes.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.discord.conftest import Harness
+from tests.fakes.harness import Harness
 
 
 async def test_imagine_posts_a_result(harness: Harness) -> None:

@@ -8,15 +8,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.discord.conftest import (
-    Harness,
-    colour_of,
-    field_value,
-    job_id_of,
-    new_result,
-    seen_ids,
-)
 from tests.fakes.discord import FakeChannel, FakeMember, P, StoredMessage
+from tests.fakes.harness import Harness, field_value, job_id_of, new_result, seen_ids
+from tests.fakes.images import colour_of
 
 
 def png(side: int, colour: tuple[int, int, int, int]) -> bytes:

@@ -12,16 +12,9 @@ from typing import Any
 
 from bot.config import Settings
 from bot.providers.capabilities import DEFAULT_VARY_PROMPT
-from tests.discord.conftest import (
-    Harness,
-    api_calls,
-    bw_mask_bytes,
-    decode_image,
-    png_bytes,
-    run_bot,
-    synced,
-)
 from tests.fakes.discord import FakeDiscord, StoredMessage
+from tests.fakes.harness import Harness, api_calls, fields, run_bot, synced
+from tests.fakes.images import bw_mask_bytes, decode_image, png_bytes
 from tests.fakes.openai_api import FakeImagesAPI
 
 TRANSLATED = {"ko", "ja", "zh-CN", "zh-TW"}
@@ -82,10 +75,6 @@ def assert_result_shape(
         assert embed["image"]["url"] == attachment.url  # Discord-hosted, never a provider URL
     assert result.pinged_ids == [requester]
     return [decode_image(a.data) for a in result.attachments]
-
-
-def fields(message: StoredMessage) -> dict[str, str]:
-    return {f["name"]: f["value"] for f in message.embeds[0].get("fields") or []}
 
 
 async def first_response_is_private_defer(handle: Any) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from bot.config import Settings
-from tests.discord.conftest import ROOMY_QUOTAS, run_bot
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.harness import ROOMY_QUOTAS, run_bot
 from tests.fakes.openai_api import FakeImagesAPI
 
 SOURCES = ("channel", "followup", "response")

@@ -7,16 +7,13 @@ limits with a few images; results and refusals are the ones members see on the w
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from bot.config import QuotaSettings, Settings
-from tests.discord.conftest import Harness, made, quota, refused, run_bot, synced
-from tests.fakes.discord import FakeDiscord
+from bot.config import QuotaSettings
 from tests.fakes.discord.payloads import P
-from tests.fakes.openai_api import FakeImagesAPI
+from tests.fakes.harness import Harness, made, quota, refused, synced
 
 QUOTAS = QuotaSettings(
     images_per_day=50,
@@ -33,15 +30,8 @@ TRANSLATED = {"ko", "ja", "zh-CN", "zh-TW"}
 
 
 @pytest.fixture
-async def bot(
-    fake_discord: FakeDiscord,
-    fake_images_api: FakeImagesAPI,
-    settings_factory: Callable[..., Settings],
-) -> AsyncIterator[Harness]:
-    async with run_bot(fake_discord, fake_images_api, settings_factory(quotas=QUOTAS)) as running:
-        yield running
-    assert fake_discord.spec_violations == []
-    assert fake_images_api.spec_violations == []
+def quotas() -> QuotaSettings:
+    return QUOTAS
 
 
 def line(text: str, start: str) -> str:

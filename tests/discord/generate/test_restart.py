@@ -12,9 +12,9 @@ from bot.config import DatabaseSettings, Settings, StorageSettings
 from bot.db.models import JobStatus
 from bot.discord.i18n import Catalog
 from bot.jobs import store
-from tests.discord.conftest import job_id_of, new_result, run_bot, seen_ids
 from tests.fakes.discord import FakeDiscord, StoredMessage
 from tests.fakes.discord.models import walk_components
+from tests.fakes.harness import job_id_of, new_result, run_bot, seen_ids
 from tests.fakes.openai_api import FakeImagesAPI
 
 PROMPT = "a fox in the snow"

@@ -15,8 +15,8 @@ import pytest
 
 from bot.db.models import JobStatus
 from bot.jobs import store
-from tests.discord.conftest import Harness, job_id_of, new_result, run_bot, seen_ids
 from tests.fakes.discord import FakeDiscord, InteractionHandle, P, StoredMessage
+from tests.fakes.harness import Harness, job_id_of, new_result, run_bot, seen_ids
 from tests.fakes.openai_api import FakeImagesAPI
 
 PROMPT = "a paper boat on a puddle"

@@ -10,7 +10,6 @@ case nothing public is posted and the image API is never called.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable
 
 import pytest
@@ -20,25 +19,11 @@ from sqlalchemy import func, select
 from bot.config import ImagesSettings, Settings
 from bot.db.models import Job
 from bot.imaging import ACCEPTED_NAMES
-from tests.discord.conftest import (
-    Harness,
-    api_calls,
-    bw_mask_bytes,
-    decode_image,
-    png_bytes,
-    run_bot,
-)
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.handle import InteractionHandle
+from tests.fakes.harness import Harness, api_calls, en, run_bot
+from tests.fakes.images import bw_mask_bytes, decode_image, noise_png, png_bytes
 from tests.fakes.openai_api import FakeImagesAPI
-
-
-def noise_png(side: int) -> bytes:
-    """A PNG that does not compress: about 3 bytes per pixel."""
-    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def nothing_public(harness: Harness) -> None:
@@ -71,10 +56,6 @@ async def answered_after_defer(harness: Harness, handle: InteractionHandle, text
 async def jobs_recorded(harness: Harness) -> int:
     async with harness.bot.storage.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(Job)) or 0)
-
-
-def en(harness: Harness, key: str, **params: object) -> str:
-    return harness.bot.catalog.text(key, "en-US", **params)
 
 
 # --- answered at once, from what Discord says about the upload ----------------------------------

@@ -7,17 +7,17 @@ import dataclasses
 from collections.abc import Callable
 
 from bot.config import Settings
-from tests.discord.conftest import (
+from tests.fakes.discord import FakeDiscord, FakeMember, FakeRole, P, StoredMessage
+from tests.fakes.harness import (
     ROOMY_QUOTAS,
     Harness,
-    colour_of,
     field_value,
     job_id_of,
     new_result,
     run_bot,
     seen_ids,
 )
-from tests.fakes.discord import FakeDiscord, FakeMember, FakeRole, P, StoredMessage
+from tests.fakes.images import colour_of
 from tests.fakes.openai_api import FakeImagesAPI
 
 

@@ -17,9 +17,10 @@ import pytest
 from PIL import Image
 
 from bot.config import Settings
-from tests.discord.conftest import Harness, api_calls, decode_image, run_bot
 from tests.fakes import openai_rules
 from tests.fakes.discord import FakeDiscord, StoredMessage
+from tests.fakes.harness import Harness, api_calls, fields, run_bot
+from tests.fakes.images import decode_image
 from tests.fakes.openai_api import FakeImagesAPI
 
 ZWSP = "\u200b"
@@ -50,10 +51,6 @@ def results(fake: FakeDiscord, channel: Any = None) -> list[StoredMessage]:
     sources = ("channel", "followup")
     found = fake.messages(channel, sources=sources)
     return [m for m in found if m.attachments and not m.ephemeral]
-
-
-def fields(message: StoredMessage) -> dict[str, str]:
-    return {f["name"]: f["value"] for f in message.embeds[0].get("fields") or []}
 
 
 # --- mentions ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import csv
 import dataclasses
 import io
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +20,8 @@ from bot.config import QuotaSettings, Settings
 from bot.discord.markup import discord_time
 from bot.quotas.policy import periods
 from bot.quotas.reports import CSV_COLUMNS
-from tests.discord.conftest import Harness, made, quota, run_bot, synced
 from tests.fakes.discord import FakeDiscord, FakeMember, StoredMessage
+from tests.fakes.harness import Harness, made, quota, run_bot, synced
 from tests.fakes.openai_api import FakeImagesAPI
 
 QUOTAS = QuotaSettings(
@@ -34,15 +34,8 @@ QUOTAS = QuotaSettings(
 
 
 @pytest.fixture
-async def bot(
-    fake_discord: FakeDiscord,
-    fake_images_api: FakeImagesAPI,
-    settings_factory: Callable[..., Settings],
-) -> AsyncIterator[Harness]:
-    async with run_bot(fake_discord, fake_images_api, settings_factory(quotas=QUOTAS)) as running:
-        yield running
-    assert fake_discord.spec_violations == []
-    assert fake_images_api.spec_violations == []
+def quotas() -> QuotaSettings:
+    return QUOTAS
 
 
 async def usage(
