@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Callable
 
 from bot.config import JobsSettings, Settings
-from tests.discord.conftest import new_result, png_bytes, run_bot
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.harness import new_result, run_bot
+from tests.fakes.images import png_bytes
 from tests.fakes.openai_api import FakeImagesAPI
 
 EDITS = 8

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from bot.config import JobsSettings, Settings
 from bot.discord.i18n import Catalog
-from tests.discord.conftest import Harness, job_id_of, new_result, run_bot, seen_ids
 from tests.fakes.discord import FakeDiscord, FakeMember, StoredMessage
+from tests.fakes.harness import Harness, job_id_of, new_result, run_bot, seen_ids
 from tests.fakes.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()
