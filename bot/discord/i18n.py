@@ -48,6 +48,11 @@ _NAME_LOCATIONS = {
 LocaleLike = discord.Locale | str | None
 
 
+def text(english: str, key: str) -> app_commands.locale_str:
+    """A command text declared in English with its catalog key: BotTranslator translates it."""
+    return app_commands.locale_str(english, key=key)
+
+
 def locale_tag(locale: LocaleLike) -> str:
     """A locale as a tag: ``discord.Locale.korean`` -> "ko", "zh_TW" -> "zh-TW", None -> en-US."""
     if locale is None:

@@ -12,13 +12,13 @@ from typing import Any
 
 import discord
 from discord import app_commands
-from discord.app_commands import Choice, Range, locale_str
+from discord.app_commands import Choice, Range
 
 from bot.config import QuotaSettings
 from bot.db import Sessions
 from bot.db.models import RoleLimit
 from bot.discord.errors import MemberMissingPermissions
-from bot.discord.i18n import Catalog
+from bot.discord.i18n import Catalog, text
 from bot.discord.markup import channel_list, discord_time
 from bot.discord.tree import send_private
 from bot.quotas import admin
@@ -28,10 +28,6 @@ from bot.quotas.reports import Overview, overview
 
 #: The permission name as Discord's own interface shows it.
 MANAGE_SERVER = "Manage Server"
-
-
-def text(english: str, key: str) -> locale_str:
-    return locale_str(english, key=key)
 
 
 def require_manage_guild(interaction: discord.Interaction[Any]) -> int:

@@ -17,8 +17,8 @@ from discord import app_commands
 
 from bot.config import QuotaSettings
 from bot.db import Sessions
-from bot.discord.admin._quota import count, require_manage_guild, text
-from bot.discord.i18n import Catalog
+from bot.discord.admin._quota import count, require_manage_guild
+from bot.discord.i18n import Catalog, text
 from bot.discord.markup import discord_time
 from bot.discord.tree import send_private
 from bot.quotas.policy import usd, zone

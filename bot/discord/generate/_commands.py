@@ -19,15 +19,11 @@ from discord.app_commands import Choice, locale_str
 
 from bot.config import QuotaSettings
 from bot.discord.generate._submit import Actions
-from bot.discord.i18n import Catalog
+from bot.discord.i18n import Catalog, text
 from bot.generation import FitChoice, ImageOrder
 from bot.providers import ModelSpec, Operation, OptionChoices, option_choices
 
 Callback = Callable[..., Awaitable[None]]
-
-
-def text(english: str, key: str) -> locale_str:
-    return locale_str(english, key=key)
 
 
 @dataclass(frozen=True)
