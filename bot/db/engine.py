@@ -51,7 +51,9 @@ def create_engine(url: str, *, echo: bool = False, busy_timeout: float = 30.0) -
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = _create_async_engine(url, echo=echo, pool_pre_ping=path is None)
+    # hide_parameters: a database error's message would otherwise carry the statement's values
+    # (interaction tokens, prompts) into logs and error reports.
+    engine = _create_async_engine(url, echo=echo, pool_pre_ping=path is None, hide_parameters=True)
     if make_url(url).drivername.startswith("sqlite"):
         pragmas = functools.partial(_sqlite_pragmas, busy_ms=int(busy_timeout * 1000))
         event.listen(engine.sync_engine, "connect", pragmas)
