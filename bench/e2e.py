@@ -18,6 +18,7 @@ import _bench  # first: see bench/_bench.py
 _bench.use_project_imports()
 
 import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -42,6 +43,9 @@ async def main() -> None:
             settings = make_settings(
                 Path(folder), fake, api, model="dall-e-2", images_per_minute=1_000_000
             )
+            # One member sends every request: the per-member request rate must not refuse them.
+            jobs = dataclasses.replace(settings.jobs, member_requests_per_minute=10_000)
+            settings = dataclasses.replace(settings, jobs=jobs)
             metrics = Metrics()
             async with (
                 open_bot(settings, metrics=metrics, guild_ready_timeout=0.05) as bot,
