@@ -54,7 +54,21 @@ def build_catalogues(settings: Settings) -> Catalogues:
             f"provider.model: unknown model {settings.provider.model!r} "
             f'(known: {known}; add it under [provider.models."{settings.provider.model}"])'
         )
+    _check_allowed_sizes(settings, models)
     return Catalogues(models, price_table(settings.prices))
+
+
+def _check_allowed_sizes(settings: Settings, models: Mapping[str, ModelSpec]) -> None:
+    """A size no model members may use allows would be offered, and refused by every model."""
+    allowed_models = settings.quotas.allowed_models
+    usable = [spec for name, spec in models.items() if not allowed_models or name in allowed_models]
+    for size in settings.quotas.allowed_sizes:
+        if not any(spec.allows_size(size) for spec in usable):
+            spec = models[settings.provider.model]
+            raise ConfigError(
+                f"quotas.allowed_sizes: no configured model allows {size!r} "
+                f"({spec.name} allows {spec.describe_sizes()})"
+            )
 
 
 def image_limits(settings: Settings) -> ImageLimits:

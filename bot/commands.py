@@ -166,6 +166,11 @@ async def check(args: argparse.Namespace, settings: Settings, catalogues: Catalo
 
     path, _ = resolve_config_path(args.config, os.environ)
     source = str(path) if path.is_file() else "defaults and environment"
-    return (
-        EXIT_OK if await run_checks(settings, source, catalogues.models, identify) else EXIT_FAILURE
-    )
+    # The checklist is the whole output: library lines (discord.py's intents warning, Alembic's
+    # INFO lines, retry warnings) would bury it, and each check reports its own outcome.
+    logging.disable(logging.ERROR)
+    try:
+        passed = await run_checks(settings, source, catalogues.models, identify)
+    finally:
+        logging.disable(logging.NOTSET)
+    return EXIT_OK if passed else EXIT_FAILURE

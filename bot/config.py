@@ -24,6 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.errors import ConfigError
 
@@ -216,6 +220,8 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     settings = _build(Settings, raw, "")
     settings = _apply_env(settings, env)
     _check_quotas(settings)
+    _check_base_url(settings.provider.base_url)
+    _check_database_url(settings.database.url, from_env=bool(env.get(DATABASE_URL_ENV)))
     return settings
 
 
@@ -279,6 +285,53 @@ def _check_quotas(settings: Settings) -> None:
     ):
         if getattr(quotas, name) > getattr(quotas, f"max_{name}"):
             raise ConfigError(f"quotas.{name}: the default is above quotas.max_{name}")
+
+
+def _check_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"provider.base_url: must be an http(s) URL such as https://api.openai.com/v1 "
+            f"(got {url!r})"
+        )
+
+
+#: The async drivers the bot is built and tested with, and how to get each.
+_ASYNC_URLS = "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST/DB"
+_DRIVER_INSTALL = {"asyncpg": "install the postgres extra: pip install 'imagebot[postgres]'"}
+
+
+def _check_database_url(url: str, *, from_env: bool) -> None:
+    """A URL the engine cannot use is one line naming the fix, before any command starts.
+
+    The URL itself is never shown: it may hold a password. Only its driver name is.
+    """
+    key = f"database.url (from {DATABASE_URL_ENV})" if from_env else "database.url"
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"{key}: unknown database kind {parsed.drivername!r}; use {_ASYNC_URLS}"
+        ) from None
+    except ArgumentError:
+        raise ConfigError(f"{key}: not a database URL; use {_ASYNC_URLS}") from None
+    if not getattr(dialect, "is_async", False):
+        if parsed.get_backend_name() == "sqlite":
+            fix = "use sqlite+aiosqlite:///PATH"
+        elif parsed.get_backend_name() == "postgresql":
+            fix = "use postgresql+asyncpg://USER:PASSWORD@HOST/DB"
+        else:
+            fix = f"use {_ASYNC_URLS}"
+        raise ConfigError(
+            f"{key}: {fix} (the bot needs an async driver; {parsed.drivername!r} is not one)"
+        )
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = (exc.name or parsed.get_driver_name()).partition(".")[0]
+        fix = _DRIVER_INSTALL.get(module, f"install the driver: pip install {module}")
+        raise ConfigError(f"{key}: {fix} (the module {module!r} is missing)") from None
 
 
 def _build(cls: type[Any], raw: Any, prefix: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from pathlib import Path
 
@@ -88,6 +89,27 @@ async def test_bad_model_or_price_stops_every_command_at_start(
     assert code == 2
     assert err.strip().count("\n") == 0 and key in err
     assert out == ""  # stopped before the command began (check prints its results)
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("sqlite:///data/bot.db", "use sqlite+aiosqlite:///PATH (the bot needs an async driver"),
+        ("mysql://imagebot:pw-SECRET-42@127.0.0.1:1/db", "the bot needs an async driver"),
+        ("postgresql+asyncpg://imagebot:pw-SECRET-42@127.0.0.1:1/db", "imagebot[postgres]"),
+    ],
+)
+@pytest.mark.parametrize("command", [("run",), ("check",), ("db", "upgrade")])
+async def test_a_database_url_the_bot_cannot_use_is_one_line_for_every_command(
+    tmp_path: Path, url: str, fix: str, command: tuple[str, ...]
+) -> None:
+    if "asyncpg" in url and importlib.util.find_spec("asyncpg"):
+        pytest.skip("the postgres extra is installed here")
+    env = {"DATABASE_URL": url, "DISCORD_TOKEN": "tok", "OPENAI_API_KEY": "sk-x"}
+    code, out, err = await run_cli(*command, env=env, cwd=tmp_path)
+    assert (code, out) == (2, ""), out + err
+    assert err.startswith("error: database.url (from DATABASE_URL): ") and fix in err, err
+    assert err.strip().count("\n") == 0 and "pw-SECRET-42" not in err
 
 
 async def test_invalid_config_is_one_line_naming_the_key(tmp_path: Path) -> None:

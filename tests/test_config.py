@@ -98,6 +98,80 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> No
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[provider]\nbase_url = 'api.openai.com/v1'\n", "provider.base_url: must be an http(s)"),
+        ("[provider]\nbase_url = 'ftp://example.com/v1'\n", "provider.base_url: must be an"),
+        ("[provider]\nbase_url = 'https://'\n", "provider.base_url: must be an http(s) URL"),
+        (
+            "[quotas]\nallowed_sizes = ['1024x1024', '999x999']\n",
+            "quotas.allowed_sizes: no configured model allows '999x999' (gpt-image-2 allows",
+        ),
+        (
+            "[provider]\nmodel = 'dall-e-2'\n[quotas]\nallowed_models = ['dall-e-2']\n"
+            "allowed_sizes = ['1792x1024']\n",
+            "quotas.allowed_sizes: no configured model allows '1792x1024' (dall-e-2 allows 256x",
+        ),
+    ],
+)
+def test_urls_and_sizes_that_cannot_work_name_the_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_checked(write(tmp_path, text), env={})
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_sizes_some_allowed_model_offers_and_http_urls_are_accepted(tmp_path: Path) -> None:
+    text = (
+        "[provider]\nbase_url = 'http://127.0.0.1:8000/v1'\nmodel = 'dall-e-2'\n"
+        "[quotas]\nallowed_sizes = ['512x512', '1792x1024', '1536x864']\n"
+    )
+    settings = load_checked(write(tmp_path, text), env={})
+    assert settings.quotas.allowed_sizes == ("512x512", "1792x1024", "1536x864")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "sqlite:///data/bot.db",
+            "database.url (from DATABASE_URL): use sqlite+aiosqlite:///PATH (the bot needs an "
+            "async driver",
+        ),
+        ("mysql://imagebot:pw-SECRET-42@db/imagebot", "the bot needs an async driver"),
+        ("postgresql://imagebot:pw-SECRET-42@db/imagebot", "use postgresql+asyncpg://"),
+        ("mysql+aiomysql://imagebot:pw-SECRET-42@db/x", "install the driver: pip install aiomysql"),
+        ("postgresql+nodriver://imagebot:pw-SECRET-42@db/x", "unknown database kind"),
+        ("not a url pw-SECRET-42", "not a database URL"),
+    ],
+)
+def test_a_database_url_without_an_async_driver_names_the_fix(url: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={"DATABASE_URL": url})
+    message = str(info.value)
+    assert expected in message and "\n" not in message
+    assert "pw-SECRET-42" not in message
+
+
+def test_postgres_without_the_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("asyncpg is installed here")
+    text = "[database]\nurl = 'postgresql+asyncpg://imagebot:pw-SECRET-42@db/imagebot'\n"
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), env={})
+    assert str(info.value).startswith(
+        "database.url: install the postgres extra: pip install 'imagebot[postgres]'"
+    )
+    assert "pw-SECRET-42" not in str(info.value)
+
+
 def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(str(tmp_path / "nope.toml"), env={})

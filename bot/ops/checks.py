@@ -6,6 +6,7 @@ works as a deployment gate (``python -m bot check && systemctl restart imagebot`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from bot.config import DiscordSettings, Settings
 from bot.db import create_engine
+from bot.db.engine import sqlite_path
 from bot.db.migrate import pending_revisions
 from bot.errors import BotError
 from bot.imaging import ImageWorker
@@ -31,6 +33,20 @@ class CheckResult:
 
 async def check_database(settings: Settings) -> CheckResult:
     url = settings.database.url
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        # A first deploy: nothing to connect to yet, and `run` makes it. Not created here, so
+        # a check leaves no empty file behind; only whether it can be made is asked.
+        folder = next(parent for parent in path.absolute().parents if parent.exists())
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return CheckResult(
+                "database", False, f"{path} cannot be created: {folder} is read-only"
+            )
+        return CheckResult(
+            "database",
+            True,
+            f"new database {path}: created and migrated when the bot starts",
+        )
     try:
         engine = create_engine(url)
     except ModuleNotFoundError as exc:
@@ -48,11 +64,12 @@ async def check_database(settings: Settings) -> CheckResult:
     finally:
         await engine.dispose()
     if pending:
+        # `run` applies them before anything else, so `check && run` is right on a first deploy.
         return CheckResult(
             "database",
-            False,
-            f"{len(pending)} migration(s) pending: run `python -m bot db upgrade` (the bot "
-            "also applies them when it starts)",
+            True,
+            f"reachable; {len(pending)} migration(s) pending: applied when the bot starts "
+            "(or now: `python -m bot db upgrade`)",
         )
     return CheckResult("database", True, "reachable and up to date")
 
@@ -62,6 +79,7 @@ async def check_provider(settings: Settings, models: Mapping[str, ModelSpec]) ->
         return CheckResult(
             "image API", False, "no API key: set OPENAI_API_KEY or [provider] api_key"
         )
+    base_url = settings.provider.base_url
     async with aiohttp.ClientSession() as session, ImageWorker(1) as images:
         client = ImagesClient(
             session,
@@ -70,17 +88,27 @@ async def check_provider(settings: Settings, models: Mapping[str, ModelSpec]) ->
             verify=images.verify_results,
         )
         try:
-            await client.check_access()
+            served = await client.check_access()
         except BotError as exc:
             detail = getattr(exc, "detail", "") or str(exc)
-            return CheckResult(
-                "image API", False, f"{settings.provider.base_url} refused: {detail}"
-            )
-    return CheckResult(
-        "image API",
-        True,
-        f"{settings.provider.base_url} accepts the key (model {settings.provider.model})",
-    )
+            return CheckResult("image API", False, f"{base_url} refused: {detail}")
+    model = settings.provider.model
+    if served is None:
+        return CheckResult(
+            "image API", True, f"{base_url} accepts the key (it lists no models: {model} unchecked)"
+        )
+    # Every request for a model the server does not serve fails: the key alone proves nothing.
+    wanted = [model, *(name for name in settings.quotas.allowed_models if name != model)]
+    missing = [name for name in wanted if name not in served]
+    if missing:
+        known = ", ".join(sorted(served & set(models))) or "none of the models the bot knows"
+        return CheckResult(
+            "image API",
+            False,
+            f"{base_url} accepts the key but does not serve {', '.join(missing)} "
+            f"(set [provider] model or [quotas] allowed_models; it serves: {known})",
+        )
+    return CheckResult("image API", True, f"{base_url} accepts the key and serves {model}")
 
 
 class BotIdentity(Protocol):
@@ -133,19 +161,32 @@ PRIVATE_HOWTO = (
 def check_access(settings: Settings, public: bool | None) -> CheckResult:
     """Who can use the bot (and so spend the operator's money): a fact to know, not a failure."""
     allowed = settings.quotas.allowed_guilds
-    cap = f"total spend capped at ${settings.quotas.total_spend_per_month_usd:g} a month"
     if not allowed:
         who = "anyone may add it" if public is not False else "only you can add it"
         return CheckResult(
-            "access", True, f"works in every server it is added to ({who}); {cap}; {PRIVATE_HOWTO}"
+            "access", True, f"works in every server it is added to ({who}); {PRIVATE_HOWTO}"
         )
-    detail = f"private: works only in {len(allowed)} server(s) from [quotas] allowed_guilds; {cap}"
+    detail = f"private: works only in {len(allowed)} server(s) from [quotas] allowed_guilds"
     if public:
         detail += (
             "; Discord still lets anyone add it (other servers get a refusal): turn off "
             "Public Bot (Developer Portal > Bot)"
         )
     return CheckResult("access", True, detail)
+
+
+def check_caps(settings: Settings) -> CheckResult:
+    """What the bot may spend, as the spend caps will enforce it: a fact to know, not a failure."""
+    quotas = settings.quotas
+    month, day = quotas.total_spend_per_month_usd, quotas.total_spend_per_day_usd
+    total = f"${month:g} a month" if month else "nothing (total_spend_per_month_usd = 0)"
+    daily = f"${day:g} a day" if day else "no daily cap"
+    return CheckResult(
+        "caps",
+        True,
+        f"each server ${quotas.spend_per_month_usd:g} a month (admins may raise it to "
+        f"${quotas.max_spend_per_month_usd:g}); all servers and DMs together {total}, {daily}",
+    )
 
 
 async def run_checks(
@@ -161,6 +202,7 @@ async def run_checks(
     discord_result, invite, public = await check_discord(settings, identify)
     results.append(discord_result)
     results.append(check_access(settings, public))
+    results.append(check_caps(settings))
     for result in results:
         write(f"[{'ok' if result.ok else 'FAIL'}] {result.name}: {result.detail}")
     if invite:

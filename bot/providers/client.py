@@ -117,22 +117,25 @@ class ImagesClient:
         """The ``user`` sent to the provider: stable per member, useless without the salt."""
         return hashlib.sha256(f"{self._user_salt}:{user_id}".encode()).hexdigest()[:32]
 
-    async def check_access(self) -> None:
+    async def check_access(self) -> frozenset[str] | None:
         """One cheap authenticated call (``GET /models``) that proves the key is accepted.
 
+        Returns the model ids the server lists (None when it answers without a list, as some
+        compatible servers do), so a check can tell a model the server does not serve.
         Raises the same typed errors as the image calls: OperatorProblem for a refused key.
         Makes no image and costs nothing.
         """
         headers = (
             {"Authorization": f"Bearer {self._settings.api_key}"} if self._settings.api_key else {}
         )
-        await self._request(
+        _, body = await self._request(
             "GET",
             self._base_url + "/models",
             what="/models",
             headers=headers,
             classify=self._classify,
         )
+        return _model_ids(body)
 
     # --- operations ----------------------------------------------------------------------------
 
@@ -456,3 +459,16 @@ def _usage(raw: Any) -> ImageUsage | None:
 def _maybe_sent(exc: BaseException) -> bool:
     """Whether a failed exchange may have reached the provider: all but "could not connect"."""
     return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
+def _model_ids(body: bytes) -> frozenset[str] | None:
+    """The ids in a ``GET /models`` answer (``{"data": [{"id": ...}, ...]}``), if it has them."""
+    try:
+        data = json.loads(body).get("data")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(data, list):
+        return None
+    return frozenset(
+        item["id"] for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)
+    )
