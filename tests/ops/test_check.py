@@ -25,6 +25,12 @@ def config(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI) -> str:
     return str(path)
 
 
+def result_line(out: str, name: str) -> str:
+    """The one line the check ``name`` printed, [ok] or [FAIL]."""
+    (line,) = [line for line in out.splitlines() if line.split("] ", 1)[-1].startswith(name + ":")]
+    return line
+
+
 async def test_everything_passes_and_the_invite_url_is_printed(
     tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
 ) -> None:
@@ -69,13 +75,13 @@ async def test_a_first_deploy_passes_so_check_and_run_works(
     env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
     code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 0, out + err
-    (database,) = [line for line in out.splitlines() if "] database:" in line]
+    database = result_line(out, "database")
     assert database.startswith("[ok] database: new database") and "when the bot starts" in database
     assert not (tmp_path / "bot.db").exists()  # the check leaves nothing behind
     sqlite3.connect(tmp_path / "bot.db").close()  # an empty file: no migration applied yet
     code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 0, out + err
-    (database,) = [line for line in out.splitlines() if "] database:" in line]
+    database = result_line(out, "database")
     assert database.startswith("[ok] database: reachable;"), database
     assert "migration(s) pending: applied when the bot starts" in database
 
@@ -89,7 +95,7 @@ async def test_a_model_the_server_does_not_serve_fails(
     env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
     code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 1, out + err
-    (line,) = [line for line in out.splitlines() if "] image API:" in line]
+    line = result_line(out, "image API")
     assert line.startswith("[FAIL] image API:") and "does not serve dall-e-2" in line, out
     assert "it serves: dall-e-3, gpt-image-1" in line, out
     env["IMAGEBOT_PROVIDER_MODEL"] = "dall-e-3"
@@ -119,7 +125,7 @@ async def test_the_checklist_states_the_spend_caps(
     env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
     code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 0, out + err
-    (caps,) = [line for line in out.splitlines() if line.startswith("[ok] caps:")]
+    caps = result_line(out, "caps")
     assert caps == (
         "[ok] caps: each server $10 a month (admins may raise it to $100); "
         "all servers and DMs together $100 a month, no daily cap"
@@ -131,7 +137,7 @@ async def test_the_checklist_states_the_spend_caps(
     }
     code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 0, out + err
-    (caps,) = [line for line in out.splitlines() if line.startswith("[ok] caps:")]
+    caps = result_line(out, "caps")
     assert "each server $2.5 a month" in caps and "together $40 a month, $3 a day" in caps
 
 
@@ -144,14 +150,14 @@ async def test_the_checklist_says_who_can_use_the_bot_and_how_to_make_it_private
     assert code == 0, err
     code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 0, out + err
-    (access,) = [line for line in out.splitlines() if line.startswith("[ok] access:")]
-    assert "anyone may add it" in access
+    access = result_line(out, "access")
+    assert access.startswith("[ok]") and "anyone may add it" in access
     assert "[quotas] allowed_guilds" in access and "turn off Public Bot" in access
     env["IMAGEBOT_QUOTAS_ALLOWED_GUILDS"] = "[123456789012345678]"
     fake_discord.bot_public = False
     code, out, err = await run_cli("check", "--config", cfg, env=env)
     assert code == 0, out + err
-    (access,) = [line for line in out.splitlines() if line.startswith("[ok] access:")]
+    access = result_line(out, "access")
     assert access.startswith("[ok] access: private: works only in 1 server(s)"), out + err
     assert "Public Bot" not in access  # already off
 
