@@ -133,6 +133,10 @@ class QuotaSettings:
     #: Models and sizes members may use; empty: all the configured model offers.
     allowed_models: tuple[str, ...] = ()
     allowed_sizes: tuple[str, ...] = ()
+    #: The quality used when a member picks none ("": the first of ``allowed_qualities``, else
+    #: the model's own default), and the qualities members may pick (empty: all the model offers).
+    default_quality: str = ""
+    allowed_qualities: tuple[str, ...] = ()
     #: Generation in direct messages, with its own per-user daily limit.
     dm_enabled: bool = False
     dm_images_per_day: int = field(default=5, metadata=_range(0))
@@ -285,6 +289,9 @@ def _check_quotas(settings: Settings) -> None:
     ):
         if getattr(quotas, name) > getattr(quotas, f"max_{name}"):
             raise ConfigError(f"quotas.{name}: the default is above quotas.max_{name}")
+    allowed = quotas.allowed_qualities
+    if quotas.default_quality and allowed and quotas.default_quality not in allowed:
+        raise ConfigError("quotas.default_quality: not one of quotas.allowed_qualities")
 
 
 def _check_base_url(url: str) -> None:

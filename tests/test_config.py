@@ -368,3 +368,9 @@ def test_check_prints_no_secret_of_a_bad_config(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "provider.api_key: must be a string" in result.stderr
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_a_default_quality_outside_the_allowed_qualities_is_refused(tmp_path: Path) -> None:
+    text = '[quotas]\ndefault_quality = "high"\nallowed_qualities = ["low", "medium"]\n'
+    with pytest.raises(ConfigError, match=r"quotas\.default_quality: not one of"):
+        load_checked(write(tmp_path, text), env={})

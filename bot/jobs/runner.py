@@ -31,7 +31,13 @@ from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage
 from bot.quotas import PriceTable, estimate_cost, settle_cost
-from bot.quotas.admission import SpendCapWatch, check_origin, check_queue_caps, check_rules
+from bot.quotas.admission import (
+    SpendCapWatch,
+    check_origin,
+    check_queue_caps,
+    check_rules,
+    with_default_quality,
+)
 from bot.quotas.policy import TotalBudget
 
 log = logging.getLogger(__name__)
@@ -114,7 +120,8 @@ class JobRunner:
             raise ShuttingDown()
         quotas = self._settings.quotas
         check_origin(quotas, origin)
-        check_rules(quotas, order, self._engine.provider.spec_for(order.model).name)
+        spec = self._engine.provider.spec_for(order.model)
+        check_rules(quotas, with_default_quality(quotas, order, spec), spec.name)
         self._check_caps(origin)
 
     async def would_fit(self, order: ImageOrder, origin: JobOrigin) -> None:
@@ -123,6 +130,7 @@ class JobRunner:
         Run before the bot downloads anything for a request (after it answered Discord: a
         burst of reads must not delay the answers past Discord's 3 seconds)."""
         spec = self._engine.provider.spec_for(order.model)
+        order = with_default_quality(self._settings.quotas, order, spec)
         estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
         job = store.new_job(order, origin, spec.name, estimate, "precheck")
         try:
@@ -151,6 +159,7 @@ class JobRunner:
         if self._closing:
             raise ShuttingDown()
         spec = self._engine.provider.spec_for(order.model)
+        order = with_default_quality(self._settings.quotas, order, spec)
         check_origin(self._settings.quotas, origin)
         check_rules(self._settings.quotas, order, spec.name)
         guild_key, user_key = _keys(origin)

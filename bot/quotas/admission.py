@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from bot.config import JobsSettings, QuotaSettings
 from bot.generation import ImageOrder
+from bot.providers import ModelSpec
+from bot.providers.checks import option_choices
 from bot.quotas.policy import (
     GuildNotAllowed,
     GuildQueueFull,
     ModelNotAllowed,
+    QualityNotAllowed,
     QueueFull,
     SizeNotAllowed,
     TooManyAtOnce,
@@ -39,8 +43,25 @@ def check_rules(quotas: QuotaSettings, order: ImageOrder, model: str) -> None:
         raise ModelNotAllowed(model=model, allowed=", ".join(quotas.allowed_models))
     if quotas.allowed_sizes and order.size and order.size not in quotas.allowed_sizes:
         raise SizeNotAllowed(size=order.size, allowed=", ".join(quotas.allowed_sizes))
+    allowed = quotas.allowed_qualities
+    if allowed and order.quality and order.quality not in allowed:
+        raise QualityNotAllowed(quality=order.quality, allowed=", ".join(allowed))
     if order.n > quotas.max_n:
         raise TooManyAtOnce(max_n=quotas.max_n, n=order.n)
+
+
+def with_default_quality(quotas: QuotaSettings, order: ImageOrder, spec: ModelSpec) -> ImageOrder:
+    """``order`` with the operator's quality when the member picked none.
+
+    Without it the model's own default applies (``auto`` on the GPT image models), which the
+    quota reserves at the dearest price; the operator's default makes the bill predictable.
+    """
+    default = quotas.default_quality or next(iter(quotas.allowed_qualities), "")
+    if order.quality is not None or not default or not spec.supports(order.operation):
+        return order
+    if default not in option_choices(spec, order.operation).qualities:
+        return order  # the model (or a variation) takes no such quality
+    return replace(order, quality=default)
 
 
 class Origin(Protocol):

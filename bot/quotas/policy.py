@@ -89,6 +89,11 @@ class SizeNotAllowed(QuotaError):
     template = "The size {size} is not available here; choose one of: {allowed}."
 
 
+class QualityNotAllowed(QuotaError):
+    key = "quota.quality"
+    template = "The quality {quality} is not available here; choose one of: {allowed}."
+
+
 class TooManyAtOnce(QuotaError):
     key = "quota.max_n"
     template = "At most {max_n} images per request here, not {n}."

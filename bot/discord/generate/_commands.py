@@ -279,11 +279,16 @@ def _fit(value: str | None, default: FitChoice) -> Any:
 
 
 def _capped(choices: OptionChoices, quotas: QuotaSettings) -> OptionChoices:
-    """The operator's rules narrow what the model offers: max n, allowed sizes."""
+    """The operator's rules narrow what the model offers: max n, allowed sizes and qualities."""
     sizes = choices.sizes
     if quotas.allowed_sizes:
         sizes = tuple(s for s in sizes if s in quotas.allowed_sizes) or sizes
-    return replace(choices, max_n=min(choices.max_n, quotas.max_n), sizes=sizes)
+    qualities = choices.qualities
+    if quotas.allowed_qualities:
+        qualities = tuple(q for q in qualities if q in quotas.allowed_qualities) or qualities
+    return replace(
+        choices, max_n=min(choices.max_n, quotas.max_n), sizes=sizes, qualities=qualities
+    )
 
 
 def build_context_menu(actions: Actions) -> app_commands.ContextMenu:
