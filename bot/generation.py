@@ -132,11 +132,21 @@ def input_size(spec: ModelSpec, size: str | None, source: tuple[int, int]) -> tu
         side = input_side(spec, size)
         return (side, side)
     chosen = parse_size(size) if size else None
-    return _at_most_input_side(chosen or nearest_shape(spec, source))
+    shape = chosen or nearest_shape(spec, source) or (DEFAULT_INPUT_SIDE, DEFAULT_INPUT_SIDE)
+    return _at_most_input_side(shape)
 
 
-def nearest_shape(spec: ModelSpec, source: tuple[int, int]) -> tuple[int, int]:
-    """The size ``spec`` can produce whose aspect ratio is closest to ``source``'s.
+def shape_spec(spec: ModelSpec, allowed_sizes: tuple[str, ...]) -> ModelSpec:
+    """``spec`` with only the sizes the operator allows (``[quotas] allowed_sizes``), so an
+    upload's shape never picks a size (and price) the operator ruled out."""
+    if not allowed_sizes or spec.edit_input.square:
+        return spec
+    sizes = tuple(size for size in allowed_sizes if spec.allows_size(size))
+    return replace(spec, sizes=sizes, free_size=None)
+
+
+def nearest_shape(spec: ModelSpec, source: tuple[int, int]) -> tuple[int, int] | None:
+    """The size ``spec`` can produce whose aspect ratio is closest to ``source``'s, if any.
 
     A size the model allows as it is (a kept input sent again) stays, so normalizing twice
     gives the same request. Free-size models (gpt-image-2) get about ``INPUT_PIXELS`` in the
@@ -151,7 +161,7 @@ def nearest_shape(spec: ModelSpec, source: tuple[int, int]) -> tuple[int, int]:
     if spec.free_size is not None and (free := _free_shape(spec.free_size, ratio)) is not None:
         candidates.insert(0, free)
     if not candidates:
-        return (DEFAULT_INPUT_SIDE, DEFAULT_INPUT_SIDE)
+        return None
     return min(candidates, key=lambda c: abs(math.log(c[0] / c[1] / ratio)))
 
 
@@ -235,7 +245,7 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
     image = order.image
     if image is None:
         raise ValueError(f"{order.operation.value} needs an image")
-    spec = service.provider.spec_for(order.model)
+    spec = shape_spec(service.provider.spec_for(order.model), service.settings.quotas.allowed_sizes)
     fit = resolve_fit(order.fit, order.operation)
     info = await service.images.probe(image)
     side = input_size(spec, order.size, (info.width, info.height))
@@ -252,7 +262,8 @@ async def send_order(service: ImageService, sent: ImageOrder) -> ImageResult:
     if sent.operation is Operation.GENERATE:
         return await service.provider.generate(_as(GenerateRequest, build_request(sent, spec)))
     image = sent.image or b""
-    order = replace(sent, size=_output_size(sent.size, png_dimensions(image), spec))
+    shapes = shape_spec(spec, service.settings.quotas.allowed_sizes)
+    order = replace(sent, size=_output_size(sent.size, png_dimensions(image), shapes))
     if order.operation is Operation.EDIT:
         request = build_request(order, spec, image, order.mask)
         return await service.provider.edit(_as(EditRequest, request))
@@ -275,9 +286,7 @@ def _output_size(
     if image is None:
         return requested
     if not spec.edit_input.square:
-        if requested is not None:
-            return requested
-        width, height = nearest_shape(spec, image)
-        return f"{width}x{height}"
+        shape = None if requested is not None else nearest_shape(spec, image)
+        return f"{shape[0]}x{shape[1]}" if shape else requested
     size = f"{image[0]}x{image[0]}"
     return size if spec.allows_size(size) else requested

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from bot.generation import input_size, nearest_shape
+from bot.generation import input_size, nearest_shape, shape_spec
 from bot.providers import DEFAULT_MODELS, FreeSizeRule
 
 GPT_FIXED = ["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"]
@@ -85,3 +85,19 @@ def test_an_operator_rule_with_another_multiple_still_gives_imaging_multiples_of
     )
     width, height = input_size(spec, None, (4000, 3000))
     assert width % 16 == 0 and height % 16 == 0 and spec.allows_size(f"{width}x{height}")
+
+
+def test_the_operators_allowed_sizes_bound_the_shape() -> None:
+    gpt_image_1, gpt_image_2 = DEFAULT_MODELS["gpt-image-1"], DEFAULT_MODELS["gpt-image-2"]
+    square_only = shape_spec(gpt_image_1, ("1024x1024",))
+    assert input_size(square_only, None, (4000, 3000)) == (1024, 1024)
+    assert nearest_shape(square_only, (1536, 1024)) == (1024, 1024)
+    # Free sizes are off too: only listed sizes the operator named remain.
+    assert input_size(shape_spec(gpt_image_2, ("1024x1024", "1024x1536")), None, (3000, 4000)) == (
+        1024,
+        1536,
+    )
+    nothing_left = shape_spec(gpt_image_1, ("256x256",))
+    assert nearest_shape(nothing_left, (4000, 3000)) is None
+    assert input_size(nothing_left, None, (4000, 3000)) == (1024, 1024)
+    assert shape_spec(DEFAULT_MODELS["dall-e-2"], ("512x512",)) == DEFAULT_MODELS["dall-e-2"]

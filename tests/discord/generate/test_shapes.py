@@ -6,6 +6,7 @@ take 1536x1024 and 1024x1536 too, and a letterboxed landscape photo came back wi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from bot.config import Settings
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import Harness, api_calls, run_bot
+from tests.fakes.harness import ROOMY_QUOTAS, Harness, api_calls, run_bot
 from tests.fakes.images import decode_image, png_bytes
 from tests.fakes.openai_api import FakeImagesAPI
 
@@ -96,3 +97,19 @@ async def test_dall_e_2_still_gets_a_square(harness: Harness) -> None:
     (call,) = api_calls(harness.api, "variations")
     assert sent(call).size == (1024, 1024)
     assert call.body.get("size", "1024x1024") == "1024x1024"
+
+
+async def test_an_operator_who_allows_only_squares_gets_squares(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    quotas = dataclasses.replace(ROOMY_QUOTAS, allowed_sizes=("1024x1024",))
+    settings = settings_factory(model="gpt-image-1", quotas=quotas)
+    async with run_bot(fake_discord, fake_images_api, settings) as harness:
+        upload = fake_discord.add_attachment(LANDSCAPE, "street.png")
+        await fake_discord.slash("edit", {"image": upload, "prompt": "a red door"})
+        await harness.result()
+    (call,) = api_calls(fake_images_api, "edits")
+    assert call.body["size"] == "1024x1024"  # not the dearer 1536x1024 the photo's shape asks
+    assert sent(call).size == (1024, 1024)
