@@ -3,11 +3,13 @@
 The one-shot CLI commands and the Discord bot both call :func:`make_images`, so what a member
 gets in Discord is exactly what an operator can reproduce from the command line. Uploads are
 normalized here (off the event loop) to what the chosen model accepts before the provider sees
-them.
+them: a square for models that take only squares (dall-e-2), otherwise the supported shape
+nearest the upload's own (:func:`input_size`), so a landscape photo is not letterboxed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, TypeVar
 
@@ -18,6 +20,7 @@ from bot.errors import BotError
 from bot.imaging import DEFAULT_EDIT_FIT, DEFAULT_FIT, Fit, ImageWorker
 from bot.providers import (
     EditRequest,
+    FreeSizeRule,
     GenerateRequest,
     ImageRequest,
     ImageResult,
@@ -32,6 +35,10 @@ from bot.providers.checks import png_dimensions
 
 #: Side of the square the uploads of models without fixed square sizes are normalized to.
 DEFAULT_INPUT_SIDE = 1024
+#: Pixels of an upload reshaped for a free-size model (gpt-image-2) when no size was chosen.
+INPUT_PIXELS = DEFAULT_INPUT_SIDE * DEFAULT_INPUT_SIDE
+#: Imaging takes sides that are multiples of this (bot.imaging.normalize).
+INPUT_MULTIPLE = 16
 
 FitChoice = Fit | Literal["auto"]
 R = TypeVar("R", GenerateRequest, EditRequest, VaryRequest)
@@ -113,6 +120,75 @@ def input_side(spec: ModelSpec, size: str | None) -> int:
     return side if spec.edit_input.square else min(side, DEFAULT_INPUT_SIDE)
 
 
+def input_size(spec: ModelSpec, size: str | None, source: tuple[int, int]) -> tuple[int, int]:
+    """Width and height an upload of ``source`` size is normalized to for ``spec``.
+
+    Square-input models get :func:`input_side`. For the others a size the member chose wins and
+    the upload is fitted to its shape; without one (or with "auto") the upload keeps about its
+    own shape: the nearest the model supports (:func:`nearest_shape`), and the request asks
+    for that shape (:func:`send_order`).
+    """
+    if spec.edit_input.square:
+        side = input_side(spec, size)
+        return (side, side)
+    chosen = parse_size(size) if size else None
+    shape = chosen or nearest_shape(spec, source) or (DEFAULT_INPUT_SIDE, DEFAULT_INPUT_SIDE)
+    return _at_most_input_side(shape)
+
+
+def shape_spec(spec: ModelSpec, allowed_sizes: tuple[str, ...]) -> ModelSpec:
+    """``spec`` with only the sizes the operator allows (``[quotas] allowed_sizes``), so an
+    upload's shape never picks a size (and price) the operator ruled out."""
+    if not allowed_sizes or spec.edit_input.square:
+        return spec
+    sizes = tuple(size for size in allowed_sizes if spec.allows_size(size))
+    return replace(spec, sizes=sizes, free_size=None)
+
+
+def nearest_shape(spec: ModelSpec, source: tuple[int, int]) -> tuple[int, int] | None:
+    """The size ``spec`` can produce whose aspect ratio is closest to ``source``'s, if any.
+
+    A size the model allows as it is (a kept input sent again) stays, so normalizing twice
+    gives the same request. Free-size models (gpt-image-2) get about ``INPUT_PIXELS`` in the
+    source's ratio, clamped to the rule's limits; ties go to that over a listed size.
+    """
+    width, height = source
+    as_text = f"{width}x{height}"
+    if as_text in spec.sizes or (spec.allows_size(as_text) and width * height <= INPUT_PIXELS):
+        return source
+    ratio = width / height
+    candidates = [parsed for s in spec.sizes if (parsed := parse_size(s)) is not None]
+    if spec.free_size is not None and (free := _free_shape(spec.free_size, ratio)) is not None:
+        candidates.insert(0, free)
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: abs(math.log(c[0] / c[1] / ratio)))
+
+
+def _free_shape(rule: FreeSizeRule, ratio: float) -> tuple[int, int] | None:
+    ratio = min(max(ratio, 1 / rule.max_ratio), rule.max_ratio)
+    multiple = math.lcm(rule.multiple, INPUT_MULTIPLE)
+    pixels = min(INPUT_PIXELS, rule.max_pixels)
+    width = math.sqrt(pixels * ratio)
+    fit = min(1.0, rule.max_edge / max(width, width / ratio))
+    shape = [
+        max(multiple, round(side * fit / multiple) * multiple) for side in (width, width / ratio)
+    ]
+    for _ in range(3):  # rounding can step over the ratio limit: bring the long side in
+        if rule.allows(*shape):
+            return (shape[0], shape[1])
+        long = 0 if shape[0] > shape[1] else 1
+        shape[long] = max(multiple, shape[long] - multiple)
+    return None
+
+
+def _at_most_input_side(size: tuple[int, int]) -> tuple[int, int]:
+    """``size``'s shape with its short side at most ``DEFAULT_INPUT_SIDE``, in imaging's steps."""
+    factor = min(1.0, DEFAULT_INPUT_SIDE / min(size))
+    width, height = (max(1, round(side * factor / INPUT_MULTIPLE)) for side in size)
+    return (width * INPUT_MULTIPLE, height * INPUT_MULTIPLE)
+
+
 def resolve_fit(choice: FitChoice, operation: Operation) -> Fit:
     """``auto`` pads pictures to edit (nothing the member drew is lost) and crops the rest."""
     if choice != "auto":
@@ -159,7 +235,7 @@ async def make_images(service: ImageService, order: ImageOrder) -> ImageResult:
 
 
 async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOrder:
-    """``order`` as it is sent: its uploads the square PNGs (under 4 MB) the model accepts.
+    """``order`` as it is sent: its uploads the PNGs (under 4 MB, see input_size) the model takes.
 
     This is what a job keeps instead of the raw uploads. Normalizing it again gives the same
     request, so Redo, Remix and Retry can send the kept inputs as they are.
@@ -169,9 +245,10 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
     image = order.image
     if image is None:
         raise ValueError(f"{order.operation.value} needs an image")
-    spec = service.provider.spec_for(order.model)
+    spec = shape_spec(service.provider.spec_for(order.model), service.settings.quotas.allowed_sizes)
     fit = resolve_fit(order.fit, order.operation)
-    side = input_side(spec, order.size)
+    info = await service.images.probe(image)
+    side = input_size(spec, order.size, (info.width, info.height))
     if order.operation is Operation.EDIT:
         inputs = await service.images.normalize_edit(image, order.mask, side=side, fit=fit)
         return replace(order, image=inputs.image.png, mask=inputs.mask_png)
@@ -185,16 +262,12 @@ async def send_order(service: ImageService, sent: ImageOrder) -> ImageResult:
     if sent.operation is Operation.GENERATE:
         return await service.provider.generate(_as(GenerateRequest, build_request(sent, spec)))
     image = sent.image or b""
-    order = replace(sent, size=_output_size(sent.size, _square_side(image), spec))
+    shapes = shape_spec(spec, service.settings.quotas.allowed_sizes)
+    order = replace(sent, size=_output_size(sent.size, png_dimensions(image), shapes))
     if order.operation is Operation.EDIT:
         request = build_request(order, spec, image, order.mask)
         return await service.provider.edit(_as(EditRequest, request))
     return await service.provider.vary(_as(VaryRequest, build_request(order, spec, image)))
-
-
-def _square_side(png: bytes) -> int:
-    dimensions = png_dimensions(png)
-    return dimensions[0] if dimensions else 0
 
 
 def _as(kind: type[R], request: ImageRequest) -> R:
@@ -202,9 +275,18 @@ def _as(kind: type[R], request: ImageRequest) -> R:
     return request
 
 
-def _output_size(requested: str | None, input_side_px: int, spec: ModelSpec) -> str | None:
-    """Square-input models answer at the input's size; if normalization shrank it, follow."""
-    if not spec.edit_input.square:
+def _output_size(
+    requested: str | None, image: tuple[int, int] | None, spec: ModelSpec
+) -> str | None:
+    """The size to ask for, given the normalized input's width and height.
+
+    Square-input models answer at the input's size (if normalization shrank it, follow). The
+    others keep a size the member chose; without one, the input's shape (see input_size).
+    """
+    if image is None:
         return requested
-    size = f"{input_side_px}x{input_side_px}"
+    if not spec.edit_input.square:
+        shape = None if requested is not None else nearest_shape(spec, image)
+        return f"{shape[0]}x{shape[1]}" if shape else requested
+    size = f"{image[0]}x{image[0]}"
     return size if spec.allows_size(size) else requested

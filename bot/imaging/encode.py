@@ -13,9 +13,10 @@ When that is still too big (noise-like content: a random RGBA 1024x1024 square i
 stored raw), the colours are reduced to a 256-colour palette (libimagequant when Pillow has it,
 else fast octree; RGB is then dithered with that palette so gradients don't band) and encoded
 again. The file stays truecolour RGB/RGBA rather than becoming a palette PNG, because dall-e-2
-refuses edit images whose mode isn't RGBA, LA or L. If even that doesn't fit, the square
-shrinks to the next smaller standard side and the whole ladder repeats; the result says what
-was done. A 256x256 RGBA PNG (at most ~263 KB) always fits, so the loop always ends.
+refuses edit images whose mode isn't RGBA, LA or L. If even that doesn't fit, the image
+shrinks (keeping its shape) until its long side is the next smaller standard side and the whole
+ladder repeats; the result says what was done. A 256x256 RGBA PNG (at most ~263 KB) always
+fits, so the loop always ends.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageChops, features
 
-from bot.imaging.geometry import shrink
+from bot.imaging.geometry import shrink, shrunk_size
 from bot.imaging.limits import FALLBACK_SIDES
 
 FAST_LEVEL = 1
@@ -47,10 +48,15 @@ else:
 @dataclass(frozen=True, slots=True)
 class Encoded:
     png: bytes
-    #: The square's side; smaller than the input's when it had to shrink to fit.
-    side: int
+    #: Width and height; smaller than the input's when it had to shrink to fit.
+    size: tuple[int, int]
     #: Colours were reduced to 256 to fit.
     quantized: bool
+
+    @property
+    def side(self) -> int:
+        """The long side (a square's side)."""
+        return max(self.size)
 
 
 def write_png(im: Image.Image, *, level: int = FAST_LEVEL) -> bytes:
@@ -88,23 +94,23 @@ def quantize(im: Image.Image) -> Image.Image:
 
 
 def encode_under(im: Image.Image, limit: int) -> Encoded:
-    """``im`` (a square) as a PNG of fewer than ``limit`` bytes, shrinking it if it must."""
-    side = im.width
+    """``im`` as a PNG of fewer than ``limit`` bytes, shrinking it if it must."""
     current = im
     while True:
         png = write_png(current)
         if len(png) < limit:
-            return Encoded(png, side, quantized=False)
+            return Encoded(png, current.size, quantized=False)
         # Reducing colours at best halves a file (random RGBA noise); don't try when hopeless.
         if len(png) < QUANTIZE_HOPE * limit:
             png = write_png(quantize(current))
             if len(png) < limit:
-                return Encoded(png, side, quantized=True)
-        smaller = next_side(side)
+                return Encoded(png, current.size, quantized=True)
+        smaller = next_side(max(current.size))
         if smaller is None:  # unreachable with ImageLimits' minimum output size
-            raise RuntimeError(f"a {side}x{side} image does not fit in {limit} bytes")
-        side = smaller
-        current = shrink(im, side)
+            raise RuntimeError(
+                f"a {current.width}x{current.height} image does not fit in {limit} bytes"
+            )
+        current = shrink(im, shrunk_size(im.size, smaller))
 
 
 def next_side(side: int) -> int | None:

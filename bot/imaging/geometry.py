@@ -1,15 +1,19 @@
-"""How a picture of any shape becomes a square, as one plan applied to the image and its mask.
+"""How a picture of any shape becomes the target shape, as one plan applied to image and mask.
+
+The target is a square for models that need one (dall-e-2) and a rectangle near the upload's
+own shape for models that accept it (``bot.generation.input_size`` decides); the math is the same.
 
 The plan (``Placement``) is computed once from the displayed source size and then applied to
 every layer (the picture, the mask), so an edit mask lands on exactly the pixels it marked. It
 works in source coordinates with fractional boxes, which also keeps a JPEG that was decoded at
 half size (``decode.load``) aligned with a mask decoded at full size.
 
-Two ways to square a picture (``Fit``):
+Two ways to fit a picture of another shape (``Fit``):
 
-* ``"crop"`` keeps the centre square. Default for variations and reference images: padding
-  bars would be treated as part of the picture, so the model reproduces them as borders (or
-  paints odd content into them), and the subject of a photo is usually in the middle.
+* ``"crop"`` keeps the centre region of the target's shape. Default for variations and
+  reference images: padding bars would be treated as part of the picture, so the model
+  reproduces them as borders (or paints odd content into them), and the subject of a photo is
+  usually in the middle.
 * ``"pad"`` fits the whole picture and fills the rest. Default for edits: the member marked
   exact pixels to change, and a crop could cut away the marked area or the parts meant to stay.
   The bars are opaque and marked "keep" in the mask, and ``content_box`` tells the caller where
@@ -32,6 +36,8 @@ from typing import Literal
 from PIL import Image
 
 Fit = Literal["crop", "pad"]
+#: Width and height of an output; a plain int means a square of that side.
+Target = int | tuple[int, int]
 
 #: For variations and reference images: see the module docstring.
 DEFAULT_FIT: Fit = "crop"
@@ -46,9 +52,10 @@ REDUCING_GAP = 3.0
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where a source picture lands in the output square."""
+    """Where a source picture lands in the output canvas."""
 
-    side: int
+    #: Width and height of the output.
+    canvas: tuple[int, int]
     #: Region of the (upright) source that is kept, in source pixels; may be fractional.
     box: tuple[float, float, float, float]
     #: Size that region is resized to.
@@ -58,7 +65,7 @@ class Placement:
 
     @property
     def content_box(self) -> tuple[int, int, int, int]:
-        """Left, top, right, bottom of the picture inside the square; the rest is padding."""
+        """Left, top, right, bottom of the picture inside the canvas; the rest is padding."""
         x, y = self.offset
         return (x, y, x + self.size[0], y + self.size[1])
 
@@ -69,21 +76,30 @@ class Placement:
         return max(1, math.floor(min(box_w / self.size[0], box_h / self.size[1])))
 
 
-def plan(source_size: tuple[int, int], side: int, fit: Fit) -> Placement:
-    """The placement of a ``source_size`` picture in a ``side`` square."""
+def plan(source_size: tuple[int, int], target: Target, fit: Fit) -> Placement:
+    """The placement of a ``source_size`` picture in a ``target`` canvas."""
     if fit not in FITS:
         raise ValueError(f"fit must be one of {FITS}, not {fit!r}")
-    width, height = source_size
-    if fit == "crop" or width == height:
-        short = min(width, height)
-        left, top = (width - short) / 2, (height - short) / 2
-        return Placement(side, (left, top, left + short, top + short), (side, side), (0, 0))
-    if width > height:
-        inner = (side, max(1, round(side * height / width)))
+    canvas = as_size(target)
+    (width, height), (canvas_w, canvas_h) = source_size, canvas
+    wider = width * canvas_h > height * canvas_w
+    if fit == "crop" or width * canvas_h == height * canvas_w:
+        if wider:
+            kept = (height * canvas_w / canvas_h, float(height))
+        else:
+            kept = (float(width), width * canvas_h / canvas_w)
+        left, top = (width - kept[0]) / 2, (height - kept[1]) / 2
+        return Placement(canvas, (left, top, left + kept[0], top + kept[1]), canvas, (0, 0))
+    if wider:
+        inner = (canvas_w, max(1, round(canvas_w * height / width)))
     else:
-        inner = (max(1, round(side * width / height)), side)
-    offset = ((side - inner[0]) // 2, (side - inner[1]) // 2)
-    return Placement(side, (0.0, 0.0, float(width), float(height)), inner, offset)
+        inner = (max(1, round(canvas_h * width / height)), canvas_h)
+    offset = ((canvas_w - inner[0]) // 2, (canvas_h - inner[1]) // 2)
+    return Placement(canvas, (0.0, 0.0, float(width), float(height)), inner, offset)
+
+
+def as_size(target: Target) -> tuple[int, int]:
+    return (target, target) if isinstance(target, int) else target
 
 
 def apply(
@@ -93,23 +109,29 @@ def apply(
     scale: float = 1.0,
     fill: float | tuple[int, ...] = 0,
 ) -> Image.Image:
-    """``im`` squared as planned; ``scale`` is how much smaller ``im`` is than the source."""
+    """``im`` fitted as planned; ``scale`` is how much smaller ``im`` is than the source."""
     box = placement.box
     if scale != 1.0:
         box = (box[0] / scale, box[1] / scale, box[2] / scale, box[3] / scale)
     resample = RESAMPLE_AFTER_DRAFT if scale > 1 else RESAMPLE
     resized = im.resize(placement.size, resample, box=box, reducing_gap=REDUCING_GAP)
-    side = placement.side
-    if placement.size == (side, side):
+    if placement.size == placement.canvas:
         return resized
-    canvas = Image.new(im.mode, (side, side), fill)
+    canvas = Image.new(im.mode, placement.canvas, fill)
     canvas.paste(resized, placement.offset)
     return canvas
 
 
-def shrink(im: Image.Image, side: int) -> Image.Image:
-    """A square made smaller (when its PNG is too big); image and mask use the same call."""
-    return im.resize((side, side), RESAMPLE, reducing_gap=REDUCING_GAP)
+def shrink(im: Image.Image, target: Target) -> Image.Image:
+    """An output made smaller (when its PNG is too big); image and mask use the same call."""
+    return im.resize(as_size(target), RESAMPLE, reducing_gap=REDUCING_GAP)
+
+
+def shrunk_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """``size`` scaled so its long side is ``long_side``, keeping its shape."""
+    width, height = size
+    factor = long_side / max(width, height)
+    return (max(1, round(width * factor)), max(1, round(height * factor)))
 
 
 def scale_box(box: tuple[int, int, int, int], factor: float) -> tuple[int, int, int, int]:

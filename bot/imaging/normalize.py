@@ -1,4 +1,7 @@
-"""From what a member uploaded to what the Images API accepts: a square PNG under 4 MB.
+"""From what a member uploaded to what the Images API accepts: a PNG of the target shape, < 4 MB.
+
+The target is a square side (dall-e-2 takes only squares) or a width and height (GPT image
+models take landscape and portrait inputs too); ``bot.generation`` chooses it from the model.
 
 Two entry points, both synchronous and meant to run in ``ImageWorker``'s threads:
 
@@ -7,12 +10,12 @@ Two entry points, both synchronous and meant to run in ``ImageWorker``'s threads
   picture sent to an edit endpoint (the way GPT image models make variations) would have its
   transparent part repainted, and dall-e-2 variations gain nothing from alpha.
 * ``normalize_edit`` for an edit: the picture keeps its transparency and always comes out as
-  RGBA (dall-e-2 refuses RGB edit images), with a mask PNG of the same side where alpha 0 marks
+  RGBA (dall-e-2 refuses RGB edit images), with a mask PNG of the same size where alpha 0 marks
   the area to change. The mask is the member's second upload or, without one, the picture's own
   transparent pixels.
 
-Both report what was done (final side, whether colours were reduced, where the picture sits in
-the square) so the caller can tell the member and crop padding off the result.
+Both report what was done (final size, whether colours were reduced, where the picture sits in
+the output) so the caller can tell the member and crop padding off the result.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from bot.imaging.geometry import (
     DEFAULT_EDIT_FIT,
     DEFAULT_FIT,
     Fit,
+    Target,
     apply,
+    as_size,
     plan,
     scale_box,
     shrink,
@@ -46,12 +51,12 @@ MASK_SHAPE_TOLERANCE = 0.01
 
 @dataclass(frozen=True, slots=True)
 class NormalizedImage:
-    """A square PNG ready to upload, and what it took to get there."""
+    """A PNG ready to upload, and what it took to get there."""
 
     png: bytes = field(repr=False)
-    #: Side of the square; smaller than ``requested_side`` when the PNG had to shrink to fit.
-    side: int
-    requested_side: int
+    #: Width and height; smaller than ``requested_size`` when the PNG had to shrink to fit.
+    size: tuple[int, int]
+    requested_size: tuple[int, int]
     #: Width and height of the upload as displayed (EXIF rotation applied).
     source_size: tuple[int, int]
     #: Pillow's name for the upload's format: "JPEG", "PNG", "WEBP", "GIF", "MPO", ...
@@ -61,8 +66,17 @@ class NormalizedImage:
     #: "RGB" or "RGBA": the colour type of ``png``.
     mode: str
     fit: Fit
-    #: Left, top, right, bottom of the picture in the square; the rest is padding.
+    #: Left, top, right, bottom of the picture in the output; the rest is padding.
     content_box: tuple[int, int, int, int]
+
+    @property
+    def side(self) -> int:
+        """The long side (a square's side)."""
+        return max(self.size)
+
+    @property
+    def requested_side(self) -> int:
+        return max(self.requested_size)
 
     @property
     def shrunk(self) -> bool:
@@ -75,45 +89,45 @@ class EditInputs:
 
     #: RGBA, transparency kept.
     image: NormalizedImage
-    #: RGBA PNG of the same side: alpha 0 where the model may paint, 255 elsewhere.
+    #: RGBA PNG of the same size: alpha 0 where the model may paint, 255 elsewhere.
     mask_png: bytes = field(repr=False)
     #: Where the area came from: the member's mask upload or the picture's transparency.
     mask_source: Literal["mask", "alpha"]
-    #: Share of the square that will be repainted, 0-1.
+    #: Share of the output that will be repainted, 0-1.
     edit_fraction: float
 
 
 def normalize_image(
     data: bytes,
     *,
-    side: int,
+    side: Target,
     fit: Fit = DEFAULT_FIT,
     keep_alpha: bool = False,
     limits: ImageLimits = DEFAULT_LIMITS,
 ) -> NormalizedImage:
-    """``data`` as a ``side`` square PNG under ``limits.output_max_bytes``.
+    """``data`` as a PNG of ``side`` (a square's side, or width and height) under the limit.
 
     RGB unless ``keep_alpha`` and the upload has transparency (then RGBA with transparent
     padding). Raises an ``ImageError`` subclass with a member-facing message.
     """
-    _check_side(side)
+    size = _checked_size(side)
     opened = open_image(data, limits)
-    placement = plan(opened.size, side, fit)
+    placement = plan(opened.size, size, fit)
     im, scale = load(opened, max_reduce=placement.max_reduce)
     im = to_rgb(im, keep_alpha=keep_alpha)
     fill = (0, 0, 0, 0) if im.mode == "RGBA" else (0, 0, 0)
-    squared = apply(im, placement, scale=scale, fill=fill)
-    encoded = encode_under(squared, limits.output_max_bytes)
+    fitted = apply(im, placement, scale=scale, fill=fill)
+    encoded = encode_under(fitted, limits.output_max_bytes)
     return NormalizedImage(
         png=encoded.png,
-        side=encoded.side,
-        requested_side=side,
+        size=encoded.size,
+        requested_size=size,
         source_size=opened.size,
         source_format=opened.format,
         quantized=encoded.quantized,
-        mode=squared.mode,
+        mode=fitted.mode,
         fit=fit,
-        content_box=scale_box(placement.content_box, encoded.side / side),
+        content_box=scale_box(placement.content_box, encoded.side / max(size)),
     )
 
 
@@ -121,21 +135,21 @@ def normalize_edit(
     image: bytes,
     mask: bytes | None,
     *,
-    side: int,
+    side: Target,
     fit: Fit = DEFAULT_EDIT_FIT,
     limits: ImageLimits = DEFAULT_LIMITS,
 ) -> EditInputs:
-    """The picture and mask of an edit as two aligned ``side`` square RGBA PNGs.
+    """The picture and mask of an edit as two aligned RGBA PNGs of ``side`` (see above).
 
     ``mask`` must have the picture's size, or its shape (``MASK_SHAPE_TOLERANCE``) at another
     resolution, then it is scaled to the picture; white (or transparent) marks the area to change.
     Without it the picture's transparent pixels are the area, and a picture without any is
     refused with a message explaining how to make one. Padding is opaque and never edited.
     """
-    _check_side(side)
+    size = _checked_size(side)
     opened = open_image(image, limits)
     opened_mask = open_mask(mask, opened, limits) if mask is not None else None
-    placement = plan(opened.size, side, fit)
+    placement = plan(opened.size, size, fit)
     im, scale = load(opened, max_reduce=placement.max_reduce)
 
     if opened_mask is None:
@@ -154,28 +168,28 @@ def normalize_edit(
 
     picture = to_rgb(im, keep_alpha=True)
     fill = (0, 0, 0, 255) if picture.mode == "RGBA" else (0, 0, 0)
-    squared = apply(picture, placement, scale=scale, fill=fill)
-    if squared.mode != "RGBA":
-        squared = squared.convert("RGBA")  # after resizing: no alpha to premultiply
+    fitted = apply(picture, placement, scale=scale, fill=fill)
+    if fitted.mode != "RGBA":
+        fitted = fitted.convert("RGBA")  # after resizing: no alpha to premultiply
     soft = apply(edit, placement, scale=edit_scale, fill=masks.KEEP)
     hard = masks.binarize(soft)
-    masks.check_survived(hard, side)
+    masks.check_survived(hard, max(size))
 
-    encoded = encode_under(squared, limits.output_max_bytes)
-    if encoded.side != side:
-        hard = masks.binarize(shrink(soft, encoded.side))
+    encoded = encode_under(fitted, limits.output_max_bytes)
+    if encoded.size != size:
+        hard = masks.binarize(shrink(soft, encoded.size))
         masks.check_survived(hard, encoded.side)
 
     normalized = NormalizedImage(
         png=encoded.png,
-        side=encoded.side,
-        requested_side=side,
+        size=encoded.size,
+        requested_size=size,
         source_size=opened.size,
         source_format=opened.format,
         quantized=encoded.quantized,
         mode="RGBA",
         fit=fit,
-        content_box=scale_box(placement.content_box, encoded.side / side),
+        content_box=scale_box(placement.content_box, encoded.side / max(size)),
     )
     return EditInputs(
         image=normalized,
@@ -204,6 +218,11 @@ def open_mask(mask: bytes, opened: OpenedImage, limits: ImageLimits) -> OpenedIm
     return opened_mask
 
 
-def _check_side(side: int) -> None:
-    if not MIN_SIDE <= side <= MAX_SIDE or side % 16:
-        raise ValueError(f"side must be a multiple of 16 from {MIN_SIDE} to {MAX_SIDE}: {side}")
+def _checked_size(side: Target) -> tuple[int, int]:
+    size = as_size(side)
+    for length in size:
+        if not MIN_SIDE <= length <= MAX_SIDE or length % 16:
+            raise ValueError(
+                f"each side must be a multiple of 16 from {MIN_SIDE} to {MAX_SIDE}: {size}"
+            )
+    return size

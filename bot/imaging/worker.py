@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import ParamSpec, Self, TypeVar
 
 from bot.imaging.decode import ImageInfo, probe
-from bot.imaging.geometry import DEFAULT_EDIT_FIT, DEFAULT_FIT, Fit
+from bot.imaging.geometry import DEFAULT_EDIT_FIT, DEFAULT_FIT, Fit, Target
 from bot.imaging.limits import DEFAULT_LIMITS, ImageLimits
 from bot.imaging.normalize import EditInputs, NormalizedImage, normalize_edit, normalize_image
 from bot.imaging.results import ResultImage, verify_results
@@ -64,7 +64,7 @@ class ImageWorker:
         self,
         data: bytes,
         *,
-        side: int,
+        side: Target,
         fit: Fit = DEFAULT_FIT,
         keep_alpha: bool = False,
         limits: ImageLimits | None = None,
@@ -83,7 +83,7 @@ class ImageWorker:
         image: bytes,
         mask: bytes | None,
         *,
-        side: int,
+        side: Target,
         fit: Fit = DEFAULT_EDIT_FIT,
         limits: ImageLimits | None = None,
     ) -> EditInputs:

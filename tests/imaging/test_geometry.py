@@ -60,3 +60,30 @@ def test_apply_maps_a_reduced_source_to_the_same_square() -> None:
     half_result = apply(half, placement, scale=2.0)
     for x in (5, 30, 33, 58):
         assert close_to(half_result.getpixel((x, 32)), pixel(full_result, (x, 32)), 40)
+
+
+def test_a_rectangle_target_of_the_same_shape_needs_neither_crop_nor_padding() -> None:
+    for fit in ("crop", "pad"):
+        placement = plan((3000, 2000), (1536, 1024), fit)  # type: ignore[arg-type]
+        assert placement.box == (0.0, 0.0, 3000.0, 2000.0)
+        assert placement.content_box == (0, 0, 1536, 1024)
+
+
+def test_a_rectangle_target_of_another_shape_crops_or_pads_to_it() -> None:
+    crop = plan((4000, 3000), (1536, 1024), "crop")  # 4:3 into 3:2: top and bottom go
+    assert crop.box == (
+        0.0,
+        pytest.approx(166.67, abs=0.01),
+        4000.0,
+        pytest.approx(2833.33, abs=0.01),
+    )
+    assert crop.content_box == (0, 0, 1536, 1024)
+    pad = plan((4000, 3000), (1536, 1024), "pad")  # narrow bars left and right
+    assert pad.content_box == (85, 0, 1450, 1024)
+
+
+def test_a_rectangle_canvas_is_filled_to_its_edges() -> None:
+    im = halves((600, 400))
+    out = apply(im, plan(im.size, (480, 320), "pad"))
+    assert out.size == (480, 320)
+    assert close_to(pixel(out, (0, 0)), RED) and close_to(pixel(out, (479, 319)), BLUE)

@@ -214,3 +214,18 @@ def test_noise_edits_fit_under_the_limit_and_mask_follows_a_shrink() -> None:
     assert side < 2048 and result.image.shrunk
     assert decode_png(result.mask_png).size == (side, side)
     assert result.edit_fraction == pytest.approx(1 / 16, rel=0.02)
+
+
+@pytest.mark.parametrize("make_mask", [bw_mask, alpha_mask], ids=["black-and-white", "alpha"])
+def test_a_rectangle_target_scales_the_mask_with_the_picture(
+    make_mask: Callable[[], Image.Image],
+) -> None:
+    # SIZE is 3:2, so a 3:2 target (what a GPT image model gets) is neither cropped nor padded.
+    result = normalize_edit(encode(picture_with_red_rect()), encode(make_mask()), side=(480, 320))
+    image = decode_png(result.image.png)
+    assert image.size == (480, 320) == decode_png(result.mask_png).size
+    assert result.image.content_box == (0, 0, 480, 320)
+    red = image.getchannel("R").point(_MIDDLE)
+    area = edited_area(result.mask_png)
+    assert area.getbbox() == (64, 96, 160, 224)  # RECT scaled by 1.6
+    assert ImageChops.difference(red, area).getbbox() is None

@@ -12,6 +12,7 @@ from bot.imaging import (
     normalize_image,
 )
 from bot.imaging.geometry import Fit
+from bot.imaging.limits import ImageLimits
 from tests.imaging.samples import (
     BLUE,
     RED,
@@ -136,3 +137,31 @@ def test_bad_input_errors_come_through_unchanged() -> None:
     data = encode(photo((256, 256)), "JPEG")
     with pytest.raises(ImageCorrupt):
         normalize_image(data[: len(data) // 2], side=256)
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+@pytest.mark.parametrize(
+    ("size", "target"), [((3000, 2000), (1536, 1024)), ((2000, 3000), (1024, 1536))]
+)
+def test_a_3_2_photo_keeps_its_shape_without_bars(
+    fit: Fit, size: tuple[int, int], target: tuple[int, int]
+) -> None:
+    data = encode(halves(size, mode="RGBA"), "PNG")
+    result = normalize_image(data, side=target, fit=fit, keep_alpha=True)
+    im = decode_png(result.png)
+    assert im.size == target == result.size == result.requested_size
+    assert result.content_box == (0, 0, *target)
+    width, height = target
+    for corner, colour in [((0, 0), RED), ((0, height - 1), RED)]:
+        assert close_to(pixel(im, corner), (*colour, 255))  # opaque: no transparent bar
+    for corner in [(width - 1, 0), (width - 1, height - 1)]:
+        assert close_to(pixel(im, corner), (*BLUE, 255))
+
+
+def test_a_rectangle_that_must_shrink_keeps_its_shape() -> None:
+    tight = ImageLimits(output_max_bytes=1_000_000)
+    data = encode(noise("RGB", (1536, 1024)))
+    result = normalize_image(data, side=(1536, 1024), limits=tight)
+    assert result.shrunk and result.requested_size == (1536, 1024)
+    width, height = decode_png(result.png).size
+    assert (width, height) == result.size and abs(width / height - 1.5) < 0.01

@@ -286,7 +286,9 @@ async def test_edit_on_gpt_image_2_keeps_the_mask_aligned_after_padding(
     upload = png_bytes(128, 64, hole=(64, 0, 127, 63))  # the right half is to be repainted
     async with run_bot(fake, api, settings_factory(model="gpt-image-2")) as harness:
         handle = await fake.slash(
-            "edit", {"image": upload, "prompt": "a sunset on the right", "fit": "pad"}
+            "edit",
+            # A square size chosen for a 2:1 picture: it is padded (unchosen, it keeps its shape).
+            {"image": upload, "prompt": "a sunset on the right", "fit": "pad", "size": "1024x1024"},
         )
         await first_response_is_private_defer(handle)
         result = await harness.result()
