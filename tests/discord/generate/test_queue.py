@@ -327,7 +327,8 @@ async def test_the_guild_queue_cap_is_explained(line: Harness) -> None:
 async def test_the_status_ends_with_done_or_the_error(line: Harness) -> None:
     fake, api = line.fake, line.api
     first, second = members(fake, 2)
-    api.delay = 0.2
+    # Long enough for the status board's "working" edit to land first on a loaded machine.
+    api.delay = 1.0
     ok = await imagine(line, "fine", first)
     await status(ok, lambda text: text == DONE)
     api.safety_next()
