@@ -256,7 +256,12 @@ async def _run_until_stopped(bot: ImageBot, token: str, stop: asyncio.Event, gra
         if running.done():
             await running  # ended by itself: LoginFailure and other errors surface here
             return
-        log.info("stop requested: cancelling running jobs, then closing the Discord connection")
+        log.info(
+            "stop requested: taking no new requests; running jobs get up to %g s to finish "
+            "(jobs.shutdown_grace_seconds), then the Discord connection closes; queued jobs "
+            "stay for the next start",
+            grace,
+        )
         # Jobs first: one cut off mid-delivery by a closed connection would log a traceback;
         # a cancelled one stays in the database for the next start to pick up.
         await bot.runner.close(grace)

@@ -19,13 +19,54 @@ from bot.app import Catalogues, build_catalogues
 from bot.config import Settings, load_settings
 from bot.errors import BotError, ConfigError, UsageError
 from bot.exit_codes import EXIT_FAILURE, EXIT_USAGE
-from bot.imaging import ImageError
+from bot.generation import PromptEmpty
+from bot.imaging import ACCEPTED_NAMES, ImageError
 from bot.logs import configure_logging, held_logs, replay
-from bot.providers import UnsupportedOption
+from bot.providers import ProviderError, UnsupportedOption
+from bot.providers.errors import scrub
 
 log = logging.getLogger("bot")
 
 Handler = Callable[[argparse.Namespace, Settings, Catalogues], Coroutine[Any, Any, int]]
+
+#: The operator's wording of errors whose English text speaks to a Discord member ("upload a
+#: mask too", "the operator has been told"), keyed by error key and formatted with the error's
+#: params. On the command line the user is the operator: the flags and config keys to change.
+CLI_TEMPLATES: dict[str, str] = {
+    "image.empty": "That file is empty (0 bytes).",
+    "image.too_large": "That file is {size_mb:g} MB; the limit is {limit_mb:g} MB "
+    "([images] max_upload_mb).",
+    "image.not_an_image": "That file isn't an image; pass a picture as {formats}.",
+    "image.corrupt": "That image file is damaged or incomplete. Open it in an image editor "
+    "and save a new copy.",
+    "image.too_many_pixels": "That image is {width}x{height} pixels ({megapixels:g} "
+    "megapixels); the limit is {limit_megapixels:g} megapixels ([images] max_pixels).",
+    "image.mask_full": "The mask marks the whole picture as the area to change. Leave the part "
+    "to keep opaque (or black); for an entirely new picture use `imagine` instead.",
+    "image.mask_not_black_and_white": "The mask should be black and white (white marks the "
+    "area to change) or have transparent areas, but it looks like a photo. Is --mask the "
+    "picture itself?",
+    "image.edit_needs_mask": "This image has no transparent pixels, so nothing is marked to "
+    "change. Erase the area to change in an image editor so it becomes transparent and save "
+    "it as PNG, or pass --mask MASK: a black image of the same size where white marks the "
+    "area to change.",
+    "image.fully_transparent": "This image is transparent everywhere, so nothing of it would "
+    "be kept. Erase only the area to change; for an entirely new picture use `imagine` "
+    "instead.",
+    "provider.operator_problem": "The image service refused the request; the configuration "
+    "or the account must change ([provider] api_key, model or base_url; billing).",
+}
+
+
+def operator_text(error: BotError, secrets: Sequence[str] = ()) -> str:
+    """What the operator at the command line reads about ``error``: the CLI wording, and for a
+    provider failure its cause as the log has it (HTTP status, the provider's code and
+    message), which members never see. Secrets are scrubbed once more here."""
+    template = CLI_TEMPLATES.get(error.key)
+    text = error.worded(template) if template and error._message is None else error.message
+    if isinstance(error, ProviderError) and error.detail != error.message:
+        text = f"{text} Cause: {error.detail}"
+    return scrub(text, secrets)
 
 
 def _config_option() -> argparse.ArgumentParser:
@@ -49,9 +90,15 @@ def _generation_options(parser: argparse.ArgumentParser, *, prompt_options: bool
     )
 
 
+def _program_name() -> str:
+    """``imagebot`` when run as the installed script, else ``python -m bot`` (as documented)."""
+    name = Path(sys.argv[0]).name
+    return name if name == "imagebot" else "python -m bot"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bot",
+        prog=_program_name(),
         description="Self-hosted Discord bot for AI image generation.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -129,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Repaint the transparent part of IMAGE (or the part MASK marks) to match PROMPT."
         ),
     )
-    edit.add_argument("image", type=Path, help="image file (PNG, JPEG, WebP, GIF, BMP, TIFF)")
+    edit.add_argument("image", type=Path, help=f"image file ({ACCEPTED_NAMES})")
     edit.add_argument("prompt", help="the whole new image, not only the repainted part")
     edit.add_argument(
         "--mask", type=Path, help="mask: transparent (or, without alpha, white) = repaint"
@@ -144,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make variations of an image (no Discord)",
         description="Make variations of IMAGE and write them as PNG files.",
     )
-    vary.add_argument("image", type=Path, help="image file (PNG, JPEG, WebP, GIF, BMP, TIFF)")
+    vary.add_argument("image", type=Path, help=f"image file ({ACCEPTED_NAMES})")
     vary.add_argument("--fit", choices=["crop", "pad"], help="how a non-square image is squared")
     _generation_options(vary, prompt_options=False)
     vary.set_defaults(handler=handlers.vary)
@@ -172,9 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"warning: {warning.getMessage()}", file=sys.stderr)
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+    secrets = (settings.discord.token, settings.provider.api_key)
     configure_logging(
         settings.logging.level,
-        secrets=(settings.discord.token, settings.provider.api_key),
+        secrets=secrets,
         json_format=settings.logging.format == "json",
     )
     replay(warnings)
@@ -183,10 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(handler(args, settings, catalogues))
     except KeyboardInterrupt:
         return EXIT_FAILURE
-    except (ConfigError, UsageError, ImageError, UnsupportedOption) as exc:
+    except (ConfigError, UsageError, ImageError, UnsupportedOption, PromptEmpty) as exc:
         # Fixable by changing the command, the config or the input file.
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {operator_text(exc, secrets)}", file=sys.stderr)
         return EXIT_USAGE
     except BotError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {operator_text(exc, secrets)}", file=sys.stderr)
         return EXIT_FAILURE

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from bot.config import API_KEY_ENV, TOKEN_ENV, Settings, resolve_config_path
 from bot.db import create_engine, upgrade_database
 from bot.errors import UsageError
 from bot.exit_codes import EXIT_FAILURE, EXIT_OK
-from bot.generation import ImageOrder, make_images
+from bot.generation import ImageOrder, check_order, make_images
 from bot.imaging import check_declared_size
 from bot.providers import ImageResult, Operation
 
@@ -80,6 +81,22 @@ def read_input_file(path: Path, what: str, limit: int) -> bytes:
     return path.read_bytes()
 
 
+def prepare_out(out: Path) -> None:
+    """Make sure the images can be written to ``out`` before the provider is paid to make them.
+
+    The folder is created (as writing would) and a scratch file written and removed in it, which
+    is the only test of writability that also holds for root and read-only mounts.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"--out {out}: is not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror})") from None
+
+
 def write_results(result: ImageResult, out: Path, stem: str) -> list[Path]:
     """Write each image to ``out`` under a name that never overwrites an existing file."""
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +117,9 @@ async def _one_shot(
     args: argparse.Namespace, settings: Settings, catalogues: Catalogues, order: ImageOrder
 ) -> int:
     require_secrets(settings, discord_token=False)
+    prepare_out(args.out)
     async with open_engine(settings, catalogues=catalogues) as engine:
+        check_order(engine.provider, order)
         result = await make_images(engine, order)
     for path in write_results(result, args.out, order.operation.value):
         print(path)

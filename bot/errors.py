@@ -28,10 +28,14 @@ class BotError(Exception):
         """The English message, formatted with this error's parameters."""
         if self._message is not None:
             return self._message
+        return self.worded(self.template)
+
+    def worded(self, template: str) -> str:
+        """This error said with another English ``template`` (the CLI's wording for operators)."""
         try:
-            return self.template.format(**self.params)
+            return template.format(**self.params)
         except (KeyError, IndexError, ValueError):
-            return self.template
+            return template
 
     def __str__(self) -> str:
         return self.message

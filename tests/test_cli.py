@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import io
+import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.fakes.openai_api import FakeImagesAPI
-from tests.fakes.process import run_cli
+from tests.fakes.process import ROOT, run_cli
 
 
 def config_for(tmp_path: Path, api: FakeImagesAPI, model: str = "dall-e-2", extra: str = "") -> str:
@@ -29,6 +33,15 @@ def image_file(path: Path, size: tuple[int, int], mode: str = "RGB", fmt: str = 
     Image.new(mode, size, colour).save(buffer, fmt)
     path.write_bytes(buffer.getvalue())
     return path
+
+
+async def one_shot(
+    api: FakeImagesAPI, tmp_path: Path, *args: str, out: Path | None = None, key: str = ""
+) -> tuple[int, str, str]:
+    """``python -m bot ARGS --out OUT --config C`` against ``api``; OUT is tmp_path by default."""
+    cfg = config_for(tmp_path, api)
+    env = {"OPENAI_API_KEY": key or api.api_key}
+    return await run_cli(*args, "--out", str(out or tmp_path), "--config", cfg, env=env)
 
 
 def pngs_in(paths: str) -> list[Image.Image]:
@@ -257,20 +270,11 @@ async def test_edit_with_a_mask(tmp_path: Path, fake_images_api: FakeImagesAPI) 
 async def test_edit_without_mask_or_transparency_explains(
     tmp_path: Path, fake_images_api: FakeImagesAPI
 ) -> None:
-    cfg = config_for(tmp_path, fake_images_api)
     photo = image_file(tmp_path / "photo.jpg", (600, 600))
-    code, _, err = await run_cli(
-        "edit",
-        str(photo),
-        "a hat",
-        "--out",
-        str(tmp_path),
-        "--config",
-        cfg,
-        env={"OPENAI_API_KEY": fake_images_api.api_key},
-    )
+    code, _, err = await one_shot(fake_images_api, tmp_path, "edit", str(photo), "a hat")
     assert code == 2
-    assert "transparent" in err.lower() and "mask" in err.lower()
+    assert "transparent" in err.lower() and "pass --mask MASK" in err
+    assert "upload" not in err.lower()  # worded for a Discord member elsewhere
     assert "Traceback" not in err
     assert fake_images_api.requests == []
 
@@ -295,37 +299,109 @@ async def test_vary_uses_native_variations(tmp_path: Path, fake_images_api: Fake
 
 
 @pytest.mark.parametrize(
-    ("setup", "expected_code", "expected"),
+    ("setup", "cause"),
     [
-        ("safety", 1, "safety system"),
-        ("billing", 1, "operator"),
-        ("outage", 1, "not responding"),
+        ("wrong key", "HTTP 401 invalid_api_key (invalid_request_error): Incorrect API key"),
+        ("no model", "HTTP 404 model_not_found (invalid_request_error): The model `dall-e-2`"),
+        ("billing", "HTTP 400 billing_hard_limit_reached (billing_limit_user_error): Billing"),
+        ("safety", "HTTP 400 content_policy_violation (image_generation_user_error)"),
+        ("outage", "HTTP 503 (server_error): The engine is currently overloaded"),
     ],
 )
-async def test_provider_failures_are_one_clear_line(
-    tmp_path: Path, fake_images_api: FakeImagesAPI, setup: str, expected_code: int, expected: str
+async def test_provider_failures_tell_the_operator_the_cause(
+    tmp_path: Path, fake_images_api: FakeImagesAPI, setup: str, cause: str
 ) -> None:
-    cfg = config_for(tmp_path, fake_images_api)
-    if setup == "safety":
-        fake_images_api.safety_next()
+    """At the command line the user is the operator: the provider's status, code and message,
+    not the members' "the operator has been told"; still one line and no secret."""
+    key = fake_images_api.api_key
+    if setup == "wrong key":
+        key = "sk-wrong-key-0123456789wxyz"
+    elif setup == "no model":
+        del fake_images_api.models["dall-e-2"]
     elif setup == "billing":
         fake_images_api.billing_next()
+    elif setup == "safety":
+        fake_images_api.safety_next()
     else:
         fake_images_api.fail_next(status=503, times=5)
-    code, out, err = await run_cli(
-        "imagine",
-        "something",
-        "--out",
-        str(tmp_path),
-        "--config",
-        cfg,
-        env={"OPENAI_API_KEY": fake_images_api.api_key},
-    )
-    assert code == expected_code
-    assert expected in err
-    assert "Traceback" not in err
-    assert fake_images_api.api_key not in err + out
+    code, out, err = await one_shot(fake_images_api, tmp_path, "imagine", "something", key=key)
+    assert code == 1
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert cause in err
+    assert "has been told" not in err and "Traceback" not in err
+    assert key not in err + out and "wxyz" not in err  # the echoed tail of the key is scrubbed
     assert out == ""
+
+
+@pytest.mark.parametrize("where", ["a file", "inside a file", "not writable"])
+async def test_out_that_cannot_take_the_images_is_refused_before_sending(
+    tmp_path: Path, fake_images_api: FakeImagesAPI, where: str
+) -> None:
+    """The images are paid for when the provider makes them: a bad --out is found first."""
+    (tmp_path / "notes.txt").write_text("not a folder")
+    if where == "a file":
+        out = tmp_path / "notes.txt"
+    elif where == "inside a file":
+        out = tmp_path / "notes.txt" / "images"
+    else:
+        out = unwritable_folder(tmp_path)
+    code, stdout, err = await one_shot(fake_images_api, tmp_path, "imagine", "a kite", out=out)
+    assert code == 2
+    assert err.startswith(f"error: --out {out}: ") and err.strip().count("\n") == 0, err
+    assert stdout == ""
+    assert fake_images_api.requests == []
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot write to: read-only for a normal user; root writes through
+    permissions, so for root a folder in /sys (a read-only mount in containers)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    probe = locked / "probe"
+    try:
+        probe.mkdir()
+    except OSError:
+        return locked / "images"
+    probe.rmdir()
+    try:
+        Path("/sys/imagebot-test-out").mkdir()
+    except OSError:
+        return Path("/sys/imagebot-test-out")
+    Path("/sys/imagebot-test-out").rmdir()
+    pytest.skip("no folder here is read-only for this user")
+
+
+@pytest.mark.parametrize("command", ["imagine", "edit"])
+async def test_empty_prompt_is_refused_before_sending(
+    tmp_path: Path, fake_images_api: FakeImagesAPI, command: str
+) -> None:
+    photo = image_file(tmp_path / "photo.png", (64, 64), mode="RGBA", fmt="PNG")
+    inputs = [str(photo)] if command == "edit" else []
+    code, out, err = await one_shot(fake_images_api, tmp_path, command, *inputs, "   ")
+    assert code == 2
+    assert err == "error: The prompt is empty. Describe the image you want.\n"
+    assert out == ""
+    assert fake_images_api.requests == []
+
+
+def test_cli_wordings_are_for_real_errors_and_use_only_their_params() -> None:
+    """Each CLI wording replaces an existing error's text and needs no parameter it lacks."""
+    import string
+
+    import bot.discord.errors  # noqa: F401 - every BotError subclass exists after this
+    from bot.cli import CLI_TEMPLATES
+    from bot.errors import BotError
+
+    def every(cls: type[BotError]) -> list[type[BotError]]:
+        return [cls, *(c for sub in cls.__subclasses__() for c in every(sub))]
+
+    templates = {cls.key: cls.template for cls in every(BotError)}
+    for key, wording in CLI_TEMPLATES.items():
+        assert key in templates, key
+        names = {name for _, name, _, _ in string.Formatter().parse(wording) if name}
+        known = {name for _, name, _, _ in string.Formatter().parse(templates[key]) if name}
+        assert names <= known, key
 
 
 async def test_bad_inputs_exit_2(tmp_path: Path, fake_images_api: FakeImagesAPI) -> None:
@@ -342,3 +418,51 @@ async def test_bad_inputs_exit_2(tmp_path: Path, fake_images_api: FakeImagesAPI)
     code, _, err = await run_cli("imagine", "x", "--size", "999x999", "--config", cfg, env=env)
     assert code == 2 and "1024x1024" in err
     assert fake_images_api.requests == []
+
+
+FORMAT_NAMES = re.compile(r"\b(PNG|JPEG|WebP|GIF|BMP|TIFF|AVIF|HEIC)\b")
+
+
+async def test_the_format_error_lists_what_the_readme_and_help_list(
+    tmp_path: Path, fake_images_api: FakeImagesAPI
+) -> None:
+    """An operator told "pass a picture as ..." must not meet another list in --help or the
+    README (it once offered AVIF, which neither names and not every Pillow reads)."""
+    cfg = config_for(tmp_path, fake_images_api)
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not an image")
+    env = {"OPENAI_API_KEY": fake_images_api.api_key}
+    code, _, err = await run_cli("vary", str(text_file), "--config", cfg, env=env)
+    assert code == 2 and "isn't an image" in err
+    in_error = FORMAT_NAMES.findall(err)
+    code, help_text, _ = await run_cli("vary", "--help")
+    assert code == 0
+    image_help = re.search(r"image file \(([^)]*)\)", " ".join(help_text.split()))
+    assert image_help is not None
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    accepts = re.search(r"`bot/imaging` accepts (.*?),\s+applies", readme, re.DOTALL)
+    assert accepts is not None
+    assert in_error == FORMAT_NAMES.findall(image_help.group(1))
+    assert in_error == FORMAT_NAMES.findall(accepts.group(1))
+    assert in_error[:2] == ["PNG", "JPEG"]
+
+
+async def test_the_imagebot_console_script_runs_from_the_venv() -> None:
+    """README "Command line": `imagebot` is `python -m bot` once the package is installed."""
+    script = Path(sys.executable).parent / "imagebot"
+    assert script.is_file(), "pip install -e . installs the imagebot script next to python"
+    process = await asyncio.create_subprocess_exec(
+        str(script), "imagine", "--help", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0
+    assert "usage: imagebot imagine" in out.decode()
+
+
+def test_the_license_file_is_the_license_pyproject_declares() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["license"] == "MIT"
+    license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert license_text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 imagebot contributors" in license_text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS"' in license_text

@@ -83,6 +83,8 @@ async def test_ctrl_c_while_a_job_runs_still_stops_promptly(
                 await asyncio.sleep(0.02)
         assert await bot.stop(signal.SIGINT) == 0, bot.output
     assert "received SIGINT" in bot.stderr.decode()
+    # The log says what stopping does: the grace period the config gave (1 s), by its key.
+    assert "running jobs get up to 1 s to finish (jobs.shutdown_grace_seconds)" in bot.output
     assert "Traceback" not in bot.output
     await disconnected(fake)
 

@@ -54,8 +54,9 @@ ACCEPTED_FORMATS: tuple[str, ...] = tuple(
 )
 _DISPLAY = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "GIF": "GIF", "BMP": "BMP"}
 _DISPLAY |= {"TIFF": "TIFF", "AVIF": "AVIF"}
-_SHOWN = [name for fmt, name in _DISPLAY.items() if fmt in ACCEPTED_FORMATS]
-#: For messages: "PNG, JPEG, WebP, GIF, BMP, TIFF or AVIF".
+#: For messages, help and the README: the formats every install reads, "PNG, JPEG, WebP, GIF,
+#: BMP or TIFF". AVIF is read too where the installed Pillow can, but not promised.
+_SHOWN = [name for fmt, name in _DISPLAY.items() if fmt in ACCEPTED_FORMATS and fmt != "AVIF"]
 ACCEPTED_NAMES = ", ".join(_SHOWN[:-1]) + f" or {_SHOWN[-1]}"
 
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})

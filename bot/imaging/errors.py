@@ -41,9 +41,8 @@ class ImageError(BotError):
         """Which upload the problem is about: "image" (the default) or "mask"."""
         return str(self.params.get("subject", "image"))
 
-    @property
-    def message(self) -> str:
-        base = super().message
+    def worded(self, template: str) -> str:
+        base = super().worded(template)
         if self.subject == "mask" and not isinstance(self, MaskError):
             return f"Mask: {base}"
         return base
