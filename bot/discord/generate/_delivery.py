@@ -142,7 +142,8 @@ class Delivery:
             except discord.HTTPException as exc:
                 log.info("job %d: interruption not shown privately (%s)", job.id, exc.code)
         if job.user_id:
-            await self.tell(job.user_id, job.channel_id, text, view=view)
+            dm_text = self.catalog.text("status.interrupted_dm", job.locale)
+            await self.tell(job.user_id, job.channel_id, text, view=view, dm_text=dm_text)
 
     # --- routes --------------------------------------------------------------------------------
 
@@ -251,10 +252,13 @@ class Delivery:
         *,
         view: discord.ui.View | None = None,
         delete_after: float | None = None,
+        dm_text: str | None = None,
     ) -> None:
         """A short note for a member without an interaction: in the channel, else by DM.
 
-        ``delete_after`` (seconds) makes it short-lived, like the refusals of reactions."""
+        ``delete_after`` (seconds) makes it short-lived, like the refusals of reactions. A
+        ``view`` is shown in the channel only: its buttons act on a server's job, which a click
+        in a DM cannot (no server, no roles), so the DM says ``dm_text`` instead."""
         channel = await self._channel(channel_id)
         extra: dict[str, Any] = {"view": view} if view is not None else {}
         if delete_after is not None:
@@ -270,7 +274,9 @@ class Delivery:
         try:
             user = self.client.get_user(user_id) or await self.client.fetch_user(user_id)
             # In a DM "here" needs saying where: the channel the member acted in.
-            await user.send(f"<#{channel_id}> {text}" if channel_id else text, **extra)
+            extra.pop("view", None)
+            said = dm_text or text
+            await user.send(f"<#{channel_id}> {said}" if channel_id else said, **extra)
         except discord.HTTPException as exc:
             log.warning("could not tell member %d by DM: %s", user_id, exc)
 
