@@ -61,14 +61,22 @@ def create_engine(url: str, *, echo: bool = False, busy_timeout: float = 30.0) -
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:
+    """Set each connection up without writing: WAL lets readers in while another process
+    holds the write lock, so opening a connection must not need that lock itself. Setting
+    ``auto_vacuum`` or ``journal_mode`` writes the file header, so they are only set when the
+    file does not have them yet (a new file; older files are converted once at start)."""
     cursor = dbapi_connection.cursor()
     try:
-        # First: on a new file it must come before the first table (WAL mode creates none).
-        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # auto_vacuum first: on a new file it must come before the first table.
+        cursor.execute("PRAGMA page_count")
+        if cursor.fetchone()[0] == 0:
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        cursor.execute("PRAGMA journal_mode")
+        if cursor.fetchone()[0] != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
     finally:
         cursor.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -36,5 +37,39 @@ async def test_a_failed_write_names_no_value_of_the_row(tmp_path: Path) -> None:
                 session.add(intake())
         assert TOKEN not in str(caught.value)
         assert "hidden" in str(caught.value)  # SQLAlchemy says the parameters were left out
+    finally:
+        await engine.dispose()
+
+
+async def test_a_new_connection_reads_while_another_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    """WAL promises readers never wait for the writer: opening a connection must not write."""
+    path = tmp_path / "bot.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        await upgrade_database(engine)
+    finally:
+        await engine.dispose()
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout=0.1)
+    try:
+        async with engine.connect() as connection:  # a fresh connection, its pragmas run now
+            version = await connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            assert version.scalar()
+    finally:
+        locker.rollback()
+        locker.close()
+        await engine.dispose()
+
+
+async def test_a_new_database_file_gets_wal_and_incremental_vacuum(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
+    try:
+        await upgrade_database(engine)
+        async with engine.connect() as connection:
+            assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await connection.exec_driver_sql("PRAGMA auto_vacuum")).scalar() == 2
     finally:
         await engine.dispose()
