@@ -31,7 +31,7 @@ from bot.jobs.dispatcher import Dispatcher  # noqa: E402
 from bot.jobs.fairqueue import QueuedJob  # noqa: E402
 from bot.jobs.ratelimit import ImageRateLimiter  # noqa: E402
 from bot.providers import GenerateRequest, ImagesClient, build_model_table  # noqa: E402
-from tests.fakes.openai_api import FakeImagesAPI  # noqa: E402
+from bot.testing.openai_api import FakeImagesAPI  # noqa: E402
 
 QUICK = False
 JOBS, GUILDS, RUNS = 10_000, 1_000, 5

@@ -27,9 +27,9 @@ from pathlib import Path  # noqa: E402
 from bot.app import open_bot  # noqa: E402
 from bot.ops.metrics import Metrics  # noqa: E402
 from bot.providers import GenerateRequest  # noqa: E402
-from tests.fakes.discord import FakeDiscord  # noqa: E402
-from tests.fakes.harness import make_settings  # noqa: E402
-from tests.fakes.openai_api import FakeImagesAPI  # noqa: E402
+from bot.testing.discord import FakeDiscord  # noqa: E402
+from bot.testing.harness import make_settings  # noqa: E402
+from bot.testing.openai_api import FakeImagesAPI  # noqa: E402
 
 QUICK = False
 RUNS = 25

@@ -44,9 +44,9 @@ from bot.generation import ImageOrder  # noqa: E402
 from bot.jobs import JobOrigin, JobRunner, store  # noqa: E402
 from bot.jobs.retention import prune  # noqa: E402
 from bot.providers import GeneratedImage, Operation  # noqa: E402
-from tests.fakes.harness import ROOMY_QUOTAS  # noqa: E402
-from tests.fakes.openai_api import FakeImagesAPI  # noqa: E402
-from tests.fakes.openai_rules import make_noisy_image  # noqa: E402
+from bot.testing.harness import ROOMY_QUOTAS  # noqa: E402
+from bot.testing.openai_api import FakeImagesAPI  # noqa: E402
+from bot.testing.openai_rules import make_noisy_image  # noqa: E402
 
 JOBS, QUICK_JOBS = 60, 6
 RETENTION_DAYS = 30

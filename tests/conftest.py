@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.openai_api import FakeImagesAPI
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.fakes.openai_api import FakeImagesAPI
-from tests.fakes.process import ROOT, run_cli
+from bot.testing.openai_api import FakeImagesAPI
+from tests.bot_process import ROOT, run_cli
 
 
 def config_for(tmp_path: Path, api: FakeImagesAPI, model: str = "dall-e-2", extra: str = "") -> str:

@@ -17,12 +17,12 @@ from sqlalchemy import select, update
 
 from bot.db import create_engine, create_sessionmaker
 from bot.db.models import Intake
-from tests.fakes.discord import FakeDiscord, InteractionHandle
-from tests.fakes.discord.models import walk_components
-from tests.fakes.harness import job_id_of
-from tests.fakes.images import png_bytes
-from tests.fakes.openai_api import FakeImagesAPI
-from tests.fakes.process import BotProcess, bot_env, bot_process
+from bot.testing.discord import FakeDiscord, InteractionHandle
+from bot.testing.discord.models import walk_components
+from bot.testing.harness import job_id_of
+from bot.testing.images import png_bytes
+from bot.testing.openai_api import FakeImagesAPI
+from tests.bot_process import BotProcess, bot_env, bot_process
 from tests.test_kill_restart import (
     CATALOG,
     DONE,
@@ -249,7 +249,7 @@ async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_t
     The member reads in place of "thinking…" that the result is too old, and nothing is asked
     of the provider (an edit without its image would be refused there, or worse, billed).
     """
-    from tests.fakes.process import run_cli
+    from tests.bot_process import run_cli
 
     fake, api = fake_discord, fake_images_api
     config = write_config(tmp_path, fake, api)

@@ -21,10 +21,10 @@ from sqlalchemy import select
 from bot.db import create_engine, create_sessionmaker
 from bot.db.models import Job, JobStatus
 from bot.discord.i18n import Catalog
-from tests.fakes import process
-from tests.fakes.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
-from tests.fakes.openai_api import FakeImagesAPI
-from tests.fakes.process import BotProcess, bot_env, bot_process
+from tests import bot_process as process
+from bot.testing.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
+from bot.testing.openai_api import FakeImagesAPI
+from tests.bot_process import BotProcess, bot_env, bot_process
 
 CATALOG = Catalog.load()
 DONE = CATALOG.text("status.done")
@@ -230,7 +230,7 @@ async def test_every_acknowledged_request_of_a_killed_burst_ends(
     After the restart every request the bot acknowledged ends: with its images, or with a clear
     message (an interrupted one with Retry). Nothing is made twice.
     """
-    from tests.fakes.images import png_bytes
+    from bot.testing.images import png_bytes
 
     fake, api = fake_discord, fake_images_api
     api.delay = 0.3
@@ -309,7 +309,7 @@ async def test_requests_killed_while_their_uploads_download_are_finished_after_a
     The second upload is gone from the CDN by then: its member reads the reason in place of
     "thinking…", and nothing is asked of the provider for it.
     """
-    from tests.fakes.images import png_bytes
+    from bot.testing.images import png_bytes
 
     fake, api = fake_discord, fake_images_api
     config = write_config(tmp_path, fake, api)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord.rest import Rest
-from tests.fakes.openai_api import FakeImagesAPI
-from tests.fakes.process import bot_env, bot_process, write_config
+from bot.testing.discord import FakeDiscord
+from bot.testing.discord.rest import Rest
+from bot.testing.openai_api import FakeImagesAPI
+from tests.bot_process import bot_env, bot_process, write_config
 
 
 async def disconnected(fake: FakeDiscord) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures that start the whole bot against the fakes (the driver is ``tests.fakes.harness``)."""
+"""Fixtures that start the whole bot against the fakes (the driver is ``bot.testing.harness``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from bot.config import QuotaSettings, Settings
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import ROOMY_QUOTAS, Harness, make_settings, run_bot
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.harness import ROOMY_QUOTAS, Harness, make_settings, run_bot
+from bot.testing.openai_api import FakeImagesAPI
 
 
 @pytest.fixture

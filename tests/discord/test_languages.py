@@ -23,9 +23,9 @@ from bot.discord.errors import AttachmentNotImage
 from bot.discord.i18n import Catalog, is_valid_chat_input_name
 from bot.imaging.errors import EditNeedsMask
 from bot.providers.errors import SafetyRejected
-from tests.fakes.discord import FakeDiscord, StoredMessage
-from tests.fakes.harness import Harness, run_bot
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord, StoredMessage
+from bot.testing.harness import Harness, run_bot
+from bot.testing.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()
 TRANSLATED = ["ko", "ja", "zh-CN", "zh-TW"]

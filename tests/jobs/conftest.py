@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.openai_api import FakeImagesAPI
 from tests.jobs.test_runner import World, make_settings, open_world
 
 

@@ -23,8 +23,8 @@ from bot.db.models import ImageRole, Intake, Job, JobImage, JobStatus, utcnow
 from bot.generation import ImageOrder
 from bot.jobs import store
 from bot.providers import Operation
-from tests.fakes.images import noise_png
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.images import noise_png
+from bot.testing.openai_api import FakeImagesAPI
 from tests.jobs.test_runner import World, make_settings, open_world, order, origin, until
 
 DAY = timedelta(days=1)

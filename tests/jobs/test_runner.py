@@ -43,8 +43,8 @@ from bot.quotas.policy import (
     SizeNotAllowed,
     TooManyAtOnce,
 )
-from tests.fakes.harness import ROOMY_QUOTAS
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.harness import ROOMY_QUOTAS
+from bot.testing.openai_api import FakeImagesAPI
 
 GUILD_A, GUILD_B = 1001, 1002
 #: dall-e-2 at 256x256: $0.016 an image, in micro-dollars.

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlparse
 import discord
 
 from bot.discord.identity import BOT_PERMISSIONS
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.openai_api import FakeImagesAPI
-from tests.fakes.process import run_cli
+from bot.testing.discord import FakeDiscord
+from bot.testing.openai_api import FakeImagesAPI
+from tests.bot_process import run_cli
 
 
 def config(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI) -> str:

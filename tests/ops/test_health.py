@@ -12,9 +12,9 @@ import aiohttp
 from bot.app import open_bot, operator_endpoint
 from bot.config import DatabaseSettings, HttpSettings
 from bot.ops.metrics import Metrics
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import make_settings
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.harness import make_settings
+from bot.testing.openai_api import FakeImagesAPI
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.openai_api import FakeImagesAPI
-from tests.fakes.process import bot_env, bot_process, write_config
+from bot.testing.discord import FakeDiscord
+from bot.testing.openai_api import FakeImagesAPI
+from tests.bot_process import bot_env, bot_process, write_config
 
 SOURCES = ("channel", "followup", "response")
 

@@ -14,7 +14,7 @@ from PIL import Image
 from bot.config import ProviderSettings
 from bot.imaging import ImageWorker
 from bot.providers import ImagesClient, build_model_table
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.openai_api import FakeImagesAPI
 
 
 class RecordingSleep:

@@ -12,7 +12,7 @@ from bot.imaging import ImageWorker
 from bot.imaging.worker import DEFAULT_WORKERS
 from bot.providers import MalformedResponse
 from bot.providers.types import GenerateRequest
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.openai_api import FakeImagesAPI
 from tests.imaging.samples import png_header_only
 from tests.providers.conftest import MakeClient
 

@@ -22,7 +22,7 @@ from bot.providers import (
     UnsupportedSize,
     VaryRequest,
 )
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.openai_api import FakeImagesAPI
 from tests.providers.conftest import MakeClient, png
 
 

@@ -20,8 +20,8 @@ from bot.providers import (
     Operation,
     VaryRequest,
 )
-from tests.fakes.openai_api import FakeImagesAPI, RecordedRequest
-from tests.fakes.openapi import coerce_multipart_fields, request_validator, resolved_schema
+from bot.testing.openai_api import FakeImagesAPI, RecordedRequest
+from bot.testing.openapi import coerce_multipart_fields, request_validator, resolved_schema
 from tests.providers.conftest import MakeClient, png
 
 needs_spec = pytest.mark.skipif(

@@ -19,7 +19,7 @@ from bot.providers import (
     RateLimited,
     SafetyRejected,
 )
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.openai_api import FakeImagesAPI
 from tests.providers.conftest import MakeClient, RecordingSleep, png
 
 REQUEST = GenerateRequest("a lighthouse at dusk", user_id="42")

@@ -10,8 +10,8 @@ import pytest
 from bot.config import ProviderSettings
 from bot.imaging import ImageWorker
 from bot.providers import GenerateRequest, ImagesClient, build_model_table
-from tests.fakes.openai_api import FakeImagesAPI
-from tests.fakes.openapi import request_validator
+from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.openapi import request_validator
 from tests.providers.conftest import png
 
 needs_spec = pytest.mark.skipif(

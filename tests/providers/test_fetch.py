@@ -20,7 +20,7 @@ from PIL import Image
 
 from bot.providers import MalformedResponse
 from bot.providers.types import GenerateRequest
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.openai_api import FakeImagesAPI
 from tests.providers.conftest import MakeClient
 
 MB = 1024 * 1024

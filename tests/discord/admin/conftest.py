@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes.harness import Harness
+from bot.testing.harness import Harness
 
 
 @pytest.fixture

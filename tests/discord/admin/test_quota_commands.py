@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from bot.config import QuotaSettings
-from tests.fakes.discord.payloads import P
-from tests.fakes.harness import Harness, made, quota, refused, synced
+from bot.testing.discord.payloads import P
+from bot.testing.harness import Harness, made, quota, refused, synced
 
 QUOTAS = QuotaSettings(
     images_per_day=50,

@@ -29,10 +29,10 @@ from bot.quotas.policy import (
     QuotaError,
     TotalBudget,
 )
-from tests.fakes.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
-from tests.fakes.harness import ROOMY_QUOTAS, Harness, run_bot
-from tests.fakes.images import png_bytes
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
+from bot.testing.harness import ROOMY_QUOTAS, Harness, run_bot
+from bot.testing.images import png_bytes
+from bot.testing.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()
 DONE = CATALOG.text("status.done")

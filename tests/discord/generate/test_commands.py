@@ -12,10 +12,10 @@ from typing import Any
 
 from bot.config import Settings
 from bot.providers.capabilities import DEFAULT_VARY_PROMPT
-from tests.fakes.discord import FakeDiscord, StoredMessage
-from tests.fakes.harness import Harness, api_calls, fields, run_bot, synced
-from tests.fakes.images import bw_mask_bytes, decode_image, png_bytes
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord, StoredMessage
+from bot.testing.harness import Harness, api_calls, fields, run_bot, synced
+from bot.testing.images import bw_mask_bytes, decode_image, png_bytes
+from bot.testing.openai_api import FakeImagesAPI
 
 TRANSLATED = {"ko", "ja", "zh-CN", "zh-TW"}
 

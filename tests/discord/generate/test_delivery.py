@@ -15,9 +15,9 @@ import pytest
 
 from bot.db.models import JobStatus
 from bot.jobs import store
-from tests.fakes.discord import FakeDiscord, InteractionHandle, P, StoredMessage
-from tests.fakes.harness import Harness, job_id_of, new_result, run_bot, seen_ids
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord, InteractionHandle, P, StoredMessage
+from bot.testing.harness import Harness, job_id_of, new_result, run_bot, seen_ids
+from bot.testing.openai_api import FakeImagesAPI
 
 PROMPT = "a paper boat on a puddle"
 

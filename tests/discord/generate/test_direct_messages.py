@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from bot.config import Settings
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import ROOMY_QUOTAS, run_bot
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.harness import ROOMY_QUOTAS, run_bot
+from bot.testing.openai_api import FakeImagesAPI
 
 SOURCES = ("channel", "followup", "response")
 

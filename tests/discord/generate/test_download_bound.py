@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import Callable
 
 from bot.config import JobsSettings, Settings
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import new_result, run_bot
-from tests.fakes.images import png_bytes
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.harness import new_result, run_bot
+from bot.testing.images import png_bytes
+from bot.testing.openai_api import FakeImagesAPI
 
 EDITS = 8
 REACTIONS = 4

@@ -19,11 +19,11 @@ import pytest
 
 from bot.config import Settings
 from bot.providers import ImagesClient
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord.handle import InteractionHandle
-from tests.fakes.discord.payloads import P
-from tests.fakes.harness import Harness, api_calls, en, run_bot
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.discord.handle import InteractionHandle
+from bot.testing.discord.payloads import P
+from bot.testing.harness import Harness, api_calls, en, run_bot
+from bot.testing.openai_api import FakeImagesAPI
 
 
 def nothing_public(harness: Harness) -> None:
@@ -54,7 +54,7 @@ async def test_safety_rejection_is_told_privately(harness: Harness) -> None:
 
 
 async def test_safety_rejection_of_an_edit_by_moderation(harness: Harness) -> None:
-    from tests.fakes.images import png_bytes
+    from bot.testing.images import png_bytes
 
     harness.api.safety_next("moderation_blocked")
     upload = png_bytes(256, 256, hole=(0, 0, 127, 127))

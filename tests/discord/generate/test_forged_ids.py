@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from bot.config import JobsSettings, Settings
 from bot.discord.i18n import Catalog
-from tests.fakes.discord import FakeDiscord, FakeMember, StoredMessage
-from tests.fakes.harness import Harness, job_id_of, new_result, run_bot, seen_ids
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord, FakeMember, StoredMessage
+from bot.testing.harness import Harness, job_id_of, new_result, run_bot, seen_ids
+from bot.testing.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()
 INTERRUPTED = CATALOG.text("status.interrupted")

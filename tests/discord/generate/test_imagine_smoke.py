@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.fakes.harness import Harness
+from bot.testing.harness import Harness
 
 
 async def test_imagine_posts_a_result(harness: Harness) -> None:

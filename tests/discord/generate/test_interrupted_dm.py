@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from bot.config import JobsSettings, Settings
 from bot.discord.i18n import Catalog
-from tests.fakes.discord import FakeDiscord, P
-from tests.fakes.harness import run_bot
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord, P
+from bot.testing.harness import run_bot
+from bot.testing.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()
 INTERRUPTED = CATALOG.text("status.interrupted")

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from bot.config import Settings
 from bot.db.models import Job
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import ROOMY_QUOTAS, Harness, run_bot
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.harness import ROOMY_QUOTAS, Harness, run_bot
+from bot.testing.openai_api import FakeImagesAPI
 
 
 async def jobs(harness: Harness) -> list[Job]:

@@ -10,9 +10,9 @@ import dataclasses
 from pathlib import Path
 
 from bot.config import DatabaseSettings, Settings
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import make_settings, new_result, run_bot, seen_ids
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.harness import make_settings, new_result, run_bot, seen_ids
+from bot.testing.openai_api import FakeImagesAPI
 
 
 def installation(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI, name: str) -> Settings:

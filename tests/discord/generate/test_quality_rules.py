@@ -11,8 +11,8 @@ from typing import Any
 
 from bot.config import Settings
 from bot.discord.i18n import Catalog
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import (
+from bot.testing.discord import FakeDiscord
+from bot.testing.harness import (
     ROOMY_QUOTAS,
     api_calls,
     fields,
@@ -22,7 +22,7 @@ from tests.fakes.harness import (
     seen_ids,
     synced,
 )
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()
 

@@ -24,9 +24,9 @@ from bot.discord.i18n import Catalog
 from bot.errors import BotError, ShuttingDown
 from bot.jobs import store
 from bot.quotas.policy import GuildQueueFull, QueueFull
-from tests.fakes.discord import FakeDiscord, FakeMember, InteractionHandle, P, StoredMessage
-from tests.fakes.harness import Harness, api_calls, run_bot
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord, FakeMember, InteractionHandle, P, StoredMessage
+from bot.testing.harness import Harness, api_calls, run_bot
+from bot.testing.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()
 WORKING = CATALOG.text("status.working", n=1)

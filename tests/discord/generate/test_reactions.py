@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Callable
 
 from bot.config import Settings
-from tests.fakes.discord import FakeDiscord, FakeMember, FakeRole, P, StoredMessage
-from tests.fakes.harness import (
+from bot.testing.discord import FakeDiscord, FakeMember, FakeRole, P, StoredMessage
+from bot.testing.harness import (
     ROOMY_QUOTAS,
     Harness,
     field_value,
@@ -17,8 +17,8 @@ from tests.fakes.harness import (
     run_bot,
     seen_ids,
 )
-from tests.fakes.images import colour_of
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.images import colour_of
+from bot.testing.openai_api import FakeImagesAPI
 
 
 async def imagine(harness: Harness, n: int = 2, prompt: str = "a koi pond") -> StoredMessage:

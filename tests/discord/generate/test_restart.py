@@ -12,10 +12,10 @@ from bot.config import DatabaseSettings, Settings, StorageSettings
 from bot.db.models import JobStatus
 from bot.discord.i18n import Catalog
 from bot.jobs import store
-from tests.fakes.discord import FakeDiscord, StoredMessage
-from tests.fakes.discord.models import walk_components
-from tests.fakes.harness import job_id_of, new_result, run_bot, seen_ids
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord, StoredMessage
+from bot.testing.discord.models import walk_components
+from bot.testing.harness import job_id_of, new_result, run_bot, seen_ids
+from bot.testing.openai_api import FakeImagesAPI
 
 PROMPT = "a fox in the snow"
 DONE = Catalog.load().text("status.done")

@@ -17,11 +17,11 @@ import pytest
 from PIL import Image
 
 from bot.config import Settings
-from tests.fakes import openai_rules
-from tests.fakes.discord import FakeDiscord, StoredMessage
-from tests.fakes.harness import Harness, api_calls, fields, run_bot
-from tests.fakes.images import decode_image
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing import openai_rules
+from bot.testing.discord import FakeDiscord, StoredMessage
+from bot.testing.harness import Harness, api_calls, fields, run_bot
+from bot.testing.images import decode_image
+from bot.testing.openai_api import FakeImagesAPI
 
 ZWSP = "\u200b"
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.harness import ROOMY_QUOTAS, Harness, api_calls, run_bot
-from tests.fakes.images import decode_image, png_bytes
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.harness import ROOMY_QUOTAS, Harness, api_calls, run_bot
+from bot.testing.images import decode_image, png_bytes
+from bot.testing.openai_api import FakeImagesAPI
 
 COLOUR = (200, 60, 40)
 LANDSCAPE = png_bytes(1800, 1200, COLOUR, hole=(800, 500, 1000, 700))

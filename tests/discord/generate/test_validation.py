@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 from bot.config import ImagesSettings, Settings
 from bot.db.models import Job
 from bot.imaging import ACCEPTED_NAMES
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord.handle import InteractionHandle
-from tests.fakes.harness import Harness, api_calls, en, run_bot
-from tests.fakes.images import bw_mask_bytes, decode_image, noise_png, png_bytes
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.discord.handle import InteractionHandle
+from bot.testing.harness import Harness, api_calls, en, run_bot
+from bot.testing.images import bw_mask_bytes, decode_image, noise_png, png_bytes
+from bot.testing.openai_api import FakeImagesAPI
 
 
 def nothing_public(harness: Harness) -> None:

@@ -1,7 +1,7 @@
 """A local stand-in for the OpenAI Images API that behaves like the real one.
 
 It checks the key, validates every body against the official spec (violations answer 400 and are
-recorded in ``spec_violations``), enforces the per-model rules of :mod:`tests.fakes.openai_rules`,
+recorded in ``spec_violations``), enforces the per-model rules of :mod:`bot.testing.openai_rules`,
 answers with real image bytes (base64 or a URL it serves itself) and can be scripted to fail::
 
     async with FakeImagesAPI() as api:
@@ -29,8 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import openai_rules as rules
-from tests.fakes.openapi import coerce_multipart_fields, request_validator, resolved_schema
+from bot.testing import openai_rules as rules
+from bot.testing.openapi import coerce_multipart_fields, request_validator, resolved_schema
 
 _SCHEMAS = {
     "generations": ("application/json", "CreateImageRequest"),

@@ -21,8 +21,8 @@ from bot.config import (
     Settings,
 )
 from bot.discord.bot import ImageBot
-from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
+from bot.testing.openai_api import FakeImagesAPI
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 The fakes call :func:`request_validator` once per operation and then validate every body they
 receive, so a request the real service would reject fails the test that caused it. The specs are
-optional: when the folder is absent, :func:`load_spec` returns ``None`` and the fakes skip
-validation (tests that exist only to check the contract skip with a reason instead).
+optional: when the folder is absent (an installed bot running ``python -m bot demo``) or
+``jsonschema`` is not installed (it comes with the ``test`` extra), :func:`load_spec` returns
+``None`` and the fakes skip validation (tests that exist only to check the contract skip with a
+reason instead). ``IMAGEBOT_SPECS_DIR`` points elsewhere than ``../shared/specs``.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
-
-SPECS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+#: The checkout's ``../shared/specs`` (the project's own layout), unless told otherwise.
+SPECS_DIR = Path(
+    os.environ.get("IMAGEBOT_SPECS_DIR")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+)
 
 
 class SpecViolation(AssertionError):
@@ -30,9 +34,9 @@ class SpecViolation(AssertionError):
 def load_spec(name: str) -> dict[str, Any] | None:
     """The spec ``name`` (e.g. ``"openai"``) with nullable fields made explicit, or None."""
     path = SPECS_DIR / f"{name}-openapi.json"
-    if not path.is_file():
+    if not path.is_file() or importlib.util.find_spec("jsonschema") is None:
         return None
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     _allow_nullable(doc)
     return doc
 
@@ -59,9 +63,13 @@ class RequestValidator:
     """Validates bodies of one operation (path + method + content type) against a spec."""
 
     def __init__(self, spec: dict[str, Any], schema: dict[str, Any], where: str) -> None:
+        import jsonschema  # only here: load_spec returned a spec, so it is installed
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
+
         resource = Resource.from_contents(spec, default_specification=DRAFT202012)
         registry: Registry[Any] = Registry().with_resource("urn:spec", resource)
-        self._schema = _rebase_refs(copy.deepcopy(schema))
+        self._schema: dict[str, Any] = _rebase_refs(copy.deepcopy(schema))
         self._validator = jsonschema.Draft202012Validator(self._schema, registry=registry)
         self.where = where
 

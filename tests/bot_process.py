@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.openai_api import FakeImagesAPI
+from bot.testing.discord import FakeDiscord
+from bot.testing.openai_api import FakeImagesAPI
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 #: How long a stopped (SIGTERM) or failed bot may take to exit.
 EXIT_WITHIN = 5.0
 #: Secrets the subprocess must get from the test only, never from the developer's shell.

@@ -1,6 +1,6 @@
 """A fake Discord (REST v10, gateway, CDN) that a real discord.py 2.7 client can run against.
 
-See :mod:`.server` for the overview; tests/fakes/test_fake_discord.py shows every helper in use.
+See :mod:`.server` for the overview; bot/testing/test_fake_discord.py shows every helper in use.
 """
 
 from .checks import Upload

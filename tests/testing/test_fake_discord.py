@@ -16,8 +16,8 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakes.discord import FakeDiscord, Intent, P, StoredMessage
-from tests.fakes.openapi import load_spec
+from bot.testing.discord import FakeDiscord, Intent, P, StoredMessage
+from bot.testing.openapi import load_spec
 
 
 def png(width: int, height: int, seed: int = 0) -> bytes:
