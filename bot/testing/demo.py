@@ -107,7 +107,8 @@ async def _play(
     try:
         bot = await _ready(bot_task, started)
         if bot is None:
-            say(f"The bot did not start ({ending(bot_task)}); see {out}/bot.log.")
+            why = ending(bot_task) if bot_task.done() else f"not within {BOT_READY_TIMEOUT:g} s"
+            say(f"The bot was not ready ({why}); see {out}/bot.log.")
             return EXIT_FAILURE
         session = Session(fake, api, bot, bot_task, out, say)
         for number, (name, summary, step) in enumerate(STEPS, start=1):
@@ -128,7 +129,7 @@ async def _play(
             return EXIT_FAILURE
         seconds = time.monotonic() - begun
         say(
-            f"\nEvery step did what a member expects ({seconds:.1f} s); "
+            f"\nEvery step did what a member expects ({seconds:.1f} s from the bot's start); "
             f"the {len(session.saved)} images the bot posted are in {out}/."
         )
         say("With a Discord bot token and an image API key: see the README's Setting up.")

@@ -327,9 +327,12 @@ def demo_picture(side: int = 256) -> bytes:
 
 
 def ending(task: asyncio.Task[None]) -> str:
+    """Why the bot's task is not running: ``run`` returns by itself only when told to stop."""
     if not task.done():
         return "still starting"
     if task.cancelled():
         return "cancelled"
     error = task.exception()
-    return "it ended" if error is None else f"{type(error).__name__}: {error}"
+    return (
+        "asked to stop: Ctrl-C or SIGTERM" if error is None else f"{type(error).__name__}: {error}"
+    )
