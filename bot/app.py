@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -187,21 +187,31 @@ async def open_bot(
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-async def run_discord_bot(settings: Settings, catalogues: Catalogues | None = None) -> None:
+async def run_discord_bot(
+    settings: Settings,
+    catalogues: Catalogues | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    started: Callable[[ImageBot], None] | None = None,
+) -> None:
     """Run until Discord ends the session for good or the process is asked to stop.
 
     A stop signal cancels running jobs, closes the gateway connection and closes the database
     before returning, so the process exits 0 within moments instead of being killed mid-write.
+    ``stop`` (set: stop as a signal would) and ``started`` (given the bot before it logs in) let
+    ``python -m bot demo`` run this very path in its own process and end it when it is done.
     """
     from bot.discord.bot import login_errors
 
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     metrics = Metrics()
     with _stop_on_signals(stop):
         async with (
             open_bot(settings, catalogues=catalogues, metrics=metrics) as bot,
             operator_endpoint(settings, metrics, bot),
         ):
+            if started is not None:
+                started(bot)
             if stop.is_set():
                 return
             with login_errors(settings):

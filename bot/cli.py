@@ -195,6 +195,30 @@ def build_parser() -> argparse.ArgumentParser:
     vary.add_argument("--fit", choices=["crop", "pad"], help="how a non-square image is squared")
     _generation_options(vary, prompt_options=False)
     vary.set_defaults(handler=handlers.vary)
+
+    demo = commands.add_parser(
+        "demo",
+        help="see the bot work against a fake Discord and image API (no accounts needed)",
+        description=(
+            "Run the real bot against a built-in fake Discord and fake image API on 127.0.0.1 "
+            "and play a short member session: /imagine, a Vary button, /edit with a mask, a "
+            "reaction and a quota refusal. Prints what each member saw and writes the images "
+            "to --out. Needs no token, no API key and no network; reads no config file. Exit "
+            "code 0 only when every step did what a member expects."
+        ),
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-out"),
+        help="folder for the images and the bot's log (default: ./demo-out)",
+    )
+    demo.add_argument(
+        "--database",
+        type=Path,
+        metavar="FILE",
+        help="SQLite file to use and keep (default: a temporary one, deleted at the end)",
+    )
     return parser
 
 
@@ -208,8 +232,25 @@ def _days(text: str) -> int:
     return days
 
 
+def demo(args: argparse.Namespace) -> int:
+    """``demo`` makes its own settings: no config file is read and no secret from the
+    environment, so it works before anything is set up, whatever the shell holds."""
+    from bot.testing.demo import run_demo
+
+    try:
+        handlers.prepare_out(args.out)
+        return asyncio.run(run_demo(args.out, args.database))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return demo(args)
     with held_logs() as warnings:
         try:
             settings = load_settings(args.config)

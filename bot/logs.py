@@ -17,6 +17,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from typing import TextIO
 
 REDACTED = "[redacted]"
 
@@ -96,9 +97,15 @@ class TextFormatter(logging.Formatter):
         return f"{first} [{context}]{newline}{rest}"
 
 
-def configure_logging(level: str, secrets: Iterable[str] = (), json_format: bool = False) -> None:
-    """Log to stderr, one line per event, with secrets redacted from every handler's output."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(
+    level: str,
+    secrets: Iterable[str] = (),
+    json_format: bool = False,
+    stream: TextIO | None = None,
+) -> None:
+    """Log to stderr (or ``stream``: the demo's log file), one line per event, with secrets
+    redacted from every handler's output."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()

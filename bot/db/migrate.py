@@ -7,6 +7,7 @@ connection, hand it to Alembic through ``config.attributes`` and run the command
 
 from __future__ import annotations
 
+import sysconfig
 from pathlib import Path
 
 from alembic import command
@@ -16,7 +17,20 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+#: Where a non-editable install (``pip install .``) puts the migrations, under its data prefix
+#: (pyproject.toml's ``[tool.setuptools.data-files]``).
+INSTALLED_MIGRATIONS = Path("share", "imagebot", "migrations")
+
+
+def migrations_dir() -> Path:
+    """The ``migrations/`` folder next to the ``bot`` package (a checkout, the Docker image),
+    else the copy a non-editable install has: there is no checkout next to its package."""
+    beside = Path(__file__).resolve().parents[2] / "migrations"
+    installed = Path(sysconfig.get_path("data")) / INSTALLED_MIGRATIONS
+    return installed if not beside.is_dir() and installed.is_dir() else beside
+
+
+MIGRATIONS_DIR = migrations_dir()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -3,5 +3,6 @@ gateway websocket) and the OpenAI Images API, plus the driver that runs the real
 
 They live in the package, not in ``tests/``, so one copy serves the test suite, ``python -m bot
 demo`` (the bot seen working before any account exists) and ``python -m bot.testing.images_api``
-(a fake image API to try the one-shot CLI against). Nothing in the running bot imports them.
+(a fake image API to try the one-shot CLI against). Only ``bot.cli`` imports them, for
+``demo``; nothing in the running bot does.
 """

@@ -122,8 +122,15 @@ class _Script:
 
 
 class FakeImagesAPI:
-    def __init__(self, api_key: str = "sk-test-fake-key-0123456789abcdef") -> None:
+    def __init__(
+        self,
+        api_key: str = "sk-test-fake-key-0123456789abcdef",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.api_key = api_key
+        #: Where to listen; port 0 is a free one (``python -m bot.testing.images_api`` sets both).
+        self.host, self.port = host, port
         self.models: dict[str, rules.FakeModel] = dict(rules.MODELS)
         self.requests: list[RecordedRequest] = []
         self.downloads: list[RecordedRequest] = []
@@ -168,10 +175,11 @@ class FakeImagesAPI:
         app.router.add_get("/v1/models", self._list_models)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         port = self._runner.addresses[0][1]
-        self.origin = f"http://127.0.0.1:{port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.origin = f"http://{host}:{port}"
         self.base_url = f"{self.origin}/v1"
         return self
 
