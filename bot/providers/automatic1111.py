@@ -35,35 +35,44 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hashlib
-import inspect
 import json
 import logging
 import random as _random
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
 
 from bot.providers import retry
-from bot.providers.capabilities import parse_size
-from bot.providers.checks import png_dimensions
+from bot.providers.automatic1111_wire import (
+    BACKEND,
+    DEFAULT_SIZE,
+    MAX_IMAGES,
+    Checkpoint,
+    SDOptions,
+    b64,
+    checked_size,
+    classify_error,
+    info_object,
+    json_object,
+    objects,
+    progress_update,
+    refuse_openai_options,
+    size_of,
+    tell,
+)
 from bot.providers.errors import (
-    InvalidRequest,
     MalformedResponse,
-    OperatorProblem,
     ProviderError,
     ProviderUnavailable,
     TooManyImages,
     UnknownModel,
     UnsupportedOption,
-    UnsupportedSize,
     scrub,
 )
 from bot.providers.fetch import HostPolicy, checked_request, read_capped
-from bot.providers.progress import ProgressCallback, ProgressUpdate
+from bot.providers.progress import ProgressCallback
 from bot.providers.types import (
     EditRequest,
     GeneratedImage,
@@ -81,43 +90,15 @@ VARY_DENOISING = 0.6
 #: How much of the marked area an edit redraws; A1111's own default, starting from the
 #: original pixels there (``inpainting_fill`` 1) so the result still fits the picture.
 EDIT_DENOISING = 0.75
-#: Sizes the client sends: multiples of 8 (the latent grid) within these sides.
-MIN_SIDE, MAX_SIDE = 64, 2048
-MAX_IMAGES = 4
-DEFAULT_SIZE = "512x512"
-SIZE_RULE = f"multiples of 8 from {MIN_SIDE} to {MAX_SIDE}"
-BACKEND = "AUTOMATIC1111"
+#: Every Stable Diffusion option left to the client's and the server's defaults.
+NO_OPTIONS = SDOptions()
+#: Polls after which a cancelled request the server never listed as queued is taken as lost.
+_UNSEEN_POLLS = 4
 
 #: Checks images (bot.imaging.verify_results on the image worker): mime, width, height each.
 VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
 #: Our mask PNG (transparent = repaint) -> A1111's (white = repaint), on the image worker.
 ConvertMask = Callable[[bytes], Awaitable[bytes]]
-
-
-@dataclass(frozen=True)
-class SDOptions:
-    """Options only Stable Diffusion has; None = the client's or the server's default."""
-
-    negative_prompt: str = ""
-    #: -1 = random; the seed used is in ``ImageResult.seeds``.
-    seed: int = -1
-    steps: int | None = None
-    cfg_scale: float | None = None
-    #: A name from :meth:`Automatic1111Client.samplers`, exactly (case matters to A1111).
-    sampler: str | None = None
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One model file the server can load (``GET /sdapi/v1/sd-models``)."""
-
-    title: str  # "v1-5-pruned-emaonly.safetensors [6ce0161689]", what the server matches
-    model_name: str  # "v1-5-pruned-emaonly", what people call it
-    hash: str | None
-
-    def answers_to(self, name: str) -> bool:
-        names = {self.title, self.model_name, self.title.split(" [", 1)[0], self.hash}
-        return name in names
 
 
 class Automatic1111Client:
@@ -173,6 +154,7 @@ class Automatic1111Client:
         self._samplers: frozenset[str] | None = None
         self._checkpoints: tuple[Checkpoint, ...] | None = None
         self._interrupted_elsewhere: set[str] = set()
+        self._warned_no_task_progress = False
         self._watchers: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -188,7 +170,7 @@ class Automatic1111Client:
                 Checkpoint(
                     item["title"], str(item.get("model_name") or item["title"]), item.get("hash")
                 )
-                for item in _objects(items)
+                for item in objects(items)
                 if isinstance(item.get("title"), str)
             )
         return self._checkpoints
@@ -198,7 +180,7 @@ class Automatic1111Client:
         if self._samplers is None or refresh:
             items = await self._get_json("/sdapi/v1/samplers")
             self._samplers = frozenset(
-                item["name"] for item in _objects(items) if isinstance(item.get("name"), str)
+                item["name"] for item in objects(items) if isinstance(item.get("name"), str)
             )
         return self._samplers
 
@@ -212,11 +194,11 @@ class Automatic1111Client:
         self,
         request: GenerateRequest,
         *,
-        options: SDOptions = SDOptions(),
+        options: SDOptions = NO_OPTIONS,
         progress: ProgressCallback | None = None,
         task_id: str | None = None,
     ) -> ImageResult:
-        _no_openai_only_options(request)
+        refuse_openai_options(request)
         body = await self._common(request.prompt, request.n, request.size, request.model, options)
         return await self._run("/sdapi/v1/txt2img", body, request.n, progress, task_id)
 
@@ -224,19 +206,19 @@ class Automatic1111Client:
         self,
         request: EditRequest,
         *,
-        options: SDOptions = SDOptions(),
+        options: SDOptions = NO_OPTIONS,
         progress: ProgressCallback | None = None,
         task_id: str | None = None,
     ) -> ImageResult:
         """img2img of the image, repainting only what the mask (or the image's own
         transparency) marks."""
-        _no_openai_only_options(request)
-        size = request.size or _size_of(request.image)
+        refuse_openai_options(request)
+        size = request.size or size_of(request.image)
         body = await self._common(request.prompt, request.n, size, request.model, options)
         mask = await self._convert_mask(request.mask if request.mask is not None else request.image)
         body.update(
-            init_images=[_b64(request.image)],
-            mask=_b64(mask),
+            init_images=[b64(request.image)],
+            mask=b64(mask),
             denoising_strength=EDIT_DENOISING,
             inpainting_fill=1,
             inpaint_full_res=False,
@@ -249,21 +231,21 @@ class Automatic1111Client:
         self,
         request: VaryRequest,
         *,
-        options: SDOptions = SDOptions(),
+        options: SDOptions = NO_OPTIONS,
         prompt: str = "",
         progress: ProgressCallback | None = None,
         task_id: str | None = None,
     ) -> ImageResult:
         """img2img of the source at ``VARY_DENOISING``; a prompt (the source's) helps it."""
-        size = request.size or _size_of(request.image)
+        size = request.size or size_of(request.image)
         body = await self._common(prompt, request.n, size, request.model, options)
-        body.update(init_images=[_b64(request.image)], denoising_strength=VARY_DENOISING)
+        body.update(init_images=[b64(request.image)], denoising_strength=VARY_DENOISING)
         return await self._run("/sdapi/v1/img2img", body, request.n, progress, task_id)
 
     async def cancel(self, task_id: str) -> bool:
         """Interrupt the server's job if, and only if, it is ``task_id``; whether it was sent."""
-        body = await self._get_json("/sdapi/v1/progress?skip_current_image=true")
-        if not isinstance(body, dict) or body.get("current_task") != task_id:
+        task = await self._task_progress(task_id)
+        if task is None or task.get("active") is not True:
             return False
         await self._request("POST", "/sdapi/v1/interrupt", json_body={}, limits=self._poll_timeout)
         log.info("interrupted our job %s on %s", task_id, self._base_url)
@@ -280,7 +262,7 @@ class Automatic1111Client:
     async def _common(
         self, prompt: str, n: int, size: str | None, model: str | None, options: SDOptions
     ) -> dict[str, Any]:
-        width, height = _checked_size(size or DEFAULT_SIZE)
+        width, height = checked_size(size or DEFAULT_SIZE)
         if not 1 <= n <= MAX_IMAGES:
             raise TooManyImages(model=BACKEND, max_n=MAX_IMAGES, n=n)
         body: dict[str, Any] = {
@@ -348,7 +330,7 @@ class Automatic1111Client:
         if seen or await self._ended_interrupted():
             # Someone stopped it in the web UI: the images are half made, not a result.
             raise ProviderUnavailable(detail=f"{path}: the job was interrupted on the server")
-        return await self._result(_json(raw), n)
+        return await self._result(json_object(raw), n)
 
     async def _ended_interrupted(self) -> bool:
         """Whether the job that just ended was interrupted: the flag stays up until the next
@@ -368,53 +350,86 @@ class Automatic1111Client:
         """Interrupt ``task_id`` now if it runs, else when it starts (the server will run it)."""
 
         async def watch() -> None:
+            unseen = 0
             deadline = asyncio.get_running_loop().time() + self._timeout_seconds
-            while asyncio.get_running_loop().time() < deadline:
-                try:
-                    if await self.cancel(task_id):
-                        return
-                except ProviderError as exc:
-                    log.debug("cancel of %s: %s", task_id, exc.detail)
+            while asyncio.get_running_loop().time() < deadline and unseen < _UNSEEN_POLLS:
+                task = await self._task_progress(task_id)
+                if task is None or task.get("completed") is True:
+                    return  # done already, or the server cannot tell whose job runs
+                if task.get("active") is True:
+                    with contextlib.suppress(ProviderError):
+                        await self.cancel(task_id)
+                    return
+                # queued: wait for its turn; neither: not arrived yet, or never will
+                unseen = 0 if task.get("queued") is True else unseen + 1
                 await asyncio.sleep(self._poll_interval)
 
         watcher = asyncio.get_running_loop().create_task(watch())
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
 
+    async def _task_progress(
+        self, task_id: str, *, preview_id: int = -1, preview: bool = False
+    ) -> dict[str, Any] | None:
+        """``POST /internal/progress``: is ``task_id`` queued, running (``active``) or done.
+
+        None where the server cannot say: it has no such endpoint when started with
+        ``--nowebui``, and then the bot shows no progress and never interrupts.
+        """
+        body = {"id_task": task_id, "id_live_preview": preview_id, "live_preview": preview}
+        try:
+            _, raw = await self._request(
+                "POST", "/internal/progress", json_body=body, limits=self._poll_timeout
+            )
+            answer = json.loads(raw)
+        except (ProviderError, ValueError) as exc:
+            if not self._warned_no_task_progress:
+                self._warned_no_task_progress = True
+                detail = exc.detail if isinstance(exc, ProviderError) else "not JSON"
+                log.warning(
+                    "A1111 %s: no per-task progress (%s); without it the bot shows no progress "
+                    "and cannot cancel a running job (is the server started with --nowebui?)",
+                    self._base_url,
+                    detail,
+                )
+            return None
+        return answer if isinstance(answer, dict) else None
+
     async def _poll(self, task_id: str, progress: ProgressCallback | None) -> None:
         """Progress of our job until cancelled; failures here never reach the job."""
-        query = "false" if progress is not None else "true"
-        last_preview = b""
+        preview_id = -1
         while True:
             await asyncio.sleep(self._poll_interval)
+            task = await self._task_progress(
+                task_id, preview_id=preview_id, preview=progress is not None
+            )
+            if task is None or task.get("active") is not True:
+                continue  # queued behind someone else's job, or done
             try:
-                body = await self._get_json(
-                    f"/sdapi/v1/progress?skip_current_image={query}", limits=self._poll_timeout
-                )
+                body = await self._get_json("/sdapi/v1/progress?skip_current_image=true")
             except ProviderError as exc:
                 log.debug("progress poll failed: %s", exc.detail)
-                continue
-            if not isinstance(body, dict) or body.get("current_task") != task_id:
-                continue  # queued behind someone else's job, or done
-            raw_state = body.get("state")
+                body = {}
+            raw_state = body.get("state") if isinstance(body, dict) else None
             state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
             if state.get("interrupted"):
                 self._interrupted_elsewhere.add(task_id)
             if progress is None:
                 continue
-            preview = await self._preview(body.get("current_image"))
-            digest = hashlib.sha256(preview).digest() if preview else b""
-            if digest == last_preview:
-                preview = None
-            elif preview:
-                last_preview = digest
-            await _tell(progress, _update(body, state, preview))
+            preview = None
+            if isinstance(task.get("id_live_preview"), int) and task.get("live_preview"):
+                preview = await self._preview(task["live_preview"])
+                preview_id = task["id_live_preview"]
+            await tell(progress, progress_update(task, state, preview))
 
     async def _preview(self, encoded: Any) -> bytes | None:
+        """A live preview (a ``data:`` URI), checked like any image the server sends."""
         if not isinstance(encoded, str) or not encoded:
             return None
         try:
-            data = base64.b64decode(encoded, validate=True)
+            data = base64.b64decode(encoded.rsplit(",", 1)[-1], validate=True)
+            if len(data) > self._max_response:
+                raise ValueError("preview larger than the answer cap")
             await self._verify([data])
         except (binascii.Error, ValueError) as exc:
             log.debug("unusable preview ignored: %s", exc)
@@ -428,7 +443,7 @@ class Automatic1111Client:
         items = payload.get("images")
         if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
             raise MalformedResponse(detail="answer has no images")
-        info = _info(payload.get("info"))
+        info = info_object(payload.get("info"))
         first = info.get("index_of_first_image")
         if isinstance(first, int) and 0 < first < len(items):
             items = items[first:]  # the grid the server puts first when it saves images
@@ -491,7 +506,7 @@ class Automatic1111Client:
                     raw = await read_capped(response, self._max_response, what)
                     if 200 <= response.status < 300:
                         return response.status, raw
-                    raise self._classify(response.status, raw, what)
+                    raise classify_error(response.status, raw, what, self._secrets)
             except aiohttp.ClientConnectorError as exc:
                 # Refused before anything was sent: safe to try again, even a generation.
                 reason = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
@@ -507,128 +522,3 @@ class Automatic1111Client:
                 error = ProviderUnavailable(detail=f"{what}: {reason}")
                 error.possibly_billed = True
                 raise error from exc
-
-    def _classify(self, status: int, raw: bytes, what: str) -> ProviderError:
-        """The web UI's two error shapes: FastAPI's 422 list and its own ``{"error", ...}``."""
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            payload = {}
-        payload = payload if isinstance(payload, dict) else {}
-        detail = payload.get("detail")
-        if status == 422 and isinstance(detail, list):
-            problems = [_problem(item) for item in detail if isinstance(item, dict)]
-            reason = "; ".join(text for _, text in problems) or "invalid request"
-            param = problems[0][0] if problems else None
-            return InvalidRequest(
-                status=status, param=param, detail=f"HTTP 422 {what}: {reason}", reason=reason
-            )
-        message = " ".join(
-            str(part) for part in (payload.get("error"), detail, payload.get("errors")) if part
-        )
-        message = scrub(message or f"HTTP {status}", self._secrets)
-        text = f"HTTP {status} {what}: {message}"
-        if status in {401, 403}:
-            return OperatorProblem(
-                status=status, detail=f"{text} (check the A1111 --api-auth username/password)"
-            )
-        if status == 404 or 300 <= status < 400:
-            return OperatorProblem(status=status, detail=f"{text} (check the A1111 base URL)")
-        if retry.is_retryable_status(status):
-            return ProviderUnavailable(status=status, detail=text)
-        return InvalidRequest(status=status, detail=text, reason=message)
-
-
-def _no_openai_only_options(request: GenerateRequest | EditRequest) -> None:
-    for name in ("quality", "background", "output_format", "style"):
-        value = getattr(request, name, None)
-        if value is not None:
-            raise UnsupportedOption(model=BACKEND, option=name, value=value, allowed="none")
-
-
-def _checked_size(size: str) -> tuple[int, int]:
-    parsed = parse_size(size)
-    if parsed is None or not all(MIN_SIDE <= side <= MAX_SIDE and side % 8 == 0 for side in parsed):
-        raise UnsupportedSize(model=BACKEND, size=size, allowed=SIZE_RULE)
-    return parsed
-
-
-def _size_of(image: bytes) -> str:
-    """The source's own size, on the latent grid (A1111 would floor it there anyway)."""
-    dimensions = png_dimensions(image)
-    if dimensions is None:
-        return DEFAULT_SIZE
-    width, height = (min(max(side // 8 * 8, MIN_SIDE), MAX_SIDE) for side in dimensions)
-    return f"{width}x{height}"
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(raw)
-    except ValueError:
-        raise MalformedResponse(detail=f"answer is not JSON ({len(raw)} bytes)") from None
-    if not isinstance(payload, dict):
-        raise MalformedResponse(detail="answer is JSON but not an object")
-    return payload
-
-
-def _info(raw: Any) -> dict[str, Any]:
-    """``info`` is a JSON object inside a string."""
-    try:
-        info = json.loads(raw) if isinstance(raw, str) else {}
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
-def _objects(items: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(items, list):
-        raise MalformedResponse(detail="answer is not a list")
-    return [item for item in items if isinstance(item, dict)]
-
-
-def _problem(item: Mapping[str, Any]) -> tuple[str | None, str]:
-    """("steps", "steps: value is not a valid integer") from one FastAPI 422 entry."""
-    loc = [str(part) for part in item.get("loc", []) if part != "body"]
-    field = ".".join(loc) or None
-    msg = str(item.get("msg") or "invalid")
-    return field, f"{field}: {msg}" if field else msg
-
-
-def _update(
-    body: Mapping[str, Any], state: Mapping[str, Any], preview: bytes | None
-) -> ProgressUpdate:
-    def number(value: Any) -> float:
-        return (
-            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
-        )
-
-    step, steps = int(number(state.get("sampling_step"))), int(number(state.get("sampling_steps")))
-    job_no, job_count = int(number(state.get("job_no"))), int(number(state.get("job_count")))
-    text = body.get("textinfo") if isinstance(body.get("textinfo"), str) else None
-    if not text:
-        text = f"step {step}/{steps}" if steps else "starting"
-        if job_count > 1:
-            text += f", batch {job_no + 1}/{job_count}"
-    eta = body.get("eta_relative")
-    return ProgressUpdate(
-        fraction=min(max(number(body.get("progress")), 0.0), 1.0),
-        text=text,
-        step=step,
-        steps=steps,
-        eta_seconds=float(eta) if isinstance(eta, int | float) and eta >= 0 else None,
-        preview=preview,
-    )
-
-
-async def _tell(progress: ProgressCallback, update: ProgressUpdate) -> None:
-    try:
-        outcome = progress(update)
-        if inspect.isawaitable(outcome):
-            await outcome
-    except Exception:  # a failed preview never fails the job
-        log.warning("progress callback failed", exc_info=True)

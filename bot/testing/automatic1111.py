@@ -7,9 +7,11 @@ What a client meets on the real server (web UI 1.10: ``modules/api/api.py``, ``m
         ...  # point the client at a1111.base_url
 
 * ``txt2img``/``img2img`` run one at a time behind one lock (a second request waits), step by
-  step; ``GET /sdapi/v1/progress`` on another connection shows the running job (``progress``,
-  ``eta_relative``, ``state``, ``current_task`` = its ``force_task_id``, and a ``current_image``
-  preview once ``show_progress_every_n_steps`` steps passed since the last one).
+  step. ``GET /sdapi/v1/progress`` on another connection shows the running job (``progress``,
+  ``eta_relative``, ``state``, a ``current_image`` preview once ``show_progress_every_n_steps``
+  steps passed since the last one) but not whose it is; ``POST /internal/progress`` with the
+  request's ``force_task_id`` tells whether that task is queued, running or done, with its own
+  live preview.
 * ``POST /sdapi/v1/interrupt`` stops whatever runs: the request answers early with the images
   made so far, the current batch half-finished. Nothing checks whose job it is.
 * Bodies are checked like the pydantic v1 models (:mod:`bot.testing.automatic1111_rules`);
@@ -28,10 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
-import io
 import json
-import math
 import random
 import secrets
 import string
@@ -41,11 +40,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from PIL import Image, ImageFilter, ImageOps, PngImagePlugin
+from PIL import Image
 
+from bot.testing import automatic1111_pictures as pictures
 from bot.testing import automatic1111_rules as rules
 
-_GREY = (127, 127, 127)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -88,6 +87,7 @@ class _State:
     current_latent: list[Image.Image] | None = None
     current_image: Image.Image | None = None
     current_image_sampling_step: int = 0
+    id_live_preview: int = 0
 
     def dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +117,8 @@ class FakeAutomatic1111:
     #: Seconds each sampling step takes.
     step_delay: float = 0.005
     checkpoints: tuple[rules.Checkpoint, ...] = rules.CHECKPOINTS
+    #: False = started with ``--nowebui``: the API only, without ``/internal/progress``.
+    webui: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     requests: list[tuple[str, Any]] = field(default_factory=list)
     ignored_fields: list[str] = field(default_factory=list)
@@ -144,6 +146,9 @@ class FakeAutomatic1111:
         self._state = _State()
         self._lock = asyncio.Lock()
         self._scripts: list[_Script] = []
+        #: ``modules.progress``: queued tasks (by arrival), the last 16 finished ones.
+        self._pending: dict[str, float] = {}
+        self._finished: list[str] = []
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> FakeAutomatic1111:
@@ -151,6 +156,8 @@ class FakeAutomatic1111:
         app.router.add_post("/sdapi/v1/txt2img", self._txt2img)
         app.router.add_post("/sdapi/v1/img2img", self._img2img)
         app.router.add_get("/sdapi/v1/progress", self._progress)
+        if self.webui:
+            app.router.add_post("/internal/progress", self._internal_progress)
         app.router.add_post("/sdapi/v1/interrupt", self._interrupt)
         app.router.add_get("/sdapi/v1/sd-models", self._sd_models)
         app.router.add_get("/sdapi/v1/samplers", self._samplers)
@@ -238,11 +245,12 @@ class FakeAutomatic1111:
             return values
         if values["init_images"] is None:
             return _webui_error(404, "HTTPException", "Init image not found")
-        mask = _decode_image(values["mask"]) if values["mask"] else None
+        mask = pictures.decode_image(values["mask"]) if values["mask"] else None
         if values["mask"] and mask is None:
             return _webui_error(500, "HTTPException", "Invalid encoded image")
         inits = [
-            _decode_image(item) if isinstance(item, str) else None for item in values["init_images"]
+            pictures.decode_image(item) if isinstance(item, str) else None
+            for item in values["init_images"]
         ]
         if not inits or any(image is None for image in inits):
             return _webui_error(500, "HTTPException", "Invalid encoded image")
@@ -252,11 +260,14 @@ class FakeAutomatic1111:
         self, path: str, values: dict[str, Any], init: Image.Image | None, mask: Image.Image | None
     ) -> web.StreamResponse:
         task_id = values["force_task_id"] or f"task({_random_id()})"
+        self._pending[task_id] = time.time()  # add_task_to_queue, before the lock
         async with self._lock:  # Api.queue_lock
+            self._pending.pop(task_id, None)
             if self._scripts:
                 script = self._scripts.pop(0)
                 return _webui_error(script.status, script.error, errors=script.errors)
             images, info = await asyncio.shield(self._process(path, task_id, values, init, mask))
+            self._finished = [*self._finished, task_id][-16:]
         parameters = dict(values)
         if init is not None and not values["include_init_images"]:
             parameters["init_images"] = parameters["mask"] = None
@@ -276,6 +287,7 @@ class FakeAutomatic1111:
         state.sampling_step = state.current_image_sampling_step = 0
         state.interrupted = state.skipped = False
         state.current_latent = state.current_image = None
+        state.id_live_preview = 0
         state.textinfo = None
         state.time_start = time.time()
         state.job_timestamp = time.strftime("%Y%m%d%H%M%S")
@@ -305,7 +317,7 @@ class FakeAutomatic1111:
                 break
             batch = seeds[n * v["batch_size"] : (n + 1) * v["batch_size"]]
             finals = [
-                _paint(v["prompt"], s, width, height, source, v["denoising_strength"])
+                pictures.paint(v["prompt"], s, width, height, source, v["denoising_strength"])
                 for s in batch
             ]
             state.sampling_steps = steps
@@ -317,17 +329,18 @@ class FakeAutomatic1111:
                     break
                 state.sampling_step = step
                 state.current_latent = [
-                    Image.blend(_solid(_GREY, width, height), f, step / steps) for f in finals
+                    Image.blend(pictures.solid(pictures.GREY, width, height), f, step / steps)
+                    for f in finals
                 ]
             for index, final in enumerate(finals):
                 image = (
                     final
                     if fraction >= 1
-                    else Image.blend(_solid(_GREY, width, height), final, fraction)
+                    else Image.blend(pictures.solid(pictures.GREY, width, height), final, fraction)
                 )
                 if source is not None and mask is not None:
-                    image = Image.composite(image, source, _overlay(mask, v, width, height))
-                text = _infotext(v, sampler, checkpoint, batch[index], width, height)
+                    image = Image.composite(image, source, pictures.overlay(mask, v, width, height))
+                text = pictures.infotext(v, sampler, checkpoint, batch[index], width, height)
                 infotexts.append(text)
                 image.info["parameters"] = text
                 outputs.append(image)
@@ -339,10 +352,12 @@ class FakeAutomatic1111:
             state.job_no += 1
             state.sampling_step = state.current_image_sampling_step = 0
         run.interrupted = state.interrupted
-        outputs.extend(_solid(_GREY, width, height) for _ in range(self.extra_images))
+        outputs.extend(
+            pictures.solid(pictures.GREY, width, height) for _ in range(self.extra_images)
+        )
         first = 0
         if v["save_images"] and self.options["return_grid"] and len(outputs) > 1:
-            outputs.insert(0, _grid(outputs))  # do_not_save_grid = not save_images
+            outputs.insert(0, pictures.grid(outputs))  # do_not_save_grid = not save_images
             infotexts.insert(0, infotexts[0])
             first = 1
         info = {
@@ -380,7 +395,7 @@ class FakeAutomatic1111:
         }
         state.job, state.job_count, state.current_task = "", 0, None
         run.finished = time.monotonic()
-        return [_png_b64(image) for image in outputs], json.dumps(info)
+        return [pictures.png_b64(image) for image in outputs], json.dumps(info)
 
     def _set_current_image(self) -> None:
         """``State.do_set_current_image``: decode the latent (a grid of the batch) now."""
@@ -388,23 +403,33 @@ class FakeAutomatic1111:
         if state.current_latent is None:
             return
         latent = state.current_latent
-        state.current_image = _grid(latent) if len(latent) > 1 else latent[0]
+        state.current_image = pictures.grid(latent) if len(latent) > 1 else latent[0]
+        state.id_live_preview += 1
         state.current_image_sampling_step = state.sampling_step
 
+    def _maybe_new_preview(self) -> None:
+        """``State.set_current_image``: a new preview once enough steps passed since the last."""
+        state, every = self._state, self.options["show_progress_every_n_steps"]
+        if (
+            self.options["live_previews_enable"]
+            and every != -1
+            and state.sampling_step - state.current_image_sampling_step >= every
+        ):
+            self._set_current_image()
+
     async def _progress(self, request: web.Request) -> web.StreamResponse:
-        """``Api.progressapi``, a preview made at most every ``show_progress_every_n_steps``."""
+        """``Api.progressapi``: whatever job runs, with no way to tell whose it is.
+
+        (1.10 passes ``current_task`` from ``from modules.progress import current_task``, a
+        copy taken at import time, so it is always None; tasks are told apart only by
+        ``/internal/progress``.)
+        """
         self.progress_polls += 1
         state = self._state
         common = {"state": state.dict(), "textinfo": state.textinfo}
         if state.job_count == 0:
             return web.json_response(
-                {
-                    "progress": 0,
-                    "eta_relative": 0,
-                    **common,
-                    "current_image": None,
-                    "current_task": None,
-                }
+                {"progress": 0, "eta_relative": 0, **common, "current_image": None}
             )
         progress = 0.01
         if state.job_count > 0:
@@ -412,28 +437,55 @@ class FakeAutomatic1111:
         if state.sampling_steps > 0:
             progress += 1 / state.job_count * state.sampling_step / state.sampling_steps
         elapsed = time.time() - state.time_start
-        eta = elapsed / progress - elapsed
-        every = self.options["show_progress_every_n_steps"]
-        if (
-            self.options["live_previews_enable"]
-            and every != -1
-            and state.sampling_step - state.current_image_sampling_step >= every
-        ):
-            self._set_current_image()
-        skip = request.query.get("skip_current_image", "false").lower() in {
-            "1",
-            "true",
-            "on",
-            "yes",
+        self._maybe_new_preview()
+        skip = rules.query_flag(request.query.get("skip_current_image"))
+        image = pictures.png_b64(state.current_image) if state.current_image and not skip else None
+        body = {"progress": min(progress, 1), "eta_relative": elapsed / progress - elapsed}
+        return web.json_response({**body, **common, "current_image": image})
+
+    async def _internal_progress(self, request: web.Request) -> web.StreamResponse:
+        """``modules/progress.py progressapi``: one task's progress and its live preview.
+
+        Registered by the web UI itself, not the API: no ``--api-auth``, and absent when the
+        server runs with ``--nowebui``.
+        """
+        values = await self._body(request, rules.INTERNAL_PROGRESS_FIELDS)
+        if isinstance(values, web.StreamResponse):
+            return values
+        task, state = values["id_task"], self._state
+        flags = {
+            "active": task is not None and task == state.current_task,
+            "queued": task in self._pending,
+            "completed": task in self._finished,
         }
-        image = _png_b64(state.current_image) if state.current_image and not skip else None
+        if not flags["active"]:
+            info = "Waiting..."
+            if flags["queued"]:
+                order = sorted(self._pending, key=self._pending.__getitem__)
+                info = f"In queue: {order.index(task) + 1}/{len(order)}"
+            return web.json_response({**flags, "id_live_preview": -1, "textinfo": info})
+        progress = 0.0
+        if state.job_count > 0:
+            progress += state.job_no / state.job_count
+            if state.sampling_steps > 0:
+                progress += 1 / state.job_count * state.sampling_step / state.sampling_steps
+        progress = min(progress, 1)
+        elapsed = time.time() - state.time_start
+        eta = elapsed / progress - elapsed if progress > 0 else None
+        preview, preview_id = None, values["id_live_preview"]
+        if self.options["live_previews_enable"] and values["live_preview"]:
+            self._maybe_new_preview()
+            if state.id_live_preview != preview_id and state.current_image is not None:
+                preview = "data:image/png;base64," + pictures.png_b64(state.current_image)
+                preview_id = state.id_live_preview
         return web.json_response(
             {
-                "progress": min(progress, 1),
-                "eta_relative": eta,
-                **common,
-                "current_image": image,
-                "current_task": state.current_task,
+                **flags,
+                "progress": progress,
+                "eta": eta,
+                "live_preview": preview,
+                "id_live_preview": preview_id,
+                "textinfo": state.textinfo,
             }
         )
 
@@ -467,84 +519,6 @@ class FakeAutomatic1111:
             return _webui_error(500, "RuntimeError", errors=f"model {name!r} not found")
         self.options.update(body)
         return web.json_response(None)
-
-
-def _overlay(mask: Image.Image, v: dict[str, Any], width: int, height: int) -> Image.Image:
-    """Where the generated pixels show (255) over the original, as ``Img2Img.init`` builds it."""
-    if mask.mode == "RGBA" and mask.getextrema()[-1] != (255, 255):
-        edit = mask.getchannel("A").point(lambda x: 255 if x > 128 else 0)
-    else:
-        edit = mask.convert("L")
-    if v["inpainting_mask_invert"]:
-        edit = ImageOps.invert(edit)
-    blur = v["mask_blur"] if v["mask_blur"] is not None else v["mask_blur_x"]
-    if blur > 0:
-        edit = edit.filter(ImageFilter.GaussianBlur(blur))
-    edit = edit.resize((width, height))
-    if not v["inpaint_full_res"]:
-        edit = edit.point(lambda x: min(x * 2, 255))
-    return edit
-
-
-def _paint(
-    prompt: str, seed: int, width: int, height: int, init: Image.Image | None, denoising: float
-) -> Image.Image:
-    digest = hashlib.sha256(f"{prompt}|{seed}".encode()).digest()
-    image = _solid((digest[0], digest[1], digest[2]), width, height)
-    if init is None:
-        return image
-    return Image.blend(init, image, max(0.0, min(denoising, 1.0)))
-
-
-def _solid(colour: tuple[int, int, int], width: int, height: int) -> Image.Image:
-    return Image.new("RGB", (width, height), colour)
-
-
-def _grid(images: list[Image.Image]) -> Image.Image:
-    """``images.image_grid`` with ``n_rows = -1``: the squarest grid that divides the count."""
-    rows = max(int(math.sqrt(len(images))), 1)
-    while len(images) % rows:
-        rows -= 1
-    cols = math.ceil(len(images) / rows)
-    w, h = images[0].size
-    grid = Image.new("RGB", (cols * w, rows * h))
-    for i, image in enumerate(images):
-        grid.paste(image, (i % cols * w, i // cols * h))
-    return grid
-
-
-def _infotext(
-    v: dict[str, Any], sampler: str, checkpoint: rules.Checkpoint, seed: int, w: int, h: int
-) -> str:
-    negative = f"\nNegative prompt: {v['negative_prompt']}" if v["negative_prompt"] else ""
-    params = (
-        f"Steps: {v['steps']}, Sampler: {sampler}, Schedule type: Automatic, CFG scale: "
-        f"{v['cfg_scale']:g}, Seed: {seed}, Size: {w}x{h}, Model hash: {checkpoint.shorthash}, "
-        f"Model: {checkpoint.model_name}, Version: v1.10.1"
-    )
-    return f"{v['prompt']}{negative}\n{params}".strip()
-
-
-def _png_b64(image: Image.Image) -> str:
-    info = PngImagePlugin.PngInfo()
-    for key, value in image.info.items():
-        if isinstance(key, str) and isinstance(value, str):
-            info.add_text(key, value)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", pnginfo=info)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _decode_image(encoding: str) -> Image.Image | None:
-    """``decode_base64_to_image`` (data: URLs too); None where it says "Invalid encoded image"."""
-    if encoding.startswith("data:image/"):
-        encoding = encoding.split(";")[1].split(",")[1]
-    try:
-        image = Image.open(io.BytesIO(base64.b64decode(encoding)))
-        image.load()
-    except Exception:  # Pillow raises many types for broken input
-        return None
-    return image
 
 
 def _fixed_seed(seed: int) -> int:

@@ -196,6 +196,19 @@ TXT2IMG_FIELDS = _fields(_COMMON, _TXT2IMG, _API)
 IMG2IMG_FIELDS = _fields(_COMMON, _IMG2IMG, _API)
 
 
+#: ``modules.progress.ProgressRequest``.
+INTERNAL_PROGRESS_FIELDS: dict[str, tuple[Coerce, Any]] = {
+    "id_task": (_str, None),
+    "id_live_preview": (_int, -1),
+    "live_preview": (_bool, True),
+}
+
+
+def query_flag(value: str | None) -> bool:
+    """A boolean query parameter as FastAPI reads one (absent or unreadable = False here)."""
+    return value is not None and value.lower() in {"1", "on", "t", "true", "y", "yes"}
+
+
 def parse_body(
     body: Any, fields: dict[str, tuple[Coerce, Any]]
 ) -> tuple[dict[str, Any], list[Error], list[str]]:

@@ -346,3 +346,41 @@ async def test_a_job_interrupted_by_someone_else_is_not_delivered_as_finished(
     with pytest.raises(ProviderUnavailable) as caught:
         await job
     assert "interrupted on the server" in caught.value.detail
+
+
+async def test_a_failing_progress_callback_never_fails_the_job(
+    a1111: FakeAutomatic1111, make_client: MakeClient
+) -> None:
+    a1111.step_delay = 0.01
+    calls: list[float] = []
+
+    def broken(update: ProgressUpdate) -> None:
+        calls.append(update.fraction)
+        raise RuntimeError("Discord said no")
+
+    result = await make_client().generate(
+        GenerateRequest("a fox"), options=SDOptions(steps=10), progress=broken
+    )
+    assert calls and result.images
+
+
+async def test_without_the_web_ui_there_is_no_progress_and_no_interrupt(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeAutomatic1111(webui=False, step_delay=0.01) as fake:
+        client = make_client(base_url=fake.base_url)
+        watcher = Watcher(fake)
+        job = asyncio.create_task(
+            client.generate(
+                GenerateRequest("a fox"), options=SDOptions(steps=40), progress=watcher, task_id="t"
+            )
+        )
+        await fake.wait_running("t", step=3)
+        await asyncio.sleep(0.05)
+        assert await client.cancel("t") is False  # cannot prove the running job is ours
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        await client.aclose()
+        assert watcher.updates == [] and fake.interrupts == []
+        assert sum("--nowebui" in r.getMessage() for r in caplog.records) == 1

@@ -139,13 +139,13 @@ async def test_progress_on_a_second_connection_with_a_preview_every_n_steps(
 ) -> None:
     a1111.step_delay = 0.02
     idle = (await call(session, a1111, "GET", "/sdapi/v1/progress"))[1]
-    assert idle["progress"] == 0 and idle["current_task"] is None and idle["current_image"] is None
+    assert idle["progress"] == 0 and idle["current_image"] is None
 
     body = {"steps": 20, "width": 64, "height": 64, "force_task_id": "mine"}
     job = asyncio.create_task(call(session, a1111, "POST", "/sdapi/v1/txt2img", body))
     await a1111.wait_running("mine", step=3)
     early = (await call(session, a1111, "GET", "/sdapi/v1/progress"))[1]
-    assert early["current_task"] == "mine"
+    assert "current_task" not in early  # whose job it is, only /internal/progress says
     assert 0 < early["progress"] < 0.5
     assert early["state"]["sampling_steps"] == 20 and early["state"]["job_count"] == 1
     assert early["current_image"] is None  # fewer than show_progress_every_n_steps (10) yet
@@ -295,3 +295,43 @@ async def test_scripted_crash_answers_in_the_web_uis_error_shape(
     status, body = await call(session, a1111, "POST", "/sdapi/v1/txt2img", {"steps": 1})
     assert status == 500 and body["error"] == "OutOfMemoryError"
     assert (await call(session, a1111, "POST", "/sdapi/v1/txt2img", {"steps": 1}))[0] == 200
+
+
+async def test_internal_progress_tells_one_tasks_state_and_its_own_preview() -> None:
+    async with FakeAutomatic1111(auth=("bot", "pw"), step_delay=0.01) as fake:
+        fake.options["show_progress_every_n_steps"] = 2
+        headers = {"Authorization": "Basic " + b64(b"bot:pw")}
+        async with aiohttp.ClientSession(headers=headers) as s, aiohttp.ClientSession() as anon:
+
+            async def task(name: str, preview_id: int = -1) -> dict[str, Any]:
+                body = {"id_task": name, "id_live_preview": preview_id}
+                status, answer = await call(anon, fake, "POST", "/internal/progress", body)
+                assert status == 200  # the web UI's own route: no --api-auth
+                return dict(answer)
+
+            first = asyncio.create_task(
+                call(s, fake, "POST", "/sdapi/v1/txt2img", {"steps": 30, "force_task_id": "a"})
+            )
+            await fake.wait_running("a", step=4)
+            second = asyncio.create_task(
+                call(s, fake, "POST", "/sdapi/v1/txt2img", {"steps": 2, "force_task_id": "b"})
+            )
+            await asyncio.sleep(0.02)
+            queued = await task("b")
+            assert (queued["active"], queued["queued"], queued["textinfo"]) == (
+                False,
+                True,
+                "In queue: 1/1",
+            )
+            running = await task("a")
+            assert running["active"] and 0 < running["progress"] < 1
+            assert running["live_preview"].startswith("data:image/png;base64,")
+            again = await task("a", running["id_live_preview"])
+            assert (
+                again["live_preview"] is None
+                or again["id_live_preview"] > running["id_live_preview"]
+            )
+            await asyncio.gather(first, second)
+            done = await task("a")
+            assert (done["active"], done["completed"]) == (False, True)
+            assert (await task("never"))["textinfo"] == "Waiting..."
