@@ -247,7 +247,9 @@ class Automatic1111Client:
         task = await self._task_progress(task_id)
         if task is None or task.get("active") is not True:
             return False
-        await self._request("POST", "/sdapi/v1/interrupt", json_body={}, limits=self._poll_timeout)
+        await self._request(
+            "POST", "/sdapi/v1/interrupt", json_body={}, limits=self._poll_timeout, retries=0
+        )
         log.info("interrupted our job %s on %s", task_id, self._base_url)
         return True
 
@@ -336,7 +338,7 @@ class Automatic1111Client:
         """Whether the job that just ended was interrupted: the flag stays up until the next
         job begins, and a poll may have missed the moment between the interrupt and the end."""
         try:
-            body = await self._get_json("/sdapi/v1/progress?skip_current_image=true")
+            body = await self._get_json("/sdapi/v1/progress?skip_current_image=true", retries=0)
         except ProviderError:
             return False
         state = body.get("state") if isinstance(body, dict) else None
@@ -379,7 +381,7 @@ class Automatic1111Client:
         body = {"id_task": task_id, "id_live_preview": preview_id, "live_preview": preview}
         try:
             _, raw = await self._request(
-                "POST", "/internal/progress", json_body=body, limits=self._poll_timeout
+                "POST", "/internal/progress", json_body=body, limits=self._poll_timeout, retries=0
             )
             answer = json.loads(raw)
         except (ProviderError, ValueError) as exc:
@@ -406,7 +408,7 @@ class Automatic1111Client:
             if task is None or task.get("active") is not True:
                 continue  # queued behind someone else's job, or done
             try:
-                body = await self._get_json("/sdapi/v1/progress?skip_current_image=true")
+                body = await self._get_json("/sdapi/v1/progress?skip_current_image=true", retries=0)
             except ProviderError as exc:
                 log.debug("progress poll failed: %s", exc.detail)
                 body = {}
@@ -475,8 +477,8 @@ class Automatic1111Client:
 
     # --- HTTP ----------------------------------------------------------------------------------
 
-    async def _get_json(self, path: str, *, limits: aiohttp.ClientTimeout | None = None) -> Any:
-        _, raw = await self._request("GET", path, limits=limits or self._poll_timeout)
+    async def _get_json(self, path: str, *, retries: int | None = None) -> Any:
+        _, raw = await self._request("GET", path, limits=self._poll_timeout, retries=retries)
         try:
             return json.loads(raw)
         except ValueError:
@@ -489,8 +491,12 @@ class Automatic1111Client:
         *,
         limits: aiohttp.ClientTimeout,
         json_body: dict[str, Any] | None = None,
+        retries: int | None = None,
     ) -> tuple[int, bytes]:
+        """One exchange; only a refused connection is tried again (``retries``, default the
+        client's), since anything that may have reached the server may be running there."""
         what = path.split("?", 1)[0]
+        retries = self._max_retries if retries is None else retries
         attempt = 0
         while True:
             try:
@@ -511,7 +517,7 @@ class Automatic1111Client:
                 # Refused before anything was sent: safe to try again, even a generation.
                 reason = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
                 error = ProviderUnavailable(detail=f"{what}: {reason}")
-                if attempt >= self._max_retries:
+                if attempt >= retries:
                     raise error from exc
                 attempt += 1
                 wait = retry.backoff_delay(attempt - 1, self._random)

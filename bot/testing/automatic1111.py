@@ -263,7 +263,8 @@ class FakeAutomatic1111:
         self._pending[task_id] = time.time()  # add_task_to_queue, before the lock
         async with self._lock:  # Api.queue_lock
             self._pending.pop(task_id, None)
-            if self._scripts:
+            if self._scripts:  # a crash inside process_images: finish_task never runs,
+                self._state.current_task = task_id  # so the task stays "active" until the next
                 script = self._scripts.pop(0)
                 return _webui_error(script.status, script.error, errors=script.errors)
             images, info = await asyncio.shield(self._process(path, task_id, values, init, mask))
@@ -463,7 +464,8 @@ class FakeAutomatic1111:
             if flags["queued"]:
                 order = sorted(self._pending, key=self._pending.__getitem__)
                 info = f"In queue: {order.index(task) + 1}/{len(order)}"
-            return web.json_response({**flags, "id_live_preview": -1, "textinfo": info})
+            empty = {"progress": None, "eta": None, "live_preview": None}
+            return web.json_response({**flags, **empty, "id_live_preview": -1, "textinfo": info})
         progress = 0.0
         if state.job_count > 0:
             progress += state.job_no / state.job_count
