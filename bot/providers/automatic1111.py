@@ -39,6 +39,7 @@ import json
 import logging
 import random as _random
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -92,6 +93,8 @@ VARY_DENOISING = 0.6
 EDIT_DENOISING = 0.75
 #: Every Stable Diffusion option left to the client's and the server's defaults.
 NO_OPTIONS = SDOptions()
+#: How long a cancelled request is watched while the server keeps it queued.
+_WATCH_SECONDS = 3600.0
 #: Polls after which a cancelled request the server never listed as queued is taken as lost.
 _UNSEEN_POLLS = 4
 
@@ -122,9 +125,13 @@ class Automatic1111Client:
         max_retries: int = 2,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
+        observe: Callable[[str, float, str | None], None] | None = None,
     ) -> None:
         """``checkpoint`` None = whatever the server has loaded; ``steps`` is A1111's UI default
-        (its API's own default, 50, takes 2.5 times as long for little gain)."""
+        (its API's own default, 50, takes 2.5 times as long for little gain).
+
+        ``observe(path, seconds, error_code)`` is told about every generation call (metrics).
+        """
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._verify = verify
@@ -145,12 +152,12 @@ class Automatic1111Client:
         self._timeout = aiohttp.ClientTimeout(
             total=timeout_seconds, sock_connect=connect_timeout_seconds
         )
-        self._timeout_seconds = timeout_seconds
         self._poll_interval = poll_interval
         self._poll_timeout = aiohttp.ClientTimeout(total=max(5.0, poll_interval * 4))
         self._max_retries = max_retries
         self._sleep = sleep
         self._random = random
+        self._observe = observe
         self._samplers: frozenset[str] | None = None
         self._checkpoints: tuple[Checkpoint, ...] | None = None
         self._interrupted_elsewhere: set[str] = set()
@@ -318,21 +325,32 @@ class Automatic1111Client:
         task_id = task_id or f"imagebot-{secrets.token_hex(8)}"
         body["force_task_id"] = task_id
         poller = asyncio.create_task(self._poll(task_id, progress))
+        started = time.monotonic()
         try:
             _, raw = await self._request("POST", path, json_body=body, limits=self._timeout)
         except asyncio.CancelledError:
             self._interrupt_when_ours(task_id)
             raise
+        except ProviderError as error:
+            if error.possibly_billed:  # gave up waiting: the job would hold the GPU for nothing
+                self._interrupt_when_ours(task_id)
+            self._tell_observer(path, started, error.code or error.key)
+            raise
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+        self._tell_observer(path, started, None)
         seen = task_id in self._interrupted_elsewhere
         self._interrupted_elsewhere.discard(task_id)
         if seen or await self._ended_interrupted():
             # Someone stopped it in the web UI: the images are half made, not a result.
             raise ProviderUnavailable(detail=f"{path}: the job was interrupted on the server")
         return await self._result(json_object(raw), n)
+
+    def _tell_observer(self, path: str, started: float, error: str | None) -> None:
+        if self._observe is not None:
+            self._observe(path, time.monotonic() - started, error)
 
     async def _ended_interrupted(self) -> bool:
         """Whether the job that just ended was interrupted: the flag stays up until the next
@@ -353,7 +371,7 @@ class Automatic1111Client:
 
         async def watch() -> None:
             unseen = 0
-            deadline = asyncio.get_running_loop().time() + self._timeout_seconds
+            deadline = asyncio.get_running_loop().time() + _WATCH_SECONDS
             while asyncio.get_running_loop().time() < deadline and unseen < _UNSEEN_POLLS:
                 task = await self._task_progress(task_id)
                 if task is None or task.get("completed") is True:

@@ -384,3 +384,21 @@ async def test_without_the_web_ui_there_is_no_progress_and_no_interrupt(
         await client.aclose()
         assert watcher.updates == [] and fake.interrupts == []
         assert sum("--nowebui" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_request_that_timed_out_does_not_leave_its_job_running(
+    a1111: FakeAutomatic1111, make_client: MakeClient
+) -> None:
+    a1111.step_delay = 0.01
+    seen: list[tuple[str, str | None]] = []
+    client = make_client(
+        timeout_seconds=0.3, observe=lambda path, seconds, error: seen.append((path, error))
+    )
+    with pytest.raises(ProviderUnavailable) as caught:
+        await client.generate(
+            GenerateRequest("a fox"), options=SDOptions(steps=500), task_id="slow"
+        )
+    assert caught.value.possibly_billed
+    await _eventually(lambda: a1111.interrupts == ["slow"])
+    assert seen == [("/sdapi/v1/txt2img", "provider.unavailable")]
+    await client.aclose()
