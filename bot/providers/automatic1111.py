@@ -5,17 +5,21 @@ The same shape and rules as the OpenAI client (:mod:`bot.providers.client`): typ
 every image verified on the image worker, at most the images asked for kept. What differs is the
 server, which runs one job at a time and says nothing while it works:
 
-* **Progress** comes from ``GET /sdapi/v1/progress`` on a second connection, polled about every
-  ``poll_interval`` seconds while our request runs. Each request carries our own
-  ``force_task_id``, and an update is passed on only while the server's ``current_task`` is
-  ours: before that the server is busy with someone else's job, whose preview is not ours to
-  show. A server too old to report ``current_task`` (before 1.7) gets no progress at all.
-* **Cancel** is ``POST /sdapi/v1/interrupt``, which stops whatever runs. It is sent only while
-  ``current_task`` is ours. Cancelling the call (the asyncio task) does this by itself; if our
-  request was still queued behind another, a watcher interrupts it the moment it starts, since
-  the server runs it anyway once the client is gone. (One race remains: between the check and
-  the interrupt, one round trip, our job can end and the next begin. A1111 has no per-task
-  interrupt.)
+* **Whose job runs**: every request carries our own ``force_task_id``, and
+  ``POST /internal/progress`` says whether that task is queued, running (``active``) or done.
+  ``GET /sdapi/v1/progress`` cannot say (its ``current_task`` is a copy taken when the module
+  was imported, always None), so it only supplies the step numbers.
+* **Progress** is polled about every ``poll_interval`` seconds on a second connection while our
+  request runs, and passed on only while our task is the active one: before that the server is
+  busy with someone else's job, whose preview is not ours to show. A server started with
+  ``--nowebui`` has no ``/internal/progress``: no progress then, and no interrupt.
+* **Cancel** is ``POST /sdapi/v1/interrupt``, which stops whatever runs, so it is sent only
+  while our task is active. Cancelling the call (the asyncio task), or a request timing out,
+  does this by itself; if our request was still queued behind another, a watcher interrupts it
+  the moment it starts, since the server runs it anyway once the client is gone. (One race
+  remains: between the check and the interrupt, one round trip, our job can end and the next
+  begin. A1111 has no per-task interrupt.) A job someone else interrupted (the web UI's button)
+  is an outage, not a result: its images are half made.
 * **Quiet fallbacks**: the server swaps an unknown sampler for its first one and ignores an
   unknown checkpoint, so both are checked against its own lists before anything is sent.
 * **Masks**: ours marks the area to repaint with transparency; A1111's with white. The mask is
