@@ -63,9 +63,16 @@ class Run:
     sampler: str
     checkpoint: str
     seeds: list[int]
+    #: ``time.monotonic()``: request read, lock taken, sampling done, answer encoded.
+    arrived: float = 0.0
     started: float = 0.0
     finished: float = 0.0
+    answered: float = 0.0
     interrupted: bool = False
+    #: ``time.monotonic()`` at which each sampling step finished, all batches in order.
+    step_times: list[float] = field(default_factory=list)
+    #: (``time.monotonic()``, step it shows) of each preview made, for latency benchmarks.
+    previews: list[tuple[float, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -234,12 +241,14 @@ class FakeAutomatic1111:
         return values
 
     async def _txt2img(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         values = await self._body(request, rules.TXT2IMG_FIELDS)
         if isinstance(values, web.StreamResponse):
             return values
-        return await self._generate(request.path, values, None, None)
+        return await self._generate(request.path, values, None, None, arrived)
 
     async def _img2img(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         values = await self._body(request, rules.IMG2IMG_FIELDS)
         if isinstance(values, web.StreamResponse):
             return values
@@ -254,10 +263,15 @@ class FakeAutomatic1111:
         ]
         if not inits or any(image is None for image in inits):
             return _webui_error(500, "HTTPException", "Invalid encoded image")
-        return await self._generate(request.path, values, inits[0], mask)
+        return await self._generate(request.path, values, inits[0], mask, arrived)
 
     async def _generate(
-        self, path: str, values: dict[str, Any], init: Image.Image | None, mask: Image.Image | None
+        self,
+        path: str,
+        values: dict[str, Any],
+        init: Image.Image | None,
+        mask: Image.Image | None,
+        arrived: float,
     ) -> web.StreamResponse:
         task_id = values["force_task_id"] or f"task({_random_id()})"
         self._pending[task_id] = time.time()  # add_task_to_queue, before the lock
@@ -267,12 +281,15 @@ class FakeAutomatic1111:
                 self._state.current_task = task_id  # so the task stays "active" until the next
                 script = self._scripts.pop(0)
                 return _webui_error(script.status, script.error, errors=script.errors)
-            images, info = await asyncio.shield(self._process(path, task_id, values, init, mask))
+            job = self._process(path, task_id, values, init, mask)
+            run, images, info = await asyncio.shield(job)
             self._finished = [*self._finished, task_id][-16:]
         parameters = dict(values)
         if init is not None and not values["include_init_images"]:
             parameters["init_images"] = parameters["mask"] = None
-        return web.json_response({"images": images, "parameters": parameters, "info": info})
+        answer = web.json_response({"images": images, "parameters": parameters, "info": info})
+        run.arrived, run.answered = arrived, time.monotonic()
+        return answer
 
     async def _process(
         self,
@@ -281,7 +298,7 @@ class FakeAutomatic1111:
         v: dict[str, Any],
         init: Image.Image | None,
         mask: Image.Image | None,
-    ) -> tuple[list[str], str]:
+    ) -> tuple[Run, list[str], str]:
         """``process_images`` with the sampler replaced by sleeping and painting."""
         state = self._state
         state.job, state.job_no, state.job_count = f"scripts_{path.rsplit('/', 1)[-1]}", 0, -1
@@ -329,6 +346,7 @@ class FakeAutomatic1111:
                     fraction = (step - 1) / steps
                     break
                 state.sampling_step = step
+                run.step_times.append(time.monotonic())
                 state.current_latent = [
                     Image.blend(pictures.solid(pictures.GREY, width, height), f, step / steps)
                     for f in finals
@@ -396,7 +414,7 @@ class FakeAutomatic1111:
         }
         state.job, state.job_count, state.current_task = "", 0, None
         run.finished = time.monotonic()
-        return [pictures.png_b64(image) for image in outputs], json.dumps(info)
+        return run, [pictures.png_b64(image) for image in outputs], json.dumps(info)
 
     def _set_current_image(self) -> None:
         """``State.do_set_current_image``: decode the latent (a grid of the batch) now."""
@@ -406,6 +424,8 @@ class FakeAutomatic1111:
         latent = state.current_latent
         state.current_image = pictures.grid(latent) if len(latent) > 1 else latent[0]
         state.id_live_preview += 1
+        if self.runs:
+            self.runs[-1].previews.append((time.monotonic(), state.sampling_step))
         state.current_image_sampling_step = state.sampling_step
 
     def _maybe_new_preview(self) -> None:
