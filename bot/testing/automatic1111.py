@@ -199,14 +199,20 @@ class FakeAutomatic1111:
     def running_task(self) -> str | None:
         return self._state.current_task
 
-    async def wait_running(self, task_id: str | None = None, *, step: int = 1) -> str:
-        """Wait until a generation (``task_id``'s, if given) reaches ``step``; its task id."""
-        while True:
-            state = self._state
-            current = state.current_task
-            if current and state.sampling_step >= step and task_id in (None, current):
-                return current
-            await asyncio.sleep(0.002)
+    async def wait_running(
+        self, task_id: str | None = None, *, step: int = 1, within: float = 10.0
+    ) -> str:
+        """Wait until a generation (``task_id``'s, if given) reaches ``step``; its task id.
+
+        Raises TimeoutError after ``within`` seconds, so a test that waits in vain fails.
+        """
+        async with asyncio.timeout(within):
+            while True:
+                state = self._state
+                current = state.current_task
+                if current and state.sampling_step >= step and task_id in (None, current):
+                    return current
+                await asyncio.sleep(0.002)
 
     # --- HTTP ----------------------------------------------------------------------------------
 
