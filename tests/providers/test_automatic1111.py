@@ -110,7 +110,7 @@ async def test_a_random_seed_is_reported_as_used(
 async def test_progress_and_decoded_previews_arrive_before_the_answer(
     a1111: FakeAutomatic1111, make_client: MakeClient
 ) -> None:
-    a1111.step_delay = 0.01
+    a1111.step_delay = 0.02
     a1111.options["show_progress_every_n_steps"] = 3
     watcher = Watcher(a1111)
     result = await make_client().generate(
@@ -372,7 +372,10 @@ async def test_without_the_web_ui_there_is_no_progress_and_no_interrupt(
         watcher = Watcher(fake)
         job = asyncio.create_task(
             client.generate(
-                GenerateRequest("a fox"), options=SDOptions(steps=40), progress=watcher, task_id="t"
+                GenerateRequest("a fox"),
+                options=SDOptions(steps=200),
+                progress=watcher,
+                task_id="t",
             )
         )
         await fake.wait_running("t", step=3)

@@ -120,7 +120,7 @@ async def test_one_generation_at_a_time(
 ) -> None:
     a1111.step_delay = 0.01
     first = asyncio.create_task(
-        call(session, a1111, "POST", "/sdapi/v1/txt2img", {"steps": 10, "force_task_id": "a"})
+        call(session, a1111, "POST", "/sdapi/v1/txt2img", {"steps": 50, "force_task_id": "a"})
     )
     await a1111.wait_running("a")
     second = asyncio.create_task(
@@ -137,7 +137,7 @@ async def test_one_generation_at_a_time(
 async def test_progress_on_a_second_connection_with_a_preview_every_n_steps(
     a1111: FakeAutomatic1111, session: aiohttp.ClientSession
 ) -> None:
-    a1111.step_delay = 0.02
+    a1111.step_delay = 0.05
     idle = (await call(session, a1111, "GET", "/sdapi/v1/progress"))[1]
     assert idle["progress"] == 0 and idle["current_image"] is None
 
@@ -163,7 +163,7 @@ async def test_interrupt_stops_whatever_runs_and_it_answers_with_what_it_has(
     a1111: FakeAutomatic1111, session: aiohttp.ClientSession
 ) -> None:
     a1111.step_delay = 0.01
-    body = {"steps": 10, "n_iter": 3, "force_task_id": "someone"}
+    body = {"steps": 50, "n_iter": 3, "force_task_id": "someone"}
     job = asyncio.create_task(call(session, a1111, "POST", "/sdapi/v1/txt2img", body))
     await a1111.wait_running(step=2)
     assert await call(session, a1111, "POST", "/sdapi/v1/interrupt") == (200, {})
@@ -310,7 +310,7 @@ async def test_internal_progress_tells_one_tasks_state_and_its_own_preview() -> 
                 return dict(answer)
 
             first = asyncio.create_task(
-                call(s, fake, "POST", "/sdapi/v1/txt2img", {"steps": 30, "force_task_id": "a"})
+                call(s, fake, "POST", "/sdapi/v1/txt2img", {"steps": 80, "force_task_id": "a"})
             )
             await fake.wait_running("a", step=4)
             second = asyncio.create_task(
