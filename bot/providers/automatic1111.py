@@ -5,21 +5,12 @@ The same shape and rules as the OpenAI client (:mod:`bot.providers.client`): typ
 every image verified on the image worker, at most the images asked for kept. What differs is the
 server, which runs one job at a time and says nothing while it works:
 
-* **Whose job runs**: every request carries our own ``force_task_id``, and
-  ``POST /internal/progress`` says whether that task is queued, running (``active``) or done.
-  ``GET /sdapi/v1/progress`` cannot say (its ``current_task`` is a copy taken when the module
-  was imported, always None), so it only supplies the step numbers.
-* **Progress** is polled about every ``poll_interval`` seconds on a second connection while our
-  request runs, and passed on only while our task is the active one: before that the server is
-  busy with someone else's job, whose preview is not ours to show. A server started with
-  ``--nowebui`` has no ``/internal/progress``: no progress then, and no interrupt.
-* **Cancel** is ``POST /sdapi/v1/interrupt``, which stops whatever runs, so it is sent only
-  while our task is active. Cancelling the call (the asyncio task), or a request timing out,
-  does this by itself; if our request was still queued behind another, a watcher interrupts it
-  the moment it starts, since the server runs it anyway once the client is gone. (One race
-  remains: between the check and the interrupt, one round trip, our job can end and the next
-  begin. A1111 has no per-task interrupt.) A job someone else interrupted (the web UI's button)
-  is an outage, not a result: its images are half made.
+* **Our job among everyone's** (:mod:`bot.providers.automatic1111_tasks`): each request
+  carries our own ``force_task_id``; progress and previews are passed on, and the interrupt
+  (which stops whatever runs) sent, only while the server says that task is the active one.
+  Cancelling a call, or a call timing out, interrupts its job, also one still queued behind
+  another, since the server runs a request whose client has gone. A job someone else
+  interrupted (the web UI's button) is an outage, not a result: its images are half made.
 * **Quiet fallbacks**: the server swaps an unknown sampler for its first one and ignores an
   unknown checkpoint, so both are checked against its own lists before anything is sent.
 * **Masks**: ours marks the area to repaint with transparency; A1111's with white. The mask is
@@ -50,6 +41,7 @@ from typing import Any
 import aiohttp
 
 from bot.providers import retry
+from bot.providers.automatic1111_tasks import TaskTracker
 from bot.providers.automatic1111_wire import (
     BACKEND,
     DEFAULT_SIZE,
@@ -62,10 +54,8 @@ from bot.providers.automatic1111_wire import (
     info_object,
     json_object,
     objects,
-    progress_update,
     refuse_openai_options,
     size_of,
-    tell,
 )
 from bot.providers.errors import (
     MalformedResponse,
@@ -97,11 +87,6 @@ VARY_DENOISING = 0.6
 EDIT_DENOISING = 0.75
 #: Every Stable Diffusion option left to the client's and the server's defaults.
 NO_OPTIONS = SDOptions()
-#: How long a cancelled request is watched while the server keeps it queued.
-_WATCH_SECONDS = 3600.0
-#: Polls after which a cancelled request the server never listed as queued is taken as lost.
-_UNSEEN_POLLS = 4
-
 #: Checks images (bot.imaging.verify_results on the image worker): mime, width, height each.
 VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
 #: Our mask PNG (transparent = repaint) -> A1111's (white = repaint), on the image worker.
@@ -164,9 +149,13 @@ class Automatic1111Client:
         self._observe = observe
         self._samplers: frozenset[str] | None = None
         self._checkpoints: tuple[Checkpoint, ...] | None = None
-        self._interrupted_elsewhere: set[str] = set()
-        self._warned_no_task_progress = False
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._tasks = TaskTracker(
+            self._call_json,
+            verify=verify,
+            poll_interval=poll_interval,
+            max_preview_bytes=self._max_response,
+            server=self._base_url,
+        )
 
     def __repr__(self) -> str:
         return f"Automatic1111Client(base_url={self._base_url!r})"
@@ -176,7 +165,7 @@ class Automatic1111Client:
     async def checkpoints(self, *, refresh: bool = False) -> tuple[Checkpoint, ...]:
         """The server's checkpoints (cached; ``refresh`` asks again)."""
         if self._checkpoints is None or refresh:
-            items = await self._get_json("/sdapi/v1/sd-models")
+            items = await self._call_json("/sdapi/v1/sd-models", None, retries=None)
             self._checkpoints = tuple(
                 Checkpoint(
                     item["title"], str(item.get("model_name") or item["title"]), item.get("hash")
@@ -189,7 +178,7 @@ class Automatic1111Client:
     async def samplers(self, *, refresh: bool = False) -> frozenset[str]:
         """The exact sampler names the server knows (cached)."""
         if self._samplers is None or refresh:
-            items = await self._get_json("/sdapi/v1/samplers")
+            items = await self._call_json("/sdapi/v1/samplers", None, retries=None)
             self._samplers = frozenset(
                 item["name"] for item in objects(items) if isinstance(item.get("name"), str)
             )
@@ -254,21 +243,16 @@ class Automatic1111Client:
         return await self._run("/sdapi/v1/img2img", body, request.n, progress, task_id)
 
     async def cancel(self, task_id: str) -> bool:
-        """Interrupt the server's job if, and only if, it is ``task_id``; whether it was sent."""
-        task = await self._task_progress(task_id)
-        if task is None or task.get("active") is not True:
-            return False
-        await self._request(
-            "POST", "/sdapi/v1/interrupt", json_body={}, limits=self._poll_timeout, retries=0
-        )
-        log.info("interrupted our job %s on %s", task_id, self._base_url)
-        return True
+        """Interrupt the server's job if, and only if, it is ``task_id``; whether it was sent.
+
+        Cancelling a generate/edit/vary call does this by itself, also for a request still
+        queued behind someone else's job; this is for a task whose call is gone.
+        """
+        return await self._tasks.cancel(task_id)
 
     async def aclose(self) -> None:
         """Stop the watchers of cancelled requests (at shutdown; the session closes after)."""
-        for watcher in list(self._watchers):
-            watcher.cancel()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await self._tasks.aclose()
 
     # --- request building ----------------------------------------------------------------------
 
@@ -328,16 +312,16 @@ class Automatic1111Client:
     ) -> ImageResult:
         task_id = task_id or f"imagebot-{secrets.token_hex(8)}"
         body["force_task_id"] = task_id
-        poller = asyncio.create_task(self._poll(task_id, progress))
+        poller = asyncio.create_task(self._tasks.watch(task_id, progress))
         started = time.monotonic()
         try:
             _, raw = await self._request("POST", path, json_body=body, limits=self._timeout)
         except asyncio.CancelledError:
-            self._interrupt_when_ours(task_id)
+            self._tasks.interrupt_when_ours(task_id)
             raise
         except ProviderError as error:
             if error.possibly_billed:  # gave up waiting: the job would hold the GPU for nothing
-                self._interrupt_when_ours(task_id)
+                self._tasks.interrupt_when_ours(task_id)
             self._tell_observer(path, started, error.code or error.key)
             raise
         finally:
@@ -345,9 +329,7 @@ class Automatic1111Client:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
         self._tell_observer(path, started, None)
-        seen = task_id in self._interrupted_elsewhere
-        self._interrupted_elsewhere.discard(task_id)
-        if seen or await self._ended_interrupted():
+        if await self._tasks.was_interrupted(task_id):
             # Someone stopped it in the web UI: the images are half made, not a result.
             raise ProviderUnavailable(detail=f"{path}: the job was interrupted on the server")
         return await self._result(json_object(raw), n)
@@ -355,110 +337,6 @@ class Automatic1111Client:
     def _tell_observer(self, path: str, started: float, error: str | None) -> None:
         if self._observe is not None:
             self._observe(path, time.monotonic() - started, error)
-
-    async def _ended_interrupted(self) -> bool:
-        """Whether the job that just ended was interrupted: the flag stays up until the next
-        job begins, and a poll may have missed the moment between the interrupt and the end."""
-        try:
-            body = await self._get_json("/sdapi/v1/progress?skip_current_image=true", retries=0)
-        except ProviderError:
-            return False
-        state = body.get("state") if isinstance(body, dict) else None
-        return (
-            isinstance(state, dict)
-            and state.get("interrupted") is True
-            and state.get("job_count") == 0
-        )
-
-    def _interrupt_when_ours(self, task_id: str) -> None:
-        """Interrupt ``task_id`` now if it runs, else when it starts (the server will run it)."""
-
-        async def watch() -> None:
-            unseen = 0
-            deadline = asyncio.get_running_loop().time() + _WATCH_SECONDS
-            while asyncio.get_running_loop().time() < deadline and unseen < _UNSEEN_POLLS:
-                task = await self._task_progress(task_id)
-                if task is None or task.get("completed") is True:
-                    return  # done already, or the server cannot tell whose job runs
-                if task.get("active") is True:
-                    with contextlib.suppress(ProviderError):
-                        await self.cancel(task_id)
-                    return
-                # queued: wait for its turn; neither: not arrived yet, or never will
-                unseen = 0 if task.get("queued") is True else unseen + 1
-                await asyncio.sleep(self._poll_interval)
-
-        watcher = asyncio.get_running_loop().create_task(watch())
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
-
-    async def _task_progress(
-        self, task_id: str, *, preview_id: int = -1, preview: bool = False
-    ) -> dict[str, Any] | None:
-        """``POST /internal/progress``: is ``task_id`` queued, running (``active``) or done.
-
-        None where the server cannot say: it has no such endpoint when started with
-        ``--nowebui``, and then the bot shows no progress and never interrupts.
-        """
-        body = {"id_task": task_id, "id_live_preview": preview_id, "live_preview": preview}
-        try:
-            _, raw = await self._request(
-                "POST", "/internal/progress", json_body=body, limits=self._poll_timeout, retries=0
-            )
-            answer = json.loads(raw)
-        except (ProviderError, ValueError) as exc:
-            if not self._warned_no_task_progress:
-                self._warned_no_task_progress = True
-                detail = exc.detail if isinstance(exc, ProviderError) else "not JSON"
-                log.warning(
-                    "A1111 %s: no per-task progress (%s); without it the bot shows no progress "
-                    "and cannot cancel a running job (is the server started with --nowebui?)",
-                    self._base_url,
-                    detail,
-                )
-            return None
-        return answer if isinstance(answer, dict) else None
-
-    async def _poll(self, task_id: str, progress: ProgressCallback | None) -> None:
-        """Progress of our job until cancelled; failures here never reach the job."""
-        preview_id = -1
-        while True:
-            await asyncio.sleep(self._poll_interval)
-            task = await self._task_progress(
-                task_id, preview_id=preview_id, preview=progress is not None
-            )
-            if task is None or task.get("active") is not True:
-                continue  # queued behind someone else's job, or done
-            try:
-                body = await self._get_json("/sdapi/v1/progress?skip_current_image=true", retries=0)
-            except ProviderError as exc:
-                log.debug("progress poll failed: %s", exc.detail)
-                body = {}
-            raw_state = body.get("state") if isinstance(body, dict) else None
-            state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
-            if state.get("interrupted"):
-                self._interrupted_elsewhere.add(task_id)
-            if progress is None:
-                continue
-            preview = None
-            if isinstance(task.get("id_live_preview"), int) and task.get("live_preview"):
-                preview = await self._preview(task["live_preview"])
-                preview_id = task["id_live_preview"]
-            await tell(progress, progress_update(task, state, preview))
-
-    async def _preview(self, encoded: Any) -> bytes | None:
-        """A live preview (a ``data:`` URI), checked like any image the server sends."""
-        if not isinstance(encoded, str) or not encoded:
-            return None
-        try:
-            data = base64.b64decode(encoded.rsplit(",", 1)[-1], validate=True)
-            if len(data) > self._max_response:
-                raise ValueError("preview larger than the answer cap")
-            await self._verify([data])
-        except (binascii.Error, ValueError) as exc:
-            log.debug("unusable preview ignored: %s", exc)
-            return None
-        return data
 
     # --- answers -------------------------------------------------------------------------------
 
@@ -499,8 +377,15 @@ class Automatic1111Client:
 
     # --- HTTP ----------------------------------------------------------------------------------
 
-    async def _get_json(self, path: str, *, retries: int | None = None) -> Any:
-        _, raw = await self._request("GET", path, limits=self._poll_timeout, retries=retries)
+    async def _call_json(
+        self, path: str, body: dict[str, Any] | None, *, retries: int | None = 0
+    ) -> Any:
+        """A GET (``body`` None) or a POST of ``body`` with a poll-sized timeout; by default
+        never retried, since the polls that use it are their own retry."""
+        method = "GET" if body is None else "POST"
+        _, raw = await self._request(
+            method, path, json_body=body, limits=self._poll_timeout, retries=retries
+        )
         try:
             return json.loads(raw)
         except ValueError:
