@@ -44,6 +44,7 @@ from PIL import Image
 
 from bot.testing import automatic1111_pictures as pictures
 from bot.testing import automatic1111_rules as rules
+from bot.testing.automatic1111_state import State
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,41 +74,6 @@ class Run:
     step_times: list[float] = field(default_factory=list)
     #: (``time.monotonic()``, step it shows) of each preview made, for latency benchmarks.
     previews: list[tuple[float, int]] = field(default_factory=list)
-
-
-@dataclass
-class _State:
-    """``modules.shared_state.State``: the one global the progress endpoint reads."""
-
-    job: str = ""
-    job_count: int = 0
-    job_no: int = 0
-    job_timestamp: str = "0"
-    sampling_step: int = 0
-    sampling_steps: int = 0
-    interrupted: bool = False
-    skipped: bool = False
-    time_start: float = 0.0
-    textinfo: str | None = None
-    current_task: str | None = None
-    #: What a preview decoded now would show (the latent stand-in), or None before step 1.
-    current_latent: list[Image.Image] | None = None
-    current_image: Image.Image | None = None
-    current_image_sampling_step: int = 0
-    id_live_preview: int = 0
-
-    def dict(self) -> dict[str, Any]:
-        return {
-            "skipped": self.skipped,
-            "interrupted": self.interrupted,
-            "stopping_generation": False,
-            "job": self.job,
-            "job_count": self.job_count,
-            "job_timestamp": self.job_timestamp,
-            "job_no": self.job_no,
-            "sampling_step": self.sampling_step,
-            "sampling_steps": self.sampling_steps,
-        }
 
 
 @dataclass
@@ -150,12 +116,9 @@ class FakeAutomatic1111:
             "CLIP_stop_at_last_layers": 1,
             **self.options,
         }
-        self._state = _State()
+        self._state = State()
         self._lock = asyncio.Lock()
         self._scripts: list[_Script] = []
-        #: ``modules.progress``: queued tasks (by arrival), the last 16 finished ones.
-        self._pending: dict[str, float] = {}
-        self._finished: list[str] = []
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> FakeAutomatic1111:
@@ -280,16 +243,15 @@ class FakeAutomatic1111:
         arrived: float,
     ) -> web.StreamResponse:
         task_id = values["force_task_id"] or f"task({_random_id()})"
-        self._pending[task_id] = time.time()  # add_task_to_queue, before the lock
+        self._state.pending[task_id] = time.time()  # add_task_to_queue, before the lock
         async with self._lock:  # Api.queue_lock
-            self._pending.pop(task_id, None)
+            self._state.pending.pop(task_id, None)
             if self._scripts:  # a crash inside process_images: finish_task never runs,
                 self._state.current_task = task_id  # so the task stays "active" until the next
                 script = self._scripts.pop(0)
                 return _webui_error(script.status, script.error, errors=script.errors)
             job = self._process(path, task_id, values, init, mask)
             run, images, info = await asyncio.shield(job)
-            self._finished = [*self._finished, task_id][-16:]
         parameters = dict(values)
         if init is not None and not values["include_init_images"]:
             parameters["init_images"] = parameters["mask"] = None
@@ -307,15 +269,6 @@ class FakeAutomatic1111:
     ) -> tuple[Run, list[str], str]:
         """``process_images`` with the sampler replaced by sleeping and painting."""
         state = self._state
-        state.job, state.job_no, state.job_count = f"scripts_{path.rsplit('/', 1)[-1]}", 0, -1
-        state.sampling_step = state.current_image_sampling_step = 0
-        state.interrupted = state.skipped = False
-        state.current_latent = state.current_image = None
-        state.id_live_preview = 0
-        state.textinfo = None
-        state.time_start = time.time()
-        state.job_timestamp = time.strftime("%Y%m%d%H%M%S")
-        state.current_task = task_id
         sampler = rules.resolve_sampler(v["sampler_name"] or v["sampler_index"])
         override = (v["override_settings"] or {}).get("sd_model_checkpoint")
         checkpoint = rules.find_checkpoint(self.checkpoints, override) or rules.find_checkpoint(
@@ -328,6 +281,7 @@ class FakeAutomatic1111:
         seeds = [seed + i for i in range(count)]
         run = Run(path, task_id, sampler, checkpoint.title, seeds, started=time.monotonic())
         self.runs.append(run)
+        state.begin(f"scripts_{path.rsplit('/', 1)[-1]}", task_id, run.previews)
         width, height = max(v["width"] // 8 * 8, 8), max(v["height"] // 8 * 8, 8)
         source = init.convert("RGB").resize((width, height)) if init is not None else None
         steps = max(v["steps"], 1)
@@ -373,7 +327,7 @@ class FakeAutomatic1111:
                 self.options["live_previews_enable"]
                 and self.options["show_progress_every_n_steps"] == -1
             ):
-                self._set_current_image()
+                state.set_current_image()
             state.job_no += 1
             state.sampling_step = state.current_image_sampling_step = 0
         run.interrupted = state.interrupted
@@ -418,60 +372,18 @@ class FakeAutomatic1111:
             "clip_skip": self.options["CLIP_stop_at_last_layers"],
             "is_using_inpainting_conditioning": False,
         }
-        state.job, state.job_count, state.current_task = "", 0, None
+        state.end(task_id)
         run.finished = time.monotonic()
         return run, [pictures.png_b64(image) for image in outputs], json.dumps(info)
 
-    def _set_current_image(self) -> None:
-        """``State.do_set_current_image``: decode the latent (a grid of the batch) now."""
-        state = self._state
-        if state.current_latent is None:
-            return
-        latent = state.current_latent
-        state.current_image = pictures.grid(latent) if len(latent) > 1 else latent[0]
-        state.id_live_preview += 1
-        if self.runs:
-            self.runs[-1].previews.append((time.monotonic(), state.sampling_step))
-        state.current_image_sampling_step = state.sampling_step
-
-    def _maybe_new_preview(self) -> None:
-        """``State.set_current_image``: a new preview once enough steps passed since the last."""
-        state, every = self._state, self.options["show_progress_every_n_steps"]
-        if (
-            self.options["live_previews_enable"]
-            and every != -1
-            and state.sampling_step - state.current_image_sampling_step >= every
-        ):
-            self._set_current_image()
-
     async def _progress(self, request: web.Request) -> web.StreamResponse:
-        """``Api.progressapi``: whatever job runs, with no way to tell whose it is.
-
-        (1.10 passes ``current_task`` from ``from modules.progress import current_task``, a
-        copy taken at import time, so it is always None; tasks are told apart only by
-        ``/internal/progress``.)
-        """
+        """``GET /sdapi/v1/progress``: whatever job runs, with no way to tell whose it is."""
         self.progress_polls += 1
-        state = self._state
-        common = {"state": state.dict(), "textinfo": state.textinfo}
-        if state.job_count == 0:
-            return web.json_response(
-                {"progress": 0, "eta_relative": 0, **common, "current_image": None}
-            )
-        progress = 0.01
-        if state.job_count > 0:
-            progress += state.job_no / state.job_count
-        if state.sampling_steps > 0:
-            progress += 1 / state.job_count * state.sampling_step / state.sampling_steps
-        elapsed = time.time() - state.time_start
-        self._maybe_new_preview()
         skip = rules.query_flag(request.query.get("skip_current_image"))
-        image = pictures.png_b64(state.current_image) if state.current_image and not skip else None
-        body = {"progress": min(progress, 1), "eta_relative": elapsed / progress - elapsed}
-        return web.json_response({**body, **common, "current_image": image})
+        return web.json_response(self._state.progress_answer(self.options, skip_image=skip))
 
     async def _internal_progress(self, request: web.Request) -> web.StreamResponse:
-        """``modules/progress.py progressapi``: one task's progress and its live preview.
+        """``POST /internal/progress``: one task's progress and its live preview.
 
         Registered by the web UI itself, not the API: no ``--api-auth``, and absent when the
         server runs with ``--nowebui``.
@@ -479,43 +391,10 @@ class FakeAutomatic1111:
         values = await self._body(request, rules.INTERNAL_PROGRESS_FIELDS)
         if isinstance(values, web.StreamResponse):
             return values
-        task, state = values["id_task"], self._state
-        flags = {
-            "active": task is not None and task == state.current_task,
-            "queued": task in self._pending,
-            "completed": task in self._finished,
-        }
-        if not flags["active"]:
-            info = "Waiting..."
-            if flags["queued"]:
-                order = sorted(self._pending, key=self._pending.__getitem__)
-                info = f"In queue: {order.index(task) + 1}/{len(order)}"
-            empty = {"progress": None, "eta": None, "live_preview": None}
-            return web.json_response({**flags, **empty, "id_live_preview": -1, "textinfo": info})
-        progress = 0.0
-        if state.job_count > 0:
-            progress += state.job_no / state.job_count
-            if state.sampling_steps > 0:
-                progress += 1 / state.job_count * state.sampling_step / state.sampling_steps
-        progress = min(progress, 1)
-        elapsed = time.time() - state.time_start
-        eta = elapsed / progress - elapsed if progress > 0 else None
-        preview, preview_id = None, values["id_live_preview"]
-        if self.options["live_previews_enable"] and values["live_preview"]:
-            self._maybe_new_preview()
-            if state.id_live_preview != preview_id and state.current_image is not None:
-                preview = "data:image/png;base64," + pictures.png_b64(state.current_image)
-                preview_id = state.id_live_preview
-        return web.json_response(
-            {
-                **flags,
-                "progress": progress,
-                "eta": eta,
-                "live_preview": preview,
-                "id_live_preview": preview_id,
-                "textinfo": state.textinfo,
-            }
+        answer = self._state.task_answer(
+            self.options, values["id_task"], values["id_live_preview"], values["live_preview"]
         )
+        return web.json_response(answer)
 
     async def _interrupt(self, request: web.Request) -> web.StreamResponse:
         self.interrupts.append(self._state.current_task)
