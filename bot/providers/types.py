@@ -115,6 +115,8 @@ class ImageResult:
     usage: ImageUsage | None = None
     #: Unix time the provider says it made the images.
     created: int | None = None
+    #: The seed of each image, where the backend has seeds (Stable Diffusion servers).
+    seeds: tuple[int, ...] = ()
 
     @property
     def revised_prompts(self) -> list[str]:

@@ -1,0 +1,437 @@
+"""The AUTOMATIC1111 / Forge web UI API (``/sdapi/v1``) behind generate, edit and vary.
+
+The same shape and rules as the OpenAI client (:mod:`bot.providers.client`): typed errors from
+:mod:`bot.providers.errors`, bodies read through ``fetch`` (hosts checked, decoded bytes capped),
+every image verified on the image worker, at most the images asked for kept. What differs is the
+server, which runs one job at a time and says nothing while it works:
+
+* **Our job among everyone's** (:mod:`bot.providers.automatic1111_tasks`): each request
+  carries our own ``force_task_id``; progress and previews are passed on, and the interrupt
+  (which stops whatever runs) sent, only while the server says that task is the active one.
+  Cancelling a call, or a call timing out, interrupts its job, also one still queued behind
+  another, since the server runs a request whose client has gone. A job someone else
+  interrupted (the web UI's button) is an outage, not a result: its images are half made.
+* **Quiet fallbacks**: the server swaps an unknown sampler for its first one and ignores an
+  unknown checkpoint, so both are checked against its own lists before anything is sent.
+* **Masks**: ours marks the area to repaint with transparency; A1111's with white. The mask is
+  converted (``convert_mask``, Pillow work the composition root runs on the image worker).
+* **Errors**: no connection, timeouts and 5xx are outages (``ProviderUnavailable``, which the
+  queue may retry); 422 is an invalid request naming the field; 401/403/404 are the operator's
+  (wrong ``--api-auth`` credentials or base URL). A generation is never re-sent by this client
+  after it may have reached the server: the server would make it twice. Only a refused
+  connection is retried.
+
+Everything is configured by constructor arguments; config wiring comes with issue 12.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import random as _random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+
+from bot.providers import retry
+from bot.providers.automatic1111_tasks import TaskTracker
+from bot.providers.automatic1111_wire import (
+    BACKEND,
+    DEFAULT_SIZE,
+    MAX_IMAGES,
+    Checkpoint,
+    SDOptions,
+    b64,
+    checked_size,
+    classify_error,
+    info_object,
+    json_object,
+    objects,
+    refuse_openai_options,
+    size_of,
+)
+from bot.providers.errors import (
+    MalformedResponse,
+    ProviderError,
+    ProviderUnavailable,
+    TooManyImages,
+    UnknownModel,
+    UnsupportedOption,
+    scrub,
+)
+from bot.providers.fetch import HostPolicy, checked_request, read_capped
+from bot.providers.progress import ProgressCallback
+from bot.providers.types import (
+    EditRequest,
+    GeneratedImage,
+    GenerateRequest,
+    ImageResult,
+    VaryRequest,
+)
+
+log = logging.getLogger(__name__)
+
+#: How far a variation may stray from its source (img2img ``denoising_strength``): 0 returns
+#: the source, 1 ignores it. 0.6 keeps the composition and colours and redraws the details,
+#: what "another take of the same picture" looks like on SD 1.5 and SDXL checkpoints.
+VARY_DENOISING = 0.6
+#: How much of the marked area an edit redraws; A1111's own default, starting from the
+#: original pixels there (``inpainting_fill`` 1) so the result still fits the picture.
+EDIT_DENOISING = 0.75
+#: Every Stable Diffusion option left to the client's and the server's defaults.
+NO_OPTIONS = SDOptions()
+#: Checks images (bot.imaging.verify_results on the image worker): mime, width, height each.
+VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
+#: Our mask PNG (transparent = repaint) -> A1111's (white = repaint), on the image worker.
+ConvertMask = Callable[[bytes], Awaitable[bytes]]
+
+
+class Automatic1111Client:
+    """One AUTOMATIC1111 / Forge server; safe to share between tasks."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        verify: VerifyImages,
+        convert_mask: ConvertMask,
+        username: str | None = None,
+        password: str | None = None,
+        checkpoint: str | None = None,
+        steps: int = 20,
+        timeout_seconds: float = 600.0,
+        connect_timeout_seconds: float = 10.0,
+        poll_interval: float = 0.5,
+        max_response_mb: float = 64.0,
+        max_retries: int = 2,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        random: Callable[[], float] = _random.random,
+        observe: Callable[[str, float, str | None], None] | None = None,
+    ) -> None:
+        """``checkpoint`` None = whatever the server has loaded; ``steps`` is A1111's UI default
+        (its API's own default, 50, takes 2.5 times as long for little gain).
+
+        ``observe(path, seconds, error_code)`` is told about every generation call (metrics).
+        """
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._verify = verify
+        self._convert_mask = convert_mask
+        self._password = password or ""
+        self._headers: dict[str, str] = {}
+        if username is not None:
+            pair = f"{username}:{password or ''}".encode()
+            auth = "Basic " + base64.b64encode(pair).decode("ascii")
+            self._headers["Authorization"] = auth
+            self._secrets: tuple[str, ...] = (self._password, auth, auth.split(" ", 1)[1])
+        else:
+            self._secrets = ()
+        self._checkpoint = checkpoint
+        self._steps = steps
+        self._hosts = HostPolicy.from_settings(base_url)
+        self._max_response = int(max_response_mb * 1024 * 1024)
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds, sock_connect=connect_timeout_seconds
+        )
+        self._poll_interval = poll_interval
+        self._poll_timeout = aiohttp.ClientTimeout(total=max(5.0, poll_interval * 4))
+        self._max_retries = max_retries
+        self._sleep = sleep
+        self._random = random
+        self._observe = observe
+        self._samplers: frozenset[str] | None = None
+        self._checkpoints: tuple[Checkpoint, ...] | None = None
+        self._tasks = TaskTracker(
+            self._call_json,
+            verify=verify,
+            poll_interval=poll_interval,
+            max_preview_bytes=self._max_response,
+            server=self._base_url,
+        )
+
+    def __repr__(self) -> str:
+        return f"Automatic1111Client(base_url={self._base_url!r})"
+
+    # --- what the server offers --------------------------------------------------------------
+
+    async def checkpoints(self, *, refresh: bool = False) -> tuple[Checkpoint, ...]:
+        """The server's checkpoints (cached; ``refresh`` asks again)."""
+        if self._checkpoints is None or refresh:
+            items = await self._call_json("/sdapi/v1/sd-models", None, retries=None)
+            self._checkpoints = tuple(
+                Checkpoint(
+                    item["title"], str(item.get("model_name") or item["title"]), item.get("hash")
+                )
+                for item in objects(items)
+                if isinstance(item.get("title"), str)
+            )
+        return self._checkpoints
+
+    async def samplers(self, *, refresh: bool = False) -> frozenset[str]:
+        """The exact sampler names the server knows (cached)."""
+        if self._samplers is None or refresh:
+            items = await self._call_json("/sdapi/v1/samplers", None, retries=None)
+            self._samplers = frozenset(
+                item["name"] for item in objects(items) if isinstance(item.get("name"), str)
+            )
+        return self._samplers
+
+    async def check_access(self) -> tuple[Checkpoint, ...]:
+        """One cheap authenticated call that proves URL and credentials: the checkpoint list."""
+        return await self.checkpoints(refresh=True)
+
+    # --- operations ----------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        request: GenerateRequest,
+        *,
+        options: SDOptions = NO_OPTIONS,
+        progress: ProgressCallback | None = None,
+        task_id: str | None = None,
+    ) -> ImageResult:
+        refuse_openai_options(request)
+        body = await self._common(request.prompt, request.n, request.size, request.model, options)
+        return await self._run("/sdapi/v1/txt2img", body, request.n, progress, task_id)
+
+    async def edit(
+        self,
+        request: EditRequest,
+        *,
+        options: SDOptions = NO_OPTIONS,
+        progress: ProgressCallback | None = None,
+        task_id: str | None = None,
+    ) -> ImageResult:
+        """img2img of the image, repainting only what the mask (or the image's own
+        transparency) marks."""
+        refuse_openai_options(request)
+        size = request.size or size_of(request.image)
+        body = await self._common(request.prompt, request.n, size, request.model, options)
+        mask = await self._convert_mask(request.mask if request.mask is not None else request.image)
+        body.update(
+            init_images=[b64(request.image)],
+            mask=b64(mask),
+            denoising_strength=EDIT_DENOISING,
+            inpainting_fill=1,
+            inpaint_full_res=False,
+            inpainting_mask_invert=0,
+            mask_blur=4,
+        )
+        return await self._run("/sdapi/v1/img2img", body, request.n, progress, task_id)
+
+    async def vary(
+        self,
+        request: VaryRequest,
+        *,
+        options: SDOptions = NO_OPTIONS,
+        prompt: str = "",
+        progress: ProgressCallback | None = None,
+        task_id: str | None = None,
+    ) -> ImageResult:
+        """img2img of the source at ``VARY_DENOISING``; a prompt (the source's) helps it."""
+        size = request.size or size_of(request.image)
+        body = await self._common(prompt, request.n, size, request.model, options)
+        body.update(init_images=[b64(request.image)], denoising_strength=VARY_DENOISING)
+        return await self._run("/sdapi/v1/img2img", body, request.n, progress, task_id)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Interrupt the server's job if, and only if, it is ``task_id``; whether it was sent.
+
+        Cancelling a generate/edit/vary call does this by itself, also for a request still
+        queued behind someone else's job; this is for a task whose call is gone.
+        """
+        return await self._tasks.cancel(task_id)
+
+    async def aclose(self) -> None:
+        """Stop the watchers of cancelled requests (at shutdown; the session closes after)."""
+        await self._tasks.aclose()
+
+    # --- request building ----------------------------------------------------------------------
+
+    async def _common(
+        self, prompt: str, n: int, size: str | None, model: str | None, options: SDOptions
+    ) -> dict[str, Any]:
+        width, height = checked_size(size or DEFAULT_SIZE)
+        if not 1 <= n <= MAX_IMAGES:
+            raise TooManyImages(model=BACKEND, max_n=MAX_IMAGES, n=n)
+        body: dict[str, Any] = {
+            "prompt": prompt,
+            "negative_prompt": options.negative_prompt,
+            "seed": options.seed,
+            "steps": options.steps or self._steps,
+            "width": width,
+            "height": height,
+            "batch_size": n,
+            "n_iter": 1,
+            "send_images": True,
+            "save_images": False,
+        }
+        if options.cfg_scale is not None:
+            body["cfg_scale"] = options.cfg_scale
+        if options.sampler is not None:
+            known = await self.samplers()
+            if options.sampler not in known:
+                raise UnsupportedOption(
+                    model=BACKEND,
+                    option="sampler",
+                    value=options.sampler,
+                    allowed=", ".join(sorted(known)),
+                )
+            body["sampler_name"] = options.sampler
+        checkpoint = model or self._checkpoint
+        if checkpoint is not None:
+            found = await self._find_checkpoint(checkpoint)
+            body["override_settings"] = {"sd_model_checkpoint": found.title}
+        return body
+
+    async def _find_checkpoint(self, name: str) -> Checkpoint:
+        for refresh in (False, True):  # a checkpoint added since the last look
+            for checkpoint in await self.checkpoints(refresh=refresh):
+                if checkpoint.answers_to(name):
+                    return checkpoint
+        names = ", ".join(c.model_name for c in self._checkpoints or ())
+        raise UnknownModel(model=name, allowed=names or "(none)")
+
+    # --- running one request -------------------------------------------------------------------
+
+    async def _run(
+        self,
+        path: str,
+        body: dict[str, Any],
+        n: int,
+        progress: ProgressCallback | None,
+        task_id: str | None,
+    ) -> ImageResult:
+        task_id = task_id or f"imagebot-{secrets.token_hex(8)}"
+        body["force_task_id"] = task_id
+        poller = asyncio.create_task(self._tasks.watch(task_id, progress))
+        started = time.monotonic()
+        try:
+            _, raw = await self._request("POST", path, json_body=body, limits=self._timeout)
+        except asyncio.CancelledError:
+            self._tasks.interrupt_when_ours(task_id)
+            raise
+        except ProviderError as error:
+            if error.possibly_billed:  # gave up waiting: the job would hold the GPU for nothing
+                self._tasks.interrupt_when_ours(task_id)
+            self._tell_observer(path, started, error.code or error.key)
+            raise
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        self._tell_observer(path, started, None)
+        if await self._tasks.was_interrupted(task_id):
+            # Someone stopped it in the web UI: the images are half made, not a result.
+            raise ProviderUnavailable(detail=f"{path}: the job was interrupted on the server")
+        return await self._result(json_object(raw), n)
+
+    def _tell_observer(self, path: str, started: float, error: str | None) -> None:
+        if self._observe is not None:
+            self._observe(path, time.monotonic() - started, error)
+
+    # --- answers -------------------------------------------------------------------------------
+
+    async def _result(self, payload: dict[str, Any], n: int) -> ImageResult:
+        """The images as far as they keep to the request: at most ``n``, grid left out."""
+        items = payload.get("images")
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+            raise MalformedResponse(detail="answer has no images")
+        info = info_object(payload.get("info"))
+        first = info.get("index_of_first_image")
+        if isinstance(first, int) and 0 < first < len(items):
+            items = items[first:]  # the grid the server puts first when it saves images
+        if len(items) > n:
+            log.warning("A1111 sent %d images for %d asked: keeping %d", len(items), n, n)
+            items = items[:n]
+        try:
+            raw = [base64.b64decode(item, validate=True) for item in items]
+        except (binascii.Error, ValueError):
+            raise MalformedResponse(detail="image is not valid base64") from None
+        try:
+            checked = await self._verify(raw)
+        except ValueError as exc:
+            raise MalformedResponse(detail=str(exc)) from None
+        images = tuple(
+            GeneratedImage(data, mime, width, height)
+            for data, (mime, width, height) in zip(raw, checked, strict=True)
+        )
+        seeds = info.get("all_seeds")
+        model = info.get("sd_model_name")
+        return ImageResult(
+            images=images,
+            model=model if isinstance(model, str) and model else BACKEND,
+            size=f"{images[0].width}x{images[0].height}",
+            seeds=tuple(s for s in seeds[: len(images)] if isinstance(s, int))
+            if isinstance(seeds, list)
+            else (),
+        )
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    async def _call_json(
+        self, path: str, body: dict[str, Any] | None, *, retries: int | None = 0
+    ) -> Any:
+        """A GET (``body`` None) or a POST of ``body`` with a poll-sized timeout; by default
+        never retried, since the polls that use it are their own retry."""
+        method = "GET" if body is None else "POST"
+        _, raw = await self._request(
+            method, path, json_body=body, limits=self._poll_timeout, retries=retries
+        )
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise MalformedResponse(detail=f"{path.split('?')[0]}: answer is not JSON") from None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        limits: aiohttp.ClientTimeout,
+        json_body: dict[str, Any] | None = None,
+        retries: int | None = None,
+    ) -> tuple[int, bytes]:
+        """One exchange; only a refused connection is tried again (``retries``, default the
+        client's), since anything that may have reached the server may be running there."""
+        what = path.split("?", 1)[0]
+        retries = self._max_retries if retries is None else retries
+        attempt = 0
+        while True:
+            try:
+                async with checked_request(
+                    self._session,
+                    method,
+                    self._base_url + path,
+                    policy=self._hosts,
+                    headers=self._headers,
+                    json=json_body,
+                    timeout=limits,
+                ) as response:
+                    raw = await read_capped(response, self._max_response, what)
+                    if 200 <= response.status < 300:
+                        return response.status, raw
+                    raise classify_error(response.status, raw, what, self._secrets)
+            except aiohttp.ClientConnectorError as exc:
+                # Refused before anything was sent: safe to try again, even a generation.
+                reason = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+                error = ProviderUnavailable(detail=f"{what}: {reason}")
+                if attempt >= retries:
+                    raise error from exc
+                attempt += 1
+                wait = retry.backoff_delay(attempt - 1, self._random)
+                log.warning("A1111 %s: %s; retry %d in %.2f s", what, error.detail, attempt, wait)
+                await self._sleep(wait)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
+                error = ProviderUnavailable(detail=f"{what}: {reason}")
+                error.possibly_billed = True
+                raise error from exc
