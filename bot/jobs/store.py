@@ -10,7 +10,7 @@ after a restart. Stored images do not stay forever: see :mod:`bot.jobs.retention
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -388,11 +388,49 @@ async def has_live_retry(sessions: Sessions, job_id: int) -> bool:
 
 
 async def unfinished_jobs(sessions: Sessions) -> list[Job]:
-    """Jobs a restart must deal with: queued, running (interrupted) or made but not posted."""
+    """Jobs a restart must deal with besides the queue: running (interrupted) or made but not
+    posted (few: at most the concurrency and what the spool could not record)."""
     async with sessions() as session:
         result = await session.execute(
             select(Job)
-            .where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED]))
+            .where(Job.status.in_([JobStatus.RUNNING, JobStatus.SUCCEEDED]))
+            .order_by(Job.queued_at, Job.id)
+        )
+        return list(result.scalars())
+
+
+#: What the fair queue needs of a queued job: id, guild, user, images requested.
+QueuedColumns = tuple[int, int | None, int | None, int]
+
+
+async def queued_jobs(sessions: Sessions, batch: int = 5000) -> AsyncIterator[list[QueuedColumns]]:
+    """Every queued job in the order it was queued, in batches of ``batch``, as four columns.
+
+    A restart may find 100,000 waiting: read as whole ORM rows they took 7.5 s and 616 MB.
+    Consume each batch without awaiting other database work on the same connection."""
+    statement = (
+        select(Job.id, Job.guild_id, Job.user_id, Job.n_requested)
+        .where(Job.status == JobStatus.QUEUED)
+        .order_by(Job.queued_at, Job.id)
+        .execution_options(yield_per=batch)
+    )
+    async with sessions() as session:
+        result = await session.stream(statement)
+        async for rows in result.partitions():
+            yield [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+async def queued_with_token(sessions: Sessions, since: datetime) -> list[Job]:
+    """Queued jobs whose interaction token is from after ``since``: the requesters a restart
+    can still show their place to (the others have no message left to update)."""
+    async with sessions() as session:
+        result = await session.execute(
+            select(Job)
+            .where(
+                Job.status == JobStatus.QUEUED,
+                Job.interaction_token.is_not(None),
+                Job.interaction_at >= since,
+            )
             .order_by(Job.queued_at, Job.id)
         )
         return list(result.scalars())
