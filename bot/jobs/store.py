@@ -1,7 +1,9 @@
 """Job rows: the only way jobs are written and read, one short session per unit of work.
 
 Every change of a job's state goes through here, from its insert (:func:`admit`, with the
-quota decision taken in the same transaction) to its delivery and its images' pruning.
+quota decision taken in the same transaction) to its delivery and its images' pruning. Every
+change of its charge (the reservation, each settlement) updates the usage counters the quotas
+read in the same transaction, with one call to :mod:`bot.quotas.counters`.
 
 Everything a result's buttons and reactions need later (the order's settings, its uploads as
 sent to the provider, every message the result went to) is stored here, so they keep working
@@ -24,7 +26,7 @@ from bot.errors import BotError
 from bot.generation import ORDER_SETTINGS, FitChoice, ImageOrder
 from bot.providers import GeneratedImage, ImageResult, Operation
 from bot.providers.checks import png_dimensions
-from bot.quotas import ledger
+from bot.quotas import counters, ledger
 
 
 @dataclass(frozen=True)
@@ -82,13 +84,20 @@ async def admit(
     """
     now = now or utcnow()
     async with sessions() as session, session.begin():
-        await ledger.check(
+        reservation = await ledger.check(
             session, quotas, job, role_ids, now, locked=True, parent_channel_id=parent_channel_id
         )
         job.n_charged = job.n_requested
         job.queued_at = now
         session.add(job)
         await session.flush()
+        await counters.add(
+            session,
+            reservation.keys.all(),
+            job.n_charged,
+            job.cost_micro_usd,
+            existing=reservation.found,
+        )
         if order is not None:
             session.add_all(input_images(job.id, order))
         if intake_id is not None:
@@ -220,7 +229,9 @@ async def record_success(
         job = await session.get(Job, job_id)
         if job is None:
             return None
+        before = (job.n_charged, job.cost_micro_usd)
         settle(job, result, cost)
+        await counters.settle(session, job, before)
         for position, image in enumerate(result.images):
             session.add(_image(job_id, ImageRole.OUTPUT, position, image.data, image.mime_type))
         return job
@@ -251,7 +262,9 @@ async def record_failure(
             return None
         job.status = JobStatus.FAILED
         job.finished_at = utcnow()
+        before = (job.n_charged, job.cost_micro_usd)
         _release(job, possibly_billed)
+        await counters.settle(session, job, before)
         job.error_code = error.key
         job.error_message = str(error)[:2000]
         await drop_images(session, job)  # nothing can run it again: its uploads are not needed
@@ -451,7 +464,9 @@ async def finish_without_images(
             return None
         job.status = status
         job.finished_at = utcnow()
+        before = (job.n_charged, job.cost_micro_usd)
         _release(job, possibly_billed)
+        await counters.settle(session, job, before)
         job.error_code = error_code
         if status is JobStatus.CANCELLED:
             # Nothing can run it again (an interrupted job keeps them for its Retry button).
