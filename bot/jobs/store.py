@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -416,7 +417,9 @@ async def unfinished_jobs(sessions: Sessions) -> list[Job]:
 QueuedColumns = tuple[int, int | None, int | None, int]
 
 
-async def queued_jobs(sessions: Sessions, batch: int = 5000) -> AsyncIterator[list[QueuedColumns]]:
+async def queued_jobs(
+    sessions: Sessions, batch: int = 5000
+) -> AsyncIterator[Sequence[QueuedColumns]]:
     """Every queued job in the order it was queued, in batches of ``batch``, as four columns.
 
     A restart may find 100,000 waiting: read as whole ORM rows they took 7.5 s and 616 MB.
@@ -428,9 +431,11 @@ async def queued_jobs(sessions: Sessions, batch: int = 5000) -> AsyncIterator[li
         .execution_options(yield_per=batch)
     )
     async with sessions() as session:
-        result = await session.stream(statement)
+        # Core rows from the session's connection: a third of the ORM's cost per row
+        connection = await session.connection()
+        result = await connection.stream(statement)
         async for rows in result.partitions():
-            yield [(row[0], row[1], row[2], row[3]) for row in rows]
+            yield cast(Sequence[QueuedColumns], rows)  # rows are tuples of these columns
 
 
 async def queued_with_token(sessions: Sessions, since: datetime) -> list[Job]:
