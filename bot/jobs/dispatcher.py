@@ -17,7 +17,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from bot.jobs.fairqueue import FairQueue, QueuedJob
@@ -29,14 +29,25 @@ log = logging.getLogger(__name__)
 DEFAULT_RUN_SECONDS = 15.0
 #: What a job running longer than the average is still expected to take.
 MIN_REMAINING = 1.0
+#: Positions are counted this far and no further: a job behind more is shown as "1000+ ahead"
+#: (counting 100,000 places for every submit and status update blocked the loop for a second).
+POSITION_CAP = 1000
 
 
 @dataclass(frozen=True)
 class Place:
-    """Where a waiting job stands: how many jobs will start before it, and roughly when it will."""
+    """Where a waiting job stands: how many jobs will start before it, and roughly when it will.
+
+    A job further back than :data:`POSITION_CAP` has the position ``POSITION_CAP + 1`` and the
+    wait of the job at the cap (it starts no earlier)."""
 
     position: int
     eta_seconds: float
+
+    @property
+    def far(self) -> bool:
+        """More than :data:`POSITION_CAP` jobs start before it: not counted exactly."""
+        return self.position > POSITION_CAP
 
 
 class Dispatcher:
@@ -132,13 +143,17 @@ class Dispatcher:
             and self._limiter.delay(head.images) == 0
         )
 
-    def places(self) -> dict[int, Place]:
-        """Position and estimated wait of every queued job (O(queued jobs x log concurrency)).
+    def places(self, job_ids: Iterable[int]) -> dict[int, Place]:
+        """Position and estimated wait of each of ``job_ids`` that is queued.
 
-        A simulation with the average run time: each job takes the slot that frees first (a
-        running job's slot frees an average run after it started), and no job starts before
-        the images ahead of it fit the provider's rate.
+        A simulation with the average run time, walked only as far as the last of them or
+        :data:`POSITION_CAP` (O(min(that, queued jobs) x log concurrency), not O(queued)): each
+        job takes the slot that frees first (a running job's slot frees an average run after it
+        started), and no job starts before the images ahead of it fit the provider's rate.
         """
+        wanted = {job_id for job_id in job_ids if job_id in self.queue}
+        if not wanted:
+            return {}
         now = time.monotonic()
         average = self._average_run
         rate = self._limiter.per_minute / self._limiter.window
@@ -148,12 +163,19 @@ class Dispatcher:
         heapq.heapify(slots)
         places: dict[int, Place] = {}
         images_ahead = sum(job.images for job in self.running.values())
-        for position, job in enumerate(self.queue.order()):
+        start = 0.0
+        for position, job in enumerate(self.queue.order(), start=1):
+            if position > POSITION_CAP:
+                break
             start = max(heapq.heappop(slots), images_ahead / rate)
-            places[job.job_id] = Place(position + 1, start)
+            if job.job_id in wanted:
+                places[job.job_id] = Place(position, start)
+                if len(places) == len(wanted):
+                    return places
             heapq.heappush(slots, start + average)
             images_ahead += job.images
-        return places
+        beyond = Place(POSITION_CAP + 1, start)
+        return {job_id: places.get(job_id, beyond) for job_id in wanted}
 
     # --- the loop ------------------------------------------------------------------------------
 

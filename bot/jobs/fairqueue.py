@@ -5,15 +5,19 @@ the others. Each turn serves the next guild in rotation, and within it the next 
 rotation, who gives up their oldest job. A guild that arrives joins the end of the rotation, so
 its first job waits at most one turn per other guild, however long their backlogs are.
 
-Every operation is O(1) except :meth:`FairQueue.remove` (O(jobs of that member)) and
-:meth:`FairQueue.order` (O(all jobs), used for positions and ETAs, at a bounded rate).
+Every operation is O(1) except :meth:`FairQueue.remove` (O(jobs of that member)).
+:meth:`FairQueue.order` is lazy: the first k jobs in order cost O(k), however long the queue,
+so positions are counted only as far as they are shown.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,16 +112,30 @@ class FairQueue:
         return len(found.members.get(user, ()))
 
     def order(self) -> Iterator[QueuedJob]:
-        """Every queued job in the order :meth:`pop` would return them (a simulation)."""
-        rotation = deque(
-            (key, deque((user, deque(jobs)) for user, jobs in guild.members.items()))
-            for key, guild in self._guilds.items()
+        """Every queued job in the order :meth:`pop` would return them (a simulation).
+
+        Lazy, and O(1) per job: stop early to count only the first positions. The queue must
+        not change while the iterator is in use (read it in one go, with no await between)."""
+        return _round_robin(
+            _round_robin(iter(jobs) for jobs in guild.members.values())
+            for guild in self._guilds.values()
         )
-        while rotation:
-            key, members = rotation.popleft()
-            user, jobs = members.popleft()
-            yield jobs.popleft()
-            if jobs:
-                members.append((user, jobs))
-            if members:
-                rotation.append((key, members))
+
+
+def _round_robin(sources: Iterable[Iterator[T]]) -> Iterator[T]:
+    """One item from each source in turn, in the order :meth:`FairQueue.pop` serves them.
+
+    The rotation as it stands comes first (``sources``, taken only when reached), then each
+    source again at the end of the line while it has items, as a popped guild or member is."""
+    fresh = iter(sources)
+    again: deque[Iterator[T]] = deque()
+    while True:
+        source = next(fresh, None)
+        if source is None:
+            if not again:
+                return
+            source = again.popleft()
+        for item in source:
+            yield item
+            again.append(source)
+            break

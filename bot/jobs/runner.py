@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from bot.config import Settings
 from bot.db import Sessions
-from bot.db.models import Job, JobStatus
+from bot.db.models import Job, JobStatus, utcnow
 from bot.errors import BotError, InternalError, ShuttingDown
 from bot.generation import ImageOrder, ImageService, normalize_uploads, send_order
 from bot.jobs import store
@@ -27,6 +27,7 @@ from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.ratelimit import ImageRateLimiter
+from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage
@@ -220,7 +221,7 @@ class JobRunner:
         return True
 
     def place(self, job_id: int) -> Place | None:
-        return self.dispatcher.places().get(job_id)
+        return self.dispatcher.places((job_id,)).get(job_id)
 
     # --- running -------------------------------------------------------------------------------
 
@@ -326,49 +327,42 @@ class JobRunner:
         """Pick up where the last process stopped, then start dispatching.
 
         Requests acknowledged but not yet jobs (intakes) are finished after the queued jobs
-        are back in the queue, so they queue behind the requests that were first.
+        are back in the queue, so they queue behind the requests that were first. The queued
+        jobs are read as the queue's four columns, in batches (there may be 100,000); only
+        those whose requester can still be shown their place are read whole.
         """
-        resumed: list[Job] = []
         await self.results.flush()  # images made before the stop are recorded, not interrupted
         for job in await store.unfinished_jobs(self._sessions):
             if await self.results.kept(job.id):
                 continue  # made, kept in the spool: recorded when the database takes it
-            if job.status is JobStatus.QUEUED:
-                guild_key, user_key = _job_keys(job.guild_id, job.user_id or 0)
-                self.dispatcher.queue.push(QueuedJob(job.id, guild_key, user_key, job.n_requested))
-                resumed.append(job)
-            elif job.status is JobStatus.RUNNING:
-                log.warning(
-                    "job %d was running when the bot stopped: interrupted; its estimate of "
-                    "%d micro-USD stays in the spend ledger as possibly billed",
-                    job.id,
-                    job.cost_micro_usd,
-                    extra=_context(job),
-                )
-                interrupted = await store.finish_without_images(
-                    self._sessions,
-                    job.id,
-                    JobStatus.INTERRUPTED,
-                    "interrupted",
-                    possibly_billed=True,
-                )
-                if interrupted is not None and self._listener is not None:
-                    try:
-                        await self._listener.job_interrupted(interrupted)
-                    except Exception:
-                        log.exception(
-                            "job %d: reporting the interruption failed", job.id, extra=_context(job)
-                        )
+            if job.status is JobStatus.RUNNING:
+                await self._interrupted(job)
             else:
                 log.info(
                     "job %d was made but not posted: posting it now", job.id, extra=_context(job)
                 )
                 await self._notify_success(job, await store.outputs_of(self._sessions, job.id))
+        # Once flushed the spool is nearly always empty: then no queued job can be in it.
+        spooled = await asyncio.to_thread(_has_files, self.results.spool.directory)
+        resumed = 0
+        async for batch in store.queued_jobs(self._sessions):
+            for job_id, guild_id, user_id, n in batch:
+                if spooled and await self.results.kept(job_id):
+                    continue
+                guild_key, user_key = _job_keys(guild_id, user_id or 0)
+                self.dispatcher.queue.push(QueuedJob(job_id, guild_key, user_key, n))
+                resumed += 1
         if resumed:
-            log.info("%d queued jobs resume", len(resumed))
+            log.info("%d queued jobs resume", resumed)
         if self._listener is not None:
-            places = self.dispatcher.places()
-            for job in resumed:
+            since = utcnow() - TOKEN_LIFETIME
+            told = [
+                job
+                for job in await store.queued_with_token(self._sessions, since)
+                if job.id in self.dispatcher.queue
+            ]
+            places = self.dispatcher.places(job.id for job in told)
+            for job in told:
                 try:
                     await self._listener.job_queued(job, places.get(job.id))
                 except Exception:
@@ -376,6 +370,30 @@ class JobRunner:
         await self._recover_intakes()
         self.dispatcher.start()
         self.spawn(self.results.flush_forever(), name="spool")
+
+    async def _interrupted(self, job: Job) -> None:
+        """``job`` was running when the last process stopped: interrupted, its requester told."""
+        log.warning(
+            "job %d was running when the bot stopped: interrupted; its estimate of "
+            "%d micro-USD stays in the spend ledger as possibly billed",
+            job.id,
+            job.cost_micro_usd,
+            extra=_context(job),
+        )
+        interrupted = await store.finish_without_images(
+            self._sessions,
+            job.id,
+            JobStatus.INTERRUPTED,
+            "interrupted",
+            possibly_billed=True,
+        )
+        if interrupted is not None and self._listener is not None:
+            try:
+                await self._listener.job_interrupted(interrupted)
+            except Exception:
+                log.exception(
+                    "job %d: reporting the interruption failed", job.id, extra=_context(job)
+                )
 
     async def _recover_intakes(self) -> None:
         """Acknowledged requests that never became jobs: queued now, or answered."""
@@ -425,6 +443,10 @@ class JobRunner:
 def _context(job: Job) -> dict[str, int | None]:
     """What a log line about ``job`` carries as fields (see bot.logs.CONTEXT_FIELDS)."""
     return {"job_id": job.id, "guild_id": job.guild_id, "user_id": job.user_id}
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def _decrement(counter: Counter[Any], key: Hashable) -> None:

@@ -19,6 +19,7 @@ from bot.config import QuotaSettings
 from bot.db import Sessions
 from bot.db.models import MemberReset, RoleLimit, utcnow
 from bot.errors import BotError
+from bot.quotas import counters
 from bot.quotas.ledger import lock_guild
 from bot.quotas.policy import format_channels, is_valid_timezone, parse_channels
 from bot.quotas.prices import MICRO, format_usd
@@ -166,8 +167,9 @@ async def apply_changes(
             row.spend_per_month_micro = round(changes.spend_per_month_usd * MICRO)
         if changes.member_images_per_day is not None:
             row.member_images_per_day = changes.member_images_per_day
-        if zone is not None:
+        if zone is not None and zone != row.timezone:
             row.timezone = zone
+            await counters.rebuild_guild(session, guild_id, zone, utcnow())
 
 
 async def set_role_rule(
@@ -260,10 +262,11 @@ async def reset_member(
     """The member's daily count starts again from ``now`` (what they used before is forgiven)."""
     now = now or utcnow()
     async with sessions() as session, session.begin():
-        await lock_guild(session, guild_id)
+        guild = await lock_guild(session, guild_id)
         row = await session.get(MemberReset, (guild_id, user_id))
         if row is None:
             session.add(MemberReset(guild_id=guild_id, user_id=user_id, reset_at=now))
         else:
             row.reset_at = now
+        await counters.reset_member(session, guild_id, user_id, now, guild.timezone or "UTC")
     return now

@@ -1,4 +1,4 @@
-"""Reservations and usage, read from the jobs table: the ledger every report comes from.
+"""Reservations and usage: the quota decision, and the ledger every report comes from.
 
 A job row *is* its reservation: while queued or running it counts its requested images and
 estimated cost; when it succeeds they are replaced by what it delivered and really cost; when it
@@ -7,7 +7,10 @@ row in one transaction in which :func:`check` first takes the guild's lock (then
 the operator's total caps) and checks every limit, so any number of concurrent requests at the
 edge of a quota, in one guild or across many, admit exactly as many images as the quota allows.
 Without the locks :func:`check` asks the same questions, so a request can be refused before
-anything is spent on it. This module writes no job: it counts and decides.
+anything is spent on it. The decision reads the usage counters (:mod:`bot.quotas.counters`,
+kept by the job store in the same transactions as the rows), not sums over the month's rows;
+the reports (:func:`usage`) still sum the rows. This module writes no job: it counts and
+decides.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from bot.db.models import (
     MemberReset,
     RoleLimit,
 )
+from bot.quotas import counters
+from bot.quotas.counters import DM_GUILD, Counts, Keys
 from bot.quotas.policy import (
     ChannelNotAllowed,
     DirectMessagesOff,
@@ -47,8 +52,7 @@ from bot.quotas.policy import (
 )
 from bot.quotas.prices import MICRO
 
-#: The lock row for direct messages, which have no guild.
-DM_GUILD = 0
+__all__ = ["DM_GUILD", "Reservation", "Usage", "check", "lock_guild", "lock_total", "usage"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,14 @@ async def limits_for(
     return guild_limits(quotas, row), list(rules.scalars())
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """What :func:`check` read: the job's counters, and which of them exist (for the write)."""
+
+    keys: Keys
+    found: dict[counters.Key, Counts]
+
+
 async def check(
     session: AsyncSession,
     quotas: QuotaSettings,
@@ -132,14 +144,14 @@ async def check(
     *,
     locked: bool,
     parent_channel_id: int | None = None,
-) -> None:
+) -> Reservation:
     """Raise the first limit ``job`` (its n and estimated cost) would break, in ``session``.
 
     ``locked``: take the guild's lock row and then the operator's total lock row first, always
     in that order (requests in one guild are serialized by the first, a burst across many
     guilds by the second), so the job store's insert in the same transaction cannot overdraw
     either limit. Without it this only reads: an early answer that may let through what the
-    locked check then refuses.
+    locked check then refuses. Returns what the store needs to count the job in.
     """
     assert job.user_id is not None
     if job.guild_id is None and not quotas.dm_enabled:
@@ -150,58 +162,63 @@ async def check(
         if locked
         else await session.get(GuildSettings, guild_id)
     )
-    await _check_guild(session, quotas, job, row, role_ids, parent_channel_id, now)
-    if locked:
-        await lock_total(session)
-    await _check_total(session, quotas, job.cost_micro_usd, now)
-
-
-async def _check_guild(
-    session: AsyncSession,
-    quotas: QuotaSettings,
-    job: Job,
-    row: GuildSettings | None,
-    role_ids: Iterable[int],
-    parent_channel_id: int | None,
-    now: datetime,
-) -> None:
-    """Raise the first of the guild's (or the DM's) limits ``job`` would break."""
-    assert job.user_id is not None
     limits, rules = await limits_for(session, quotas, job.guild_id, row)
     allowed = limits.allowed_channels
     parent = parent_channel_id if parent_channel_id is not None else job.parent_channel_id
     if allowed and job.channel_id not in allowed and parent not in allowed:
         raise ChannelNotAllowed(channels=limits.allowed_channels)
-    period = periods(now, limits.timezone)
-    used = await usage(session, job.guild_id, job.user_id, period)
+    if locked:
+        await lock_total(session)
+    keys = counters.keys_for(job.guild_id, job.user_id, now, limits.timezone)
+    found = await counters.read(session, keys.all())
+    used = {key: found.get(key, Counts()) for key in keys.all()}
+    _check_guild(job, limits, rules, role_ids, keys, used, periods(now, limits.timezone))
+    _check_total(quotas, job.cost_micro_usd, keys, used, now)
+    return Reservation(keys, found)
+
+
+def _check_guild(
+    job: Job,
+    limits: Limits,
+    rules: list[RoleLimit],
+    role_ids: Iterable[int],
+    keys: Keys,
+    used: dict[counters.Key, Counts],
+    period: Periods,
+) -> None:
+    """Raise the first of the guild's (or the DM's) limits ``job`` would break."""
+    guild_today = used[keys.guild_day].images
+    guild_month = used[keys.guild_month].images
+    guild_spend_month = used[keys.guild_month].spend_micro
+    member_today = used[keys.member_day].images
     n, cost = job.n_requested, job.cost_micro_usd
     day, month = period.next_day, period.next_month
-    if used.guild_today + n > limits.images_per_day:
+    if guild_today + n > limits.images_per_day:
         raise GuildDailyLimit(
             limit=limits.images_per_day,
-            remaining=max(limits.images_per_day - used.guild_today, 0),
+            remaining=max(limits.images_per_day - guild_today, 0),
             n=n,
             resets=day,
         )
-    if used.guild_month + n > limits.images_per_month:
+    if guild_month + n > limits.images_per_month:
         raise GuildMonthlyLimit(
             limit=limits.images_per_month,
-            remaining=max(limits.images_per_month - used.guild_month, 0),
+            remaining=max(limits.images_per_month - guild_month, 0),
             n=n,
             resets=month,
         )
-    if used.guild_spend_month + cost > limits.spend_per_month_micro:
+    if guild_spend_month + cost > limits.spend_per_month_micro:
         raise GuildBudget(
             limit=usd(limits.spend_per_month_micro),
-            remaining=usd(limits.spend_per_month_micro - used.guild_spend_month),
+            remaining=usd(limits.spend_per_month_micro - guild_spend_month),
             cost=usd(cost),
             resets=month,
         )
     personal = member_limit(limits, rules, role_ids)
-    if personal is not None and used.member_today + n > personal:
+    if personal is not None and member_today + n > personal:
         raise MemberDailyLimit(
             limit=personal,
-            remaining=max(personal - used.member_today, 0),
+            remaining=max(personal - member_today, 0),
             n=n,
             resets=day,
         )
@@ -229,22 +246,18 @@ async def lock_total(session: AsyncSession) -> None:
             continue  # created by a concurrent request: lock it with the update
 
 
-async def total_spend(session: AsyncSession, since: datetime) -> int:
-    """Micro-dollars of every job since ``since``, all guilds and DMs, reservations included."""
-    result = await session.execute(
-        select(func.coalesce(func.sum(Job.cost_micro_usd), 0)).where(Job.queued_at >= since)
-    )
-    return int(result.scalar_one())
-
-
-async def _check_total(
-    session: AsyncSession, quotas: QuotaSettings, cost: int, now: datetime
+def _check_total(
+    quotas: QuotaSettings,
+    cost: int,
+    keys: Keys,
+    used: dict[counters.Key, Counts],
+    now: datetime,
 ) -> None:
     """Raise TotalBudget when ``cost`` more would pass the operator's month or day ceiling."""
     period = periods(now, "UTC")
     month_cap = round(quotas.total_spend_per_month_usd * MICRO)
-    if await total_spend(session, period.month_start) + cost > month_cap:
+    if used[keys.total_month].spend_micro + cost > month_cap:
         raise TotalBudget(resets=period.next_month)
     day_cap = round(quotas.total_spend_per_day_usd * MICRO)
-    if day_cap and await total_spend(session, period.day_start) + cost > day_cap:
+    if day_cap and used[keys.total_day].spend_micro + cost > day_cap:
         raise TotalDailyBudget(resets=period.next_day)

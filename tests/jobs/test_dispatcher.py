@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from bot.jobs.dispatcher import Dispatcher
+from bot.jobs.dispatcher import POSITION_CAP, Dispatcher
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.ratelimit import ImageRateLimiter
 
@@ -72,7 +72,7 @@ async def test_places_and_removal_and_pause() -> None:
     assert 1 in dispatcher.running
     for job_id, guild in ((2, "A"), (3, "A"), (4, "B")):
         dispatcher.push(QueuedJob(job_id, guild, "x"))
-    places = dispatcher.places()
+    places = dispatcher.places([2, 3, 4])
     assert [places[j].position for j in (2, 4, 3)] == [1, 2, 3]
     assert places[2].eta_seconds < places[4].eta_seconds < places[3].eta_seconds
     assert dispatcher.remove(4) and not dispatcher.remove(4)
@@ -82,3 +82,23 @@ async def test_places_and_removal_and_pause() -> None:
     assert len(dispatcher.queue) == 2  # paused: nothing new started
     await dispatcher.stop()
     assert not dispatcher.alive
+
+
+async def test_places_are_counted_up_to_the_cap_and_shown_as_far_beyond_it() -> None:
+    """Positions past the cap are not counted: a job 1,500th in line is "1000+ ahead"."""
+
+    async def run(job: QueuedJob) -> None:
+        return None
+
+    dispatcher = Dispatcher(run, concurrency=1, limiter=UNLIMITED)  # not started: all wait
+    for job_id in range(POSITION_CAP + 500):
+        dispatcher.push(QueuedJob(job_id, job_id % 7, job_id % 3))
+    order = [job.job_id for job in dispatcher.queue.order()]
+    at_cap, beyond, last = order[POSITION_CAP - 1], order[POSITION_CAP], order[-1]
+    places = dispatcher.places([at_cap, beyond, last, 10**9])
+    assert places[at_cap].position == POSITION_CAP and not places[at_cap].far
+    assert places[beyond].far and places[last] == places[beyond]
+    assert places[beyond].position == POSITION_CAP + 1
+    assert places[beyond].eta_seconds >= places[at_cap].eta_seconds
+    assert 10**9 not in places  # not queued: no place
+    assert dispatcher.places([order[0]])[order[0]].position == 1

@@ -70,3 +70,16 @@ def test_peek_matches_pop_and_duplicates_are_refused() -> None:
     queue.push(QueuedJob(1, "A", "x"))
     with pytest.raises(ValueError):
         queue.push(QueuedJob(1, "B", "z"))
+
+
+def test_order_is_the_pop_order_while_members_and_guilds_come_and_go() -> None:
+    queue = FairQueue()
+    for job_id in range(300):
+        queue.push(QueuedJob(job_id, f"g{job_id * 7 % 5}", f"u{job_id * 11 % 9}"))
+        if job_id % 4 == 3:
+            queue.pop()
+        if job_id % 10 == 9:
+            queue.remove(job_id - 5)
+    expected = list(queue.order())
+    assert len(expected) == len(queue)
+    assert [queue.pop() for _ in range(len(expected))] == expected

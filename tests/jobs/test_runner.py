@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,17 @@ async def submit(
     runner: JobRunner, prompt: str, user: int = 1, guild: int | None = GUILD_A, n: int = 1
 ) -> Job:
     return await runner.submit(order(prompt, n), origin(user, guild), command="imagine")
+
+
+async def submit_told(runner: JobRunner, prompt: str, user: int, guild: int = GUILD_A) -> Job:
+    """A request whose requester can be told its place (its interaction token is fresh)."""
+    told = dataclasses.replace(
+        origin(user, guild),
+        application_id=99,
+        interaction_token=f"token-{prompt}",
+        interaction_at=datetime.now(UTC),
+    )
+    return await runner.submit(order(prompt), told, command="imagine")
 
 
 # --- order and concurrency ----------------------------------------------------------------------
@@ -445,9 +457,9 @@ async def test_a_restart_resumes_queued_reports_running_and_delivers_kept_result
         cut = await submit(first, "cut short", user=2, guild=GUILD_B)
         await until(lambda: len(api.requests) == 2)
         queued = [
-            await submit(first, "q1", user=1),
-            await submit(first, "q2", user=3, guild=GUILD_B),
-            await submit(first, "q3", user=1),
+            await submit_told(first, "q1", user=1),
+            await submit_told(first, "q2", user=3, guild=GUILD_B),
+            await submit_told(first, "q3", user=1),
         ]
         await first.close()  # what a crash leaves behind, as far as the rows go
         assert (await world.job(kept.id)).status is JobStatus.SUCCEEDED

@@ -11,10 +11,11 @@ from sqlalchemy import func, select
 from bot.config import QuotaSettings
 from bot.db import Job, JobStatus
 from bot.db.engine import Storage
-from bot.db.models import GuildSettings, MemberReset, RoleLimit
+from bot.db.models import GuildSettings, RoleLimit
 from bot.discord.i18n import Catalog
 from bot.errors import BotError
-from bot.jobs.store import admit, would_fit
+from bot.jobs.store import admit, finish_without_images, would_fit
+from bot.quotas.admin import reset_member
 from bot.quotas.policy import (
     ChannelNotAllowed,
     DirectMessagesOff,
@@ -94,8 +95,7 @@ async def test_reset_member_and_next_day(storage: Storage) -> None:
     await admit(storage.sessions, quotas, job(user=3), now=NOW)
     with pytest.raises(MemberDailyLimit):
         await admit(storage.sessions, quotas, job(user=3), now=NOW)
-    async with storage.sessions() as session, session.begin():
-        session.add(MemberReset(guild_id=GUILD, user_id=3, reset_at=NOW))
+    await reset_member(storage.sessions, GUILD, 3, now=NOW)
     await admit(storage.sessions, quotas, job(user=3), now=NOW + timedelta(seconds=1))
     await admit(storage.sessions, quotas, job(user=3), now=NOW + timedelta(days=1))
 
@@ -117,10 +117,7 @@ async def test_failed_jobs_release_their_reservation(storage: Storage) -> None:
     first = await admit(storage.sessions, quotas, job(n=2), now=NOW)
     with pytest.raises(GuildDailyLimit):
         await admit(storage.sessions, quotas, job(user=2), now=NOW)
-    async with storage.sessions() as session, session.begin():
-        row = await session.get(Job, first.id)
-        assert row is not None
-        row.status, row.n_charged, row.cost_micro_usd = JobStatus.FAILED, 0, 0
+    await finish_without_images(storage.sessions, first.id, JobStatus.FAILED)
     await admit(storage.sessions, quotas, job(user=2), now=NOW)
 
 

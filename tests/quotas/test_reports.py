@@ -13,7 +13,7 @@ from bot.db import Job, JobStatus
 from bot.db.engine import Storage
 from bot.db.models import GuildSettings, RoleLimit
 from bot.jobs.store import admit
-from bot.quotas import admin
+from bot.quotas import admin, counters
 from bot.quotas.policy import MemberDailyLimit
 from bot.quotas.reports import (
     CSV_COLUMNS,
@@ -76,6 +76,9 @@ async def add_job(
     )
     async with storage.sessions() as session, session.begin():
         session.add(job)
+        await session.flush()
+        # as the job store counts a row's charge: from nothing to what it is now
+        await counters.settle(session, job, (0, 0))
     return job
 
 

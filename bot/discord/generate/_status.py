@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -66,7 +66,7 @@ class QueuePositions(Protocol):
     @property
     def running(self) -> Mapping[int, object]: ...
 
-    def places(self) -> dict[int, Place]: ...
+    def places(self, job_ids: Iterable[int]) -> dict[int, Place]: ...
 
     def watch(self) -> asyncio.Event: ...
 
@@ -146,7 +146,12 @@ class StatusBoard:
             return
         eta = datetime.now(UTC) + timedelta(seconds=place.eta_seconds)
         when = discord_time(eta)
-        text = catalog.text("status.queued", job.locale, position=place.position, eta=when)
+        if place.far:
+            # Everything up to the cap starts first; how far back beyond it is not counted.
+            ahead = place.position - 1
+            text = catalog.text("status.queued_far", job.locale, ahead=ahead, eta=when)
+        else:
+            text = catalog.text("status.queued", job.locale, position=place.position, eta=when)
         view = discord.ui.View(timeout=None)
         view.add_item(CancelButton(job.id, catalog.text("button.cancel", job.locale)))
         entry.shown = place.position
@@ -201,7 +206,10 @@ class StatusBoard:
         dispatcher = self.positions
         if not self._entries:
             return
-        places = dispatcher.places()
+        # Only the jobs whose message can still change: a started job never waits again.
+        places = dispatcher.places(
+            job_id for job_id, entry in self._entries.items() if not entry.started_shown
+        )
         now = time.monotonic()
         again = math.inf
         for job_id, entry in list(self._entries.items()):

@@ -551,3 +551,29 @@ async def test_a_kept_result_is_posted_after_a_restart_without_a_new_request(
         assert (job.n_charged, job.n_delivered) == (1, 1)
     assert len(api.requests) == 1
     assert fake.spec_violations == [] and api.spec_violations == []
+
+
+async def test_a_request_further_back_than_the_cap_shows_cap_plus_ahead(
+    line: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Positions are counted only up to a cap (1,000; 2 here): beyond it, "2+ ahead"."""
+    monkeypatch.setattr("bot.jobs.dispatcher.POSITION_CAP", 2)
+    far = re.compile(
+        re.escape(CATALOG.template("status.queued_far") or "")
+        .replace(re.escape("{ahead}"), "2")
+        .replace(re.escape("{eta}"), r"<t:\d+:R>")
+    )
+    people = members(line.fake, 4)
+    await imagine(line, "runs", people[0])
+    await running(line)
+    second = await imagine(line, "second", people[1])
+    third = await imagine(line, "third", people[2])
+    fourth = await imagine(line, "fourth", people[3])
+    await status(second, queued_at(1))
+    await status(third, queued_at(2))
+    await status(fourth, lambda text: far.fullmatch(text) is not None)
+    # the queue moves: the fourth is counted again once it is within the cap
+    await status(fourth, queued_at(2))
+    for handle in (second, third, fourth):
+        await status(handle, lambda text: text == DONE)
+    await line.idle()
