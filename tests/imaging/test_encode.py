@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from bot.imaging.encode import encode_under, next_side, quantize, write_png
-from tests.imaging.samples import decode_png, noise, photo
+from tests.imaging.samples import decode_png, grainy_photo, noise, photo, screenshot
 
 LIMIT = 4_000_000
 
@@ -60,6 +60,41 @@ def test_quantize_keeps_the_mode_and_reduces_colours() -> None:
         reduced = quantize(noise(mode, (64, 64)))
         assert reduced.mode == mode
         assert len(reduced.getcolors(1 << 16) or []) <= 256
+
+
+CORPUS: dict[str, Callable[[], Image.Image]] = {
+    "photo RGB 1024": lambda: grainy_photo((1024, 1024)),
+    "photo RGBA 2048": lambda: photo((2048, 2048)).convert("RGBA"),
+    "screenshot RGB 1024": lambda: screenshot((1024, 1024)),
+    "flat RGBA 1024": lambda: Image.new("RGBA", (1024, 1024), (10, 200, 30, 255)),
+    "noise RGB 1024": lambda: noise("RGB", (1024, 1024)),
+    "noise RGBA 1024": lambda: noise("RGBA", (1024, 1024)),
+    "noise RGB 2048": lambda: noise("RGB", (2048, 2048)),
+    "noise RGBA 2048": lambda: noise("RGBA", (2048, 2048)),
+}
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_every_corpus_output_is_a_valid_png_under_the_limit(name: str) -> None:
+    im = CORPUS[name]()
+    encoded = encode_under(im, LIMIT)
+    assert len(encoded.png) < LIMIT
+    out = decode_png(encoded.png)  # Pillow verifies the chunks, then decodes every row
+    assert (out.mode, out.size) == (im.mode, encoded.size)
+    if not encoded.quantized and encoded.size == im.size:
+        assert ImageChops.difference(out, im).getbbox() is None
+
+
+def test_a_picture_over_the_limit_only_at_the_fast_level_keeps_its_colours_and_size() -> None:
+    """The fast level's files are ~40% larger; that alone must not cost a member colours."""
+    im = grainy_photo((1024, 1024))
+    fast, dense = len(write_png(im)), len(write_png(im, level=9))
+    assert dense < fast
+    limit = (fast + dense) // 2
+    encoded = encode_under(im, limit)
+    assert (encoded.side, encoded.quantized) == (1024, False)
+    assert len(encoded.png) < limit
+    assert ImageChops.difference(decode_png(encoded.png), im).getbbox() is None
 
 
 def test_ladder() -> None:
