@@ -23,15 +23,15 @@ _bench.use_project_imports()
 
 import io  # noqa: E402
 import os  # noqa: E402
-import random  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
-from PIL import Image, ImageChops, ImageDraw, ImageFilter  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from bot.imaging import normalize_image  # noqa: E402
 from bot.imaging.encode import ENCODER  # noqa: E402
+from bot.testing.images import photo_jpeg  # noqa: E402
 
 QUICK = False
 RUNS = 7
@@ -40,27 +40,6 @@ NOISE = (("RGBA", 1024), ("RGB", 1024), ("RGBA", 2048), ("RGB", 2048))
 SIDE = 1024
 TARGET = 0.14
 OUTPUT_LIMIT = 4_000_000
-
-
-def make_photo(width: int = 4000, height: int = 3000, seed: int = 12) -> bytes:
-    """A JPEG that compresses and decodes like a phone photo (about 4-5 MB)."""
-    rnd = random.Random(seed)
-    cells = bytes(rnd.randrange(256) for _ in range(8 * 6 * 3))
-    im = Image.frombytes("RGB", (8, 6), cells).resize((width, height), Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(im)
-    for _ in range(30):
-        x, y, r = rnd.randrange(width), rnd.randrange(height), rnd.randrange(60, 500)
-        colour = (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256))
-        if rnd.random() < 0.5:
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
-        else:
-            draw.rectangle((x - r, y - r // 2, x + r, y + r // 2), fill=colour)
-    im = im.filter(ImageFilter.GaussianBlur(3))
-    grain = Image.effect_noise((width, height), 10).convert("RGB")
-    im = ImageChops.add(im, grain, scale=1.0, offset=-128)
-    buffer = io.BytesIO()
-    im.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def naive(data: bytes) -> bytes:
@@ -99,7 +78,7 @@ def noise_png(mode: str, side: int) -> bytes:
 
 
 def main() -> None:
-    data = make_photo()
+    data = photo_jpeg()
     results = time_alternating({"naive": naive, "ours": ours}, data)
     naive_ms, naive_bytes = results["naive"]
     ours_ms, ours_bytes = results["ours"]

@@ -81,17 +81,51 @@ def write_png(im: Image.Image, *, level: int = FAST_LEVEL) -> bytes:
     filtered = ImageChops.subtract_modulo(im, ImageChops.offset(im, 0, 1))
     filtered.paste(im.crop((0, 0, width, 1)), (0, 0))
     raw = memoryview(filtered.tobytes())
+    del filtered  # each copy of the pixels is let go as soon as the next exists
     stride = width * len(im.getbands())
     rows = _UP.join([b"", *(raw[i : i + stride] for i in range(0, len(raw), stride))])
+    del raw
+    idat = zlib_ng.compress(rows, level)
+    del rows
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     return b"".join(
-        (
-            _SIGNATURE,
-            _chunk(b"IHDR", header),
-            _chunk(b"IDAT", zlib_ng.compress(rows, level)),
-            _chunk(b"IEND", b""),
-        )
+        (_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b""))
     )
+
+
+def plain_png(data: bytes) -> tuple[int, int, str] | None:
+    """Width, height and mode of a PNG holding nothing but what ``write_png`` writes, else None.
+
+    8-bit RGB or RGBA, not interlaced, and no chunk but IHDR, IDAT and IEND: no metadata, no
+    colour profile, no EXIF rotation. Such a file at the target size needs no new encoding
+    (``normalize_image`` sends it as it is, once it decoded), which is how a job's normalized
+    input is not encoded a second time when it is sent. Reads the chunk headers only.
+    """
+    if not data.startswith(_SIGNATURE):
+        return None
+    found: tuple[int, int, str] | None = None
+    pos = len(_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            return None
+        if kind == b"IHDR":
+            if found is not None or length != 13:
+                return None
+            width, height, depth, color_type, _, _, interlace = struct.unpack_from(
+                ">IIBBBBB", data, pos + 8
+            )
+            mode = next((m for m, t in _COLOR_TYPES.items() if t == color_type), None)
+            if depth != 8 or interlace or mode is None:
+                return None
+            found = (width, height, mode)
+        elif kind == b"IEND":
+            return found if end == len(data) else None
+        elif kind != b"IDAT" or found is None:
+            return None
+        pos = end
+    return None
 
 
 def quantize(im: Image.Image) -> Image.Image:
