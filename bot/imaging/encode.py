@@ -3,19 +3,18 @@
 The first attempt is our own minimal PNG writer, not ``Image.save``: Pillow's PNG encoder tries
 four row filters on every row and keeps the best (about 40 ms for a 1024x1024 photo before any
 compression), while here the "Up" filter is computed for the whole image in one C call
-(``ImageChops.subtract_modulo`` against the image shifted down a row) and compressed with
-zlib-ng (the ``zlib-ng`` wheel) at level 1. Measured on the bench photo (1024x1024 RGB, CPU ms,
-loaded 2-core machine): stock zlib level 1 ~50 ms for 1.36 MB; zlib-ng level 1 ~21 ms for
-1.87 MB (its "quick" deflate: static Huffman codes, short matches); zlib-ng Huffman-only is as
-fast and smaller on photos but 4x larger on screenshots and flat colour (1.15 MB vs 0.31 MB for
-a page of text), where level 1 is smallest of the three and takes 1-3 ms. The encoder was half
-of the normalization; now decoding the JPEG is. zlib-ng releases the GIL like zlib, so imaging
-threads really run in parallel. The output is a plain 8-bit RGB or RGBA PNG that any decoder
-reads; tests decode it with Pillow and compare every pixel.
+(``ImageChops.subtract_modulo`` against the image shifted down a row) and compressed with ISA-L's
+deflate (the ``isal`` wheel, Intel's hand-written assembly) at its default level. Measured on the
+bench photo (1024x1024 RGB, CPU ms, loaded 2-core machine): stock zlib level 1 ~55 ms for 1.36 MB;
+zlib-ng level 1 ~21 ms for 1.87 MB; libdeflate level 1 ~23 ms for 1.28 MB; ISA-L ~13 ms for
+1.34 MB, 2 ms for a page of text (0.26 MB) and 5 ms for noise (stored). The encoder was half of
+the normalization; now decoding the JPEG is most of it. ISA-L releases the GIL like zlib, so
+imaging threads really run in parallel. The output is a plain 8-bit RGB or RGBA PNG that any
+decoder reads; tests decode it with Pillow and compare every pixel.
 
-Level 1's files are ~40% larger than a dense level's, so a picture that is over the limit only
-because of that is first encoded again at ``DENSE_LEVEL`` (the same zlib-ng, ~3x slower) before
-anything is lost. When that is still too big (noise-like content: a random RGBA 1024x1024
+ISA-L's files are ~13% larger than stock zlib's at level 6, so a picture that is over the limit
+only because of that is first encoded again with zlib (~10x slower) before anything is lost.
+When that is still too big (noise-like content: a random RGBA 1024x1024
 square is ~4.2 MB even stored raw), the colours are reduced to a 256-colour palette
 (libimagequant when Pillow has it, else fast octree; RGB is then dithered with that palette so
 gradients don't band) and encoded again. The file stays truecolour RGB/RGBA rather than
@@ -28,21 +27,25 @@ RGBA PNG (at most ~263 KB) always fits, so the loop always ends.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
+import isal
+from isal import isal_zlib
 from PIL import Image, ImageChops, features
-from zlib_ng import zlib_ng
 
 from bot.imaging.geometry import shrink, shrunk_size
 from bot.imaging.limits import FALLBACK_SIDES
 
-FAST_LEVEL = 1
+#: ISA-L's level (0-3); its default: on photos as fast as 1 and a little smaller.
+FAST_LEVEL = isal_zlib.ISAL_DEFAULT_COMPRESSION
+#: The stock zlib level tried when the fast PNG is over the limit.
 DENSE_LEVEL = 6
 #: The dense level is tried when the fast PNG is at most this many times the limit; measured
-#: fast/dense ratios: 1.45-1.55 for photos, 1.0 for noise (hopeless there: stored blocks).
-DENSE_HOPE = 2.0
+#: fast/dense ratios: 1.13 for photos, 1.0 for noise (hopeless there: stored blocks).
+DENSE_HOPE = 1.3
 #: Names the encoder (bench/normalize.py prints it).
-ENCODER = f"zlib-ng {zlib_ng.ZLIBNG_VERSION} level {FAST_LEVEL}, Up filter"
+ENCODER = f"ISA-L {isal.ISAL_VERSION} level {FAST_LEVEL}, Up filter"
 #: Quantizing is tried when the fast PNG is at most this many times the limit; measured
 #: quantized/fast ratios run from 0.4 (RGBA noise) to 0.9 (RGB noise), 0.65 for photos.
 QUANTIZE_HOPE = 2.5
@@ -71,8 +74,11 @@ class Encoded:
         return max(self.size)
 
 
-def write_png(im: Image.Image, *, level: int = FAST_LEVEL) -> bytes:
-    """An 8-bit RGB or RGBA image as PNG bytes, every row "Up"-filtered."""
+def write_png(im: Image.Image, *, level: int | None = None) -> bytes:
+    """An 8-bit RGB or RGBA image as PNG bytes, every row "Up"-filtered.
+
+    Compressed with ISA-L, or with stock zlib at ``level`` (0-9) when one is given.
+    """
     color_type = _COLOR_TYPES.get(im.mode)
     if color_type is None:
         raise ValueError(f"write_png takes RGB or RGBA images, not {im.mode}")
@@ -85,7 +91,7 @@ def write_png(im: Image.Image, *, level: int = FAST_LEVEL) -> bytes:
     stride = width * len(im.getbands())
     rows = _UP.join([b"", *(raw[i : i + stride] for i in range(0, len(raw), stride))])
     del raw
-    idat = zlib_ng.compress(rows, level)
+    idat = _deflate(rows) if level is None else zlib.compress(rows, level)
     del rows
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     return b"".join(
@@ -172,6 +178,12 @@ def next_side(side: int) -> int | None:
     return next((s for s in FALLBACK_SIDES if s < side), None)
 
 
+def _deflate(data: bytes) -> bytes:
+    # A compressor object: its compress() runs ISA-L with the GIL released.
+    compressor = isal_zlib.compressobj(FAST_LEVEL)
+    return compressor.compress(data) + compressor.flush()
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib_ng.crc32(data, zlib_ng.crc32(kind))
+    crc = isal_zlib.crc32(data, isal_zlib.crc32(kind))
     return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)))

@@ -86,9 +86,9 @@ def test_every_corpus_output_is_a_valid_png_under_the_limit(name: str) -> None:
 
 
 def test_a_picture_over_the_limit_only_at_the_fast_level_keeps_its_colours_and_size() -> None:
-    """The fast level's files are ~40% larger; that alone must not cost a member colours."""
+    """The fast encoder's files are ~13% larger; that alone must not cost a member colours."""
     im = grainy_photo((1024, 1024))
-    fast, dense = len(write_png(im)), len(write_png(im, level=9))
+    fast, dense = len(write_png(im)), len(write_png(im, level=6))
     assert dense < fast
     limit = (fast + dense) // 2
     encoded = encode_under(im, limit)
