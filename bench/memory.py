@@ -1,6 +1,6 @@
 """Benchmark: the bot's peak memory while a burst of members vary 12-megapixel photos at once.
 
-Run with ``python bench/memory.py`` (about 30 s; no network; ``--quick``: a burst of 4, to prove
+Run with ``python bench/memory.py`` (about 25 s; no network; ``--quick``: a burst of 4, to prove
 the script works, as CI does). The bot runs as an operator starts it, ``python -m bot run`` in a
 subprocess, against the fake Discord and the fake image API running in this process; so what is
 measured is the bot alone, not this script's photos, the fake CDN's copies or its bookkeeping.
@@ -78,19 +78,21 @@ async def burst(n: int, photo: bytes) -> tuple[float, float, float, int]:
     with tempfile.TemporaryDirectory() as folder:
         async with FakeDiscord() as fake, FakeImagesAPI() as api:
             config = write_config(Path(folder), fake, api)
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "run",
-                "--config",
-                str(config),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                env=bot_env(fake, api),
-                cwd=folder,
-            )
+            log = Path(folder) / "bot.log"
+            with log.open("wb") as stderr:  # the child writes to its own copy
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bot",
+                    "run",
+                    "--config",
+                    str(config),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=stderr,
+                    env=bot_env(fake, api),
+                    cwd=folder,
+                )
             try:
                 await fake.wait_ready(count=1, timeout=30)
                 await fake.state.pulse.wait_until(
@@ -124,6 +126,9 @@ async def burst(n: int, photo: bytes) -> tuple[float, float, float, int]:
                 )
                 peak = peak_rss_mb(process.pid)
                 return idle, peak, max(acks), posted()
+            except BaseException:
+                print(log.read_text(errors="replace")[-4000:], file=sys.stderr)  # why it broke
+                raise
             finally:
                 process.terminate()
                 await process.wait()
@@ -131,7 +136,7 @@ async def burst(n: int, photo: bytes) -> tuple[float, float, float, int]:
 
 def main() -> None:
     photo = photo_jpeg()
-    sizes = (4,) if QUICK else (1, BURST)
+    sizes = (4,) if QUICK else (1, 4, BURST)
     mode = " (quick mode: not the benchmark)" if QUICK else ""
     rows = [(n, *asyncio.run(burst(n, photo))) for n in sizes]
     print(f"### Memory benchmark ({os.cpu_count()} CPUs){mode}")
