@@ -6,10 +6,10 @@ missing or wrong). Decoding and every other check happen in bot.imaging.
 
 A request's raw uploads are normalized as soon as they are read (:meth:`UploadReader.read_order`),
 before the request waits for its quota reservation and its turn: a 12 MP phone photo is 4-5 MB
-as a JPEG and ~30 MB while it is normalized, the PNG sent for it ~2 MB. At most
-``MAX_ADMISSIONS`` requests hold raw uploads at once, so a burst of 20 such photos peaked at
-~380 MB of resident memory when every raw upload waited for the reservation lock, and stays
-under 250 MB now (bench/memory.py).
+as a JPEG and ~30 MB while it is normalized, the PNG sent for it ~1.3 MB. At most
+``MAX_ADMISSIONS`` requests hold raw uploads at once, so a burst of 20 such photos, which peaked
+at 370 MB of resident memory when every raw upload waited for the reservation lock, now peaks at
+about 220 MB, hardly more than a burst of 4 (bench/memory.py).
 """
 
 from __future__ import annotations
