@@ -14,10 +14,10 @@ decoder reads; tests decode it with Pillow and compare every pixel.
 
 ISA-L's files are ~13% larger than stock zlib's at level 6, so a picture that is over the limit
 only because of that is first encoded again with zlib (~10x slower) before anything is lost.
-When that is still too big (noise-like content: a random RGBA 1024x1024
-square is ~4.2 MB even stored raw), the colours are reduced to a 256-colour palette
-(libimagequant when Pillow has it, else fast octree; RGB is then dithered with that palette so
-gradients don't band) and encoded again. The file stays truecolour RGB/RGBA rather than
+When that is still too big (noise-like content: a random RGBA 1024x1024 square is ~4.2 MB even
+stored raw), the colours are reduced to a 256-colour palette (libimagequant when Pillow has it,
+else fast octree; RGB is then dithered with that palette so gradients don't band) and encoded
+again. The file stays truecolour RGB/RGBA rather than
 becoming a palette PNG, because dall-e-2 refuses edit images whose mode isn't RGBA, LA or L.
 If even that doesn't fit, the image shrinks (keeping its shape) until its long side is the next
 smaller standard side and the whole ladder repeats; the result says what was done. A 256x256
