@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import isal
@@ -104,34 +105,60 @@ def plain_png(data: bytes) -> tuple[int, int, str] | None:
 
     8-bit RGB or RGBA, not interlaced, and no chunk but IHDR, IDAT and IEND: no metadata, no
     colour profile, no EXIF rotation. Such a file at the target size needs no new encoding
-    (``normalize_image`` sends it as it is, once it decoded), which is how a job's normalized
-    input is not encoded a second time when it is sent. Reads the chunk headers only.
+    (``normalize_image`` sends it as it is once ``pixels_intact`` says so), which is how a job's
+    normalized input is not encoded a second time when it is sent. Reads the chunk headers only.
     """
-    if not data.startswith(_SIGNATURE):
-        return None
     found: tuple[int, int, str] | None = None
-    pos = len(_SIGNATURE)
-    while pos + 12 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        end = pos + 12 + length
-        if end > len(data):
-            return None
+    for kind, start, end in _chunks(data):
         if kind == b"IHDR":
-            if found is not None or length != 13:
+            if found is not None or end - start != 13:
                 return None
             width, height, depth, color_type, _, _, interlace = struct.unpack_from(
-                ">IIBBBBB", data, pos + 8
+                ">IIBBBBB", data, start
             )
             mode = next((m for m, t in _COLOR_TYPES.items() if t == color_type), None)
             if depth != 8 or interlace or mode is None:
                 return None
             found = (width, height, mode)
         elif kind == b"IEND":
-            return found if end == len(data) else None
+            return found if end + 4 == len(data) else None
         elif kind != b"IDAT" or found is None:
             return None
-        pos = end
     return None
+
+
+def pixels_intact(data: bytes, width: int, height: int, mode: str) -> bool:
+    """Whether a ``plain_png`` file's pixel data is whole: what decoding it would find, cheaper.
+
+    One zlib stream that inflates (with ISA-L, ~3 ms for a 1024x1024 photo instead of ~20 ms
+    for Pillow to decode it) to exactly its rows, each starting with a valid filter type.
+    Inflating stops one byte past the expected size, so a stream that claims more costs nothing.
+    """
+    stride = 1 + width * len(mode)
+    expected = stride * height
+    stream = b"".join(data[start:end] for kind, start, end in _chunks(data) if kind == b"IDAT")
+    inflater = isal_zlib.decompressobj()
+    try:
+        rows = inflater.decompress(stream, expected + 1)
+    except Exception:  # isal_zlib.error (its stub types it as an instance, not a class)
+        return False
+    if len(rows) != expected or not inflater.eof or inflater.unused_data:
+        return False
+    return max(rows[::stride]) <= 4  # None, Sub, Up, Average, Paeth
+
+
+def _chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Each chunk's type and where its payload starts and ends; stops at the first broken one."""
+    if not data.startswith(_SIGNATURE):
+        return
+    pos = len(_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            return
+        yield kind, pos + 8, end
+        pos = end + 4
 
 
 def quantize(im: Image.Image) -> Image.Image:

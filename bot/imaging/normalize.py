@@ -27,7 +27,7 @@ from PIL import Image
 
 from bot.imaging import masks
 from bot.imaging.decode import OpenedImage, load, open_image, to_rgb
-from bot.imaging.encode import encode_under, plain_png, write_png
+from bot.imaging.encode import encode_under, pixels_intact, plain_png, write_png
 from bot.imaging.errors import ImageError, MaskSizeMismatch
 from bot.imaging.geometry import (
     DEFAULT_EDIT_FIT,
@@ -113,10 +113,9 @@ def normalize_image(
     size = _checked_size(side)
     opened = open_image(data, limits)
     placement = plan(opened.size, size, fit)
-    if _sendable_as_is(data, size, keep_alpha, limits):
-        decoded, _ = load(opened)  # every row decodes: a broken file is refused here
-        mode = decoded.mode
-        decoded.close()
+    mode = _sendable_as_is(data, size, keep_alpha, limits)
+    if mode is not None:
+        opened.image.close()
         return NormalizedImage(
             png=data,
             size=size,
@@ -237,13 +236,18 @@ def open_mask(mask: bytes, opened: OpenedImage, limits: ImageLimits) -> OpenedIm
 
 def _sendable_as_is(
     data: bytes, size: tuple[int, int], keep_alpha: bool, limits: ImageLimits
-) -> bool:
-    """A PNG that encoding again would only reproduce: already the target (see ``plain_png``)."""
+) -> str | None:
+    """The mode of a PNG that encoding again would only reproduce (see ``plain_png``), else None.
+
+    A file that is not whole goes the usual way, where decoding it refuses it.
+    """
     plain = plain_png(data)
     if plain is None or len(data) >= limits.output_max_bytes:
-        return False
+        return None
     width, height, mode = plain
-    return (width, height) == size and (mode == "RGB" or keep_alpha)
+    if (width, height) != size or (mode == "RGBA" and not keep_alpha):
+        return None
+    return mode if pixels_intact(data, width, height, mode) else None
 
 
 def _checked_size(side: Target) -> tuple[int, int]:

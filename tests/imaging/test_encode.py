@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Callable
 
 import pytest
 from PIL import Image, ImageChops
 
-from bot.imaging.encode import encode_under, next_side, quantize, write_png
+from bot.imaging.encode import (
+    encode_under,
+    next_side,
+    pixels_intact,
+    plain_png,
+    quantize,
+    write_png,
+)
 from tests.imaging.samples import decode_png, grainy_photo, noise, photo, screenshot
 
 LIMIT = 4_000_000
@@ -106,3 +115,39 @@ def test_ladder() -> None:
         256,
         None,
     ]
+
+
+def _with_rows(rows: bytes, width: int, height: int) -> bytes:
+    """A plain RGB PNG around ``rows`` (filter bytes included), whatever they hold."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(data, zlib.crc32(kind))
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(rows)),
+            chunk(b"IEND", b""),
+        )
+    )
+
+
+def test_pixels_intact_checks_what_decoding_would_find() -> None:
+    """The pass-through's check (bot.imaging.normalize sends such files as they are)."""
+    width, height, stride = 8, 4, 1 + 8 * 3
+    good = b"".join(b"\x02" + bytes(stride - 1) for _ in range(height))
+    png = write_png(photo((width, height)))
+    assert plain_png(png) == (width, height, "RGB")
+    assert pixels_intact(png, width, height, "RGB")
+    assert pixels_intact(_with_rows(good, width, height), width, height, "RGB")
+    assert not pixels_intact(_with_rows(good[:-1], width, height), width, height, "RGB")
+    assert not pixels_intact(_with_rows(good + b"\x00", width, height), width, height, "RGB")
+    bad_filter = b"\x07" + good[1:]
+    assert not pixels_intact(_with_rows(bad_filter, width, height), width, height, "RGB")
+    broken = bytearray(png)
+    start = png.index(b"IDAT") + 4
+    broken[start + 2 : start + 12] = b"\xff" * 10
+    assert not pixels_intact(bytes(broken), width, height, "RGB")
