@@ -27,7 +27,7 @@ from PIL import Image
 
 from bot.imaging import masks
 from bot.imaging.decode import OpenedImage, load, open_image, to_rgb
-from bot.imaging.encode import encode_under, write_png
+from bot.imaging.encode import encode_under, pixels_intact, plain_png, write_png
 from bot.imaging.errors import ImageError, MaskSizeMismatch
 from bot.imaging.geometry import (
     DEFAULT_EDIT_FIT,
@@ -113,10 +113,26 @@ def normalize_image(
     size = _checked_size(side)
     opened = open_image(data, limits)
     placement = plan(opened.size, size, fit)
+    mode = _sendable_as_is(data, size, keep_alpha, limits)
+    if mode is not None:
+        opened.image.close()
+        return NormalizedImage(
+            png=data,
+            size=size,
+            requested_size=size,
+            source_size=opened.size,
+            source_format=opened.format,
+            quantized=False,
+            mode=mode,
+            fit=fit,
+            content_box=placement.content_box,
+        )
     im, scale = load(opened, max_reduce=placement.max_reduce)
-    im = to_rgb(im, keep_alpha=keep_alpha)
-    fill = (0, 0, 0, 0) if im.mode == "RGBA" else (0, 0, 0)
-    fitted = apply(im, placement, scale=scale, fill=fill)
+    rgb = to_rgb(im, keep_alpha=keep_alpha)
+    fill = (0, 0, 0, 0) if rgb.mode == "RGBA" else (0, 0, 0)
+    fitted = apply(rgb, placement, scale=scale, fill=fill)
+    im.close()  # the decoded upload (12 MB for a phone photo), before encoding needs more
+    rgb.close()
     encoded = encode_under(fitted, limits.output_max_bytes)
     return NormalizedImage(
         png=encoded.png,
@@ -216,6 +232,22 @@ def open_mask(mask: bytes, opened: OpenedImage, limits: ImageLimits) -> OpenedIm
             mask_width=mask_w, mask_height=mask_h, image_width=image_w, image_height=image_h
         )
     return opened_mask
+
+
+def _sendable_as_is(
+    data: bytes, size: tuple[int, int], keep_alpha: bool, limits: ImageLimits
+) -> str | None:
+    """The mode of a PNG that encoding again would only reproduce (see ``plain_png``), else None.
+
+    A file that is not whole goes the usual way, where decoding it refuses it.
+    """
+    plain = plain_png(data)
+    if plain is None or len(data) >= limits.output_max_bytes:
+        return None
+    width, height, mode = plain
+    if (width, height) != size or (mode == "RGBA" and not keep_alpha):
+        return None
+    return mode if pixels_intact(data, width, height, mode) else None
 
 
 def _checked_size(side: Target) -> tuple[int, int]:

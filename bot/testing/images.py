@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import random
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 
 def png_bytes(
@@ -22,6 +23,27 @@ def png_bytes(
         ImageDraw.Draw(image).rectangle(hole, fill=(0, 0, 0, 0))
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def photo_jpeg(width: int = 4000, height: int = 3000, seed: int = 12) -> bytes:
+    """A 12 MP JPEG that compresses and decodes like a phone photo (4.4 MB): the bench upload."""
+    rnd = random.Random(seed)
+    cells = bytes(rnd.randrange(256) for _ in range(8 * 6 * 3))
+    im = Image.frombytes("RGB", (8, 6), cells).resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(im)
+    for _ in range(30):
+        x, y, r = rnd.randrange(width), rnd.randrange(height), rnd.randrange(60, 500)
+        colour = (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256))
+        if rnd.random() < 0.5:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+        else:
+            draw.rectangle((x - r, y - r // 2, x + r, y + r // 2), fill=colour)
+    im = im.filter(ImageFilter.GaussianBlur(3))
+    grain = Image.effect_noise((width, height), 10).convert("RGB")
+    im = ImageChops.add(im, grain, scale=1.0, offset=-128)
+    buffer = io.BytesIO()
+    im.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
 
 

@@ -8,7 +8,7 @@ import struct
 import zlib
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -22,9 +22,11 @@ def encode(im: Image.Image, fmt: str = "PNG", **params: Any) -> bytes:
 
 
 def decode_png(data: bytes) -> Image.Image:
-    """Decode output, asserting it really is a PNG."""
+    """Decode output, asserting it really is a PNG whose chunks all pass Pillow's CRC checks."""
+    checked = Image.open(io.BytesIO(data))
+    assert checked.format == "PNG"
+    checked.verify()  # raises on a bad chunk CRC or a truncated stream
     im = Image.open(io.BytesIO(data))
-    assert im.format == "PNG"
     im.load()
     return im
 
@@ -53,6 +55,21 @@ def photo(size: tuple[int, int]) -> Image.Image:
     w, h = size
     draw.ellipse((w // 5, h // 5, w // 2, h // 2), fill=(200, 60, 40))
     draw.rectangle((w // 2, h // 2, w * 4 // 5, h * 4 // 5), fill=(30, 120, 220))
+    return im
+
+
+def grainy_photo(size: tuple[int, int]) -> Image.Image:
+    """``photo`` with sensor-like grain: compresses about as badly as a real photo."""
+    grain = Image.effect_noise(size, 10).convert("RGB")
+    return ImageChops.add(photo(size), grain, scale=1.0, offset=-128)
+
+
+def screenshot(size: tuple[int, int]) -> Image.Image:
+    """Dark text on white: long runs, where a Huffman-only encoder would be 4x too big."""
+    im = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(im)
+    for y in range(0, size[1], 14):
+        draw.text((4, y), "The quick brown fox jumps over the lazy dog 0123456789 " * 4, fill=0)
     return im
 
 

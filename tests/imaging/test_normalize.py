@@ -165,3 +165,50 @@ def test_a_rectangle_that_must_shrink_keeps_its_shape() -> None:
     assert result.shrunk and result.requested_size == (1536, 1024)
     width, height = decode_png(result.png).size
     assert (width, height) == result.size and abs(width / height - 1.5) < 0.01
+
+
+# --- a job's normalized input, normalized again when it is sent ----------------------------------
+
+
+def test_a_normalized_png_normalizes_to_itself() -> None:
+    """Uploads are normalized at admission and again when the job runs: the same file is sent."""
+    first = normalize_image(encode(photo((1200, 900)), "JPEG"), side=512)
+    again = normalize_image(first.png, side=512)
+    assert again.png == first.png
+    assert (again.size, again.mode, again.quantized, again.content_box) == (
+        first.size,
+        first.mode,
+        first.quantized,
+        first.content_box,
+    )
+
+
+def test_a_png_at_the_target_size_with_metadata_is_encoded_again_without_it() -> None:
+    """Only a file of nothing but pixels is sent as it is: a member's text chunks never are."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "a member's real name")
+    source = encode(photo((256, 256)), "PNG", pnginfo=info)
+    result = normalize_image(source, side=256)
+    assert result.png != source and b"real name" not in result.png
+    assert decode_png(result.png).size == (256, 256)
+
+
+def test_an_rgba_png_at_the_target_size_is_still_flattened_when_alpha_is_not_kept() -> None:
+    source = normalize_image(
+        encode(halves((256, 256), mode="RGBA"), "PNG"), side=256, keep_alpha=True
+    )
+    assert source.mode == "RGBA"
+    result = normalize_image(source.png, side=256)
+    assert result.mode == "RGB" and decode_png(result.png).mode == "RGB"
+
+
+def test_a_plain_png_at_the_target_size_with_broken_pixel_data_is_refused_not_sent() -> None:
+    whole = normalize_image(encode(photo((256, 256)), "PNG"), side=256).png
+    start = whole.index(b"IDAT") + 4
+    # The chunks still look right (lengths, order); the deflate stream inside is garbage.
+    broken = whole[: start + 2] + bytes(200) + b"\xff" * 200 + whole[start + 402 :]
+    assert len(broken) == len(whole)
+    with pytest.raises(ImageCorrupt):
+        normalize_image(broken, side=256)

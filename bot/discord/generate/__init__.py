@@ -58,7 +58,7 @@ class Generate:
         engine: ImageService,
     ) -> Generate:
         # One reader and one rate for every way in: the bounds hold for all of them together.
-        uploads = UploadReader(engine.http, engine.images)
+        uploads = UploadReader(engine)
         requests = MemberRequestLimiter(settings.jobs.member_requests_per_minute)
         actions = Actions(settings.quotas, engine.provider, runner, sessions, uploads, requests)
         status = StatusBoard(catalog, FollowUps(client), runner.dispatcher)

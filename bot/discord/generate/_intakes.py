@@ -116,10 +116,7 @@ class IntakeResumer:
                 raise ResultTooOld(days=self.retention_days)
             order = dataclasses.replace(order, image=stored.image, mask=stored.mask)
         uploads = [(u.url, u.size, u.subject) for u in request.uploads]
-        files = await self.uploads.read_all(uploads)
-        if files:
-            order = dataclasses.replace(order, image=files.get("image"), mask=files.get("mask"))
-        return order
+        return await self.uploads.read_order(order, uploads)
 
     async def _answer(self, intake: Intake, text: str) -> None:
         """The clear message in place of "thinking…", else in the channel."""

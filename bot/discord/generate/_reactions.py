@@ -127,10 +127,10 @@ class Reactions:
             message = await self.delivery.fetch_message(payload.channel_id, payload.message_id)
             attachment = result_attachment(message, index)
             precheck(attachment, actions.upload_limit)
-            files = await actions.uploads.read_all([(attachment.url, attachment.size, "image")])
-            await runner.submit(
-                dataclasses.replace(order, image=files["image"]), origin, command="reaction"
+            order = await actions.uploads.read_order(
+                order, [(attachment.url, attachment.size, "image")]
             )
+            await runner.submit(order, origin, command="reaction")
         except Exception as exc:
             await self._refused(payload, job, exc, locale)
 

@@ -2,8 +2,8 @@
 
 :meth:`Actions.submit` checks what can be checked at once (answering within Discord's 3 seconds
 with a precise, private message), then stores the request (an intake, so a restart finishes it),
-defers, reads the uploads and hands the order to the job runner. Results are posted later by
-:mod:`bot.discord.generate._delivery`.
+defers, reads and normalizes the uploads and hands the order to the job runner. Results are
+posted later by :mod:`bot.discord.generate._delivery`.
 """
 
 from __future__ import annotations
@@ -87,13 +87,9 @@ class Actions:
                 await interaction.response.defer(ephemeral=True, thinking=True)
             if uploads:
                 await self.runner.would_fit(order, origin)
-            files = await self.uploads.read_all(
-                [(a.url, a.size, subject) for a, subject in uploads]
+            order = await self.uploads.read_order(
+                order, [(a.url, a.size, subject) for a, subject in uploads]
             )
-            if files:
-                order = dataclasses.replace(
-                    order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
-                )
             return await self.runner.submit(order, origin, command=command, intake_id=intake_id)
         except Exception:
             # Refused: the caller answers at once, so nothing is left for a restart to finish.

@@ -3,8 +3,8 @@
 What Discord already tells us (a file's type and declared size, the prompt) is answered as the
 first response, within the 3 seconds. What only the bytes can tell (a file that isn't an image,
 a mask of another size) is answered after the download, still privately and before queueing;
-what needs the pixels (an opaque picture without a mask) arrives when the job runs. In every
-case nothing public is posted and the image API is never called.
+so is what needs the pixels (an opaque picture without a mask): uploads are normalized before
+they are queued. In every case nothing public is posted and the image API is never called.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ async def test_a_truncated_image(harness: Harness) -> None:
     nothing_public(harness)
 
 
-# --- answered when the job reads the pixels -------------------------------------------------------
+# --- answered once the pixels are read, before anything is queued --------------------------------
 
 
 async def test_edit_without_mask_of_an_opaque_photo_explains_masks(harness: Harness) -> None:
@@ -213,6 +213,23 @@ async def test_edit_without_mask_of_an_opaque_photo_explains_masks(harness: Harn
     text = en(harness, "image.edit_needs_mask")
     assert "transparent" in text and "mask" in text
     await answered_after_defer(harness, handle, text)
+    nothing_public(harness)
+
+
+async def test_what_needs_the_pixels_is_refused_before_a_job_is_queued(harness: Harness) -> None:
+    """No job, so nothing of the quota reserved and no place in the queue taken, even briefly:
+    the upload is normalized before the request is admitted."""
+    fake = harness.fake
+    opaque = fake.add_attachment(png_bytes(256, 256), "photo.png")
+    handle = await fake.slash("edit", {"image": opaque, "prompt": "a hat"})
+    await answered_after_defer(harness, handle, en(harness, "image.edit_needs_mask"))
+    picture = fake.add_attachment(png_bytes(64, 64), "room.png")
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 0).save(buffer, "PNG")  # all black: keep everything
+    mask = fake.add_attachment(buffer.getvalue(), "mask.png")
+    handle = await fake.slash("edit", {"image": picture, "mask": mask, "prompt": "a door"})
+    await answered_after_defer(harness, handle, en(harness, "image.mask_empty"))
+    assert await jobs_recorded(harness) == 0
     nothing_public(harness)
 
 
