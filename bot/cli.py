@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument(
         "--mask", type=Path, help="mask: transparent (or, without alpha, white) = repaint"
     )
-    edit.add_argument("--fit", choices=["crop", "pad"], help="how a non-square image is squared")
+    edit.add_argument("--fit", choices=["crop", "pad"], help="how an image is fitted to the size the model makes")
     _generation_options(edit, prompt_options=True)
     edit.set_defaults(handler=handlers.edit)
 
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make variations of IMAGE and write them as PNG files.",
     )
     vary.add_argument("image", type=Path, help=f"image file ({ACCEPTED_NAMES})")
-    vary.add_argument("--fit", choices=["crop", "pad"], help="how a non-square image is squared")
+    vary.add_argument("--fit", choices=["crop", "pad"], help="how an image is fitted to the size the model makes")
     _generation_options(vary, prompt_options=False)
     vary.set_defaults(handler=handlers.vary)
 

@@ -96,8 +96,9 @@ class ImagesSettings:
     max_upload_mb: float = field(default=25.0, metadata=_range(0.1, 500))
     #: Largest decoded image (width x height), checked before decoding: stops decompression bombs.
     max_pixels: int = field(default=50_000_000, metadata=_range(1_000_000, 500_000_000))
-    #: How non-square uploads become square: "crop" (centre), "pad", or "auto" (pad pictures
-    #: to edit so nothing is lost, crop the rest so variations are not framed by bars).
+    #: How uploads are fitted to the size the model makes when their shapes differ: "crop"
+    #: (centre), "pad", or "auto" (pad pictures to edit so nothing is lost, crop the rest so
+    #: variations are not framed by bars).
     fit: FitChoice = "auto"
     #: Threads for Pillow work, off the event loop.
     workers: int = field(default=2, metadata=_range(1, 64))

@@ -146,7 +146,7 @@ class MaskNotBlackAndWhite(MaskError):
 class MaskAreaLost(MaskError):
     key = "image.mask_area_lost"
     template = (
-        "After fitting the image into a {side}x{side} square, nothing marked is left: the "
+        "After fitting the image to {width}x{height}, nothing marked is left: the "
         "marked area is too small, or outside the part that is kept. Mark a larger area."
     )
 

@@ -88,11 +88,11 @@ def binarize(soft: Image.Image) -> Image.Image:
     return soft.point(_BINARIZE)
 
 
-def check_survived(edit: Image.Image, side: int) -> None:
-    """After squaring: the marked area may have been cropped away or shrunk to nothing."""
+def check_survived(edit: Image.Image) -> None:
+    """After fitting: the marked area may have been cropped away or shrunk to nothing."""
     low, high = edit.getextrema()
     if high == KEEP:
-        raise MaskAreaLost(side=side)
+        raise MaskAreaLost(width=edit.width, height=edit.height)
     if low == EDIT:
         raise MaskMarksEverything()
 

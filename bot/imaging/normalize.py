@@ -189,12 +189,12 @@ def normalize_edit(
         fitted = fitted.convert("RGBA")  # after resizing: no alpha to premultiply
     soft = apply(edit, placement, scale=edit_scale, fill=masks.KEEP)
     hard = masks.binarize(soft)
-    masks.check_survived(hard, max(size))
+    masks.check_survived(hard)
 
     encoded = encode_under(fitted, limits.output_max_bytes)
     if encoded.size != size:
         hard = masks.binarize(shrink(soft, encoded.size))
-        masks.check_survived(hard, encoded.side)
+        masks.check_survived(hard)
 
     normalized = NormalizedImage(
         png=encoded.png,

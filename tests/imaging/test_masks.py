@@ -136,7 +136,7 @@ def test_masks_that_mark_nothing_or_everything_are_refused(
 def test_a_crop_that_cuts_away_the_marked_area_says_so() -> None:
     mask = Image.new("L", SIZE, 0)
     mask.paste(255, (0, 0, 40, 40))  # the corner, outside the centre square
-    with pytest.raises(MaskAreaLost, match="256x256 square"):
+    with pytest.raises(MaskAreaLost, match="fitting the image to 256x256,"):
         normalize_edit(encode(photo(SIZE)), encode(mask), side=256, fit="crop")
 
 
@@ -229,3 +229,11 @@ def test_a_rectangle_target_scales_the_mask_with_the_picture(
     area = edited_area(result.mask_png)
     assert area.getbbox() == (64, 96, 160, 224)  # RECT scaled by 1.6
     assert ImageChops.difference(red, area).getbbox() is None
+
+
+def test_a_crop_to_a_landscape_size_names_that_size_not_a_square() -> None:
+    """GPT image models keep an upload's shape: the message names the size really made."""
+    mask = Image.new("L", SIZE, 0)
+    mask.paste(255, (0, 0, 40, 40))  # the corner, outside a 3:1 strip across the middle
+    with pytest.raises(MaskAreaLost, match="fitting the image to 384x128,"):
+        normalize_edit(encode(photo(SIZE)), encode(mask), side=(384, 128), fit="crop")

@@ -268,7 +268,7 @@ def _fit_option(catalog: Catalog) -> Option:
         "fit",
         str | None,
         None,
-        text("How a non-square image is made square", "opt.fit.description"),
+        text("How an image is fitted to the size the model makes", "opt.fit.description"),
         text("fit", "opt.fit.name"),
         _choices(("crop", "pad"), "fit", catalog),
     )
