@@ -27,6 +27,8 @@ from bot.providers.errors import scrub
 
 log = logging.getLogger("bot")
 
+FIT_HELP = "how an image is fitted to the size the model makes (default: [images] fit)"
+
 Handler = Callable[[argparse.Namespace, Settings, Catalogues], Coroutine[Any, Any, int]]
 
 #: The operator's wording of errors whose English text speaks to a Discord member ("upload a
@@ -181,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument(
         "--mask", type=Path, help="mask: transparent (or, without alpha, white) = repaint"
     )
-    edit.add_argument("--fit", choices=["crop", "pad"], help="how an image is fitted to the size the model makes")
+    edit.add_argument("--fit", choices=["crop", "pad"], help=FIT_HELP)
     _generation_options(edit, prompt_options=True)
     edit.set_defaults(handler=handlers.edit)
 
@@ -192,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make variations of IMAGE and write them as PNG files.",
     )
     vary.add_argument("image", type=Path, help=f"image file ({ACCEPTED_NAMES})")
-    vary.add_argument("--fit", choices=["crop", "pad"], help="how an image is fitted to the size the model makes")
+    vary.add_argument("--fit", choices=["crop", "pad"], help=FIT_HELP)
     _generation_options(vary, prompt_options=False)
     vary.set_defaults(handler=handlers.vary)
 

@@ -37,7 +37,7 @@ class Generate:
 
     catalog: Catalog
     quotas: QuotaSettings
-    #: ``[images] fit``: how an upload is fitted to the size the model makes unless the member chooses.
+    #: ``[images] fit``: how an upload is fitted to the size made, unless the member chooses.
     default_fit: FitChoice
     #: The one way in (every command, button and reaction ends in ``actions.submit``).
     actions: Actions
