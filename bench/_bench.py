@@ -10,8 +10,13 @@ leading underscore keeps it out of CI's ``bench/[!_]*.py`` loop.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -21,6 +26,37 @@ def use_project_imports() -> None:
     """Take bench/ off the import path and put the project root (``bot``, ``tests``) on it."""
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
     sys.path.insert(0, str(HERE.parent))
+
+
+@contextlib.contextmanager
+def images_api_process(noise_bits: int = 2) -> Iterator[tuple[str, str]]:
+    """The fake image API in a process of its own (its CPU is not the bot's): base URL and key.
+
+    ``noise_bits = 2``: every answer is a photo-like PNG (~1.6 MB at 1024x1024), made once per
+    prompt. Forked, so call it before any event loop runs."""
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.get_context("fork").Process(
+        target=_serve_images, args=(theirs, noise_bits), daemon=True
+    )
+    server.start()
+    try:
+        yield ours.recv()
+    finally:
+        ours.close()
+        server.join(timeout=10)
+
+
+def _serve_images(pipe: Connection, noise_bits: int) -> None:
+    from bot.testing.openai_api import FakeImagesAPI
+
+    async def serve() -> None:
+        async with FakeImagesAPI() as api:
+            api.noise_bits = noise_bits
+            pipe.send((api.base_url, api.api_key))
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv_bytes)
+
+    with contextlib.suppress(EOFError):  # the benchmark closed the pipe: it is over
+        asyncio.run(serve())
 
 
 def skip_spec_checks() -> None:

@@ -21,9 +21,9 @@ from sqlalchemy import select
 from bot.db import create_engine, create_sessionmaker
 from bot.db.models import Job, JobStatus
 from bot.discord.i18n import Catalog
-from tests import bot_process as process
 from bot.testing.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
 from bot.testing.openai_api import FakeImagesAPI
+from tests import bot_process as process
 from tests.bot_process import BotProcess, bot_env, bot_process
 
 CATALOG = Catalog.load()

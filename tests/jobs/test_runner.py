@@ -74,6 +74,9 @@ class Recorder:
             return []  # posted nowhere: the job stays succeeded, its images kept
         return [(self.post_to, 1000 + job.id)]
 
+    async def job_recorded(self, job: Job) -> None:
+        self._add("recorded", job.id, None)
+
     async def job_failed(self, job: Job, error: BotError) -> None:
         self._add("failed", job.id, error)
 
@@ -357,6 +360,7 @@ async def test_success_settles_the_delivered_images_and_their_real_cost(world: W
     runner, recorder = await world.runner()
     job = await submit(runner, "three", n=3)
     await recorder.wait_for("succeeded", 1)
+    await runner.wait_idle()  # the result is recorded once it is posted
     done = await world.job(job.id)
     assert done.status is JobStatus.SUCCEEDED
     assert done.n_delivered == done.n_charged == 3
@@ -408,6 +412,7 @@ async def test_a_token_priced_model_settles_what_the_tokens_cost(
         reserved = await world.job(job.id)
         assert (reserved.n_charged, reserved.cost_micro_usd) == (2, 2 * 11_000)  # $0.011 each
         await recorder.wait_for("succeeded", 1)
+        await runner.wait_idle()  # recorded once it is posted
         done = await world.job(job.id)
         text_tokens = len("two foxes") // 4 + 1  # what the fake reports
         assert (done.input_tokens, done.output_tokens) == (text_tokens, 2 * 272)
@@ -451,7 +456,9 @@ async def test_a_restart_resumes_queued_reports_running_and_delivers_kept_result
         ]
         await first.close()  # what a crash leaves behind, as far as the rows go
         assert (await world.job(kept.id)).status is JobStatus.SUCCEEDED
-        assert (await world.job(cut.id)).status is JobStatus.RUNNING
+        # sent, with no write to its row: the journal beside the database says so
+        assert (await world.job(cut.id)).status is JobStatus.QUEUED
+        assert cut.id in first.journal.read()
         assert {(await world.job(j.id)).status for j in queued} == {JobStatus.QUEUED}
         assert recorder.of("succeeded") == []
         api.delay = 0.0
@@ -648,7 +655,7 @@ async def test_a_result_the_database_cannot_take_is_spooled_and_recorded_when_it
             locker.execute("BEGIN EXCLUSIVE")
             await until(lambda: (tmp_path / "spool" / f"job-{job.id}.json").exists())
             await until(lambda: not runner.dispatcher.running)  # its first delivery failed
-            assert (await world.job(job.id)).status is JobStatus.RUNNING  # nothing recorded
+            assert (await world.job(job.id)).status is JobStatus.QUEUED  # nothing recorded
             recorder.fail_deliveries = False
         finally:
             locker.rollback()
