@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import random as _random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -412,8 +413,46 @@ class ImagesClient:
 _DECODED = "b64_json (decoded)"
 
 
+#: Where an image's base64 text starts in an answer: ``"b64_json": "``.
+_B64_START = re.compile(rb'"b64_json"\s*:\s*"')
+
+
 def _answer(body: bytes, status: int) -> dict[str, Any]:
-    """A 2xx answer's JSON object, each image's ``b64_json`` decoded beside it (in a thread)."""
+    """A 2xx answer's JSON object, each image's ``b64_json`` decoded beside it (in a thread).
+
+    The base64 text (megabytes) is cut out before the JSON is parsed: the standard parser holds
+    the GIL about 3 ms for a 2 MB string, which stalls the event loop as if it ran there; found
+    with ``bytes.find`` and decoded by pybase64 it takes a tenth of that. Anything unusual (an
+    escape in the text, the texts not coming back as the items' ``b64_json``) is parsed plainly.
+    """
+    texts: list[memoryview] = []
+    pieces: list[bytes] = []
+    position = 0
+    while (found := body.find(b'"b64_json"', position)) >= 0:
+        start = _B64_START.match(body, found)
+        end = body.find(b'"', start.end()) if start else -1
+        if start is None or end < 0 or body.find(b"\\", start.end(), end) >= 0:
+            return _parsed_plainly(body, status)
+        pieces += [body[position : start.end()], str(len(texts)).encode()]
+        texts.append(memoryview(body)[start.end() : end])
+        position = end
+    payload = _json_object(b"".join([*pieces, body[position:]]), status)
+    items = payload.get("data")
+    cut = (
+        [i for i in items if isinstance(i, dict) and "b64_json" in i]
+        if isinstance(items, list)
+        else []
+    )
+    if [item.get("b64_json") for item in cut] != [str(n) for n in range(len(texts))]:
+        return _parsed_plainly(body, status)
+    for item, text in zip(cut, texts, strict=True):
+        with contextlib.suppress(binascii.Error, ValueError):  # the placeholder stays: invalid
+            item[_DECODED] = pybase64.b64decode(text, validate=True)
+            del item["b64_json"]
+    return payload
+
+
+def _parsed_plainly(body: bytes, status: int) -> dict[str, Any]:
     payload = _json_object(body, status)
     items = payload.get("data")
     for item in items if isinstance(items, list) else ():
