@@ -5,6 +5,10 @@ queue is only an index over those rows, rebuilt at start: queued jobs run after 
 their order; a job that was running when the process died is marked interrupted, charged
 nothing, and its requester is told; images that were made but not posted are posted, not made
 again. The listener (the Discord layer) reads everything it needs from the rows.
+
+Two database writes per job: its admission, and one after its result is posted (the job kept
+in memory in between). Its start goes to the journal beside the database (bot.jobs.journal),
+its result, while it is posted, to the in-flight spool (bot.jobs.spool): files a restart reads.
 """
 
 from __future__ import annotations

@@ -205,6 +205,8 @@ def _fit(value: str | None) -> FitChoice:
 
 
 async def mark_running(sessions: Sessions, job_id: int) -> None:
+    """What the runner wrote at a job's start before bot.jobs.journal took that over: rows a
+    version before it left running are still interrupted at start (the tests make them)."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
         if job is not None:
@@ -215,7 +217,8 @@ async def mark_running(sessions: Sessions, job_id: int) -> None:
 async def record_success(
     sessions: Sessions, job_id: int, result: ImageResult, cost: int
 ) -> Job | None:
-    """Store the images (they were paid for) until they are delivered."""
+    """Store the images (they were paid for) until they are delivered: a result recorded from
+    the spool (a new one is recorded by :func:`record_result`, after it is posted)."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
         if job is None:
