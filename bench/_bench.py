@@ -10,7 +10,13 @@ leading underscore keeps it out of CI's ``bench/[!_]*.py`` loop.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
 import sys
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -22,6 +28,44 @@ def use_project_imports() -> None:
     sys.path.insert(0, str(HERE.parent))
 
 
+@contextlib.contextmanager
+def images_api_process(noise_bits: int = 2) -> Iterator[tuple[str, str]]:
+    """The fake image API in a process of its own (its CPU is not the bot's): base URL and key.
+
+    ``noise_bits = 2``: every answer is a photo-like PNG (~1.6 MB at 1024x1024), made once per
+    prompt. Forked, so call it before any event loop runs."""
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.get_context("fork").Process(
+        target=_serve_images, args=(theirs, noise_bits), daemon=True
+    )
+    server.start()
+    try:
+        yield ours.recv()
+    finally:
+        ours.close()
+        server.join(timeout=10)
+
+
+def _serve_images(pipe: Connection, noise_bits: int) -> None:
+    from bot.testing.openai_api import FakeImagesAPI
+
+    async def serve() -> None:
+        async with FakeImagesAPI() as api:
+            api.noise_bits = noise_bits
+            pipe.send((api.base_url, api.api_key))
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv_bytes)
+
+    with contextlib.suppress(EOFError):  # the benchmark closed the pipe: it is over
+        asyncio.run(serve())
+
+
+def skip_spec_checks() -> None:
+    """The fakes check every request against the official OpenAPI specs (jsonschema, several
+    milliseconds a request): tests want that, a benchmark of the bot's own cost does not. Call
+    before ``bot.testing`` is imported."""
+    os.environ["IMAGEBOT_SPECS_DIR"] = str(HERE / "no-specs-here")
+
+
 def quick_mode(doc: str | None) -> bool:
     """Parse the command line; True for ``--quick`` (few iterations: does it still work?)."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
@@ -31,3 +75,43 @@ def quick_mode(doc: str | None) -> bool:
         help="a few seconds with few iterations, to prove the script works (figures not valid)",
     )
     return bool(parser.parse_args().quick)
+
+
+class SqlCount:
+    """What an engine does, counted by SQLAlchemy's events: statements, write statements,
+    transactions (each session's BEGIN) and the write transactions among them (a COMMIT after
+    an INSERT, UPDATE or DELETE). ``engine`` is an AsyncEngine; divide by the jobs run."""
+
+    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+    def __init__(self, engine: object) -> None:
+        from sqlalchemy import event
+
+        self.statements = self.writes = self.transactions = self.write_transactions = 0
+        sync = engine.sync_engine  # type: ignore[attr-defined]
+        event.listen(sync, "before_cursor_execute", self._statement)
+        event.listen(sync, "begin", self._begin)
+        event.listen(sync, "commit", self._commit)
+
+    def _statement(self, conn: object, cursor: object, statement: str, *_: object) -> None:
+        self.statements += 1
+        if statement.lstrip().upper().startswith(self.WRITES):
+            self.writes += 1
+            conn.info["wrote"] = True  # type: ignore[attr-defined]
+
+    def _begin(self, conn: object) -> None:
+        self.transactions += 1
+        conn.info["wrote"] = False  # type: ignore[attr-defined]
+
+    def _commit(self, conn: object) -> None:
+        if conn.info.pop("wrote", False):  # type: ignore[attr-defined]
+            self.write_transactions += 1
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        return (self.statements, self.writes, self.transactions, self.write_transactions)
+
+    @staticmethod
+    def per_job(before: tuple[int, ...], after: tuple[int, ...], jobs: int) -> str:
+        """ "statements (writes) / transactions (writes)" per job between two snapshots."""
+        s, w, t, wt = ((b - a) / jobs for a, b in zip(before, after, strict=True))
+        return f"{s:.1f} ({w:.1f} writes) / {t:.1f} ({wt:.1f} writes)"

@@ -5,6 +5,10 @@ queue is only an index over those rows, rebuilt at start: queued jobs run after 
 their order; a job that was running when the process died is marked interrupted, charged
 nothing, and its requester is told; images that were made but not posted are posted, not made
 again. The listener (the Discord layer) reads everything it needs from the rows.
+
+Two database writes per job: its admission, and one after its result is posted (the job kept
+in memory in between). Its start goes to the journal beside the database (bot.jobs.journal),
+its result, while it is posted, to the in-flight spool (bot.jobs.spool): files a restart reads.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Coroutine, Hashable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,9 +31,10 @@ from bot.jobs import store
 from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
+from bot.jobs.journal import StartedJournal
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
-from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool
+from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage
 from bot.quotas import PriceTable, estimate_cost, settle_cost
@@ -43,18 +49,26 @@ from bot.quotas.policy import TotalBudget
 
 log = logging.getLogger(__name__)
 
+#: Jobs admitted by this process are kept in memory until they start (no read of their row
+#: then), up to this many; beyond it (a huge backlog) a job's row is read when it starts.
+CARRIED_JOBS = 10_000
+
 
 class JobListener(Protocol):
     """Tells members what happened to their jobs; the runner records what it did.
 
     ``job_succeeded`` posts the result and returns where: (channel id, message id) of every
     message, in order, or nothing when no route took it (the listener may post it later and
-    hands that posting to :meth:`JobRunner.delivered`). The listener writes no job state.
+    hands that posting to :meth:`JobRunner.delivered`). ``job_recorded`` follows once where it
+    was posted is recorded, so whatever it tells the member ("done") is true for every button
+    on the result. The listener writes no job state.
     """
 
     async def job_queued(self, job: Job, place: Place | None) -> None: ...
 
     async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted: ...
+
+    async def job_recorded(self, job: Job) -> None: ...
 
     async def job_failed(self, job: Job, error: BotError) -> None: ...
 
@@ -96,9 +110,17 @@ class JobRunner:
         #: Work for jobs outside the queue (posting kept results again); cancelled on close.
         self._background: set[asyncio.Task[None]] = set()
         #: Records results, keeping them in the spool while the database cannot take them.
+        inflight = inflight_dir(settings)
         self.results = ResultKeeper(
-            sessions, Spool(Path(settings.storage.spool_dir)), self._notify_success
+            sessions,
+            Spool(Path(settings.storage.spool_dir)),
+            self._notify_success,
+            Spool(inflight, durable=False),
         )
+        #: Which jobs were sent to the provider: the "running" mark (see bot.jobs.journal).
+        self.journal = StartedJournal(inflight / "started.log")
+        #: Jobs admitted here and not started yet, with their orders (None: read the uploads).
+        self._carried: dict[int, tuple[Job, ImageOrder | None]] = {}
         self.dispatcher = Dispatcher(
             self._run,
             concurrency=settings.jobs.concurrency,
@@ -184,6 +206,9 @@ class JobRunner:
                     parent_channel_id=origin.parent_channel_id,
                     intake_id=intake_id,
                 )
+            if len(self._carried) < CARRIED_JOBS:
+                # Uploads (megabytes each) stay in the database until the job starts.
+                self._carried[job.id] = (job, order if order.image is None else None)
             self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
         except TotalBudget as error:
             self.spend_caps.refused(error)
@@ -216,6 +241,7 @@ class JobRunner:
         """Cancel a job that has not started; False when it is running or already done."""
         if not self.dispatcher.remove(job_id):
             return False
+        self._carried.pop(job_id, None)
         await store.finish_without_images(self._sessions, job_id, JobStatus.CANCELLED)
         log.info("job %d cancelled", job_id, extra={"job_id": job_id})
         return True
@@ -226,17 +252,21 @@ class JobRunner:
     # --- running -------------------------------------------------------------------------------
 
     async def _run(self, queued: QueuedJob) -> None:
-        job = await store.get_job(self._sessions, queued.job_id)
-        if job is None or job.status is not JobStatus.QUEUED:
-            return
+        """One job, from its start to its result recorded: no database write before the result
+        is posted (the start goes to the journal), then one that records everything."""
+        job, order = self._carried.pop(queued.job_id, (None, None))
+        if job is None:  # queued by an earlier process, or beyond CARRIED_JOBS
+            job = await store.get_job(self._sessions, queued.job_id)
+            if job is None or job.status is not JobStatus.QUEUED:
+                return
+        started = utcnow()
         try:
-            order = await store.order_of(self._sessions, job)
-            await store.mark_running(self._sessions, job.id)
+            if order is None:
+                order = await store.order_of(self._sessions, job)
+            self.journal.started(job.id, started)
+            job.started_at = started
             try:
                 sent = await normalize_uploads(self._engine, order)
-                if (sent.image, sent.mask) != (order.image, order.mask):
-                    # Kept instead of the raw uploads: what was sent is all Redo/Retry need.
-                    await store.keep_sent_inputs(self._sessions, job.id, sent)
                 result = await send_order(self._engine, sent)
             finally:
                 # The provider answered: the rate limit's window for these images starts now
@@ -253,7 +283,7 @@ class JobRunner:
                 extra=_context(job),
             )
             await self._fail(
-                job.id, error, possibly_billed=getattr(error, "possibly_billed", False)
+                job.id, error, getattr(error, "possibly_billed", False), job.started_at
             )
             return
         except Exception:
@@ -261,7 +291,7 @@ class JobRunner:
             log.exception(
                 "job %d failed unexpectedly (reference %s)", job.id, ref, extra=_context(job)
             )
-            await self._fail(job.id, InternalError(ref=ref))
+            await self._fail(job.id, InternalError(ref=ref), False, job.started_at)
             return
         cost = settle_cost(
             self._prices,
@@ -286,14 +316,30 @@ class JobRunner:
             cost,
             extra=_context(job),
         )
-        done = await self.results.record(job, result, cost)
-        if done is not None:
-            await self._notify_success(done, list(result.images))
+        reserved = (job.n_charged, job.cost_micro_usd)
+        store.settle(job, result, cost)
+        # Kept instead of the raw uploads: what was sent is all Redo/Retry need.
+        kept_inputs = None if (sent.image, sent.mask) == (order.image, order.mask) else sent
+        # On disk while it is posted (a thread writes it meanwhile), in the database after.
+        holding = asyncio.create_task(self.results.hold(job.id, result, cost))
+        posted = await self._post(job, list(result.images))
+        await holding
+        await self.results.record(job, result, cost, posted, kept_inputs, reserved=reserved)
+        self.journal.settled(job.id)
+        if posted:
+            await self._recorded(job)
 
-    async def _fail(self, job_id: int, error: BotError, *, possibly_billed: bool = False) -> None:
+    async def _fail(
+        self,
+        job_id: int,
+        error: BotError,
+        possibly_billed: bool = False,
+        started_at: datetime | None = None,
+    ) -> None:
         job = await store.record_failure(
-            self._sessions, job_id, error, possibly_billed=possibly_billed
+            self._sessions, job_id, error, possibly_billed=possibly_billed, started_at=started_at
         )
+        self.journal.settled(job_id)
         if job is not None and self._listener is not None:
             try:
                 await self._listener.job_failed(job, error)
@@ -301,17 +347,34 @@ class JobRunner:
             except Exception:
                 log.exception("job %d: reporting the failure failed", job_id, extra=_context(job))
 
-    async def _notify_success(self, job: Job, images: list[GeneratedImage]) -> None:
+    async def _post(self, job: Job, images: list[GeneratedImage]) -> Posted:
+        """Where the listener posted the result; empty when it could not (it stays kept)."""
         if self._listener is None:
-            return
+            return []
         try:
-            posted = await self._listener.job_succeeded(job, images)
-            if posted:
-                await self.delivered(job.id, posted)
+            return await self._listener.job_succeeded(job, images)
         except Exception:
             log.exception(
                 "job %d: delivering the result failed; it stays stored", job.id, extra=_context(job)
             )
+            return []
+
+    async def _recorded(self, job: Job) -> None:
+        if self._listener is not None:
+            try:
+                await self._listener.job_recorded(job)
+            except Exception:
+                log.exception("job %d: telling it is done failed", job.id, extra=_context(job))
+
+    async def _notify_success(self, job: Job, images: list[GeneratedImage]) -> None:
+        """Post a result recorded (or spooled) earlier and record where it went."""
+        posted = await self._post(job, images)
+        if posted:
+            try:
+                await self.delivered(job.id, posted)
+            except Exception:
+                log.exception("job %d: recording the delivery failed", job.id, extra=_context(job))
+            await self._recorded(job)
 
     async def delivered(self, job_id: int, messages: Posted) -> None:
         """The result of ``job_id`` is posted as ``messages`` (the first carries the details):
@@ -331,12 +394,14 @@ class JobRunner:
         jobs are read as the queue's four columns, in batches (there may be 100,000); only
         those whose requester can still be shown their place are read whole.
         """
-        await self.results.flush()  # images made before the stop are recorded, not interrupted
+        sent = self.journal.read()  # the jobs whose requests went to the provider
+        # Images made before the stop (also those being posted) are recorded, not interrupted.
+        await self.results.flush(inflight=True)
         for job in await store.unfinished_jobs(self._sessions):
             if await self.results.kept(job.id):
                 continue  # made, kept in the spool: recorded when the database takes it
             if job.status is JobStatus.RUNNING:
-                await self._interrupted(job)
+                await self._interrupted(job, sent.get(job.id))
             else:
                 log.info(
                     "job %d was made but not posted: posting it now", job.id, extra=_context(job)
@@ -344,14 +409,21 @@ class JobRunner:
                 await self._notify_success(job, await store.outputs_of(self._sessions, job.id))
         # Once flushed the spool is nearly always empty: then no queued job can be in it.
         spooled = await asyncio.to_thread(_has_files, self.results.spool.directory)
-        resumed = 0
+        resumed, sent_but_queued = 0, []
         async for batch in store.queued_jobs(self._sessions):
             for job_id, guild_id, user_id, n in batch:
                 if spooled and await self.results.kept(job_id):
                     continue
+                if job_id in sent:  # its request went out: it may be billed
+                    sent_but_queued.append(job_id)
+                    continue
                 guild_key, user_key = _job_keys(guild_id, user_id or 0)
                 self.dispatcher.queue.push(QueuedJob(job_id, guild_key, user_key, n))
                 resumed += 1
+        for job_id in sent_but_queued:
+            if (sent_job := await store.get_job(self._sessions, job_id)) is not None:
+                await self._interrupted(sent_job, sent.get(job_id))
+        self.journal.reset()  # every job it listed is dealt with
         if resumed:
             log.info("%d queued jobs resume", resumed)
         if self._listener is not None:
@@ -371,8 +443,9 @@ class JobRunner:
         self.dispatcher.start()
         self.spawn(self.results.flush_forever(), name="spool")
 
-    async def _interrupted(self, job: Job) -> None:
-        """``job`` was running when the last process stopped: interrupted, its requester told."""
+    async def _interrupted(self, job: Job, started_at: datetime | None) -> None:
+        """``job``'s request went out before the last process stopped (``started_at``, from the
+        journal): interrupted, possibly billed, its requester told."""
         log.warning(
             "job %d was running when the bot stopped: interrupted; its estimate of "
             "%d micro-USD stays in the spend ledger as possibly billed",
@@ -386,6 +459,7 @@ class JobRunner:
             JobStatus.INTERRUPTED,
             "interrupted",
             possibly_billed=True,
+            started_at=started_at,
         )
         if interrupted is not None and self._listener is not None:
             try:
@@ -424,6 +498,7 @@ class JobRunner:
         if grace > 0 and not await self.dispatcher.wait_running(grace):
             log.warning("jobs still running after %.0f s; the restart will report them", grace)
         await self.dispatcher.stop()
+        self.journal.close()
         await self.intakes.close()
         for task in list(self._background):
             task.cancel()

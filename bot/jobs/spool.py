@@ -9,6 +9,11 @@ delivered rather than posted again.
 
 Files are named by job id and written atomically (a temporary file, then a rename): the JSON
 file is written last, so a process killed mid-way leaves either a whole entry or no entry.
+
+Every new result is also kept, while it is posted, in a second spool of the same form beside the
+database (:func:`inflight_dir`; written without fsync, like a commit with SQLite's
+``synchronous = NORMAL``): the images reach the database only if no route takes them, yet a
+process killed while posting leaves them for the next start, which records and posts them.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.config import Settings
 from bot.db import Sessions
-from bot.db.engine import finish_even_if_cancelled
+from bot.db.engine import finish_even_if_cancelled, sqlite_path
 from bot.db.models import Job, JobStatus
+from bot.generation import ImageOrder
 from bot.jobs import store
 from bot.providers import GeneratedImage, ImageResult
 from bot.providers.types import ImageUsage
@@ -62,12 +69,23 @@ class SpoolEntry:
     posted: Posted | None
 
 
+def inflight_dir(settings: Settings) -> Path:
+    """Where results being posted and the started-jobs journal are kept: beside the SQLite file
+    (like its ``-wal``), so it belongs to that database alone; else in the spool directory."""
+    database = sqlite_path(settings.database.url)
+    if database is None:
+        return Path(settings.storage.spool_dir) / "inflight"
+    return database.with_name(database.name + "-inflight")
+
+
 class Spool:
     """A directory of results waiting for the database; every method is synchronous file I/O
-    (call it through ``asyncio.to_thread``)."""
+    (call it through ``asyncio.to_thread``). ``durable``: fsync every file (off for the copy
+    kept while posting, which the database's own commit replaces a moment later)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, durable: bool = True) -> None:
         self.directory = directory
+        self.durable = durable
 
     def keep(self, job_id: int, result: ImageResult, cost: int) -> None:
         """Write the images, then the JSON that makes the entry whole."""
@@ -75,7 +93,7 @@ class Spool:
         images = []
         for position, image in enumerate(result.images):
             name = f"job-{job_id}-{position}.{image.extension}"
-            _write(self.directory / name, image.data)
+            _write(self.directory / name, image.data, self.durable)
             images.append(
                 {
                     "file": name,
@@ -97,12 +115,12 @@ class Spool:
             "usage": asdict(result.usage) if result.usage is not None else None,
             "created": result.created,
         }
-        _write(self._meta(job_id), json.dumps(meta).encode())
+        _write(self._meta(job_id), json.dumps(meta).encode(), self.durable)
 
     def mark_posted(self, job_id: int, messages: Posted) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         note = {"messages": [[channel_id, message_id] for channel_id, message_id in messages]}
-        _write(self._posted(job_id), json.dumps(note).encode())
+        _write(self._posted(job_id), json.dumps(note).encode(), self.durable)
 
     def has(self, job_id: int) -> bool:
         return self._meta(job_id).exists() or self._posted(job_id).exists()
@@ -170,13 +188,14 @@ def _result(meta: dict[str, Any], directory: Path) -> ImageResult:
     )
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes, durable: bool) -> None:
     """Atomically: a reader (or the next start) sees the old file or the whole new one."""
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as file:
         file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
+        if durable:
+            file.flush()
+            os.fsync(file.fileno())
     os.replace(temporary, path)
 
 
@@ -184,27 +203,50 @@ class ResultKeeper:
     """Records finished jobs' images; keeps and posts them from the spool while it cannot.
 
     ``notify`` posts a result (the runner's listener). A spooled result is posted or recorded
-    under one lock, so the timer's recording never races its first posting.
+    under one lock, so the timer's recording never races its first posting. ``inflight`` keeps
+    each new result while it is posted (see the module's docstring).
     """
 
-    def __init__(self, sessions: Sessions, spool: Spool, notify: Notify) -> None:
+    def __init__(self, sessions: Sessions, spool: Spool, notify: Notify, inflight: Spool) -> None:
         self.spool = spool
+        self.inflight = inflight
         self._sessions = sessions
         self._notify = notify
         self._lock = asyncio.Lock()
         self.retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS
         self.flush_seconds = SPOOL_RETRY_SECONDS
 
-    async def record(self, job: Job, result: ImageResult, cost: int) -> Job | None:
-        """The recorded job, after retrying a failing database for a few seconds.
+    async def hold(self, job_id: int, result: ImageResult, cost: int) -> None:
+        """Keep a new result on disk, not in the database, while it is posted."""
+        try:
+            await asyncio.to_thread(self.inflight.keep, job_id, result, cost)
+        except OSError:  # posted all the same; only a kill before it is recorded would lose it
+            log.exception("job %d: the images cannot be kept while they are posted", job_id)
 
-        When it stays unavailable the images go to the spool and are posted from there at
-        once; None then (they are recorded by :meth:`flush` when the database is back).
+    async def record(
+        self,
+        job: Job,
+        result: ImageResult,
+        cost: int,
+        posted: Posted,
+        sent: ImageOrder | None = None,
+        *,
+        reserved: tuple[int, int],
+    ) -> None:
+        """Record a new result, held by :meth:`hold` and posted as ``posted`` (empty: no route
+        took it), in one transaction, retrying a failing database for a few seconds.
+
+        ``job`` is settled already (:func:`store.settle`); ``reserved`` is what it held before.
+        When the database stays unavailable the images go to the spool (with where they were
+        posted), recorded by :meth:`flush` when it is back.
         """
         began = time.monotonic()
         for delay in (*self.retry_delays, None):
             try:
-                return await store.record_success(self._sessions, job.id, result, cost)
+                await store.record_result(
+                    self._sessions, job, result.images, posted, sent, reserved=reserved
+                )
+                break
             except DATABASE_ERRORS as exc:
                 late = delay is None or time.monotonic() - began + delay > RECORD_WITHIN
                 log.warning(
@@ -215,27 +257,31 @@ class ResultKeeper:
                     extra={"job_id": job.id},
                 )
                 if late or delay is None:
-                    break
+                    await self._keep(job, result, cost, posted)
+                    return
                 await asyncio.sleep(delay)
+        await asyncio.to_thread(self.inflight.remove, job.id)
+
+    async def _keep(self, job: Job, result: ImageResult, cost: int, posted: Posted) -> None:
         async with self._lock:
             try:
                 await asyncio.to_thread(self.spool.keep, job.id, result, cost)
+                if posted:
+                    await asyncio.to_thread(self.spool.mark_posted, job.id, posted)
             except OSError:
-                # Nowhere to keep them (the same full disk?): the member gets them all the same;
-                # the next start counts the job as interrupted and possibly billed.
+                # Nowhere to keep them (the same full disk?): the copy held while posting stays
+                # for the next start, if it could be written.
                 log.exception("job %d: the images cannot be kept either", job.id)
-            else:
-                log.error(
-                    "job %d: the database is unavailable; its %d images are kept in %s and "
-                    "recorded when it is back",
-                    job.id,
-                    len(result.images),
-                    self.spool.directory,
-                    extra={"job_id": job.id},
-                )
-            store.settle(job, result, cost)  # the copy delivery reads; the row follows later
-            await self._notify(job, list(result.images))
-        return None
+                return
+            log.error(
+                "job %d: the database is unavailable; its %d images are kept in %s and "
+                "recorded when it is back",
+                job.id,
+                len(result.images),
+                self.spool.directory,
+                extra={"job_id": job.id},
+            )
+            await asyncio.to_thread(self.inflight.remove, job.id)
 
     async def record_posted(self, job_id: int, messages: Posted) -> None:
         """Remember where the result went; beside the spool while the database cannot take it.
@@ -257,21 +303,26 @@ class ResultKeeper:
         await asyncio.to_thread(self.spool.mark_posted, job_id, messages)
 
     async def kept(self, job_id: int) -> bool:
-        return await asyncio.to_thread(self.spool.has, job_id)
+        return await asyncio.to_thread(lambda: self.spool.has(job_id) or self.inflight.has(job_id))
 
-    async def flush(self) -> int:
-        """Record what the spool keeps, posting what was never posted; how many are left."""
+    async def flush(self, *, inflight: bool = False) -> int:
+        """Record what the spool keeps, posting what was never posted; how many are left.
+
+        ``inflight``: also what a killed process was posting (at start only: while this one
+        runs, those entries are its own jobs', being posted)."""
         async with self._lock:
-            try:
-                entries = await asyncio.to_thread(self.spool.entries)
-            except (OSError, ValueError, KeyError):
-                log.exception("the spool in %s cannot be read", self.spool.directory)
-                return -1
+            entries: list[tuple[Spool, SpoolEntry]] = []
+            for spool in (self.spool, self.inflight) if inflight else (self.spool,):
+                try:
+                    entries += [(spool, e) for e in await asyncio.to_thread(spool.entries)]
+                except (OSError, ValueError, KeyError):
+                    log.exception("the spool in %s cannot be read", spool.directory)
+                    return -1
             unposted: list[tuple[Job, ImageResult]] = []
             left = 0
-            for entry in entries:
+            for spool, entry in entries:
                 try:
-                    job = await self._record(entry)
+                    job = await self._record(spool, entry)
                 except DATABASE_ERRORS as exc:
                     log.warning("job %d: the spool is not recorded yet (%s)", entry.job_id, exc)
                     left += 1
@@ -289,7 +340,7 @@ class ResultKeeper:
             if await asyncio.to_thread(self.spool.entries):
                 await finish_even_if_cancelled(self.flush())
 
-    async def _record(self, entry: SpoolEntry) -> Job | None:
+    async def _record(self, spool: Spool, entry: SpoolEntry) -> Job | None:
         """One entry into the database, then off the disk; the job when it is still unposted."""
         job = await store.get_job(self._sessions, entry.job_id)
         unposted = None
@@ -299,5 +350,5 @@ class ResultKeeper:
             log.info("job %d: result recorded from the spool", entry.job_id)
         if job is not None and entry.posted is not None and job.status is JobStatus.SUCCEEDED:
             await store.record_delivery(self._sessions, job.id, entry.posted)
-        await asyncio.to_thread(self.spool.remove, entry.job_id)
+        await asyncio.to_thread(spool.remove, entry.job_id)
         return unposted

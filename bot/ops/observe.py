@@ -30,6 +30,9 @@ class ObservingListener:
         self.metrics.spend.inc(job.cost_micro_usd / MICRO)
         return await self.inner.job_succeeded(job, images)
 
+    async def job_recorded(self, job: Job) -> None:
+        await self.inner.job_recorded(job)
+
     async def job_failed(self, job: Job, error: BotError) -> None:
         self._finished(job, "failed")
         await self.inner.job_failed(job, error)

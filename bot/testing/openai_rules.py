@@ -231,6 +231,8 @@ def make_image(width: int, height: int, colour: tuple[int, int, int], fmt: str) 
     return _encode(Image.new(mode, (width, height), (*colour, 255)[: len(mode)]), fmt)
 
 
+#: Noisy images take ~0.2 s to make: a benchmark asking for the same one again gets it at once.
+@functools.lru_cache(maxsize=16)
 def make_noisy_image(
     width: int, height: int, colour: tuple[int, int, int], fmt: str, bits: int
 ) -> bytes:

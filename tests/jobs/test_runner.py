@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.app import build_catalogues, open_engine, open_storage
 from bot.config import (
@@ -34,7 +34,7 @@ from bot.errors import BotError, ShuttingDown
 from bot.generation import ImageOrder, ImageService
 from bot.jobs import JobOrigin, JobRunner, Place, store
 from bot.jobs.ratelimit import ImageRateLimiter
-from bot.jobs.spool import Posted
+from bot.jobs.spool import Posted, inflight_dir
 from bot.providers import GeneratedImage, Operation
 from bot.quotas.policy import (
     GuildBudget,
@@ -62,6 +62,8 @@ class Recorder:
     fail_deliveries: bool = False
     #: The channel it "posts" results to (message id 1000 + job id); None: posted nowhere.
     post_to: int | None = None
+    #: Posting never ends (what a process killed while posting leaves behind).
+    hang_deliveries: bool = False
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def job_queued(self, job: Job, place: Place | None) -> None:
@@ -70,10 +72,16 @@ class Recorder:
     async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted:
         if self.fail_deliveries:
             raise RuntimeError("Discord is down")
+        if self.hang_deliveries:
+            self._add("posting", job.id, images)
+            await asyncio.Event().wait()
         self._add("succeeded", job.id, images)
         if self.post_to is None:
             return []  # posted nowhere: the job stays succeeded, its images kept
         return [(self.post_to, 1000 + job.id)]
+
+    async def job_recorded(self, job: Job) -> None:
+        self._add("recorded", job.id, None)
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         self._add("failed", job.id, error)
@@ -369,6 +377,7 @@ async def test_success_settles_the_delivered_images_and_their_real_cost(world: W
     runner, recorder = await world.runner()
     job = await submit(runner, "three", n=3)
     await recorder.wait_for("succeeded", 1)
+    await runner.wait_idle()  # the result is recorded once it is posted
     done = await world.job(job.id)
     assert done.status is JobStatus.SUCCEEDED
     assert done.n_delivered == done.n_charged == 3
@@ -420,6 +429,7 @@ async def test_a_token_priced_model_settles_what_the_tokens_cost(
         reserved = await world.job(job.id)
         assert (reserved.n_charged, reserved.cost_micro_usd) == (2, 2 * 11_000)  # $0.011 each
         await recorder.wait_for("succeeded", 1)
+        await runner.wait_idle()  # recorded once it is posted
         done = await world.job(job.id)
         text_tokens = len("two foxes") // 4 + 1  # what the fake reports
         assert (done.input_tokens, done.output_tokens) == (text_tokens, 2 * 272)
@@ -438,6 +448,44 @@ async def test_a_failure_releases_the_reservation_and_is_reported(world: World) 
     assert (failed.n_charged, failed.cost_micro_usd, failed.n_delivered) == (0, 0, 0)
     assert failed.error_code == recorder.detail("failed", job.id).key
     assert await world.charged() == (0, 0)
+
+
+async def test_a_job_costs_the_database_two_writes_and_no_read_once_admitted(
+    world: World,
+) -> None:
+    """Its admission, then one transaction once it is posted (settlement, messages, token): the
+    job is carried in memory in between, and its images never pass through the database."""
+    runner, recorder = await world.runner(Recorder(post_to=77))
+    statements: list[str] = []
+    commits: list[list[str]] = []
+
+    def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    def committed(conn: Any) -> None:
+        commits.append(statements[:])
+        statements.clear()
+
+    engine = world.storage.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", executed)
+    event.listen(engine, "commit", committed)
+    try:
+        job = await runner.submit(
+            order("counted"),
+            dataclasses.replace(origin(1), interaction_token="token"),
+            command="imagine",
+        )
+        admitted = len(commits)
+        await recorder.wait_for("succeeded", 1)
+        await runner.wait_idle()
+    finally:
+        event.remove(engine, "before_cursor_execute", executed)
+        event.remove(engine, "commit", committed)
+    writes = [c for c in commits if any(s in ("INSERT", "UPDATE", "DELETE") for s in c)]
+    assert len(writes) == 2  # the admission and the completion
+    assert commits[admitted:] == [["UPDATE", "INSERT"]] and statements == []  # no read, no blob
+    done = await world.job(job.id)
+    assert done.status is JobStatus.DELIVERED and done.interaction_token is None
 
 
 # --- restart ------------------------------------------------------------------------------------
@@ -463,7 +511,9 @@ async def test_a_restart_resumes_queued_reports_running_and_delivers_kept_result
         ]
         await first.close()  # what a crash leaves behind, as far as the rows go
         assert (await world.job(kept.id)).status is JobStatus.SUCCEEDED
-        assert (await world.job(cut.id)).status is JobStatus.RUNNING
+        # sent, with no write to its row: the journal beside the database says so
+        assert (await world.job(cut.id)).status is JobStatus.QUEUED
+        assert cut.id in first.journal.read()
         assert {(await world.job(j.id)).status for j in queued} == {JobStatus.QUEUED}
         assert recorder.of("succeeded") == []
         api.delay = 0.0
@@ -489,6 +539,32 @@ async def test_a_restart_resumes_queued_reports_running_and_delivers_kept_result
             assert done.n_charged == done.n_delivered == job.n_requested
         assert await world.charged() == (5, 6 * PRICE)
         assert [j.possibly_billed for j in await world.jobs()].count(True) == 1
+
+
+async def test_a_result_cut_off_while_it_was_posted_is_posted_after_the_restart(
+    fake_images_api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    """The images reach the database only after they are posted; a process killed while it
+    posts them leaves them beside the database, and the next start records and posts them:
+    charged once, never asked of the provider again, not counted as interrupted."""
+    api = fake_images_api
+    settings = make_settings(api, tmp_path)
+    async with open_world(api, settings) as world:
+        first, stuck = await world.runner(Recorder(hang_deliveries=True))
+        job = await submit(first, "paid for", n=2)
+        await stuck.wait_for("posting", 1)
+        await first.close()  # what a kill leaves: nothing about the result in its row
+        assert (await world.job(job.id)).status is JobStatus.QUEUED
+
+        second, told = await world.runner(Recorder(post_to=77))
+        await told.wait_for("succeeded", 1)
+        await second.wait_idle()
+        assert len(told.detail("succeeded", job.id)) == 2 and told.of("interrupted") == []
+        done = await world.job(job.id)
+        assert done.status is JobStatus.DELIVERED and not done.possibly_billed
+        assert (done.n_charged, done.n_delivered, done.cost_micro_usd) == (2, 2, 2 * PRICE)
+        assert len(api.requests) == 1
+        assert not any(inflight_dir(settings).glob("job-*"))  # recorded: the copy is gone
 
 
 async def test_a_request_cut_off_mid_way_keeps_the_guild_budget_conservative(
@@ -660,7 +736,7 @@ async def test_a_result_the_database_cannot_take_is_spooled_and_recorded_when_it
             locker.execute("BEGIN EXCLUSIVE")
             await until(lambda: (tmp_path / "spool" / f"job-{job.id}.json").exists())
             await until(lambda: not runner.dispatcher.running)  # its first delivery failed
-            assert (await world.job(job.id)).status is JobStatus.RUNNING  # nothing recorded
+            assert (await world.job(job.id)).status is JobStatus.QUEUED  # nothing recorded
             recorder.fail_deliveries = False
         finally:
             locker.rollback()

@@ -85,3 +85,20 @@ async def test_the_budget_is_refused_from_the_counters_as_from_the_sums(world: W
             await submit(runner, "two more", n=2)
         assert info.value.params["remaining"] == "$0.016"
         await submit(runner, "one more")
+
+
+async def test_a_result_with_fewer_images_than_reserved_gives_the_difference_back(
+    world: World,
+) -> None:
+    """Three reserved, two made and posted: the member's day counts two, as the ledger does."""
+    runner, recorder = await world.runner(Recorder(post_to=7), concurrency=1)
+    world.api.misbehave_next(images=2)
+    job = await submit(runner, "three asked, two made", user=1, n=3)
+    await recorder.wait_for("succeeded", 1)
+    await runner.wait_idle()
+    now = utcnow()
+    async with world.storage.sessions() as session:
+        assert await counted(session, GUILD_A, 1, now) == await summed(session, GUILD_A, 1, now)
+        assert (await counted(session, GUILD_A, 1, now))[:3] == (2, 2, 2 * PRICE)
+    done = next(j for j in await world.jobs() if j.id == job.id)
+    assert (done.status, done.n_charged) == (JobStatus.DELIVERED, 2)

@@ -22,7 +22,9 @@ from bot.providers import (
     UnsupportedSize,
     VaryRequest,
 )
+from bot.testing.images import colour_of
 from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.openai_rules import colour_for
 from tests.providers.conftest import MakeClient, png
 
 
@@ -97,6 +99,19 @@ async def test_dall_e_3_generate_keeps_revised_prompt(
     assert result.revised_prompts == ["A detailed, vivid illustration of: a lighthouse"]
     assert (result.images[0].width, result.images[0].height) == (1792, 1024)
     assert fake_images_api.requests[0].body["style"] == "natural"
+
+
+async def test_a_prompt_that_looks_like_the_answer_s_image_field_changes_nothing(
+    make_client: MakeClient, fake_images_api: FakeImagesAPI
+) -> None:
+    """The image's base64 is found in the raw answer before the JSON is parsed: a revised
+    prompt quoting that field is text, and the images are the ones sent, in order."""
+    client = make_client(model="dall-e-3")
+    prompt = 'a sign reading "b64_json": "AAAA" and a quote \\" too'
+    result = await client.generate(GenerateRequest(prompt, size="1024x1024"))
+    assert fake_images_api.requests[0].body["response_format"] == "b64_json"
+    assert result.revised_prompts == [f"A detailed, vivid illustration of: {prompt}"]
+    assert colour_of(result.images[0].data) == colour_for(prompt, "dall-e-3", 0)
 
 
 async def test_gpt_image_2_generate_reports_usage_and_options(

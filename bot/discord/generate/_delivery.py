@@ -23,7 +23,9 @@ from bot.discord.errors import ResultGone
 from bot.discord.generate._results import (
     DEFAULT_UPLOAD_LIMIT,
     ResultPart,
+    as_uploads,
     build_result,
+    fits,
     prepare_uploads,
     requester_only,
 )
@@ -63,7 +65,7 @@ class Delivery:
 
     async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted:
         """Where the result was posted (the runner records it); empty when it is kept."""
-        posted = await self._deliver(job, images)
+        posted = await self._post_result(job, images)
         if posted:
             return posted
         await self._tell_late(job)
@@ -71,6 +73,11 @@ class Delivery:
             self._redelivering.add(job.id)
             self.runner.spawn(self._redeliver(job.id), name=f"redeliver-{job.id}")
         return []
+
+    async def job_recorded(self, job: Job) -> None:
+        """Posted and recorded: "done" replaces the status only now, so every button on the
+        result works from the moment the member reads it."""
+        await self.status.final(job, self.catalog.text("status.done", job.locale))
 
     async def _tell_late(self, job: Job) -> None:
         """The images are made and kept, but no route took them: the member hears they follow."""
@@ -90,12 +97,16 @@ class Delivery:
             for delay in self.redelivery_delays:
                 await asyncio.sleep(delay)
                 job = await store.get_job(sessions, job_id)
+                if job is not None and job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                    continue  # the runner records the result after this attempt: not yet
                 if job is None or job.status is not JobStatus.SUCCEEDED:
                     return  # posted meanwhile (say, by a Retry of the same images) or deleted
                 try:
-                    posted = await self._deliver(job, await store.outputs_of(sessions, job_id))
+                    images = await store.outputs_of(sessions, job_id)
+                    posted = await self._post_result(job, images)
                     if posted:
                         await self.runner.delivered(job_id, posted)
+                        await self.job_recorded(job)
                         return
                 except Exception:
                     log.exception("job %d: posting the kept result failed", job_id)
@@ -103,11 +114,14 @@ class Delivery:
         finally:
             self._redelivering.discard(job_id)
 
-    async def _deliver(self, job: Job, images: list[GeneratedImage]) -> Posted:
+    async def _post_result(self, job: Job, images: list[GeneratedImage]) -> Posted:
         """Post the result by the first route that works; where, or empty when none did (it
-        is kept)."""
+        is kept). The status says "done" once that is recorded (:meth:`job_recorded`)."""
         limit = job.attachment_size_limit or DEFAULT_UPLOAD_LIMIT
-        uploads = await self.images.run(prepare_uploads, images, limit)
+        if fits(images, limit):
+            uploads = as_uploads(images)
+        else:
+            uploads = await self.images.run(prepare_uploads, images, limit)
         parts = build_result(
             job,
             uploads,
@@ -120,7 +134,6 @@ class Delivery:
         if not posted:
             log.error("job %d: result could not be delivered by any route; kept", job.id)
             return []
-        await self.status.final(job, self.catalog.text("status.done", job.locale))
         log.info("job %d delivered as message %d", job.id, posted[0].id)
         return [(m.channel.id, m.id) for m in posted]
 

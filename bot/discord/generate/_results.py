@@ -48,9 +48,18 @@ def trim(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def as_uploads(images: list[GeneratedImage]) -> list[UploadImage]:
+    return [UploadImage(i.data, i.extension) for i in images]
+
+
 def prepare_uploads(images: list[GeneratedImage], limit: int) -> list[UploadImage]:
-    """Synchronous (Pillow): run it in the image worker."""
-    return fit_for_upload([UploadImage(i.data, i.extension) for i in images], limit)
+    """Synchronous (Pillow): run it in the image worker, unless :func:`fits` already."""
+    return fit_for_upload(as_uploads(images), limit)
+
+
+def fits(images: list[GeneratedImage], limit: int) -> bool:
+    """Whether the images go as they are (nothing to re-encode, no worker needed)."""
+    return sum(len(image.data) for image in images) <= limit
 
 
 def build_result(
