@@ -158,6 +158,7 @@ async def measure(count: int) -> dict[str, float]:
                         )
                         await runner.submit(order, origin, command=command)
                     await made.wait_for(count)
+                    await runner.wait_idle()  # the last results are recorded, not only posted
                 finally:
                     await runner.close()
                 waiting = await database_bytes(storage, path)
