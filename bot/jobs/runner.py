@@ -36,7 +36,7 @@ from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
-from bot.providers import GeneratedImage
+from bot.providers import GeneratedImage, ModelSpec, Operation
 from bot.quotas import PriceTable, estimate_cost, settle_cost
 from bot.quotas.admission import (
     SpendCapWatch,
@@ -154,7 +154,9 @@ class JobRunner:
         burst of reads must not delay the answers past Discord's 3 seconds)."""
         spec = self._engine.provider.spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)
-        estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
+        estimate = estimate_cost(
+            self._prices, spec.name, order.n, _priced_size(order, spec), order.quality
+        )
         job = store.new_job(order, origin, spec.name, estimate, "precheck")
         try:
             await store.would_fit(self._sessions, self._settings.quotas, job, origin.role_ids)
@@ -188,7 +190,9 @@ class JobRunner:
         guild_key, user_key = _keys(origin)
         member = (guild_key, user_key)
         self._check_caps(origin)
-        estimate = estimate_cost(self._prices, spec.name, order.n, order.size, order.quality)
+        estimate = estimate_cost(
+            self._prices, spec.name, order.n, _priced_size(order, spec), order.quality
+        )
         job = store.new_job(order, origin, spec.name, estimate, command)
         self._admitting[member] += 1
         self._admitting_guild[guild_key] += 1
@@ -518,6 +522,14 @@ class JobRunner:
 def _context(job: Job) -> dict[str, int | None]:
     """What a log line about ``job`` carries as fields (see bot.logs.CONTEXT_FIELDS)."""
     return {"job_id": job.id, "guild_id": job.guild_id, "user_id": job.user_id}
+
+
+def _priced_size(order: ImageOrder, spec: ModelSpec) -> str | None:
+    """The size a reservation is priced at: the member's; else the model's default for a new
+    image; else None, an upload's shape decides (see :func:`bot.quotas.estimate_cost`)."""
+    if order.size:
+        return order.size
+    return spec.default_size if order.operation is Operation.GENERATE else None
 
 
 def _has_files(folder: Path) -> bool:

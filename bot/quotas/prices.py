@@ -64,7 +64,9 @@ def _is_large(size: str | None) -> bool:
     return parsed is not None and parsed[0] * parsed[1] > 1024 * 1024
 
 
-def _per_image(table: PriceTable, model: str, size: str | None, quality: str | None) -> float:
+def _per_image(
+    table: PriceTable, model: str, size: str | None, quality: str | None, *, unsized_large: bool
+) -> float:
     by_size = {s: p for (m, s), p in table.size_prices.items() if m == model}
     if by_size:
         return by_size.get(size or "", max(by_size.values()))
@@ -76,14 +78,19 @@ def _per_image(table: PriceTable, model: str, size: str | None, quality: str | N
         pair = qualities[quality]
     else:  # "auto", unset or unknown: the dearest quality, so estimates never fall short
         pair = max(qualities.values(), key=lambda p: p[1])
+    if unsized_large and size is None:
+        return max(pair)  # the upload's shape decides: maybe a large image
     return pair[1] if _is_large(size) else pair[0]
 
 
 def estimate_cost(
     table: PriceTable, model: str, n: int, size: str | None, quality: str | None
 ) -> int:
-    """The most ``n`` images may cost, in micro-dollars, before the provider is asked."""
-    return round(_per_image(table, model, size, quality) * n * MICRO)
+    """The most ``n`` images may cost, in micro-dollars, before the provider is asked.
+
+    ``size`` None means an upload's shape decides (an edit or variation without a chosen size):
+    priced as the dearer size class, since a landscape photo's edit is a large image."""
+    return round(_per_image(table, model, size, quality, unsized_large=True) * n * MICRO)
 
 
 def settle_cost(
@@ -106,7 +113,8 @@ def settle_cost(
         output = usage.output_image_tokens or usage.output_tokens
         usd = (text_tokens * text_in + image_tokens * image_in + output * image_out) / MICRO
         return round(usd * MICRO)
-    return estimate_cost(table, model, delivered, size, quality)
+    per_image = _per_image(table, model, size, quality, unsized_large=False)
+    return round(per_image * delivered * MICRO)
 
 
 def format_usd(micro: int) -> str:
