@@ -154,15 +154,18 @@ class JobRunner:
         burst of reads must not delay the answers past Discord's 3 seconds)."""
         spec = self._engine.provider.spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)
-        estimate = estimate_cost(
-            self._prices, spec.name, order.n, _priced_size(order, spec), order.quality
-        )
+        estimate = self._estimate(order, spec)
         job = store.new_job(order, origin, spec.name, estimate, "precheck")
         try:
             await store.would_fit(self._sessions, self._settings.quotas, job, origin.role_ids)
         except TotalBudget as error:
             self.spend_caps.refused(error)
             raise
+
+    def _estimate(self, order: ImageOrder, spec: ModelSpec) -> int:
+        """The reservation: the most ``order`` may cost (see :func:`_priced_size`)."""
+        size = _priced_size(order, spec)
+        return estimate_cost(self._prices, spec.name, order.n, size, order.quality)
 
     def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)
@@ -190,9 +193,7 @@ class JobRunner:
         guild_key, user_key = _keys(origin)
         member = (guild_key, user_key)
         self._check_caps(origin)
-        estimate = estimate_cost(
-            self._prices, spec.name, order.n, _priced_size(order, spec), order.quality
-        )
+        estimate = self._estimate(order, spec)
         job = store.new_job(order, origin, spec.name, estimate, command)
         self._admitting[member] += 1
         self._admitting_guild[guild_key] += 1

@@ -122,18 +122,7 @@ async def add(
     if not keys or (images == 0 and spend_micro == 0):
         return
     present = list(keys) if existing is None else [key for key in keys if key in existing]
-    updated = 0
-    if present:
-        result = await session.execute(
-            update(UsageCounter)
-            .where(or_(*(_is(key) for key in present)))
-            .values(
-                images=UsageCounter.images + images,
-                spend_micro=UsageCounter.spend_micro + spend_micro,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        updated = result.rowcount  # type: ignore[attr-defined]
+    updated = await _increment(session, present, images, spend_micro) if present else 0
     if updated == len(keys):
         return
     found = existing if existing is not None else await read(session, keys)
@@ -156,15 +145,23 @@ async def _create(session: AsyncSession, key: Key, images: int, spend_micro: int
                 )
             )
     except IntegrityError:  # created by a concurrent transaction since: add to it
-        await session.execute(
-            update(UsageCounter)
-            .where(_is(key))
-            .values(
-                images=UsageCounter.images + images,
-                spend_micro=UsageCounter.spend_micro + spend_micro,
-            )
-            .execution_options(synchronize_session=False)
+        await _increment(session, [key], images, spend_micro)
+
+
+async def _increment(
+    session: AsyncSession, keys: Sequence[Key], images: int, spend_micro: int
+) -> int:
+    """Add to the existing counters of ``keys``; how many rows there were."""
+    result = await session.execute(
+        update(UsageCounter)
+        .where(or_(*(_is(key) for key in keys)))
+        .values(
+            images=UsageCounter.images + images,
+            spend_micro=UsageCounter.spend_micro + spend_micro,
         )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def settle(session: AsyncSession, job: Job, before: tuple[int, int]) -> None:
