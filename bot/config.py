@@ -66,9 +66,30 @@ class DiscordSettings:
 
 @dataclass(frozen=True)
 class ProviderSettings:
+    """One image backend: ``[provider]`` (named "default") or ``[backends.NAME]``."""
+
+    #: What the server speaks: the OpenAI Images API, AUTOMATIC1111/Forge's /sdapi/v1, ComfyUI.
+    type: Literal["openai", "automatic1111", "comfyui"] = "openai"
     base_url: str = "https://api.openai.com/v1"
     api_key: str = field(default="", repr=False)
+    #: OpenAI: the default model. AUTOMATIC1111/ComfyUI: the default checkpoint ("" = the one
+    #: the server has loaded, or the workflow's).
     model: str = "gpt-image-2"
+    #: AUTOMATIC1111 started with ``--api-auth user:password``.
+    username: str = ""
+    password: str = field(default="", repr=False)
+    #: ComfyUI: a folder of API-format workflow files ("" = the ones shipped with the bot).
+    workflows: str = ""
+    #: OpenAI GPT image models: streamed partial images shown while one is made (0 = none).
+    partial_images: int = field(default=1, metadata=_range(0, 3))
+    #: Jobs this backend runs at once (0 = the kind's default: 4 for OpenAI, 1 for SD servers).
+    concurrency: int = field(default=0, metadata=_range(0, 64))
+    #: Price of one image from a self-hosted backend, for the spend quotas (USD).
+    price_per_image_usd: float = field(default=0.0, metadata=_range(0))
+    #: ``[provider]`` only: the named backends tried next, in order, when this one is down.
+    fallback: tuple[str, ...] = ()
+    #: Who may use it: [] = every server; else the server ids the operator enabled it for.
+    enabled_guilds: tuple[int, ...] = ()
     images_per_minute: int = field(default=50, metadata=_range(1, 100_000))
     #: Total time for one HTTP request, including reading the body.
     timeout_seconds: float = field(default=120.0, metadata=_range(1, 3600))
@@ -187,6 +208,8 @@ class HttpSettings:
 class Settings:
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     provider: ProviderSettings = field(default_factory=ProviderSettings)
+    #: Named extra backends (``[backends.NAME]``, the same keys as ``[provider]``).
+    backends: Mapping[str, ProviderSettings] = field(default_factory=dict)
     images: ImagesSettings = field(default_factory=ImagesSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     quotas: QuotaSettings = field(default_factory=QuotaSettings)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -118,6 +119,16 @@ class Job(Base):
     possibly_billed: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The parent of the thread the job came from (channel rules hold for threads too).
     parent_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: The configured backend that ran it ("default" = ``[provider]``; None: before 0006).
+    backend: Mapped[str | None] = mapped_column(String(64))
+    #: Stable Diffusion options (None = the backend's default; see bot.providers.SD_FIELDS).
+    negative_prompt: Mapped[str | None] = mapped_column(Text)
+    #: The seed asked for (None = random); each image's own seed is on its JobImage row.
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    steps: Mapped[int | None] = mapped_column(Integer)
+    guidance: Mapped[float | None] = mapped_column(Float)
+    sampler: Mapped[str | None] = mapped_column(String(64))
+    checkpoint: Mapped[str | None] = mapped_column(String(255))
     #: When retention removed its stored inputs and outputs (None: still kept).
     pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -159,6 +170,8 @@ class JobImage(Base):
     position: Mapped[int] = mapped_column(Integer)
     mime_type: Mapped[str] = mapped_column(String(32))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The seed the backend made this output with (Stable Diffusion backends).
+    seed: Mapped[int | None] = mapped_column(BigInteger)
 
     job: Mapped[Job] = relationship(back_populates="images")
 
@@ -185,6 +198,8 @@ class GuildSettings(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     #: Space-separated channel ids where generation is allowed; None or "" = everywhere.
     allowed_channels: Mapped[str | None] = mapped_column(Text)
+    #: The backend the server's admins chose among those the operator enabled (None: default).
+    backend: Mapped[str | None] = mapped_column(String(64))
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
 
 

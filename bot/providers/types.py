@@ -31,6 +31,16 @@ class GenerateRequest:
     #: None = the operator's configured model.
     model: str | None = None
     user_id: str | None = None
+    #: Stable Diffusion only (AUTOMATIC1111, ComfyUI); backends without them refuse a set one.
+    negative_prompt: str = ""
+    #: None = random; the seed used is in ``ImageResult.seeds``.
+    seed: int | None = None
+    steps: int | None = None
+    #: Classifier-free guidance (A1111 ``cfg_scale``, ComfyUI KSampler ``cfg``).
+    guidance: float | None = None
+    sampler: str | None = None
+    #: A checkpoint the server has (None = the backend's configured or loaded one).
+    checkpoint: str | None = None
 
     operation = Operation.GENERATE
 
@@ -50,6 +60,16 @@ class EditRequest:
     output_format: str | None = None
     model: str | None = None
     user_id: str | None = None
+    #: Stable Diffusion only (AUTOMATIC1111, ComfyUI); backends without them refuse a set one.
+    negative_prompt: str = ""
+    #: None = random; the seed used is in ``ImageResult.seeds``.
+    seed: int | None = None
+    steps: int | None = None
+    #: Classifier-free guidance (A1111 ``cfg_scale``, ComfyUI KSampler ``cfg``).
+    guidance: float | None = None
+    sampler: str | None = None
+    #: A checkpoint the server has (None = the backend's configured or loaded one).
+    checkpoint: str | None = None
 
     operation = Operation.EDIT
 
@@ -62,11 +82,27 @@ class VaryRequest:
     size: str | None = None
     model: str | None = None
     user_id: str | None = None
+    #: The source's prompt: img2img needs one to keep the picture's subject (OpenAI's
+    #: variations endpoint takes none and ignores it).
+    prompt: str = ""
+    #: Stable Diffusion only (AUTOMATIC1111, ComfyUI); backends without them refuse a set one.
+    negative_prompt: str = ""
+    #: None = random; the seed used is in ``ImageResult.seeds``.
+    seed: int | None = None
+    steps: int | None = None
+    #: Classifier-free guidance (A1111 ``cfg_scale``, ComfyUI KSampler ``cfg``).
+    guidance: float | None = None
+    sampler: str | None = None
+    #: A checkpoint the server has (None = the backend's configured or loaded one).
+    checkpoint: str | None = None
 
     operation = Operation.VARY
 
 
 ImageRequest = GenerateRequest | EditRequest | VaryRequest
+
+#: The request fields only Stable Diffusion backends take (see ``BackendFeatures.sd_options``).
+SD_FIELDS = ("negative_prompt", "seed", "steps", "guidance", "sampler", "checkpoint")
 
 
 @dataclass(frozen=True)
