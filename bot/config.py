@@ -86,6 +86,11 @@ class ProviderSettings:
     concurrency: int = field(default=0, metadata=_range(0, 64))
     #: Price of one image from a self-hosted backend, for the spend quotas (USD).
     price_per_image_usd: float = field(default=0.0, metadata=_range(0))
+    #: Stable Diffusion backends: the operator's limits on what members may ask for.
+    max_steps: int = field(default=50, metadata=_range(1, 500))
+    max_guidance: float = field(default=20.0, metadata=_range(1, 100))
+    #: Longest side of an image (sizes are any multiple of 8 up to it).
+    max_side: int = field(default=2048, metadata=_range(64, 8192))
     #: ``[provider]`` only: the named backends tried next, in order, when this one is down.
     fallback: tuple[str, ...] = ()
     #: Who may use it: [] = every server; else the server ids the operator enabled it for.

@@ -22,6 +22,8 @@ from bot.providers.progress import ProgressCallback
 from bot.providers.types import EditRequest, GenerateRequest, ImageResult, VaryRequest
 
 BackendKind = Literal["openai", "automatic1111", "comfyui"]
+#: The Stable Diffusion options whose values come from the server's own lists.
+SDChoice = Literal["checkpoint", "sampler"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ class Backend(Protocol):
     async def vary(
         self, request: VaryRequest, *, progress: ProgressCallback | None = None
     ) -> ImageResult: ...
+
+    async def option_values(self, option: SDChoice) -> tuple[str, ...]:
+        """The names the server offers for ``option`` (its checkpoints, its samplers), for
+        autocomplete and checks; () where the backend has no such option."""
+        ...
 
     async def check_access(self) -> str:
         """One cheap authenticated call proving URL and credentials; a line for ``check``
