@@ -69,8 +69,11 @@ async def test_an_upgraded_database_keeps_its_counts(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     try:
         await upgrade_database(engine, "0004")
-        at = now - timedelta(minutes=5)
-        earlier = now - timedelta(minutes=10)
+        # Minutes before now, but all today: the upgrade counts by the real clock's day.
+        since_midnight = now - now.replace(hour=0, minute=0, second=0, microsecond=0)
+        unit = min(timedelta(minutes=1), since_midnight / 12)
+        at = now - 5 * unit
+        earlier = now - 10 * unit
         rows = [  # guild, user, status, n_charged, cost, queued_at
             (GUILD, 1, "delivered", 2, 2 * PRICE, at),
             (GUILD, 1, "failed", 0, 0, at),
@@ -93,7 +96,7 @@ async def test_an_upgraded_database_keeps_its_counts(tmp_path: Path) -> None:
             )
             connection.execute(
                 "INSERT INTO member_resets (guild_id, user_id, reset_at) VALUES (?, ?, ?)",
-                (GUILD, 3, (now - timedelta(minutes=7)).strftime("%Y-%m-%d %H:%M:%S.%f")),
+                (GUILD, 3, (now - 7 * unit).strftime("%Y-%m-%d %H:%M:%S.%f")),
             )
         connection.close()
         await upgrade_database(engine)
