@@ -28,7 +28,8 @@ def require_secrets(settings: Settings, *, discord_token: bool, api_key: bool = 
     missing = []
     if discord_token and not settings.discord.token:
         missing.append(f"a Discord bot token ({TOKEN_ENV} or [discord] token)")
-    if api_key and not settings.provider.api_key:
+    # Only the OpenAI API needs a key; a self-hosted server ([provider] type) has none or a login.
+    if api_key and settings.provider.type == "openai" and not settings.provider.api_key:
         missing.append(f"an image API key ({API_KEY_ENV} or [provider] api_key)")
     if missing:
         raise UsageError("missing " + " and ".join(missing) + "; see config.example.toml")
