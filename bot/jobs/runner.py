@@ -26,10 +26,11 @@ from bot.config import Settings
 from bot.db import Sessions
 from bot.db.models import Job, JobStatus, utcnow
 from bot.errors import BotError, InternalError, ShuttingDown
-from bot.generation import ImageOrder, ImageService, normalize_uploads, send_order
+from bot.generation import ImageOrder, ImageService
 from bot.jobs import store
 from bot.jobs.backends import BackendChoice
 from bot.jobs.dispatcher import Dispatcher, Place
+from bot.jobs.failover import make_images_failing_over
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.journal import StartedJournal
@@ -278,12 +279,12 @@ class JobRunner:
             self.journal.started(job.id, started)
             job.started_at = started
             try:
-                sent = await normalize_uploads(self._engine, order)
-                result = await send_order(self._engine, sent)
+                made = await make_images_failing_over(self._engine, order, job_id=job.id)
             finally:
                 # The provider answered: the rate limit's window for these images starts now
                 # (the dispatcher also does this when _run ends, for every other way out).
                 self.dispatcher.request_done(job.id)
+            sent, result = made.sent, made.result
         except BotError as error:
             # Only the operator can fix an operator problem (a refused key, no billing): ERROR.
             log.log(
@@ -312,7 +313,7 @@ class JobRunner:
             result.size,
             result.quality,
             result.usage,
-            backend=order.backend,
+            backend=made.backend,
         )
         if cost > job.cost_micro_usd:
             log.warning(
@@ -330,6 +331,8 @@ class JobRunner:
             extra=_context(job),
         )
         reserved = (job.n_charged, job.cost_micro_usd)
+        # Who made them (a fallback, maybe), and whether a backend before may have billed too.
+        job.backend, job.model, job.possibly_billed = made.backend, made.model, made.possibly_billed
         store.settle(job, result, cost)
         # Kept instead of the raw uploads: what was sent is all Redo/Retry need.
         kept_inputs = None if (sent.image, sent.mask) == (order.image, order.mask) else sent

@@ -273,6 +273,9 @@ _SETTLED = (
     "quality",
     "input_tokens",
     "output_tokens",
+    "backend",
+    "model",
+    "possibly_billed",
 )
 
 
