@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.errors import BotError
@@ -45,9 +46,11 @@ async def make_images_failing_over(
     *,
     progress: ProgressCallback | None = None,
     job_id: int | None = None,
+    trying: Callable[[Backend], None] | None = None,
 ) -> Made:
     """Make ``order`` on its backend, else on the next of its fallbacks that can take it;
-    raises the last outage when none can (BotError subclasses)."""
+    raises the last outage when none can (BotError subclasses). ``trying`` is told each
+    backend before it is asked."""
     first = service.backend_for(order)
     candidates = [first, *service.backends.fallbacks(first.name)]
     outage: ProviderUnavailable | None = None
@@ -68,12 +71,12 @@ async def make_images_failing_over(
                 continue
         else:
             sent = await normalize_uploads(service, attempt)
+        if trying is not None:
+            trying(backend)
         try:
             result = await send_order(service, sent, backend, progress=progress)
         except ProviderUnavailable as error:
-            error.possibly_billed = error.possibly_billed or bool(
-                outage and outage.possibly_billed
-            )
+            error.possibly_billed = error.possibly_billed or bool(outage and outage.possibly_billed)
             outage = error
             if backend is not candidates[-1]:
                 log.warning(
@@ -85,9 +88,7 @@ async def make_images_failing_over(
                 )
             continue
         except ProviderError as error:
-            error.possibly_billed = error.possibly_billed or bool(
-                outage and outage.possibly_billed
-            )
+            error.possibly_billed = error.possibly_billed or bool(outage and outage.possibly_billed)
             raise
         if backend is not first:
             log.warning(

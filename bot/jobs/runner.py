@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Coroutine, Hashable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage, ModelSpec, Operation
+from bot.providers.backend import Backend
 from bot.quotas import PriceTable, estimate_cost, settle_cost
 from bot.quotas.admission import (
     SpendCapWatch,
@@ -125,6 +127,9 @@ class JobRunner:
         self.journal = StartedJournal(inflight / "started.log")
         #: Jobs admitted here and not started yet, with their orders (None: read the uploads).
         self._carried: dict[int, tuple[Job, ImageOrder | None]] = {}
+        #: Jobs whose backend is making their images now, and those being cancelled there.
+        self._making: dict[int, _Making] = {}
+        self._cancelling: set[int] = set()
         self.dispatcher = Dispatcher(
             self._run,
             concurrency=settings.jobs.concurrency,
@@ -251,12 +256,28 @@ class JobRunner:
         return job
 
     async def cancel(self, job_id: int) -> bool:
-        """Cancel a job that has not started; False when it is running or already done."""
+        """Cancel a job that has not started, or one running on a backend that can stop it
+        (``features.cancel_running``: the backend's call is cancelled, which stops the work
+        there); False when it is running elsewhere (OpenAI bills it anyway) or already done."""
         if not self.dispatcher.remove(job_id):
-            return False
+            return await self._cancel_running(job_id)
         self._carried.pop(job_id, None)
         await store.finish_without_images(self._sessions, job_id, JobStatus.CANCELLED)
         log.info("job %d cancelled", job_id, extra={"job_id": job_id})
+        return True
+
+    def can_cancel_running(self, job: Job) -> bool:
+        """Whether ``job``, once it runs, can still be cancelled (its backend can stop it)."""
+        return self._engine.backends.for_job(job.backend).features.cancel_running
+
+    async def _cancel_running(self, job_id: int) -> bool:
+        making = self._making.get(job_id)
+        if making is None or not making.backend.features.cancel_running:
+            return False
+        self._cancelling.add(job_id)
+        making.task.cancel()
+        # Until _run has recorded it cancelled: the caller's "Cancelled" is then the truth.
+        await asyncio.wait({making.task})
         return True
 
     def place(self, job_id: int) -> Place | None:
@@ -278,9 +299,15 @@ class JobRunner:
                 order = await store.order_of(self._sessions, job)
             self.journal.started(job.id, started)
             job.started_at = started
+            task = asyncio.current_task()
+            assert task is not None
+            making = self._making[job.id] = _Making(task, self._engine.backend_for(order))
             try:
-                made = await make_images_failing_over(self._engine, order, job_id=job.id)
+                made = await make_images_failing_over(
+                    self._engine, order, job_id=job.id, trying=making.trying
+                )
             finally:
+                del self._making[job.id]
                 # The provider answered: the rate limit's window for these images starts now
                 # (the dispatcher also does this when _run ends, for every other way out).
                 self.dispatcher.request_done(job.id)
@@ -305,6 +332,14 @@ class JobRunner:
                 "job %d failed unexpectedly (reference %s)", job.id, ref, extra=_context(job)
             )
             await self._fail(job.id, InternalError(ref=ref), False, job.started_at)
+            return
+        except asyncio.CancelledError:
+            if job.id not in self._cancelling:
+                raise  # shutting down: it stays running in the database, for the restart
+            self._cancelling.discard(job.id)
+            if (current := asyncio.current_task()) is not None:
+                current.uncancel()  # asked for, and handled: not a cancellation of _run's caller
+            await self._cancelled_running(job)
             return
         cost = settle_cost(
             self._prices,
@@ -344,6 +379,15 @@ class JobRunner:
         self.journal.settled(job.id)
         if posted:
             await self._recorded(job)
+
+    async def _cancelled_running(self, job: Job) -> None:
+        """Cancelled by its requester while its backend made it: the backend stopped (only
+        backends that can are cancelled), so nothing is made, charged or possibly billed."""
+        await store.finish_without_images(
+            self._sessions, job.id, JobStatus.CANCELLED, started_at=job.started_at
+        )
+        self.journal.settled(job.id)
+        log.info("job %d cancelled while running", job.id, extra=_context(job))
 
     async def _fail(
         self,
@@ -529,6 +573,17 @@ class JobRunner:
                 changed.clear()
         finally:
             self.dispatcher.unwatch(changed)
+
+
+@dataclass(eq=False)
+class _Making:
+    """A job while a backend makes its images: the task to cancel, the backend it is on."""
+
+    task: asyncio.Task[Any]
+    backend: Backend
+
+    def trying(self, backend: Backend) -> None:
+        self.backend = backend  # failed over: a cancel now goes to this one
 
 
 def _context(job: Job) -> dict[str, int | None]:

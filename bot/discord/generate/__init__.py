@@ -61,7 +61,9 @@ class Generate:
         uploads = UploadReader(engine)
         requests = MemberRequestLimiter(settings.jobs.member_requests_per_minute)
         actions = Actions(settings.quotas, engine.backends, runner, sessions, uploads, requests)
-        status = StatusBoard(catalog, FollowUps(client), runner.dispatcher)
+        status = StatusBoard(
+            catalog, FollowUps(client), runner.dispatcher, runner.can_cancel_running
+        )
         delivery = Delivery(client, catalog, sessions, engine.images, runner, status)
         return cls(
             catalog=catalog,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from bot.db.models import Job
+from bot.db.models import Job, JobStatus
+from bot.discord.i18n import Catalog
 from bot.jobs import store
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord
@@ -21,6 +23,8 @@ from bot.testing.harness import (
     seen_ids,
 )
 from bot.testing.openai_api import FakeImagesAPI
+
+CATALOG = Catalog.load()
 
 
 @pytest.fixture
@@ -66,3 +70,35 @@ async def _job(harness: Harness, job_id: int) -> Job:
     job = await store.get_job(harness.bot.storage.sessions, job_id)
     assert job is not None
     return job
+
+
+async def test_cancel_while_running_interrupts_our_job_and_posts_nothing(
+    sd: Harness, a1111: FakeAutomatic1111
+) -> None:
+    fake = sd.fake
+    a1111.step_delay = 0.05  # 20 steps: a second of work, time to press Cancel
+    handle = await fake.slash("imagine", {"prompt": "a slow sunrise"})
+    working = CATALOG.text("status.working", n=1)
+    status = await handle.wait_message(lambda m: m.content == working and bool(m.custom_ids))
+    (cancel,) = status.custom_ids
+    task = await a1111.wait_running(step=2)
+    click = await fake.click(status, cancel, user=fake.user)
+    assert (await click.response()).type == 7  # the status message itself says so
+    assert handle.original is not None
+    assert handle.original.content == CATALOG.text("status.cancelled")
+    assert handle.original.components == []
+    await sd.idle()
+    await _eventually(lambda: a1111.interrupts == [task])  # ours, and only ours
+    await _eventually(lambda: a1111.runs[0].interrupted)  # the server stopped it
+    assert [run.task_id for run in a1111.runs] == [task]
+    job = await _job(sd, int(cancel.split(":")[2]))
+    assert job.status is JobStatus.CANCELLED
+    assert (job.n_charged, job.cost_micro_usd, job.possibly_billed) == (0, 0, False)
+    await asyncio.sleep(0.2)
+    assert not [m for m in fake.state.messages.values() if m.attachments]  # nothing posted
+
+
+async def _eventually(check: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not check():  # noqa: ASYNC110 - the fake has no event for it
+            await asyncio.sleep(0.01)
