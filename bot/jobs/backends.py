@@ -49,10 +49,12 @@ class BackendChoice:
         if order.backend is not None and order.backend in self._backends.enabled_for(guild_id):
             return order
         chosen = await self.for_guild(guild_id)
-        if order.backend is not None and order.backend != chosen:
-            # Its source's backend is gone: that one's model means nothing on this one.
-            return dataclasses.replace(order, backend=chosen, model=None)
-        return dataclasses.replace(order, backend=chosen)
+        model = order.model
+        if model is not None and model not in self._backends.get(chosen).models:
+            # The commands name the default backend's model, a result its own backend's:
+            # neither means anything on another backend, which uses its own default.
+            model = None
+        return dataclasses.replace(order, backend=chosen, model=model)
 
     async def for_guild(self, guild_id: int | None) -> str:
         """The backend the server's new jobs run on (direct messages: "default")."""

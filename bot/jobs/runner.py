@@ -23,18 +23,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.config import Settings
+from bot.config import DEFAULT_BACKEND, Settings
 from bot.db import Sessions
 from bot.db.models import Job, JobStatus, utcnow
 from bot.errors import BotError, InternalError, ShuttingDown
 from bot.generation import ImageOrder, ImageService
 from bot.jobs import store
 from bot.jobs.backends import BackendChoice
-from bot.jobs.dispatcher import Dispatcher, Place
+from bot.jobs.dispatcher import Place
 from bot.jobs.failover import make_images_failing_over
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.journal import StartedJournal
+from bot.jobs.lanes import Lanes
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
@@ -90,7 +91,8 @@ class JobRunner:
         limiter: ImageRateLimiter | None = None,
     ) -> None:
         """``prices`` is the price table (bot.app builds it once); ``limiter`` replaces the one
-        built from ``provider.images_per_minute`` (tests)."""
+        built from ``provider.images_per_minute`` (tests). Each backend has its own queue,
+        concurrency and rate limit, ``[jobs] concurrency`` the total (bot.jobs.lanes)."""
         self._engine = engine
         self._sessions = sessions
         self._settings = settings
@@ -130,10 +132,18 @@ class JobRunner:
         #: Jobs whose backend is making their images now, and those being cancelled there.
         self._making: dict[int, _Making] = {}
         self._cancelling: set[int] = set()
-        self.dispatcher = Dispatcher(
+        backends = engine.backends
+        self.dispatcher = Lanes(
             self._run,
             concurrency=settings.jobs.concurrency,
-            limiter=limiter or ImageRateLimiter(settings.provider.images_per_minute),
+            lanes={
+                name: (
+                    backends.concurrency(name),
+                    (limiter if limiter and name == DEFAULT_BACKEND else None)
+                    or ImageRateLimiter(backends.settings[name].images_per_minute),
+                )
+                for name in backends.names()
+            },
         )
 
     def set_listener(self, listener: JobListener) -> None:
@@ -227,7 +237,9 @@ class JobRunner:
             if len(self._carried) < CARRIED_JOBS:
                 # Uploads (megabytes each) stay in the database until the job starts.
                 self._carried[job.id] = (job, order if order.image is None else None)
-            self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
+            self.dispatcher.push(
+                QueuedJob(job.id, guild_key, user_key, order.n, order.backend or DEFAULT_BACKEND)
+            )
         except TotalBudget as error:
             self.spend_caps.refused(error)
             raise
@@ -471,14 +483,15 @@ class JobRunner:
         spooled = await asyncio.to_thread(_has_files, self.results.spool.directory)
         resumed, sent_but_queued = 0, []
         async for batch in store.queued_jobs(self._sessions):
-            for job_id, guild_id, user_id, n in batch:
+            for job_id, guild_id, user_id, n, backend in batch:
                 if spooled and await self.results.kept(job_id):
                     continue
                 if job_id in sent:  # its request went out: it may be billed
                     sent_but_queued.append(job_id)
                     continue
                 guild_key, user_key = _job_keys(guild_id, user_id or 0)
-                self.dispatcher.queue.push(QueuedJob(job_id, guild_key, user_key, n))
+                lane = backend or DEFAULT_BACKEND
+                self.dispatcher.queue.push(QueuedJob(job_id, guild_key, user_key, n, lane))
                 resumed += 1
         for job_id in sent_but_queued:
             if (sent_job := await store.get_job(self._sessions, job_id)) is not None:
