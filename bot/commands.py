@@ -190,7 +190,7 @@ async def check(args: argparse.Namespace, settings: Settings, catalogues: Catalo
     # INFO lines, retry warnings) would bury it, and each check reports its own outcome.
     logging.disable(logging.ERROR)
     try:
-        passed = await run_checks(settings, source, catalogues.models, identify)
+        passed = await run_checks(settings, source, identify)
     finally:
         logging.disable(logging.NOTSET)
     return EXIT_OK if passed else EXIT_FAILURE

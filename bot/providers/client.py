@@ -81,14 +81,17 @@ class ImagesClient:
         random: Callable[[], float] = _random.random,
         observe: Callable[[str, float, str | None], None] | None = None,
         user_salt: str = "",
+        check_models: Sequence[str] = (),
     ) -> None:
         """``observe(path, seconds, error_code)`` is told about every API call (metrics).
 
-        ``user_salt`` is the installation's stored salt for the hashed ``user``.
+        ``user_salt`` is the installation's stored salt for the hashed ``user``;
+        ``check_models`` are the models :meth:`check_access` wants served besides ``model``.
         """
         if settings.model not in models:
             raise ConfigError(f"provider.model: unknown model {settings.model!r}")
         self.name = name
+        self._check_models = tuple(check_models)
         self._session = session
         self._settings = settings
         self._models = dict(models)
@@ -134,13 +137,23 @@ class ImagesClient:
         return None  # nothing runs in the background
 
     async def check_access(self) -> str:
-        """``check``'s line: the key is accepted (see :meth:`served_models`)."""
+        """``check``'s line: the key is accepted and the server serves the configured model and
+        the ``check_models`` (see :meth:`served_models`); OperatorProblem names what is not."""
         served = await self.served_models()
         model = self._settings.model
         if served is None:
             return f"accepts the key (it lists no models: {model} unchecked)"
-        if model not in served:
-            raise OperatorProblem(detail=f"accepts the key but does not serve {model}")
+        # Every request for a model the server does not serve fails: the key alone proves nothing.
+        wanted = [model, *(name for name in self._check_models if name != model)]
+        missing = [name for name in wanted if name not in served]
+        if missing:
+            known = ", ".join(sorted(served & set(self._models)))
+            where = "[provider]" if self.name == "default" else f"[backends.{self.name}]"
+            raise OperatorProblem(
+                detail=f"accepts the key but does not serve {', '.join(missing)} "
+                f"(set {where} model or [quotas] allowed_models; it serves: "
+                f"{known or 'none of the models the bot knows'})"
+            )
         return f"accepts the key and serves {model}"
 
     async def served_models(self) -> frozenset[str] | None:

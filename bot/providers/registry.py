@@ -130,6 +130,7 @@ def build_backends(
             convert_mask=convert_mask,
             user_salt=user_salt,
             observe=observe,
+            allowed_models=settings.quotas.allowed_models,
         )
     return BackendSet(backends, everyone)
 
@@ -144,6 +145,7 @@ def _build(
     convert_mask: ConvertMask,
     user_salt: str,
     observe: Observe | None,
+    allowed_models: Sequence[str] = (),
 ) -> Backend:
     if settings.type == "automatic1111":
         return Automatic1111Client(
@@ -167,6 +169,7 @@ def _build(
         verify=verify,
         observe=observe,
         user_salt=user_salt,
+        check_models=allowed_models if name == DEFAULT_BACKEND else (),
     )
 
 
