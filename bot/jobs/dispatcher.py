@@ -53,28 +53,34 @@ class Place:
 
 class RunningCap:
     """Jobs running at once over several dispatchers together (``[jobs] concurrency`` over
-    every backend's): a freed slot wakes each of them, the first one in turn."""
+    every backend's), shared fairly: a dispatcher with jobs waiting and none running always
+    gets the next free slot, so a busy backend cannot take them all while another waits."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.running = 0
-        self._wakers: deque[Callable[[], None]] = deque()
+        self._lanes: deque[Dispatcher] = deque()
 
-    def free(self) -> bool:
-        return self.running < self.limit
+    def may_start(self, lane: Dispatcher) -> bool:
+        if self.running >= self.limit:
+            return False
+        if not lane.running:
+            return True
+        starved = sum(1 for other in self._lanes if other is not lane and other.starved)
+        return self.running + starved < self.limit
 
     def take(self) -> None:
         self.running += 1
 
     def give(self) -> None:
         self.running -= 1
-        for wake in self._wakers:
-            wake()
-        # The first woken takes the slot: another dispatcher comes first next time.
-        self._wakers.rotate(-1)
+        for lane in self._lanes:
+            lane.wake()
+        # Of those that may, the first woken takes the slot: another comes first next time.
+        self._lanes.rotate(-1)
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
-        self._wakers.append(wake)
+    def join(self, lane: Dispatcher) -> None:
+        self._lanes.append(lane)
 
 
 class Dispatcher:
@@ -103,7 +109,7 @@ class Dispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._average_run = DEFAULT_RUN_SECONDS
         self._paused = False
-        self._cap.subscribe(self._wake.set)
+        self._cap.join(self)
 
     # --- what the runner calls -----------------------------------------------------------------
 
@@ -121,6 +127,15 @@ class Dispatcher:
         """The provider answered ``job_id``: its images' rate-limit window starts now."""
         self._limiter.finish(job_id)
         self._wake.set()
+
+    def wake(self) -> None:
+        """Look again whether a job may start (a slot shared with others freed)."""
+        self._wake.set()
+
+    @property
+    def starved(self) -> bool:
+        """Jobs wait and none runs: it gets the next slot it shares with others."""
+        return bool(self.queue) and not self.running and not self._paused
 
     def watch(self, event: asyncio.Event | None = None) -> asyncio.Event:
         """An event set whenever positions may have changed; the caller clears its own copy
@@ -173,7 +188,7 @@ class Dispatcher:
             and head.job_id == job_id
             and not self._paused
             and len(self.running) < self._concurrency
-            and self._cap.free()
+            and self._cap.may_start(self)
             and self._limiter.delay(head.images) == 0
         )
 
@@ -230,7 +245,7 @@ class Dispatcher:
                 not self._paused
                 and self.queue
                 and len(self.running) < self._concurrency
-                and self._cap.free()
+                and self._cap.may_start(self)
             ):
                 head = self.queue.peek()
                 assert head is not None

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.db.models import Job, JobStatus
+from bot.db.models import JobStatus
 from bot.discord.i18n import Catalog
-from bot.jobs import store
 from bot.providers.automatic1111 import VARY_DENOISING
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord, StoredMessage
@@ -27,6 +26,7 @@ from bot.testing.harness import (
 )
 from bot.testing.images import colour_of, decode_image, png_bytes
 from bot.testing.openai_api import FakeImagesAPI
+from tests.discord.backends.conftest import stored_job
 
 CATALOG = Catalog.load()
 GREEN = (10, 200, 30)
@@ -66,15 +66,9 @@ async def test_imagine_runs_txt2img_and_posts_the_images(
     ((_, body),) = [(p, b) for p, b in a1111.requests if p.endswith("txt2img")]
     assert body["prompt"] == "a lighthouse at dusk" and body["batch_size"] == 2
     assert (body["width"], body["height"]) == (512, 512)
-    stored = await _job(sd, job_id_of(result))
+    stored = await stored_job(sd, job_id_of(result))
     assert stored.backend == "default" and stored.model == "automatic1111"
     assert stored.cost_micro_usd == 0  # self-hosted: free unless the operator prices it
-
-
-async def _job(harness: Harness, job_id: int) -> Job:
-    job = await store.get_job(harness.bot.storage.sessions, job_id)
-    assert job is not None
-    return job
 
 
 async def test_cancel_while_running_interrupts_our_job_and_posts_nothing(
@@ -96,7 +90,7 @@ async def test_cancel_while_running_interrupts_our_job_and_posts_nothing(
     await _eventually(lambda: a1111.interrupts == [task])  # ours, and only ours
     await _eventually(lambda: a1111.runs[0].interrupted)  # the server stopped it
     assert [run.task_id for run in a1111.runs] == [task]
-    job = await _job(sd, int(cancel.split(":")[2]))
+    job = await stored_job(sd, int(cancel.split(":")[2]))
     assert job.status is JobStatus.CANCELLED
     assert (job.n_charged, job.cost_micro_usd, job.possibly_billed) == (0, 0, False)
     await asyncio.sleep(0.2)
@@ -150,7 +144,7 @@ async def test_redo_of_an_edit_sends_the_kept_image_and_mask_again(
     assert again.embeds[0]["description"] == "add a kite"
     one, two = sd_calls(a1111, "img2img")
     assert (one["init_images"], one["mask"]) == (two["init_images"], two["mask"])
-    assert (await _job(sd, job_id_of(again))).backend == "default"
+    assert (await stored_job(sd, job_id_of(again))).backend == "default"
 
 
 async def test_vary_command_runs_img2img_of_the_upload(

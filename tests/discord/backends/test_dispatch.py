@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from bot.config import JobsSettings, ProviderSettings
 from bot.db.models import GuildSettings
@@ -19,12 +16,6 @@ from bot.testing.harness import Harness, a1111_backend, make_settings, run_bot
 from bot.testing.openai_api import FakeImagesAPI
 
 
-@pytest.fixture
-async def a1111() -> AsyncIterator[FakeAutomatic1111]:
-    async with FakeAutomatic1111(step_delay=0.01) as server:
-        yield server
-
-
 async def test_gpu_jobs_never_overlap_while_openai_jobs_run_alongside(
     tmp_path: Path,
     fake_discord: FakeDiscord,
@@ -32,6 +23,7 @@ async def test_gpu_jobs_never_overlap_while_openai_jobs_run_alongside(
     a1111: FakeAutomatic1111,
 ) -> None:
     fake = fake_discord
+    a1111.step_delay = 0.01  # 20 steps of 10 ms: a fifth of a second a job
     gpu_guild = fake.add_guild("GPU Server")
     gpu_channel = fake.add_channel(gpu_guild, "art")
     gpu_members = [fake.add_member(gpu_guild, f"painter{i}") for i in range(3)]

@@ -12,7 +12,6 @@ import pytest
 
 from bot.config import ProviderSettings, Settings
 from bot.db.models import JobStatus
-from bot.jobs import store
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord
 from bot.testing.harness import (
@@ -27,6 +26,7 @@ from bot.testing.harness import (
 )
 from bot.testing.images import png_bytes
 from bot.testing.openai_api import FakeImagesAPI
+from tests.discord.backends.conftest import stored_job
 
 
 def closed_port_url(path: str = "") -> str:
@@ -35,12 +35,6 @@ def closed_port_url(path: str = "") -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}{path}"
-
-
-@pytest.fixture
-async def a1111() -> AsyncIterator[FakeAutomatic1111]:
-    async with FakeAutomatic1111(step_delay=0.001) as server:
-        yield server
 
 
 @pytest.fixture
@@ -73,9 +67,7 @@ async def imagine(harness: Harness, **options: Any) -> Any:
     before = seen_ids(harness.fake)
     await harness.fake.slash("imagine", {"prompt": "a harbour at night", **options})
     result = await new_result(harness, before)
-    job = await store.get_job(harness.bot.storage.sessions, job_id_of(result))
-    assert job is not None
-    return result, job
+    return result, await stored_job(harness, job_id_of(result))
 
 
 async def test_an_outage_503_is_made_by_the_fallback_and_priced_there(
