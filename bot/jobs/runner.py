@@ -183,11 +183,22 @@ class JobRunner:
             raise
 
     def _estimate(self, order: ImageOrder, spec: ModelSpec) -> int:
-        """The reservation: the most ``order`` may cost (see :func:`_priced_size`)."""
+        """The reservation: the most ``order`` may cost (see :func:`_priced_size`), on its
+        backend or on any it may fail over to (a free GPU server's job made by the API)."""
         size = _priced_size(order, spec)
-        return estimate_cost(
+        cost = estimate_cost(
             self._prices, spec.name, order.n, size, order.quality, backend=order.backend
         )
+        for backend in self._engine.backends.fallbacks(order.backend or DEFAULT_BACKEND):
+            other = backend.spec_for(order.model if order.model in backend.models else None)
+            priced = _priced_size(order, other)
+            cost = max(
+                cost,
+                estimate_cost(
+                    self._prices, other.name, order.n, priced, order.quality, backend=backend.name
+                ),
+            )
+        return cost
 
     def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)

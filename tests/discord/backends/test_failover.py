@@ -127,9 +127,11 @@ async def test_a_fallback_that_cannot_take_the_request_is_passed_over(
     fake_images_api: FakeImagesAPI,
     a1111: FakeAutomatic1111,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An A1111 default down, an OpenAI fallback on dall-e-3 (no edits): an /edit fails as down,
-    while an /imagine is made there with dall-e-3's own model."""
+    while an /imagine is made there with dall-e-3's own model, within what was reserved for it
+    (the free GPU server's job reserved what the API may cost)."""
     fallback = ProviderSettings(
         base_url=fake_images_api.base_url,
         api_key=fake_images_api.api_key,
@@ -145,8 +147,11 @@ async def test_a_fallback_that_cannot_take_the_request_is_passed_over(
         **a1111_backend(a1111, base_url=closed_port_url(), fallback=("cloud",)),
     )
     async with run_bot(fake_discord, fake_images_api, settings) as harness:
-        _, job = await imagine(harness)
+        with caplog.at_level(logging.WARNING, "bot.jobs.runner"):
+            _, job = await imagine(harness)
         assert (job.backend, job.model) == ("cloud", "dall-e-3")
+        assert job.cost_micro_usd == 80_000  # dall-e-3 1024x1024, no quality asked: hd's price
+        assert "more than the" not in caplog.text
         assert [r.body["model"] for r in fake_images_api.requests] == ["dall-e-3"]
         image = harness.fake.add_attachment(png_bytes(hole=(8, 8, 40, 40)), "photo.png")
         handle = await harness.fake.slash("edit", {"image": image, "prompt": "add a boat"})
