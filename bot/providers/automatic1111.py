@@ -294,6 +294,7 @@ class Automatic1111Client:
         n = request.n
         if not 1 <= n <= MAX_IMAGES:
             raise TooManyImages(model=BACKEND, max_n=MAX_IMAGES, n=n)
+        self._check_limits(request)
         body: dict[str, Any] = {
             "prompt": prompt,
             "negative_prompt": request.negative_prompt,
@@ -323,6 +324,25 @@ class Automatic1111Client:
             found = await self._find_checkpoint(checkpoint)
             body["override_settings"] = {"sd_model_checkpoint": found.title}
         return body
+
+    def _check_limits(self, request: ImageRequest) -> None:
+        """The operator's ``max_steps`` and ``max_guidance``: a GPU's minutes are theirs."""
+        limits, steps, guidance = self._settings, request.steps, request.guidance
+        # (A value of the wrong type is the server's to refuse, with its 422 naming the field.)
+        if isinstance(steps, int) and not 1 <= steps <= limits.max_steps:
+            raise UnsupportedOption(
+                model=BACKEND,
+                option="steps",
+                value=str(steps),
+                allowed=f"1 to {limits.max_steps}",
+            )
+        if isinstance(guidance, int | float) and not 1 <= guidance <= limits.max_guidance:
+            raise UnsupportedOption(
+                model=BACKEND,
+                option="guidance",
+                value=f"{guidance:g}",
+                allowed=f"1 to {limits.max_guidance:g}",
+            )
 
     async def _find_checkpoint(self, name: str) -> Checkpoint:
         for refresh in (False, True):  # a checkpoint added since the last look

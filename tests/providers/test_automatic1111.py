@@ -61,6 +61,7 @@ def make_client(
             "base_url": a1111.base_url,
             "model": "",
             "max_retries": 2,
+            "max_steps": 500,  # long jobs, to cancel them while they run
         }
         values: dict[str, Any] = {
             "verify": images.verify_results,
@@ -405,3 +406,18 @@ async def test_a_request_that_timed_out_does_not_leave_its_job_running(
     await _eventually(lambda: a1111.interrupts == ["slow"])
     assert seen == [("/sdapi/v1/txt2img", "provider.unavailable")]
     await client.aclose()
+
+
+async def test_steps_and_guidance_past_the_operators_limits_are_refused(
+    a1111: FakeAutomatic1111, make_client: MakeClient
+) -> None:
+    client = make_client(max_steps=30, max_guidance=12.0)
+    with pytest.raises(UnsupportedOption) as caught:
+        await client.generate(GenerateRequest("a fox", steps=31))
+    assert "1 to 30" in caught.value.message
+    with pytest.raises(UnsupportedOption) as caught:
+        await client.generate(GenerateRequest("a fox", guidance=12.5))
+    assert "1 to 12" in caught.value.message
+    assert a1111.requests == []
+    await client.generate(GenerateRequest("a fox", steps=30, guidance=12.0))
+    assert a1111.requests[0][1]["steps"] == 30 and a1111.requests[0][1]["cfg_scale"] == 12.0
