@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -21,6 +22,10 @@ from bot.providers.automatic1111 import Automatic1111Client
 from bot.providers.backend import Backend
 from bot.providers.capabilities import ModelSpec, build_model_table
 from bot.providers.client import ImagesClient
+
+# The ComfyUI client comes with its own change; at the merge this line becomes its import:
+# from bot.providers.comfyui import ComfyUIClient
+ComfyUIClient: Any = None
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +108,7 @@ def check_backends(settings: Settings) -> None:
         where = "provider" if name == DEFAULT_BACKEND else f"backends.{name}"
         if backend.type == "openai":
             _model_table(backend, where)
-        elif backend.type == "comfyui":
+        elif backend.type == "comfyui" and ComfyUIClient is None:
             raise ConfigError(f"{where}.type: {COMFYUI_MISSING}")
 
 
@@ -157,10 +162,17 @@ def _build(
             observe=observe,
         )
     if settings.type == "comfyui":
-        # The ComfyUI client comes with its own change; it is built here, like the others:
-        # ComfyUIClient(session, settings, name=name, verify=verify,
-        #               convert_mask=convert_mask, observe=observe)
-        raise ConfigError(f"{where}.type: {COMFYUI_MISSING}")
+        if ComfyUIClient is None:
+            raise ConfigError(f"{where}.type: {COMFYUI_MISSING}")
+        backend: Backend = ComfyUIClient(
+            session,
+            settings,
+            name=name,
+            verify=verify,
+            convert_mask=convert_mask,
+            observe=observe,
+        )
+        return backend
     return ImagesClient(
         session,
         settings,
