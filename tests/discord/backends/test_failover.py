@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -159,3 +160,39 @@ async def test_a_fallback_that_cannot_take_the_request_is_passed_over(
         await handle.wait_message(lambda m: m.content == down)
         await harness.idle()
     assert len(fake_images_api.requests) == 1  # the edit never went to dall-e-3
+
+
+async def test_a_timeout_fails_over_and_the_job_keeps_that_it_may_have_been_billed(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    a1111: FakeAutomatic1111,
+    tmp_path: Path,
+) -> None:
+    """The GPU server answers too late: the next backend makes the images, and the job says
+    the first may have made (and billed) them too; our job there is interrupted."""
+    a1111.step_delay = 0.1  # 20 steps: two seconds, past the 0.5 s allowed
+    cloud = ProviderSettings(
+        base_url=fake_images_api.base_url,
+        api_key=fake_images_api.api_key,
+        model="dall-e-2",
+        max_retries=0,
+        images_per_minute=100_000,
+    )
+    settings = make_settings(
+        tmp_path,
+        fake_discord,
+        fake_images_api,
+        backends={"cloud": cloud},
+        **a1111_backend(a1111, timeout_seconds=0.5, fallback=("cloud",)),
+    )
+    async with run_bot(fake_discord, fake_images_api, settings, a1111=a1111) as harness:
+        _, job = await imagine(harness)
+        assert (job.backend, job.status, job.possibly_billed) == (
+            "cloud",
+            JobStatus.DELIVERED,
+            True,
+        )
+        async with asyncio.timeout(5):
+            while not a1111.interrupts:  # noqa: ASYNC110 - the fake has no event for it
+                await asyncio.sleep(0.01)
+    assert [run.task_id for run in a1111.runs] == a1111.interrupts
