@@ -15,9 +15,10 @@ import contextlib
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,9 +35,25 @@ def images_api_process(noise_bits: int = 2) -> Iterator[tuple[str, str]]:
 
     ``noise_bits = 2``: every answer is a photo-like PNG (~1.6 MB at 1024x1024), made once per
     prompt. Forked, so call it before any event loop runs."""
+    with _fake_process(_images_api, noise_bits) as hello:
+        yield hello
+
+
+@contextlib.contextmanager
+def a1111_process(step_delay: float, noise_bits: int = 2) -> Iterator[str]:
+    """The fake AUTOMATIC1111 server in a process of its own: its base URL. ``noise_bits = 2``:
+    its PNGs weigh what real renders do. Forked, so call it before any event loop runs."""
+    with _fake_process(_a1111, step_delay, noise_bits) as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def _fake_process(fake: Callable[..., Any], *args: Any) -> Iterator[Any]:
+    """Run ``fake(*args)`` (an async context manager yielding what to send back) in a forked
+    process until the caller is done."""
     ours, theirs = multiprocessing.Pipe()
     server = multiprocessing.get_context("fork").Process(
-        target=_serve_images, args=(theirs, noise_bits), daemon=True
+        target=_serve, args=(theirs, fake, args), daemon=True
     )
     server.start()
     try:
@@ -46,17 +63,31 @@ def images_api_process(noise_bits: int = 2) -> Iterator[tuple[str, str]]:
         server.join(timeout=10)
 
 
-def _serve_images(pipe: Connection, noise_bits: int) -> None:
-    from bot.testing.openai_api import FakeImagesAPI
-
+def _serve(pipe: Connection, fake: Callable[..., Any], args: tuple[Any, ...]) -> None:
     async def serve() -> None:
-        async with FakeImagesAPI() as api:
-            api.noise_bits = noise_bits
-            pipe.send((api.base_url, api.api_key))
+        async with fake(*args) as hello:
+            pipe.send(hello)
             await asyncio.get_running_loop().run_in_executor(None, pipe.recv_bytes)
 
     with contextlib.suppress(EOFError):  # the benchmark closed the pipe: it is over
         asyncio.run(serve())
+
+
+@contextlib.asynccontextmanager
+async def _images_api(noise_bits: int) -> AsyncIterator[tuple[str, str]]:
+    from bot.testing.openai_api import FakeImagesAPI
+
+    async with FakeImagesAPI() as api:
+        api.noise_bits = noise_bits
+        yield api.base_url, api.api_key
+
+
+@contextlib.asynccontextmanager
+async def _a1111(step_delay: float, noise_bits: int) -> AsyncIterator[str]:
+    from bot.testing.automatic1111 import FakeAutomatic1111
+
+    async with FakeAutomatic1111(step_delay=step_delay, noise_bits=noise_bits) as server:
+        yield server.base_url
 
 
 def skip_spec_checks() -> None:

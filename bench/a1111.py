@@ -1,7 +1,7 @@
 """AUTOMATIC1111 client: how old a live preview is when it is passed on, and the client's overhead.
 
-Run: python bench/a1111.py   (about 15 s; no network: the fake A1111 server on 127.0.0.1)
-``--quick``: two jobs instead of ten, to prove the script works (CI runs it).
+Run: python bench/a1111.py   (about 30 s; no network: the fake A1111 server on 127.0.0.1)
+``--quick``: two jobs of each instead of ten and fifteen, to prove the script works (CI runs it).
 
 The fake server samples 20 steps of 50 ms per 512x512 image and makes a preview every 2 steps,
 as a fast GPU with ``show_progress_every_n_steps = 2`` would. The client polls at its default
@@ -13,6 +13,12 @@ getting it, decoded and verified. A1111 makes a preview when it is asked for one
 is never older than the last step; what a member sees lags by up to the poll interval between
 two previews. Overhead per job: the whole ``generate`` call minus the time the server spent on
 the job, from reading the request to encoding the answer (target: under 50 ms at the median).
+
+Then the whole bot on ``[provider] type = "automatic1111"`` (fake Discord, the queue, SQLite,
+the image worker), the fake server in a process of its own with answers of real renders' weight
+(1024x1024 PNGs of about 1.6 MB): the time from an /imagine to its result posted, minus the
+client's own time for the txt2img call (request sent to answer read), as bench/e2e.py measures
+it for OpenAI. Target: under 50 ms at the median.
 """
 
 from __future__ import annotations
@@ -22,21 +28,32 @@ import _bench  # first: see bench/_bench.py
 _bench.use_project_imports()
 
 import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
 import itertools  # noqa: E402
 import statistics  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import aiohttp  # noqa: E402
 
+from bot.app import open_bot  # noqa: E402
+from bot.config import ProviderSettings  # noqa: E402
 from bot.imaging import ImageWorker  # noqa: E402
 from bot.imaging.backend_masks import white_repaints  # noqa: E402
+from bot.ops.metrics import Metrics  # noqa: E402
 from bot.providers import GenerateRequest  # noqa: E402
-from bot.providers.automatic1111 import Automatic1111Client, SDOptions  # noqa: E402
+from bot.providers.automatic1111 import Automatic1111Client  # noqa: E402
 from bot.providers.progress import ProgressUpdate  # noqa: E402
 from bot.testing.automatic1111 import FakeAutomatic1111  # noqa: E402
+from bot.testing.discord import FakeDiscord  # noqa: E402
+from bot.testing.harness import a1111_backend, make_settings  # noqa: E402
+from bot.testing.openai_api import FakeImagesAPI  # noqa: E402
 
 QUICK = False
 RUNS = 10
+BOT_RUNS = 15
+SOURCES = ("channel", "followup", "response")
 STEPS = 20
 STEP_SECONDS = 0.05
 
@@ -56,8 +73,9 @@ async def main() -> None:
         async def convert_mask(mask: bytes) -> bytes:
             return await images.run(white_repaints, mask)
 
+        settings = ProviderSettings(type="automatic1111", base_url=fake.base_url, model="")
         client = Automatic1111Client(
-            session, fake.base_url, verify=images.verify_results, convert_mask=convert_mask
+            session, settings, verify=images.verify_results, convert_mask=convert_mask
         )
         for index in range(RUNS):
             received: list[float] = []
@@ -68,8 +86,7 @@ async def main() -> None:
 
             started = time.monotonic()
             await client.generate(
-                GenerateRequest(f"a lighthouse {index}", size="512x512"),
-                options=SDOptions(steps=STEPS),
+                GenerateRequest(f"a lighthouse {index}", size="512x512", steps=STEPS),
                 progress=on_progress,
             )
             total = time.monotonic() - started
@@ -107,8 +124,67 @@ async def main() -> None:
     print(f"\n{len(ages)} previews passed on; the CPU was shared with the fake server.")
 
 
+async def bot_overhead(base_url: str) -> None:
+    """The whole bot on ``[provider] type = "automatic1111"``: /imagine to the result posted,
+    minus the client's own HTTP time for the txt2img call (request sent to answer read)."""
+    overheads: list[float] = []
+    cpu: list[float] = []
+    with tempfile.TemporaryDirectory() as folder:
+        async with FakeDiscord() as fake:
+            api = FakeImagesAPI()  # not started: no job goes to it
+            server = FakeAutomatic1111()  # not started: the one in the other process answers
+            server.base_url = base_url
+            settings = make_settings(Path(folder), fake, api, **a1111_backend(server))
+            jobs = dataclasses.replace(settings.jobs, member_requests_per_minute=10_000)
+            settings = dataclasses.replace(settings, jobs=jobs)
+            metrics = Metrics()
+            latency = metrics.provider_latency.labels(operation="txt2img")
+            async with (
+                open_bot(settings, metrics=metrics, guild_ready_timeout=0.05) as bot,
+                fake.running(bot),
+            ):
+
+                def results() -> int:
+                    found = fake.messages(sources=SOURCES)
+                    return sum(1 for m in found if m.attachments and not m.ephemeral)
+
+                for index in range(BOT_RUNS + 1):  # the first warms up
+                    seen = results()
+                    before = latency._sum.get()
+                    started, started_cpu = time.perf_counter(), time.process_time()
+                    await fake.slash("imagine", {"prompt": "a lighthouse", "size": "1024x1024"})
+                    await fake.wait_for_message(
+                        lambda m, seen=seen: results() > seen, timeout=60, sources=SOURCES
+                    )
+                    total = time.perf_counter() - started
+                    await bot.runner.wait_idle()
+                    if index:
+                        overheads.append(total - (latency._sum.get() - before))
+                        cpu.append(time.process_time() - started_cpu)
+    median = statistics.median(overheads)
+    mode = " (quick mode: not the benchmark)" if QUICK else ""
+    print(
+        f"\n### Bot on an A1111 backend (median of {BOT_RUNS} /imagine, 20 steps x 50 ms, "
+        f"one 1024x1024 PNG of about 1.6 MB each){mode}\n"
+    )
+    print("| measure | median |")
+    print("|---|---:|")
+    print(
+        "| bot overhead per job (interaction -> result posted, minus the txt2img call: "
+        f"request sent to answer read) | {median * 1000:.1f} ms "
+        f"(target < 50 ms: {'yes' if median < 0.05 else 'NO'}) |"
+    )
+    print(
+        "| CPU per job, this process (bot + fake Discord; the fake A1111 runs in another) "
+        f"| {statistics.median(cpu) * 1000:.1f} ms |"
+    )
+
+
 if __name__ == "__main__":
     QUICK = _bench.quick_mode(__doc__)
     if QUICK:
         RUNS = 2
-    asyncio.run(main())
+        BOT_RUNS = 2
+    with _bench.a1111_process(step_delay=STEP_SECONDS) as url:
+        asyncio.run(main())
+        asyncio.run(bot_overhead(url))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.openai_api import FakeImagesAPI
 from tests.bot_process import ROOT, run_cli
 
@@ -216,6 +217,27 @@ async def test_imagine_writes_pngs(tmp_path: Path, fake_images_api: FakeImagesAP
     request = fake_images_api.requests[-1]
     assert request.json is not None and request.json["prompt"] == "a white siamese cat"
     assert fake_images_api.spec_violations == []
+
+
+async def test_imagine_and_edit_on_an_automatic1111_server(tmp_path: Path) -> None:
+    """The one-shot commands on ``[provider] type = "automatic1111"``: no OpenAI key needed."""
+    async with FakeAutomatic1111(step_delay=0.001) as a1111:
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(
+            f'[provider]\ntype = "automatic1111"\nbase_url = "{a1111.base_url}"\n'
+            f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/db/bot.db"\n',
+            encoding="utf-8",
+        )
+        out = str(tmp_path / "out")
+        code, made, err = await run_cli(
+            "imagine", "a fox", "--n", "2", "--size", "768x512", "--out", out, "--config", str(cfg)
+        )
+        assert code == 0, err
+        assert [i.size for i in pngs_in(made)] == [(768, 512), (768, 512)]
+        source = image_file(tmp_path / "photo.png", (256, 256), "RGBA", "PNG")
+        code, made, err = await run_cli("vary", str(source), "--out", out, "--config", str(cfg))
+        assert code == 0, err
+    assert [path for path, _ in a1111.requests] == ["/sdapi/v1/txt2img", "/sdapi/v1/img2img"]
 
 
 async def test_imagine_with_gpt_image_2(tmp_path: Path, fake_images_api: FakeImagesAPI) -> None:

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -50,6 +51,38 @@ class Place:
         return self.position > POSITION_CAP
 
 
+class RunningCap:
+    """Jobs running at once over several dispatchers together (``[jobs] concurrency`` over
+    every backend's), shared fairly: a dispatcher with jobs waiting and none running always
+    gets the next free slot, so a busy backend cannot take them all while another waits."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self._lanes: deque[Dispatcher] = deque()
+
+    def may_start(self, lane: Dispatcher) -> bool:
+        if self.running >= self.limit:
+            return False
+        if not lane.running:
+            return True
+        starved = sum(1 for other in self._lanes if other is not lane and other.starved)
+        return self.running + starved < self.limit
+
+    def take(self) -> None:
+        self.running += 1
+
+    def give(self) -> None:
+        self.running -= 1
+        for lane in self._lanes:
+            lane.wake()
+        # Of those that may, the first woken takes the slot: another comes first next time.
+        self._lanes.rotate(-1)
+
+    def join(self, lane: Dispatcher) -> None:
+        self._lanes.append(lane)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -57,10 +90,14 @@ class Dispatcher:
         *,
         concurrency: int,
         limiter: ImageRateLimiter,
+        cap: RunningCap | None = None,
     ) -> None:
+        """``cap``: a limit this dispatcher shares with others (one per backend), besides its
+        own ``concurrency``."""
         self._run = run
         self._concurrency = concurrency
         self._limiter = limiter
+        self._cap = cap or RunningCap(concurrency)
         self.queue = FairQueue()
         self.running: dict[int, QueuedJob] = {}
         #: When each running job started (monotonic), for the estimated waits.
@@ -72,6 +109,7 @@ class Dispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._average_run = DEFAULT_RUN_SECONDS
         self._paused = False
+        self._cap.join(self)
 
     # --- what the runner calls -----------------------------------------------------------------
 
@@ -90,9 +128,19 @@ class Dispatcher:
         self._limiter.finish(job_id)
         self._wake.set()
 
-    def watch(self) -> asyncio.Event:
-        """An event set whenever positions may have changed; the caller clears its own copy."""
-        event = asyncio.Event()
+    def wake(self) -> None:
+        """Look again whether a job may start (a slot shared with others freed)."""
+        self._wake.set()
+
+    @property
+    def starved(self) -> bool:
+        """Jobs wait and none runs: it gets the next slot it shares with others."""
+        return bool(self.queue) and not self.running and not self._paused
+
+    def watch(self, event: asyncio.Event | None = None) -> asyncio.Event:
+        """An event set whenever positions may have changed; the caller clears its own copy
+        (``event``: one the caller also has set by other dispatchers)."""
+        event = event or asyncio.Event()
         self._watchers.add(event)
         return event
 
@@ -140,6 +188,7 @@ class Dispatcher:
             and head.job_id == job_id
             and not self._paused
             and len(self.running) < self._concurrency
+            and self._cap.may_start(self)
             and self._limiter.delay(head.images) == 0
         )
 
@@ -192,7 +241,12 @@ class Dispatcher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while not self._paused and self.queue and len(self.running) < self._concurrency:
+            while (
+                not self._paused
+                and self.queue
+                and len(self.running) < self._concurrency
+                and self._cap.may_start(self)
+            ):
                 head = self.queue.peek()
                 assert head is not None
                 wait = self._limiter.delay(head.images)
@@ -207,6 +261,7 @@ class Dispatcher:
                 assert job is not None
                 # Counted until the provider answers: it counts the request when it receives it.
                 self._limiter.acquire(job.images, key=job.job_id)
+                self._cap.take()
                 self.running[job.job_id] = job
                 self._started[job.job_id] = time.monotonic()
                 task = asyncio.create_task(self._execute(job), name=f"job-{job.job_id}")
@@ -227,3 +282,4 @@ class Dispatcher:
             self.running.pop(job.job_id, None)
             self._started.pop(job.job_id, None)
             self._poke()
+            self._cap.give()

@@ -7,21 +7,23 @@ works as a deployment gate (``python -m bot check && systemctl restart imagebot`
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 from sqlalchemy.engine import make_url
 
-from bot.config import DiscordSettings, Settings
+from bot.config import DEFAULT_BACKEND, DiscordSettings, ProviderSettings, Settings
 from bot.db import create_engine
 from bot.db.engine import sqlite_path
 from bot.db.migrate import pending_revisions
 from bot.errors import BotError
 from bot.imaging import ImageWorker
+from bot.imaging.backend_masks import white_repaints
 from bot.logs import RedactSecrets
-from bot.providers import ImagesClient, ModelSpec
+from bot.providers.backend import Backend
+from bot.providers.registry import build_backends
 
 
 @dataclass(frozen=True)
@@ -74,41 +76,44 @@ async def check_database(settings: Settings) -> CheckResult:
     return CheckResult("database", True, "reachable and up to date")
 
 
-async def check_provider(settings: Settings, models: Mapping[str, ModelSpec]) -> CheckResult:
-    if not settings.provider.api_key:
-        return CheckResult(
-            "image API", False, "no API key: set OPENAI_API_KEY or [provider] api_key"
-        )
-    base_url = settings.provider.base_url
+async def check_backends(settings: Settings) -> list[CheckResult]:
+    """One line per configured backend: its URL and credentials work, and it has what the
+    settings name (OpenAI: the models; AUTOMATIC1111: the checkpoint). Costs no image."""
+    results = []
     async with aiohttp.ClientSession() as session, ImageWorker(1) as images:
-        client = ImagesClient(
-            session,
-            settings.provider,
-            models,
-            verify=images.verify_results,
+
+        async def convert_mask(mask: bytes) -> bytes:  # never called: no image is made
+            return await images.run(white_repaints, mask)
+
+        backends = build_backends(
+            settings, session, verify=images.verify_results, convert_mask=convert_mask
         )
         try:
-            served = await client.check_access()
-        except BotError as exc:
-            detail = getattr(exc, "detail", "") or str(exc)
-            return CheckResult("image API", False, f"{base_url} refused: {detail}")
-    model = settings.provider.model
-    if served is None:
-        return CheckResult(
-            "image API", True, f"{base_url} accepts the key (it lists no models: {model} unchecked)"
-        )
-    # Every request for a model the server does not serve fails: the key alone proves nothing.
-    wanted = [model, *(name for name in settings.quotas.allowed_models if name != model)]
-    missing = [name for name in wanted if name not in served]
-    if missing:
-        known = ", ".join(sorted(served & set(models))) or "none of the models the bot knows"
-        return CheckResult(
-            "image API",
-            False,
-            f"{base_url} accepts the key but does not serve {', '.join(missing)} "
-            f"(set [provider] model or [quotas] allowed_models; it serves: {known})",
-        )
-    return CheckResult("image API", True, f"{base_url} accepts the key and serves {model}")
+            for backend in backends:
+                results.append(await _check_backend(backend, backends.settings[backend.name]))
+        finally:
+            await backends.aclose()
+    return results
+
+
+async def _check_backend(backend: Backend, settings: ProviderSettings) -> CheckResult:
+    if backend.name == DEFAULT_BACKEND and settings.type == "openai":
+        name = "image API"  # the line operators' scripts know from before there were several
+    else:
+        name = f"backend {backend.name} ({settings.type})"
+    if settings.type == "openai" and not settings.api_key and _is_openai(settings.base_url):
+        where = "[provider]" if backend.name == DEFAULT_BACKEND else f"[backends.{backend.name}]"
+        return CheckResult(name, False, f"no API key: set OPENAI_API_KEY or {where} api_key")
+    try:
+        detail = await backend.check_access()
+    except BotError as exc:
+        reason = getattr(exc, "detail", "") or str(exc)
+        return CheckResult(name, False, f"{settings.base_url} refused: {reason}")
+    return CheckResult(name, True, f"{settings.base_url} {detail}")
+
+
+def _is_openai(base_url: str) -> bool:
+    return base_url == ProviderSettings().base_url
 
 
 class BotIdentity(Protocol):
@@ -192,13 +197,12 @@ def check_caps(settings: Settings) -> CheckResult:
 async def run_checks(
     settings: Settings,
     config_source: str,
-    models: Mapping[str, ModelSpec],
     identify: Identify,
     write: Callable[[str], object] = print,
 ) -> bool:
     results = [CheckResult("configuration", True, f"valid ({config_source})")]
     results.append(await check_database(settings))
-    results.append(await check_provider(settings, models))
+    results.extend(await check_backends(settings))
     discord_result, invite, public = await check_discord(settings, identify)
     results.append(discord_result)
     results.append(check_access(settings, public))

@@ -101,6 +101,9 @@ class FakeAutomatic1111:
     progress_polls: int = 0
     #: Images appended to every answer, as always-on extensions do (ControlNet adds its maps).
     extra_images: int = 0
+    #: Random bits per colour channel in the images: 0 paints solid colours (tiny PNGs); 2 gives
+    #: PNGs the weight of real renders (benchmarks).
+    noise_bits: int = 0
     base_url: str = ""
 
     def __post_init__(self) -> None:
@@ -319,6 +322,8 @@ class FakeAutomatic1111:
                 )
                 if source is not None and mask is not None:
                     image = Image.composite(image, source, pictures.overlay(mask, v, width, height))
+                if self.noise_bits:
+                    image = pictures.grain(image, self.noise_bits)
                 text = pictures.infotext(v, sampler, checkpoint, batch[index], width, height)
                 infotexts.append(text)
                 image.info["parameters"] = text

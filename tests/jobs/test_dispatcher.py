@@ -7,6 +7,7 @@ import itertools
 
 from bot.jobs.dispatcher import POSITION_CAP, Dispatcher
 from bot.jobs.fairqueue import QueuedJob
+from bot.jobs.lanes import Lanes
 from bot.jobs.ratelimit import ImageRateLimiter
 
 UNLIMITED = ImageRateLimiter(10**9, burst=10**9)
@@ -102,3 +103,49 @@ async def test_places_are_counted_up_to_the_cap_and_shown_as_far_beyond_it() -> 
     assert places[beyond].eta_seconds >= places[at_cap].eta_seconds
     assert 10**9 not in places  # not queued: no place
     assert dispatcher.places([order[0]])[order[0]].position == 1
+
+
+async def test_each_backend_has_its_own_lane_within_the_total() -> None:
+    """A one-at-a-time GPU lane and a four-at-once API lane under a total of 4: the GPU never
+    runs two, the API never waits for the GPU's backlog, the total is never passed, and a
+    waiting job's position counts only its own lane."""
+    running: dict[str, int] = {"gpu": 0, "api": 0}
+    peaks: dict[str, int] = {"gpu": 0, "api": 0}
+    total_peak = 0
+    finished: list[str] = []
+    release = {"gpu": asyncio.Event(), "api": asyncio.Event()}
+
+    async def run(job: QueuedJob) -> None:
+        nonlocal total_peak
+        running[job.lane] += 1
+        peaks[job.lane] = max(peaks[job.lane], running[job.lane])
+        total_peak = max(total_peak, sum(running.values()))
+        await release[job.lane].wait()
+        running[job.lane] -= 1
+        finished.append(job.lane)
+
+    lanes = Lanes(
+        run,
+        concurrency=4,
+        lanes={"default": (4, UNLIMITED), "gpu": (1, ImageRateLimiter(10**9, burst=10**9))},
+    )
+    for job_id in range(5):
+        lanes.push(QueuedJob(job_id, "g", job_id, lane="gpu"))
+    for job_id in range(5, 11):
+        lanes.push(QueuedJob(job_id, "g", job_id, lane="api"))  # not configured: default's
+    lanes.start()
+    await asyncio.sleep(0.05)
+    assert (running["gpu"], running["api"]) == (1, 3)  # the total of 4, the GPU's one
+    places = lanes.places([1, 4, 8, 10])
+    assert places[1].position == 1 and places[4].position == 4  # behind GPU jobs only
+    assert places[8].position == 1 and places[10].position == 3
+    assert len(lanes.queue) == 7 and 4 in lanes.queue and lanes.queue.count(guild="g") == 7
+    release["api"].set()
+    await asyncio.sleep(0.05)
+    assert finished.count("api") == 6 and running["gpu"] == 1  # none waited for the GPU
+    release["gpu"].set()
+    async with asyncio.timeout(5):
+        while len(finished) < 11:  # noqa: ASYNC110 - the jobs are the test's own
+            await asyncio.sleep(0.01)
+    await lanes.stop()
+    assert peaks == {"gpu": 1, "api": 3} and total_peak == 4

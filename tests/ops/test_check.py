@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlparse
 import discord
 
 from bot.discord.identity import BOT_PERMISSIONS
+from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord
 from bot.testing.openai_api import FakeImagesAPI
 from tests.bot_process import run_cli
@@ -23,6 +24,11 @@ def config(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI) -> str:
         encoding="utf-8",
     )
     return str(path)
+
+
+def append(path: str, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(text)
 
 
 def result_line(out: str, name: str) -> str:
@@ -170,3 +176,34 @@ async def test_a_database_that_cannot_be_opened_fails(tmp_path: Path) -> None:
     assert code == 1, out + err
     assert "[FAIL] database: unreachable: OperationalError" in out, out + err
     assert "Traceback" not in err
+
+
+async def test_every_backend_is_checked_on_its_own_line(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    async with (
+        FakeAutomatic1111(auth=("bot", "pw-SECRET")) as gpu,
+        FakeAutomatic1111(auth=("bot", "other")) as locked,
+    ):
+        cfg = config(tmp_path, fake_discord, fake_images_api)
+        append(
+            cfg,
+            f'[backends.gpu]\ntype = "automatic1111"\nbase_url = "{gpu.base_url}"\n'
+            'username = "bot"\npassword = "pw-SECRET"\n'
+            f'[backends.locked]\ntype = "automatic1111"\nbase_url = "{locked.base_url}"\n'
+            'username = "bot"\npassword = "pw-SECRET"\n'
+            '[backends.gone]\ntype = "automatic1111"\nbase_url = "http://127.0.0.1:9"\n'
+            "max_retries = 0\n",
+        )
+        env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
+        code, out, err = await run_cli("check", "--config", cfg, env=env)
+    assert code == 1, out + err
+    assert result_line(out, "image API").startswith("[ok] image API:")
+    assert result_line(out, "backend gpu (automatic1111)") == (
+        f"[ok] backend gpu (automatic1111): {gpu.base_url} 2 checkpoints"
+    )
+    locked_line = result_line(out, "backend locked (automatic1111)")
+    assert locked_line.startswith("[FAIL]") and "--api-auth" in locked_line
+    gone = result_line(out, "backend gone (automatic1111)")
+    assert gone.startswith("[FAIL] backend gone (automatic1111): http://127.0.0.1:9 refused:")
+    assert "pw-SECRET" not in out + err and "Traceback" not in err
