@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +36,8 @@ from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
-from bot.providers import GeneratedImage, ModelSpec, Operation
+from bot.providers import GeneratedImage, ModelSpec, Operation, streamed_partials
+from bot.providers.progress import ProgressUpdate
 from bot.quotas import PriceTable, estimate_cost, settle_cost
 from bot.quotas.admission import (
     SpendCapWatch,
@@ -165,7 +166,10 @@ class JobRunner:
     def _estimate(self, order: ImageOrder, spec: ModelSpec) -> int:
         """The reservation: the most ``order`` may cost (see :func:`_priced_size`)."""
         size = _priced_size(order, spec)
-        return estimate_cost(self._prices, spec.name, order.n, size, order.quality)
+        partials = streamed_partials(spec, self._settings.provider, order.n)
+        return estimate_cost(
+            self._prices, spec.name, order.n, size, order.quality, partial_images=partials
+        )
 
     def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)
@@ -272,7 +276,7 @@ class JobRunner:
             job.started_at = started
             try:
                 sent = await normalize_uploads(self._engine, order)
-                result = await send_order(self._engine, sent)
+                result = await send_order(self._engine, sent, progress=_progress_of(job))
             finally:
                 # The provider answered: the rate limit's window for these images starts now
                 # (the dispatcher also does this when _run ends, for every other way out).
@@ -305,6 +309,7 @@ class JobRunner:
             result.size,
             result.quality,
             result.usage,
+            partial_images=result.partial_images,
         )
         if cost > job.cost_micro_usd:
             log.warning(
@@ -523,6 +528,17 @@ class JobRunner:
 def _context(job: Job) -> dict[str, int | None]:
     """What a log line about ``job`` carries as fields (see bot.logs.CONTEXT_FIELDS)."""
     return {"job_id": job.id, "guild_id": job.guild_id, "user_id": job.user_id}
+
+
+def _progress_of(job: Job) -> Callable[[ProgressUpdate], None]:
+    """Where a running job's progress goes. Passing one makes streaming backends stream (and
+    their previews are reserved for: see _estimate); showing it to the member is the
+    listener's part, still to be connected."""
+
+    def progress(update: ProgressUpdate) -> None:
+        log.debug("job %d: %s", job.id, update.text, extra=_context(job))
+
+    return progress
 
 
 def _priced_size(order: ImageOrder, spec: ModelSpec) -> str | None:

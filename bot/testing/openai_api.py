@@ -347,7 +347,10 @@ class FakeImagesAPI:
         if script is not None:
             payload = _corrupt(payload, script.kind)
         if wants_stream(body):
-            return self._stream(endpoint, payload, body, n, len(images))
+            how = self._misbehaviours.popleft() if self._misbehaviours else None
+            if how is not None:
+                payload = how.apply(payload)
+            return self._stream(endpoint, payload, body, len(images), checked=how is None)
         if self._misbehaviours:
             return _misbehaving_response(self._misbehaviours.popleft(), payload)
         return web.json_response(payload, headers=self._ratelimit_headers())
@@ -400,15 +403,22 @@ class FakeImagesAPI:
         return payload
 
     def _stream(
-        self, endpoint: str, payload: dict[str, Any], body: dict[str, Any], n: int, inputs: int
+        self,
+        endpoint: str,
+        payload: dict[str, Any],
+        body: dict[str, Any],
+        inputs: int,
+        *,
+        checked: bool,
     ) -> ImageStreamAnswer:
-        """The answer as events; each image's usage its own (the API streams one image)."""
+        """The answer as events; each image's usage its own (the API streams one image).
+
+        A misbehaving answer (``misbehave_next``: its fields, image count and bytes; not its
+        padding or encoding) is streamed as it is, and not held to the spec (``checked``)."""
+        count = len(payload["data"])
         prompt = body.get("prompt") or ""
-        usages = (
-            [payload["usage"]]
-            if n == 1
-            else [rules.usage(prompt, 1, payload["quality"], inputs)] * n
-        )
+        one = rules.usage(prompt, 1, payload["quality"], inputs)
+        usages = [payload["usage"]] if count == 1 else [one] * count
         name = body.get("model") or rules.DEFAULT_MODEL[endpoint]
         answer = stream_answer(
             endpoint,
@@ -418,9 +428,10 @@ class FakeImagesAPI:
             self._ratelimit_headers(),
             free_sizes=self.models[name].free_sizes,
         )
-        answer.interval = self.stream_interval
+        answer.interval, answer.sleep = self.stream_interval, self._sleep
         answer.failure = self._stream_failures.popleft() if self._stream_failures else None
-        self.spec_violations.extend(answer.violations)
+        if checked:
+            self.spec_violations.extend(answer.violations)
         return answer
 
     def _publish(self, image: bytes, fmt: str) -> str:

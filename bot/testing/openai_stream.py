@@ -20,6 +20,7 @@ import base64
 import io
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +54,10 @@ class ImageStreamAnswer:
     #: (event name, data object) in order.
     events: list[tuple[str, dict[str, Any]]]
     headers: dict[str, str]
-    #: Seconds between events (a test watching previews arrive slows it).
+    #: Seconds between events (a test watching previews arrive slows it), waited with
+    #: ``sleep`` (the server's, which ends early when it shuts down).
     interval: float = 0.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     failure: StreamFailure | None = None
     violations: list[str] = field(default_factory=list)
 
@@ -65,16 +68,21 @@ class ImageStreamAnswer:
         response.enable_chunked_encoding()
         await response.prepare(request)
         partials, failure = 0, self.failure
-        for name, data in self.events:
-            if failure is not None and (name.endswith(".completed") or partials >= failure.after):
-                if failure.error is not None:
-                    await response.write(_frame("error", {"error": failure.error}))
-                break
-            await response.write(_frame(name, data))
-            partials += name.endswith(".partial_image")
-            if self.interval:
-                await asyncio.sleep(self.interval)
-        await response.write_eof()
+        try:
+            for number, (name, data) in enumerate(self.events):
+                if failure is not None and (
+                    name.endswith(".completed") or partials >= failure.after
+                ):
+                    if failure.error is not None:
+                        await response.write(_frame("error", {"error": failure.error}))
+                    break
+                if number and self.interval:
+                    await self.sleep(self.interval)
+                await response.write(_frame(name, data))
+                partials += name.endswith(".partial_image")
+            await response.write_eof()
+        except ConnectionResetError:  # the client went away (it had what it wanted, or gave up)
+            pass
         return response
 
 
@@ -102,7 +110,7 @@ def stream_answer(
     events: list[tuple[str, dict[str, Any]]] = []
     for item, usage in zip(payload["data"], usages, strict=True):
         try:
-            colour = _colour_of(base64.b64decode(item["b64_json"]))
+            colour = _colour_of(base64.b64decode(item.get("b64_json", "")))
         except (ValueError, OSError):  # a scripted broken image: the partials stay grey
             colour = _GREY
         for index in range(partials):
@@ -119,7 +127,8 @@ def stream_answer(
                     },
                 )
             )
-        completed = {"type": f"{prefix}.completed", "b64_json": item["b64_json"], **common}
+        b64 = item.get("b64_json", "")
+        completed = {"type": f"{prefix}.completed", "b64_json": b64, **common}
         events.append((f"{prefix}.completed", {**completed, "usage": usage}))
     answer = ImageStreamAnswer(endpoint, events, headers)
     validator = schema_validator("openai", _SCHEMAS[endpoint])
