@@ -121,11 +121,11 @@ class ImageStream:
             await self._partial(b64)
             return None
         if kind == f"{self._prefix}.completed":
-            return _as_answer(fields, b64)
+            return await asyncio.to_thread(_as_answer, fields, b64)
         log.debug("image stream: event %r ignored", kind)
         return None
 
-    async def _partial(self, b64: bytes | None) -> None:
+    async def _partial(self, b64: bytes | memoryview | None) -> None:
         self.received += 1
         index = self.received
         try:
@@ -158,17 +158,17 @@ class ImageStream:
         return classified
 
 
-def _event_fields(data: bytes) -> tuple[dict[str, Any], bytes | None]:
+def _event_fields(data: bytes) -> tuple[dict[str, Any], bytes | memoryview | None]:
     """An event's JSON object without its ``b64_json``, and that base64 text.
 
     The text (megabytes) is cut out before parsing, as :func:`bot.providers.client._answer`
     does for whole answers; an event that does not allow that is parsed plainly."""
     found = _B64_START.search(data)
     end = data.find(b'"', found.end()) if found else -1
-    b64: bytes | None = None
+    b64: bytes | memoryview | None = None
     rest = data
     if found is not None and end >= 0 and data.find(b"\\", found.end(), end) < 0:
-        b64 = data[found.end() : end]
+        b64 = memoryview(data)[found.end() : end]  # megabytes: not copied
         rest = data[: found.end()] + data[end:]
     try:
         fields = json.loads(rest)
@@ -182,7 +182,7 @@ def _event_fields(data: bytes) -> tuple[dict[str, Any], bytes | None]:
     return fields, b64
 
 
-def _as_answer(fields: dict[str, Any], b64: bytes | None) -> bytes:
+def _as_answer(fields: dict[str, Any], b64: bytes | memoryview | None) -> bytes:
     """The completed event as the JSON of a non-streamed answer (``data``: the one image)."""
     answer: dict[str, Any] = {
         key: fields[key]
@@ -196,4 +196,4 @@ def _as_answer(fields: dict[str, Any], b64: bytes | None) -> bytes:
         return json.dumps(answer).encode()
     head = json.dumps({**answer, "data": [{"b64_json": ""}]}).encode()
     cut = head.rindex(b'""')  # base64 needs no JSON escaping: the text goes in as it is
-    return head[: cut + 1] + b64 + head[cut + 1 :]
+    return b"".join((head[: cut + 1], b64, head[cut + 1 :]))

@@ -427,6 +427,7 @@ class FakeImagesAPI:
             usages,
             self._ratelimit_headers(),
             free_sizes=self.models[name].free_sizes,
+            noise_bits=self.noise_bits,
         )
         answer.interval, answer.sleep = self.stream_interval, self._sleep
         answer.failure = self._stream_failures.popleft() if self._stream_failures else None

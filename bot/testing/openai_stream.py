@@ -5,8 +5,9 @@ one ``*.completed`` event with the image and its ``usage`` (``image_generation.*
 /images/generations, ``image_edit.*`` on /images/edits). Every event is validated against the
 spec's stream event schema before it is sent; a violation is recorded like a request's. Each
 partial is a real picture in the requested format and size, fading from grey to the final
-colour. ``usage`` counts the final image's tokens only: the spec describes ``output_tokens`` as
-the output image's, and nothing says the partials (100 tokens each) are in it.
+colour (photo-like when the fake's ``noise_bits`` are set). ``usage`` counts the final image's
+tokens only: the spec describes ``output_tokens`` as the output image's, and nothing says the
+partials (100 tokens each) are in it.
 
 Scripted failures (``FakeImagesAPI.stream_fails_next``): the stream ends after some partials
 without the completed event, or sends an ``error`` event there (``{"error": {...}}`` as the
@@ -94,8 +95,10 @@ def stream_answer(
     headers: dict[str, str],
     *,
     free_sizes: bool,
+    noise_bits: int = 0,
 ) -> ImageStreamAnswer:
-    """The events of a streamed answer to ``body``, from the answer ``payload`` it would get."""
+    """The events of a streamed answer to ``body``, from the answer ``payload`` it would get;
+    partials as photo-like as the final image with ``noise_bits`` (FakeImagesAPI's)."""
     prefix = _EVENTS[endpoint]
     partials = _partial_count(body)
     fmt = payload["output_format"]
@@ -115,7 +118,10 @@ def stream_answer(
             colour = _GREY
         for index in range(partials):
             shade = _fade(colour, (index + 1) / (partials + 1))
-            image = rules.make_image(width, height, shade, fmt)
+            if noise_bits:
+                image = rules.make_noisy_image(width, height, shade, fmt, noise_bits)
+            else:
+                image = rules.make_image(width, height, shade, fmt)
             events.append(
                 (
                     f"{prefix}.partial_image",
