@@ -222,6 +222,7 @@ class ImagesClient:
             classify=self._classify,
             limit=self._max_response,
             what=event_prefix,
+            secrets=self._secrets,
         )
 
     def _add_common(self, body: dict[str, Any], spec: ModelSpec, user_id: str | None) -> None:

@@ -32,7 +32,7 @@ import pybase64
 
 from bot.config import ProviderSettings
 from bot.providers.capabilities import ModelSpec
-from bot.providers.errors import MalformedResponse, ProviderError, ProviderUnavailable
+from bot.providers.errors import MalformedResponse, ProviderError, ProviderUnavailable, scrub
 from bot.providers.progress import ProgressCallback, ProgressUpdate, tell
 from bot.providers.sse import ServerEvent, server_events
 from bot.providers.types import ImageUsage
@@ -85,6 +85,7 @@ class ImageStream:
         classify: Classify,
         limit: int,
         what: str,
+        secrets: tuple[str, ...],
     ) -> None:
         self._prefix = event_prefix
         self.partials = partials
@@ -93,6 +94,7 @@ class ImageStream:
         self._classify = classify
         self._limit = limit
         self._what = what
+        self._secrets = secrets
         #: Partial images received in the last answer read (each billed).
         self.received = 0
 
@@ -108,6 +110,7 @@ class ImageStream:
         raise self._broken("the stream ended before the image was complete")
 
     def _broken(self, reason: str) -> ProviderUnavailable:
+        reason = scrub(reason, self._secrets)
         error = ProviderUnavailable(detail=f"{self._what} (streamed): {reason}")
         error.possibly_billed = True
         return error

@@ -270,16 +270,18 @@ class FakeImagesAPI:
         code: str | None = None,
         message: str | None = None,
         type: str | None = None,
+        drop: bool = False,
     ) -> None:
         """Break the next streamed answer after ``after`` partial images: with an ``error``
-        event when ``type`` or ``code`` is given, else by ending without the completed event."""
+        event when ``type`` or ``code`` is given, else by ending without the completed event
+        (``drop``: by cutting the connection)."""
         error = None
         if type is not None or code is not None:
             default_type, default_message = _DEFAULT_ERRORS[500]
             kind = type or default_type
             error = {"message": message or default_message, "type": kind, "param": None}
             error["code"] = code
-        self._stream_failures.append(StreamFailure(after, error))
+        self._stream_failures.append(StreamFailure(after, error, drop))
 
     def bad_base64_next(self) -> None:
         self._scripts.append(_Script("bad_base64"))

@@ -41,10 +41,11 @@ _GREY = (128, 128, 128)
 @dataclass
 class StreamFailure:
     """How the next stream breaks: after ``after`` partials, it ends (``error`` None) or sends
-    that error object."""
+    that error object; ``drop``: the connection is cut instead (no end of the chunked body)."""
 
     after: int = 0
     error: dict[str, Any] | None = None
+    drop: bool = False
 
 
 @dataclass
@@ -76,6 +77,9 @@ class ImageStreamAnswer:
                 ):
                     if failure.error is not None:
                         await response.write(_frame("error", {"error": failure.error}))
+                    if failure.drop and request.transport is not None:
+                        request.transport.abort()
+                        return response
                     break
                 if number and self.interval:
                     await self.sleep(self.interval)

@@ -145,16 +145,20 @@ async def test_no_stream_is_asked_for_unless_previews_can_be_shown(
     assert previews.updates == [] and len(result.images) == n and result.partial_images == 0
 
 
+@pytest.mark.parametrize(
+    ("drop", "detail"),
+    [(False, "ended before the image was complete"), (True, "ClientPayloadError")],
+)
 async def test_a_stream_cut_before_the_image_fails_as_possibly_billed_without_retry(
-    make_client: MakeClient, fake_images_api: FakeImagesAPI
+    make_client: MakeClient, fake_images_api: FakeImagesAPI, drop: bool, detail: str
 ) -> None:
-    fake_images_api.stream_fails_next(after=1)
+    fake_images_api.stream_fails_next(after=1, drop=drop)
     client = make_client(model="gpt-image-1", partial_images=2, max_retries=3)
     previews = Previews()
     with pytest.raises(ProviderUnavailable) as caught:
         await client.generate(GenerateRequest("a cat"), progress=previews)
     assert caught.value.possibly_billed
-    assert "ended before the image was complete" in caught.value.detail
+    assert detail in caught.value.detail
     assert len(previews.updates) == 1  # what came before the cut was shown
     assert len(fake_images_api.requests) == 1  # the image was being made: not asked again
 
