@@ -9,13 +9,17 @@ import time
 import pytest
 from PIL import Image
 
+from bot.config import ProviderSettings
 from bot.providers import (
+    DEFAULT_MODELS,
     EditRequest,
     GenerateRequest,
     ProviderUnavailable,
     RateLimited,
     SafetyRejected,
     VaryRequest,
+    build_model_table,
+    streamed_partials,
 )
 from bot.providers.errors import MalformedResponse
 from bot.providers.progress import ProgressUpdate
@@ -229,3 +233,30 @@ async def test_a_stream_larger_than_max_response_mb_is_refused(
     with pytest.raises(MalformedResponse) as caught:
         await client.generate(GenerateRequest("a cat", size="1024x1024"), progress=Previews())
     assert "answer larger than 1048576 bytes" in caught.value.detail
+
+
+def test_the_partials_a_request_is_reserved_for_are_those_it_would_stream() -> None:
+    three = ProviderSettings(partial_images=3)
+    assert streamed_partials(DEFAULT_MODELS["gpt-image-1"], three, 1) == 3
+    assert streamed_partials(DEFAULT_MODELS["gpt-image-1"], three, 2) == 0
+    assert streamed_partials(DEFAULT_MODELS["dall-e-3"], three, 1) == 0
+    assert streamed_partials(DEFAULT_MODELS["gpt-image-2"], ProviderSettings(), 1) == 1
+    local = build_model_table({"local": {"based_on": "gpt-image-1", "streams": False}})
+    assert streamed_partials(local["local"], three, 1) == 0
+
+
+@needs_spec
+async def test_a_free_size_of_gpt_image_2_streams_at_that_size(
+    make_client: MakeClient, fake_images_api: FakeImagesAPI
+) -> None:
+    previews = Previews()
+    client = make_client(model="gpt-image-2", partial_images=1)
+    result = await client.generate(
+        GenerateRequest("a wide sea", size="1536x864"), progress=previews
+    )
+    assert _picture(previews.updates[0].preview) == ("PNG", (1536, 864))
+    assert result.size == "1536x864" and (result.images[0].width, result.images[0].height) == (
+        1536,
+        864,
+    )
+    assert fake_images_api.spec_violations == []
