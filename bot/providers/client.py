@@ -43,7 +43,7 @@ from bot.providers.errors import (
 from bot.providers.fetch import MAX_REDIRECTS, HostPolicy, checked_request, read_capped
 from bot.providers.progress import ProgressCallback
 from bot.providers.sse import is_event_stream
-from bot.providers.streaming import ImageStream, streamed_partials, with_partials
+from bot.providers.streaming import EVENT_PREFIXES, ImageStream, streamed_partials, with_partials
 from bot.providers.types import (
     EditRequest,
     GeneratedImage,
@@ -158,7 +158,7 @@ class ImagesClient:
             if value is not None:
                 body[name] = value
         self._add_common(body, spec, request.user_id)
-        stream = self._stream("image_generation", spec, request.n, progress)
+        stream = self._stream("/images/generations", spec, request.n, progress)
         payload = await self._post("/images/generations", spec, json_body=body, stream=stream)
         return await self._result(payload, spec, request.n, size, request.quality, stream)
 
@@ -179,7 +179,7 @@ class ImagesClient:
         files = [("image", request.image)]
         if request.mask is not None:
             files.append(("mask", request.mask))
-        stream = self._stream("image_edit", spec, request.n, progress)
+        stream = self._stream("/images/edits", spec, request.n, progress)
         payload = await self._post("/images/edits", spec, fields=fields, files=files, stream=stream)
         return await self._result(payload, spec, request.n, size, request.quality, stream)
 
@@ -200,14 +200,14 @@ class ImagesClient:
             payload = await self._post("/images/variations", spec, fields=fields, files=files)
         else:
             fields["prompt"] = spec.vary_prompt
-            stream = self._stream("image_edit", spec, request.n, progress)
+            stream = self._stream("/images/edits", spec, request.n, progress)
             payload = await self._post(
                 "/images/edits", spec, fields=fields, files=files, stream=stream
             )
         return await self._result(payload, spec, request.n, size, None, stream)
 
     def _stream(
-        self, event_prefix: str, spec: ModelSpec, n: int, progress: ProgressCallback | None
+        self, path: str, spec: ModelSpec, n: int, progress: ProgressCallback | None
     ) -> ImageStream | None:
         """How to read the answer streamed, with previews, when the caller takes progress and
         the model streams (see bot.providers.streaming); None: asked for without streaming."""
@@ -215,13 +215,13 @@ class ImagesClient:
         if progress is None or partials == 0:
             return None
         return ImageStream(
-            event_prefix,
+            EVENT_PREFIXES[path],
             partials,
             progress=progress,
             verify=self._verify,
             classify=self._classify,
             limit=self._max_response,
-            what=event_prefix,
+            what=path,
             secrets=self._secrets,
         )
 

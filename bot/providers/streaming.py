@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Image output tokens each partial image costs (OpenAI's image generation guide).
 PARTIAL_IMAGE_TOKENS = 100
+#: The events' ``type`` prefix per endpoint.
+EVENT_PREFIXES = {"/images/generations": "image_generation", "/images/edits": "image_edit"}
 
 #: Where an event's base64 text starts: ``"b64_json": "``.
 _B64_START = re.compile(rb'"b64_json"\s*:\s*"')
