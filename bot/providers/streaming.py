@@ -118,10 +118,16 @@ class ImageStream:
         return error
 
     async def _handle(self, event: ServerEvent) -> bytes | None:
-        fields, b64 = await asyncio.to_thread(_event_fields, event.data)
-        kind = fields.get("type") if isinstance(fields.get("type"), str) else event.name
-        if event.name == "error" or isinstance(fields.get("error"), dict):
+        if event.name == "error":
             raise self._error(event.data)
+        try:
+            fields, b64 = await asyncio.to_thread(_event_fields, event.data)
+        except MalformedResponse:  # a proxy's keep-alive, "[DONE]": not an event of ours
+            log.debug("image stream: an event that is not a JSON object ignored")
+            return None
+        if isinstance(fields.get("error"), dict):
+            raise self._error(event.data)
+        kind = fields.get("type") if isinstance(fields.get("type"), str) else event.name
         if kind == f"{self._prefix}.partial_image":
             await self._partial(b64)
             return None

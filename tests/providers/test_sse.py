@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import json
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.providers.errors import MalformedResponse
+from bot.imaging import ImageWorker
+from bot.providers.errors import MalformedResponse, classify_error
+from bot.providers.progress import ProgressUpdate
 from bot.providers.sse import ServerEvent, server_events
+from bot.providers.streaming import ImageStream
+from tests.providers.conftest import png
 
 Serve = Callable[[list[bytes], dict[str, str]], str]
 
@@ -74,3 +80,36 @@ async def test_gzip_streams_are_decoded_and_capped_after_decoding(serve: Serve) 
     with pytest.raises(MalformedResponse) as caught:
         await _events(url, limit=100_000)
     assert "larger than 100000 bytes" in caught.value.detail
+
+
+async def test_an_image_stream_skips_what_is_not_its_events(serve: Serve) -> None:
+    """A proxy's keep-alive data, an event of another kind: ignored; the image still comes."""
+    picture = base64.b64encode(png(32, 32)).decode()
+    partial = {"type": "image_generation.partial_image", "b64_json": picture}
+    completed = {"type": "image_generation.completed", "b64_json": picture, "size": "32x32"}
+    text = (
+        "data: ping\n\n"
+        "event: image_generation.something_new\ndata: {}\n\n"
+        f"event: image_generation.partial_image\ndata: {json.dumps(partial)}\n\n"
+        "data: [DONE]\n\n"
+        f"event: image_generation.completed\ndata: {json.dumps(completed)}\n\n"
+    ).encode()
+    seen: list[ProgressUpdate] = []
+    async with ImageWorker() as worker:
+        stream = ImageStream(
+            "image_generation",
+            1,
+            progress=seen.append,
+            verify=worker.verify_results,
+            classify=classify_error,
+            limit=10_000_000,
+            what="/images/generations",
+            secrets=(),
+        )
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(serve([text], {}), auto_decompress=False) as response,
+        ):
+            body = json.loads(await stream.read(response))
+    assert [update.text for update in seen] == ["partial 1/1"] and stream.received == 1
+    assert body == {"size": "32x32", "data": [{"b64_json": picture}]}
