@@ -10,7 +10,7 @@ import pytest
 
 from bot.testing.openai_api import FakeImagesAPI
 from bot.testing.openapi import schema_validator
-from tests.providers.conftest import png
+from tests.providers.conftest import multipart, png
 
 needs_spec = pytest.mark.skipif(
     schema_validator("openai", "ImageGenStreamEvent") is None,
@@ -26,13 +26,7 @@ async def _stream(
     if endpoint == "generations":
         kwargs: dict[str, Any] = {"json": body}
     else:
-        form = aiohttp.FormData()
-        for name, value in body.items():
-            if isinstance(value, bytes):
-                form.add_field(name, value, filename=f"{name}.png", content_type="image/png")
-            else:
-                form.add_field(name, str(value))
-        kwargs = {"data": form}
+        kwargs = {"data": multipart(body)}
     url = f"{api.base_url}/images/{endpoint}"
     async with session.post(url, headers=headers, **kwargs) as response:
         text = await response.text()
