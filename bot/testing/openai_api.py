@@ -152,6 +152,8 @@ class FakeImagesAPI:
         self.delay = 0.0
         #: Seconds between the events of a streamed answer.
         self.stream_interval = 0.0
+        #: Answer ``stream: true`` with plain JSON, as some compatible servers do.
+        self.ignore_stream = False
         #: Sliding 60 s window of images; None = unlimited.
         self.images_per_minute: int | None = None
         #: Length of the rate limit's "minute" in seconds (benchmarks shrink it).
@@ -348,7 +350,7 @@ class FakeImagesAPI:
         payload = self._success(endpoint, name, model, body, record, source, n)
         if script is not None:
             payload = _corrupt(payload, script.kind)
-        if wants_stream(body):
+        if wants_stream(body) and not self.ignore_stream:
             how = self._misbehaviours.popleft() if self._misbehaviours else None
             if how is not None:
                 payload = how.apply(payload)

@@ -149,6 +149,18 @@ async def test_no_stream_is_asked_for_unless_previews_can_be_shown(
     assert previews.updates == [] and len(result.images) == n and result.partial_images == 0
 
 
+async def test_a_server_answering_a_stream_with_json_gives_the_image_without_previews(
+    make_client: MakeClient, fake_images_api: FakeImagesAPI
+) -> None:
+    fake_images_api.ignore_stream = True
+    previews = Previews()
+    client = make_client(model="gpt-image-1", partial_images=2)
+    result = await client.generate(GenerateRequest("a cat", quality="low"), progress=previews)
+    assert fake_images_api.requests[-1].body["stream"] is True
+    assert len(result.images) == 1 and previews.updates == [] and result.partial_images == 0
+    assert result.usage is not None and result.usage.output_tokens == 272  # nothing added
+
+
 @pytest.mark.parametrize(
     ("drop", "detail"),
     [(False, "ended before the image was complete"), (True, "ClientPayloadError")],
