@@ -220,7 +220,7 @@ async def admit_times(rows: int, folder: Path) -> tuple[float, float]:
     async with open_storage(settings) as storage:
         samples = []
         for number in range(-WARM_UP, SUBMITS):
-            cost = estimate_cost(prices, "dall-e-2", 1, "256x256", None)
+            cost = estimate_cost(prices, "dall-e-2", 1, "256x256", None, partial_images=0)
             job = store.new_job(order(), origin(number % 1000, GUILD), "dall-e-2", cost, "imagine")
             started = time.process_time()
             await store.admit(storage.sessions, settings.quotas, job)

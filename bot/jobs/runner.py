@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.config import DEFAULT_BACKEND, Settings
+from bot.config import DEFAULT_BACKEND, ProviderSettings, Settings
 from bot.db import Sessions
 from bot.db.models import Job, JobStatus, utcnow
 from bot.errors import BotError, InternalError, ShuttingDown
@@ -40,8 +40,9 @@ from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
-from bot.providers import GeneratedImage, ModelSpec, Operation
+from bot.providers import GeneratedImage, ModelSpec, Operation, streamed_partials
 from bot.providers.backend import Backend
+from bot.providers.progress import ProgressUpdate
 from bot.quotas import PriceTable, estimate_cost, settle_cost
 from bot.quotas.admission import (
     SpendCapWatch,
@@ -186,19 +187,38 @@ class JobRunner:
         """The reservation: the most ``order`` may cost (see :func:`_priced_size`), on its
         backend or on any it may fail over to (a free GPU server's job made by the API)."""
         size = _priced_size(order, spec)
+        name = order.backend or DEFAULT_BACKEND
         cost = estimate_cost(
-            self._prices, spec.name, order.n, size, order.quality, backend=order.backend
+            self._prices,
+            spec.name,
+            order.n,
+            size,
+            order.quality,
+            backend=order.backend,
+            partial_images=streamed_partials(spec, self._backend_settings(name), order.n),
         )
-        for backend in self._engine.backends.fallbacks(order.backend or DEFAULT_BACKEND):
+        for backend in self._engine.backends.fallbacks(name):
             other = backend.spec_for(order.model if order.model in backend.models else None)
             priced = _priced_size(order, other)
+            partials = streamed_partials(other, self._backend_settings(backend.name), order.n)
             cost = max(
                 cost,
                 estimate_cost(
-                    self._prices, other.name, order.n, priced, order.quality, backend=backend.name
+                    self._prices,
+                    other.name,
+                    order.n,
+                    priced,
+                    order.quality,
+                    backend=backend.name,
+                    partial_images=partials,
                 ),
             )
         return cost
+
+    def _backend_settings(self, name: str) -> ProviderSettings:
+        if name == DEFAULT_BACKEND:
+            return self._settings.provider
+        return self._settings.backends.get(name, self._settings.provider)
 
     def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)
@@ -327,7 +347,11 @@ class JobRunner:
             making = self._making[job.id] = _Making(task, self._engine.backend_for(order))
             try:
                 made = await make_images_failing_over(
-                    self._engine, order, job_id=job.id, trying=making.trying
+                    self._engine,
+                    order,
+                    job_id=job.id,
+                    trying=making.trying,
+                    progress=_progress_of(job),
                 )
             finally:
                 del self._making[job.id]
@@ -372,6 +396,7 @@ class JobRunner:
             result.quality,
             result.usage,
             backend=made.backend,
+            partial_images=result.partial_images,
         )
         if cost > job.cost_micro_usd:
             log.warning(
@@ -613,6 +638,17 @@ class _Making:
 def _context(job: Job) -> dict[str, int | None]:
     """What a log line about ``job`` carries as fields (see bot.logs.CONTEXT_FIELDS)."""
     return {"job_id": job.id, "guild_id": job.guild_id, "user_id": job.user_id}
+
+
+def _progress_of(job: Job) -> Callable[[ProgressUpdate], None]:
+    """Where a running job's progress goes. Passing one makes streaming backends stream (and
+    their previews are reserved for: see _estimate); showing it to the member is the
+    listener's part, still to be connected."""
+
+    def progress(update: ProgressUpdate) -> None:
+        log.debug("job %d: %s", job.id, update.text, extra=_context(job))
+
+    return progress
 
 
 def _priced_size(order: ImageOrder, spec: ModelSpec) -> str | None:

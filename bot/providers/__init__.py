@@ -31,6 +31,7 @@ from bot.providers.errors import (
     UnsupportedOption,
     UnsupportedSize,
 )
+from bot.providers.streaming import PARTIAL_IMAGE_TOKENS, streamed_partials
 from bot.providers.types import (
     EditRequest,
     GeneratedImage,
@@ -44,6 +45,7 @@ from bot.providers.types import (
 
 __all__ = [
     "DEFAULT_MODELS",
+    "PARTIAL_IMAGE_TOKENS",
     "EditRequest",
     "FreeSizeRule",
     "GenerateRequest",
@@ -75,4 +77,5 @@ __all__ = [
     "check_request",
     "option_choices",
     "parse_size",
+    "streamed_partials",
 ]

@@ -18,9 +18,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bot.providers.automatic1111_wire import progress_update, tell
+from bot.providers.automatic1111_wire import progress_update
 from bot.providers.errors import ProviderError
-from bot.providers.progress import ProgressCallback
+from bot.providers.progress import ProgressCallback, tell
 
 log = logging.getLogger(__name__)
 

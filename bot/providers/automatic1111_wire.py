@@ -9,7 +9,6 @@ client reads as the protocol it follows. The web UI answers errors in two shapes
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import logging
 from collections.abc import Mapping
@@ -37,7 +36,7 @@ from bot.providers.errors import (
     UnsupportedSize,
     scrub,
 )
-from bot.providers.progress import ProgressCallback, ProgressUpdate
+from bot.providers.progress import ProgressUpdate
 from bot.providers.types import EditRequest, GenerateRequest, Operation
 
 log = logging.getLogger(__name__)
@@ -212,12 +211,3 @@ def progress_update(
         eta_seconds=float(eta) if isinstance(eta, int | float) and eta >= 0 else None,
         preview=preview,
     )
-
-
-async def tell(progress: ProgressCallback, update: ProgressUpdate) -> None:
-    try:
-        outcome = progress(update)
-        if inspect.isawaitable(outcome):
-            await outcome
-    except Exception:  # a failed preview never fails the job
-        log.warning("progress callback failed", exc_info=True)

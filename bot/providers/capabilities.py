@@ -109,6 +109,8 @@ class ModelSpec:
     edit_input: InputRule = DALL_E_INPUT
     mask_max_bytes: int = FOUR_MB
     vary_prompt: str = DEFAULT_VARY_PROMPT
+    #: True: generations and edits can be streamed (``stream``, ``partial_images``): previews.
+    streams: bool = False
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
@@ -145,6 +147,7 @@ def _gpt_image(name: str, free_size: FreeSizeRule | None = None) -> ModelSpec:
         max_prompt_chars=32_000,
         response_format=False,
         edit_input=GPT_IMAGE_INPUT,
+        streams=True,
     )
 
 
@@ -381,4 +384,5 @@ _FIELDS: dict[str, Callable[[Any, str, ModelSpec], Any]] = {
     "edit_input": _input_rule,
     "mask_max_bytes": _integer(1, 10_000_000_000),
     "vary_prompt": _text,
+    "streams": _boolean,
 }

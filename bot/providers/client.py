@@ -44,6 +44,8 @@ from bot.providers.errors import (
 )
 from bot.providers.fetch import MAX_REDIRECTS, HostPolicy, checked_request, read_capped
 from bot.providers.progress import ProgressCallback
+from bot.providers.sse import is_event_stream
+from bot.providers.streaming import EVENT_PREFIXES, ImageStream, streamed_partials, with_partials
 from bot.providers.types import (
     EditRequest,
     GeneratedImage,
@@ -192,8 +194,9 @@ class ImagesClient:
             if value is not None:
                 body[name] = value
         self._add_common(body, spec, request.user_id)
-        payload = await self._post("/images/generations", spec, json_body=body)
-        return await self._result(payload, spec, request.n, size, request.quality)
+        stream = self._stream("/images/generations", spec, request.n, progress)
+        payload = await self._post("/images/generations", spec, json_body=body, stream=stream)
+        return await self._result(payload, spec, request.n, size, request.quality, stream)
 
     async def edit(
         self, request: EditRequest, *, progress: ProgressCallback | None = None
@@ -212,8 +215,9 @@ class ImagesClient:
         files = [("image", request.image)]
         if request.mask is not None:
             files.append(("mask", request.mask))
-        payload = await self._post("/images/edits", spec, fields=fields, files=files)
-        return await self._result(payload, spec, request.n, size, request.quality)
+        stream = self._stream("/images/edits", spec, request.n, progress)
+        payload = await self._post("/images/edits", spec, fields=fields, files=files, stream=stream)
+        return await self._result(payload, spec, request.n, size, request.quality, stream)
 
     async def vary(
         self, request: VaryRequest, *, progress: ProgressCallback | None = None
@@ -227,12 +231,35 @@ class ImagesClient:
             fields["size"] = size
         self._add_common(fields, spec, request.user_id)
         files = [("image", request.image)]
+        stream = None
         if spec.native_variations:
             payload = await self._post("/images/variations", spec, fields=fields, files=files)
         else:
             fields["prompt"] = spec.vary_prompt
-            payload = await self._post("/images/edits", spec, fields=fields, files=files)
-        return await self._result(payload, spec, request.n, size, None)
+            stream = self._stream("/images/edits", spec, request.n, progress)
+            payload = await self._post(
+                "/images/edits", spec, fields=fields, files=files, stream=stream
+            )
+        return await self._result(payload, spec, request.n, size, None, stream)
+
+    def _stream(
+        self, path: str, spec: ModelSpec, n: int, progress: ProgressCallback | None
+    ) -> ImageStream | None:
+        """How to read the answer streamed, with previews, when the caller takes progress and
+        the model streams (see bot.providers.streaming); None: asked for without streaming."""
+        partials = streamed_partials(spec, self._settings, n)
+        if progress is None or partials == 0:
+            return None
+        return ImageStream(
+            EVENT_PREFIXES[path],
+            partials,
+            progress=progress,
+            verify=self._verify,
+            classify=self._classify,
+            limit=self._max_response,
+            what=path,
+            secrets=self._secrets,
+        )
 
     def _add_common(self, body: dict[str, Any], spec: ModelSpec, user_id: str | None) -> None:
         if spec.response_format:
@@ -250,7 +277,12 @@ class ImagesClient:
         json_body: dict[str, Any] | None = None,
         fields: dict[str, Any] | None = None,
         files: list[FilePart] | None = None,
+        stream: ImageStream | None = None,
     ) -> dict[str, Any]:
+        if stream is not None and json_body is not None:
+            json_body = {**json_body, "stream": True, "partial_images": stream.partials}
+        elif stream is not None:
+            fields = {**(fields or {}), "stream": "true", "partial_images": stream.partials}
         headers = {"Authorization": f"Bearer {self._settings.api_key}"}
         if not self._settings.api_key:
             headers = {}  # self-hosted servers without auth
@@ -280,6 +312,7 @@ class ImagesClient:
                 json_body=json_body,
                 form=form,
                 classify=self._classify,
+                read=stream.read if stream is not None else None,
             )
         except ProviderError as error:
             if self._observe is not None:
@@ -313,10 +346,12 @@ class ImagesClient:
         json_body: dict[str, Any] | None = None,
         form: Callable[[], aiohttp.FormData | None] | None = None,
         max_redirects: int = 0,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[bytes]] | None = None,
     ) -> tuple[int, bytes]:
         """One HTTP exchange with retries; returns status and body of a 2xx answer.
 
-        Every hop goes through ``fetch`` (hosts checked, body capped after decoding).
+        Every hop goes through ``fetch`` (hosts checked, body capped after decoding). ``read``
+        takes a 2xx ``text/event-stream`` answer (bot.providers.streaming) and gives the body.
         """
         max_retries = self._settings.max_retries
         attempt = 0
@@ -335,6 +370,8 @@ class ImagesClient:
                     data=form() if form else None,
                     timeout=self._timeout,
                 ) as response:
+                    if read is not None and response.status < 300 and is_event_stream(response):
+                        return response.status, await read(response)
                     body = await read_capped(response, self._max_response, what)
                     if 200 <= response.status < 300:
                         return response.status, body
@@ -374,6 +411,7 @@ class ImagesClient:
         n: int,
         size: str | None,
         quality: str | None,
+        stream: ImageStream | None = None,
     ) -> ImageResult:
         """The answer as far as it keeps to the request: at most ``n`` images, known values.
 
@@ -397,6 +435,7 @@ class ImagesClient:
             for data, (mime, width, height), item in zip(raw, infos, items, strict=True)
         )
         created = payload.get("created")
+        partials = stream.received if stream is not None else 0
         return ImageResult(
             images=images,
             model=spec.name,
@@ -406,8 +445,9 @@ class ImagesClient:
             ),
             background=_text(payload.get("background")),
             output_format=_text(payload.get("output_format")),
-            usage=_usage(payload.get("usage")),
+            usage=with_partials(_usage(payload.get("usage")), partials),
             created=created if isinstance(created, int) else None,
+            partial_images=partials,
         )
 
     async def _image_bytes(self, item: dict[str, Any]) -> bytes:

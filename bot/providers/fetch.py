@@ -146,27 +146,43 @@ async def checked_request(
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
     """The decoded body, refused as soon as it passes ``limit`` bytes."""
+    body = bytearray()
+    async for data in decoded_chunks(response, limit, what):
+        body += data
+    return bytes(body)
+
+
+async def decoded_chunks(
+    response: aiohttp.ClientResponse, limit: int, what: str
+) -> AsyncIterator[bytes]:
+    """The body as it arrives, decoded; refused as soon as the total passes ``limit`` bytes.
+
+    For answers read while they come (server-sent events) as much as for whole bodies."""
     too_large = MalformedResponse(detail=f"{what}: answer larger than {limit} bytes")
     if (response.content_length or 0) > limit and not response.headers.get("Content-Encoding"):
         raise too_large
     decoder = _decoder(response.headers.get("Content-Encoding", ""), what)
-    body = bytearray()
+    total = 0
     async for chunk in response.content.iter_chunked(CHUNK):
         if decoder is None:
-            body += chunk
-        else:
-            try:
-                data = decoder.decompress(chunk, limit - len(body) + 1)
-                while True:
-                    body += data
-                    if len(body) > limit or not decoder.unconsumed_tail:
-                        break
-                    data = decoder.decompress(decoder.unconsumed_tail, limit - len(body) + 1)
-            except zlib.error:
-                raise MalformedResponse(detail=f"{what}: answer does not decompress") from None
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+            yield chunk
+            continue
+        try:
+            data = decoder.decompress(chunk, limit - total + 1)
+            while True:
+                total += len(data)
+                if total > limit:
+                    raise too_large
+                if data:
+                    yield data
+                if not decoder.unconsumed_tail:
+                    break
+                data = decoder.decompress(decoder.unconsumed_tail, limit - total + 1)
+        except zlib.error:
+            raise MalformedResponse(detail=f"{what}: answer does not decompress") from None
 
 
 def _decoder(encoding: str, what: str) -> Any:

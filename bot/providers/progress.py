@@ -7,8 +7,12 @@ to show and how often. A callback that fails is logged and ignored: a preview ne
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,3 +30,13 @@ class ProgressUpdate:
 
 
 ProgressCallback = Callable[[ProgressUpdate], Awaitable[None] | None]
+
+
+async def tell(progress: ProgressCallback, update: ProgressUpdate) -> None:
+    """Give ``update`` to the caller's callback; its failure is logged, never raised."""
+    try:
+        outcome = progress(update)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:  # a failed preview never fails the job
+        log.warning("progress callback failed", exc_info=True)

@@ -153,6 +153,8 @@ class ImageResult:
     created: int | None = None
     #: The seed of each image, where the backend has seeds (Stable Diffusion servers).
     seeds: tuple[int, ...] = ()
+    #: Partial images streamed while it was made (previews, each billed: see ``usage``).
+    partial_images: int = 0
 
     @property
     def revised_prompts(self) -> list[str]:

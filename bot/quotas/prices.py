@@ -5,6 +5,9 @@ Per-image models are priced from a table keyed by model, quality and size class 
 from the ``usage`` the response reports; before a request runs, their cost is *estimated* from
 the per-image table at the highest quality asked for, so an estimate errs on the side of the
 operator's wallet. Defaults are the public prices in DESIGN.md section 3.
+
+A streamed image's partial images (previews) cost 100 image output tokens each, at the model's
+image output rate: reserved for as many as the request asks for, settled for those received.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import ConfigError
-from bot.providers import ImageUsage, parse_size
+from bot.providers import PARTIAL_IMAGE_TOKENS, ImageUsage, parse_size
 
 MICRO = 1_000_000
 
@@ -40,6 +43,9 @@ DEFAULT_TOKEN_PRICES: Mapping[str, tuple[float, float, float]] = {
     "gpt-image-2": (5.0, 8.0, 30.0),
     "gpt-image-1.5": (5.0, 8.0, 30.0),
 }
+#: USD per 1M image output tokens of the per-image models, for their partial images (OpenAI's
+#: published rates; token-priced models use the third of their ``token_prices``).
+DEFAULT_OUTPUT_TOKEN_PRICES: Mapping[str, float] = {"gpt-image-1": 40.0, "gpt-image-1-mini": 8.0}
 #: Per-image prices used to estimate token-priced models before they run (gpt-image-1's).
 TOKEN_MODEL_ESTIMATE = "gpt-image-1"
 #: Price of an image of a model nobody priced: assume the dearest known, never zero.
@@ -60,6 +66,9 @@ class PriceTable:
     #: Backend name -> USD per image, whatever the model, size or quality: the self-hosted
     #: backends (``price_per_image_usd``, 0 by default), so quotas count their images alike.
     backend_prices: Mapping[str, float] = field(default_factory=dict)
+    output_token_prices: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_OUTPUT_TOKEN_PRICES)
+    )
 
 
 def _is_large(size: str | None) -> bool:
@@ -94,15 +103,29 @@ def estimate_cost(
     quality: str | None,
     *,
     backend: str | None = None,
+    partial_images: int,
 ) -> int:
     """The most ``n`` images may cost, in micro-dollars, before the provider is asked.
 
     ``size`` None means an upload's shape decides (an edit or variation without a chosen size):
     priced as the dearer size class, since a landscape photo's edit is a large image.
-    ``backend``: the backend that makes them; a self-hosted one has its own flat price."""
+    ``backend``: the backend that makes them; a self-hosted one has its own flat price.
+    ``partial_images``: the previews each image is streamed with (0 when not streamed)."""
     if backend is not None and backend in table.backend_prices:
         return round(table.backend_prices[backend] * n * MICRO)
-    return round(_per_image(table, model, size, quality, unsized_large=True) * n * MICRO)
+    per_image = _per_image(table, model, size, quality, unsized_large=True)
+    return round(per_image * n * MICRO) + n * partial_images_cost(table, model, partial_images)
+
+
+def partial_images_cost(table: PriceTable, model: str, partials: int) -> int:
+    """What ``partials`` partial images of ``model`` cost, in micro-dollars."""
+    rates = table.token_prices.get(model)
+    if rates is not None:
+        rate = rates[2]
+    else:
+        known = [r[2] for r in table.token_prices.values()] + [*table.output_token_prices.values()]
+        rate = table.output_token_prices.get(model, max(known, default=0.0))
+    return round(partials * PARTIAL_IMAGE_TOKENS * rate)  # USD per 1M tokens = micro-USD each
 
 
 def settle_cost(
@@ -114,10 +137,14 @@ def settle_cost(
     usage: ImageUsage | None,
     *,
     backend: str | None = None,
+    partial_images: int,
 ) -> int:
     """What the finished request cost, in micro-dollars: from tokens when the model is priced
     by tokens and the provider reported them, else from the per-image table (a self-hosted
-    ``backend``: its flat price)."""
+    ``backend``: its flat price).
+
+    ``partial_images``: the previews received (``ImageResult.partial_images``); the tokens of
+    a ``usage`` already count them (``ImageResult.usage``), a per-image price does not."""
     if backend is not None and backend in table.backend_prices:
         return round(table.backend_prices[backend] * delivered * MICRO)
     rates = table.token_prices.get(model)
@@ -131,7 +158,7 @@ def settle_cost(
         usd = (text_tokens * text_in + image_tokens * image_in + output * image_out) / MICRO
         return round(usd * MICRO)
     per_image = _per_image(table, model, size, quality, unsized_large=False)
-    return round(per_image * delivered * MICRO)
+    return round(per_image * delivered * MICRO) + partial_images_cost(table, model, partial_images)
 
 
 def format_usd(micro: int) -> str:

@@ -30,6 +30,12 @@ from typing import Any
 from aiohttp import web
 
 from bot.testing import openai_rules as rules
+from bot.testing.openai_stream import (
+    ImageStreamAnswer,
+    StreamFailure,
+    stream_answer,
+    wants_stream,
+)
 from bot.testing.openapi import coerce_multipart_fields, request_validator, resolved_schema
 
 _SCHEMAS = {
@@ -144,6 +150,10 @@ class FakeImagesAPI:
         self.noise_bits = 0
         #: Seconds to wait before answering each API request.
         self.delay = 0.0
+        #: Seconds between the events of a streamed answer.
+        self.stream_interval = 0.0
+        #: Answer ``stream: true`` with plain JSON, as some compatible servers do.
+        self.ignore_stream = False
         #: Sliding 60 s window of images; None = unlimited.
         self.images_per_minute: int | None = None
         #: Length of the rate limit's "minute" in seconds (benchmarks shrink it).
@@ -153,6 +163,7 @@ class FakeImagesAPI:
         self._window: collections.deque[tuple[float, int]] = collections.deque()
         self._scripts: collections.deque[_Script] = collections.deque()
         self._misbehaviours: collections.deque[_Misbehaviour] = collections.deque()
+        self._stream_failures: collections.deque[StreamFailure] = collections.deque()
         self._files: dict[str, tuple[bytes, str, float]] = {}
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -254,6 +265,26 @@ class FakeImagesAPI:
         """
         self._misbehaviours.append(_Misbehaviour(images, urls, fields, pad_bytes, gzip, image))
 
+    def stream_fails_next(
+        self,
+        *,
+        after: int = 0,
+        code: str | None = None,
+        message: str | None = None,
+        type: str | None = None,
+        drop: bool = False,
+    ) -> None:
+        """Break the next streamed answer after ``after`` partial images: with an ``error``
+        event when ``type`` or ``code`` is given, else by ending without the completed event
+        (``drop``: by cutting the connection)."""
+        error = None
+        if type is not None or code is not None:
+            default_type, default_message = _DEFAULT_ERRORS[500]
+            kind = type or default_type
+            error = {"message": message or default_message, "type": kind, "param": None}
+            error["code"] = code
+        self._stream_failures.append(StreamFailure(after, error, drop))
+
     def bad_base64_next(self) -> None:
         self._scripts.append(_Script("bad_base64"))
 
@@ -278,11 +309,15 @@ class FakeImagesAPI:
         response = await self._answer(endpoint, record)
         if self.delay:
             await self._sleep(self.delay)
+        if isinstance(response, ImageStreamAnswer):
+            return await response.send(request)
         if response.status == 429:
             self.count_429 += 1
         return response
 
-    async def _answer(self, endpoint: str, record: RecordedRequest) -> web.Response:
+    async def _answer(
+        self, endpoint: str, record: RecordedRequest
+    ) -> web.Response | ImageStreamAnswer:
         auth = record.headers.get("Authorization", "")
         if auth != f"Bearer {self.api_key}":
             return _error(401, _wrong_key_message(auth), "invalid_request_error", "invalid_api_key")
@@ -315,6 +350,11 @@ class FakeImagesAPI:
         payload = self._success(endpoint, name, model, body, record, source, n)
         if script is not None:
             payload = _corrupt(payload, script.kind)
+        if wants_stream(body) and not self.ignore_stream:
+            how = self._misbehaviours.popleft() if self._misbehaviours else None
+            if how is not None:
+                payload = how.apply(payload)
+            return self._stream(endpoint, payload, body, len(images), checked=how is None)
         if self._misbehaviours:
             return _misbehaving_response(self._misbehaviours.popleft(), payload)
         return web.json_response(payload, headers=self._ratelimit_headers())
@@ -365,6 +405,39 @@ class FakeImagesAPI:
                 usage=rules.usage(prompt, n, quality, len(inputs)),
             )
         return payload
+
+    def _stream(
+        self,
+        endpoint: str,
+        payload: dict[str, Any],
+        body: dict[str, Any],
+        inputs: int,
+        *,
+        checked: bool,
+    ) -> ImageStreamAnswer:
+        """The answer as events; each image's usage its own (the API streams one image).
+
+        A misbehaving answer (``misbehave_next``: its fields, image count and bytes; not its
+        padding or encoding) is streamed as it is, and not held to the spec (``checked``)."""
+        count = len(payload["data"])
+        prompt = body.get("prompt") or ""
+        one = rules.usage(prompt, 1, payload["quality"], inputs)
+        usages = [payload["usage"]] if count == 1 else [one] * count
+        name = body.get("model") or rules.DEFAULT_MODEL[endpoint]
+        answer = stream_answer(
+            endpoint,
+            payload,
+            body,
+            usages,
+            self._ratelimit_headers(),
+            free_sizes=self.models[name].free_sizes,
+            noise_bits=self.noise_bits,
+        )
+        answer.interval, answer.sleep = self.stream_interval, self._sleep
+        answer.failure = self._stream_failures.popleft() if self._stream_failures else None
+        if checked:
+            self.spec_violations.extend(answer.violations)
+        return answer
 
     def _publish(self, image: bytes, fmt: str) -> str:
         name = f"{secrets.token_hex(8)}.{fmt}"
@@ -466,8 +539,11 @@ def _typed_body(endpoint: str, record: RecordedRequest) -> dict[str, Any]:
     if record.json is not None:
         return record.json
     body: dict[str, Any] = dict(record.form)
-    if "n" in body:
-        body["n"] = int(body["n"]) if body["n"].lstrip("-").isdigit() else body["n"]
+    for name in ("n", "partial_images"):
+        if name in body and body[name].lstrip("-").isdigit():
+            body[name] = int(body[name])
+    if body.get("stream") in {"true", "false"}:
+        body["stream"] = body["stream"] == "true"
     return body
 
 

@@ -159,6 +159,9 @@ def check_params(endpoint: str, name: str, model: FakeModel, body: dict[str, Any
                 "Transparent background requires output_format png or webp.", "background"
             )
     else:
+        if body.get("stream") is True:
+            # The wording of the real refusal is not documented: this one names the parameter.
+            raise Rejected("Streaming is only supported for the GPT image models.", "stream")
         for param in ("background", "output_format", "output_compression", "moderation"):
             if body.get(param) is not None:
                 raise Rejected(f"'{param}' is only supported for the GPT image models.", param)

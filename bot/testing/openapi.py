@@ -149,6 +149,12 @@ def coerce_multipart_fields(schema: dict[str, Any], fields: dict[str, Any]) -> d
 
 
 def _declared_types(prop: dict[str, Any]) -> set[str]:
+    ref = prop.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+        # Only the OpenAI document sends multipart bodies (``partial_images`` is a reference).
+        spec = load_spec("openai")
+        name = ref.removeprefix("#/components/schemas/")
+        prop = spec["components"]["schemas"].get(name, {}) if spec else {}
     types: set[str] = set()
     if isinstance(prop.get("type"), str):
         types.add(prop["type"])

@@ -85,3 +85,14 @@ def png(
     buffer = io.BytesIO()
     Image.new(mode, (width, height), colour[: len(mode)]).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def multipart(fields: dict[str, Any]) -> aiohttp.FormData:
+    """A form as the client sends it: bytes as PNG files, everything else as text fields."""
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        if isinstance(value, bytes):
+            form.add_field(name, value, filename=f"{name}.png", content_type="image/png")
+        else:
+            form.add_field(name, str(value))
+    return form

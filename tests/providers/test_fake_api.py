@@ -12,7 +12,7 @@ from bot.imaging import ImageWorker
 from bot.providers import GenerateRequest, ImagesClient, build_model_table
 from bot.testing.openai_api import FakeImagesAPI
 from bot.testing.openapi import request_validator
-from tests.providers.conftest import png
+from tests.providers.conftest import multipart, png
 
 needs_spec = pytest.mark.skipif(
     request_validator("openai", "/images/generations", "post") is None,
@@ -34,13 +34,8 @@ async def _post_json(
 async def _post_form(
     session: aiohttp.ClientSession, api: FakeImagesAPI, endpoint: str, fields: dict[str, object]
 ) -> tuple[int, dict[str, object]]:
-    form = aiohttp.FormData()
-    for name, value in fields.items():
-        if isinstance(value, bytes):
-            form.add_field(name, value, filename=f"{name}.png", content_type="image/png")
-        else:
-            form.add_field(name, str(value))
     headers = {"Authorization": f"Bearer {api.api_key}"}
+    form = multipart(fields)
     async with session.post(f"{api.base_url}/images/{endpoint}", data=form, headers=headers) as r:
         return r.status, await r.json()
 

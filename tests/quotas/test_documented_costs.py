@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.config import QuotaSettings
+from bot.config import ProviderSettings, QuotaSettings
 from bot.quotas.prices import MICRO, PriceTable, estimate_cost, format_usd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -12,8 +12,11 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 EXAMPLE = (ROOT / "config.example.toml").read_text(encoding="utf-8")
 
 
-def reserved(quality: str | None) -> int:
-    return estimate_cost(PriceTable(), "gpt-image-2", 1, "1024x1024", quality)
+def reserved(quality: str | None, partials: int = ProviderSettings().partial_images) -> int:
+    """What a request of the default model reserves, with the default previews."""
+    return estimate_cost(
+        PriceTable(), "gpt-image-2", 1, "1024x1024", quality, partial_images=partials
+    )
 
 
 def test_the_quoted_reservations_per_quality_are_the_price_table() -> None:

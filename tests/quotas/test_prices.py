@@ -28,7 +28,33 @@ TABLE = PriceTable()
     ],
 )
 def test_estimates(model: str, n: int, size: str, quality: str | None, usd: float) -> None:
-    assert estimate_cost(TABLE, model, n, size, quality) == round(usd * 1_000_000)
+    assert estimate_cost(TABLE, model, n, size, quality, partial_images=0) == round(usd * 1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("model", "partials", "usd"),
+    [
+        # gpt-image-1's per-image price plus 100 image output tokens a partial at $40 per 1M
+        ("gpt-image-1", 2, 0.042 + 2 * 0.004),
+        ("gpt-image-1-mini", 3, 0.011 + 3 * 0.0008),
+        # gpt-image-2: estimated at gpt-image-1's price, its partials at its own $30 per 1M
+        ("gpt-image-2", 1, 0.042 + 0.003),
+        # a model nobody priced: the dearest known rate
+        ("some-local-model", 1, 0.25 + 0.004),
+    ],
+)
+def test_estimates_reserve_each_partial_image(model: str, partials: int, usd: float) -> None:
+    cost = estimate_cost(TABLE, model, 1, "1024x1024", "medium", partial_images=partials)
+    assert cost == round(usd * 1_000_000)
+    assert (
+        estimate_cost(TABLE, model, 2, "1024x1024", "medium", partial_images=partials) == 2 * cost
+    )
+
+
+def test_settling_a_per_image_model_adds_the_partials_received() -> None:
+    plain = settle_cost(TABLE, "gpt-image-1", 1, "1024x1024", "medium", None, partial_images=0)
+    streamed = settle_cost(TABLE, "gpt-image-1", 1, "1024x1024", "medium", None, partial_images=2)
+    assert (plain, streamed) == (42_000, 42_000 + 2 * 4_000)
 
 
 def test_token_priced_models_settle_from_usage() -> None:
@@ -42,11 +68,17 @@ def test_token_priced_models_settle_from_usage() -> None:
     )
     # 40 * $5 + 10 * $8 + 4160 * $30 per million tokens
     expected = round((40 * 5 + 10 * 8 + 4160 * 30) / 1_000_000 * 1_000_000)
-    assert settle_cost(TABLE, "gpt-image-2", 1, "1024x1024", "high", usage) == expected
+    assert settle_cost(TABLE, "gpt-image-2", 1, "1024x1024", "high", usage, partial_images=0) == (
+        expected
+    )
+    # A streamed image's usage already counts its partials (ImageResult.usage): not twice.
+    assert settle_cost(TABLE, "gpt-image-2", 1, "1024x1024", "high", usage, partial_images=2) == (
+        expected
+    )
 
 
 def test_settle_without_usage_uses_delivered_count() -> None:
-    assert settle_cost(TABLE, "dall-e-2", 2, "256x256", None, None) == 32_000
+    assert settle_cost(TABLE, "dall-e-2", 2, "256x256", None, None, partial_images=0) == 32_000
 
 
 @pytest.mark.parametrize(

@@ -120,8 +120,9 @@ async def test_a_landscape_edit_reserves_the_large_price_and_a_tight_budget_refu
     fake_images_api: FakeImagesAPI,
     settings_factory: Callable[..., Settings],
 ) -> None:
-    """No size chosen: the photo's shape makes a 1536x1024 image ($0.016 at low quality), so
-    the reservation must not be the square's $0.011, or a budget of $0.015 is overspent."""
+    """No size chosen: the photo's shape makes a 1536x1024 image ($0.016 at low quality, plus
+    $0.004 for its streamed preview), so the reservation must not be the square's $0.011 (+
+    $0.004), or a budget of $0.015 is overspent."""
     quotas = dataclasses.replace(ROOMY_QUOTAS, spend_per_month_usd=0.015, default_quality="low")
     settings = settings_factory(model="gpt-image-1", quotas=quotas)
     async with run_bot(fake_discord, fake_images_api, settings) as harness:
@@ -130,5 +131,5 @@ async def test_a_landscape_edit_reserves_the_large_price_and_a_tight_budget_refu
         message = await edit.wait_message()
         await harness.idle()
     assert message.ephemeral and "image budget of $0.015" in message.content
-    assert "may cost up to $0.016" in message.content
+    assert "may cost up to $0.02" in message.content
     assert api_calls(fake_images_api, "edits") == []  # nothing was bought over the budget
