@@ -32,6 +32,7 @@ from bot.providers import (
     parse_size,
 )
 from bot.providers.checks import png_dimensions
+from bot.providers.progress import ProgressCallback
 
 #: Side of the square the uploads of models without fixed square sizes are normalized to.
 DEFAULT_INPUT_SIDE = 1024
@@ -256,18 +257,23 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
     return replace(order, image=normalized.png, mask=None)
 
 
-async def send_order(service: ImageService, sent: ImageOrder) -> ImageResult:
-    """Ask the provider for an order whose uploads are normalized (see normalize_uploads)."""
+async def send_order(
+    service: ImageService, sent: ImageOrder, *, progress: ProgressCallback | None = None
+) -> ImageResult:
+    """Ask the provider for an order whose uploads are normalized (see normalize_uploads);
+    ``progress`` gets the backend's updates while it works."""
     spec = service.provider.spec_for(sent.model)
     if sent.operation is Operation.GENERATE:
-        return await service.provider.generate(_as(GenerateRequest, build_request(sent, spec)))
+        new = _as(GenerateRequest, build_request(sent, spec))
+        return await service.provider.generate(new, progress=progress)
     image = sent.image or b""
     shapes = shape_spec(spec, service.settings.quotas.allowed_sizes)
     order = replace(sent, size=_output_size(sent.size, png_dimensions(image), shapes))
     if order.operation is Operation.EDIT:
         request = build_request(order, spec, image, order.mask)
-        return await service.provider.edit(_as(EditRequest, request))
-    return await service.provider.vary(_as(VaryRequest, build_request(order, spec, image)))
+        return await service.provider.edit(_as(EditRequest, request), progress=progress)
+    variation = _as(VaryRequest, build_request(order, spec, image))
+    return await service.provider.vary(variation, progress=progress)
 
 
 def _as(kind: type[R], request: ImageRequest) -> R:

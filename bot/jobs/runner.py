@@ -37,6 +37,7 @@ from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage, ModelSpec, Operation
+from bot.providers.progress import ProgressCallback, ProgressUpdate
 from bot.quotas import PriceTable, estimate_cost, settle_cost
 from bot.quotas.admission import (
     SpendCapWatch,
@@ -73,6 +74,11 @@ class JobListener(Protocol):
     async def job_failed(self, job: Job, error: BotError) -> None: ...
 
     async def job_interrupted(self, job: Job) -> None: ...
+
+    def job_progress(self, job: Job, update: ProgressUpdate) -> None:
+        """How far the backend is with ``job``; called while the backend's call runs, so it
+        only hands the update on (to be shown later) and returns at once."""
+        ...
 
 
 class JobRunner:
@@ -272,7 +278,7 @@ class JobRunner:
             job.started_at = started
             try:
                 sent = await normalize_uploads(self._engine, order)
-                result = await send_order(self._engine, sent)
+                result = await send_order(self._engine, sent, progress=self._progress_of(job))
             finally:
                 # The provider answered: the rate limit's window for these images starts now
                 # (the dispatcher also does this when _run ends, for every other way out).
@@ -333,6 +339,25 @@ class JobRunner:
         self.journal.settled(job.id)
         if posted:
             await self._recorded(job)
+
+    def _progress_of(self, job: Job) -> ProgressCallback | None:
+        """The backend's progress callback for ``job``: the listener's, made harmless (an
+        update the listener cannot take is logged once and the job goes on)."""
+        listener = self._listener
+        if listener is None:
+            return None
+        failed = False
+
+        def progress(update: ProgressUpdate) -> None:
+            nonlocal failed
+            try:
+                listener.job_progress(job, update)
+            except Exception:
+                if not failed:
+                    log.exception("job %d: showing progress failed", job.id, extra=_context(job))
+                failed = True
+
+        return progress
 
     async def _fail(
         self,

@@ -41,6 +41,7 @@ from bot.providers.errors import (
     scrub,
 )
 from bot.providers.fetch import MAX_REDIRECTS, HostPolicy, checked_request, read_capped
+from bot.providers.progress import ProgressCallback
 from bot.providers.types import (
     EditRequest,
     GeneratedImage,
@@ -141,7 +142,9 @@ class ImagesClient:
 
     # --- operations ----------------------------------------------------------------------------
 
-    async def generate(self, request: GenerateRequest) -> ImageResult:
+    async def generate(
+        self, request: GenerateRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
         spec = self.spec_for(request.model)
         check_request(spec, request)
         body: dict[str, Any] = {"model": spec.name, "prompt": request.prompt, "n": request.n}
@@ -156,7 +159,9 @@ class ImagesClient:
         payload = await self._post("/images/generations", spec, json_body=body)
         return await self._result(payload, spec, request.n, size, request.quality)
 
-    async def edit(self, request: EditRequest) -> ImageResult:
+    async def edit(
+        self, request: EditRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
         spec = self.spec_for(request.model)
         check_request(spec, request)
         fields: dict[str, Any] = {"model": spec.name, "prompt": request.prompt, "n": request.n}
@@ -174,7 +179,9 @@ class ImagesClient:
         payload = await self._post("/images/edits", spec, fields=fields, files=files)
         return await self._result(payload, spec, request.n, size, request.quality)
 
-    async def vary(self, request: VaryRequest) -> ImageResult:
+    async def vary(
+        self, request: VaryRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
         """Native variations where the model has them, else an edit asking for a variation."""
         spec = self.spec_for(request.model)
         check_request(spec, request)

@@ -3,14 +3,17 @@
 Members of peer bots could not see whether their request was waiting, running or lost. Here the
 deferred response shows the position and an estimated wait (a Discord timestamp, so every member
 reads it in their own language), with a Cancel button, and is refreshed as the queue moves.
-Edits are rate-limited per job, and a final text (done, failed, cancelled) is never overwritten
-by a late queue update: every edit of one job's status goes through that job's lock, and the
-final one marks the job so no later update is attempted.
+While the job runs it shows the backend's progress and its latest preview (see
+:meth:`StatusBoard.progress`). Edits are rate-limited per job, and a final text (done, failed,
+cancelled) is never overwritten by a late queue or progress update: every edit of one job's
+status goes through that job's lock, and the final one marks the job so no later update is
+attempted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -22,10 +25,12 @@ from typing import Any, Protocol
 import discord
 
 from bot.db.models import Intake, Job
+from bot.discord.generate._progress import preview_file, progress_text
 from bot.discord.generate._views import CancelButton
 from bot.discord.i18n import Catalog
 from bot.discord.markup import discord_time
 from bot.jobs import Place
+from bot.providers.progress import ProgressUpdate
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,10 @@ ORIGINAL: Any = "@original"
 REFRESH_SECONDS = 5.0
 #: At most one pass over the waiting jobs this often, however busy the queue.
 PASS_SECONDS = 1.0
+#: At most one progress edit per job this often (issue 12: "about once per second").
+PROGRESS_SECONDS = 1.0
+#: How long the result waits for a progress edit under way (say, one waiting out a 429).
+PROGRESS_STOP_SECONDS = 5.0
 
 
 class FollowUps:
@@ -85,6 +94,17 @@ class _Status:
     edited_at: float = -math.inf
     #: The last word was said (done, failed, cancelled): nothing may edit it any more.
     final: bool = False
+    #: The newest progress not shown yet, and the newest preview not shown yet (an update
+    #: carries one only when it changed, so a later update without one does not drop it).
+    update: ProgressUpdate | None = None
+    preview: bytes | None = field(default=None, repr=False)
+    #: What the last progress edit said, and whether a preview is attached to the message.
+    progress_shown: str | None = None
+    preview_shown: bool = False
+    #: Set when no progress edit may start any more (the result is being posted).
+    progress_over: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The task that edits progress in, while there is any to show.
+    progress_task: asyncio.Task[None] | None = None
 
 
 class StatusBoard:
@@ -100,6 +120,8 @@ class StatusBoard:
         #: Seconds between two position updates of one job; between two passes over all jobs.
         self.refresh_seconds = REFRESH_SECONDS
         self.pass_seconds = PASS_SECONDS
+        #: Seconds between two progress edits of one job.
+        self.progress_seconds = PROGRESS_SECONDS
 
     async def queued(self, job: Job, place: Place | None) -> None:
         if self.follow_ups.of(job) is None:
@@ -114,9 +136,11 @@ class StatusBoard:
         entry = self._entries.pop(job.id, None)
         if entry is None:
             return await self._edit(job, text, view=None)
+        entry.progress_over.set()
         async with entry.lock:
             entry.final = True
-            return await self._edit(job, text, view=None)
+            # The preview goes with the progress: "done" stands alone above the result.
+            return await self._edit(job, text, view=None, clear_files=entry.preview_shown)
 
     async def cancel(self, job_id: int, cancel: Callable[[], Awaitable[bool]]) -> bool:
         """Run ``cancel`` while no update of the job's status can be under way or start.
@@ -131,6 +155,7 @@ class StatusBoard:
             if not await cancel():
                 return False
             entry.final = True
+            entry.progress_over.set()
             self._entries.pop(job_id, None)
         return True
 
@@ -158,16 +183,93 @@ class StatusBoard:
         entry.edited_at = time.monotonic()
         await self._edit(job, text, view=view)
 
-    async def _edit(self, job: Job, text: str, *, view: discord.ui.View | None) -> bool:
+    async def _edit(
+        self, job: Job, text: str, *, view: discord.ui.View | None, clear_files: bool = False
+    ) -> bool:
         webhook = self.follow_ups.of(job)
         if webhook is None:
             return False
+        extra: dict[str, Any] = {"attachments": []} if clear_files else {}
         try:
-            await webhook.edit_message(ORIGINAL, content=text, view=view)
+            await webhook.edit_message(ORIGINAL, content=text, view=view, **extra)
         except discord.HTTPException as exc:
             log.info("job %d: status not updated (%s %s)", job.id, exc.status, exc.code)
             return False
         return True
+
+    # --- progress while the job runs -----------------------------------------------------------
+
+    def progress(self, job: Job, update: ProgressUpdate) -> None:
+        """Show ``update`` soon: at most one edit per job every ``progress_seconds``, and only
+        the newest update when several came meanwhile. Returns at once (the backend's call is
+        waiting); the edits run in the job's own task and never fail the job."""
+        entry = self._entries.get(job.id)
+        if entry is None or entry.final or entry.progress_over.is_set():
+            return  # no private message (a reaction's job), or its last word is said
+        entry.update = update
+        if update.preview is not None:
+            entry.preview = update.preview
+        if entry.progress_task is None:
+            entry.progress_task = asyncio.create_task(
+                self._show_progress(entry), name=f"progress-{job.id}"
+            )
+
+    async def stop_progress(self, job: Job) -> None:
+        """No progress edit after this returns: the result is about to be posted. An edit
+        under way is let finish (briefly), so it cannot land after the result."""
+        entry = self._entries.get(job.id)
+        if entry is None:
+            return
+        entry.progress_over.set()
+        task = entry.progress_task
+        if task is not None and task is not asyncio.current_task():
+            _, pending = await asyncio.wait({task}, timeout=PROGRESS_STOP_SECONDS)
+            for late in pending:
+                late.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _show_progress(self, entry: _Status) -> None:
+        try:
+            while entry.update is not None:
+                wait = entry.edited_at + self.progress_seconds - time.monotonic()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(entry.progress_over.wait(), wait)
+                if entry.progress_over.is_set() or entry.final:
+                    return
+                async with entry.lock:
+                    if entry.progress_over.is_set() or entry.final:
+                        return
+                    await self._edit_progress(entry)
+        except Exception:
+            log.exception("job %d: showing progress failed", entry.job.id)
+        finally:
+            entry.progress_task = None
+
+    async def _edit_progress(self, entry: _Status) -> None:
+        """One edit with the newest update (and the newest preview, replacing the last)."""
+        job, update, preview = entry.job, entry.update, entry.preview
+        entry.update = entry.preview = None
+        if update is None:
+            return
+        text = progress_text(self.catalog, job, update)
+        file = preview_file(job, preview) if preview is not None else None
+        if file is None and text == entry.progress_shown:
+            return  # nothing a member would see changed: keep the rate limit for later
+        webhook = self.follow_ups.of(job)
+        if webhook is None:
+            return
+        extra: dict[str, Any] = {"attachments": [file]} if file is not None else {}
+        entry.edited_at = time.monotonic()
+        try:
+            await webhook.edit_message(ORIGINAL, content=text, **extra)
+        except discord.HTTPException as exc:
+            # A 429 that outlasted discord.py's own retries, an expired token: the job goes
+            # on, and the next update (the newest then) tries again.
+            log.info("job %d: progress not shown (%s %s)", job.id, exc.status, exc.code)
+            return
+        entry.progress_shown = text
+        entry.preview_shown = entry.preview_shown or file is not None
 
     # --- refreshing while the queue moves ------------------------------------------------------
 
@@ -178,6 +280,10 @@ class StatusBoard:
             self._task = asyncio.create_task(self._refresh_forever(), name="status-board")
 
     async def stop(self) -> None:
+        showing = [e.progress_task for e in self._entries.values() if e.progress_task is not None]
+        for task in showing:
+            task.cancel()
+        await asyncio.gather(*showing, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
