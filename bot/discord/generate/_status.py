@@ -44,6 +44,11 @@ REFRESH_SECONDS = 5.0
 PASS_SECONDS = 1.0
 #: At most one progress edit per job this often (issue 12: "about once per second").
 PROGRESS_SECONDS = 1.0
+#: An edit that only moves the bar (no new preview) waits this long after the last edit (until
+#: an update comes after it), and a new preview waits only half of PROGRESS_SECONDS after such
+#: an edit: the bar alone is worth less than the picture, which should be seen within half a
+#: second of being made (bench/preview.py).
+TEXT_SECONDS = 2.0
 #: How long the result waits for a progress edit under way (say, one waiting out a 429).
 PROGRESS_STOP_SECONDS = 5.0
 
@@ -101,8 +106,12 @@ class _Status:
     #: What the last progress edit said, and whether a preview is attached to the message.
     progress_shown: str | None = None
     preview_shown: bool = False
-    #: Set when no progress edit may start any more (the result is being posted).
-    progress_over: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The last edit brought a new preview (the next one waits the whole PROGRESS_SECONDS).
+    preview_last: bool = False
+    #: True once no progress edit may start any more (the result is being posted).
+    progress_over: bool = False
+    #: Set when the progress task must look again: a new preview came, or progress is over.
+    progress_wake: asyncio.Event = field(default_factory=asyncio.Event)
     #: The task that edits progress in, while there is any to show.
     progress_task: asyncio.Task[None] | None = None
 
@@ -120,8 +129,9 @@ class StatusBoard:
         #: Seconds between two position updates of one job; between two passes over all jobs.
         self.refresh_seconds = REFRESH_SECONDS
         self.pass_seconds = PASS_SECONDS
-        #: Seconds between two progress edits of one job.
+        #: Seconds from one progress edit of a job to the next; to the next without a preview.
         self.progress_seconds = PROGRESS_SECONDS
+        self.text_seconds = TEXT_SECONDS
 
     async def queued(self, job: Job, place: Place | None) -> None:
         if self.follow_ups.of(job) is None:
@@ -136,7 +146,7 @@ class StatusBoard:
         entry = self._entries.pop(job.id, None)
         if entry is None:
             return await self._edit(job, text, view=None)
-        entry.progress_over.set()
+        _end_progress(entry)
         async with entry.lock:
             entry.final = True
             # The preview goes with the progress: "done" stands alone above the result.
@@ -155,7 +165,7 @@ class StatusBoard:
             if not await cancel():
                 return False
             entry.final = True
-            entry.progress_over.set()
+            _end_progress(entry)
             self._entries.pop(job_id, None)
         return True
 
@@ -167,6 +177,8 @@ class StatusBoard:
             entry.started_shown = True
             entry.shown = None
             text = catalog.text("status.working", job.locale, n=job.n_requested)
+            # An edit like any other: the job's first progress edit keeps the pace after it.
+            entry.edited_at = time.monotonic()
             await self._edit(job, text, view=None)
             return
         eta = datetime.now(UTC) + timedelta(seconds=place.eta_seconds)
@@ -200,15 +212,17 @@ class StatusBoard:
     # --- progress while the job runs -----------------------------------------------------------
 
     def progress(self, job: Job, update: ProgressUpdate) -> None:
-        """Show ``update`` soon: at most one edit per job every ``progress_seconds``, and only
-        the newest update when several came meanwhile. Returns at once (the backend's call is
-        waiting); the edits run in the job's own task and never fail the job."""
+        """Show ``update`` soon: at most one edit per job every ``progress_seconds`` (every
+        ``text_seconds`` when there is no new preview), and only the newest update when
+        several came meanwhile. Returns at once (the backend's call is waiting); the edits run
+        in the job's own task and never fail the job."""
         entry = self._entries.get(job.id)
-        if entry is None or entry.final or entry.progress_over.is_set():
+        if entry is None or entry.final or entry.progress_over:
             return  # no private message (a reaction's job), or its last word is said
         entry.update = update
         if update.preview is not None:
             entry.preview = update.preview
+        entry.progress_wake.set()  # a waiting preview may go with this update
         if entry.progress_task is None:
             entry.progress_task = asyncio.create_task(
                 self._show_progress(entry), name=f"progress-{job.id}"
@@ -220,7 +234,7 @@ class StatusBoard:
         entry = self._entries.get(job.id)
         if entry is None:
             return
-        entry.progress_over.set()
+        _end_progress(entry)
         task = entry.progress_task
         if task is not None and task is not asyncio.current_task():
             _, pending = await asyncio.wait({task}, timeout=PROGRESS_STOP_SECONDS)
@@ -230,21 +244,35 @@ class StatusBoard:
 
     async def _show_progress(self, entry: _Status) -> None:
         try:
-            while entry.update is not None:
-                wait = entry.edited_at + self.progress_seconds - time.monotonic()
+            while entry.update is not None and not (entry.progress_over or entry.final):
+                wait = self._next_progress_at(entry) - time.monotonic()
                 if wait > 0:
+                    # Shown by the first update that comes once the pace allows (the freshest
+                    # then), or by this timer a pace later when none comes: a timer's edit at
+                    # the pace would land between two polls of the backend, just before the
+                    # next preview, which would then wait a whole pace.
+                    wait += self.progress_seconds
+                    entry.progress_wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(entry.progress_over.wait(), wait)
-                if entry.progress_over.is_set() or entry.final:
-                    return
+                        await asyncio.wait_for(entry.progress_wake.wait(), wait)
+                    continue
                 async with entry.lock:
-                    if entry.progress_over.is_set() or entry.final:
+                    if entry.progress_over or entry.final:
                         return
                     await self._edit_progress(entry)
         except Exception:
             log.exception("job %d: showing progress failed", entry.job.id)
         finally:
             entry.progress_task = None
+
+    def _next_progress_at(self, entry: _Status) -> float:
+        """When the next progress edit may go (see TEXT_SECONDS): so previews come at most
+        once a second, the bar alone every two seconds, and no two edits closer than half."""
+        if entry.preview is None:
+            return entry.edited_at + self.text_seconds
+        if entry.preview_last:
+            return entry.edited_at + self.progress_seconds
+        return entry.edited_at + self.progress_seconds / 2
 
     async def _edit_progress(self, entry: _Status) -> None:
         """One edit with the newest update (and the newest preview, replacing the last)."""
@@ -269,6 +297,7 @@ class StatusBoard:
             log.info("job %d: progress not shown (%s %s)", job.id, exc.status, exc.code)
             return
         entry.progress_shown = text
+        entry.preview_last = file is not None
         entry.preview_shown = entry.preview_shown or file is not None
 
     # --- refreshing while the queue moves ------------------------------------------------------
@@ -356,3 +385,8 @@ class StatusBoard:
         self._timer, self._timer_at = None, math.inf
         if self._changed is not None:
             self._changed.set()
+
+
+def _end_progress(entry: _Status) -> None:
+    entry.progress_over = True
+    entry.progress_wake.set()

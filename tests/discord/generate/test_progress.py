@@ -61,6 +61,11 @@ async def start_job(h: Harness) -> tuple[InteractionHandle, Job]:
     return handle, job
 
 
+def pace(h: Harness, seconds: float) -> None:
+    """Edits of a status as often as ``seconds`` (1 s with a preview, 2 s without in production)."""
+    h.bot.delivery.status.progress_seconds = h.bot.delivery.status.text_seconds = seconds
+
+
 def update(percent: int, preview: bytes | None = None) -> ProgressUpdate:
     return ProgressUpdate(percent / 100, f"step {percent}/100", percent, 100, preview=preview)
 
@@ -88,7 +93,7 @@ async def shows(handle: InteractionHandle, check: Callable[[StoredMessage], bool
 
 async def test_a_running_job_shows_its_progress_and_the_newest_preview(running: Harness) -> None:
     h = running
-    h.bot.delivery.status.progress_seconds = 0.2
+    pace(h, 0.2)
     handle, job = await start_job(h)
     red, blue = png_bytes(32, 32, (200, 0, 0)), png_bytes(32, 32, (0, 0, 200))
 
@@ -118,29 +123,45 @@ async def test_a_running_job_shows_its_progress_and_the_newest_preview(running: 
 async def test_progress_edits_come_at_most_once_a_second_showing_the_newest(
     running: Harness,
 ) -> None:
-    """A backend reporting 20 times a second gets one edit a second (the production pace),
-    and the last edit shows the last update, not one of those in between."""
+    """A backend reporting 20 times a second gets an edit a second while it sends previews,
+    one every two seconds while only the bar moves (the production pace), and the last edit
+    shows the last update, not one of those in between (the last one is shown by a timer:
+    nothing follows it)."""
     h = running
-    assert h.bot.delivery.status.progress_seconds == 1.0
+    assert (h.bot.delivery.status.progress_seconds, h.bot.delivery.status.text_seconds) == (1, 2)
+    h.api.delay = 10.0
     handle, job = await start_job(h)
-    for percent in range(1, 41):  # 2 s of updates
+    for percent in range(1, 41):  # 2 s of updates, each with a new preview
+        h.bot.delivery.job_progress(job, update(percent, png_bytes(8, 8, (percent, 0, 0))))
+        await asyncio.sleep(0.05)
+    last = await shows(handle, lambda m: "40%" in m.content)
+    assert [colour_of(a.data) for a in last.attachments] == [(40, 0, 0)]
+    with_previews = progress_edits(h.fake)
+    for percent in range(41, 101):  # 3 s of updates without previews
         h.bot.delivery.job_progress(job, update(percent))
         await asyncio.sleep(0.05)
-    await shows(handle, lambda m: "40%" in m.content)
+    await shows(handle, lambda m: "100%" in m.content)
     edits = progress_edits(h.fake)
-    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(edits)]
-    assert 2 <= len(edits) <= 3, [e.json for e in edits]
-    assert min(gaps) >= 0.9, gaps
+    text_only = edits[len(with_previews) :]
+    assert 2 <= len(with_previews) <= 3, [e.json for e in with_previews]
+    assert min(gaps(with_previews)) >= 0.9, gaps(with_previews)
+    assert all(not e.files for e in text_only) and 1 <= len(text_only) <= 3
+    assert min(gaps(edits[len(with_previews) - 1 :])) >= 1.9, gaps(edits)
     await h.result()
+
+
+def gaps(edits: list[RequestRecord]) -> list[float]:
+    return [later.at - earlier.at for earlier, later in itertools.pairwise(edits)]
 
 
 async def test_a_429_on_an_edit_is_waited_out_and_the_next_edit_is_the_newest(
     running: Harness,
 ) -> None:
     h = running
-    h.bot.delivery.status.progress_seconds = 0.2
+    pace(h, 0.2)
     handle, job = await start_job(h)
     h.fake.fail_next("PATCH", ORIGINAL_EDIT, 429, 0, "You are being rate limited.", retry_after=0.5)
+    await asyncio.sleep(0.3)  # the pace after "Making 1 image…" has passed: the next goes at once
     h.bot.delivery.job_progress(job, update(10))
     await asyncio.sleep(0.1)  # the edit is waiting out its 429
     for percent in (20, 30, 40):
@@ -156,7 +177,7 @@ async def test_a_429_on_an_edit_is_waited_out_and_the_next_edit_is_the_newest(
 
 async def test_refused_progress_edits_do_not_fail_the_job(running: Harness) -> None:
     h = running
-    h.bot.delivery.status.progress_seconds = 0.2
+    pace(h, 0.2)
     handle, job = await start_job(h)
     # Discord refuses the next two edits of the status (an invalid body, an outage...).
     h.fake.fail_next("PATCH", ORIGINAL_EDIT, 400, 50035, "Invalid Form Body", times=2)
@@ -184,7 +205,7 @@ async def test_no_progress_edit_lands_after_the_result(
     the images are ready: every progress edit reaches Discord before the result, none after
     it or after "done"."""
     async with run_bot(fake_discord, fake_images_api, settings_factory()) as h:
-        h.bot.delivery.status.progress_seconds = 0.1
+        pace(h, 0.1)
         fake_images_api.delay = 1.0
         handle, job = await start_job(h)
         stop = asyncio.Event()
