@@ -28,7 +28,8 @@ def require_secrets(settings: Settings, *, discord_token: bool, api_key: bool = 
     missing = []
     if discord_token and not settings.discord.token:
         missing.append(f"a Discord bot token ({TOKEN_ENV} or [discord] token)")
-    if api_key and not settings.provider.api_key:
+    # Only the OpenAI API needs a key; a self-hosted server ([provider] type) has none or a login.
+    if api_key and settings.provider.type == "openai" and not settings.provider.api_key:
         missing.append(f"an image API key ({API_KEY_ENV} or [provider] api_key)")
     if missing:
         raise UsageError("missing " + " and ".join(missing) + "; see config.example.toml")
@@ -119,7 +120,7 @@ async def _one_shot(
     require_secrets(settings, discord_token=False)
     prepare_out(args.out)
     async with open_engine(settings, catalogues=catalogues) as engine:
-        check_order(engine.provider, order)
+        check_order(engine.backends, order)
         result = await make_images(engine, order)
     for path in write_results(result, args.out, order.operation.value):
         print(path)

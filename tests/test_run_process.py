@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord
 from bot.testing.discord.rest import Rest
 from bot.testing.openai_api import FakeImagesAPI
@@ -63,6 +64,42 @@ async def test_run_serves_an_imagine_and_stops_on_sigterm(
     assert "Traceback" not in bot.output and "voice will NOT be supported" not in bot.output
     assert_no_secrets(bot.output, fake.token, api.api_key)
     assert fake.spec_violations == [] and api.spec_violations == []
+
+
+async def test_run_on_an_automatic1111_server_needs_no_api_key(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    """``[provider] type = "automatic1111"`` from the environment, as a container sets it."""
+    fake = fake_discord
+    async with FakeAutomatic1111(step_delay=0.001) as a1111:
+        config = write_config(tmp_path, fake, fake_images_api)
+        env = bot_env(fake.token, "") | {
+            "IMAGEBOT_PROVIDER_TYPE": "automatic1111",
+            "IMAGEBOT_PROVIDER_BASE_URL": a1111.base_url,
+            "IMAGEBOT_PROVIDER_MODEL": "",
+        }
+        del env["OPENAI_API_KEY"]
+        async with bot_process("run", config, env) as bot:
+            try:
+                await fake.wait_ready(timeout=15)
+                await fake.state.pulse.wait_until(
+                    lambda: True if fake.commands else None, 10, lambda: "the command sync"
+                )
+                handle = await fake.slash("imagine", {"prompt": "a lighthouse"})
+                assert (await handle.response()).type == 5
+                result = await fake.wait_for_message(
+                    lambda m: bool(m.attachments) and not m.ephemeral,
+                    timeout=10,
+                    sources=("channel", "followup", "response"),
+                )
+            except BaseException:
+                print(bot.output)
+                raise
+            assert result.files["image_1.png"].startswith(b"\x89PNG")
+            assert [path for path, _ in a1111.requests if "2img" in path] == ["/sdapi/v1/txt2img"]
+            assert await bot.stop() == 0, bot.output
+    assert fake_images_api.requests == []
+    assert "Traceback" not in bot.output
 
 
 async def test_ctrl_c_while_a_job_runs_still_stops_promptly(

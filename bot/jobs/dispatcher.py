@@ -17,6 +17,7 @@ import logging
 import math
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -50,6 +51,32 @@ class Place:
         return self.position > POSITION_CAP
 
 
+class RunningCap:
+    """Jobs running at once over several dispatchers together (``[jobs] concurrency`` over
+    every backend's): a freed slot wakes each of them, the first one in turn."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self._wakers: deque[Callable[[], None]] = deque()
+
+    def free(self) -> bool:
+        return self.running < self.limit
+
+    def take(self) -> None:
+        self.running += 1
+
+    def give(self) -> None:
+        self.running -= 1
+        for wake in self._wakers:
+            wake()
+        # The first woken takes the slot: another dispatcher comes first next time.
+        self._wakers.rotate(-1)
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        self._wakers.append(wake)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -57,10 +84,14 @@ class Dispatcher:
         *,
         concurrency: int,
         limiter: ImageRateLimiter,
+        cap: RunningCap | None = None,
     ) -> None:
+        """``cap``: a limit this dispatcher shares with others (one per backend), besides its
+        own ``concurrency``."""
         self._run = run
         self._concurrency = concurrency
         self._limiter = limiter
+        self._cap = cap or RunningCap(concurrency)
         self.queue = FairQueue()
         self.running: dict[int, QueuedJob] = {}
         #: When each running job started (monotonic), for the estimated waits.
@@ -72,6 +103,7 @@ class Dispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._average_run = DEFAULT_RUN_SECONDS
         self._paused = False
+        self._cap.subscribe(self._wake.set)
 
     # --- what the runner calls -----------------------------------------------------------------
 
@@ -90,9 +122,10 @@ class Dispatcher:
         self._limiter.finish(job_id)
         self._wake.set()
 
-    def watch(self) -> asyncio.Event:
-        """An event set whenever positions may have changed; the caller clears its own copy."""
-        event = asyncio.Event()
+    def watch(self, event: asyncio.Event | None = None) -> asyncio.Event:
+        """An event set whenever positions may have changed; the caller clears its own copy
+        (``event``: one the caller also has set by other dispatchers)."""
+        event = event or asyncio.Event()
         self._watchers.add(event)
         return event
 
@@ -140,6 +173,7 @@ class Dispatcher:
             and head.job_id == job_id
             and not self._paused
             and len(self.running) < self._concurrency
+            and self._cap.free()
             and self._limiter.delay(head.images) == 0
         )
 
@@ -192,7 +226,12 @@ class Dispatcher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while not self._paused and self.queue and len(self.running) < self._concurrency:
+            while (
+                not self._paused
+                and self.queue
+                and len(self.running) < self._concurrency
+                and self._cap.free()
+            ):
                 head = self.queue.peek()
                 assert head is not None
                 wait = self._limiter.delay(head.images)
@@ -207,6 +246,7 @@ class Dispatcher:
                 assert job is not None
                 # Counted until the provider answers: it counts the request when it receives it.
                 self._limiter.acquire(job.images, key=job.job_id)
+                self._cap.take()
                 self.running[job.job_id] = job
                 self._started[job.job_id] = time.monotonic()
                 task = asyncio.create_task(self._execute(job), name=f"job-{job.job_id}")
@@ -227,3 +267,4 @@ class Dispatcher:
             self.running.pop(job.job_id, None)
             self._started.pop(job.job_id, None)
             self._poke()
+            self._cap.give()

@@ -26,6 +26,8 @@ class QueuedJob:
     guild: Hashable
     user: Hashable
     images: int = 1
+    #: Whose turn it waits for: its backend's (bot.jobs.lanes).
+    lane: str = "default"
 
 
 class _Guild:

@@ -18,25 +18,30 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Coroutine, Hashable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.config import Settings
+from bot.config import DEFAULT_BACKEND, Settings
 from bot.db import Sessions
 from bot.db.models import Job, JobStatus, utcnow
 from bot.errors import BotError, InternalError, ShuttingDown
-from bot.generation import ImageOrder, ImageService, normalize_uploads, send_order
+from bot.generation import ImageOrder, ImageService
 from bot.jobs import store
-from bot.jobs.dispatcher import Dispatcher, Place
+from bot.jobs.backends import BackendChoice
+from bot.jobs.dispatcher import Place
+from bot.jobs.failover import make_images_failing_over
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.journal import StartedJournal
+from bot.jobs.lanes import Lanes
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage, ModelSpec, Operation
+from bot.providers.backend import Backend
 from bot.providers.progress import ProgressCallback, ProgressUpdate
 from bot.quotas import PriceTable, estimate_cost, settle_cost
 from bot.quotas.admission import (
@@ -92,11 +97,14 @@ class JobRunner:
         limiter: ImageRateLimiter | None = None,
     ) -> None:
         """``prices`` is the price table (bot.app builds it once); ``limiter`` replaces the one
-        built from ``provider.images_per_minute`` (tests)."""
+        built from ``provider.images_per_minute`` (tests). Each backend has its own queue,
+        concurrency and rate limit, ``[jobs] concurrency`` the total (bot.jobs.lanes)."""
         self._engine = engine
         self._sessions = sessions
         self._settings = settings
         self._prices = prices
+        #: Which backend each job runs on (its server's choice).
+        self.backends = BackendChoice(sessions, engine.backends)
         self._listener: JobListener | None = None
         self._intake_recovery: IntakeRecovery | None = None
         #: Acknowledged requests not yet jobs (see bot.jobs.intake).
@@ -127,10 +135,21 @@ class JobRunner:
         self.journal = StartedJournal(inflight / "started.log")
         #: Jobs admitted here and not started yet, with their orders (None: read the uploads).
         self._carried: dict[int, tuple[Job, ImageOrder | None]] = {}
-        self.dispatcher = Dispatcher(
+        #: Jobs whose backend is making their images now, and those being cancelled there.
+        self._making: dict[int, _Making] = {}
+        self._cancelling: set[int] = set()
+        backends = engine.backends
+        self.dispatcher = Lanes(
             self._run,
             concurrency=settings.jobs.concurrency,
-            limiter=limiter or ImageRateLimiter(settings.provider.images_per_minute),
+            lanes={
+                name: (
+                    backends.concurrency(name),
+                    (limiter if limiter and name == DEFAULT_BACKEND else None)
+                    or ImageRateLimiter(backends.settings[name].images_per_minute),
+                )
+                for name in backends.names()
+            },
         )
 
     def set_listener(self, listener: JobListener) -> None:
@@ -149,7 +168,7 @@ class JobRunner:
             raise ShuttingDown()
         quotas = self._settings.quotas
         check_origin(quotas, origin)
-        spec = self._engine.provider.spec_for(order.model)
+        spec = self._engine.backend_for(order).spec_for(order.model)
         check_rules(quotas, with_default_quality(quotas, order, spec), spec.name)
         self._check_caps(origin)
 
@@ -158,7 +177,8 @@ class JobRunner:
 
         Run before the bot downloads anything for a request (after it answered Discord: a
         burst of reads must not delay the answers past Discord's 3 seconds)."""
-        spec = self._engine.provider.spec_for(order.model)
+        order = await self.backends.resolve(order, origin.guild_id)
+        spec = self._engine.backend_for(order).spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)
         estimate = self._estimate(order, spec)
         job = store.new_job(order, origin, spec.name, estimate, "precheck")
@@ -171,7 +191,9 @@ class JobRunner:
     def _estimate(self, order: ImageOrder, spec: ModelSpec) -> int:
         """The reservation: the most ``order`` may cost (see :func:`_priced_size`)."""
         size = _priced_size(order, spec)
-        return estimate_cost(self._prices, spec.name, order.n, size, order.quality)
+        return estimate_cost(
+            self._prices, spec.name, order.n, size, order.quality, backend=order.backend
+        )
 
     def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)
@@ -192,7 +214,8 @@ class JobRunner:
         """
         if self._closing:
             raise ShuttingDown()
-        spec = self._engine.provider.spec_for(order.model)
+        order = await self.backends.resolve(order, origin.guild_id)
+        spec = self._engine.backend_for(order).spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)
         check_origin(self._settings.quotas, origin)
         check_rules(self._settings.quotas, order, spec.name)
@@ -220,7 +243,9 @@ class JobRunner:
             if len(self._carried) < CARRIED_JOBS:
                 # Uploads (megabytes each) stay in the database until the job starts.
                 self._carried[job.id] = (job, order if order.image is None else None)
-            self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n))
+            self.dispatcher.push(
+                QueuedJob(job.id, guild_key, user_key, order.n, order.backend or DEFAULT_BACKEND)
+            )
         except TotalBudget as error:
             self.spend_caps.refused(error)
             raise
@@ -249,12 +274,28 @@ class JobRunner:
         return job
 
     async def cancel(self, job_id: int) -> bool:
-        """Cancel a job that has not started; False when it is running or already done."""
+        """Cancel a job that has not started, or one running on a backend that can stop it
+        (``features.cancel_running``: the backend's call is cancelled, which stops the work
+        there); False when it is running elsewhere (OpenAI bills it anyway) or already done."""
         if not self.dispatcher.remove(job_id):
-            return False
+            return await self._cancel_running(job_id)
         self._carried.pop(job_id, None)
         await store.finish_without_images(self._sessions, job_id, JobStatus.CANCELLED)
         log.info("job %d cancelled", job_id, extra={"job_id": job_id})
+        return True
+
+    def can_cancel_running(self, job: Job) -> bool:
+        """Whether ``job``, once it runs, can still be cancelled (its backend can stop it)."""
+        return self._engine.backends.for_job(job.backend).features.cancel_running
+
+    async def _cancel_running(self, job_id: int) -> bool:
+        making = self._making.get(job_id)
+        if making is None or not making.backend.features.cancel_running:
+            return False
+        self._cancelling.add(job_id)
+        making.task.cancel()
+        # Until _run has recorded it cancelled: the caller's "Cancelled" is then the truth.
+        await asyncio.wait({making.task})
         return True
 
     def place(self, job_id: int) -> Place | None:
@@ -276,13 +317,23 @@ class JobRunner:
                 order = await store.order_of(self._sessions, job)
             self.journal.started(job.id, started)
             job.started_at = started
+            task = asyncio.current_task()
+            assert task is not None
+            making = self._making[job.id] = _Making(task, self._engine.backend_for(order))
             try:
-                sent = await normalize_uploads(self._engine, order)
-                result = await send_order(self._engine, sent, progress=self._progress_of(job))
+                made = await make_images_failing_over(
+                    self._engine,
+                    order,
+                    job_id=job.id,
+                    trying=making.trying,
+                    progress=self._progress_of(job),
+                )
             finally:
+                del self._making[job.id]
                 # The provider answered: the rate limit's window for these images starts now
                 # (the dispatcher also does this when _run ends, for every other way out).
                 self.dispatcher.request_done(job.id)
+            sent, result = made.sent, made.result
         except BotError as error:
             # Only the operator can fix an operator problem (a refused key, no billing): ERROR.
             log.log(
@@ -304,6 +355,14 @@ class JobRunner:
             )
             await self._fail(job.id, InternalError(ref=ref), False, job.started_at)
             return
+        except asyncio.CancelledError:
+            if job.id not in self._cancelling:
+                raise  # shutting down: it stays running in the database, for the restart
+            self._cancelling.discard(job.id)
+            if (current := asyncio.current_task()) is not None:
+                current.uncancel()  # asked for, and handled: not a cancellation of _run's caller
+            await self._cancelled_running(job)
+            return
         cost = settle_cost(
             self._prices,
             result.model,
@@ -311,6 +370,7 @@ class JobRunner:
             result.size,
             result.quality,
             result.usage,
+            backend=made.backend,
         )
         if cost > job.cost_micro_usd:
             log.warning(
@@ -328,6 +388,8 @@ class JobRunner:
             extra=_context(job),
         )
         reserved = (job.n_charged, job.cost_micro_usd)
+        # Who made them (a fallback, maybe), and whether a backend before may have billed too.
+        job.backend, job.model, job.possibly_billed = made.backend, made.model, made.possibly_billed
         store.settle(job, result, cost)
         # Kept instead of the raw uploads: what was sent is all Redo/Retry need.
         kept_inputs = None if (sent.image, sent.mask) == (order.image, order.mask) else sent
@@ -358,6 +420,15 @@ class JobRunner:
                 failed = True
 
         return progress
+
+    async def _cancelled_running(self, job: Job) -> None:
+        """Cancelled by its requester while its backend made it: the backend stopped (only
+        backends that can are cancelled), so nothing is made, charged or possibly billed."""
+        await store.finish_without_images(
+            self._sessions, job.id, JobStatus.CANCELLED, started_at=job.started_at
+        )
+        self.journal.settled(job.id)
+        log.info("job %d cancelled while running", job.id, extra=_context(job))
 
     async def _fail(
         self,
@@ -441,14 +512,15 @@ class JobRunner:
         spooled = await asyncio.to_thread(_has_files, self.results.spool.directory)
         resumed, sent_but_queued = 0, []
         async for batch in store.queued_jobs(self._sessions):
-            for job_id, guild_id, user_id, n in batch:
+            for job_id, guild_id, user_id, n, backend in batch:
                 if spooled and await self.results.kept(job_id):
                     continue
                 if job_id in sent:  # its request went out: it may be billed
                     sent_but_queued.append(job_id)
                     continue
                 guild_key, user_key = _job_keys(guild_id, user_id or 0)
-                self.dispatcher.queue.push(QueuedJob(job_id, guild_key, user_key, n))
+                lane = backend or DEFAULT_BACKEND
+                self.dispatcher.queue.push(QueuedJob(job_id, guild_key, user_key, n, lane))
                 resumed += 1
         for job_id in sent_but_queued:
             if (sent_job := await store.get_job(self._sessions, job_id)) is not None:
@@ -543,6 +615,17 @@ class JobRunner:
                 changed.clear()
         finally:
             self.dispatcher.unwatch(changed)
+
+
+@dataclass(eq=False)
+class _Making:
+    """A job while a backend makes its images: the task to cancel, the backend it is on."""
+
+    task: asyncio.Task[Any]
+    backend: Backend
+
+    def trying(self, backend: Backend) -> None:
+        self.backend = backend  # failed over: a cancel now goes to this one
 
 
 def _context(job: Job) -> dict[str, int | None]:

@@ -273,6 +273,9 @@ _SETTLED = (
     "quality",
     "input_tokens",
     "output_tokens",
+    "backend",
+    "model",
+    "possibly_billed",
 )
 
 
@@ -511,19 +514,19 @@ async def unfinished_jobs(sessions: Sessions) -> list[Job]:
         return list(result.scalars())
 
 
-#: What the fair queue needs of a queued job: id, guild, user, images requested.
-QueuedColumns = tuple[int, int | None, int | None, int]
+#: What the fair queue needs of a queued job: id, guild, user, images requested, backend.
+QueuedColumns = tuple[int, int | None, int | None, int, str | None]
 
 
 async def queued_jobs(
     sessions: Sessions, batch: int = 5000
 ) -> AsyncIterator[Sequence[QueuedColumns]]:
-    """Every queued job in the order it was queued, in batches of ``batch``, as four columns.
+    """Every queued job in the order it was queued, in batches of ``batch``, as five columns.
 
     A restart may find 100,000 waiting: read as whole ORM rows they took 7.5 s and 616 MB.
     Consume each batch without awaiting other database work on the same connection."""
     statement = (
-        select(Job.id, Job.guild_id, Job.user_id, Job.n_requested)
+        select(Job.id, Job.guild_id, Job.user_id, Job.n_requested, Job.backend)
         .where(Job.status == JobStatus.QUEUED)
         .order_by(Job.queued_at, Job.id)
         .execution_options(yield_per=batch)

@@ -29,10 +29,12 @@ import yarl
 from bot.config import ProviderSettings
 from bot.errors import ConfigError
 from bot.providers import retry
+from bot.providers.backend import BackendFeatures, SDChoice
 from bot.providers.capabilities import ModelSpec
 from bot.providers.checks import check_request, image_format
 from bot.providers.errors import (
     MalformedResponse,
+    OperatorProblem,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -62,7 +64,10 @@ VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]
 
 
 class ImagesClient:
-    """One provider (base URL + key) and its model table; safe to share between tasks."""
+    """One provider (base URL + key) and its model table, a
+    :class:`~bot.providers.backend.Backend`; safe to share between tasks."""
+
+    features = BackendFeatures(kind="openai")
 
     def __init__(
         self,
@@ -70,6 +75,7 @@ class ImagesClient:
         settings: ProviderSettings,
         models: Mapping[str, ModelSpec],
         *,
+        name: str = "default",
         verify: VerifyImages,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
@@ -82,6 +88,7 @@ class ImagesClient:
         """
         if settings.model not in models:
             raise ConfigError(f"provider.model: unknown model {settings.model!r}")
+        self.name = name
         self._session = session
         self._settings = settings
         self._models = dict(models)
@@ -120,7 +127,23 @@ class ImagesClient:
         """The ``user`` sent to the provider: stable per member, useless without the salt."""
         return hashlib.sha256(f"{self._user_salt}:{user_id}".encode()).hexdigest()[:32]
 
-    async def check_access(self) -> frozenset[str] | None:
+    async def option_values(self, option: SDChoice) -> tuple[str, ...]:
+        return ()  # no Stable Diffusion options here
+
+    async def aclose(self) -> None:
+        return None  # nothing runs in the background
+
+    async def check_access(self) -> str:
+        """``check``'s line: the key is accepted (see :meth:`served_models`)."""
+        served = await self.served_models()
+        model = self._settings.model
+        if served is None:
+            return f"accepts the key (it lists no models: {model} unchecked)"
+        if model not in served:
+            raise OperatorProblem(detail=f"accepts the key but does not serve {model}")
+        return f"accepts the key and serves {model}"
+
+    async def served_models(self) -> frozenset[str] | None:
         """One cheap authenticated call (``GET /models``) that proves the key is accepted.
 
         Returns the model ids the server lists (None when it answers without a list, as some

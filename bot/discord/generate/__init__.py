@@ -60,8 +60,10 @@ class Generate:
         # One reader and one rate for every way in: the bounds hold for all of them together.
         uploads = UploadReader(engine)
         requests = MemberRequestLimiter(settings.jobs.member_requests_per_minute)
-        actions = Actions(settings.quotas, engine.provider, runner, sessions, uploads, requests)
-        status = StatusBoard(catalog, FollowUps(client), runner.dispatcher)
+        actions = Actions(settings.quotas, engine.backends, runner, sessions, uploads, requests)
+        status = StatusBoard(
+            catalog, FollowUps(client), runner.dispatcher, runner.can_cancel_running
+        )
         delivery = Delivery(client, catalog, sessions, engine.images, runner, status)
         return cls(
             catalog=catalog,
@@ -76,7 +78,7 @@ class Generate:
                 catalog,
                 sessions,
                 runner,
-                engine.provider,
+                engine.backends,
                 uploads,
                 delivery,
                 settings.storage.retention_days,

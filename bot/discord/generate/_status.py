@@ -117,10 +117,19 @@ class _Status:
 
 
 class StatusBoard:
-    def __init__(self, catalog: Catalog, follow_ups: FollowUps, positions: QueuePositions) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        follow_ups: FollowUps,
+        positions: QueuePositions,
+        cancellable: Callable[[Job], bool] = lambda job: False,
+    ) -> None:
+        """``cancellable(job)``: whether a running ``job`` keeps its Cancel button (its
+        backend can stop it)."""
         self.catalog = catalog
         self.follow_ups = follow_ups
         self.positions = positions
+        self._cancellable = cancellable
         self._entries: dict[int, _Status] = {}
         self._task: asyncio.Task[None] | None = None
         self._changed: asyncio.Event | None = None
@@ -179,7 +188,9 @@ class StatusBoard:
             text = catalog.text("status.working", job.locale, n=job.n_requested)
             # An edit like any other: the job's first progress edit keeps the pace after it.
             entry.edited_at = time.monotonic()
-            await self._edit(job, text, view=None)
+            await self._edit(
+                job, text, view=self._cancel_view(job) if self._cancellable(job) else None
+            )
             return
         eta = datetime.now(UTC) + timedelta(seconds=place.eta_seconds)
         when = discord_time(eta)
@@ -189,11 +200,14 @@ class StatusBoard:
             text = catalog.text("status.queued_far", job.locale, ahead=ahead, eta=when)
         else:
             text = catalog.text("status.queued", job.locale, position=place.position, eta=when)
-        view = discord.ui.View(timeout=None)
-        view.add_item(CancelButton(job.id, catalog.text("button.cancel", job.locale)))
         entry.shown = place.position
         entry.edited_at = time.monotonic()
-        await self._edit(job, text, view=view)
+        await self._edit(job, text, view=self._cancel_view(job))
+
+    def _cancel_view(self, job: Job) -> discord.ui.View:
+        view = discord.ui.View(timeout=None)
+        view.add_item(CancelButton(job.id, self.catalog.text("button.cancel", job.locale)))
+        return view
 
     async def _edit(
         self, job: Job, text: str, *, view: discord.ui.View | None, clear_files: bool = False
