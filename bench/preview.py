@@ -12,10 +12,8 @@ discord.py client edits the job's private status message on the fake Discord, wh
 interaction webhook to 5 requests per 2 s. For every edit that carries a preview: the time from
 the server making that preview to the fake Discord receiving the edit (issue 12's target: under
 500 ms at the median), split into the client's part (made -> handed to the listener) and the
-bot's (listener -> edit received: the wait for the pace, the multipart upload). The bot's job
-runs on the fake image API meanwhile (it only holds the status message open): the client is
-driven here with the bot's own listener as its progress callback, until the composition root
-builds an A1111 backend from the configuration.
+bot's (listener -> edit received: the wait for the pace, the multipart upload). The bot runs as
+configured with ``[provider] type = "automatic1111"``: each job goes the way a member's does.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import _bench  # first: see bench/_bench.py
 _bench.use_project_imports()
 _bench.skip_spec_checks()
 
-import asyncio  # noqa: E402
 import hashlib  # noqa: E402
 import itertools  # noqa: E402
 import statistics  # noqa: E402
@@ -33,48 +30,27 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import aiohttp  # noqa: E402
-
 from bot.db.models import Job  # noqa: E402
-from bot.imaging.backend_masks import white_repaints  # noqa: E402
-from bot.jobs import store  # noqa: E402
-from bot.providers import GenerateRequest  # noqa: E402
-from bot.providers.automatic1111 import Automatic1111Client, SDOptions  # noqa: E402
 from bot.providers.progress import ProgressUpdate  # noqa: E402
 from bot.testing.automatic1111 import FakeAutomatic1111  # noqa: E402
 from bot.testing.discord import FakeDiscord  # noqa: E402
-from bot.testing.harness import Harness, make_settings, run_bot  # noqa: E402
+from bot.testing.harness import Harness, a1111_backend, make_settings, run_bot  # noqa: E402
 from bot.testing.openai_api import FakeImagesAPI  # noqa: E402
 
 QUICK = False
 RUNS = 6
+#: The A1111 client's default steps (the member chose none).
 STEPS = 20
 STEP_SECONDS = 0.15
 TARGET = 0.5
 
 
-async def one_job(
-    h: Harness, fake_sd: FakeAutomatic1111, client: Automatic1111Client, index: int
-) -> dict[str, list[float]]:
-    """One job: its status message shows the SD server's progress; the figures of its edits."""
+async def one_job(h: Harness, fake_sd: FakeAutomatic1111, index: int) -> dict[str, list[float]]:
+    """One /imagine on the A1111 backend; the figures of its status message's edits."""
     seen = len(h.fake.requests)
     before = set(h.fake.state.messages)
-    h.api.delay = STEPS * STEP_SECONDS + 1.5  # the bot's job outlasts the SD run
     await h.fake.slash("imagine", {"prompt": f"a lighthouse {index}"}, user=h.fake.user)
-    job = await running_job(h)
-    handed: dict[str, float] = {}  # preview digest -> when the listener got it
-
-    def progress(update: ProgressUpdate) -> None:
-        if update.preview is not None:
-            handed[digest(update.preview)] = time.monotonic()
-        h.bot.delivery.job_progress(job, update)
-
-    await client.generate(
-        GenerateRequest(f"a lighthouse {index}", size="512x512"),
-        options=SDOptions(steps=STEPS),
-        progress=progress,
-    )
-    await h.result(lambda m: m.id not in before, timeout=30)
+    await h.result(lambda m: m.id not in before, timeout=60)
     await h.idle()
     run = fake_sd.runs[-1]
     figures: dict[str, list[float]] = {"total": [], "client": [], "bot": [], "gaps": []}
@@ -89,7 +65,7 @@ async def one_job(
     for edit in edits:
         if not edit.files:
             continue
-        got = handed.get(digest(edit.files[0].data))
+        got = HANDED.get(digest(edit.files[0].data))
         if got is None:
             continue
         made = max((t for t, _ in run.previews if t <= got), default=None)
@@ -103,19 +79,22 @@ async def one_job(
     return figures
 
 
-async def running_job(h: Harness) -> Job:
-    dispatcher = h.bot.runner.dispatcher
-    changed = dispatcher.watch()
-    try:
-        while not dispatcher.running:
-            await changed.wait()
-            changed.clear()
-    finally:
-        dispatcher.unwatch(changed)
-    (job_id,) = dispatcher.running
-    job = await store.get_job(h.bot.storage.sessions, job_id)
-    assert job is not None
-    return job
+#: Preview digest -> when the bot's listener was handed it (see :func:`note_handing`).
+HANDED: dict[str, float] = {}
+
+
+def note_handing(h: Harness) -> None:
+    """Note when each preview reaches the listener (to split the time into the client's part
+    and the bot's); the update goes on to the listener unchanged."""
+    delivery = h.bot.delivery
+    listener = delivery.job_progress
+
+    def job_progress(job: Job, update: ProgressUpdate) -> None:
+        if update.preview is not None:
+            HANDED[digest(update.preview)] = time.monotonic()
+        listener(job, update)
+
+    delivery.job_progress = job_progress  # type: ignore[method-assign]
 
 
 def digest(data: bytes) -> str:
@@ -138,29 +117,18 @@ async def main() -> None:
             FakeDiscord() as fake,
             FakeImagesAPI() as api,
             FakeAutomatic1111(step_delay=STEP_SECONDS) as fake_sd,
-            aiohttp.ClientSession() as session,
         ):
             fake.limit_route("*", r"^/webhooks/", 5, 2.0)
-            async with run_bot(fake, api, make_settings(Path(folder), fake, api)) as h:
-                images = h.bot.engine.images
-
-                async def convert_mask(mask: bytes) -> bytes:
-                    return await images.run(white_repaints, mask)
-
-                client = Automatic1111Client(
-                    session,
-                    fake_sd.base_url,
-                    verify=images.verify_results,
-                    convert_mask=convert_mask,
-                )
+            settings = make_settings(Path(folder), fake, api, **a1111_backend(fake_sd))
+            async with run_bot(fake, api, settings, a1111=fake_sd) as h:
+                note_handing(h)
                 for name, every in SCENARIOS:
                     fake_sd.options["show_progress_every_n_steps"] = every
                     totals: dict[str, list[float]] = {}
                     for index in range(RUNS):
-                        for key, values in (await one_job(h, fake_sd, client, index)).items():
+                        for key, values in (await one_job(h, fake_sd, index)).items():
                             totals.setdefault(key, []).extend(values)
                     results.append((name, totals))
-                await client.aclose()
     report(results)
 
 
@@ -208,5 +176,7 @@ def _ms(values: list[float], *, p90: bool = True) -> str:
 if __name__ == "__main__":
     QUICK = _bench.quick_mode(__doc__)
     if QUICK:
-        RUNS, STEPS = 1, 12
+        RUNS, STEP_SECONDS = 1, 0.06
+    import asyncio
+
     asyncio.run(main())

@@ -4,7 +4,8 @@ The bot runs against the fake Discord with a slow fake image API, so a job stays
 the test hands the job's listener the updates a backend would report (a fraction, a step, a
 preview) and watches the status message as the member sees it: the bar and the step, the
 newest preview attached in place of the last, at most one edit per second, a 429 or a refused
-edit that changes nothing for the job, and no progress edit once the result is posted.
+edit that changes nothing for the job, and no progress edit once the result is posted. The
+last test runs the whole way on an AUTOMATIC1111 backend: its own progress and previews.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +23,11 @@ from bot.db.models import Job, JobStatus
 from bot.discord.i18n import Catalog
 from bot.jobs import store
 from bot.providers.progress import ProgressUpdate
+from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord, InteractionHandle, StoredMessage
 from bot.testing.discord.rest import RequestRecord
-from bot.testing.harness import Harness, run_bot
-from bot.testing.images import colour_of, png_bytes
+from bot.testing.harness import Harness, a1111_backend, make_settings, run_bot
+from bot.testing.images import colour_of, decode_image, png_bytes
 from bot.testing.openai_api import FakeImagesAPI
 
 CATALOG = Catalog.load()
@@ -239,3 +242,34 @@ async def test_no_progress_edit_lands_after_the_result(
         assert result.attachments
         await h.idle()
     assert fake_discord.spec_violations == []
+
+
+async def test_an_automatic1111_job_shows_previews_before_its_result_and_none_after(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    """End to end on ``[provider] type = "automatic1111"``: the backend's own progress and
+    live previews reach the member's status message while the image forms, then the result,
+    then "done" alone."""
+    async with FakeAutomatic1111(step_delay=0.1) as sd:
+        sd.options["show_progress_every_n_steps"] = 4  # 20 steps: previews at 4, 8, 12...
+        settings = make_settings(tmp_path, fake_discord, fake_images_api, **a1111_backend(sd))
+        async with run_bot(fake_discord, fake_images_api, settings, a1111=sd) as h:
+            handle = await h.fake.slash("imagine", {"prompt": "a lighthouse"}, user=h.fake.user)
+            result = await h.result(timeout=30)
+            await shows(handle, lambda m: m.content == DONE)
+            await h.idle()
+        assert len(result.attachments) == 1
+        posted = result_post(fake_discord)
+        edits = progress_edits(fake_discord)
+        with_preview = [e for e in edits if e.files]
+        assert with_preview, [e.json for e in edits]
+        assert len(sd.runs[-1].previews) >= len(with_preview)
+        for edit in with_preview:
+            (upload,) = edit.files
+            assert upload.filename == "preview.png" and decode_image(upload.data).size == (512, 512)
+        assert all(e.at < posted.at for e in edits)
+        after = [r for r in fake_discord.requests if r.method == "PATCH" and r.at > posted.at]
+        assert [r.json["content"] for r in after] == [DONE]
+        assert handle.original is not None and handle.original.attachments == []
+    assert fake_discord.spec_violations == []
+    assert fake_images_api.requests == []
