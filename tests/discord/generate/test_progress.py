@@ -273,3 +273,34 @@ async def test_an_automatic1111_job_shows_previews_before_its_result_and_none_af
         assert handle.original is not None and handle.original.attachments == []
     assert fake_discord.spec_violations == []
     assert fake_images_api.requests == []
+
+
+async def test_a_progress_update_the_discord_layer_cannot_take_never_fails_the_job(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in showing progress (here: the status board raising on every update) is logged
+    once for the job, and the member gets the images as if nothing happened."""
+    async with FakeAutomatic1111(step_delay=0.1) as sd:
+        sd.options["show_progress_every_n_steps"] = 2
+        settings = make_settings(tmp_path, fake_discord, fake_images_api, **a1111_backend(sd))
+        async with run_bot(fake_discord, fake_images_api, settings, a1111=sd) as h:
+            calls = 0
+
+            def broken(job: Job, update: ProgressUpdate) -> None:
+                nonlocal calls
+                calls += 1
+                raise RuntimeError("status board bug")
+
+            h.bot.delivery.status.progress = broken  # type: ignore[method-assign]
+            handle = await h.fake.slash("imagine", {"prompt": "a lighthouse"}, user=h.fake.user)
+            result = await h.result(timeout=30)
+            await shows(handle, lambda m: m.content == DONE)
+            await h.idle()
+        assert len(result.attachments) == 1
+        assert calls >= 2  # the backend went on reporting; each update was handed over
+        failures = [r for r in caplog.records if "showing progress failed" in r.getMessage()]
+        assert len(failures) == 1
+    assert fake_discord.spec_violations == []
