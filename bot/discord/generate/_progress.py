@@ -23,6 +23,8 @@ from bot.providers.progress import ProgressUpdate
 
 #: Cells of the progress bar.
 BAR_CELLS = 10
+#: A server's estimate beyond this is not an estimate (an hour: no image takes that long).
+MAX_ETA_SECONDS = 3600.0
 #: The attachment's name, without its extension: one preview per message, always this name.
 PREVIEW_NAME = "preview"
 
@@ -30,7 +32,8 @@ PREVIEW_NAME = "preview"
 def progress_text(catalog: Catalog, job: Job, update: ProgressUpdate) -> str:
     """The status text for ``update``: what is made, a bar with the percentage, the step and
     the expected end where the backend says them."""
-    percent = min(max(math.floor(update.fraction * 100), 0), 100)
+    fraction = update.fraction if math.isfinite(update.fraction) else 0.0
+    percent = min(max(math.floor(fraction * 100), 0), 100)
     filled = round(percent * BAR_CELLS / 100)
     bar = "█" * filled + "░" * (BAR_CELLS - filled)
     lines = [
@@ -41,8 +44,9 @@ def progress_text(catalog: Catalog, job: Job, update: ProgressUpdate) -> str:
     if update.steps > 0:
         step = min(max(update.step, 0), update.steps)
         details.append(catalog.text("status.step", job.locale, step=step, steps=update.steps))
-    if update.eta_seconds is not None and update.eta_seconds >= 1:
-        end = datetime.now(UTC) + timedelta(seconds=update.eta_seconds)
+    eta = update.eta_seconds
+    if eta is not None and math.isfinite(eta) and 1 <= eta <= MAX_ETA_SECONDS:
+        end = datetime.now(UTC) + timedelta(seconds=eta)
         details.append(catalog.text("status.eta", job.locale, eta=discord_time(end)))
     if details:
         lines.append(" · ".join(details))

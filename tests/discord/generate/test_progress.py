@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -121,6 +122,21 @@ async def test_a_running_job_shows_its_progress_and_the_newest_preview(running: 
     assert len(result.attachments) == 1
     done = await shows(handle, lambda m: m.content == DONE)
     assert done.attachments == []  # "done" stands alone: the preview went with the progress
+
+
+async def test_nonsense_from_a_backend_still_shows_a_sane_status(running: Harness) -> None:
+    """A fraction that is not a number and an endless estimate (a server's division by zero):
+    the member sees 0% and no end time, and the next update shows as usual."""
+    h = running
+    pace(h, 0.2)
+    handle, job = await start_job(h)
+    h.bot.delivery.job_progress(job, ProgressUpdate(math.nan, "?", eta_seconds=math.inf))
+    odd = await shows(handle, lambda m: "%" in m.content)
+    assert "` 0%" in odd.content and "<t:" not in odd.content
+    h.bot.delivery.job_progress(job, ProgressUpdate(0.5, "step 10/20", 10, 20, eta_seconds=30))
+    sane = await shows(handle, lambda m: "50%" in m.content)
+    assert "step 10 of 20" in sane.content and "<t:" in sane.content
+    await h.result()
 
 
 async def test_progress_edits_come_at_most_once_a_second_showing_the_newest(
