@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,7 +42,7 @@ from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, infligh
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage, ModelSpec, Operation, streamed_partials
 from bot.providers.backend import Backend
-from bot.providers.progress import ProgressUpdate
+from bot.providers.progress import ProgressCallback, ProgressUpdate
 from bot.quotas import PriceTable, estimate_cost, settle_cost
 from bot.quotas.admission import (
     SpendCapWatch,
@@ -79,6 +79,11 @@ class JobListener(Protocol):
     async def job_failed(self, job: Job, error: BotError) -> None: ...
 
     async def job_interrupted(self, job: Job) -> None: ...
+
+    def job_progress(self, job: Job, update: ProgressUpdate) -> None:
+        """How far the backend is with ``job``; called while the backend's call runs, so it
+        only hands the update on (to be shown later) and returns at once."""
+        ...
 
 
 class JobRunner:
@@ -351,7 +356,7 @@ class JobRunner:
                     order,
                     job_id=job.id,
                     trying=making.trying,
-                    progress=_progress_of(job),
+                    progress=self._progress_of(job),
                 )
             finally:
                 del self._making[job.id]
@@ -427,6 +432,25 @@ class JobRunner:
         self.journal.settled(job.id)
         if posted:
             await self._recorded(job)
+
+    def _progress_of(self, job: Job) -> ProgressCallback | None:
+        """The backend's progress callback for ``job``: the listener's, made harmless (an
+        update the listener cannot take is logged once and the job goes on)."""
+        listener = self._listener
+        if listener is None:
+            return None
+        failed = False
+
+        def progress(update: ProgressUpdate) -> None:
+            nonlocal failed
+            try:
+                listener.job_progress(job, update)
+            except Exception:
+                if not failed:
+                    log.exception("job %d: showing progress failed", job.id, extra=_context(job))
+                failed = True
+
+        return progress
 
     async def _cancelled_running(self, job: Job) -> None:
         """Cancelled by its requester while its backend made it: the backend stopped (only
@@ -638,17 +662,6 @@ class _Making:
 def _context(job: Job) -> dict[str, int | None]:
     """What a log line about ``job`` carries as fields (see bot.logs.CONTEXT_FIELDS)."""
     return {"job_id": job.id, "guild_id": job.guild_id, "user_id": job.user_id}
-
-
-def _progress_of(job: Job) -> Callable[[ProgressUpdate], None]:
-    """Where a running job's progress goes. Passing one makes streaming backends stream (and
-    their previews are reserved for: see _estimate); showing it to the member is the
-    listener's part, still to be connected."""
-
-    def progress(update: ProgressUpdate) -> None:
-        log.debug("job %d: %s", job.id, update.text, extra=_context(job))
-
-    return progress
 
 
 def _priced_size(order: ImageOrder, spec: ModelSpec) -> str | None:

@@ -12,6 +12,7 @@ from bot.errors import BotError
 from bot.jobs import JobListener, Place, Posted
 from bot.ops.metrics import Metrics
 from bot.providers import GeneratedImage
+from bot.providers.progress import ProgressUpdate
 from bot.quotas.policy import TotalBudget
 from bot.quotas.prices import MICRO
 
@@ -40,6 +41,9 @@ class ObservingListener:
     async def job_interrupted(self, job: Job) -> None:
         self._finished(job, "interrupted")
         await self.inner.job_interrupted(job)
+
+    def job_progress(self, job: Job, update: ProgressUpdate) -> None:
+        self.inner.job_progress(job, update)
 
     def _finished(self, job: Job, outcome: str) -> None:
         self.metrics.jobs.labels(outcome=outcome).inc()

@@ -87,6 +87,8 @@ DISCORD_KEYS = [
     "choice.style.natural",
     "status.queued",
     "status.working",
+    "status.step",
+    "status.eta",
     "status.done",
     "status.cancelled",
     "result.prompt",

@@ -37,6 +37,7 @@ from bot.imaging import ImageWorker
 from bot.jobs import JobRunner, Place, store
 from bot.jobs.spool import Posted
 from bot.providers import GeneratedImage
+from bot.providers.progress import ProgressUpdate
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,12 @@ class Delivery:
     async def job_queued(self, job: Job, place: Place | None) -> None:
         await self.status.queued(job, place)
 
+    def job_progress(self, job: Job, update: ProgressUpdate) -> None:
+        self.status.progress(job, update)
+
     async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted:
         """Where the result was posted (the runner records it); empty when it is kept."""
+        await self.status.stop_progress(job)  # no progress edit lands after the result
         posted = await self._post_result(job, images)
         if posted:
             return posted

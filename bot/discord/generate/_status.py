@@ -3,14 +3,17 @@
 Members of peer bots could not see whether their request was waiting, running or lost. Here the
 deferred response shows the position and an estimated wait (a Discord timestamp, so every member
 reads it in their own language), with a Cancel button, and is refreshed as the queue moves.
-Edits are rate-limited per job, and a final text (done, failed, cancelled) is never overwritten
-by a late queue update: every edit of one job's status goes through that job's lock, and the
-final one marks the job so no later update is attempted.
+While the job runs it shows the backend's progress and its latest preview (see
+:meth:`StatusBoard.progress`). Edits are rate-limited per job, and a final text (done, failed,
+cancelled) is never overwritten by a late queue or progress update: every edit of one job's
+status goes through that job's lock, and the final one marks the job so no later update is
+attempted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -22,10 +25,12 @@ from typing import Any, Protocol
 import discord
 
 from bot.db.models import Intake, Job
+from bot.discord.generate._progress import preview_file, progress_text
 from bot.discord.generate._views import CancelButton
 from bot.discord.i18n import Catalog
 from bot.discord.markup import discord_time
 from bot.jobs import Place
+from bot.providers.progress import ProgressUpdate
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,15 @@ ORIGINAL: Any = "@original"
 REFRESH_SECONDS = 5.0
 #: At most one pass over the waiting jobs this often, however busy the queue.
 PASS_SECONDS = 1.0
+#: At most one progress edit per job this often (issue 12: "about once per second").
+PROGRESS_SECONDS = 1.0
+#: An edit that only moves the bar (no new preview) waits this long after the last edit (until
+#: an update comes after it), and a new preview waits only half of PROGRESS_SECONDS after such
+#: an edit: the bar alone is worth less than the picture, which should be seen within half a
+#: second of being made (bench/preview.py).
+TEXT_SECONDS = 2.0
+#: How long the result waits for a progress edit under way (say, one waiting out a 429).
+PROGRESS_STOP_SECONDS = 5.0
 
 
 class FollowUps:
@@ -85,6 +99,21 @@ class _Status:
     edited_at: float = -math.inf
     #: The last word was said (done, failed, cancelled): nothing may edit it any more.
     final: bool = False
+    #: The newest progress not shown yet, and the newest preview not shown yet (an update
+    #: carries one only when it changed, so a later update without one does not drop it).
+    update: ProgressUpdate | None = None
+    preview: bytes | None = field(default=None, repr=False)
+    #: What the last progress edit said, and whether a preview is attached to the message.
+    progress_shown: str | None = None
+    preview_shown: bool = False
+    #: The last edit brought a new preview (the next one waits the whole PROGRESS_SECONDS).
+    preview_last: bool = False
+    #: True once no progress edit may start any more (the result is being posted).
+    progress_over: bool = False
+    #: Set when the progress task must look again: a new preview came, or progress is over.
+    progress_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The task that edits progress in, while there is any to show.
+    progress_task: asyncio.Task[None] | None = None
 
 
 class StatusBoard:
@@ -109,6 +138,9 @@ class StatusBoard:
         #: Seconds between two position updates of one job; between two passes over all jobs.
         self.refresh_seconds = REFRESH_SECONDS
         self.pass_seconds = PASS_SECONDS
+        #: Seconds from one progress edit of a job to the next; to the next without a preview.
+        self.progress_seconds = PROGRESS_SECONDS
+        self.text_seconds = TEXT_SECONDS
 
     async def queued(self, job: Job, place: Place | None) -> None:
         if self.follow_ups.of(job) is None:
@@ -123,9 +155,11 @@ class StatusBoard:
         entry = self._entries.pop(job.id, None)
         if entry is None:
             return await self._edit(job, text, view=None)
+        _end_progress(entry)
         async with entry.lock:
             entry.final = True
-            return await self._edit(job, text, view=None)
+            # The preview goes with the progress: "done" stands alone above the result.
+            return await self._edit(job, text, view=None, clear_files=entry.preview_shown)
 
     async def cancel(self, job_id: int, cancel: Callable[[], Awaitable[bool]]) -> bool:
         """Run ``cancel`` while no update of the job's status can be under way or start.
@@ -140,6 +174,7 @@ class StatusBoard:
             if not await cancel():
                 return False
             entry.final = True
+            _end_progress(entry)
             self._entries.pop(job_id, None)
         return True
 
@@ -151,6 +186,8 @@ class StatusBoard:
             entry.started_shown = True
             entry.shown = None
             text = catalog.text("status.working", job.locale, n=job.n_requested)
+            # An edit like any other: the job's first progress edit keeps the pace after it.
+            entry.edited_at = time.monotonic()
             await self._edit(
                 job, text, view=self._cancel_view(job) if self._cancellable(job) else None
             )
@@ -172,16 +209,110 @@ class StatusBoard:
         view.add_item(CancelButton(job.id, self.catalog.text("button.cancel", job.locale)))
         return view
 
-    async def _edit(self, job: Job, text: str, *, view: discord.ui.View | None) -> bool:
+    async def _edit(
+        self, job: Job, text: str, *, view: discord.ui.View | None, clear_files: bool = False
+    ) -> bool:
         webhook = self.follow_ups.of(job)
         if webhook is None:
             return False
+        extra: dict[str, Any] = {"attachments": []} if clear_files else {}
         try:
-            await webhook.edit_message(ORIGINAL, content=text, view=view)
+            await webhook.edit_message(ORIGINAL, content=text, view=view, **extra)
         except discord.HTTPException as exc:
             log.info("job %d: status not updated (%s %s)", job.id, exc.status, exc.code)
             return False
         return True
+
+    # --- progress while the job runs -----------------------------------------------------------
+
+    def progress(self, job: Job, update: ProgressUpdate) -> None:
+        """Show ``update`` soon: at most one edit per job every ``progress_seconds`` (every
+        ``text_seconds`` when there is no new preview), and only the newest update when
+        several came meanwhile. Returns at once (the backend's call is waiting); the edits run
+        in the job's own task and never fail the job."""
+        entry = self._entries.get(job.id)
+        if entry is None or entry.final or entry.progress_over:
+            return  # no private message (a reaction's job), or its last word is said
+        entry.update = update
+        if update.preview is not None:
+            entry.preview = update.preview
+        entry.progress_wake.set()  # a waiting preview may go with this update
+        if entry.progress_task is None:
+            entry.progress_task = asyncio.create_task(
+                self._show_progress(entry), name=f"progress-{job.id}"
+            )
+
+    async def stop_progress(self, job: Job) -> None:
+        """No progress edit after this returns: the result is about to be posted. An edit
+        under way is let finish (briefly), so it cannot land after the result."""
+        entry = self._entries.get(job.id)
+        if entry is None:
+            return
+        _end_progress(entry)
+        task = entry.progress_task
+        if task is not None and task is not asyncio.current_task():
+            _, pending = await asyncio.wait({task}, timeout=PROGRESS_STOP_SECONDS)
+            for late in pending:
+                late.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _show_progress(self, entry: _Status) -> None:
+        try:
+            while entry.update is not None and not (entry.progress_over or entry.final):
+                wait = self._next_progress_at(entry) - time.monotonic()
+                if wait > 0:
+                    # Shown by the first update that comes once the pace allows (the freshest
+                    # then), or by this timer a pace later when none comes: a timer's edit at
+                    # the pace would land between two polls of the backend, just before the
+                    # next preview, which would then wait a whole pace.
+                    wait += self.progress_seconds
+                    entry.progress_wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(entry.progress_wake.wait(), wait)
+                    continue
+                async with entry.lock:
+                    if entry.progress_over or entry.final:
+                        return
+                    await self._edit_progress(entry)
+        except Exception:
+            log.exception("job %d: showing progress failed", entry.job.id)
+        finally:
+            entry.progress_task = None
+
+    def _next_progress_at(self, entry: _Status) -> float:
+        """When the next progress edit may go (see TEXT_SECONDS): so previews come at most
+        once a second, the bar alone every two seconds, and no two edits closer than half."""
+        if entry.preview is None:
+            return entry.edited_at + self.text_seconds
+        if entry.preview_last:
+            return entry.edited_at + self.progress_seconds
+        return entry.edited_at + self.progress_seconds / 2
+
+    async def _edit_progress(self, entry: _Status) -> None:
+        """One edit with the newest update (and the newest preview, replacing the last)."""
+        job, update, preview = entry.job, entry.update, entry.preview
+        entry.update = entry.preview = None
+        if update is None:
+            return
+        text = progress_text(self.catalog, job, update)
+        file = preview_file(job, preview) if preview is not None else None
+        if file is None and text == entry.progress_shown:
+            return  # nothing a member would see changed: keep the rate limit for later
+        webhook = self.follow_ups.of(job)
+        if webhook is None:
+            return
+        extra: dict[str, Any] = {"attachments": [file]} if file is not None else {}
+        entry.edited_at = time.monotonic()
+        try:
+            await webhook.edit_message(ORIGINAL, content=text, **extra)
+        except discord.HTTPException as exc:
+            # A 429 that outlasted discord.py's own retries, an expired token: the job goes
+            # on, and the next update (the newest then) tries again.
+            log.info("job %d: progress not shown (%s %s)", job.id, exc.status, exc.code)
+            return
+        entry.progress_shown = text
+        entry.preview_last = file is not None
+        entry.preview_shown = entry.preview_shown or file is not None
 
     # --- refreshing while the queue moves ------------------------------------------------------
 
@@ -192,6 +323,10 @@ class StatusBoard:
             self._task = asyncio.create_task(self._refresh_forever(), name="status-board")
 
     async def stop(self) -> None:
+        showing = [e.progress_task for e in self._entries.values() if e.progress_task is not None]
+        for task in showing:
+            task.cancel()
+        await asyncio.gather(*showing, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
@@ -264,3 +399,8 @@ class StatusBoard:
         self._timer, self._timer_at = None, math.inf
         if self._changed is not None:
             self._changed.set()
+
+
+def _end_progress(entry: _Status) -> None:
+    entry.progress_over = True
+    entry.progress_wake.set()

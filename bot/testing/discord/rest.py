@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from . import ratelimits
 from .checks import Body, Rejection, Upload, read_body
 from .models import FakeChannel, StoredMessage
 from .payloads import DEFAULT_UPLOAD_LIMIT, P, emoji_key, partial_emoji, snowflake
+from .ratelimits import bucket_of
 
 if TYPE_CHECKING:
     from .server import FakeDiscord
@@ -42,6 +44,8 @@ class RequestRecord:
     json: Any = None
     files: list[Upload] = field(default_factory=list, repr=False)
     status: int = 0
+    #: ``time.monotonic()`` when it arrived (its body not read yet).
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -121,8 +125,13 @@ class Rest:
             request[BODY] = body
             self._check_auth(request, path)
             injected = self._injected(request.method, path)
+            limited, limit_headers = (
+                (None, None) if injected is not None else self._limited(request, path, template)
+            )
             if injected is not None:
                 response: web.StreamResponse = injected
+            elif limited is not None:
+                response = limited
             elif route is None:
                 self.fake.unhandled_requests.append(record)
                 response = json_response({"message": "404: Not Found", "code": 0}, 404)
@@ -130,7 +139,10 @@ class Rest:
                 response = await handler(request)
         except Rejection as exc:
             response = json_response(exc.body(), exc.status)
+            limit_headers = None
         record.status = response.status
+        if limit_headers is not None and "X-RateLimit-Bucket" not in response.headers:
+            response.headers.update(limit_headers)
         if "X-RateLimit-Bucket" not in response.headers:
             response.headers.update(rate_limit_headers(request.method, template))
         self.state.pulse.fire()
@@ -141,6 +153,21 @@ class Rest:
             return
         if request.headers.get("Authorization") != f"Bot {self.fake.token}":
             raise Rejection(401, 0, "401: Unauthorized")
+
+    def _limited(
+        self, request: web.Request, path: str, template: str
+    ) -> tuple[web.Response | None, dict[str, str] | None]:
+        """A 429 when the route's bucket is spent (see :mod:`.ratelimits`); else the headers
+        telling where the bucket stands. (None, None) on a route without a limit."""
+        limit = next((r for r in self.fake.route_limits if r.matches(request.method, path)), None)
+        if limit is None:
+            return None, None
+        bucket = bucket_of(request.method, template, dict(request.match_info))
+        allowed, remaining, reset_after = limit.take(bucket)
+        if allowed:
+            return None, ratelimits.limit_headers(limit, bucket, remaining, reset_after)
+        body, headers = ratelimits.rate_limited(limit, bucket, reset_after)
+        return json_response(body, 429, headers), None
 
     def _injected(self, method: str, path: str) -> web.Response | None:
         for rule in self.fake.failure_rules:

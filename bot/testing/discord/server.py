@@ -33,6 +33,7 @@ from .payloads import (
     partial_emoji,
     snowflake,
 )
+from .ratelimits import RouteLimit
 from .rest import FailureRule, RequestRecord, Rest
 from .setup import WorldSetup
 from .state import State
@@ -83,6 +84,8 @@ class FakeDiscord(WorldSetup, InteractionActions):
         self.identify_payloads: list[dict[str, Any]] = []
         self.gateway_requests: list[dict[str, Any]] = []
         self.failure_rules: list[FailureRule] = []
+        #: Per-route rate limits (none by default; see :meth:`limit_route`).
+        self.route_limits: list[RouteLimit] = []
         self.checker = BodyChecker(self.spec_violations)
         self.gateway = Gateway(self, heartbeat_interval_ms)
         self._pending: list[tuple[str, Any]] = []
@@ -347,6 +350,14 @@ class FakeDiscord(WorldSetup, InteractionActions):
         rule = FailureRule(method.upper(), re.compile(path_regex), status, code, message, times)
         rule.retry_after = retry_after
         self.failure_rules.append(rule)
+
+    def limit_route(self, method: str, path_regex: str, limit: int, per: float) -> RouteLimit:
+        """Let ``limit`` requests per ``per`` seconds through each bucket of the routes that
+        ``method`` ("*" for any) and ``path_regex`` (searched after /api/v10) match, and answer
+        the rest 429 as Discord does; ``RouteLimit.refused`` counts those answers."""
+        rule = RouteLimit(method.upper(), re.compile(path_regex), limit, per)
+        self.route_limits.append(rule)
+        return rule
 
     def expire_interaction(self, interaction: InteractionHandle | str) -> None:
         """Make a token unusable (older than 15 min): callbacks 10062, webhook calls 50027."""
