@@ -31,7 +31,7 @@ from bot.providers import (
     check_request,
     parse_size,
 )
-from bot.providers.checks import png_dimensions
+from bot.providers.checks import SDLimits, check_sd_options, png_dimensions
 
 #: Side of the square the uploads of models without fixed square sizes are normalized to.
 DEFAULT_INPUT_SIDE = 1024
@@ -83,6 +83,14 @@ class ImageOrder:
     fit: FitChoice = "auto"
     #: The requester (a Discord id as text); hashed before it leaves the process.
     user_id: str | None = None
+    #: Stable Diffusion options (``bot.providers.SD_FIELDS``); None/"" = the backend's default.
+    negative_prompt: str = ""
+    #: The seed asked for; None = random (Redo keeps it random).
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+    checkpoint: str | None = None
 
 
 #: An order's settings, each with the job column that keeps it: the one list that storing a job
@@ -97,6 +105,13 @@ ORDER_SETTINGS: dict[str, str] = {
     "background": "background",
     "fit": "fit",
     "model": "model",
+    # Stable Diffusion options, each in the job column of its own name (migration 0006).
+    "negative_prompt": "negative_prompt",
+    "seed": "seed",
+    "steps": "steps",
+    "guidance": "guidance",
+    "sampler": "sampler",
+    "checkpoint": "checkpoint",
 }
 
 _REQUESTS: dict[Operation, type[ImageRequest]] = {
@@ -216,16 +231,19 @@ def build_request(
     return kind(**values)
 
 
-def check_order(provider: ImagesClient, order: ImageOrder) -> ModelSpec:
+def check_order(provider: ImagesClient, order: ImageOrder, sd: SDLimits | None = None) -> ModelSpec:
     """Everything about ``order`` that can be checked before its uploads are read.
 
     Front ends call this the moment a member submits, so a wrong option is answered at once
-    instead of after a download and a place in the queue.
+    instead of after a download and a place in the queue. ``sd``: the Stable Diffusion limits
+    of the backend that will run it (None: a backend without those options).
     """
     if order.operation is not Operation.VARY and not order.prompt.strip():
         raise PromptEmpty()
     spec = provider.spec_for(order.model)
-    check_request(spec, build_request(order, spec), images=False)
+    request = build_request(order, spec)
+    check_sd_options(spec, request, sd)
+    check_request(spec, request, images=False)
     return spec
 
 

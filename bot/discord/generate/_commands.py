@@ -4,12 +4,16 @@ The commands are built when the extension loads, from the configured model's cap
 members see only the options and choices that model supports (a ``quality`` option exists only
 for models with qualities, ``count`` tops out at the model's ``max_n``), so most mistakes cannot
 be typed at all. Commands a model cannot serve (dall-e-3 has no edits) are not registered.
+
+The Stable Diffusion options (negative, seed, steps, guidance, sampler, checkpoint) exist only
+when a configured backend takes them; their bounds are the loosest of those backends' limits,
+and each request is checked against its own server's backend when it is submitted.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +26,8 @@ from bot.discord.generate._submit import Actions
 from bot.discord.i18n import Catalog, text
 from bot.generation import FitChoice, ImageOrder
 from bot.providers import ModelSpec, Operation, OptionChoices, option_choices
+from bot.providers.backend import SDChoice
+from bot.providers.checks import MAX_SEED, SDLimits
 
 Callback = Callable[..., Awaitable[None]]
 
@@ -96,6 +102,92 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
     return options
 
 
+#: Longest negative prompt a member may type (the servers take any length).
+MAX_NEGATIVE_CHARS = 2000
+#: The options whose values come from the server's own lists, by autocomplete.
+LISTED: tuple[SDChoice, ...] = ("sampler", "checkpoint")
+
+
+def sd_options(bounds: SDLimits, operation: Operation) -> list[Option]:
+    """The Stable Diffusion options, within ``bounds``; a variation keeps its source's
+    sampler and checkpoint choice to the backend."""
+    options = [
+        Option(
+            "negative_prompt",
+            app_commands.Range[str, 1, MAX_NEGATIVE_CHARS],
+            "",
+            text("What the image should not show", "opt.negative.description"),
+            text("negative", "opt.negative.name"),
+        ),
+        Option(
+            "seed",
+            app_commands.Range[int, 0, MAX_SEED] | None,
+            None,
+            text("Start from this seed to make the same image again", "opt.seed.description"),
+            text("seed", "opt.seed.name"),
+        ),
+        Option(
+            "steps",
+            app_commands.Range[int, 1, bounds.max_steps] | None,
+            None,
+            text("Sampling steps: more is slower and finer", "opt.steps.description"),
+            text("steps", "opt.steps.name"),
+        ),
+        Option(
+            "guidance",
+            app_commands.Range[float, 1, bounds.max_guidance] | None,
+            None,
+            text("How closely to follow the prompt (CFG scale)", "opt.guidance.description"),
+            text("guidance", "opt.guidance.name"),
+        ),
+    ]
+    if operation is not Operation.VARY:
+        options += [
+            Option(
+                "sampler",
+                str | None,
+                None,
+                text("The sampler the server uses", "opt.sampler.description"),
+                text("sampler", "opt.sampler.name"),
+            ),
+            Option(
+                "checkpoint",
+                str | None,
+                None,
+                text("The model file the server loads", "opt.checkpoint.description"),
+                text("checkpoint", "opt.checkpoint.name"),
+            ),
+        ]
+    return options
+
+
+def sd_bounds(limits: list[SDLimits]) -> SDLimits | None:
+    """The loosest limits of the SD backends (Discord's bounds); None when there is none."""
+    if not limits:
+        return None
+    return SDLimits(
+        max(limit.max_steps for limit in limits), max(limit.max_guidance for limit in limits)
+    )
+
+
+def add_suggestions(command: app_commands.Command[Any, ..., None], actions: Actions) -> None:
+    """Autocomplete for the listed options the command has, from the server's backend."""
+    for option in LISTED:
+        if command.get_parameter(option) is not None:
+            command.autocomplete(option)(_suggester(actions, option))
+
+
+def _suggester(
+    actions: Actions, option: SDChoice
+) -> Callable[[discord.Interaction[Any], str], Coroutine[Any, Any, list[Choice[str]]]]:
+    async def suggest(interaction: discord.Interaction[Any], current: str) -> list[Choice[str]]:
+        values = await actions.servers.suggestions(interaction.guild_id, option, current)
+        # A choice's value is at most 100 characters: a longer name can still be typed.
+        return [Choice(name=value, value=value) for value in values if len(value) <= 100]
+
+    return suggest
+
+
 def make_command(
     name: locale_str,
     description: locale_str,
@@ -155,8 +247,14 @@ def build_commands(
     spec: ModelSpec,
     quotas: QuotaSettings,
     default_fit: FitChoice,
+    sd: SDLimits | None = None,
 ) -> list[app_commands.Command[Any, ..., None]]:
+    """The commands ``spec`` can serve; with the SD options (within ``sd``) when given."""
     model = spec.name
+
+    def extra(operation: Operation) -> list[Option]:
+        return sd_options(sd, operation) if sd is not None else []
+
     prompt_option = Option(
         "prompt",
         app_commands.Range[str, 1, 4000],
@@ -177,7 +275,7 @@ def build_commands(
                 text("imagine", "cmd.imagine.name"),
                 text("Make images from a prompt", "cmd.imagine.description"),
                 imagine,
-                [prompt_option, *common_options(choices, catalog)],
+                [prompt_option, *common_options(choices, catalog), *extra(Operation.GENERATE)],
             )
         )
     if spec.supports(Operation.EDIT):
@@ -227,6 +325,7 @@ def build_commands(
                     ),
                     _fit_option(catalog),
                     *[o for o in common_options(choices, catalog) if o.name != "style"],
+                    *extra(Operation.EDIT),
                 ],
             )
         )
@@ -257,9 +356,13 @@ def build_commands(
                     ),
                     _fit_option(catalog),
                     *common_options(choices, catalog),
+                    *extra(Operation.VARY),
                 ],
             )
         )
+    if sd is not None:
+        for command in commands:
+            add_suggestions(command, actions)
     return commands
 
 
@@ -305,10 +408,11 @@ def add_commands(
     actions: Actions,
     quotas: QuotaSettings,
     default_fit: FitChoice,
+    sd: SDLimits | None = None,
 ) -> None:
     spec = actions.provider.spec_for(None)
     commands: list[app_commands.Command[Any, ..., None] | app_commands.ContextMenu]
-    commands = list(build_commands(catalog, actions, spec, quotas, default_fit))
+    commands = list(build_commands(catalog, actions, spec, quotas, default_fit, sd))
     if spec.supports(Operation.VARY):
         commands.append(build_context_menu(actions))
     for command in commands:

@@ -19,6 +19,7 @@ from bot.config import QuotaSettings
 from bot.db import Sessions
 from bot.db.models import Job
 from bot.discord.errors import GuildOnly
+from bot.discord.generate._backends import ServerBackends
 from bot.discord.generate._intakes import intake_origin, intake_request
 from bot.discord.generate._uploads import UploadReader, first_image, precheck
 from bot.generation import ImageOrder, check_order
@@ -42,6 +43,8 @@ class Actions:
     uploads: UploadReader
     #: Every way in takes one of the member's requests per minute.
     requests: MemberRequestLimiter
+    #: Which backend serves each server: its SD limits, its checkpoints and samplers.
+    servers: ServerBackends
 
     @property
     def upload_limit(self) -> int:
@@ -71,7 +74,8 @@ class Actions:
         check_origin(self.quotas, origin)
         self.requests.take(interaction.user.id)
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
-        check_order(self.provider, order)
+        backend = await self.servers.name_of(interaction.guild_id)
+        check_order(self.provider, order, self.servers.limits_of(backend))
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
         self.runner.precheck(order, origin)
