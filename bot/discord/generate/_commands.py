@@ -135,7 +135,7 @@ def sd_options(bounds: SDLimits, operation: Operation) -> list[Option]:
         ),
         Option(
             "guidance",
-            app_commands.Range[float, 1, bounds.max_guidance] | None,
+            app_commands.Range[float, 1.0, float(bounds.max_guidance)] | None,
             None,
             text("How closely to follow the prompt (CFG scale)", "opt.guidance.description"),
             text("guidance", "opt.guidance.name"),
