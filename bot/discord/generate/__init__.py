@@ -95,6 +95,7 @@ class Generate:
                 uploads,
                 delivery,
                 settings.storage.retention_days,
+                servers,
             ),
             reactions=Reactions(client, catalog, actions, delivery, settings.discord.vary_emoji),
         )

@@ -17,6 +17,8 @@ from typing import Protocol
 
 from bot.config import Settings
 from bot.db import Sessions
+from bot.generation import ImageOrder, check_order
+from bot.providers import ImagesClient
 from bot.providers.backend import SDChoice
 from bot.providers.checks import SDLimits
 from bot.quotas import backends
@@ -56,6 +58,10 @@ class ServerBackends:
         """The SD limits of the backend ``name``; None when it takes no SD options."""
         configured = backends.configured(self.settings).get(name)
         return SDLimits.of(configured) if configured is not None else None
+
+    async def check(self, provider: ImagesClient, order: ImageOrder, guild_id: int | None) -> None:
+        """:func:`bot.generation.check_order` against the limits of ``guild_id``'s backend."""
+        check_order(provider, order, self.limits_of(await self.name_of(guild_id)))
 
     async def suggestions(self, guild_id: int | None, option: SDChoice, typed: str) -> list[str]:
         """The values of ``option`` the server's backend offers that contain ``typed``."""

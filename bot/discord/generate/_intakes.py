@@ -19,12 +19,13 @@ import discord
 from bot.db import Sessions
 from bot.db.models import Intake
 from bot.discord.errors import ResultGone, ResultTooOld
+from bot.discord.generate._backends import ServerBackends
 from bot.discord.generate._delivery import Delivery
 from bot.discord.generate._status import ORIGINAL
 from bot.discord.generate._uploads import UploadReader
 from bot.discord.i18n import Catalog
 from bot.discord.tree import member_error
-from bot.generation import ImageOrder, check_order
+from bot.generation import ImageOrder
 from bot.jobs import JobOrigin, JobRunner, store
 from bot.jobs.intake import (
     IntakeOrigin,
@@ -87,11 +88,13 @@ class IntakeResumer:
     delivery: Delivery
     #: How long uploads are kept: a source pruned while the bot was down is "too old".
     retention_days: int
+    #: The server's backend: its SD limits, as when the request was submitted.
+    servers: ServerBackends
 
     async def intake_pending(self, intake: Intake) -> None:
         try:
             request = IntakeRequest.from_json(intake.request)
-            order = await self._order(request)
+            order = await self._order(request, intake.guild_id)
             await self.runner.submit(
                 order,
                 _job_origin(intake, request),
@@ -104,9 +107,9 @@ class IntakeResumer:
             await self._answer(intake, self.catalog.error_text(error, intake.locale))
             await close_intake(self.sessions, intake.id)
 
-    async def _order(self, request: IntakeRequest) -> ImageOrder:
+    async def _order(self, request: IntakeRequest, guild_id: int | None) -> ImageOrder:
         order = request.image_order()
-        check_order(self.provider, order)
+        await self.servers.check(self.provider, order, guild_id)
         if request.inputs_from_job is not None:
             job = await store.get_job(self.sessions, request.inputs_from_job)
             if job is None:

@@ -22,7 +22,7 @@ from bot.discord.errors import GuildOnly
 from bot.discord.generate._backends import ServerBackends
 from bot.discord.generate._intakes import intake_origin, intake_request
 from bot.discord.generate._uploads import UploadReader, first_image, precheck
-from bot.generation import ImageOrder, check_order
+from bot.generation import ImageOrder
 from bot.jobs import JobOrigin, JobRunner
 from bot.jobs.intake import close_intake
 from bot.jobs.spool import DATABASE_ERRORS
@@ -74,8 +74,7 @@ class Actions:
         check_origin(self.quotas, origin)
         self.requests.take(interaction.user.id)
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
-        backend = await self.servers.name_of(interaction.guild_id)
-        check_order(self.provider, order, self.servers.limits_of(backend))
+        await self.servers.check(self.provider, order, interaction.guild_id)
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
         self.runner.precheck(order, origin)
