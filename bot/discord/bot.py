@@ -95,7 +95,11 @@ class ImageBot(commands.Bot):
         await self.tree.set_translator(BotTranslator(self.catalog))
         generate.setup(self, self.generate)
         admin.setup(
-            self.tree, self.catalog, self.storage.sessions, self.settings.quotas, self.settings
+            self.tree,
+            self.catalog,
+            self.storage.sessions,
+            self.settings.quotas,
+            (self.engine.backends, self.runner.backends),
         )
         listener: JobListener = self.delivery
         if self.metrics is not None:

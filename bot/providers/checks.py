@@ -76,13 +76,19 @@ def option_choices(spec: ModelSpec, operation: Operation) -> OptionChoices:
     )
 
 
-def check_request(spec: ModelSpec, request: ImageRequest, *, images: bool = True) -> None:
+def check_request(
+    spec: ModelSpec, request: ImageRequest, *, images: bool = True, sd_options: bool = False
+) -> None:
     """Raise an :class:`UnsupportedOption` subclass if ``spec`` cannot serve ``request``.
 
     ``images=False`` checks only the options: what a front end can check the moment a member
-    submits, before the uploads are downloaded and normalized.
+    submits, before the uploads are downloaded and normalized. ``sd_options``: the backend takes
+    the Stable Diffusion options (``BackendFeatures.sd_options``); without it a request that
+    sets one is refused, never sent without it.
     """
     operation = request.operation
+    if not sd_options:
+        check_sd_options(spec, request, None)
     if not spec.supports(operation):
         raise UnsupportedOperation(model=spec.name, operation=operation.value)
     if isinstance(request.n, bool) or not 1 <= request.n <= spec.max_n:

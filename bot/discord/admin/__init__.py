@@ -10,12 +10,14 @@ from typing import Any
 
 from discord import app_commands
 
-from bot.config import QuotaSettings, Settings
+from bot.config import QuotaSettings
 from bot.db import Sessions
 from bot.discord.admin._quota import QuotaGroup
 from bot.discord.admin._settings import SettingsGroup
 from bot.discord.admin._usage import UsageGroup
 from bot.discord.i18n import Catalog
+from bot.jobs.backends import BackendChoice
+from bot.providers.registry import BackendSet
 
 
 def setup(
@@ -23,14 +25,14 @@ def setup(
     catalog: Catalog,
     sessions: Sessions,
     quotas: QuotaSettings,
-    settings: Settings | None = None,
+    backends: tuple[BackendSet, BackendChoice] | None = None,
 ) -> None:
-    """/quota and /usage; /settings too when ``settings`` configures more than one backend."""
+    """/quota and /usage; /settings too when ``backends`` has more than one backend."""
     groups: list[app_commands.Group] = [
         QuotaGroup(catalog, sessions, quotas),
         UsageGroup(catalog, sessions, quotas),
     ]
-    if settings is not None and settings.backends:
-        groups.append(SettingsGroup(catalog, sessions, settings))
+    if backends is not None and len(backends[0].names()) > 1:
+        groups.append(SettingsGroup(catalog, sessions, *backends))
     for group in groups:
         tree.add_command(app_commands.guild_only()(group))

@@ -1,7 +1,8 @@
 """/settings backend: server admins choose their server's image backend.
 
-Only among the backends the operator enabled for the server (``enabled_guilds``); the choice
-and its rules live in :mod:`bot.quotas.backends`. Like /quota, Discord hides the command from
+Only among the backends the operator enabled for the server (``enabled_guilds``; "default",
+``[provider]``, always); the choice is stored by :mod:`bot.quotas.backends` and read by
+:class:`bot.jobs.backends.BackendChoice`. Like /quota, Discord hides the command from
 members without Manage Server, and the permission is checked again when it runs. The command
 exists only when the operator configured more than one backend: with one, there is no choice.
 """
@@ -14,28 +15,32 @@ import discord
 from discord import app_commands
 from discord.app_commands import Choice, Range
 
-from bot.config import Settings
 from bot.db import Sessions
 from bot.discord.admin._quota import require_manage_guild
 from bot.discord.i18n import Catalog, text
 from bot.discord.tree import send_private
-from bot.quotas import backends
+from bot.jobs.backends import BackendChoice
+from bot.providers.registry import BackendSet
+from bot.quotas.backends import choose_backend
 
 
 class SettingsGroup(app_commands.Group):
     """/settings backend [name]"""
 
-    def __init__(self, catalog: Catalog, sessions: Sessions, settings: Settings) -> None:
+    def __init__(
+        self, catalog: Catalog, sessions: Sessions, backends: BackendSet, choice: BackendChoice
+    ) -> None:
         super().__init__(
             name=text("settings", "cmd.settings.name"),
             description=text("See and change this server's settings", "cmd.settings.description"),
             default_permissions=discord.Permissions(manage_guild=True),
         )
-        self.catalog, self.sessions, self.settings = catalog, sessions, settings
+        self.catalog, self.sessions = catalog, sessions
+        self.backends, self.choice = backends, choice
 
     def _label(self, name: str) -> str:
         """A backend as admins see it: its name and its kind, "sdxl (automatic1111)"."""
-        return f"{name} ({backends.configured(self.settings)[name].type})"
+        return f"{name} ({self.backends.settings[name].type})"
 
     @app_commands.command(
         name=text("backend", "cmd.settings.backend.name"),
@@ -58,11 +63,12 @@ class SettingsGroup(app_commands.Group):
         catalog, locale = self.catalog, interaction.locale
         lines = []
         if backend is not None:
-            await backends.choose_backend(self.sessions, self.settings, guild_id, backend)
+            await choose_backend(self.sessions, self.backends, guild_id, backend)
+            self.choice.forget(guild_id)
             done = catalog.text("settings.backend.done", locale, backend=self._label(backend))
             lines.append(done)
-        current = await backends.server_backend(self.sessions, self.settings, guild_id)
-        enabled = backends.enabled_for(self.settings, guild_id)
+        current = await self.choice.for_guild(guild_id)
+        enabled = self.backends.enabled_for(guild_id)
         lines.append(catalog.text("settings.backend.current", locale, backend=self._label(current)))
         lines.append(
             catalog.text(
@@ -80,6 +86,6 @@ class SettingsGroup(app_commands.Group):
         typed = current.strip().lower()
         return [
             Choice(name=self._label(name), value=name)
-            for name in backends.enabled_for(self.settings, interaction.guild_id)
+            for name in self.backends.enabled_for(interaction.guild_id)
             if typed in name.lower()
         ][:25]

@@ -28,7 +28,7 @@ from bot.discord.i18n import Catalog
 from bot.generation import FitChoice, ImageService
 from bot.jobs import JobRunner
 from bot.providers.checks import SDLimits
-from bot.quotas.backends import configured
+from bot.providers.registry import configured
 from bot.quotas.ratelimit import MemberRequestLimiter
 
 __all__ = ["Generate", "setup"]
@@ -65,9 +65,9 @@ class Generate:
         # One reader and one rate for every way in: the bounds hold for all of them together.
         uploads = UploadReader(engine)
         requests = MemberRequestLimiter(settings.jobs.member_requests_per_minute)
-        servers = ServerBackends(settings, sessions)
+        servers = ServerBackends(engine.backends, runner.backends)
         actions = Actions(
-            settings.quotas, engine.provider, runner, sessions, uploads, requests, servers
+            settings.quotas, engine.backends, runner, sessions, uploads, requests, servers
         )
         status = StatusBoard(catalog, FollowUps(client), runner.dispatcher)
         delivery = Delivery(client, catalog, sessions, engine.images, runner, status)
@@ -91,11 +91,10 @@ class Generate:
                 catalog,
                 sessions,
                 runner,
-                engine.provider,
+                engine.backends,
                 uploads,
                 delivery,
                 settings.storage.retention_days,
-                servers,
             ),
             reactions=Reactions(client, catalog, actions, delivery, settings.discord.vary_emoji),
         )

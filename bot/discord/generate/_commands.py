@@ -249,8 +249,10 @@ def build_commands(
     default_fit: FitChoice,
     sd: SDLimits | None = None,
 ) -> list[app_commands.Command[Any, ..., None]]:
-    """The commands ``spec`` can serve; with the SD options (within ``sd``) when given."""
-    model = spec.name
+    """The commands ``spec`` can serve; with the SD options (within ``sd``) when given.
+
+    Orders name no model: each runs on its server's backend with that backend's own."""
+    model = None
 
     def extra(operation: Operation) -> list[Option]:
         return sd_options(sd, operation) if sd is not None else []
@@ -410,7 +412,7 @@ def add_commands(
     default_fit: FitChoice,
     sd: SDLimits | None = None,
 ) -> None:
-    spec = actions.provider.spec_for(None)
+    spec = actions.backends.default.spec_for(None)
     commands: list[app_commands.Command[Any, ..., None] | app_commands.ContextMenu]
     commands = list(build_commands(catalog, actions, spec, quotas, default_fit, sd))
     if spec.supports(Operation.VARY):

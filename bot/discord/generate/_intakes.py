@@ -19,13 +19,12 @@ import discord
 from bot.db import Sessions
 from bot.db.models import Intake
 from bot.discord.errors import ResultGone, ResultTooOld
-from bot.discord.generate._backends import ServerBackends
 from bot.discord.generate._delivery import Delivery
 from bot.discord.generate._status import ORIGINAL
 from bot.discord.generate._uploads import UploadReader
 from bot.discord.i18n import Catalog
 from bot.discord.tree import member_error
-from bot.generation import ImageOrder
+from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner, store
 from bot.jobs.intake import (
     IntakeOrigin,
@@ -34,7 +33,7 @@ from bot.jobs.intake import (
     close_intake,
     order_options,
 )
-from bot.providers import ImagesClient
+from bot.providers.registry import BackendSet
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +81,12 @@ class IntakeResumer:
     catalog: Catalog
     sessions: Sessions
     runner: JobRunner
-    provider: ImagesClient
+    backends: BackendSet
     uploads: UploadReader
     #: Answers by the stored token while it lives, else a note in the channel.
     delivery: Delivery
     #: How long uploads are kept: a source pruned while the bot was down is "too old".
     retention_days: int
-    #: The server's backend: its SD limits, as when the request was submitted.
-    servers: ServerBackends
 
     async def intake_pending(self, intake: Intake) -> None:
         try:
@@ -108,8 +105,8 @@ class IntakeResumer:
             await close_intake(self.sessions, intake.id)
 
     async def _order(self, request: IntakeRequest, guild_id: int | None) -> ImageOrder:
-        order = request.image_order()
-        await self.servers.check(self.provider, order, guild_id)
+        order = await self.runner.backends.resolve(request.image_order(), guild_id)
+        check_order(self.backends, order)
         if request.inputs_from_job is not None:
             job = await store.get_job(self.sessions, request.inputs_from_job)
             if job is None:

@@ -22,11 +22,12 @@ from bot.discord.errors import GuildOnly
 from bot.discord.generate._backends import ServerBackends
 from bot.discord.generate._intakes import intake_origin, intake_request
 from bot.discord.generate._uploads import UploadReader, first_image, precheck
-from bot.generation import ImageOrder
+from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner
 from bot.jobs.intake import close_intake
 from bot.jobs.spool import DATABASE_ERRORS
-from bot.providers import ImagesClient, Operation
+from bot.providers import Operation
+from bot.providers.registry import BackendSet
 from bot.quotas.admission import check_origin
 from bot.quotas.ratelimit import MemberRequestLimiter
 
@@ -36,14 +37,15 @@ Upload = tuple[discord.Attachment, str]
 @dataclass(eq=False)
 class Actions:
     quotas: QuotaSettings
-    provider: ImagesClient
+    #: Every configured backend; an order runs on the one it names (see bot.jobs.backends).
+    backends: BackendSet
     runner: JobRunner
     sessions: Sessions
     #: The one reader of members' uploads (a bound on concurrent downloads for every path).
     uploads: UploadReader
     #: Every way in takes one of the member's requests per minute.
     requests: MemberRequestLimiter
-    #: Which backend serves each server: its SD limits, its checkpoints and samplers.
+    #: The checkpoints and samplers of each server's backend, for autocomplete.
     servers: ServerBackends
 
     @property
@@ -74,7 +76,8 @@ class Actions:
         check_origin(self.quotas, origin)
         self.requests.take(interaction.user.id)
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
-        await self.servers.check(self.provider, order, interaction.guild_id)
+        order = await self.runner.backends.resolve(order, interaction.guild_id)
+        check_order(self.backends, order)
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
         self.runner.precheck(order, origin)
