@@ -28,6 +28,7 @@ from bot.testing.harness import (
     run_bot,
     seen_ids,
 )
+from bot.testing.images import bw_mask_bytes, png_bytes
 from bot.testing.openai_api import FakeImagesAPI
 
 
@@ -173,3 +174,46 @@ async def test_a_backend_that_is_down_offers_no_suggestions_and_no_error(sd: Har
 
     response = await typed.response()
     assert response.type == 8 and response.data["choices"] == []
+
+
+async def test_remix_keeps_the_sd_options_with_the_new_prompt(
+    sd: Harness, a1111: FakeAutomatic1111
+) -> None:
+    result = await imagine(sd, negative="fog", steps=14, guidance=5.0, sampler="DPM++ SDE")
+    remix = await sd.fake.click(result, f"ib:remix:{job_id_of(result)}")
+    assert (await remix.response()).type == 9 and remix.modal is not None
+    (text_input,) = [c for c in walk_components(remix.modal["components"]) if c.get("type") == 4]
+
+    before = seen_ids(sd.fake)
+    await sd.fake.submit_modal(remix, {text_input["custom_id"]: "a castle"})
+    await new_result(sd, before)
+
+    first, second = txt2img_bodies(a1111)
+    assert second["prompt"] == "a castle"
+    for key in ("negative_prompt", "steps", "cfg_scale", "sampler_name", "seed"):
+        assert second[key] == first[key], key
+
+
+async def test_edit_and_vary_send_their_sd_options_to_img2img(
+    sd: Harness, a1111: FakeAutomatic1111
+) -> None:
+    before = seen_ids(sd.fake)
+    await sd.fake.slash(
+        "edit",
+        {
+            "image": png_bytes(512, 512),
+            "mask": bw_mask_bytes(512, 512, (100, 100, 300, 300)),
+            "prompt": "a red door",
+            "negative": "people",
+            "seed": 5,
+            "steps": 8,
+        },
+    )
+    await new_result(sd, before)
+    before = seen_ids(sd.fake)
+    await sd.fake.slash("vary", {"image": png_bytes(512, 512), "seed": 6, "guidance": 4.5})
+    await new_result(sd, before)
+
+    edit, vary = [body for path, body in a1111.requests if path.endswith("/img2img")]
+    assert (edit["negative_prompt"], edit["seed"], edit["steps"]) == ("people", 5, 8)
+    assert (vary["seed"], vary["cfg_scale"]) == (6, 4.5)
