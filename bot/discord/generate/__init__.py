@@ -14,9 +14,9 @@ from discord.ext import commands
 
 from bot.config import QuotaSettings, Settings
 from bot.db import Sessions
-from bot.discord.generate._backends import ServerBackends
+from bot.discord.generate._backends import ServerBackends, sd_bounds
 from bot.discord.generate._buttons import ResultButtons
-from bot.discord.generate._commands import add_commands, sd_bounds
+from bot.discord.generate._commands import add_commands
 from bot.discord.generate._delivery import Delivery
 from bot.discord.generate._intakes import IntakeResumer
 from bot.discord.generate._reactions import Reactions

@@ -13,7 +13,7 @@ and each request is checked against its own server's backend when it is submitte
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,11 +22,11 @@ from discord import app_commands
 from discord.app_commands import Choice, locale_str
 
 from bot.config import QuotaSettings
+from bot.discord.generate._backends import add_suggestions
 from bot.discord.generate._submit import Actions
 from bot.discord.i18n import Catalog, text
 from bot.generation import FitChoice, ImageOrder
 from bot.providers import ModelSpec, Operation, OptionChoices, option_choices
-from bot.providers.backend import SDChoice
 from bot.providers.checks import MAX_SEED, SDLimits
 
 Callback = Callable[..., Awaitable[None]]
@@ -104,8 +104,6 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
 
 #: Longest negative prompt a member may type (the servers take any length).
 MAX_NEGATIVE_CHARS = 2000
-#: The options whose values come from the server's own lists, by autocomplete.
-LISTED: tuple[SDChoice, ...] = ("sampler", "checkpoint")
 
 
 def sd_options(bounds: SDLimits, operation: Operation) -> list[Option]:
@@ -159,33 +157,6 @@ def sd_options(bounds: SDLimits, operation: Operation) -> list[Option]:
             ),
         ]
     return options
-
-
-def sd_bounds(limits: list[SDLimits]) -> SDLimits | None:
-    """The loosest limits of the SD backends (Discord's bounds); None when there is none."""
-    if not limits:
-        return None
-    return SDLimits(
-        max(limit.max_steps for limit in limits), max(limit.max_guidance for limit in limits)
-    )
-
-
-def add_suggestions(command: app_commands.Command[Any, ..., None], actions: Actions) -> None:
-    """Autocomplete for the listed options the command has, from the server's backend."""
-    for option in LISTED:
-        if command.get_parameter(option) is not None:
-            command.autocomplete(option)(_suggester(actions, option))
-
-
-def _suggester(
-    actions: Actions, option: SDChoice
-) -> Callable[[discord.Interaction[Any], str], Coroutine[Any, Any, list[Choice[str]]]]:
-    async def suggest(interaction: discord.Interaction[Any], current: str) -> list[Choice[str]]:
-        values = await actions.servers.suggestions(interaction.guild_id, option, current)
-        # A choice's value is at most 100 characters: a longer name can still be typed.
-        return [Choice(name=value, value=value) for value in values if len(value) <= 100]
-
-    return suggest
 
 
 def make_command(
@@ -364,7 +335,7 @@ def build_commands(
         )
     if sd is not None:
         for command in commands:
-            add_suggestions(command, actions)
+            add_suggestions(command, actions.servers)
     return commands
 
 
