@@ -107,8 +107,8 @@ MAX_NEGATIVE_CHARS = 2000
 
 
 def sd_options(bounds: SDLimits, operation: Operation) -> list[Option]:
-    """The Stable Diffusion options, within ``bounds``; a variation keeps its source's
-    sampler and checkpoint choice to the backend."""
+    """The Stable Diffusion options, within ``bounds``; a variation has no sampler or
+    checkpoint to choose (the backend's own are used)."""
     options = [
         Option(
             "negative_prompt",
@@ -223,7 +223,6 @@ def build_commands(
     """The commands ``spec`` can serve; with the SD options (within ``sd``) when given.
 
     Orders name no model: each runs on its server's backend with that backend's own."""
-    model = None
 
     def extra(operation: Operation) -> list[Option]:
         return sd_options(sd, operation) if sd is not None else []
@@ -240,7 +239,7 @@ def build_commands(
         choices = _capped(option_choices(spec, Operation.GENERATE), quotas)
 
         async def imagine(interaction: discord.Interaction[Any], prompt: str, **kw: Any) -> None:
-            order = ImageOrder(Operation.GENERATE, prompt=prompt, model=model, **kw)
+            order = ImageOrder(Operation.GENERATE, prompt=prompt, **kw)
             await actions.imagine(interaction, order)
 
         commands.append(
@@ -262,9 +261,7 @@ def build_commands(
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(
-                Operation.EDIT, prompt=prompt, model=model, fit=_fit(fit, default_fit), **kw
-            )
+            order = ImageOrder(Operation.EDIT, prompt=prompt, fit=_fit(fit, default_fit), **kw)
             await actions.edit(interaction, order, image, mask)
 
         commands.append(
@@ -311,7 +308,7 @@ def build_commands(
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(Operation.VARY, model=model, fit=_fit(fit, default_fit), **kw)
+            order = ImageOrder(Operation.VARY, fit=_fit(fit, default_fit), **kw)
             await actions.vary(interaction, order, image)
 
         commands.append(
