@@ -31,7 +31,7 @@ from bot.providers import (
     parse_size,
 )
 from bot.providers.backend import Backend
-from bot.providers.checks import png_dimensions
+from bot.providers.checks import SDLimits, check_sd_options, png_dimensions
 from bot.providers.progress import ProgressCallback
 from bot.providers.registry import BackendSet
 
@@ -96,6 +96,14 @@ class ImageOrder:
     #: The configured backend it runs on (None: "default"; the job layer fills in the
     #: server's choice, see bot.jobs.backends).
     backend: str | None = None
+    #: Stable Diffusion options (``bot.providers.SD_FIELDS``); None/"" = the backend's default.
+    negative_prompt: str = ""
+    #: The seed asked for; None = random (Redo keeps it random).
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+    checkpoint: str | None = None
 
 
 #: An order's settings, each with the job column that keeps it: the one list that storing a job
@@ -111,6 +119,13 @@ ORDER_SETTINGS: dict[str, str] = {
     "fit": "fit",
     "model": "model",
     "backend": "backend",
+    # Stable Diffusion options, each in the job column of its own name (migration 0006).
+    "negative_prompt": "negative_prompt",
+    "seed": "seed",
+    "steps": "steps",
+    "guidance": "guidance",
+    "sampler": "sampler",
+    "checkpoint": "checkpoint",
 }
 
 _REQUESTS: dict[Operation, type[ImageRequest]] = {
@@ -235,15 +250,16 @@ def check_order(backends: BackendSet, order: ImageOrder) -> ModelSpec:
     backend it names.
 
     Front ends call this the moment a member submits, so a wrong option is answered at once
-    instead of after a download and a place in the queue.
+    instead of after a download and a place in the queue. Stable Diffusion options are held
+    to that backend's limits (``max_steps``, ``max_guidance``), or refused where it has none.
     """
     if order.operation is not Operation.VARY and not order.prompt.strip():
         raise PromptEmpty()
     backend = backends.for_job(order.backend)
     spec = backend.spec_for(order.model)
-    check_request(
-        spec, build_request(order, spec), images=False, sd_options=backend.features.sd_options
-    )
+    request = build_request(order, spec)
+    check_sd_options(spec, request, SDLimits.of(backends.settings[backend.name]))
+    check_request(spec, request, images=False, sd_options=backend.features.sd_options)
     return spec
 
 

@@ -94,7 +94,13 @@ class ImageBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.tree.set_translator(BotTranslator(self.catalog))
         generate.setup(self, self.generate)
-        admin.setup(self.tree, self.catalog, self.storage.sessions, self.settings.quotas)
+        admin.setup(
+            self.tree,
+            self.catalog,
+            self.storage.sessions,
+            self.settings.quotas,
+            (self.engine.backends, self.runner.backends),
+        )
         listener: JobListener = self.delivery
         if self.metrics is not None:
             listener = ObservingListener(self.delivery, self.metrics)

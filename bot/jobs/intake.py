@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 
 from bot.db import Sessions
 from bot.db.models import Intake
-from bot.generation import ImageOrder
+from bot.generation import ORDER_SETTINGS, ImageOrder
 from bot.providers import Operation
 
 
@@ -63,20 +63,11 @@ class IntakeRequest:
 
 
 def order_options(order: ImageOrder) -> dict[str, Any]:
-    """The order's settings as JSON values; its image bytes are left out."""
-    return {
-        "operation": order.operation.value,
-        "prompt": order.prompt,
-        "n": order.n,
-        "size": order.size,
-        "quality": order.quality,
-        "style": order.style,
-        "background": order.background,
-        "model": order.model,
-        "fit": order.fit,
-        "user_id": order.user_id,
-        "backend": order.backend,
-    }
+    """The order's settings (every one of ``ORDER_SETTINGS``) as JSON values; its image bytes
+    are left out."""
+    options: dict[str, Any] = {"operation": order.operation.value, "user_id": order.user_id}
+    options.update({name: getattr(order, name) for name in ORDER_SETTINGS})
+    return options
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ class Spool:
                     "width": image.width,
                     "height": image.height,
                     "revised_prompt": image.revised_prompt,
+                    "seed": image.seed,
                 }
             )
         meta = {
@@ -172,6 +173,7 @@ def _result(meta: dict[str, Any], directory: Path) -> ImageResult:
             image["width"],
             image["height"],
             image["revised_prompt"],
+            image.get("seed"),
         )
         for image in meta["images"]
     )

@@ -55,13 +55,21 @@ class JobOrigin:
     source_index: int | None = None
 
 
-def _image(job_id: int, role: ImageRole, position: int, data: bytes, mime: str = "") -> JobImage:
+def _image(
+    job_id: int,
+    role: ImageRole,
+    position: int,
+    data: bytes,
+    mime: str = "",
+    seed: int | None = None,
+) -> JobImage:
     return JobImage(
         job_id=job_id,
         role=role,
         position=position,
         mime_type=mime or "application/octet-stream",
         data=data,
+        seed=seed,
     )
 
 
@@ -187,7 +195,7 @@ async def outputs_of(sessions: Sessions, job_id: int) -> list[GeneratedImage]:
     images = []
     for image in outputs:
         width, height = png_dimensions(image.data) or (0, 0)
-        images.append(GeneratedImage(image.data, image.mime_type, width, height))
+        images.append(GeneratedImage(image.data, image.mime_type, width, height, seed=image.seed))
     return images
 
 
@@ -197,6 +205,7 @@ async def order_of(sessions: Sessions, job: Job) -> ImageOrder:
     masks = await images_of(sessions, job.id, ImageRole.MASK)
     settings = {name: getattr(job, column) for name, column in ORDER_SETTINGS.items()}
     settings["fit"] = _fit(job.fit)
+    settings["negative_prompt"] = job.negative_prompt or ""  # None: a job from before 0006
     return ImageOrder(
         Operation(job.operation),
         image=inputs[0].data if inputs else None,
@@ -237,7 +246,10 @@ async def record_success(
         settle(job, result, cost)
         await counters.settle(session, job, before)
         for position, image in enumerate(result.images):
-            session.add(_image(job_id, ImageRole.OUTPUT, position, image.data, image.mime_type))
+            output = _image(
+                job_id, ImageRole.OUTPUT, position, image.data, image.mime_type, image.seed
+            )
+            session.add(output)
         return job
 
 
@@ -333,6 +345,7 @@ async def record_result(
                     "position": position,
                     "mime_type": image.mime_type,
                     "data": image.data,
+                    "seed": image.seed,
                 }
                 for position, image in enumerate(images)
             ]

@@ -11,11 +11,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from bot.config import ProviderSettings
 from bot.providers.capabilities import ModelSpec
 from bot.providers.errors import (
     InputImageRejected,
     InvalidRequest,
     PromptTooLong,
+    SDOptionOutOfRange,
+    SDOptionUnavailable,
     TooManyImages,
     UnsupportedOperation,
     UnsupportedOption,
@@ -31,6 +34,8 @@ from bot.providers.types import (
 )
 
 _NONE = "none (leave it out)"
+#: What members call each of ``SD_FIELDS`` (the commands' option names), for the messages.
+SD_OPTION_NAMES = {"negative_prompt": "negative"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ def check_request(
     """
     operation = request.operation
     if not sd_options:
-        _refuse_sd_options(spec, request)
+        check_sd_options(spec, request, None)
     if not spec.supports(operation):
         raise UnsupportedOperation(model=spec.name, operation=operation.value)
     if isinstance(request.n, bool) or not 1 <= request.n <= spec.max_n:
@@ -112,16 +117,61 @@ def check_request(
             _check_mask(spec, request.image, mask)
 
 
-def _refuse_sd_options(spec: ModelSpec, request: ImageRequest) -> None:
-    for name in SD_FIELDS:
-        value = getattr(request, name)
-        if value not in (None, ""):
-            raise UnsupportedOption(
+@dataclass(frozen=True)
+class SDLimits:
+    """What a Stable Diffusion backend lets members ask for: the operator's ``max_steps`` and
+    ``max_guidance`` of that backend, seeds as the servers take them (32 bits)."""
+
+    max_steps: int
+    max_guidance: float
+
+    @classmethod
+    def of(cls, backend: ProviderSettings) -> SDLimits | None:
+        """The limits of ``backend``; None for a backend without the options (OpenAI)."""
+        if backend.type == "openai":
+            return None
+        return cls(backend.max_steps, backend.max_guidance)
+
+
+#: Largest seed: Stable Diffusion servers take 32-bit seeds (also Discord's option bound).
+MAX_SEED = 2**32 - 1
+
+
+def check_sd_options(spec: ModelSpec, request: ImageRequest, limits: SDLimits | None) -> None:
+    """Refuse Stable Diffusion options on a backend without them (``limits`` None), naming the
+    option, and values beyond ``limits``."""
+    given = [name for name in SD_FIELDS if getattr(request, name) not in (None, "")]
+    if not given:
+        return
+    if limits is None:
+        name = given[0]
+        raise SDOptionUnavailable(
+            model=spec.name,
+            option=SD_OPTION_NAMES.get(name, name),
+            value=getattr(request, name),
+            allowed=_NONE,
+        )
+    ranges = (
+        ("steps", request.steps, 1, limits.max_steps),
+        ("guidance", request.guidance, 1, limits.max_guidance),
+        ("seed", request.seed, 0, MAX_SEED),
+    )
+    for option, value, low, high in ranges:
+        if value is not None and not low <= value <= high:
+            shown, lowest, highest = (_number(v) for v in (value, low, high))
+            raise SDOptionOutOfRange(
                 model=spec.name,
-                option=name.replace("_", " "),
-                value=str(value),
-                allowed="none (only Stable Diffusion backends take it)",
+                option=option,
+                value=shown,
+                allowed=f"{lowest}-{highest}",
+                low=lowest,
+                high=highest,
             )
+
+
+def _number(value: float) -> str:
+    """7, 7.5, 4294967295: as members typed them (``:g`` would show 4.29497e+09)."""
+    return f"{value:g}" if isinstance(value, float) and not value.is_integer() else str(int(value))
 
 
 def _check_prompt(spec: ModelSpec, prompt: str) -> None:

@@ -84,6 +84,23 @@ class UnsupportedOption(InvalidRequest):
     template = '{model} does not support {option} "{value}"; choose one of: {allowed}.'
 
 
+class SDOptionUnavailable(UnsupportedOption):
+    """A Stable Diffusion option (negative, seed, steps...) for a backend that has none."""
+
+    key = "provider.sd_option_unavailable"
+    template = (
+        "The {option} option works only on Stable Diffusion backends, and this server's "
+        "({model}) is not one. Leave {option} out."
+    )
+
+
+class SDOptionOutOfRange(UnsupportedOption):
+    """A Stable Diffusion option beyond the operator's limit (or the server's range)."""
+
+    key = "provider.sd_option_out_of_range"
+    template = "{option} can be from {low} to {high} here, not {value}."
+
+
 class UnknownModel(UnsupportedOption):
     key = "provider.unknown_model"
     template = 'There is no model called "{model}"; choose one of: {allowed}.'

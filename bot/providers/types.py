@@ -7,7 +7,7 @@ can be logged without dumping megabytes into the log.
 
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from enum import StrEnum
 
 
@@ -127,6 +127,8 @@ class GeneratedImage:
     width: int
     height: int
     revised_prompt: str | None = None
+    #: The seed it was made with, where the backend has seeds (see ``ImageResult.seeds``).
+    seed: int | None = None
 
     @property
     def extension(self) -> str:
@@ -155,6 +157,16 @@ class ImageResult:
     seeds: tuple[int, ...] = ()
     #: Partial images streamed while it was made (previews, each billed: see ``usage``).
     partial_images: int = 0
+
+    def __post_init__(self) -> None:
+        # Each image carries its own seed: whatever posts or keeps the images (the Discord
+        # layer, the store) has it without being handed the result too.
+        if self.seeds and any(image.seed is None for image in self.images):
+            seeded = tuple(
+                replace(image, seed=seed) if image.seed is None else image
+                for image, seed in zip(self.images, self.seeds, strict=False)
+            )
+            object.__setattr__(self, "images", seeded + self.images[len(seeded) :])
 
     @property
     def revised_prompts(self) -> list[str]:

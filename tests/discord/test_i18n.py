@@ -29,6 +29,7 @@ import bot.imaging
 import bot.jobs
 import bot.providers
 import bot.quotas.admin
+import bot.quotas.backends
 import bot.quotas.policy
 from bot.discord.i18n import BotTranslator, Catalog
 from bot.errors import BotError, ConfigError

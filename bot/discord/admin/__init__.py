@@ -1,4 +1,4 @@
-"""Server admins' commands: /quota (limits) and /usage (what was used).
+"""Server admins' commands: /quota (limits), /usage (what was used), /settings (the backend).
 
 A feature package in the manner of python-discord/bot's ``exts/<feature>/``: the modules are
 private; :func:`setup` adds the feature's commands to the bot's tree.
@@ -13,12 +13,26 @@ from discord import app_commands
 from bot.config import QuotaSettings
 from bot.db import Sessions
 from bot.discord.admin._quota import QuotaGroup
+from bot.discord.admin._settings import SettingsGroup
 from bot.discord.admin._usage import UsageGroup
 from bot.discord.i18n import Catalog
+from bot.jobs.backends import BackendChoice
+from bot.providers.registry import BackendSet
 
 
 def setup(
-    tree: app_commands.CommandTree[Any], catalog: Catalog, sessions: Sessions, quotas: QuotaSettings
+    tree: app_commands.CommandTree[Any],
+    catalog: Catalog,
+    sessions: Sessions,
+    quotas: QuotaSettings,
+    backends: tuple[BackendSet, BackendChoice] | None = None,
 ) -> None:
-    for group in (QuotaGroup(catalog, sessions, quotas), UsageGroup(catalog, sessions, quotas)):
+    """/quota and /usage; /settings too when ``backends`` has more than one backend."""
+    groups: list[app_commands.Group] = [
+        QuotaGroup(catalog, sessions, quotas),
+        UsageGroup(catalog, sessions, quotas),
+    ]
+    if backends is not None and len(backends[0].names()) > 1:
+        groups.append(SettingsGroup(catalog, sessions, *backends))
+    for group in groups:
         tree.add_command(app_commands.guild_only()(group))

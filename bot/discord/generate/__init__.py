@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot.config import QuotaSettings, Settings
 from bot.db import Sessions
+from bot.discord.generate._backends import ServerBackends, sd_bounds
 from bot.discord.generate._buttons import ResultButtons
 from bot.discord.generate._commands import add_commands
 from bot.discord.generate._delivery import Delivery
@@ -26,6 +27,8 @@ from bot.discord.generate._views import DYNAMIC_ITEMS, route_modal
 from bot.discord.i18n import Catalog
 from bot.generation import FitChoice, ImageService
 from bot.jobs import JobRunner
+from bot.providers.checks import SDLimits
+from bot.providers.registry import configured
 from bot.quotas.ratelimit import MemberRequestLimiter
 
 __all__ = ["Generate", "setup"]
@@ -39,6 +42,8 @@ class Generate:
     quotas: QuotaSettings
     #: ``[images] fit``: how an upload is fitted to the size made, unless the member chooses.
     default_fit: FitChoice
+    #: The commands' bounds of the Stable Diffusion options; None: no backend takes them.
+    sd: SDLimits | None
     #: The one way in (every command, button and reaction ends in ``actions.submit``).
     actions: Actions
     buttons: ResultButtons
@@ -60,7 +65,10 @@ class Generate:
         # One reader and one rate for every way in: the bounds hold for all of them together.
         uploads = UploadReader(engine)
         requests = MemberRequestLimiter(settings.jobs.member_requests_per_minute)
-        actions = Actions(settings.quotas, engine.backends, runner, sessions, uploads, requests)
+        servers = ServerBackends(engine.backends, runner.backends)
+        actions = Actions(
+            settings.quotas, engine.backends, runner, sessions, uploads, requests, servers
+        )
         status = StatusBoard(
             catalog, FollowUps(client), runner.dispatcher, runner.can_cancel_running
         )
@@ -69,6 +77,13 @@ class Generate:
             catalog=catalog,
             quotas=settings.quotas,
             default_fit=settings.images.fit,
+            sd=sd_bounds(
+                [
+                    limits
+                    for backend in configured(settings).values()
+                    if (limits := SDLimits.of(backend)) is not None
+                ]
+            ),
             actions=actions,
             buttons=ResultButtons(
                 client, catalog, sessions, actions, delivery, settings.storage.retention_days
@@ -89,7 +104,7 @@ class Generate:
 
 def setup(bot: commands.Bot, parts: Generate) -> None:
     """The commands (as the model allows), the result buttons, the Remix modal, reactions."""
-    add_commands(bot.tree, parts.catalog, parts.actions, parts.quotas, parts.default_fit)
+    add_commands(bot.tree, parts.catalog, parts.actions, parts.quotas, parts.default_fit, parts.sd)
     bot.add_dynamic_items(*DYNAMIC_ITEMS)
     bot.add_listener(route_modal, "on_interaction")
     bot.add_listener(parts.reactions.on_raw_reaction_add, "on_raw_reaction_add")

@@ -121,8 +121,23 @@ class ResultButtons:
 
     @reports_errors
     async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        """The same order again: a seed the member chose stays, a random one stays random."""
+        await self._redo(interaction, job_id)
+
+    @reports_errors
+    async def redo_same_seed(
+        self, interaction: discord.Interaction[Any], job_id: int, seed: int
+    ) -> None:
+        """The same order with the seed the result was made with: the same picture again."""
+        await self._redo(interaction, job_id, seed)
+
+    async def _redo(
+        self, interaction: discord.Interaction[Any], job_id: int, seed: int | None = None
+    ) -> None:
         job = await self._result_job(interaction, job_id)
         order = await store.order_of(self.sessions, job)
+        if seed is not None:
+            order = dataclasses.replace(order, seed=seed)
         uploads: list[Upload] = []
         if uploads_gone(order):
             # Pruned: a variation of a result reads the image back from that result.

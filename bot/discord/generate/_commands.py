@@ -4,6 +4,10 @@ The commands are built when the extension loads, from the configured model's cap
 members see only the options and choices that model supports (a ``quality`` option exists only
 for models with qualities, ``count`` tops out at the model's ``max_n``), so most mistakes cannot
 be typed at all. Commands a model cannot serve (dall-e-3 has no edits) are not registered.
+
+The Stable Diffusion options (negative, seed, steps, guidance, sampler, checkpoint) exist only
+when a configured backend takes them; their bounds are the loosest of those backends' limits,
+and each request is checked against its own server's backend when it is submitted.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from discord import app_commands
 from discord.app_commands import Choice, locale_str
 
 from bot.config import QuotaSettings
+from bot.discord.generate._backends import add_suggestions
 from bot.discord.generate._submit import Actions
 from bot.discord.i18n import Catalog, text
 from bot.generation import FitChoice, ImageOrder
 from bot.providers import ModelSpec, Operation, OptionChoices, option_choices
+from bot.providers.checks import MAX_SEED, SDLimits
 
 Callback = Callable[..., Awaitable[None]]
 
@@ -96,6 +102,63 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
     return options
 
 
+#: Longest negative prompt a member may type (the servers take any length).
+MAX_NEGATIVE_CHARS = 2000
+
+
+def sd_options(bounds: SDLimits, operation: Operation) -> list[Option]:
+    """The Stable Diffusion options, within ``bounds``; a variation has no sampler or
+    checkpoint to choose (the backend's own are used)."""
+    options = [
+        Option(
+            "negative_prompt",
+            app_commands.Range[str, 1, MAX_NEGATIVE_CHARS],
+            "",
+            text("What the image should not show", "opt.negative.description"),
+            text("negative", "opt.negative.name"),
+        ),
+        Option(
+            "seed",
+            app_commands.Range[int, 0, MAX_SEED] | None,
+            None,
+            text("Start from this seed to make the same image again", "opt.seed.description"),
+            text("seed", "opt.seed.name"),
+        ),
+        Option(
+            "steps",
+            app_commands.Range[int, 1, bounds.max_steps] | None,
+            None,
+            text("Sampling steps: more is slower and finer", "opt.steps.description"),
+            text("steps", "opt.steps.name"),
+        ),
+        Option(
+            "guidance",
+            app_commands.Range[float, 1.0, float(bounds.max_guidance)] | None,
+            None,
+            text("How closely to follow the prompt (CFG scale)", "opt.guidance.description"),
+            text("guidance", "opt.guidance.name"),
+        ),
+    ]
+    if operation is not Operation.VARY:
+        options += [
+            Option(
+                "sampler",
+                str | None,
+                None,
+                text("The sampler the server uses", "opt.sampler.description"),
+                text("sampler", "opt.sampler.name"),
+            ),
+            Option(
+                "checkpoint",
+                str | None,
+                None,
+                text("The model file the server loads", "opt.checkpoint.description"),
+                text("checkpoint", "opt.checkpoint.name"),
+            ),
+        ]
+    return options
+
+
 def make_command(
     name: locale_str,
     description: locale_str,
@@ -155,8 +218,15 @@ def build_commands(
     spec: ModelSpec,
     quotas: QuotaSettings,
     default_fit: FitChoice,
+    sd: SDLimits | None = None,
 ) -> list[app_commands.Command[Any, ..., None]]:
-    model = spec.name
+    """The commands ``spec`` can serve; with the SD options (within ``sd``) when given.
+
+    Orders name no model: each runs on its server's backend with that backend's own."""
+
+    def extra(operation: Operation) -> list[Option]:
+        return sd_options(sd, operation) if sd is not None else []
+
     prompt_option = Option(
         "prompt",
         app_commands.Range[str, 1, 4000],
@@ -169,7 +239,7 @@ def build_commands(
         choices = _capped(option_choices(spec, Operation.GENERATE), quotas)
 
         async def imagine(interaction: discord.Interaction[Any], prompt: str, **kw: Any) -> None:
-            order = ImageOrder(Operation.GENERATE, prompt=prompt, model=model, **kw)
+            order = ImageOrder(Operation.GENERATE, prompt=prompt, **kw)
             await actions.imagine(interaction, order)
 
         commands.append(
@@ -177,7 +247,7 @@ def build_commands(
                 text("imagine", "cmd.imagine.name"),
                 text("Make images from a prompt", "cmd.imagine.description"),
                 imagine,
-                [prompt_option, *common_options(choices, catalog)],
+                [prompt_option, *common_options(choices, catalog), *extra(Operation.GENERATE)],
             )
         )
     if spec.supports(Operation.EDIT):
@@ -191,9 +261,7 @@ def build_commands(
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(
-                Operation.EDIT, prompt=prompt, model=model, fit=_fit(fit, default_fit), **kw
-            )
+            order = ImageOrder(Operation.EDIT, prompt=prompt, fit=_fit(fit, default_fit), **kw)
             await actions.edit(interaction, order, image, mask)
 
         commands.append(
@@ -227,6 +295,7 @@ def build_commands(
                     ),
                     _fit_option(catalog),
                     *[o for o in common_options(choices, catalog) if o.name != "style"],
+                    *extra(Operation.EDIT),
                 ],
             )
         )
@@ -239,7 +308,7 @@ def build_commands(
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(Operation.VARY, model=model, fit=_fit(fit, default_fit), **kw)
+            order = ImageOrder(Operation.VARY, fit=_fit(fit, default_fit), **kw)
             await actions.vary(interaction, order, image)
 
         commands.append(
@@ -257,9 +326,13 @@ def build_commands(
                     ),
                     _fit_option(catalog),
                     *common_options(choices, catalog),
+                    *extra(Operation.VARY),
                 ],
             )
         )
+    if sd is not None:
+        for command in commands:
+            add_suggestions(command, actions.servers)
     return commands
 
 
@@ -305,10 +378,11 @@ def add_commands(
     actions: Actions,
     quotas: QuotaSettings,
     default_fit: FitChoice,
+    sd: SDLimits | None = None,
 ) -> None:
     spec = actions.backends.default.spec_for(None)
     commands: list[app_commands.Command[Any, ..., None] | app_commands.ContextMenu]
-    commands = list(build_commands(catalog, actions, spec, quotas, default_fit))
+    commands = list(build_commands(catalog, actions, spec, quotas, default_fit, sd))
     if spec.supports(Operation.VARY):
         commands.append(build_context_menu(actions))
     for command in commands:

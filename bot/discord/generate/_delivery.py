@@ -134,6 +134,7 @@ class Delivery:
             revised_prompt=job.revised_prompt,
             catalog=self.catalog,
             limit=limit,
+            seeds=[image.seed for image in images],
         )
         posted = await self._post_parts(job, parts)
         if not posted:

@@ -9,6 +9,7 @@ images are always uploaded as files, never linked, because provider URLs expire 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import discord
@@ -70,9 +71,13 @@ def build_result(
     revised_prompt: str | None,
     catalog: Catalog,
     limit: int,
+    seeds: Sequence[int | None] = (),
 ) -> list[ResultPart]:
-    """The messages that show ``job``'s images; the first carries the details."""
+    """The messages that show ``job``'s images; the first carries the details.
+
+    ``seeds``: each image's seed (Stable Diffusion backends), shown and offered to redo with."""
     locale = job.locale
+    known = [seed for seed in seeds if seed is not None]
     groups = split_for_upload(uploads, limit)
     parts = []
     for part_number, indexes in enumerate(groups):
@@ -86,7 +91,7 @@ def build_result(
             _image_embed(job, i, uploads[i].extension, len(uploads), catalog) for i in indexes
         ]
         if part_number == 0:
-            _add_details(embeds[0], job, seconds, revised_prompt, catalog)
+            _add_details(embeds[0], job, seconds, revised_prompt, catalog, seeds)
         parts.append(
             ResultPart(
                 # The requester is pinged once, by the first message, however many follow.
@@ -100,6 +105,7 @@ def build_result(
                     locale,
                     with_actions=part_number == 0,
                     remix=job.operation != "vary",
+                    same_seed=known[0] if known else None,
                 ),
                 allowed_mentions=requester_only(job.user_id),
             )
@@ -123,7 +129,12 @@ def _image_embed(
 
 
 def _add_details(
-    embed: discord.Embed, job: Job, seconds: float, revised: str | None, catalog: Catalog
+    embed: discord.Embed,
+    job: Job,
+    seconds: float,
+    revised: str | None,
+    catalog: Catalog,
+    seeds: Sequence[int | None] = (),
 ) -> None:
     locale = job.locale
     fields: list[tuple[str, str, bool]] = []
@@ -136,6 +147,8 @@ def _add_details(
         fields.append((catalog.text("result.size", locale), job.size, True))
     if job.quality:
         fields.append((catalog.text("result.quality", locale), job.quality, True))
+    if any(seed is not None for seed in seeds):
+        fields.append((catalog.text("result.seed", locale), seed_text(seeds), True))
     fields.append(
         (
             catalog.text("result.time", locale),
@@ -158,6 +171,13 @@ def _add_details(
         embed.description = trim(prompt, max(budget, 1))
     embed.title = title
     embed.set_footer(text=footer)
+
+
+def seed_text(seeds: Sequence[int | None]) -> str:
+    """One seed as it is; several numbered by image, "1: 42, 2: 43", to redo any one of them."""
+    if len(seeds) == 1:
+        return str(seeds[0])
+    return ", ".join(f"{i}: {seed}" for i, seed in enumerate(seeds, 1) if seed is not None)
 
 
 def _title(job: Job, catalog: Catalog) -> str:

@@ -19,6 +19,7 @@ from bot.config import QuotaSettings
 from bot.db import Sessions
 from bot.db.models import Job
 from bot.discord.errors import GuildOnly
+from bot.discord.generate._backends import ServerBackends
 from bot.discord.generate._intakes import intake_origin, intake_request
 from bot.discord.generate._uploads import UploadReader, first_image, precheck
 from bot.generation import ImageOrder, check_order
@@ -44,6 +45,8 @@ class Actions:
     uploads: UploadReader
     #: Every way in takes one of the member's requests per minute.
     requests: MemberRequestLimiter
+    #: The checkpoints and samplers of each server's backend, for autocomplete.
+    servers: ServerBackends
 
     @property
     def upload_limit(self) -> int:

@@ -30,6 +30,10 @@ class ResultActions(Protocol):
 
     async def redo(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
+    async def redo_same_seed(
+        self, interaction: discord.Interaction[Any], job_id: int, seed: int
+    ) -> None: ...
+
     async def open_remix(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
@@ -103,6 +107,35 @@ class RedoButton(_JobButton, template=re.compile(rf"{PREFIX}:redo:(?P<job>\d+)")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await actions_of(interaction).redo(interaction, self.job_id)
+
+
+class SameSeedButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=re.compile(rf"{PREFIX}:reseed:(?P<job>\d+):(?P<seed>\d+)"),
+):
+    """Redo with the seed the result's first image was made with (its batch follows from it).
+
+    The seed travels in the custom_id: delivered results keep no images, and a forged seed
+    only asks for a seed the member could type into /imagine."""
+
+    def __init__(self, job_id: int, seed: int, label: str | None = None) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label or "same seed",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"{PREFIX}:reseed:{job_id}:{seed}",
+            )
+        )
+        self.job_id, self.seed = job_id, seed
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> SameSeedButton:
+        return cls(int(match["job"]), int(match["seed"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).redo_same_seed(interaction, self.job_id, self.seed)
 
 
 class RemixButton(_JobButton, template=re.compile(rf"{PREFIX}:remix:(?P<job>\d+)")):
@@ -185,6 +218,7 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     DeleteButton,
     CancelButton,
     RetryButton,
+    SameSeedButton,
 )
 
 
@@ -197,10 +231,12 @@ def result_view(
     with_actions: bool,
     vary: bool = True,
     remix: bool = True,
+    same_seed: int | None = None,
 ) -> discord.ui.View:
     """Vary buttons for the images in this message, then Redo, Remix and Delete.
 
-    ``remix`` is False for variations: they have no prompt to change."""
+    ``remix`` is False for variations: they have no prompt to change. ``same_seed``: the seed
+    of the first image, where the backend has seeds: a "Redo (same seed)" button after Redo."""
     view = discord.ui.View(timeout=None)
     if vary:
         for position, index in enumerate(indexes):
@@ -221,4 +257,8 @@ def result_view(
             action = kind(job_id, catalog.text(key, locale))
             action.item.row = row
             view.add_item(action)
+            if kind is RedoButton and same_seed is not None:
+                again = SameSeedButton(job_id, same_seed, catalog.text("button.same_seed", locale))
+                again.item.row = row
+                view.add_item(again)
     return view

@@ -60,18 +60,10 @@ class InteractionActions:
         FakeRole, an attachment dict from :meth:`add_attachment`, or raw ``bytes`` (uploaded)."""
         channel = channel or self.channel
         command = self._command(name, 1, channel, user)
-        defs: list[dict[str, Any]] = command.get("options") or []
         path = subcommand.split() if subcommand else []
-        for part in path:
-            sub = next((o for o in defs if o["name"] == part and o["type"] in (1, 2)), None)
-            if sub is None:
-                raise LookupError(f"/{name} has no subcommand {part!r}")
-            defs = sub.get("options") or []
+        defs = self._subcommand_options(name, command, path)
         resolved: dict[str, dict[str, Any]] = {}
-        opts = self._options(name, defs, options or {}, resolved, channel)
-        for depth in range(len(path) - 1, -1, -1):
-            kind = 1 if depth == len(path) - 1 else 2  # subcommand, then its group
-            opts = [{"name": path[depth], "type": kind, "options": opts}]
+        opts = _nested(path, self._options(name, defs, options or {}, resolved, channel))
         data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1}
         if opts:
             data["options"] = opts
@@ -80,6 +72,39 @@ class InteractionActions:
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
         return await self._interact(2, data, user, channel, locale=locale)
+
+    async def autocomplete(
+        self,
+        name: str,
+        options: dict[str, Any],
+        *,
+        focused: str,
+        subcommand: str | None = None,
+        user: FakeMember | FakeUser | None = None,
+        channel: FakeChannel | None = None,
+        locale: str | None = None,
+    ) -> InteractionHandle:
+        """Type into the option ``focused`` of ``/name [subcommand]`` (``options`` as typed so
+        far, unchecked, as Discord sends them): the bot answers with choices (callback 8, in
+        ``response().data["choices"]``)."""
+        channel = channel or self.channel
+        command = self._command(name, 1, channel, user)
+        path = subcommand.split() if subcommand else []
+        by_name = {d["name"]: d for d in self._subcommand_options(name, command, path)}
+        if not by_name.get(focused, {}).get("autocomplete"):
+            raise LookupError(f"/{name} has no autocomplete option {focused!r}")
+        typed = [
+            {"name": key, "type": by_name[key]["type"], "value": value}
+            | ({"focused": True} if key == focused else {})
+            for key, value in options.items()
+        ]
+        data: dict[str, Any] = {
+            "id": command["id"],
+            "name": name,
+            "type": 1,
+            "options": _nested(path, typed),
+        }
+        return await self._interact(4, data, user, channel, locale=locale)
 
     async def context_menu(
         self,
@@ -208,6 +233,18 @@ class InteractionActions:
                     "and Discord does not offer it to them"
                 )
         return command
+
+    def _subcommand_options(
+        self, name: str, command: dict[str, Any], path: list[str]
+    ) -> list[dict[str, Any]]:
+        """The option definitions of the (sub)command ``path`` names."""
+        defs: list[dict[str, Any]] = command.get("options") or []
+        for part in path:
+            sub = next((o for o in defs if o["name"] == part and o["type"] in (1, 2)), None)
+            if sub is None:
+                raise LookupError(f"/{name} has no subcommand {part!r}")
+            defs = sub.get("options") or []
+        return defs
 
     def _member_or_user(
         self, who: FakeMember | FakeUser | None, channel: FakeChannel
@@ -354,6 +391,14 @@ class InteractionActions:
         ):
             raise ValueError(f"{where}: {value!r} is outside {d.get(low)}..{d.get(high)}")
         return value
+
+
+def _nested(path: list[str], options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``options`` inside the subcommand (and its group) ``path`` names, as Discord sends them."""
+    for depth in range(len(path) - 1, -1, -1):
+        kind = 1 if depth == len(path) - 1 else 2  # subcommand, then its group
+        options = [{"name": path[depth], "type": kind, "options": options}]
+    return options
 
 
 def _submitted(comp: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
