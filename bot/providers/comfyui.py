@@ -1,0 +1,583 @@
+"""ComfyUI (``/prompt``, ``/ws``, ``/history``, ``/view``) behind generate, edit and vary.
+
+The same rules as the other clients: typed errors, bodies read through ``fetch`` (capped),
+every image verified on the image worker, at most the images asked for kept. What is ComfyUI's:
+
+* **Workflows** (:mod:`bot.providers.comfyui_mapping`): generate runs ``txt2img.json``, vary
+  ``img2img.json`` (the shipped one at denoise 0.6), edit ``inpaint.json``, with the request
+  written into the nodes titled ``imagebot:...``. They are loaded and checked when the client is
+  built, so a workflow that cannot be mapped stops the bot at start.
+* **One prompt, followed**: each call has its own ``client_id`` and its own ``prompt_id`` (sent
+  with the prompt, so even a call cancelled before the answer knows what to cancel). The
+  websocket, opened before the prompt is sent, brings progress and preview frames; the result
+  comes from ``/history`` once ComfyUI says the prompt is done. A websocket that cannot open or
+  drops mid-way is replaced by polling ``/history``: the job still ends, without progress.
+* **The member's choices are checked first** against the server's own lists (checkpoints,
+  samplers) and the operator's limits, so a refused graph (``node_errors``) is always the
+  operator's problem: logged with the node, the member told the service is unavailable.
+* **Cancel**: a call cancelled while its prompt waits in ComfyUI's queue deletes it there; while
+  it runs, interrupts it (with its ``prompt_id``, which current servers check, and only after
+  ``/queue`` showed it running, for older ones that interrupt whatever runs).
+* **Outages**: no connection, timeouts, 5xx, a failed node (out of memory) and a prompt someone
+  else interrupted are ``ProviderUnavailable``; only a refused connection is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import yarl
+
+from bot.config import ProviderSettings
+from bot.providers import retry
+from bot.providers.backend import BackendFeatures, SDChoice
+from bot.providers.capabilities import FreeSizeRule, InputRule, ModelSpec, parse_size
+from bot.providers.comfyui_mapping import MASK_CHANNEL, Workflow, load_workflows
+from bot.providers.comfyui_watch import follow_prompt
+from bot.providers.comfyui_wire import (
+    BACKEND,
+    choices,
+    classify_error,
+    json_answer,
+    outcome_error,
+    output_images,
+    queue_ids,
+)
+from bot.providers.errors import (
+    MalformedResponse,
+    OperatorProblem,
+    ProviderError,
+    ProviderUnavailable,
+    TooManyImages,
+    UnknownModel,
+    UnsupportedOption,
+    UnsupportedSize,
+    scrub,
+)
+from bot.providers.fetch import HostPolicy, checked_request, read_capped
+from bot.providers.progress import ProgressCallback
+from bot.providers.types import (
+    EditRequest,
+    GeneratedImage,
+    GenerateRequest,
+    ImageResult,
+    Operation,
+    VaryRequest,
+)
+
+log = logging.getLogger(__name__)
+
+#: The model table's one entry: the checkpoint is an option, not a model.
+MODEL = "comfyui"
+MAX_IMAGES = 4
+MIN_SIDE = 64
+#: Polls of ``/queue`` after which a cancelled prompt never seen there is taken as never sent.
+UNSEEN_POLLS = 4
+VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
+#: Our mask PNG (transparent = repaint) -> white = repaint on black, on the image worker.
+ConvertMask = Callable[[bytes], Awaitable[bytes]]
+_OPENAI_ONLY = ("quality", "background", "output_format", "style")
+
+
+class ComfyUIClient:
+    """One ComfyUI server; safe to share between tasks."""
+
+    features = BackendFeatures(
+        kind="comfyui",
+        previews=True,
+        progress=True,
+        cancel_running=True,
+        sd_options=True,
+        seeds=True,
+    )
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: ProviderSettings,
+        *,
+        name: str,
+        verify: VerifyImages,
+        convert_mask: ConvertMask,
+        observe: Callable[[str, float, str | None], None] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        poll_interval: float = 0.5,
+    ) -> None:
+        """Loads and checks the workflows now: ConfigError names a file that cannot be used.
+
+        ``settings.model`` is the default checkpoint (unset: each workflow's own);
+        ``timeout_seconds`` bounds a whole call, waiting in ComfyUI's queue included.
+        """
+        self.name = name
+        self._session = session
+        self._settings = settings
+        self._base_url = settings.base_url.rstrip("/")
+        self._verify = verify
+        self._convert_mask = convert_mask
+        self._observe = observe
+        self._sleep = sleep
+        self._poll_interval = poll_interval
+        self._workflows = load_workflows(settings.workflows)
+        self._checkpoint = settings.model if settings.model != ProviderSettings.model else ""
+        self._hosts = HostPolicy.from_settings(settings.base_url)
+        self._max_response = int(settings.max_response_mb * 1024 * 1024)
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.timeout_seconds,
+            sock_connect=settings.connect_timeout_seconds,
+            sock_read=settings.read_timeout_seconds,
+        )
+        self._lists: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
+        side = settings.max_side
+        self._spec = ModelSpec(
+            name=MODEL,
+            operations=frozenset(Operation),
+            sizes=(),
+            free_size=FreeSizeRule(
+                multiple=8,
+                max_ratio=4.0,
+                max_edge=side,
+                max_pixels=side * side,
+                min_pixels=MIN_SIDE * MIN_SIDE,
+            ),
+            default_size=None,
+            max_n=MAX_IMAGES,
+            max_prompt_chars=10_000,
+            response_format=False,
+            accepts_user=False,
+            edit_input=InputRule(frozenset({"png", "jpeg", "webp"}), 50_000_000, square=False),
+            mask_max_bytes=50_000_000,
+            vary_prompt="",
+        )
+
+    def __repr__(self) -> str:
+        return f"ComfyUIClient(name={self.name!r}, base_url={self._base_url!r})"
+
+    # --- what it offers ------------------------------------------------------------------
+
+    @property
+    def models(self) -> Mapping[str, ModelSpec]:
+        return {MODEL: self._spec}
+
+    def spec_for(self, model: str | None) -> ModelSpec:
+        if model in (None, MODEL, self._settings.model):
+            return self._spec
+        raise UnknownModel(model=model, allowed=MODEL)
+
+    async def option_values(self, option: SDChoice) -> tuple[str, ...]:
+        if option == "checkpoint":
+            return await self._choices("CheckpointLoaderSimple", "ckpt_name", refresh=True)
+        return await self._choices("KSampler", "sampler_name", refresh=True)
+
+    async def check_access(self) -> str:
+        """The server's version and checkpoints, and that it has every node our workflows use."""
+        stats = await self._call("GET", "/system_stats")
+        info = await self._call("GET", "/object_info")
+        system = stats.get("system") if isinstance(stats, dict) else None
+        version = system.get("comfyui_version") if isinstance(system, dict) else None
+        for workflow in self._workflows.values():
+            for node_id, node in workflow.graph.items():
+                if isinstance(info, dict) and node["class_type"] not in info:
+                    raise OperatorProblem(
+                        detail=f"ComfyUI workflow {workflow.source}: node {node_id} is a "
+                        f"{node['class_type']}, which this server does not have "
+                        "(a custom node that is not installed?)"
+                    )
+        checkpoints = choices(info, "CheckpointLoaderSimple", "ckpt_name")
+        return f"ComfyUI {version or '(unknown version)'}, {len(checkpoints)} checkpoints"
+
+    # --- operations ----------------------------------------------------------------------
+
+    async def generate(
+        self, request: GenerateRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
+        workflow = self._workflows["generate"]
+        values, seed = await self._common(workflow, request)
+        size = request.size
+        if size is not None:
+            width, height = self._checked_size(size)
+            values["size"] = {"width": width, "height": height}
+        self._batch(workflow, values, request.n)
+        return await self._run(workflow, values, request.n, seed, progress)
+
+    async def edit(
+        self, request: EditRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
+        """Inpaint what the mask (or the image's own transparency) marks."""
+        workflow = self._workflows["edit"]
+        values, seed = await self._common(workflow, request)
+        mask = await self._convert_mask(request.mask if request.mask is not None else request.image)
+        values["image"] = {"image": await self._upload(request.image)}
+        values["mask"] = {"image": await self._upload(mask), "channel": MASK_CHANNEL}
+        self._batch(workflow, values, request.n)
+        return await self._run(workflow, values, request.n, seed, progress)
+
+    async def vary(
+        self, request: VaryRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
+        """img2img of the source with its own prompt, at the workflow's denoise."""
+        workflow = self._workflows["vary"]
+        values, seed = await self._common(workflow, request)
+        values["image"] = {"image": await self._upload(request.image)}
+        self._batch(workflow, values, request.n)
+        return await self._run(workflow, values, request.n, seed, progress)
+
+    async def aclose(self) -> None:
+        for task in list(self._cleanups):
+            task.cancel()
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
+
+    # --- the request into the graph ------------------------------------------------------
+
+    async def _common(
+        self, workflow: Workflow, request: GenerateRequest | EditRequest | VaryRequest
+    ) -> tuple[dict[str, dict[str, Any]], int]:
+        """The member's choices, checked and placed; (role -> inputs, the seed used)."""
+        for option in _OPENAI_ONLY:
+            value = getattr(request, option, None)
+            if value is not None:
+                raise UnsupportedOption(model=BACKEND, option=option, value=value, allowed="none")
+        self.spec_for(request.model)
+        if request.size is not None:
+            self._checked_size(request.size)
+        if not 1 <= request.n <= MAX_IMAGES:
+            raise TooManyImages(model=BACKEND, max_n=MAX_IMAGES, n=request.n)
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
+        values: dict[str, dict[str, Any]] = {"prompt": {"text": request.prompt}}
+        sampler = values["seed"] = {self._seed_input(workflow): seed}
+        if request.negative_prompt:
+            self._needs(workflow, "negative", "negative", request.negative_prompt)
+            values["negative"] = {"text": request.negative_prompt}
+        elif workflow.has("negative"):
+            values["negative"] = {"text": ""}
+        limits = self._settings
+        if request.steps is not None:
+            self._in_range("steps", request.steps, 1, limits.max_steps)
+            self._needs_input(workflow, "steps", request.steps)
+            sampler["steps"] = request.steps
+        if request.guidance is not None:
+            self._in_range("guidance", request.guidance, 0, limits.max_guidance)
+            self._needs_input(workflow, "cfg", request.guidance)
+            sampler["cfg"] = request.guidance
+        if request.sampler is not None:
+            self._needs_input(workflow, "sampler_name", request.sampler)
+            class_type = workflow.graph[workflow.nodes["seed"]]["class_type"]
+            known = await self._choices(class_type, "sampler_name")
+            if request.sampler not in known:
+                raise UnsupportedOption(
+                    model=BACKEND,
+                    option="sampler",
+                    value=request.sampler,
+                    allowed=", ".join(known) or "(none)",
+                )
+            sampler["sampler_name"] = request.sampler
+        checkpoint = request.checkpoint or self._checkpoint
+        if checkpoint:
+            self._needs(workflow, "checkpoint", "checkpoint", checkpoint)
+            class_type = workflow.graph[workflow.nodes["checkpoint"]]["class_type"]
+            values["checkpoint"] = {
+                "ckpt_name": await self._find_checkpoint(class_type, checkpoint)
+            }
+        return values, seed
+
+    @staticmethod
+    def _seed_input(workflow: Workflow) -> str:
+        return "seed" if "seed" in workflow.input_names("seed") else "noise_seed"
+
+    def _needs(self, workflow: Workflow, role: str, option: str, value: Any) -> None:
+        if not workflow.has(role):
+            raise UnsupportedOption(
+                model=BACKEND,
+                option=option,
+                value=value,
+                allowed=f"none (the workflow has no imagebot:{role} node)",
+            )
+
+    def _needs_input(self, workflow: Workflow, name: str, value: Any) -> None:
+        if name not in workflow.input_names("seed"):
+            raise UnsupportedOption(
+                model=BACKEND,
+                option=name,
+                value=value,
+                allowed=f"none (the imagebot:seed node has no {name} input)",
+            )
+
+    @staticmethod
+    def _in_range(option: str, value: float, low: float, high: float) -> None:
+        if not low <= value <= high:
+            raise UnsupportedOption(
+                model=BACKEND, option=option, value=value, allowed=f"{low:g} to {high:g}"
+            )
+
+    def _checked_size(self, size: str) -> tuple[int, int]:
+        parsed = parse_size(size)
+        if parsed is None or not self._spec.allows_size(size):
+            raise UnsupportedSize(model=BACKEND, size=size, allowed=self._spec.describe_sizes())
+        return parsed
+
+    @staticmethod
+    def _batch(workflow: Workflow, values: dict[str, dict[str, Any]], n: int) -> None:
+        """n images from one prompt: the latent's ``batch_size``, or a repeat node's amount."""
+        if workflow.has("batch"):
+            inputs = workflow.input_names("batch")
+            values["batch"] = {"amount" if "amount" in inputs else "batch_size": n}
+        elif workflow.has("size") and "batch_size" in workflow.input_names("size"):
+            values.setdefault("size", {})["batch_size"] = n
+        elif n > 1:
+            raise TooManyImages(model=BACKEND, max_n=1, n=n)
+
+    async def _find_checkpoint(self, class_type: str, name: str) -> str:
+        for refresh in (False, True):  # a checkpoint added since the last look
+            known = await self._choices(class_type, "ckpt_name", refresh=refresh)
+            for candidate in known:
+                stem = candidate.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+                if name in (candidate, stem):
+                    return candidate
+        raise UnknownModel(model=name, allowed=", ".join(known) or "(none)")
+
+    async def _choices(
+        self, class_type: str, input_name: str, *, refresh: bool = False
+    ) -> tuple[str, ...]:
+        key = (class_type, input_name)
+        if refresh or key not in self._lists:
+            info = await self._call("GET", f"/object_info/{class_type}")
+            self._lists[key] = choices(info, class_type, input_name)
+        return self._lists[key]
+
+    async def _upload(self, data: bytes) -> str:
+        """``/upload/image`` under ``input/imagebot/``, named by content (the same picture twice
+        is one file); the name LoadImage takes."""
+        kind = "png" if data[:4] == b"\x89PNG" else "jpg" if data[:2] == b"\xff\xd8" else "webp"
+        filename = f"{hashlib.sha256(data).hexdigest()[:32]}.{kind}"
+        form = aiohttp.FormData()
+        form.add_field("image", data, filename=filename, content_type=f"image/{kind}")
+        form.add_field("type", "input")
+        form.add_field("subfolder", "imagebot")
+        form.add_field("overwrite", "true")
+        answer = await self._call("POST", "/upload/image", data=form)
+        if not isinstance(answer, dict) or not isinstance(answer.get("name"), str):
+            raise MalformedResponse(detail="/upload/image: answer has no name")
+        subfolder = answer.get("subfolder") or ""
+        return f"{subfolder}/{answer['name']}" if subfolder else answer["name"]
+
+    # --- running one prompt --------------------------------------------------------------
+
+    async def _run(
+        self,
+        workflow: Workflow,
+        values: Mapping[str, Mapping[str, Any]],
+        n: int,
+        seed: int,
+        progress: ProgressCallback | None,
+    ) -> ImageResult:
+        graph = workflow.fill(values)
+        prompt_id, client_id = str(uuid.uuid4()), uuid.uuid4().hex
+        started = time.monotonic()
+        submitted = False
+        try:
+            async with asyncio.timeout(self._settings.timeout_seconds):
+                socket = await self._open_socket(client_id)
+                try:
+                    submitted = True
+                    body = {"prompt": graph, "client_id": client_id, "prompt_id": prompt_id}
+                    answer = await self._call("POST", "/prompt", json_body=body, graph=graph)
+                    if isinstance(answer, dict) and answer.get("node_errors"):
+                        log.warning("ComfyUI %s: %s", workflow.source, answer["node_errors"])
+                    done = socket is not None and await follow_prompt(
+                        socket, prompt_id, progress, verify=self._verify
+                    )
+                    if socket is not None and not done:
+                        log.warning("ComfyUI %s: websocket lost; polling /history", self.name)
+                finally:
+                    if socket is not None:
+                        await socket.close()
+                entry = await self._history(prompt_id)
+        except asyncio.CancelledError:
+            if submitted:
+                await self._cancel_soon(prompt_id)
+            raise
+        except TimeoutError:
+            await self._cancel_soon(prompt_id)
+            limit = self._settings.timeout_seconds
+            error = ProviderUnavailable(
+                detail=f"ComfyUI prompt {prompt_id}: no result within {limit:g} s"
+            )
+            error.possibly_billed = True
+            self._tell_observer(started, "timeout")
+            raise error from None
+        except ProviderError as error:
+            if error.possibly_billed:
+                await self._cancel_soon(prompt_id)
+            if isinstance(error, OperatorProblem) and error.status == 400:
+                log.error("ComfyUI %s, workflow %s: %s", self.name, workflow.source, error.detail)
+            self._tell_observer(started, error.code or error.key)
+            raise
+        failure = outcome_error(entry, prompt_id)
+        self._tell_observer(started, failure.key if failure is not None else None)
+        if failure is not None:
+            raise failure
+        return await self._result(entry, workflow, n, seed)
+
+    def _tell_observer(self, started: float, error: str | None) -> None:
+        if self._observe is not None:
+            self._observe("/prompt", time.monotonic() - started, error)
+
+    async def _open_socket(self, client_id: str) -> aiohttp.ClientWebSocketResponse | None:
+        """Our prompt's websocket; None (and polling) when the server or a proxy refuses it."""
+        url = yarl.URL(self._base_url + "/ws").with_query(clientId=client_id)
+        url = url.with_scheme("wss" if url.scheme == "https" else "ws")
+        try:
+            return await self._session.ws_connect(
+                url,
+                heartbeat=30.0,
+                max_msg_size=self._max_response,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning(
+                "ComfyUI %s: no websocket (%s); no progress, polling /history", self.name, exc
+            )
+            return None
+
+    async def _history(self, prompt_id: str) -> Mapping[str, Any]:
+        """The prompt's history entry, polled until ComfyUI has written it."""
+        while True:
+            answer = await self._call("GET", f"/history/{prompt_id}")
+            entry = answer.get(prompt_id) if isinstance(answer, dict) else None
+            if isinstance(entry, dict):
+                return entry
+            await asyncio.sleep(self._poll_interval)
+
+    async def _result(
+        self, entry: Mapping[str, Any], workflow: Workflow, n: int, seed: int
+    ) -> ImageResult:
+        files = output_images(entry, workflow.nodes["output"])
+        if len(files) > n:
+            log.warning("ComfyUI saved %d images for %d asked: keeping %d", len(files), n, n)
+            files = files[:n]
+        raw = [await self._download(file) for file in files]
+        try:
+            checked = await self._verify(raw)
+        except ValueError as exc:
+            raise MalformedResponse(detail=str(exc)) from None
+        images = tuple(
+            GeneratedImage(data, mime, width, height)
+            for data, (mime, width, height) in zip(raw, checked, strict=True)
+        )
+        return ImageResult(
+            images=images,
+            model=MODEL,
+            size=f"{images[0].width}x{images[0].height}",
+            # One KSampler makes the batch's noise from one seed: each image has that seed.
+            seeds=(seed,) * len(images),
+        )
+
+    async def _download(self, file: Mapping[str, str]) -> bytes:
+        query = yarl.URL("/view").with_query(file)
+        _, raw = await self._request("GET", str(query), what="/view")
+        return raw
+
+    async def _cancel_soon(self, prompt_id: str) -> None:
+        """Take our prompt off the server, waiting for it even when our caller is cancelled
+        again; a cancel that fails is logged, not raised."""
+        task = asyncio.get_running_loop().create_task(self._cancel(prompt_id))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+    async def _cancel(self, prompt_id: str) -> None:
+        """Delete our prompt from the queue, or interrupt it if, and only if, it runs."""
+        unseen = 0
+        try:
+            while unseen < UNSEEN_POLLS:
+                running, pending = queue_ids(await self._call("GET", "/queue"))
+                if prompt_id in pending:
+                    await self._call("POST", "/queue", json_body={"delete": [prompt_id]})
+                    log.info("ComfyUI %s: deleted our queued prompt %s", self.name, prompt_id)
+                    continue  # it may have started in between: look again
+                if prompt_id in running:
+                    await self._call("POST", "/interrupt", json_body={"prompt_id": prompt_id})
+                    log.info("ComfyUI %s: interrupted our prompt %s", self.name, prompt_id)
+                    return
+                answer = await self._call("GET", f"/history/{prompt_id}")
+                if isinstance(answer, dict) and prompt_id in answer:
+                    return  # finished already, or deleted
+                unseen += 1  # not arrived yet (the POST may still be on its way), or never will
+                await asyncio.sleep(self._poll_interval)
+        except ProviderError as exc:
+            log.warning(
+                "ComfyUI %s: could not cancel prompt %s: %s", self.name, prompt_id, exc.detail
+            )
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: aiohttp.FormData | None = None,
+        graph: Mapping[str, Any] | None = None,
+    ) -> Any:
+        what = path.split("?", 1)[0]
+        what = "/history" if what.startswith("/history/") else what
+        what = "/object_info" if what.startswith("/object_info/") else what
+        _, raw = await self._request(
+            method, path, what=what, json_body=json_body, data=data, graph=graph
+        )
+        return json_answer(raw, what) if raw else None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        json_body: Any = None,
+        data: aiohttp.FormData | None = None,
+        graph: Mapping[str, Any] | None = None,
+    ) -> tuple[int, bytes]:
+        """One exchange; only a refused connection is tried again, since anything that reached
+        the server may be running there."""
+        attempt = 0
+        while True:
+            try:
+                async with checked_request(
+                    self._session,
+                    method,
+                    self._base_url + path,
+                    policy=self._hosts,
+                    json=json_body,
+                    data=data,
+                    timeout=self._timeout,
+                ) as response:
+                    raw = await read_capped(response, self._max_response, what)
+                    if 200 <= response.status < 300:
+                        return response.status, raw
+                    raise classify_error(response.status, raw, what, graph)
+            except aiohttp.ClientConnectorError as exc:
+                error = ProviderUnavailable(
+                    detail=f"{what}: {scrub(f'{type(exc).__name__}: {exc}')}"
+                )
+                if attempt >= self._settings.max_retries or data is not None:
+                    raise error from exc
+                attempt += 1
+                wait = retry.backoff_delay(attempt - 1, lambda: 0.5)
+                log.warning("ComfyUI %s: %s; retry %d in %.2f s", what, error.detail, attempt, wait)
+                await self._sleep(wait)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
+                error = ProviderUnavailable(detail=f"{what}: {reason}")
+                error.possibly_billed = True
+                raise error from exc

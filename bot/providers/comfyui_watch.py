@@ -1,0 +1,86 @@
+"""Following one ComfyUI prompt on its websocket: progress, previews, the moment it is done.
+
+The socket is the call's own (its ``client_id``), so every preview frame on it is of our
+prompt; JSON messages carry the ``prompt_id`` and others' are skipped. ComfyUI writes the
+history entry before it sends ``executing`` with ``node: null``, so that message, not
+``execution_success``, is when the result can be read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+
+from bot.providers.automatic1111_wire import tell
+from bot.providers.comfyui_wire import preview_frame
+from bot.providers.progress import ProgressCallback, ProgressUpdate
+
+log = logging.getLogger(__name__)
+
+VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
+
+
+async def follow_prompt(
+    socket: aiohttp.ClientWebSocketResponse,
+    prompt_id: str,
+    progress: ProgressCallback | None,
+    *,
+    verify: VerifyImages,
+) -> bool:
+    """Read until our prompt is done (True) or the socket closes first (False)."""
+    step = steps = 0
+    async for message in socket:
+        if message.type == aiohttp.WSMsgType.TEXT:
+            try:
+                event = json.loads(message.data)
+            except ValueError:
+                continue
+            kind, data = _parts(event)
+            if data.get("prompt_id") != prompt_id:
+                continue
+            if kind == "executing" and data.get("node") is None:
+                return True
+            if kind == "progress" and progress is not None:
+                step, steps = _number(data.get("value")), _number(data.get("max"))
+                await tell(progress, _update(step, steps, None))
+        elif message.type == aiohttp.WSMsgType.BINARY and progress is not None:
+            preview = await _preview(message.data, verify)
+            if preview is not None:
+                await tell(progress, _update(step, steps, preview))
+        elif message.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR}:
+            break
+    return False
+
+
+def _parts(event: Any) -> tuple[str, dict[str, Any]]:
+    if not isinstance(event, dict):
+        return "", {}
+    data = event.get("data")
+    return str(event.get("type", "")), data if isinstance(data, dict) else {}
+
+
+def _number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _update(step: int, steps: int, preview: bytes | None) -> ProgressUpdate:
+    fraction = min(step / steps, 1.0) if steps else 0.0
+    text = f"step {step}/{steps}" if steps else "starting"
+    return ProgressUpdate(fraction=fraction, text=text, step=step, steps=steps, preview=preview)
+
+
+async def _preview(frame: bytes, verify: VerifyImages) -> bytes | None:
+    """A preview frame's image, checked like any image the server sends; None if unusable."""
+    parsed = preview_frame(frame)
+    if parsed is None:
+        return None
+    try:
+        await verify([parsed[1]])
+    except ValueError as exc:
+        log.debug("unusable ComfyUI preview ignored: %s", exc)
+        return None
+    return parsed[1]
