@@ -21,8 +21,8 @@
 Test knobs: ``step_delay``, ``previews``, ``drop_websockets_at_step`` (the server closes every
 websocket then and refuses new ones, as a proxy that drops them), ``fail_node(class_type)``
 (an ``execution_error`` there), ``answer_next(status)``, ``checkpoints``. Observed:
-``prompts`` (bodies received), ``interrupts`` (the prompt running at each interrupt, None =
-none), ``deleted``, ``uploads``.
+``prompts`` (bodies received), ``runs`` (timings), ``interrupts`` (the prompt running at each
+interrupt, None = none), ``deleted``, ``uploads``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ class QueueItem:
 
 
 @dataclass
+class Run:
+    """When one prompt was received, started and done, and when each preview was sent
+    (``time.monotonic()``), for benchmarks."""
+
+    arrived: float
+    started: float = 0.0
+    finished: float = 0.0
+    previews: list[float] = field(default_factory=list)
+
+
+@dataclass
 class FakeComfyUI:
     step_delay: float = 0.005
     #: Started with ``--preview-method auto``; stock ComfyUI sends no previews.
@@ -73,6 +84,7 @@ class FakeComfyUI:
     uploads: list[str] = field(default_factory=list)
     files: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
     history: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)
     base_url: str = ""
 
     def __post_init__(self) -> None:
@@ -183,6 +195,7 @@ class FakeComfyUI:
     # --- HTTP ------------------------------------------------------------------------------
 
     async def _post_prompt(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         body = await request.json()
         self.prompts.append(body)
         if "number" in body:
@@ -210,6 +223,7 @@ class FakeComfyUI:
         if "client_id" in body:
             extra["client_id"] = body["client_id"]
         self._pending.append(QueueItem(number, prompt_id, prompt, extra, outputs))
+        self.runs[prompt_id] = Run(arrived)
         self._wake.set()
         await self._broadcast_status()
         return web.json_response(
@@ -375,6 +389,8 @@ class FakeComfyUI:
 
     async def _execute(self, item: QueueItem) -> None:
         sid = item.extra_data.get("client_id")
+        timing = self.runs[item.prompt_id]
+        timing.started = time.monotonic()
         messages: list[list[Any]] = []
 
         async def tell(kind: str, data: dict[str, Any], keep: bool = False) -> None:
@@ -389,6 +405,7 @@ class FakeComfyUI:
             data = {"value": value, "max": maximum, "prompt_id": item.prompt_id, "node": node_id}
             await tell("progress", data)
             if preview is not None:
+                timing.previews.append(time.monotonic())
                 await self._send(sid, "", struct.pack(">II", PREVIEW_IMAGE, JPEG) + preview)
             if value == self.drop_websockets_at_step:
                 await self._drop_websockets()
@@ -470,6 +487,7 @@ class FakeComfyUI:
             "completed": success,
             "messages": messages,
         }
+        timing.finished = time.monotonic()
         self.history[item.prompt_id] = {
             "prompt": item.listed(),
             "outputs": outputs,
@@ -486,4 +504,4 @@ class FakeComfyUI:
         return False
 
 
-__all__ = ["FakeComfyUI", "QueueItem"]
+__all__ = ["FakeComfyUI", "QueueItem", "Run"]

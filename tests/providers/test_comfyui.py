@@ -375,3 +375,31 @@ async def test_a_result_that_takes_too_long_is_an_outage_and_is_cancelled(
         await client.generate(GenerateRequest("a fox", size="64x64", steps=100))
     assert slow.value.possibly_billed and "no result within 1 s" in slow.value.detail
     assert len(comfy.interrupts) == 1
+
+
+async def test_a_prompt_someone_else_interrupted_is_an_outage_not_a_result(
+    comfy: FakeComfyUI, make_client: MakeClient, session: aiohttp.ClientSession
+) -> None:
+    comfy.step_delay = 0.01
+    call = await _start(make_client(max_steps=500))
+    await comfy.wait_running()
+    async with session.post(f"{comfy.base_url}/interrupt"):  # the web UI's cancel button
+        pass
+    with pytest.raises(ProviderUnavailable) as stopped:
+        await call
+    assert "was interrupted on the server at node 3 (KSampler)" in stopped.value.detail
+
+
+async def test_a_call_cancelled_before_comfyui_answered_still_takes_its_prompt_off(
+    comfy: FakeComfyUI, make_client: MakeClient
+) -> None:
+    """The prompt carries our own prompt_id, so the cancel knows it without the answer."""
+    comfy.step_delay = 0.01
+    call = await _start(make_client(max_steps=500))
+    await comfy.wait_until(lambda: bool(comfy.prompts))
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    ours = comfy.prompts[0]["prompt_id"]
+    await comfy.wait_until(lambda: ours in comfy.history or ours in comfy.deleted)
+    assert comfy.interrupts == [ours] or comfy.deleted == [ours]
