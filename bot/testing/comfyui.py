@@ -95,6 +95,7 @@ class FakeComfyUI:
         self._sockets: dict[str, set[web.WebSocketResponse]] = {}
         self._cache: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = {}
         self._interrupt = False
+        self._node: str | None = None
         self._failures: dict[str, tuple[str, str]] = {}
         self._saved = [0]
         self._scripted_answers: list[int] = []
@@ -242,10 +243,9 @@ class FakeComfyUI:
                 {"type": "status", "data": {"status": self._queue_info(), "sid": sid}}
             )
             running = self._running
-            if running is not None and running.extra_data.get("client_id") == sid:
-                await socket.send_json(
-                    {"type": "executing", "data": {"node": None, "prompt_id": running.prompt_id}}
-                )
+            if running is not None and running.extra_data.get("client_id") == sid and self._node:
+                # on reconnect, the running prompt's client is told the node (no prompt_id)
+                await socket.send_json({"type": "executing", "data": {"node": self._node}})
             async for message in socket:
                 if message.type == WSMsgType.ERROR:
                     break
@@ -411,6 +411,7 @@ class FakeComfyUI:
                 await self._drop_websockets()
 
         async def executing(node_id: str) -> None:
+            self._node = node_id
             await tell(
                 "executing", {"node": node_id, "display_node": node_id, "prompt_id": item.prompt_id}
             )
@@ -487,6 +488,7 @@ class FakeComfyUI:
             "completed": success,
             "messages": messages,
         }
+        self._node = None
         timing.finished = time.monotonic()
         self.history[item.prompt_id] = {
             "prompt": item.listed(),
