@@ -42,7 +42,7 @@ from bot.providers import retry
 from bot.providers.backend import BackendFeatures, SDChoice
 from bot.providers.capabilities import FreeSizeRule, InputRule, ModelSpec, parse_size
 from bot.providers.comfyui_mapping import MASK_CHANNEL, Workflow, load_workflows
-from bot.providers.comfyui_watch import follow_prompt
+from bot.providers.comfyui_watch import PromptFollower
 from bot.providers.comfyui_wire import (
     BACKEND,
     choices,
@@ -392,11 +392,7 @@ class ComfyUIClient:
                     answer = await self._call("POST", "/prompt", json_body=body, graph=graph)
                     if isinstance(answer, dict) and answer.get("node_errors"):
                         log.warning("ComfyUI %s: %s", workflow.source, answer["node_errors"])
-                    done = socket is not None and await follow_prompt(
-                        socket, prompt_id, progress, verify=self._verify
-                    )
-                    if socket is not None and not done:
-                        log.warning("ComfyUI %s: websocket lost; polling /history", self.name)
+                    await self._follow(socket, prompt_id, progress)
                 finally:
                     if socket is not None:
                         await socket.close()
@@ -448,13 +444,42 @@ class ComfyUIClient:
             )
             return None
 
+    async def _follow(
+        self,
+        socket: aiohttp.ClientWebSocketResponse | None,
+        prompt_id: str,
+        progress: ProgressCallback | None,
+    ) -> None:
+        """Progress from the websocket until the prompt is done, or the queue changed and ours
+        is no longer in it; then (or without a socket) ``_history`` finds out the rest."""
+        follower = PromptFollower(prompt_id, progress, verify=self._verify)
+        while socket is not None:
+            outcome = await follower.read(socket)
+            if outcome == "closed":
+                log.warning("ComfyUI %s: websocket lost; polling /history", self.name)
+            if outcome != "queue" or not await self._queued(prompt_id):
+                return
+
+    async def _queued(self, prompt_id: str) -> bool:
+        running, pending = queue_ids(await self._call("GET", "/queue"))
+        return prompt_id in running or prompt_id in pending
+
     async def _history(self, prompt_id: str) -> Mapping[str, Any]:
-        """The prompt's history entry, polled until ComfyUI has written it."""
+        """The prompt's history entry, polled until ComfyUI has written it; an outage when the
+        prompt is neither queued nor in the history (someone cleared ComfyUI's queue)."""
         while True:
-            answer = await self._call("GET", f"/history/{prompt_id}")
-            entry = answer.get(prompt_id) if isinstance(answer, dict) else None
-            if isinstance(entry, dict):
-                return entry
+            for _ in range(2):  # again after the queue: it may have finished in between
+                answer = await self._call("GET", f"/history/{prompt_id}")
+                entry = answer.get(prompt_id) if isinstance(answer, dict) else None
+                if isinstance(entry, dict):
+                    return entry
+                if await self._queued(prompt_id):
+                    break
+            else:
+                raise ProviderUnavailable(
+                    detail=f"ComfyUI prompt {prompt_id} left the queue without a result "
+                    "(deleted on the server?)"
+                )
             await asyncio.sleep(self._poll_interval)
 
     async def _result(

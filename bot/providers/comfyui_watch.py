@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -22,38 +22,48 @@ from bot.providers.progress import ProgressCallback, ProgressUpdate
 log = logging.getLogger(__name__)
 
 VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
+#: done: ComfyUI said so; queue: the server's queue changed (ours may have been removed by
+#: someone: the caller asks ``/queue``); closed: the socket went first.
+Outcome = Literal["done", "queue", "closed"]
 
 
-async def follow_prompt(
-    socket: aiohttp.ClientWebSocketResponse,
-    prompt_id: str,
-    progress: ProgressCallback | None,
-    *,
-    verify: VerifyImages,
-) -> bool:
-    """Read until our prompt is done (True) or the socket closes first (False)."""
-    step = steps = 0
-    async for message in socket:
-        if message.type == aiohttp.WSMsgType.TEXT:
-            try:
-                event = json.loads(message.data)
-            except ValueError:
-                continue
-            kind, data = _parts(event)
-            if data.get("prompt_id") != prompt_id:
-                continue
-            if kind == "executing" and data.get("node") is None:
-                return True
-            if kind == "progress" and progress is not None:
-                step, steps = _number(data.get("value")), _number(data.get("max"))
-                await tell(progress, _update(step, steps, None))
-        elif message.type == aiohttp.WSMsgType.BINARY and progress is not None:
-            preview = await _preview(message.data, verify)
-            if preview is not None:
-                await tell(progress, _update(step, steps, preview))
-        elif message.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR}:
-            break
-    return False
+class PromptFollower:
+    """Reads one prompt's websocket; the last step seen is kept between reads, so a preview
+    after a queue change still says which step it shows."""
+
+    def __init__(
+        self, prompt_id: str, progress: ProgressCallback | None, *, verify: VerifyImages
+    ) -> None:
+        self._prompt_id = prompt_id
+        self._progress = progress
+        self._verify = verify
+        self._step = self._steps = 0
+
+    async def read(self, socket: aiohttp.ClientWebSocketResponse) -> Outcome:
+        """Until our prompt is done, the server's queue changes, or the socket closes."""
+        async for message in socket:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                try:
+                    event = json.loads(message.data)
+                except ValueError:
+                    continue
+                kind, data = _parts(event)
+                if kind == "status":
+                    return "queue"
+                if data.get("prompt_id") != self._prompt_id:
+                    continue
+                if kind == "executing" and data.get("node") is None:
+                    return "done"
+                if kind == "progress" and self._progress is not None:
+                    self._step, self._steps = _number(data.get("value")), _number(data.get("max"))
+                    await tell(self._progress, _update(self._step, self._steps, None))
+            elif message.type == aiohttp.WSMsgType.BINARY and self._progress is not None:
+                preview = await _preview(message.data, self._verify)
+                if preview is not None:
+                    await tell(self._progress, _update(self._step, self._steps, preview))
+            elif message.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR}:
+                break
+        return "closed"
 
 
 def _parts(event: Any) -> tuple[str, dict[str, Any]]:

@@ -385,7 +385,11 @@ class FakeComfyUI:
                 await self._execute(item)
             finally:
                 self._running = None
+            # main.py's prompt_worker: history written (task_done), the queue's change told to
+            # everyone, and only then the prompt's client told it is done
             await self._broadcast_status()
+            done = {"node": None, "prompt_id": item.prompt_id}
+            await self._send(item.extra_data.get("client_id"), "executing", done)
 
     async def _execute(self, item: QueueItem) -> None:
         sid = item.extra_data.get("client_id")
@@ -496,7 +500,6 @@ class FakeComfyUI:
             "status": status,
             "meta": {},
         }
-        await tell("executing", {"node": None, "prompt_id": item.prompt_id})
 
     def _take_interrupt(self) -> bool:
         """``throw_exception_if_processing_interrupted``: the flag is cleared when it fires."""

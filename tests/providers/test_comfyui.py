@@ -403,3 +403,22 @@ async def test_a_call_cancelled_before_comfyui_answered_still_takes_its_prompt_o
     ours = comfy.prompts[0]["prompt_id"]
     await comfy.wait_until(lambda: ours in comfy.history or ours in comfy.deleted)
     assert comfy.interrupts == [ours] or comfy.deleted == [ours]
+
+
+async def test_a_prompt_someone_deleted_from_the_queue_fails_at_once_not_at_the_timeout(
+    comfy: FakeComfyUI, make_client: MakeClient, session: aiohttp.ClientSession
+) -> None:
+    comfy.step_delay = 0.01
+    someone_else = await _start(make_client(max_steps=500), "someone else's")
+    await comfy.wait_running()
+    ours = await _start(make_client(max_steps=500))
+    await comfy.wait_until(lambda: bool(comfy.pending_prompts))
+    async with session.post(f"{comfy.base_url}/queue", json={"clear": True}):  # the web UI
+        pass
+    with pytest.raises(ProviderUnavailable) as gone:
+        async with asyncio.timeout(2):  # the other prompt runs for 4 s
+            await ours
+    assert "left the queue without a result" in gone.value.detail
+    someone_else.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await someone_else
