@@ -80,6 +80,8 @@ log = logging.getLogger(__name__)
 MODEL = "comfyui"
 MAX_IMAGES = 4
 MIN_SIDE = 64
+#: Seconds the checkpoint and sampler lists offered for autocomplete are reused.
+LIST_AGE = 30.0
 #: Polls of ``/queue`` after which a cancelled prompt never seen there is taken as never sent.
 UNSEEN_POLLS = 4
 VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
@@ -135,7 +137,8 @@ class ComfyUIClient:
             sock_connect=settings.connect_timeout_seconds,
             sock_read=settings.read_timeout_seconds,
         )
-        self._lists: dict[tuple[str, str], tuple[str, ...]] = {}
+        #: (class_type, input) -> (when fetched, the server's list).
+        self._lists: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
         side = settings.max_side
         self._spec = ModelSpec(
@@ -175,8 +178,8 @@ class ComfyUIClient:
 
     async def option_values(self, option: SDChoice) -> tuple[str, ...]:
         if option == "checkpoint":
-            return await self._choices("CheckpointLoaderSimple", "ckpt_name", refresh=True)
-        return await self._choices("KSampler", "sampler_name", refresh=True)
+            return await self._choices("CheckpointLoaderSimple", "ckpt_name", max_age=LIST_AGE)
+        return await self._choices("KSampler", "sampler_name", max_age=LIST_AGE)
 
     async def check_access(self) -> str:
         """The server's version and checkpoints, and that it has every node our workflows use."""
@@ -337,7 +340,7 @@ class ComfyUIClient:
 
     async def _find_checkpoint(self, class_type: str, name: str) -> str:
         for refresh in (False, True):  # a checkpoint added since the last look
-            known = await self._choices(class_type, "ckpt_name", refresh=refresh)
+            known = await self._choices(class_type, "ckpt_name", max_age=0 if refresh else None)
             for candidate in known:
                 stem = candidate.rsplit("/", 1)[-1].rsplit(".", 1)[0]
                 if name in (candidate, stem):
@@ -345,13 +348,18 @@ class ComfyUIClient:
         raise UnknownModel(model=name, allowed=", ".join(known) or "(none)")
 
     async def _choices(
-        self, class_type: str, input_name: str, *, refresh: bool = False
+        self, class_type: str, input_name: str, *, max_age: float | None = None
     ) -> tuple[str, ...]:
+        """A choice input's values from ``/object_info``, fetched again when older than
+        ``max_age`` seconds (None: kept until a member's choice is not in it)."""
         key = (class_type, input_name)
-        if refresh or key not in self._lists:
+        fetched, values = self._lists.get(key, (None, ()))
+        now = time.monotonic()
+        if fetched is None or (max_age is not None and now - fetched >= max_age):
             info = await self._call("GET", f"/object_info/{class_type}")
-            self._lists[key] = choices(info, class_type, input_name)
-        return self._lists[key]
+            values = choices(info, class_type, input_name)
+            self._lists[key] = (now, values)
+        return values
 
     async def _upload(self, data: bytes) -> str:
         """``/upload/image`` under ``input/imagebot/``, named by content (the same picture twice

@@ -13,10 +13,11 @@ from bot.config import ProviderSettings
 from bot.errors import ConfigError
 from bot.imaging import ImageWorker
 from bot.imaging.backend_masks import white_repaints
-from bot.providers import GenerateRequest, OperatorProblem
+from bot.providers import GenerateRequest, OperatorProblem, VaryRequest
 from bot.providers.comfyui import ComfyUIClient
 from bot.providers.comfyui_mapping import load_workflows
 from bot.testing.comfyui import FakeComfyUI
+from bot.testing.images import png_bytes
 
 SHIPPED = Path(__file__).parents[2] / "bot" / "providers" / "comfyui_workflows"
 
@@ -167,4 +168,7 @@ async def test_an_operators_workflow_runs_and_check_finds_nodes_the_server_lacks
         assert comfy.prompts[0]["prompt"]["3"]["inputs"]["scheduler"] == "karras"
         with pytest.raises(OperatorProblem) as missing:
             await client.check_access()
+        with pytest.raises(OperatorProblem) as refused:
+            await client.vary(VaryRequest(png_bytes(64, 64), prompt="a fox"))
     assert "node 20 is a UltimateSDUpscale" in missing.value.detail
+    assert "node UltimateSDUpscale does not exist.: Node ID '#20'" in refused.value.detail
