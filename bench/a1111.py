@@ -28,10 +28,11 @@ import time  # noqa: E402
 
 import aiohttp  # noqa: E402
 
+from bot.config import ProviderSettings  # noqa: E402
 from bot.imaging import ImageWorker  # noqa: E402
 from bot.imaging.backend_masks import white_repaints  # noqa: E402
 from bot.providers import GenerateRequest  # noqa: E402
-from bot.providers.automatic1111 import Automatic1111Client, SDOptions  # noqa: E402
+from bot.providers.automatic1111 import Automatic1111Client  # noqa: E402
 from bot.providers.progress import ProgressUpdate  # noqa: E402
 from bot.testing.automatic1111 import FakeAutomatic1111  # noqa: E402
 
@@ -56,8 +57,9 @@ async def main() -> None:
         async def convert_mask(mask: bytes) -> bytes:
             return await images.run(white_repaints, mask)
 
+        settings = ProviderSettings(type="automatic1111", base_url=fake.base_url, model="")
         client = Automatic1111Client(
-            session, fake.base_url, verify=images.verify_results, convert_mask=convert_mask
+            session, settings, verify=images.verify_results, convert_mask=convert_mask
         )
         for index in range(RUNS):
             received: list[float] = []
@@ -68,8 +70,7 @@ async def main() -> None:
 
             started = time.monotonic()
             await client.generate(
-                GenerateRequest(f"a lighthouse {index}", size="512x512"),
-                options=SDOptions(steps=STEPS),
+                GenerateRequest(f"a lighthouse {index}", size="512x512", steps=STEPS),
                 progress=on_progress,
             )
             total = time.monotonic() - started

@@ -24,10 +24,12 @@ from bot.db.engine import Storage, enable_incremental_vacuum
 from bot.errors import ConfigError
 from bot.generation import ImageService
 from bot.imaging import ImageLimits, ImageWorker
+from bot.imaging.backend_masks import white_repaints
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
 from bot.ops.observe import count_spend_cap_refusals
-from bot.providers import ImagesClient, ModelSpec, build_model_table
+from bot.providers import ModelSpec, build_model_table
+from bot.providers.registry import build_backends, check_backends, configured
 from bot.quotas import PriceTable, price_table
 
 if TYPE_CHECKING:
@@ -48,14 +50,21 @@ def build_catalogues(settings: Settings) -> Catalogues:
     """The operator's model and price overrides applied; ConfigError names a bad key, so a bad
     override stops the start like any other key (bot.cli builds them before any command)."""
     models = build_model_table(settings.provider.models)
-    if settings.provider.model not in models:
+    if settings.provider.type == "openai" and settings.provider.model not in models:
         known = ", ".join(sorted(models))
         raise ConfigError(
             f"provider.model: unknown model {settings.provider.model!r} "
             f'(known: {known}; add it under [provider.models."{settings.provider.model}"])'
         )
-    _check_allowed_sizes(settings, models)
-    return Catalogues(models, price_table(settings.prices))
+    if settings.provider.type == "openai":
+        _check_allowed_sizes(settings, models)
+    check_backends(settings)
+    self_hosted = {
+        name: backend.price_per_image_usd
+        for name, backend in configured(settings).items()
+        if backend.type != "openai"
+    }
+    return Catalogues(models, price_table(settings.prices, self_hosted))
 
 
 def _check_allowed_sizes(settings: Settings, models: Mapping[str, ModelSpec]) -> None:
@@ -107,15 +116,19 @@ async def open_engine(
                 if error is not None:
                     count_error(error)
 
-        provider = ImagesClient(
+        async def convert_mask(mask: bytes) -> bytes:
+            return await images.run(white_repaints, mask)
+
+        backends = build_backends(
+            settings,
             http,
-            settings.provider,
-            catalogues.models,
             verify=images.verify_results,
-            observe=observe,
+            convert_mask=convert_mask,
             user_salt=user_salt,
+            observe=observe,
         )
-        yield ImageService(settings, http, images, provider)
+        stack.push_async_callback(backends.aclose)
+        yield ImageService(settings, http, images, backends)
 
 
 @asynccontextmanager

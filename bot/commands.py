@@ -119,7 +119,7 @@ async def _one_shot(
     require_secrets(settings, discord_token=False)
     prepare_out(args.out)
     async with open_engine(settings, catalogues=catalogues) as engine:
-        check_order(engine.provider, order)
+        check_order(engine.backends, order)
         result = await make_images(engine, order)
     for path in write_results(result, args.out, order.operation.value):
         print(path)

@@ -37,6 +37,11 @@ TOKEN_ENV = "DISCORD_TOKEN"
 API_KEY_ENV = "OPENAI_API_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
 ENV_PREFIX = "IMAGEBOT_"
+#: ``[backends.NAME]``: what NAME may be ("default" is ``[provider]``'s own name).
+BACKEND_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+DEFAULT_BACKEND = "default"
+#: A self-hosted server renders for tens of seconds per image: a longer default request time.
+SD_TIMEOUT_SECONDS = 600.0
 #: What Kubernetes injects for a service (``<SERVICE>_PORT=tcp://10.0.0.11:8080``): never a setting.
 _SERVICE_LINK = re.compile(r"(?:tcp|udp|sctp)://[^/\s]+:\d+")
 
@@ -250,10 +255,16 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     elif explicit:
         raise ConfigError(f"{file}: config file not found")
     _apply_env_keys(raw, env)
+    backends = raw.pop("backends", {})
     settings = _build(Settings, raw, "")
+    settings = dataclasses.replace(
+        settings,
+        provider=_typed_defaults(settings.provider, raw.get("provider", {}), "provider."),
+        backends=types.MappingProxyType(_build_backends(backends)),
+    )
     settings = _apply_env(settings, env)
     _check_quotas(settings)
-    _check_base_url(settings.provider.base_url)
+    _check_backends(settings)
     _check_database_url(settings.database.url, from_env=bool(env.get(DATABASE_URL_ENV)))
     return settings
 
@@ -323,13 +334,81 @@ def _check_quotas(settings: Settings) -> None:
         raise ConfigError("quotas.default_quality: not one of quotas.allowed_qualities")
 
 
-def _check_base_url(url: str) -> None:
+def _check_base_url(url: str, key: str = "provider.base_url") -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"provider.base_url: must be an http(s) URL such as https://api.openai.com/v1 "
-            f"(got {url!r})"
+            f"{key}: must be an http(s) URL such as https://api.openai.com/v1 (got {url!r})"
         )
+
+
+def _build_backends(raw: Any) -> dict[str, ProviderSettings]:
+    """``[backends.NAME]`` tables: the keys of ``[provider]``, each checked the same way."""
+    if not isinstance(raw, dict):
+        raise ConfigError("backends: must be a table of [backends.NAME] tables")
+    backends = {}
+    for name, table in raw.items():
+        if name == DEFAULT_BACKEND or not BACKEND_NAME.fullmatch(name):
+            raise ConfigError(
+                f"backends.{name}: a backend's name is 1-32 of a-z, 0-9, _ and - "
+                f'(and not "{DEFAULT_BACKEND}", the name of [provider])'
+            )
+        where = f"backends.{name}."
+        backends[name] = _typed_defaults(_build(ProviderSettings, table, where), table, where)
+    return backends
+
+
+def _typed_defaults(
+    settings: ProviderSettings, raw: Mapping[str, Any], prefix: str
+) -> ProviderSettings:
+    """A self-hosted server's defaults where the operator gave none: no model (the server's
+    loaded checkpoint or the workflow's) and a longer request time."""
+    if settings.type == "openai":
+        return settings
+    changes: dict[str, Any] = {}
+    if "model" not in raw:
+        changes["model"] = ""
+    if "timeout_seconds" not in raw:
+        changes["timeout_seconds"] = SD_TIMEOUT_SECONDS
+    if "read_timeout_seconds" not in raw:
+        # The answer comes only when the images are made: the silence is the whole render.
+        changes["read_timeout_seconds"] = SD_TIMEOUT_SECONDS
+    return dataclasses.replace(settings, **changes)
+
+
+#: Where each self-hosted kind listens by default, for the message that asks for base_url.
+_KIND_URLS = {"automatic1111": "http://127.0.0.1:7860", "comfyui": "http://127.0.0.1:8188"}
+
+
+def _check_backends(settings: Settings) -> None:
+    """Each backend's URL, and the fallback chain: names that exist, no loop, [provider] only."""
+    everyone = {DEFAULT_BACKEND: settings.provider, **settings.backends}
+    openai_url = ProviderSettings().base_url
+    for name, backend in everyone.items():
+        prefix = "provider" if name == DEFAULT_BACKEND else f"backends.{name}"
+        _check_base_url(backend.base_url, f"{prefix}.base_url")
+        if backend.type != "openai" and backend.base_url == openai_url:
+            raise ConfigError(
+                f"{prefix}.base_url: a {backend.type} backend needs its server's address, "
+                f"e.g. {_KIND_URLS[backend.type]} (it is still the OpenAI default)"
+            )
+        if name != DEFAULT_BACKEND and backend.fallback:
+            raise ConfigError(f"{prefix}.fallback: only [provider] has a fallback list")
+    if settings.provider.enabled_guilds:
+        raise ConfigError(
+            "provider.enabled_guilds: [provider] serves every server (the others fall back to "
+            "it); limit the servers with [quotas] allowed_guilds, the other backends with theirs"
+        )
+    seen: set[str] = set()
+    for name in settings.provider.fallback:
+        if name == DEFAULT_BACKEND:
+            raise ConfigError("provider.fallback: 'default' is [provider] itself (a loop)")
+        if name not in settings.backends:
+            known = ", ".join(settings.backends) or "none: add a [backends.NAME] table"
+            raise ConfigError(f"provider.fallback: no backend {name!r} (configured: {known})")
+        if name in seen:
+            raise ConfigError(f"provider.fallback: {name!r} is listed twice")
+        seen.add(name)
 
 
 #: The async drivers the bot is built and tested with, and how to get each.

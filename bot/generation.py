@@ -24,14 +24,16 @@ from bot.providers import (
     GenerateRequest,
     ImageRequest,
     ImageResult,
-    ImagesClient,
     ModelSpec,
     Operation,
     VaryRequest,
     check_request,
     parse_size,
 )
+from bot.providers.backend import Backend
 from bot.providers.checks import png_dimensions
+from bot.providers.progress import ProgressCallback
+from bot.providers.registry import BackendSet
 
 #: Side of the square the uploads of models without fixed square sizes are normalized to.
 DEFAULT_INPUT_SIDE = 1024
@@ -51,7 +53,7 @@ class PromptEmpty(BotError):
 
 @dataclass(frozen=True)
 class ImageService:
-    """Normalization plus the provider client: everything needed to make images.
+    """Normalization plus the configured backends: everything needed to make images.
 
     (Not an "engine": in this code base that word is the SQLAlchemy engine.)
     """
@@ -59,11 +61,19 @@ class ImageService:
     settings: Settings
     http: aiohttp.ClientSession
     images: ImageWorker
-    provider: ImagesClient
+    backends: BackendSet
+
+    @property
+    def provider(self) -> Backend:
+        """The default backend (``[provider]``): what an order without a backend runs on."""
+        return self.backends.default
 
     @property
     def models(self) -> dict[str, ModelSpec]:
         return dict(self.provider.models)
+
+    def backend_for(self, order: ImageOrder) -> Backend:
+        return self.backends.for_job(order.backend)
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,9 @@ class ImageOrder:
     fit: FitChoice = "auto"
     #: The requester (a Discord id as text); hashed before it leaves the process.
     user_id: str | None = None
+    #: The configured backend it runs on (None: "default"; the job layer fills in the
+    #: server's choice, see bot.jobs.backends).
+    backend: str | None = None
 
 
 #: An order's settings, each with the job column that keeps it: the one list that storing a job
@@ -97,6 +110,7 @@ ORDER_SETTINGS: dict[str, str] = {
     "background": "background",
     "fit": "fit",
     "model": "model",
+    "backend": "backend",
 }
 
 _REQUESTS: dict[Operation, type[ImageRequest]] = {
@@ -216,21 +230,25 @@ def build_request(
     return kind(**values)
 
 
-def check_order(provider: ImagesClient, order: ImageOrder) -> ModelSpec:
-    """Everything about ``order`` that can be checked before its uploads are read.
+def check_order(backends: BackendSet, order: ImageOrder) -> ModelSpec:
+    """Everything about ``order`` that can be checked before its uploads are read, on the
+    backend it names.
 
     Front ends call this the moment a member submits, so a wrong option is answered at once
     instead of after a download and a place in the queue.
     """
     if order.operation is not Operation.VARY and not order.prompt.strip():
         raise PromptEmpty()
-    spec = provider.spec_for(order.model)
-    check_request(spec, build_request(order, spec), images=False)
+    backend = backends.for_job(order.backend)
+    spec = backend.spec_for(order.model)
+    check_request(
+        spec, build_request(order, spec), images=False, sd_options=backend.features.sd_options
+    )
     return spec
 
 
 async def make_images(service: ImageService, order: ImageOrder) -> ImageResult:
-    """Normalize the order's uploads and ask the provider; raises BotError subclasses."""
+    """Normalize the order's uploads and ask its backend; raises BotError subclasses."""
     return await send_order(service, await normalize_uploads(service, order))
 
 
@@ -245,7 +263,9 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
     image = order.image
     if image is None:
         raise ValueError(f"{order.operation.value} needs an image")
-    spec = shape_spec(service.provider.spec_for(order.model), service.settings.quotas.allowed_sizes)
+    spec = shape_spec(
+        service.backend_for(order).spec_for(order.model), service.settings.quotas.allowed_sizes
+    )
     fit = resolve_fit(order.fit, order.operation)
     info = await service.images.probe(image)
     side = input_size(spec, order.size, (info.width, info.height))
@@ -256,18 +276,28 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
     return replace(order, image=normalized.png, mask=None)
 
 
-async def send_order(service: ImageService, sent: ImageOrder) -> ImageResult:
-    """Ask the provider for an order whose uploads are normalized (see normalize_uploads)."""
-    spec = service.provider.spec_for(sent.model)
+async def send_order(
+    service: ImageService,
+    sent: ImageOrder,
+    backend: Backend | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> ImageResult:
+    """Ask ``backend`` (default: the order's) for an order whose uploads are normalized (see
+    normalize_uploads)."""
+    backend = backend or service.backend_for(sent)
+    spec = backend.spec_for(sent.model)
     if sent.operation is Operation.GENERATE:
-        return await service.provider.generate(_as(GenerateRequest, build_request(sent, spec)))
+        prompt_only = _as(GenerateRequest, build_request(sent, spec))
+        return await backend.generate(prompt_only, progress=progress)
     image = sent.image or b""
     shapes = shape_spec(spec, service.settings.quotas.allowed_sizes)
     order = replace(sent, size=_output_size(sent.size, png_dimensions(image), shapes))
     if order.operation is Operation.EDIT:
-        request = build_request(order, spec, image, order.mask)
-        return await service.provider.edit(_as(EditRequest, request))
-    return await service.provider.vary(_as(VaryRequest, build_request(order, spec, image)))
+        edit = build_request(order, spec, image, order.mask)
+        return await backend.edit(_as(EditRequest, edit), progress=progress)
+    vary = build_request(order, spec, image)
+    return await backend.vary(_as(VaryRequest, vary), progress=progress)
 
 
 def _as(kind: type[R], request: ImageRequest) -> R:

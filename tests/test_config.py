@@ -374,3 +374,93 @@ def test_a_default_quality_outside_the_allowed_qualities_is_refused(tmp_path: Pa
     text = '[quotas]\ndefault_quality = "high"\nallowed_qualities = ["low", "medium"]\n'
     with pytest.raises(ConfigError, match=r"quotas\.default_quality: not one of"):
         load_checked(write(tmp_path, text), env={})
+
+
+# --- backends --------------------------------------------------------------------------------
+
+
+def test_named_backends_are_read_with_the_keys_and_checks_of_provider(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [provider]
+        fallback = ["gpu", "spare"]
+        [backends.gpu]
+        type = "automatic1111"
+        base_url = "http://127.0.0.1:7860"
+        username = "bot"
+        password = "pw-SECRET"
+        concurrency = 2
+        enabled_guilds = [123, "456"]
+        [backends.spare]
+        base_url = "http://10.0.0.5:8000/v1"
+        model = "dall-e-2"
+        """,
+    )
+    settings = load_checked(path, env={})
+    gpu, spare = settings.backends["gpu"], settings.backends["spare"]
+    assert list(settings.backends) == ["gpu", "spare"]
+    assert (gpu.type, gpu.username, gpu.concurrency) == ("automatic1111", "bot", 2)
+    assert gpu.enabled_guilds == (123, 456)
+    # A self-hosted server's defaults: the loaded checkpoint, time for a long render.
+    assert gpu.model == "" and gpu.timeout_seconds == 600.0
+    assert (spare.type, spare.model, spare.timeout_seconds) == ("openai", "dall-e-2", 120.0)
+    assert settings.provider.fallback == ("gpu", "spare")
+    assert "pw-SECRET" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[backends.GPU]\n", "backends.GPU: a backend's name is 1-32 of a-z"),
+        ("[backends.default]\n", "backends.default: a backend's name is 1-32 of a-z, 0-9, _ and"),
+        ("[backends.gpu]\nmodle = 'x'\n", "backends.gpu.modle: unknown key"),
+        (
+            "[backends.gpu]\nconcurrency = 99\n",
+            "backends.gpu.concurrency: must be at least 0 and at most 64",
+        ),
+        ("[backends.gpu]\nbase_url = 'gpu:7860'\n", "backends.gpu.base_url: must be an http(s)"),
+        ("backends = 3\n", "backends: must be a table"),
+        ("[provider]\nfallback = ['gpu']\n", "provider.fallback: no backend 'gpu' (configured: no"),
+        ("[provider]\nfallback = ['default']\n", "provider.fallback: 'default' is [provider]"),
+        (
+            "[provider]\nfallback = ['b', 'b']\n[backends.b]\nmodel = 'dall-e-2'\n",
+            "provider.fallback: 'b' is listed twice",
+        ),
+        (
+            "[backends.a]\nfallback = ['b']\n[backends.b]\n",
+            "backends.a.fallback: only [provider] has a fallback list",
+        ),
+        ("[provider]\nenabled_guilds = [1]\n", "provider.enabled_guilds: [provider] serves every"),
+        (
+            "[provider]\ntype = 'automatic1111'\n",
+            "provider.base_url: a automatic1111 backend needs its server's address, "
+            "e.g. http://127.0.0.1:7860",
+        ),
+        (
+            "[backends.comfy]\ntype = 'comfyui'\n",
+            "backends.comfy.base_url: a comfyui backend needs its server's address, "
+            "e.g. http://127.0.0.1:8188",
+        ),
+    ],
+)
+def test_bad_backends_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_checked(write(tmp_path, text), env={})
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_provider_type_comes_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        "IMAGEBOT_PROVIDER_TYPE": "automatic1111",
+        "IMAGEBOT_PROVIDER_BASE_URL": "http://gpu.lan:7860",
+        "IMAGEBOT_PROVIDER_USERNAME": "bot",
+    }
+    provider = load_checked(None, env=env).provider
+    assert (provider.type, provider.base_url, provider.username) == (
+        "automatic1111",
+        "http://gpu.lan:7860",
+        "bot",
+    )
+    assert provider.model == "" and provider.timeout_seconds == 600.0

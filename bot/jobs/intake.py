@@ -75,6 +75,7 @@ def order_options(order: ImageOrder) -> dict[str, Any]:
         "model": order.model,
         "fit": order.fit,
         "user_id": order.user_id,
+        "backend": order.backend,
     }
 
 

@@ -28,6 +28,7 @@ from bot.db.models import Job, JobStatus, utcnow
 from bot.errors import BotError, InternalError, ShuttingDown
 from bot.generation import ImageOrder, ImageService, normalize_uploads, send_order
 from bot.jobs import store
+from bot.jobs.backends import BackendChoice
 from bot.jobs.dispatcher import Dispatcher, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
@@ -91,6 +92,8 @@ class JobRunner:
         self._sessions = sessions
         self._settings = settings
         self._prices = prices
+        #: Which backend each job runs on (its server's choice).
+        self.backends = BackendChoice(sessions, engine.backends)
         self._listener: JobListener | None = None
         self._intake_recovery: IntakeRecovery | None = None
         #: Acknowledged requests not yet jobs (see bot.jobs.intake).
@@ -143,7 +146,7 @@ class JobRunner:
             raise ShuttingDown()
         quotas = self._settings.quotas
         check_origin(quotas, origin)
-        spec = self._engine.provider.spec_for(order.model)
+        spec = self._engine.backend_for(order).spec_for(order.model)
         check_rules(quotas, with_default_quality(quotas, order, spec), spec.name)
         self._check_caps(origin)
 
@@ -152,7 +155,8 @@ class JobRunner:
 
         Run before the bot downloads anything for a request (after it answered Discord: a
         burst of reads must not delay the answers past Discord's 3 seconds)."""
-        spec = self._engine.provider.spec_for(order.model)
+        order = await self.backends.resolve(order, origin.guild_id)
+        spec = self._engine.backend_for(order).spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)
         estimate = self._estimate(order, spec)
         job = store.new_job(order, origin, spec.name, estimate, "precheck")
@@ -165,7 +169,9 @@ class JobRunner:
     def _estimate(self, order: ImageOrder, spec: ModelSpec) -> int:
         """The reservation: the most ``order`` may cost (see :func:`_priced_size`)."""
         size = _priced_size(order, spec)
-        return estimate_cost(self._prices, spec.name, order.n, size, order.quality)
+        return estimate_cost(
+            self._prices, spec.name, order.n, size, order.quality, backend=order.backend
+        )
 
     def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)
@@ -186,7 +192,8 @@ class JobRunner:
         """
         if self._closing:
             raise ShuttingDown()
-        spec = self._engine.provider.spec_for(order.model)
+        order = await self.backends.resolve(order, origin.guild_id)
+        spec = self._engine.backend_for(order).spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)
         check_origin(self._settings.quotas, origin)
         check_rules(self._settings.quotas, order, spec.name)
@@ -305,6 +312,7 @@ class JobRunner:
             result.size,
             result.quality,
             result.usage,
+            backend=order.backend,
         )
         if cost > job.cost_micro_usd:
             log.warning(

@@ -88,7 +88,7 @@ async def check_provider(settings: Settings, models: Mapping[str, ModelSpec]) ->
             verify=images.verify_results,
         )
         try:
-            served = await client.check_access()
+            served = await client.served_models()
         except BotError as exc:
             detail = getattr(exc, "detail", "") or str(exc)
             return CheckResult("image API", False, f"{base_url} refused: {detail}")

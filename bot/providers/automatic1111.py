@@ -21,7 +21,8 @@ server, which runs one job at a time and says nothing while it works:
   after it may have reached the server: the server would make it twice. Only a refused
   connection is retried.
 
-Everything is configured by constructor arguments; config wiring comes with issue 12.
+Built from one backend's settings (``[provider]`` or ``[backends.NAME]`` with
+``type = "automatic1111"``) by :mod:`bot.providers.registry`.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ import logging
 import random as _random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
+from bot.config import ProviderSettings
 from bot.providers import retry
 from bot.providers.automatic1111_tasks import TaskTracker
 from bot.providers.automatic1111_wire import (
@@ -47,16 +49,19 @@ from bot.providers.automatic1111_wire import (
     DEFAULT_SIZE,
     MAX_IMAGES,
     Checkpoint,
-    SDOptions,
     b64,
     checked_size,
     classify_error,
     info_object,
     json_object,
+    model_spec,
     objects,
     refuse_openai_options,
     size_of,
 )
+from bot.providers.backend import BackendFeatures, SDChoice
+from bot.providers.capabilities import ModelSpec
+from bot.providers.checks import check_request
 from bot.providers.errors import (
     MalformedResponse,
     ProviderError,
@@ -72,6 +77,7 @@ from bot.providers.types import (
     EditRequest,
     GeneratedImage,
     GenerateRequest,
+    ImageRequest,
     ImageResult,
     VaryRequest,
 )
@@ -85,8 +91,6 @@ VARY_DENOISING = 0.6
 #: How much of the marked area an edit redraws; A1111's own default, starting from the
 #: original pixels there (``inpainting_fill`` 1) so the result still fits the picture.
 EDIT_DENOISING = 0.75
-#: Every Stable Diffusion option left to the client's and the server's defaults.
-NO_OPTIONS = SDOptions()
 #: Checks images (bot.imaging.verify_results on the image worker): mime, width, height each.
 VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
 #: Our mask PNG (transparent = repaint) -> A1111's (white = repaint), on the image worker.
@@ -94,56 +98,64 @@ ConvertMask = Callable[[bytes], Awaitable[bytes]]
 
 
 class Automatic1111Client:
-    """One AUTOMATIC1111 / Forge server; safe to share between tasks."""
+    """One AUTOMATIC1111 / Forge server as a :class:`~bot.providers.backend.Backend`; safe to
+    share between tasks."""
+
+    features = BackendFeatures(
+        kind="automatic1111",
+        previews=True,
+        progress=True,
+        cancel_running=True,
+        sd_options=True,
+        seeds=True,
+    )
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        base_url: str,
+        settings: ProviderSettings,
         *,
+        name: str = "default",
         verify: VerifyImages,
         convert_mask: ConvertMask,
-        username: str | None = None,
-        password: str | None = None,
-        checkpoint: str | None = None,
         steps: int = 20,
-        timeout_seconds: float = 600.0,
-        connect_timeout_seconds: float = 10.0,
         poll_interval: float = 0.5,
-        max_response_mb: float = 64.0,
-        max_retries: int = 2,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
         observe: Callable[[str, float, str | None], None] | None = None,
     ) -> None:
-        """``checkpoint`` None = whatever the server has loaded; ``steps`` is A1111's UI default
-        (its API's own default, 50, takes 2.5 times as long for little gain).
+        """``settings.model`` "" = whatever checkpoint the server has loaded; ``steps`` is
+        A1111's UI default (its API's own default, 50, takes 2.5 times as long for little gain).
 
         ``observe(path, seconds, error_code)`` is told about every generation call (metrics).
         """
+        self.name = name
         self._session = session
-        self._base_url = base_url.rstrip("/")
+        self._settings = settings
+        self._base_url = settings.base_url.rstrip("/")
         self._verify = verify
         self._convert_mask = convert_mask
-        self._password = password or ""
+        self._password = settings.password
         self._headers: dict[str, str] = {}
-        if username is not None:
-            pair = f"{username}:{password or ''}".encode()
+        if settings.username:
+            pair = f"{settings.username}:{settings.password}".encode()
             auth = "Basic " + base64.b64encode(pair).decode("ascii")
             self._headers["Authorization"] = auth
             self._secrets: tuple[str, ...] = (self._password, auth, auth.split(" ", 1)[1])
         else:
             self._secrets = ()
-        self._checkpoint = checkpoint
+        self._checkpoint = settings.model or None
         self._steps = steps
-        self._hosts = HostPolicy.from_settings(base_url)
-        self._max_response = int(max_response_mb * 1024 * 1024)
+        self._spec = model_spec(settings)
+        self._hosts = HostPolicy.from_settings(settings.base_url, settings.allowed_hosts)
+        self._max_response = int(settings.max_response_mb * 1024 * 1024)
+        # No read timeout: the server says nothing until the images are made.
         self._timeout = aiohttp.ClientTimeout(
-            total=timeout_seconds, sock_connect=connect_timeout_seconds
+            total=settings.timeout_seconds, sock_connect=settings.connect_timeout_seconds
         )
         self._poll_interval = poll_interval
         self._poll_timeout = aiohttp.ClientTimeout(total=max(5.0, poll_interval * 4))
-        self._max_retries = max_retries
+        self._max_retries = settings.max_retries
         self._sleep = sleep
         self._random = random
         self._observe = observe
@@ -184,9 +196,30 @@ class Automatic1111Client:
             )
         return self._samplers
 
-    async def check_access(self) -> tuple[Checkpoint, ...]:
+    async def check_access(self) -> str:
         """One cheap authenticated call that proves URL and credentials: the checkpoint list."""
-        return await self.checkpoints(refresh=True)
+        found = await self.checkpoints(refresh=True)
+        if self._checkpoint is not None:
+            await self._find_checkpoint(self._checkpoint)
+            return f"{len(found)} checkpoints, {self._checkpoint} among them"
+        return f"{len(found)} checkpoints"
+
+    # --- the model table ---------------------------------------------------------------------
+
+    @property
+    def models(self) -> Mapping[str, ModelSpec]:
+        return {self._spec.name: self._spec}
+
+    def spec_for(self, model: str | None) -> ModelSpec:
+        """The one model this backend offers (checkpoints are an option: ``checkpoint``)."""
+        if model is None or model == self._spec.name:
+            return self._spec
+        raise UnknownModel(model=model, allowed=self._spec.name)
+
+    async def option_values(self, option: SDChoice) -> tuple[str, ...]:
+        if option == "sampler":
+            return tuple(sorted(await self.samplers()))
+        return tuple(checkpoint.model_name for checkpoint in await self.checkpoints())
 
     # --- operations ----------------------------------------------------------------------------
 
@@ -194,27 +227,27 @@ class Automatic1111Client:
         self,
         request: GenerateRequest,
         *,
-        options: SDOptions = NO_OPTIONS,
         progress: ProgressCallback | None = None,
         task_id: str | None = None,
     ) -> ImageResult:
+        check_request(self.spec_for(request.model), request, sd_options=True)
         refuse_openai_options(request)
-        body = await self._common(request.prompt, request.n, request.size, request.model, options)
+        body = await self._common(request, request.prompt, request.size)
         return await self._run("/sdapi/v1/txt2img", body, request.n, progress, task_id)
 
     async def edit(
         self,
         request: EditRequest,
         *,
-        options: SDOptions = NO_OPTIONS,
         progress: ProgressCallback | None = None,
         task_id: str | None = None,
     ) -> ImageResult:
         """img2img of the image, repainting only what the mask (or the image's own
         transparency) marks."""
+        check_request(self.spec_for(request.model), request, sd_options=True)
         refuse_openai_options(request)
         size = request.size or size_of(request.image)
-        body = await self._common(request.prompt, request.n, size, request.model, options)
+        body = await self._common(request, request.prompt, size)
         mask = await self._convert_mask(request.mask if request.mask is not None else request.image)
         body.update(
             init_images=[b64(request.image)],
@@ -231,14 +264,13 @@ class Automatic1111Client:
         self,
         request: VaryRequest,
         *,
-        options: SDOptions = NO_OPTIONS,
-        prompt: str = "",
         progress: ProgressCallback | None = None,
         task_id: str | None = None,
     ) -> ImageResult:
         """img2img of the source at ``VARY_DENOISING``; a prompt (the source's) helps it."""
+        check_request(self.spec_for(request.model), request, sd_options=True)
         size = request.size or size_of(request.image)
-        body = await self._common(prompt, request.n, size, request.model, options)
+        body = await self._common(request, request.prompt, size)
         body.update(init_images=[b64(request.image)], denoising_strength=VARY_DENOISING)
         return await self._run("/sdapi/v1/img2img", body, request.n, progress, task_id)
 
@@ -256,17 +288,16 @@ class Automatic1111Client:
 
     # --- request building ----------------------------------------------------------------------
 
-    async def _common(
-        self, prompt: str, n: int, size: str | None, model: str | None, options: SDOptions
-    ) -> dict[str, Any]:
+    async def _common(self, request: ImageRequest, prompt: str, size: str | None) -> dict[str, Any]:
         width, height = checked_size(size or DEFAULT_SIZE)
+        n = request.n
         if not 1 <= n <= MAX_IMAGES:
             raise TooManyImages(model=BACKEND, max_n=MAX_IMAGES, n=n)
         body: dict[str, Any] = {
             "prompt": prompt,
-            "negative_prompt": options.negative_prompt,
-            "seed": options.seed,
-            "steps": options.steps or self._steps,
+            "negative_prompt": request.negative_prompt,
+            "seed": -1 if request.seed is None else request.seed,
+            "steps": request.steps or self._steps,
             "width": width,
             "height": height,
             "batch_size": n,
@@ -274,19 +305,19 @@ class Automatic1111Client:
             "send_images": True,
             "save_images": False,
         }
-        if options.cfg_scale is not None:
-            body["cfg_scale"] = options.cfg_scale
-        if options.sampler is not None:
+        if request.guidance is not None:
+            body["cfg_scale"] = request.guidance
+        if request.sampler is not None:
             known = await self.samplers()
-            if options.sampler not in known:
+            if request.sampler not in known:
                 raise UnsupportedOption(
                     model=BACKEND,
                     option="sampler",
-                    value=options.sampler,
+                    value=request.sampler,
                     allowed=", ".join(sorted(known)),
                 )
-            body["sampler_name"] = options.sampler
-        checkpoint = model or self._checkpoint
+            body["sampler_name"] = request.sampler
+        checkpoint = request.checkpoint or self._checkpoint
         if checkpoint is not None:
             found = await self._find_checkpoint(checkpoint)
             body["override_settings"] = {"sd_model_checkpoint": found.title}

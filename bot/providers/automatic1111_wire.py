@@ -16,8 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.config import ProviderSettings
 from bot.providers import retry
-from bot.providers.capabilities import parse_size
+from bot.providers.capabilities import (
+    FIFTY_MB,
+    IMAGE_FORMATS,
+    FreeSizeRule,
+    InputRule,
+    ModelSpec,
+    parse_size,
+)
 from bot.providers.checks import png_dimensions
 from bot.providers.errors import (
     InvalidRequest,
@@ -30,7 +38,7 @@ from bot.providers.errors import (
     scrub,
 )
 from bot.providers.progress import ProgressCallback, ProgressUpdate
-from bot.providers.types import EditRequest, GenerateRequest
+from bot.providers.types import EditRequest, GenerateRequest, Operation
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +48,39 @@ MAX_IMAGES = 4
 DEFAULT_SIZE = "512x512"
 SIZE_RULE = f"multiples of 8 from {MIN_SIDE} to {MAX_SIDE}"
 BACKEND = "AUTOMATIC1111"
+#: The model table's one entry when no checkpoint is configured (jobs, prices, the usage CSV).
+MODEL_NAME = "automatic1111"
+#: The sizes offered as choices; any other multiple of 8 can be typed.
+LISTED_SIZES = ("512x512", "768x768", "1024x1024", "768x512", "512x768", "1216x832", "832x1216")
+#: The web UI takes prompts of any length; this bounds what a member can paste.
+MAX_PROMPT_CHARS = 8000
+#: Uploads img2img takes: any of these formats, not necessarily square.
+INPUT_RULE = InputRule(formats=IMAGE_FORMATS, max_bytes=FIFTY_MB, square=False)
 
 
-@dataclass(frozen=True)
-class SDOptions:
-    """Options only Stable Diffusion has; None = the client's or the server's default."""
-
-    negative_prompt: str = ""
-    #: -1 = random; the seed used is in ``ImageResult.seeds``.
-    seed: int = -1
-    steps: int | None = None
-    cfg_scale: float | None = None
-    #: A name from :meth:`Automatic1111Client.samplers`, exactly (case matters to A1111).
-    sampler: str | None = None
+def model_spec(settings: ProviderSettings) -> ModelSpec:
+    """The one model an A1111 backend offers: named after its configured checkpoint, else
+    ``MODEL_NAME``; any size on the latent grid up to the operator's ``max_side``."""
+    side = min(settings.max_side, MAX_SIDE)
+    return ModelSpec(
+        name=settings.model or MODEL_NAME,
+        operations=frozenset(Operation),
+        sizes=tuple(size for size in LISTED_SIZES if max(checked_size(size)) <= side),
+        free_size=FreeSizeRule(
+            multiple=8,
+            max_ratio=side / MIN_SIDE,
+            max_edge=side,
+            max_pixels=side * side,
+            min_pixels=MIN_SIDE * MIN_SIDE,
+        ),
+        default_size=DEFAULT_SIZE,
+        max_n=MAX_IMAGES,
+        max_prompt_chars=MAX_PROMPT_CHARS,
+        response_format=False,
+        accepts_user=False,
+        edit_input=INPUT_RULE,
+        mask_max_bytes=INPUT_RULE.max_bytes,
+    )
 
 
 @dataclass(frozen=True)

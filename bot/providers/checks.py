@@ -21,7 +21,14 @@ from bot.providers.errors import (
     UnsupportedOption,
     UnsupportedSize,
 )
-from bot.providers.types import EditRequest, GenerateRequest, ImageRequest, Operation, VaryRequest
+from bot.providers.types import (
+    SD_FIELDS,
+    EditRequest,
+    GenerateRequest,
+    ImageRequest,
+    Operation,
+    VaryRequest,
+)
 
 _NONE = "none (leave it out)"
 
@@ -64,13 +71,19 @@ def option_choices(spec: ModelSpec, operation: Operation) -> OptionChoices:
     )
 
 
-def check_request(spec: ModelSpec, request: ImageRequest, *, images: bool = True) -> None:
+def check_request(
+    spec: ModelSpec, request: ImageRequest, *, images: bool = True, sd_options: bool = False
+) -> None:
     """Raise an :class:`UnsupportedOption` subclass if ``spec`` cannot serve ``request``.
 
     ``images=False`` checks only the options: what a front end can check the moment a member
-    submits, before the uploads are downloaded and normalized.
+    submits, before the uploads are downloaded and normalized. ``sd_options``: the backend takes
+    the Stable Diffusion options (``BackendFeatures.sd_options``); without it a request that
+    sets one is refused, never sent without it.
     """
     operation = request.operation
+    if not sd_options:
+        _refuse_sd_options(spec, request)
     if not spec.supports(operation):
         raise UnsupportedOperation(model=spec.name, operation=operation.value)
     if isinstance(request.n, bool) or not 1 <= request.n <= spec.max_n:
@@ -97,6 +110,18 @@ def check_request(spec: ModelSpec, request: ImageRequest, *, images: bool = True
         mask = request.mask if isinstance(request, EditRequest) else None
         if mask is not None:
             _check_mask(spec, request.image, mask)
+
+
+def _refuse_sd_options(spec: ModelSpec, request: ImageRequest) -> None:
+    for name in SD_FIELDS:
+        value = getattr(request, name)
+        if value not in (None, ""):
+            raise UnsupportedOption(
+                model=spec.name,
+                option=name.replace("_", " "),
+                value=str(value),
+                allowed="none (only Stable Diffusion backends take it)",
+            )
 
 
 def _check_prompt(spec: ModelSpec, prompt: str) -> None:

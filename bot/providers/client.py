@@ -29,10 +29,12 @@ import yarl
 from bot.config import ProviderSettings
 from bot.errors import ConfigError
 from bot.providers import retry
+from bot.providers.backend import BackendFeatures, SDChoice
 from bot.providers.capabilities import ModelSpec
 from bot.providers.checks import check_request, image_format
 from bot.providers.errors import (
     MalformedResponse,
+    OperatorProblem,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -41,6 +43,7 @@ from bot.providers.errors import (
     scrub,
 )
 from bot.providers.fetch import MAX_REDIRECTS, HostPolicy, checked_request, read_capped
+from bot.providers.progress import ProgressCallback
 from bot.providers.types import (
     EditRequest,
     GeneratedImage,
@@ -61,7 +64,10 @@ VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]
 
 
 class ImagesClient:
-    """One provider (base URL + key) and its model table; safe to share between tasks."""
+    """One provider (base URL + key) and its model table, a
+    :class:`~bot.providers.backend.Backend`; safe to share between tasks."""
+
+    features = BackendFeatures(kind="openai")
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class ImagesClient:
         settings: ProviderSettings,
         models: Mapping[str, ModelSpec],
         *,
+        name: str = "default",
         verify: VerifyImages,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
@@ -81,6 +88,7 @@ class ImagesClient:
         """
         if settings.model not in models:
             raise ConfigError(f"provider.model: unknown model {settings.model!r}")
+        self.name = name
         self._session = session
         self._settings = settings
         self._models = dict(models)
@@ -119,7 +127,23 @@ class ImagesClient:
         """The ``user`` sent to the provider: stable per member, useless without the salt."""
         return hashlib.sha256(f"{self._user_salt}:{user_id}".encode()).hexdigest()[:32]
 
-    async def check_access(self) -> frozenset[str] | None:
+    async def option_values(self, option: SDChoice) -> tuple[str, ...]:
+        return ()  # no Stable Diffusion options here
+
+    async def aclose(self) -> None:
+        return None  # nothing runs in the background
+
+    async def check_access(self) -> str:
+        """``check``'s line: the key is accepted (see :meth:`served_models`)."""
+        served = await self.served_models()
+        model = self._settings.model
+        if served is None:
+            return f"accepts the key (it lists no models: {model} unchecked)"
+        if model not in served:
+            raise OperatorProblem(detail=f"accepts the key but does not serve {model}")
+        return f"accepts the key and serves {model}"
+
+    async def served_models(self) -> frozenset[str] | None:
         """One cheap authenticated call (``GET /models``) that proves the key is accepted.
 
         Returns the model ids the server lists (None when it answers without a list, as some
@@ -141,7 +165,9 @@ class ImagesClient:
 
     # --- operations ----------------------------------------------------------------------------
 
-    async def generate(self, request: GenerateRequest) -> ImageResult:
+    async def generate(
+        self, request: GenerateRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
         spec = self.spec_for(request.model)
         check_request(spec, request)
         body: dict[str, Any] = {"model": spec.name, "prompt": request.prompt, "n": request.n}
@@ -156,7 +182,9 @@ class ImagesClient:
         payload = await self._post("/images/generations", spec, json_body=body)
         return await self._result(payload, spec, request.n, size, request.quality)
 
-    async def edit(self, request: EditRequest) -> ImageResult:
+    async def edit(
+        self, request: EditRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
         spec = self.spec_for(request.model)
         check_request(spec, request)
         fields: dict[str, Any] = {"model": spec.name, "prompt": request.prompt, "n": request.n}
@@ -174,7 +202,9 @@ class ImagesClient:
         payload = await self._post("/images/edits", spec, fields=fields, files=files)
         return await self._result(payload, spec, request.n, size, request.quality)
 
-    async def vary(self, request: VaryRequest) -> ImageResult:
+    async def vary(
+        self, request: VaryRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
         """Native variations where the model has them, else an edit asking for a variation."""
         spec = self.spec_for(request.model)
         check_request(spec, request)

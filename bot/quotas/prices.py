@@ -57,6 +57,9 @@ class PriceTable:
     token_prices: Mapping[str, tuple[float, float, float]] = field(
         default_factory=lambda: dict(DEFAULT_TOKEN_PRICES)
     )
+    #: Backend name -> USD per image, whatever the model, size or quality: the self-hosted
+    #: backends (``price_per_image_usd``, 0 by default), so quotas count their images alike.
+    backend_prices: Mapping[str, float] = field(default_factory=dict)
 
 
 def _is_large(size: str | None) -> bool:
@@ -84,12 +87,21 @@ def _per_image(
 
 
 def estimate_cost(
-    table: PriceTable, model: str, n: int, size: str | None, quality: str | None
+    table: PriceTable,
+    model: str,
+    n: int,
+    size: str | None,
+    quality: str | None,
+    *,
+    backend: str | None = None,
 ) -> int:
     """The most ``n`` images may cost, in micro-dollars, before the provider is asked.
 
     ``size`` None means an upload's shape decides (an edit or variation without a chosen size):
-    priced as the dearer size class, since a landscape photo's edit is a large image."""
+    priced as the dearer size class, since a landscape photo's edit is a large image.
+    ``backend``: the backend that makes them; a self-hosted one has its own flat price."""
+    if backend is not None and backend in table.backend_prices:
+        return round(table.backend_prices[backend] * n * MICRO)
     return round(_per_image(table, model, size, quality, unsized_large=True) * n * MICRO)
 
 
@@ -100,9 +112,14 @@ def settle_cost(
     size: str | None,
     quality: str | None,
     usage: ImageUsage | None,
+    *,
+    backend: str | None = None,
 ) -> int:
     """What the finished request cost, in micro-dollars: from tokens when the model is priced
-    by tokens and the provider reported them, else from the per-image table."""
+    by tokens and the provider reported them, else from the per-image table (a self-hosted
+    ``backend``: its flat price)."""
+    if backend is not None and backend in table.backend_prices:
+        return round(table.backend_prices[backend] * delivered * MICRO)
     rates = table.token_prices.get(model)
     if rates is not None and usage is not None and usage.total_tokens > 0:
         text_in, image_in, image_out = rates
@@ -127,12 +144,14 @@ def format_usd(micro: int) -> str:
     return f"${usd:.4f}".rstrip("0").rstrip(".") if usd < 0.01 else f"${usd:.3f}".rstrip("0")
 
 
-def price_table(raw: Mapping[str, Any]) -> PriceTable:
+def price_table(
+    raw: Mapping[str, Any], backend_prices: Mapping[str, float] | None = None
+) -> PriceTable:
     """The defaults with the operator's ``[prices]`` overrides; ConfigError names a bad key.
 
     Keys are ``"MODEL.QUALITY" = [square, larger]`` (USD per image), ``"MODEL.WxH" = price``
     (priced by exact size, like dall-e-2) and ``"MODEL.tokens" = [text in, image in, image out]``
-    (USD per million tokens).
+    (USD per million tokens). ``backend_prices``: the self-hosted backends' flat prices.
     """
     image_prices = dict(DEFAULT_IMAGE_PRICES)
     size_prices = dict(DEFAULT_SIZE_PRICES)
@@ -151,7 +170,7 @@ def price_table(raw: Mapping[str, Any]) -> PriceTable:
         else:
             square, large = _numbers(where, value, 2)
             image_prices[(model, kind)] = (square, large)
-    return PriceTable(image_prices, size_prices, token_prices)
+    return PriceTable(image_prices, size_prices, token_prices, dict(backend_prices or {}))
 
 
 def _numbers(where: str, value: Any, count: int) -> tuple[float, ...]:

@@ -6,7 +6,7 @@ use it directly, so it lives here and not in a conftest.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from bot.config import (
     Settings,
 )
 from bot.discord.bot import ImageBot
+from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
 from bot.testing.openai_api import FakeImagesAPI
 
@@ -31,6 +32,8 @@ class Harness:
     api: FakeImagesAPI
     bot: ImageBot
     settings: Settings
+    #: The AUTOMATIC1111 server, when a backend points at one (see :func:`a1111_backend`).
+    a1111: FakeAutomatic1111 | None = None
 
     async def result(
         self,
@@ -55,23 +58,49 @@ class Harness:
 
 
 def make_settings(
-    tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI, model: str = "dall-e-2", **provider: Any
+    tmp_path: Path,
+    fake: FakeDiscord,
+    api: FakeImagesAPI,
+    model: str = "dall-e-2",
+    *,
+    backends: Mapping[str, ProviderSettings] | None = None,
+    **provider: Any,
 ) -> Settings:
+    """Settings against the fakes; ``provider`` keys replace those of the fake image API (an
+    AUTOMATIC1111 ``[provider]``: ``**a1111_backend(server)``)."""
+    defaults: dict[str, Any] = {
+        "base_url": api.base_url,
+        "api_key": api.api_key,
+        "model": model,
+        "max_retries": 0,
+        "user_salt": "test",
+        "images_per_minute": 100_000,
+    }
     return Settings(
         discord=DiscordSettings(
             token=fake.token, api_base_url=fake.api_base, gateway_url=fake.gateway_url
         ),
-        provider=ProviderSettings(
-            base_url=api.base_url,
-            api_key=api.api_key,
-            model=model,
-            max_retries=0,
-            user_salt="test",
-            **({"images_per_minute": 100_000} | provider),
-        ),
+        provider=ProviderSettings(**(defaults | provider)),
+        backends=dict(backends or {}),
         database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
         quotas=ROOMY_QUOTAS,
     )
+
+
+def a1111_backend(server: FakeAutomatic1111, **changes: Any) -> dict[str, Any]:
+    """The keys of a backend on the fake AUTOMATIC1111 ``server`` (as ``type = "automatic1111"``
+    and its address in config.toml), for :func:`make_settings` or a ProviderSettings."""
+    keys: dict[str, Any] = {
+        "type": "automatic1111",
+        "base_url": server.base_url,
+        "api_key": "",
+        "model": "",
+        "max_retries": 0,
+        "images_per_minute": 100_000,
+    }
+    if server.auth is not None:
+        keys["username"], keys["password"] = server.auth
+    return keys | changes
 
 
 #: Quotas no test hits unless it means to: tests of the quotas set their own.
@@ -90,10 +119,14 @@ ROOMY_QUOTAS = QuotaSettings(
 
 @asynccontextmanager
 async def run_bot(
-    fake: FakeDiscord, api: FakeImagesAPI, settings: Settings
+    fake: FakeDiscord,
+    api: FakeImagesAPI,
+    settings: Settings,
+    *,
+    a1111: FakeAutomatic1111 | None = None,
 ) -> AsyncIterator[Harness]:
     async with open_bot(settings, guild_ready_timeout=0.05) as bot, fake.running(bot):
-        yield Harness(fake, api, bot, settings)
+        yield Harness(fake, api, bot, settings, a1111)
 
 
 # --- what the command tests look at ---------------------------------------------------------------

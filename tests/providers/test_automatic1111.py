@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.config import ProviderSettings
 from bot.imaging import ImageWorker
 from bot.imaging.backend_masks import white_repaints
 from bot.providers import (
@@ -25,7 +27,7 @@ from bot.providers import (
     UnsupportedSize,
     VaryRequest,
 )
-from bot.providers.automatic1111 import VARY_DENOISING, Automatic1111Client, SDOptions
+from bot.providers.automatic1111 import VARY_DENOISING, Automatic1111Client
 from bot.providers.progress import ProgressUpdate
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.images import decode_image, png_bytes
@@ -33,6 +35,7 @@ from tests.providers.conftest import RecordingSleep
 
 RED = (200, 60, 40)
 MakeClient = Callable[..., Automatic1111Client]
+SETTINGS_KEYS = {field.name for field in dataclasses.fields(ProviderSettings)}
 
 
 @pytest.fixture
@@ -52,6 +55,13 @@ def make_client(
         return await images.run(white_repaints, mask)
 
     def make(**overrides: Any) -> Automatic1111Client:
+        """Keys of ProviderSettings go to the settings, the rest to the constructor."""
+        settings: dict[str, Any] = {
+            "type": "automatic1111",
+            "base_url": a1111.base_url,
+            "model": "",
+            "max_retries": 2,
+        }
         values: dict[str, Any] = {
             "verify": images.verify_results,
             "convert_mask": convert_mask,
@@ -60,9 +70,9 @@ def make_client(
             "sleep": sleeps,
             "random": lambda: 0.5,
         }
-        base_url = overrides.pop("base_url", a1111.base_url)
-        values.update(overrides)
-        return Automatic1111Client(session, base_url, **values)
+        for key, value in overrides.items():
+            (settings if key in SETTINGS_KEYS else values)[key] = value
+        return Automatic1111Client(session, ProviderSettings(**settings), **values)
 
     return make
 
@@ -87,8 +97,7 @@ async def test_generate_makes_the_images_asked_for_with_their_seeds(
 ) -> None:
     client = make_client()
     result = await client.generate(
-        GenerateRequest("a fox", n=2, size="96x64"),
-        options=SDOptions(seed=42, negative_prompt="blur"),
+        GenerateRequest("a fox", n=2, size="96x64", seed=42, negative_prompt="blur"),
     )
     assert [(i.mime_type, i.width, i.height) for i in result.images] == [("image/png", 96, 64)] * 2
     assert result.seeds == (42, 43)
@@ -114,7 +123,7 @@ async def test_progress_and_decoded_previews_arrive_before_the_answer(
     a1111.options["show_progress_every_n_steps"] = 3
     watcher = Watcher(a1111)
     result = await make_client().generate(
-        GenerateRequest("a fox", size="64x64"), options=SDOptions(steps=20), progress=watcher
+        GenerateRequest("a fox", size="64x64", steps=20), progress=watcher
     )
     answered = time.monotonic()
     assert len(watcher.updates) >= 3
@@ -137,9 +146,7 @@ async def test_no_progress_is_shown_from_someone_elses_job(
     other = asyncio.create_task(_foreign_job(session, a1111, steps=15))
     await a1111.wait_running("someone-else")
     watcher = Watcher(a1111)
-    await make_client().generate(
-        GenerateRequest("mine"), options=SDOptions(steps=15), progress=watcher
-    )
+    await make_client().generate(GenerateRequest("mine", steps=15), progress=watcher)
     await other
     theirs = a1111.runs[0]
     assert watcher.updates
@@ -159,9 +166,7 @@ async def test_cancelling_our_running_job_interrupts_it(
 ) -> None:
     a1111.step_delay = 0.01
     client = make_client()
-    job = asyncio.create_task(
-        client.generate(GenerateRequest("a fox"), options=SDOptions(steps=200), task_id="job-7")
-    )
+    job = asyncio.create_task(client.generate(GenerateRequest("a fox", steps=200), task_id="job-7"))
     await a1111.wait_running("job-7", step=2)
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -245,10 +250,10 @@ async def test_a_chosen_checkpoint_is_used_and_an_unknown_one_refused(
     a1111: FakeAutomatic1111, make_client: MakeClient
 ) -> None:
     client = make_client()
-    result = await client.generate(GenerateRequest("a fox", model="sd_xl_base_1.0"))
+    result = await client.generate(GenerateRequest("a fox", checkpoint="sd_xl_base_1.0"))
     assert result.model == "sd_xl_base_1.0"
     with pytest.raises(UnknownModel) as caught:
-        await client.generate(GenerateRequest("a fox", model="sdxl-turbo"))
+        await client.generate(GenerateRequest("a fox", checkpoint="sdxl-turbo"))
     assert "v1-5-pruned-emaonly" in caught.value.message
     assert len(a1111.runs) == 1  # the server would have used its loaded model instead
 
@@ -258,8 +263,8 @@ async def test_an_unknown_sampler_is_refused_before_the_server_swaps_it(
 ) -> None:
     client = make_client()
     with pytest.raises(UnsupportedOption):
-        await client.generate(GenerateRequest("a fox"), options=SDOptions(sampler="euler"))
-    await client.generate(GenerateRequest("a fox"), options=SDOptions(sampler="Euler"))
+        await client.generate(GenerateRequest("a fox", sampler="euler"))
+    await client.generate(GenerateRequest("a fox", sampler="Euler"))
     assert [run.sampler for run in a1111.runs] == ["Euler"]
 
 
@@ -290,9 +295,9 @@ async def test_an_answer_over_the_decoded_byte_cap_is_refused(make_client: MakeC
 
 
 async def test_a_422_is_an_invalid_request_naming_the_field(make_client: MakeClient) -> None:
-    options = SDOptions(steps="many")  # type: ignore[arg-type]
+    request = GenerateRequest("a fox", steps="many")  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest) as caught:
-        await make_client().generate(GenerateRequest("a fox"), options=options)
+        await make_client().generate(request)
     assert caught.value.param == "steps"
     assert "steps: value is not a valid integer" in caught.value.message
 
@@ -337,7 +342,7 @@ async def test_a_job_interrupted_by_someone_else_is_not_delivered_as_finished(
 ) -> None:
     a1111.step_delay = 0.01
     job = asyncio.create_task(
-        make_client().generate(GenerateRequest("a fox"), options=SDOptions(steps=100), task_id="j")
+        make_client().generate(GenerateRequest("a fox", steps=100), task_id="j")
     )
     await a1111.wait_running("j", step=5)
     await asyncio.sleep(0.05)  # at least one poll saw it running
@@ -358,9 +363,7 @@ async def test_a_failing_progress_callback_never_fails_the_job(
         calls.append(update.fraction)
         raise RuntimeError("Discord said no")
 
-    result = await make_client().generate(
-        GenerateRequest("a fox"), options=SDOptions(steps=10), progress=broken
-    )
+    result = await make_client().generate(GenerateRequest("a fox", steps=10), progress=broken)
     assert calls and result.images
 
 
@@ -372,8 +375,7 @@ async def test_without_the_web_ui_there_is_no_progress_and_no_interrupt(
         watcher = Watcher(fake)
         job = asyncio.create_task(
             client.generate(
-                GenerateRequest("a fox"),
-                options=SDOptions(steps=200),
+                GenerateRequest("a fox", steps=200),
                 progress=watcher,
                 task_id="t",
             )
@@ -398,9 +400,7 @@ async def test_a_request_that_timed_out_does_not_leave_its_job_running(
         timeout_seconds=0.3, observe=lambda path, seconds, error: seen.append((path, error))
     )
     with pytest.raises(ProviderUnavailable) as caught:
-        await client.generate(
-            GenerateRequest("a fox"), options=SDOptions(steps=500), task_id="slow"
-        )
+        await client.generate(GenerateRequest("a fox", steps=500), task_id="slow")
     assert caught.value.possibly_billed
     await _eventually(lambda: a1111.interrupts == ["slow"])
     assert seen == [("/sdapi/v1/txt2img", "provider.unavailable")]

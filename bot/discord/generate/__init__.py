@@ -60,7 +60,7 @@ class Generate:
         # One reader and one rate for every way in: the bounds hold for all of them together.
         uploads = UploadReader(engine)
         requests = MemberRequestLimiter(settings.jobs.member_requests_per_minute)
-        actions = Actions(settings.quotas, engine.provider, runner, sessions, uploads, requests)
+        actions = Actions(settings.quotas, engine.backends, runner, sessions, uploads, requests)
         status = StatusBoard(catalog, FollowUps(client), runner.dispatcher)
         delivery = Delivery(client, catalog, sessions, engine.images, runner, status)
         return cls(
@@ -76,7 +76,7 @@ class Generate:
                 catalog,
                 sessions,
                 runner,
-                engine.provider,
+                engine.backends,
                 uploads,
                 delivery,
                 settings.storage.retention_days,

@@ -33,7 +33,8 @@ from bot.discord.i18n import Catalog
 from bot.discord.tree import reports_errors
 from bot.generation import ImageOrder
 from bot.jobs import JobRunner, store
-from bot.providers import ImagesClient, Operation
+from bot.providers import Operation
+from bot.providers.registry import BackendSet
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class ResultButtons:
         attachment = result_attachment(interaction.message, index)
         await self.actions.submit(
             interaction,
-            vary_order(self.actions.provider, job),
+            vary_order(self.actions.backends, job),
             [(attachment, "image")],
             command="vary-button",
             source=(job_id, index),
@@ -239,14 +240,19 @@ def check_can_post(guild: discord.Guild | None, channel_id: int) -> None:
         raise BotMissingPermissions(permissions=names)
 
 
-def vary_order(provider: ImagesClient, job: Job) -> ImageOrder:
-    """Variations of a result: as many as the result had, with its model when it can."""
-    spec = provider.spec_for(job.model)
+def vary_order(backends: BackendSet, job: Job) -> ImageOrder:
+    """Variations of a result: as many as the result had, on its backend with its model when
+    it can; a backend that redraws from a prompt (img2img) gets the result's."""
+    backend = backends.for_job(job.backend)
+    spec = backend.spec_for(job.model if job.model in backend.models else None)
     if not spec.supports(Operation.VARY):
-        spec = provider.spec_for(None)
+        spec = backend.spec_for(None)
     n = min(job.n_requested, spec.max_n)
     size = job.size if job.size and spec.allows_size(job.size) else None
-    return ImageOrder(Operation.VARY, n=n, size=size, model=spec.name)
+    prompt = job.prompt if backend.features.sd_options else ""
+    return ImageOrder(
+        Operation.VARY, prompt=prompt, n=n, size=size, model=spec.name, backend=backend.name
+    )
 
 
 def uploads_gone(order: ImageOrder) -> bool:

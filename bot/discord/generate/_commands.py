@@ -306,7 +306,7 @@ def add_commands(
     quotas: QuotaSettings,
     default_fit: FitChoice,
 ) -> None:
-    spec = actions.provider.spec_for(None)
+    spec = actions.backends.default.spec_for(None)
     commands: list[app_commands.Command[Any, ..., None] | app_commands.ContextMenu]
     commands = list(build_commands(catalog, actions, spec, quotas, default_fit))
     if spec.supports(Operation.VARY):

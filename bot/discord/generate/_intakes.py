@@ -33,7 +33,7 @@ from bot.jobs.intake import (
     close_intake,
     order_options,
 )
-from bot.providers import ImagesClient
+from bot.providers.registry import BackendSet
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class IntakeResumer:
     catalog: Catalog
     sessions: Sessions
     runner: JobRunner
-    provider: ImagesClient
+    backends: BackendSet
     uploads: UploadReader
     #: Answers by the stored token while it lives, else a note in the channel.
     delivery: Delivery
@@ -91,7 +91,7 @@ class IntakeResumer:
     async def intake_pending(self, intake: Intake) -> None:
         try:
             request = IntakeRequest.from_json(intake.request)
-            order = await self._order(request)
+            order = await self._order(request, intake.guild_id)
             await self.runner.submit(
                 order,
                 _job_origin(intake, request),
@@ -104,9 +104,9 @@ class IntakeResumer:
             await self._answer(intake, self.catalog.error_text(error, intake.locale))
             await close_intake(self.sessions, intake.id)
 
-    async def _order(self, request: IntakeRequest) -> ImageOrder:
-        order = request.image_order()
-        check_order(self.provider, order)
+    async def _order(self, request: IntakeRequest, guild_id: int | None) -> ImageOrder:
+        order = await self.runner.backends.resolve(request.image_order(), guild_id)
+        check_order(self.backends, order)
         if request.inputs_from_job is not None:
             job = await store.get_job(self.sessions, request.inputs_from_job)
             if job is None:

@@ -118,9 +118,10 @@ class Reactions:
             # Refuse before anything is made (and paid for) that could not be posted there.
             check_can_post(guild, payload.channel_id)
             order = dataclasses.replace(
-                vary_order(actions.provider, job), user_id=str(payload.user_id)
+                vary_order(actions.backends, job), user_id=str(payload.user_id)
             )
-            check_order(actions.provider, order)
+            order = await runner.backends.resolve(order, payload.guild_id)
+            check_order(actions.backends, order)
             runner.precheck(order, origin)
             await runner.would_fit(order, origin)
             # Only now what costs: the message, the download, the probe.

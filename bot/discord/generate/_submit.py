@@ -25,7 +25,8 @@ from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner
 from bot.jobs.intake import close_intake
 from bot.jobs.spool import DATABASE_ERRORS
-from bot.providers import ImagesClient, Operation
+from bot.providers import Operation
+from bot.providers.registry import BackendSet
 from bot.quotas.admission import check_origin
 from bot.quotas.ratelimit import MemberRequestLimiter
 
@@ -35,7 +36,8 @@ Upload = tuple[discord.Attachment, str]
 @dataclass(eq=False)
 class Actions:
     quotas: QuotaSettings
-    provider: ImagesClient
+    #: Every configured backend; an order runs on the one it names (see bot.jobs.backends).
+    backends: BackendSet
     runner: JobRunner
     sessions: Sessions
     #: The one reader of members' uploads (a bound on concurrent downloads for every path).
@@ -71,7 +73,8 @@ class Actions:
         check_origin(self.quotas, origin)
         self.requests.take(interaction.user.id)
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
-        check_order(self.provider, order)
+        order = await self.runner.backends.resolve(order, interaction.guild_id)
+        check_order(self.backends, order)
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
         self.runner.precheck(order, origin)

@@ -149,7 +149,7 @@ async def test_an_unexpected_error_inside_a_job_gives_the_jobs_reference(
 ) -> None:
     """Monkeypatches ``ImagesClient.generate`` to raise RuntimeError (a bug inside a job)."""
 
-    async def broken(self: ImagesClient, request: Any) -> Any:
+    async def broken(self: ImagesClient, request: Any, **options: Any) -> Any:
         raise RuntimeError("kaboom in the provider client")
 
     monkeypatch.setattr(ImagesClient, "generate", broken)

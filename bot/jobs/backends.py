@@ -1,0 +1,88 @@
+"""Which configured backend a job runs on: its server's choice, within what the operator allows.
+
+A server's admins choose a backend (``guild_settings.backend``) among those the operator enabled
+for it (``enabled_guilds``). A job made from another (Redo, Retry, Vary of a result) keeps the
+backend of its source while that one is still there for the server. Anything else, a choice the
+operator has since removed or disabled for the server included, runs on "default".
+
+With one backend configured (most installations) nothing is read: every job is "default". With
+more, the choice is read from the database and kept a few seconds, so a burst of requests costs
+one read per server, and a new choice applies within moments in every process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+
+from bot.config import DEFAULT_BACKEND
+from bot.db import Sessions
+from bot.db.models import GuildSettings
+from bot.generation import ImageOrder
+from bot.providers.registry import BackendSet
+
+log = logging.getLogger(__name__)
+
+#: Seconds a server's choice is kept before it is read again.
+CHOICE_SECONDS = 5.0
+
+
+class BackendChoice:
+    def __init__(
+        self,
+        sessions: Sessions,
+        backends: BackendSet,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._backends = backends
+        self._clock = clock
+        #: Server -> (its chosen backend as stored, when it was read).
+        self._chosen: dict[int, tuple[str | None, float]] = {}
+
+    async def resolve(self, order: ImageOrder, guild_id: int | None) -> ImageOrder:
+        """``order`` with the backend it runs on: its own while the server may use it (a
+        result's), else the server's choice."""
+        if order.backend is not None and order.backend in self._backends.enabled_for(guild_id):
+            return order
+        chosen = await self.for_guild(guild_id)
+        if order.backend is not None and order.backend != chosen:
+            # Its source's backend is gone: that one's model means nothing on this one.
+            return dataclasses.replace(order, backend=chosen, model=None)
+        return dataclasses.replace(order, backend=chosen)
+
+    async def for_guild(self, guild_id: int | None) -> str:
+        """The backend the server's new jobs run on (direct messages: "default")."""
+        if guild_id is None or len(self._backends.names()) == 1:
+            return DEFAULT_BACKEND
+        chosen = await self._stored(guild_id)
+        if chosen is None or chosen == DEFAULT_BACKEND:
+            return DEFAULT_BACKEND
+        if chosen not in self._backends.enabled_for(guild_id):
+            log.warning(
+                "guild %d chose the backend %r, which is %s: its jobs run on the default",
+                guild_id,
+                chosen,
+                "not enabled for it" if chosen in self._backends.names() else "not configured",
+                extra={"guild_id": guild_id},
+            )
+            return DEFAULT_BACKEND
+        return chosen
+
+    def forget(self, guild_id: int) -> None:
+        """The server's choice changed (its admin command): read it again next time."""
+        self._chosen.pop(guild_id, None)
+
+    async def _stored(self, guild_id: int) -> str | None:
+        now = self._clock()
+        kept = self._chosen.get(guild_id)
+        if kept is not None and now - kept[1] < CHOICE_SECONDS:
+            return kept[0]
+        async with self._sessions() as session:
+            row = await session.get(GuildSettings, guild_id)
+            chosen = row.backend if row is not None else None
+        self._chosen[guild_id] = (chosen, now)
+        return chosen
