@@ -21,6 +21,8 @@ from bot.providers.automatic1111 import Automatic1111Client
 from bot.providers.backend import Backend
 from bot.providers.capabilities import ModelSpec, build_model_table
 from bot.providers.client import ImagesClient
+from bot.providers.comfyui import ComfyUIClient
+from bot.providers.comfyui_mapping import load_workflows
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,6 @@ Observe = Callable[[str, float, str | None], None]
 
 #: Jobs a backend runs at once when its ``concurrency`` is 0: a GPU server runs one at a time.
 DEFAULT_CONCURRENCY = {"openai": 4, "automatic1111": 1, "comfyui": 1}
-COMFYUI_MISSING = "comfyui: not available in this build"
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def check_backends(settings: Settings) -> None:
         if backend.type == "openai":
             _model_table(backend, where)
         elif backend.type == "comfyui":
-            raise ConfigError(f"{where}.type: {COMFYUI_MISSING}")
+            load_workflows(backend.workflows)  # ConfigError naming the file and the node
 
 
 def build_backends(
@@ -145,8 +146,9 @@ def _build(
     user_salt: str,
     observe: Observe | None,
 ) -> Backend:
-    if settings.type == "automatic1111":
-        return Automatic1111Client(
+    if settings.type in {"automatic1111", "comfyui"}:
+        client = Automatic1111Client if settings.type == "automatic1111" else ComfyUIClient
+        return client(
             session,
             settings,
             name=name,
@@ -154,11 +156,6 @@ def _build(
             convert_mask=convert_mask,
             observe=observe,
         )
-    if settings.type == "comfyui":
-        # The ComfyUI client comes with its own change; it is built here, like the others:
-        # ComfyUIClient(session, settings, name=name, verify=verify,
-        #               convert_mask=convert_mask, observe=observe)
-        raise ConfigError(f"{where}.type: {COMFYUI_MISSING}")
     return ImagesClient(
         session,
         settings,

@@ -184,6 +184,18 @@ class FakeComfyUI:
                     return
                 await asyncio.sleep(0.002)
 
+    def sent_graph(self, index: int = -1) -> dict[str, Any]:
+        """The graph of the ``index``-th prompt received."""
+        graph: dict[str, Any] = self.prompts[index]["prompt"]
+        return graph
+
+    def sent_inputs(self, title: str, index: int = -1) -> dict[str, Any]:
+        """The inputs of the node titled ``title`` in the ``index``-th prompt received."""
+        graph = self.sent_graph(index)
+        (node,) = [n for n in graph.values() if n.get("_meta", {}).get("title") == title]
+        inputs: dict[str, Any] = node["inputs"]
+        return inputs
+
     def node_types(self) -> dict[str, nodes.NodeType]:
         return nodes.node_types(self.checkpoints, self._input_files())
 

@@ -78,17 +78,6 @@ class Watcher:
         self.times.append(time.monotonic())
 
 
-def sent_graph(comfy: FakeComfyUI, index: int = -1) -> dict[str, Any]:
-    graph: dict[str, Any] = comfy.prompts[index]["prompt"]
-    return graph
-
-
-def node(graph: dict[str, Any], title: str) -> dict[str, Any]:
-    (found,) = [n for n in graph.values() if n.get("_meta", {}).get("title") == title]
-    inputs: dict[str, Any] = found["inputs"]
-    return inputs
-
-
 def test_the_client_is_a_backend_with_sd_features(make_client: MakeClient) -> None:
     client: Backend = make_client()
     assert client.name == "gpu"
@@ -120,14 +109,13 @@ async def test_generate_puts_the_members_choices_into_the_workflow(
     assert [(i.mime_type, i.width, i.height) for i in result.images] == [("image/png", 96, 64)] * 2
     assert result.seeds == (42, 42)
     assert result.images[0].data != result.images[1].data
-    graph = sent_graph(comfy)
-    assert node(graph, "imagebot:prompt")["text"] == "a fox"
-    assert node(graph, "imagebot:negative")["text"] == "blur"
-    sampler = node(graph, "imagebot:seed")
+    assert comfy.sent_inputs("imagebot:prompt")["text"] == "a fox"
+    assert comfy.sent_inputs("imagebot:negative")["text"] == "blur"
+    sampler = comfy.sent_inputs("imagebot:seed")
     assert (sampler["seed"], sampler["steps"], sampler["cfg"]) == (42, 6, 5.5)
     assert sampler["sampler_name"] == "dpmpp_2m"
-    assert node(graph, "imagebot:size") == {"width": 96, "height": 64, "batch_size": 2}
-    assert node(graph, "imagebot:checkpoint")["ckpt_name"] == "sd_xl_base_1.0.safetensors"
+    assert comfy.sent_inputs("imagebot:size") == {"width": 96, "height": 64, "batch_size": 2}
+    assert comfy.sent_inputs("imagebot:checkpoint")["ckpt_name"] == "sd_xl_base_1.0.safetensors"
     assert comfy.prompts[-1]["client_id"]
 
 
@@ -189,12 +177,11 @@ async def test_vary_uploads_the_source_and_runs_img2img_with_its_prompt(
     source = png_bytes(96, 64, (200, 60, 40))
     result = await make_client().vary(VaryRequest(source, n=2, prompt="a red fox"))
     assert [(i.width, i.height) for i in result.images] == [(96, 64)] * 2
-    graph = sent_graph(comfy)
-    uploaded = node(graph, "imagebot:image")["image"]
+    uploaded = comfy.sent_inputs("imagebot:image")["image"]
     assert uploaded.startswith("imagebot/") and uploaded in comfy.uploads
-    assert node(graph, "imagebot:prompt")["text"] == "a red fox"
-    assert node(graph, "imagebot:batch")["amount"] == 2
-    assert node(graph, "imagebot:seed")["denoise"] == 0.6
+    assert comfy.sent_inputs("imagebot:prompt")["text"] == "a red fox"
+    assert comfy.sent_inputs("imagebot:batch")["amount"] == 2
+    assert comfy.sent_inputs("imagebot:seed")["denoise"] == 0.6
     # 0.6 of the way from the source to the new colour: the source still shows
     red = decode_image(result.images[0].data).convert("RGB").getpixel((10, 10))
     assert red != (200, 60, 40) and abs(red[0] - 200) < 150
@@ -209,9 +196,10 @@ async def test_edit_repaints_only_the_transparent_area(
     picture = decode_image(result.images[0].data).convert("RGB")
     assert picture.getpixel((50, 30)) == (200, 60, 40)  # kept exactly
     assert picture.getpixel((10, 30)) != (200, 60, 40)  # repainted
-    graph = sent_graph(comfy)
-    assert node(graph, "imagebot:mask")["channel"] == "red"
-    assert node(graph, "imagebot:image")["image"] != node(graph, "imagebot:mask")["image"]
+    assert comfy.sent_inputs("imagebot:mask")["channel"] == "red"
+    assert (
+        comfy.sent_inputs("imagebot:image")["image"] != comfy.sent_inputs("imagebot:mask")["image"]
+    )
 
 
 async def test_edit_without_a_mask_repaints_the_images_own_transparency(
@@ -257,8 +245,7 @@ async def test_a_checkpoint_added_on_the_server_is_found(
     )
     comfy.checkpoints = (*comfy.checkpoints, "sdxl/juggernaut.safetensors")
     await client.generate(GenerateRequest("a fox", size="64x64", checkpoint="juggernaut"))
-    graph = sent_graph(comfy)
-    assert node(graph, "imagebot:checkpoint")["ckpt_name"] == "sdxl/juggernaut.safetensors"
+    assert comfy.sent_inputs("imagebot:checkpoint")["ckpt_name"] == "sdxl/juggernaut.safetensors"
     assert "euler" in await client.option_values("sampler")
 
 

@@ -9,13 +9,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.config import ProviderSettings
+from bot.config import ProviderSettings, Settings
 from bot.errors import ConfigError
 from bot.imaging import ImageWorker
 from bot.imaging.backend_masks import white_repaints
 from bot.providers import GenerateRequest, OperatorProblem, VaryRequest
 from bot.providers.comfyui import ComfyUIClient
 from bot.providers.comfyui_mapping import load_workflows
+from bot.providers.registry import check_backends
 from bot.testing.comfyui import FakeComfyUI
 from bot.testing.images import png_bytes
 
@@ -172,3 +173,13 @@ async def test_an_operators_workflow_runs_and_check_finds_nodes_the_server_lacks
             await client.vary(VaryRequest(png_bytes(64, 64), prompt="a fox"))
     assert "node 20 is a UltimateSDUpscale" in missing.value.detail
     assert "node UltimateSDUpscale does not exist.: Node ID '#20'" in refused.value.detail
+
+
+def test_the_start_checks_refuse_a_named_backends_unmappable_workflow(tmp_path: Path) -> None:
+    graph = shipped("img2img")
+    graph["10"]["_meta"]["title"] = "Load Image"
+    write(tmp_path, "img2img", graph)
+    gpu = ProviderSettings(type="comfyui", base_url="http://gpu:8188", workflows=str(tmp_path))
+    with pytest.raises(ConfigError) as refused:
+        check_backends(Settings(backends={"gpu": gpu}))
+    assert f"{tmp_path / 'img2img.json'}: no node titled 'imagebot:image'" in str(refused.value)
