@@ -25,7 +25,6 @@ every image verified on the image worker, at most the images asked for kept. Wha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
@@ -520,13 +519,12 @@ class ComfyUIClient:
         return raw
 
     async def _cancel_soon(self, prompt_id: str) -> None:
-        """Take our prompt off the server, waiting for it even when our caller is cancelled
-        again; a cancel that fails is logged, not raised."""
+        """Take our prompt off the server and wait for that; cancelled again, the caller stops
+        waiting but the cancel goes on. One that fails is logged, not raised."""
         task = asyncio.get_running_loop().create_task(self._cancel(prompt_id))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(task)
+        await asyncio.shield(task)
 
     async def _cancel(self, prompt_id: str) -> None:
         """Delete our prompt from the queue, or interrupt it if, and only if, it runs."""
