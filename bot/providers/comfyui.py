@@ -364,7 +364,8 @@ class ComfyUIClient:
         """``/upload/image`` under ``input/imagebot/``, named by content (the same picture twice
         is one file); the name LoadImage takes."""
         kind = "png" if data[:4] == b"\x89PNG" else "jpg" if data[:2] == b"\xff\xd8" else "webp"
-        filename = f"{hashlib.sha256(data).hexdigest()[:32]}.{kind}"
+        digest = await asyncio.to_thread(hashlib.sha256, data)  # megabytes: off the loop
+        filename = f"{digest.hexdigest()[:32]}.{kind}"
         form = aiohttp.FormData()
         form.add_field("image", data, filename=filename, content_type=f"image/{kind}")
         form.add_field("type", "input")
