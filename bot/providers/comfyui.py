@@ -25,7 +25,6 @@ every image verified on the image worker, at most the images asked for kept. Wha
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
@@ -34,22 +33,18 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
-import yarl
 
 from bot.config import ProviderSettings
-from bot.providers import retry
 from bot.providers.backend import BackendFeatures, SDChoice
 from bot.providers.capabilities import FreeSizeRule, InputRule, ModelSpec, parse_size
 from bot.providers.comfyui_mapping import MASK_CHANNEL, Workflow, load_workflows
+from bot.providers.comfyui_server import ComfyUIServer
 from bot.providers.comfyui_watch import PromptFollower
 from bot.providers.comfyui_wire import (
     BACKEND,
     choices,
-    classify_error,
-    json_answer,
     outcome_error,
     output_images,
-    queue_ids,
 )
 from bot.providers.errors import (
     MalformedResponse,
@@ -60,9 +55,7 @@ from bot.providers.errors import (
     UnknownModel,
     UnsupportedOption,
     UnsupportedSize,
-    scrub,
 )
-from bot.providers.fetch import HostPolicy, checked_request, read_capped
 from bot.providers.progress import ProgressCallback
 from bot.providers.types import (
     EditRequest,
@@ -81,8 +74,6 @@ MAX_IMAGES = 4
 MIN_SIDE = 64
 #: Seconds the checkpoint and sampler lists offered for autocomplete are reused.
 LIST_AGE = 30.0
-#: Polls of ``/queue`` after which a cancelled prompt never seen there is taken as never sent.
-UNSEEN_POLLS = 4
 VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
 #: Our mask PNG (transparent = repaint) -> white = repaint on black, on the image worker.
 ConvertMask = Callable[[bytes], Awaitable[bytes]]
@@ -119,25 +110,15 @@ class ComfyUIClient:
         ``timeout_seconds`` bounds a whole call, waiting in ComfyUI's queue included.
         """
         self.name = name
-        self._session = session
         self._settings = settings
-        self._base_url = settings.base_url.rstrip("/")
         self._verify = verify
         self._convert_mask = convert_mask
         self._observe = observe
-        self._sleep = sleep
-        self._poll_interval = poll_interval
         self._workflows = load_workflows(settings.workflows)
         self._checkpoint = settings.model if settings.model != ProviderSettings.model else ""
-        self._hosts = HostPolicy.from_settings(settings.base_url)
-        self._max_response = int(settings.max_response_mb * 1024 * 1024)
-        self._timeout = aiohttp.ClientTimeout(
-            total=settings.timeout_seconds,
-            sock_connect=settings.connect_timeout_seconds,
-            sock_read=settings.read_timeout_seconds,
+        self._server = ComfyUIServer(
+            session, settings, name=name, sleep=sleep, poll_interval=poll_interval
         )
-        #: (class_type, input) -> (when fetched, the server's list).
-        self._lists: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
         side = settings.max_side
         self._spec = ModelSpec(
@@ -162,7 +143,7 @@ class ComfyUIClient:
         )
 
     def __repr__(self) -> str:
-        return f"ComfyUIClient(name={self.name!r}, base_url={self._base_url!r})"
+        return f"ComfyUIClient(name={self.name!r}, base_url={self._server.base_url!r})"
 
     # --- what it offers ------------------------------------------------------------------
 
@@ -177,13 +158,15 @@ class ComfyUIClient:
 
     async def option_values(self, option: SDChoice) -> tuple[str, ...]:
         if option == "checkpoint":
-            return await self._choices("CheckpointLoaderSimple", "ckpt_name", max_age=LIST_AGE)
-        return await self._choices("KSampler", "sampler_name", max_age=LIST_AGE)
+            return await self._server.choices(
+                "CheckpointLoaderSimple", "ckpt_name", max_age=LIST_AGE
+            )
+        return await self._server.choices("KSampler", "sampler_name", max_age=LIST_AGE)
 
     async def check_access(self) -> str:
         """The server's version and checkpoints, and that it has every node our workflows use."""
-        stats = await self._call("GET", "/system_stats")
-        info = await self._call("GET", "/object_info")
+        stats = await self._server.call("GET", "/system_stats")
+        info = await self._server.call("GET", "/object_info")
         system = stats.get("system") if isinstance(stats, dict) else None
         version = system.get("comfyui_version") if isinstance(system, dict) else None
         for workflow in self._workflows.values():
@@ -218,8 +201,8 @@ class ComfyUIClient:
         workflow = self._workflows["edit"]
         values, seed = await self._common(workflow, request)
         mask = await self._convert_mask(request.mask if request.mask is not None else request.image)
-        values["image"] = {"image": await self._upload(request.image)}
-        values["mask"] = {"image": await self._upload(mask), "channel": MASK_CHANNEL}
+        values["image"] = {"image": await self._server.upload(request.image)}
+        values["mask"] = {"image": await self._server.upload(mask), "channel": MASK_CHANNEL}
         self._batch(workflow, values, request.n)
         return await self._run(workflow, values, request.n, seed, progress)
 
@@ -229,7 +212,7 @@ class ComfyUIClient:
         """img2img of the source with its own prompt, at the workflow's denoise."""
         workflow = self._workflows["vary"]
         values, seed = await self._common(workflow, request)
-        values["image"] = {"image": await self._upload(request.image)}
+        values["image"] = {"image": await self._server.upload(request.image)}
         self._batch(workflow, values, request.n)
         return await self._run(workflow, values, request.n, seed, progress)
 
@@ -273,7 +256,7 @@ class ComfyUIClient:
         if request.sampler is not None:
             self._needs_input(workflow, "sampler_name", request.sampler)
             class_type = workflow.graph[workflow.nodes["seed"]]["class_type"]
-            known = await self._choices(class_type, "sampler_name")
+            known = await self._server.choices(class_type, "sampler_name")
             if request.sampler not in known:
                 raise UnsupportedOption(
                     model=BACKEND,
@@ -339,43 +322,14 @@ class ComfyUIClient:
 
     async def _find_checkpoint(self, class_type: str, name: str) -> str:
         for refresh in (False, True):  # a checkpoint added since the last look
-            known = await self._choices(class_type, "ckpt_name", max_age=0 if refresh else None)
+            known = await self._server.choices(
+                class_type, "ckpt_name", max_age=0 if refresh else None
+            )
             for candidate in known:
                 stem = candidate.rsplit("/", 1)[-1].rsplit(".", 1)[0]
                 if name in (candidate, stem):
                     return candidate
         raise UnknownModel(model=name, allowed=", ".join(known) or "(none)")
-
-    async def _choices(
-        self, class_type: str, input_name: str, *, max_age: float | None = None
-    ) -> tuple[str, ...]:
-        """A choice input's values from ``/object_info``, fetched again when older than
-        ``max_age`` seconds (None: kept until a member's choice is not in it)."""
-        key = (class_type, input_name)
-        fetched, values = self._lists.get(key, (None, ()))
-        now = time.monotonic()
-        if fetched is None or (max_age is not None and now - fetched >= max_age):
-            info = await self._call("GET", f"/object_info/{class_type}")
-            values = choices(info, class_type, input_name)
-            self._lists[key] = (now, values)
-        return values
-
-    async def _upload(self, data: bytes) -> str:
-        """``/upload/image`` under ``input/imagebot/``, named by content (the same picture twice
-        is one file); the name LoadImage takes."""
-        kind = "png" if data[:4] == b"\x89PNG" else "jpg" if data[:2] == b"\xff\xd8" else "webp"
-        digest = await asyncio.to_thread(hashlib.sha256, data)  # megabytes: off the loop
-        filename = f"{digest.hexdigest()[:32]}.{kind}"
-        form = aiohttp.FormData()
-        form.add_field("image", data, filename=filename, content_type=f"image/{kind}")
-        form.add_field("type", "input")
-        form.add_field("subfolder", "imagebot")
-        form.add_field("overwrite", "true")
-        answer = await self._call("POST", "/upload/image", data=form)
-        if not isinstance(answer, dict) or not isinstance(answer.get("name"), str):
-            raise MalformedResponse(detail="/upload/image: answer has no name")
-        subfolder = answer.get("subfolder") or ""
-        return f"{subfolder}/{answer['name']}" if subfolder else answer["name"]
 
     # --- running one prompt --------------------------------------------------------------
 
@@ -393,18 +347,18 @@ class ComfyUIClient:
         submitted = False
         try:
             async with asyncio.timeout(self._settings.timeout_seconds):
-                socket = await self._open_socket(client_id)
+                socket = await self._server.open_socket(client_id)
                 try:
                     submitted = True
                     body = {"prompt": graph, "client_id": client_id, "prompt_id": prompt_id}
-                    answer = await self._call("POST", "/prompt", json_body=body, graph=graph)
+                    answer = await self._server.call("POST", "/prompt", json_body=body, graph=graph)
                     if isinstance(answer, dict) and answer.get("node_errors"):
                         log.warning("ComfyUI %s: %s", workflow.source, answer["node_errors"])
                     await self._follow(socket, prompt_id, progress)
                 finally:
                     if socket is not None:
                         await socket.close()
-                entry = await self._history(prompt_id)
+                entry = await self._server.history(prompt_id)
         except asyncio.CancelledError:
             if submitted:
                 await self._cancel_soon(prompt_id)
@@ -435,23 +389,6 @@ class ComfyUIClient:
         if self._observe is not None:
             self._observe("/prompt", time.monotonic() - started, error)
 
-    async def _open_socket(self, client_id: str) -> aiohttp.ClientWebSocketResponse | None:
-        """Our prompt's websocket; None (and polling) when the server or a proxy refuses it."""
-        url = yarl.URL(self._base_url + "/ws").with_query(clientId=client_id)
-        url = url.with_scheme("wss" if url.scheme == "https" else "ws")
-        try:
-            return await self._session.ws_connect(
-                url,
-                heartbeat=30.0,
-                max_msg_size=self._max_response,
-                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning(
-                "ComfyUI %s: no websocket (%s); no progress, polling /history", self.name, exc
-            )
-            return None
-
     async def _follow(
         self,
         socket: aiohttp.ClientWebSocketResponse | None,
@@ -465,30 +402,8 @@ class ComfyUIClient:
             outcome = await follower.read(socket)
             if outcome == "closed":
                 log.warning("ComfyUI %s: websocket lost; polling /history", self.name)
-            if outcome != "queue" or not await self._queued(prompt_id):
+            if outcome != "queue" or not await self._server.queued(prompt_id):
                 return
-
-    async def _queued(self, prompt_id: str) -> bool:
-        running, pending = queue_ids(await self._call("GET", "/queue"))
-        return prompt_id in running or prompt_id in pending
-
-    async def _history(self, prompt_id: str) -> Mapping[str, Any]:
-        """The prompt's history entry, polled until ComfyUI has written it; an outage when the
-        prompt is neither queued nor in the history (someone cleared ComfyUI's queue)."""
-        while True:
-            for _ in range(2):  # again after the queue: it may have finished in between
-                answer = await self._call("GET", f"/history/{prompt_id}")
-                entry = answer.get(prompt_id) if isinstance(answer, dict) else None
-                if isinstance(entry, dict):
-                    return entry
-                if await self._queued(prompt_id):
-                    break
-            else:
-                raise ProviderUnavailable(
-                    detail=f"ComfyUI prompt {prompt_id} left the queue without a result "
-                    "(deleted on the server?)"
-                )
-            await asyncio.sleep(self._poll_interval)
 
     async def _result(
         self, entry: Mapping[str, Any], workflow: Workflow, n: int, seed: int
@@ -497,7 +412,7 @@ class ComfyUIClient:
         if len(files) > n:
             log.warning("ComfyUI saved %d images for %d asked: keeping %d", len(files), n, n)
             files = files[:n]
-        raw = [await self._download(file) for file in files]
+        raw = [await self._server.download(file) for file in files]
         try:
             checked = await self._verify(raw)
         except ValueError as exc:
@@ -514,102 +429,10 @@ class ComfyUIClient:
             seeds=(seed,) * len(images),
         )
 
-    async def _download(self, file: Mapping[str, str]) -> bytes:
-        query = yarl.URL("/view").with_query(file)
-        _, raw = await self._request("GET", str(query), what="/view")
-        return raw
-
     async def _cancel_soon(self, prompt_id: str) -> None:
         """Take our prompt off the server and wait for that; cancelled again, the caller stops
         waiting but the cancel goes on. One that fails is logged, not raised."""
-        task = asyncio.get_running_loop().create_task(self._cancel(prompt_id))
+        task = asyncio.get_running_loop().create_task(self._server.cancel(prompt_id))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
         await asyncio.shield(task)
-
-    async def _cancel(self, prompt_id: str) -> None:
-        """Delete our prompt from the queue, or interrupt it if, and only if, it runs."""
-        unseen = 0
-        try:
-            while unseen < UNSEEN_POLLS:
-                running, pending = queue_ids(await self._call("GET", "/queue"))
-                if prompt_id in pending:
-                    await self._call("POST", "/queue", json_body={"delete": [prompt_id]})
-                    log.info("ComfyUI %s: deleted our queued prompt %s", self.name, prompt_id)
-                    continue  # it may have started in between: look again
-                if prompt_id in running:
-                    await self._call("POST", "/interrupt", json_body={"prompt_id": prompt_id})
-                    log.info("ComfyUI %s: interrupted our prompt %s", self.name, prompt_id)
-                    return
-                answer = await self._call("GET", f"/history/{prompt_id}")
-                if isinstance(answer, dict) and prompt_id in answer:
-                    return  # finished already, or deleted
-                unseen += 1  # not arrived yet (the POST may still be on its way), or never will
-                await asyncio.sleep(self._poll_interval)
-        except ProviderError as exc:
-            log.warning(
-                "ComfyUI %s: could not cancel prompt %s: %s", self.name, prompt_id, exc.detail
-            )
-
-    # --- HTTP ------------------------------------------------------------------------------
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        data: aiohttp.FormData | None = None,
-        graph: Mapping[str, Any] | None = None,
-    ) -> Any:
-        what = path.split("?", 1)[0]
-        what = "/history" if what.startswith("/history/") else what
-        what = "/object_info" if what.startswith("/object_info/") else what
-        _, raw = await self._request(
-            method, path, what=what, json_body=json_body, data=data, graph=graph
-        )
-        return json_answer(raw, what) if raw else None
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        json_body: Any = None,
-        data: aiohttp.FormData | None = None,
-        graph: Mapping[str, Any] | None = None,
-    ) -> tuple[int, bytes]:
-        """One exchange; only a refused connection is tried again, since anything that reached
-        the server may be running there."""
-        attempt = 0
-        while True:
-            try:
-                async with checked_request(
-                    self._session,
-                    method,
-                    self._base_url + path,
-                    policy=self._hosts,
-                    json=json_body,
-                    data=data,
-                    timeout=self._timeout,
-                ) as response:
-                    raw = await read_capped(response, self._max_response, what)
-                    if 200 <= response.status < 300:
-                        return response.status, raw
-                    raise classify_error(response.status, raw, what, graph)
-            except aiohttp.ClientConnectorError as exc:
-                error = ProviderUnavailable(
-                    detail=f"{what}: {scrub(f'{type(exc).__name__}: {exc}')}"
-                )
-                if attempt >= self._settings.max_retries or data is not None:
-                    raise error from exc
-                attempt += 1
-                wait = retry.backoff_delay(attempt - 1, lambda: 0.5)
-                log.warning("ComfyUI %s: %s; retry %d in %.2f s", what, error.detail, attempt, wait)
-                await self._sleep(wait)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
-                error = ProviderUnavailable(detail=f"{what}: {reason}")
-                error.possibly_billed = True
-                raise error from exc
