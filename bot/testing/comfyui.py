@@ -407,15 +407,11 @@ class FakeComfyUI:
         sid = item.extra_data.get("client_id")
         timing = self.runs[item.prompt_id]
         timing.started = time.monotonic()
-        messages: list[list[Any]] = []
 
-        async def tell(kind: str, data: dict[str, Any], keep: bool = False) -> None:
-            if keep:
-                messages.append([kind, data])
+        async def tell(kind: str, data: dict[str, Any]) -> None:
+            if kind == "executing":
+                self._node = data["node"]
             await self._send(sid, kind, data)
-
-        def stamp() -> dict[str, Any]:
-            return {"prompt_id": item.prompt_id, "timestamp": int(time.time() * 1000)}
 
         async def progress(node_id: str, value: int, maximum: int, preview: bytes | None) -> None:
             data = {"value": value, "max": maximum, "prompt_id": item.prompt_id, "node": node_id}
@@ -426,12 +422,6 @@ class FakeComfyUI:
             if value == self.drop_websockets_at_step:
                 await self._drop_websockets()
 
-        async def executing(node_id: str) -> None:
-            self._node = node_id
-            await tell(
-                "executing", {"node": node_id, "display_node": node_id, "prompt_id": item.prompt_id}
-            )
-
         hooks = run.Hooks(
             progress=progress,
             interrupted=self._take_interrupt,
@@ -440,70 +430,9 @@ class FakeComfyUI:
             previews=self.previews,
             failures=self._failures,
         )
-        prompt = item.prompt
-        order = run.order(prompt, item.outputs)
-        signatures = {node_id: run.signature(prompt, node_id) for node_id in order}
-        cached = [node_id for node_id in order if signatures[node_id] in self._cache]
-        await tell("execution_start", stamp(), keep=True)
-        await tell("execution_cached", {"nodes": cached, **stamp()}, keep=True)
-        values: dict[str, tuple[Any, ...]] = {}
-        outputs: dict[str, Any] = {}
-        new_cache: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = {}
-        executed: list[str] = []
-        success = False
-        current = ""
-        try:
-            for node_id in order:
-                current = node_id
-                class_type = prompt[node_id]["class_type"]
-                if signatures[node_id] in self._cache:
-                    values[node_id], ui = self._cache[signatures[node_id]]
-                else:
-                    await executing(node_id)
-                    inputs = run.resolve(prompt, node_id, values)
-                    values[node_id], ui = await run.run_node(
-                        node_id, class_type, inputs, hooks, self._saved
-                    )
-                    executed.append(node_id)
-                new_cache[signatures[node_id]] = (values[node_id], ui)
-                if ui is not None:
-                    outputs[node_id] = ui
-                    data = {
-                        "node": node_id,
-                        "display_node": node_id,
-                        "output": ui,
-                        "prompt_id": item.prompt_id,
-                    }
-                    await tell("executed", data)
-            await tell("execution_success", stamp(), keep=True)
-            success = True
-        except run.Interrupted:
-            data = {
-                **stamp(),
-                "node_id": current,
-                "node_type": prompt[current]["class_type"],
-                "executed": executed,
-            }
-            await tell("execution_interrupted", data, keep=True)
-        except run.NodeFailed as failure:
-            data = {
-                **stamp(),
-                "node_id": current,
-                "node_type": prompt[current]["class_type"],
-                "executed": executed,
-                "exception_message": str(failure),
-                "exception_type": failure.exception_type,
-                "traceback": [],
-                "current_inputs": {},
-                "current_outputs": {},
-            }
-            await tell("execution_error", data, keep=True)
-        self._cache = {**new_cache} if success else {**self._cache, **new_cache}
-        status = {
-            "status_str": "success" if success else "error",
-            "completed": success,
-            "messages": messages,
-        }
+        outputs, status, self._cache = await run.execute(
+            item.prompt, item.prompt_id, item.outputs, hooks, self._cache, self._saved, tell
+        )
         self._node = None
         timing.finished = time.monotonic()
         self.history[item.prompt_id] = {

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import io
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -200,6 +201,79 @@ async def run_node(
             saved.append({"filename": filename, "subfolder": "", "type": kind})
         return (), {"images": saved}
     raise NodeFailed("NotImplementedError", f"the fake cannot run {class_type}")
+
+
+#: signature -> (a node's outputs, its ui output): what the server keeps from the last prompt.
+Cache = dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]]
+Tell = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+async def execute(
+    prompt: Mapping[str, Any],
+    prompt_id: str,
+    outputs_to_run: list[str],
+    hooks: Hooks,
+    cache: Cache,
+    counter: list[int],
+    tell: Tell,
+) -> tuple[dict[str, Any], dict[str, Any], Cache]:
+    """``PromptExecutor.execute``: runs the prompt, telling each step to its client; the ui
+    outputs by node, the history's ``status``, and the cache to keep."""
+    messages: list[list[Any]] = []
+
+    async def keep(kind: str, data: dict[str, Any]) -> None:
+        messages.append([kind, data])
+        await tell(kind, data)
+
+    def stamp() -> dict[str, Any]:
+        return {"prompt_id": prompt_id, "timestamp": int(time.time() * 1000)}
+
+    nodes = order(prompt, outputs_to_run)
+    signatures = {node_id: signature(prompt, node_id) for node_id in nodes}
+    await keep("execution_start", stamp())
+    cached = [node_id for node_id in nodes if signatures[node_id] in cache]
+    await keep("execution_cached", {"nodes": cached, **stamp()})
+    values: dict[str, tuple[Any, ...]] = {}
+    outputs: dict[str, Any] = {}
+    new_cache: Cache = {}
+    executed: list[str] = []
+    current = ""
+    try:
+        for node_id in nodes:
+            current = node_id
+            if signatures[node_id] in cache:
+                values[node_id], ui = cache[signatures[node_id]]
+            else:
+                shown = {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}
+                await tell("executing", shown)
+                inputs = resolve(prompt, node_id, values)
+                class_type = prompt[node_id]["class_type"]
+                values[node_id], ui = await run_node(node_id, class_type, inputs, hooks, counter)
+                executed.append(node_id)
+            new_cache[signatures[node_id]] = (values[node_id], ui)
+            if ui is not None:
+                outputs[node_id] = ui
+                shown = {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}
+                await tell("executed", {**shown, "output": ui})
+        await keep("execution_success", stamp())
+    except (Interrupted, NodeFailed) as stop:
+        where = {"node_id": current, "node_type": prompt[current]["class_type"]}
+        data = {**stamp(), **where, "executed": executed}
+        if isinstance(stop, NodeFailed):
+            data |= {
+                "exception_message": str(stop),
+                "exception_type": stop.exception_type,
+                "traceback": [],
+                "current_inputs": {},
+                "current_outputs": {},
+            }
+        await keep(
+            "execution_error" if isinstance(stop, NodeFailed) else "execution_interrupted", data
+        )
+        status = {"status_str": "error", "completed": False, "messages": messages}
+        return outputs, status, {**cache, **new_cache}
+    status = {"status_str": "success", "completed": True, "messages": messages}
+    return outputs, status, new_cache
 
 
 def resolve(
