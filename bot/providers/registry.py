@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
@@ -22,10 +21,8 @@ from bot.providers.automatic1111 import Automatic1111Client
 from bot.providers.backend import Backend
 from bot.providers.capabilities import ModelSpec, build_model_table
 from bot.providers.client import ImagesClient
-
-# The ComfyUI client comes with its own change; at the merge this line becomes its import:
-# from bot.providers.comfyui import ComfyUIClient
-ComfyUIClient: Any = None
+from bot.providers.comfyui import ComfyUIClient
+from bot.providers.comfyui_mapping import load_workflows
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +33,6 @@ Observe = Callable[[str, float, str | None], None]
 
 #: Jobs a backend runs at once when its ``concurrency`` is 0: a GPU server runs one at a time.
 DEFAULT_CONCURRENCY = {"openai": 4, "automatic1111": 1, "comfyui": 1}
-COMFYUI_MISSING = "comfyui: not available in this build"
 
 
 @dataclass(frozen=True)
@@ -108,8 +104,8 @@ def check_backends(settings: Settings) -> None:
         where = "provider" if name == DEFAULT_BACKEND else f"backends.{name}"
         if backend.type == "openai":
             _model_table(backend, where)
-        elif backend.type == "comfyui" and ComfyUIClient is None:
-            raise ConfigError(f"{where}.type: {COMFYUI_MISSING}")
+        elif backend.type == "comfyui":
+            load_workflows(backend.workflows)  # ConfigError naming the file and the node
 
 
 def build_backends(
@@ -152,8 +148,9 @@ def _build(
     observe: Observe | None,
     allowed_models: Sequence[str] = (),
 ) -> Backend:
-    if settings.type == "automatic1111":
-        return Automatic1111Client(
+    if settings.type in {"automatic1111", "comfyui"}:
+        client = Automatic1111Client if settings.type == "automatic1111" else ComfyUIClient
+        return client(
             session,
             settings,
             name=name,
@@ -161,18 +158,6 @@ def _build(
             convert_mask=convert_mask,
             observe=observe,
         )
-    if settings.type == "comfyui":
-        if ComfyUIClient is None:
-            raise ConfigError(f"{where}.type: {COMFYUI_MISSING}")
-        backend: Backend = ComfyUIClient(
-            session,
-            settings,
-            name=name,
-            verify=verify,
-            convert_mask=convert_mask,
-            observe=observe,
-        )
-        return backend
     return ImagesClient(
         session,
         settings,

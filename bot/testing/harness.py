@@ -22,6 +22,7 @@ from bot.config import (
 )
 from bot.discord.bot import ImageBot
 from bot.testing.automatic1111 import FakeAutomatic1111
+from bot.testing.comfyui import FakeComfyUI
 from bot.testing.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
 from bot.testing.openai_api import FakeImagesAPI
 
@@ -100,6 +101,20 @@ def a1111_backend(server: FakeAutomatic1111, **changes: Any) -> dict[str, Any]:
     }
     if server.auth is not None:
         keys["username"], keys["password"] = server.auth
+    return keys | changes
+
+
+def comfyui_backend(server: FakeComfyUI, **changes: Any) -> dict[str, Any]:
+    """The keys of a backend on the fake ComfyUI ``server`` (``type = "comfyui"``, the shipped
+    workflows), for :func:`make_settings` or a ProviderSettings."""
+    keys: dict[str, Any] = {
+        "type": "comfyui",
+        "base_url": server.base_url,
+        "api_key": "",
+        "model": "",
+        "max_retries": 0,
+        "images_per_minute": 100_000,
+    }
     return keys | changes
 
 
