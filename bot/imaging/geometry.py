@@ -24,8 +24,8 @@ the source is much larger, then bicubic for the rest, which its docs call indist
 from a full resample at 3.0. A JPEG already reduced inside the DCT (``scale`` > 1) is finished
 with bilinear instead, whichever way the rest goes: the DCT reduction dominates the error, and
 bicubic's wider kernel costs half as much again (on the bench photo, 40.6 dB PSNR against a
-full-decode Lanczos reference versus 41.0 dB for bicubic when enlarging from 1/4; 43.1 versus
-43.8 dB when shrinking from 1/2).
+full-decode Lanczos reference versus 41.0 dB for bicubic when enlarging from 1/4, 20.6 versus
+21.9 dB on a photo of small print; 44.5 versus 45.2 dB when shrinking from 1/2).
 
 How far the DCT may reduce (``Placement.max_reduce``): to the power of two nearest the reduction
 needed, so the decoded picture may be up to ``MAX_DRAFT_UPSCALE`` (the square root of 2) smaller
@@ -34,7 +34,7 @@ than the output; the resize after the DCT is then always within that factor eith
 1/2 (1500 px, shrunk 1.46x): less to decode (3 MB of pixels instead of 12), less to resize,
 fewer fresh pages. What is lost is detail finer than 750 px across: the bench photo is 1.2 levels
 of 255 from the 1/2 output on average, 40.6 dB PSNR against the full-decode Lanczos reference
-instead of 44.5, and a photo of small print comes out softer (14 px text still legible; 21.9 dB
+instead of 44.5, and a photo of small print comes out softer (14 px text still legible; 20.6 dB
 instead of 27.4). The backends redraw a picture from what they are sent rather than copy it.
 ``bench/normalize.py`` measures both rules side by side.
 """
