@@ -17,8 +17,8 @@ AVIF when Pillow has it): fewer parsers see hostile bytes, and anything else get
 naming the formats that work. Animated GIF/WebP decode their first frame only.
 
 JPEG photos are decoded with ``Image.draft``: libjpeg scales by 1/2, 1/4 or 1/8 inside the DCT,
-which is several times cheaper than decoding 12 MP and resizing, and never below the resolution
-the output square needs.
+which is several times cheaper than decoding 12 MP and resizing, to the scale nearest the output
+size (at most a factor of the square root of 2 below it: ``geometry.Placement.max_reduce``).
 """
 
 from __future__ import annotations

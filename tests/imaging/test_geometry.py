@@ -29,9 +29,11 @@ def test_squares_need_neither() -> None:
     assert plan((50, 50), 100, "pad") == plan((50, 50), 100, "crop")
 
 
-def test_max_reduce_never_drops_below_the_output_resolution() -> None:
-    assert plan((4000, 3000), 1024, "crop").max_reduce == 2  # 3000 px kept -> 1024
-    assert plan((4000, 3000), 1024, "pad").max_reduce == 3  # 4000 px kept -> 1024
+def test_max_reduce_allows_the_nearest_power_of_two_at_most_a_root_2_below_the_output() -> None:
+    assert plan((4000, 3000), 1024, "crop").max_reduce == 4  # 3000 px kept: 750 px -> 1024
+    assert plan((4000, 3000), 1024, "pad").max_reduce == 5  # 4000 px kept: 1/4 is 1000 px
+    assert plan((2800, 2800), 1024, "crop").max_reduce == 3  # 1/4 would be 700 px: too few
+    assert plan((1400, 1400), 1024, "crop").max_reduce == 1  # 1/2 would be 700 px: too few
     assert plan((100, 100), 1024, "crop").max_reduce == 1  # upscaling
 
 
