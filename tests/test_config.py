@@ -442,10 +442,6 @@ def test_named_backends_are_read_with_the_keys_and_checks_of_provider(tmp_path: 
             "backends.comfy.base_url: a comfyui backend needs its server's address, "
             "e.g. http://127.0.0.1:8188",
         ),
-        (
-            "[backends.comfy]\ntype = 'comfyui'\nbase_url = 'http://127.0.0.1:8188'\n",
-            "backends.comfy.type: comfyui: not available in this build",
-        ),
     ],
 )
 def test_bad_backends_name_the_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -59,14 +59,19 @@ async def test_one_backend_per_configured_one_each_with_its_features(
     await backends.aclose()
 
 
-async def test_comfyui_is_refused_until_its_client_is_in_the_build(
+async def test_a_comfyui_backend_is_built_with_the_shipped_workflows(
     session: aiohttp.ClientSession, images: ImageWorker
 ) -> None:
     comfy = ProviderSettings(type="comfyui", base_url="http://127.0.0.1:8188", model="")
-    with pytest.raises(ConfigError, match=r"backends\.comfy\.type: comfyui: not available"):
-        build_backends(
-            _settings(comfy=comfy), session, verify=images.verify_results, convert_mask=_convert
-        )
+    backends = build_backends(
+        _settings(comfy=comfy), session, verify=images.verify_results, convert_mask=_convert
+    )
+    try:
+        built = backends.get("comfy")
+        assert built.features.kind == "comfyui"
+        assert built.features.sd_options and built.features.cancel_running
+    finally:
+        await backends.aclose()
 
 
 @pytest.mark.parametrize(
@@ -87,5 +92,5 @@ async def test_the_openai_client_refuses_stable_diffusion_options(
     client = make_client(model="dall-e-2")
     with pytest.raises(UnsupportedOption) as caught:
         await client.generate(GenerateRequest("a fox", size="256x256", **option))  # type: ignore[arg-type]
-    assert "only Stable Diffusion backends take it" in caught.value.message
+    assert "works only on Stable Diffusion backends" in caught.value.message
     assert fake_images_api.requests == []
