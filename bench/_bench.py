@@ -48,6 +48,13 @@ def a1111_process(step_delay: float, noise_bits: int = 2) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def comfyui_process(step_delay: float, noise_bits: int = 2) -> Iterator[str]:
+    """The fake ComfyUI in a process of its own: its base URL (see :func:`a1111_process`)."""
+    with _fake_process(_comfyui, step_delay, noise_bits) as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
 def _fake_process(fake: Callable[..., Any], *args: Any) -> Iterator[Any]:
     """Run ``fake(*args)`` (an async context manager yielding what to send back) in a forked
     process until the caller is done."""
@@ -87,6 +94,14 @@ async def _a1111(step_delay: float, noise_bits: int) -> AsyncIterator[str]:
     from bot.testing.automatic1111 import FakeAutomatic1111
 
     async with FakeAutomatic1111(step_delay=step_delay, noise_bits=noise_bits) as server:
+        yield server.base_url
+
+
+@contextlib.asynccontextmanager
+async def _comfyui(step_delay: float, noise_bits: int) -> AsyncIterator[str]:
+    from bot.testing.comfyui import FakeComfyUI
+
+    async with FakeComfyUI(step_delay=step_delay, noise_bits=noise_bits) as server:
         yield server.base_url
 
 
@@ -146,3 +161,83 @@ class SqlCount:
         """ "statements (writes) / transactions (writes)" per job between two snapshots."""
         s, w, t, wt = ((b - a) / jobs for a, b in zip(before, after, strict=True))
         return f"{s:.1f} ({w:.1f} writes) / {t:.1f} ({wt:.1f} writes)"
+
+
+OVERHEAD_SOURCES = ("channel", "followup", "response")
+
+
+async def bot_overhead(
+    backend: dict[str, Any], operation: str, runs: int
+) -> tuple[list[float], list[float]]:
+    """The whole bot on a self-hosted backend: its own time per /imagine, what bench/a1111.py
+    and bench/comfyui.py report (issue 12: under 50 ms at the median on every backend).
+
+    The bot runs as in production (fake Discord, the queue, SQLite, the image worker, the real
+    client) with ``[provider]`` set to ``backend`` (its keys), a fake in a process of its own
+    with answers of real renders' weight. Overhead: an /imagine to its result posted, minus the
+    client's own time for the backend call (the ``provider_latency`` metric of ``operation``),
+    as bench/e2e.py measures it for OpenAI. Returns the overheads and this process's CPU times.
+    """
+    import dataclasses
+    import tempfile
+    import time
+
+    from bot.app import open_bot
+    from bot.ops.metrics import Metrics
+    from bot.testing.discord import FakeDiscord
+    from bot.testing.harness import make_settings
+    from bot.testing.openai_api import FakeImagesAPI
+
+    overheads: list[float] = []
+    cpu: list[float] = []
+    with tempfile.TemporaryDirectory() as folder:
+        async with FakeDiscord() as fake:
+            api = FakeImagesAPI()  # not started: no job goes to it
+            settings = make_settings(Path(folder), fake, api, **backend)
+            jobs = dataclasses.replace(settings.jobs, member_requests_per_minute=10_000)
+            settings = dataclasses.replace(settings, jobs=jobs)
+            metrics = Metrics()
+            latency = metrics.provider_latency.labels(operation=operation)
+            async with (
+                open_bot(settings, metrics=metrics, guild_ready_timeout=0.05) as bot,
+                fake.running(bot),
+            ):
+
+                def results() -> int:
+                    found = fake.messages(sources=OVERHEAD_SOURCES)
+                    return sum(1 for m in found if m.attachments and not m.ephemeral)
+
+                for index in range(runs + 1):  # the first warms up
+                    seen = results()
+                    before = latency._sum.get()
+                    started, started_cpu = time.perf_counter(), time.process_time()
+                    await fake.slash("imagine", {"prompt": "a lighthouse", "size": "1024x1024"})
+                    await fake.wait_for_message(
+                        lambda m, seen=seen: results() > seen, timeout=60, sources=OVERHEAD_SOURCES
+                    )
+                    total = time.perf_counter() - started
+                    await bot.runner.wait_idle()
+                    if index:
+                        overheads.append(total - (latency._sum.get() - before))
+                        cpu.append(time.process_time() - started_cpu)
+    return overheads, cpu
+
+
+def report_overhead(
+    title: str, call: str, backend: str, overheads: list[float], cpu: list[float]
+) -> None:
+    """The table the README shows for :func:`bot_overhead`: ``call`` names what is subtracted."""
+    import statistics
+
+    median = statistics.median(overheads)
+    print(f"\n### {title}\n")
+    print("| measure | median |")
+    print("|---|---:|")
+    print(
+        f"| bot overhead per job (interaction -> result posted, minus the {call}) "
+        f"| {median * 1000:.1f} ms (target < 50 ms: {'yes' if median < 0.05 else 'NO'}) |"
+    )
+    print(
+        f"| CPU per job, this process (bot + fake Discord; the fake {backend} runs in another) "
+        f"| {statistics.median(cpu) * 1000:.1f} ms |"
+    )

@@ -28,27 +28,20 @@ import _bench  # first: see bench/_bench.py
 _bench.use_project_imports()
 
 import asyncio  # noqa: E402
-import dataclasses  # noqa: E402
 import itertools  # noqa: E402
 import statistics  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import aiohttp  # noqa: E402
 
-from bot.app import open_bot  # noqa: E402
 from bot.config import ProviderSettings  # noqa: E402
 from bot.imaging import ImageWorker  # noqa: E402
 from bot.imaging.backend_masks import white_repaints  # noqa: E402
-from bot.ops.metrics import Metrics  # noqa: E402
 from bot.providers import GenerateRequest  # noqa: E402
 from bot.providers.automatic1111 import Automatic1111Client  # noqa: E402
 from bot.providers.progress import ProgressUpdate  # noqa: E402
 from bot.testing.automatic1111 import FakeAutomatic1111  # noqa: E402
-from bot.testing.discord import FakeDiscord  # noqa: E402
-from bot.testing.harness import a1111_backend, make_settings  # noqa: E402
-from bot.testing.openai_api import FakeImagesAPI  # noqa: E402
+from bot.testing.harness import a1111_backend  # noqa: E402
 
 QUICK = False
 RUNS = 10
@@ -125,58 +118,18 @@ async def main() -> None:
 
 
 async def bot_overhead(base_url: str) -> None:
-    """The whole bot on ``[provider] type = "automatic1111"``: /imagine to the result posted,
-    minus the client's own HTTP time for the txt2img call (request sent to answer read)."""
-    overheads: list[float] = []
-    cpu: list[float] = []
-    with tempfile.TemporaryDirectory() as folder:
-        async with FakeDiscord() as fake:
-            api = FakeImagesAPI()  # not started: no job goes to it
-            server = FakeAutomatic1111()  # not started: the one in the other process answers
-            server.base_url = base_url
-            settings = make_settings(Path(folder), fake, api, **a1111_backend(server))
-            jobs = dataclasses.replace(settings.jobs, member_requests_per_minute=10_000)
-            settings = dataclasses.replace(settings, jobs=jobs)
-            metrics = Metrics()
-            latency = metrics.provider_latency.labels(operation="txt2img")
-            async with (
-                open_bot(settings, metrics=metrics, guild_ready_timeout=0.05) as bot,
-                fake.running(bot),
-            ):
-
-                def results() -> int:
-                    found = fake.messages(sources=SOURCES)
-                    return sum(1 for m in found if m.attachments and not m.ephemeral)
-
-                for index in range(BOT_RUNS + 1):  # the first warms up
-                    seen = results()
-                    before = latency._sum.get()
-                    started, started_cpu = time.perf_counter(), time.process_time()
-                    await fake.slash("imagine", {"prompt": "a lighthouse", "size": "1024x1024"})
-                    await fake.wait_for_message(
-                        lambda m, seen=seen: results() > seen, timeout=60, sources=SOURCES
-                    )
-                    total = time.perf_counter() - started
-                    await bot.runner.wait_idle()
-                    if index:
-                        overheads.append(total - (latency._sum.get() - before))
-                        cpu.append(time.process_time() - started_cpu)
-    median = statistics.median(overheads)
+    """The whole bot on ``[provider] type = "automatic1111"`` (see bench/_bot_overhead.py)."""
+    server = FakeAutomatic1111()  # not started: the one in the other process answers
+    server.base_url = base_url
+    overheads, cpu = await _bench.bot_overhead(a1111_backend(server), "txt2img", BOT_RUNS)
     mode = " (quick mode: not the benchmark)" if QUICK else ""
-    print(
-        f"\n### Bot on an A1111 backend (median of {BOT_RUNS} /imagine, 20 steps x 50 ms, "
-        f"one 1024x1024 PNG of about 1.6 MB each){mode}\n"
-    )
-    print("| measure | median |")
-    print("|---|---:|")
-    print(
-        "| bot overhead per job (interaction -> result posted, minus the txt2img call: "
-        f"request sent to answer read) | {median * 1000:.1f} ms "
-        f"(target < 50 ms: {'yes' if median < 0.05 else 'NO'}) |"
-    )
-    print(
-        "| CPU per job, this process (bot + fake Discord; the fake A1111 runs in another) "
-        f"| {statistics.median(cpu) * 1000:.1f} ms |"
+    _bench.report_overhead(
+        f"Bot on an A1111 backend (median of {BOT_RUNS} /imagine, 20 steps x 50 ms, "
+        f"one 1024x1024 PNG of about 1.6 MB each){mode}",
+        "txt2img call: request sent to answer read",
+        "A1111",
+        overheads,
+        cpu,
     )
 
 

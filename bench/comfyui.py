@@ -12,6 +12,11 @@ checking it on the image worker and the callback. Overhead per job: the whole ``
 minus the time the server had the prompt, from receiving it to writing its history (target:
 under 50 ms at the median): the uploads are none here, so it is the websocket, the prompt's
 submission, ``/history`` and ``/view``, and verifying the image.
+
+Then the whole bot on ``[provider] type = "comfyui"`` (fake Discord, the queue, SQLite, the image
+worker), the fake ComfyUI in a process of its own making 1024x1024 PNGs of about 1.6 MB: the time
+from an /imagine to its result posted, minus the client's own time for the ComfyUI call
+(bench/_bench.py ``bot_overhead``). Target: under 50 ms at the median.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from bot.providers import GenerateRequest  # noqa: E402
 from bot.providers.comfyui import ComfyUIClient  # noqa: E402
 from bot.providers.progress import ProgressUpdate  # noqa: E402
 from bot.testing.comfyui import FakeComfyUI  # noqa: E402
+from bot.testing.harness import comfyui_backend  # noqa: E402
 
 QUICK = False
 RUNS = 10
+BOT_RUNS = 15
 STEPS = 20
 STEP_SECONDS = 0.05
 
@@ -107,8 +114,27 @@ async def main() -> None:
     print(f"\n{len(ages)} previews passed on; the CPU was shared with the fake server.")
 
 
+async def bot_overhead(base_url: str) -> None:
+    """The whole bot on ``[provider] type = "comfyui"`` (see bench/_bench.py bot_overhead)."""
+    server = FakeComfyUI()  # not started: the one in the other process answers
+    server.base_url = base_url
+    overheads, cpu = await _bench.bot_overhead(comfyui_backend(server), "prompt", BOT_RUNS)
+    mode = " (quick mode: not the benchmark)" if QUICK else ""
+    _bench.report_overhead(
+        f"Bot on a ComfyUI backend (median of {BOT_RUNS} /imagine, {STEPS} steps x "
+        f"{STEP_SECONDS * 1000:.0f} ms, one 1024x1024 PNG of about 1.6 MB each){mode}",
+        "ComfyUI call: prompt submitted to images fetched",
+        "ComfyUI",
+        overheads,
+        cpu,
+    )
+
+
 if __name__ == "__main__":
     QUICK = _bench.quick_mode(__doc__)
     if QUICK:
         RUNS = 2
-    asyncio.run(main())
+        BOT_RUNS = 2
+    with _bench.comfyui_process(step_delay=STEP_SECONDS) as url:
+        asyncio.run(main())
+        asyncio.run(bot_overhead(url))

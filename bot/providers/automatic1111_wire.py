@@ -20,6 +20,7 @@ from bot.providers import retry
 from bot.providers.capabilities import (
     FIFTY_MB,
     IMAGE_FORMATS,
+    SD_SIZES,
     FreeSizeRule,
     InputRule,
     ModelSpec,
@@ -50,7 +51,6 @@ BACKEND = "AUTOMATIC1111"
 #: The model table's one entry when no checkpoint is configured (jobs, prices, the usage CSV).
 MODEL_NAME = "automatic1111"
 #: The sizes offered as choices; any other multiple of 8 can be typed.
-LISTED_SIZES = ("512x512", "768x768", "1024x1024", "768x512", "512x768", "1216x832", "832x1216")
 #: The web UI takes prompts of any length; this bounds what a member can paste.
 MAX_PROMPT_CHARS = 8000
 #: Uploads img2img takes: any of these formats, not necessarily square.
@@ -64,7 +64,7 @@ def model_spec(settings: ProviderSettings) -> ModelSpec:
     return ModelSpec(
         name=settings.model or MODEL_NAME,
         operations=frozenset(Operation),
-        sizes=tuple(size for size in LISTED_SIZES if max(checked_size(size)) <= side),
+        sizes=tuple(size for size in SD_SIZES if max(checked_size(size)) <= side),
         free_size=FreeSizeRule(
             multiple=8,
             max_ratio=side / MIN_SIDE,

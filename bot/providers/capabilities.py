@@ -31,6 +31,11 @@ DEFAULT_VARY_PROMPT = (
 )
 
 
+#: Sizes Stable Diffusion backends list as choices (they take any multiple of 8 up to the
+#: operator's max_side): SD 1.5's and SDXL's native squares and their usual portrait/landscape.
+SD_SIZES = ("512x512", "768x768", "1024x1024", "768x512", "512x768", "1216x832", "832x1216")
+
+
 def parse_size(size: str) -> tuple[int, int] | None:
     """``"1536x864"`` -> ``(1536, 864)``; None for ``"auto"`` or anything malformed."""
     match = _SIZE.match(size)

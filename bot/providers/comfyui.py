@@ -36,7 +36,7 @@ import aiohttp
 
 from bot.config import ProviderSettings
 from bot.providers.backend import BackendFeatures, SDChoice
-from bot.providers.capabilities import FreeSizeRule, InputRule, ModelSpec, parse_size
+from bot.providers.capabilities import SD_SIZES, FreeSizeRule, InputRule, ModelSpec, parse_size
 from bot.providers.comfyui_mapping import MASK_CHANNEL, Workflow, load_workflows
 from bot.providers.comfyui_server import ComfyUIServer
 from bot.providers.comfyui_watch import PromptFollower
@@ -124,7 +124,7 @@ class ComfyUIClient:
         self._spec = ModelSpec(
             name=MODEL,
             operations=frozenset(Operation),
-            sizes=(),
+            sizes=tuple(size for size in SD_SIZES if max(_side(size)) <= side),
             free_size=FreeSizeRule(
                 multiple=8,
                 max_ratio=4.0,
@@ -436,3 +436,9 @@ class ComfyUIClient:
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
         await asyncio.shield(task)
+
+
+def _side(size: str) -> tuple[int, int]:
+    parsed = parse_size(size)
+    assert parsed is not None  # SD_SIZES are all WxH
+    return parsed

@@ -75,6 +75,8 @@ class FakeComfyUI:
     step_delay: float = 0.005
     #: Started with ``--preview-method auto``; stock ComfyUI sends no previews.
     previews: bool = True
+    #: Random noise in the finished pictures, so their PNGs weigh what real renders do.
+    noise_bits: int = 0
     checkpoints: tuple[str, ...] = nodes.CHECKPOINTS
     drop_websockets_at_step: int | None = None
     accept_websockets: bool = True
@@ -428,6 +430,7 @@ class FakeComfyUI:
             files=self.files,
             step_delay=self.step_delay,
             previews=self.previews,
+            noise_bits=self.noise_bits,
             failures=self._failures,
         )
         outputs, status, self._cache = await run.execute(

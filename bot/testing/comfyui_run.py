@@ -21,6 +21,8 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
+from bot.testing.automatic1111_pictures import grain
+
 GREY = (127, 127, 127)
 
 
@@ -52,6 +54,8 @@ class Hooks:
     files: dict[tuple[str, str, str], bytes]
     step_delay: float = 0.005
     previews: bool = True
+    #: Bits of random noise per channel in the finished pictures (0: flat colours, tiny PNGs).
+    noise_bits: int = 0
     #: class_type -> (exception type, message) raised when such a node runs.
     failures: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -138,6 +142,8 @@ async def _sample(node_id: str, inputs: Mapping[str, Any], hooks: Hooks) -> tupl
             small.save(buffer, "JPEG", quality=80)
             preview = buffer.getvalue()
         await hooks.progress(node_id, step, steps, preview)
+    if hooks.noise_bits:
+        finals = [grain(picture, hooks.noise_bits) for picture in finals]
     return (replace(latent, sources=tuple(finals)),)
 
 
