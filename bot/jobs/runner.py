@@ -356,6 +356,7 @@ class JobRunner:
                     order,
                     job_id=job.id,
                     trying=making.trying,
+                    slot=lambda backend: self.dispatcher.slot(queued, backend.name),
                     progress=self._progress_of(job),
                 )
             finally:

@@ -149,3 +149,29 @@ async def test_each_backend_has_its_own_lane_within_the_total() -> None:
             await asyncio.sleep(0.01)
     await lanes.stop()
     assert peaks == {"gpu": 1, "api": 3} and total_peak == 4
+
+
+async def test_jobs_failed_over_between_two_lanes_both_way_never_wait_for_each_other() -> None:
+    """Two one-at-a-time backends, each the other's fallback, both down: the job of each that
+    moves to the other gets the slot its first backend no longer uses there, so neither waits
+    forever for the other's."""
+    lanes: Lanes
+    moved: list[int] = []
+    both_moving = asyncio.Barrier(2)
+
+    async def run(job: QueuedJob) -> None:
+        await both_moving.wait()  # both hold their own lane's slot, both are told "down"
+        other = "b" if job.lane == "a" else "a"
+        async with lanes.slot(job, other):
+            moved.append(job.job_id)
+
+    one = (1, UNLIMITED)
+    lanes = Lanes(run, concurrency=4, lanes={"default": one, "a": one, "b": one})
+    lanes.push(QueuedJob(1, "g", 1, lane="a"))
+    lanes.push(QueuedJob(2, "g", 2, lane="b"))
+    lanes.start()
+    async with asyncio.timeout(5):
+        while len(moved) < 2:  # noqa: ASYNC110 - the jobs are the test's own
+            await asyncio.sleep(0.01)
+    await lanes.stop()
+    assert sorted(moved) == [1, 2]
