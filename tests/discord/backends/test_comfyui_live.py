@@ -4,9 +4,12 @@ server down, and failover to a second backend, through the real bot and fake Dis
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from importlib import resources
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.config import ProviderSettings
@@ -30,6 +33,9 @@ from bot.testing.openai_api import FakeImagesAPI
 from tests.discord.backends.conftest import stored_job
 from tests.discord.backends.test_failover import closed_port_url
 from tests.discord.generate.test_progress import DONE, progress_edits, result_post, shows
+
+#: The workflows the bot ships (another client of the server sends the same graph).
+WORKFLOWS = resources.files("bot.providers").joinpath("comfyui_workflows")
 
 
 @pytest.fixture
@@ -145,3 +151,35 @@ async def test_comfyui_answering_503_fails_over_to_the_automatic1111_server(
         await harness.fake.slash("imagine", {"prompt": "a quiet bay"})
         second = await stored_job(harness, job_id_of(await new_result(harness, before)))
     assert (second.backend, second.model) == ("default", "comfyui") and len(comfy.runs) == 1
+
+
+async def test_cancel_while_waiting_in_comfyuis_queue_deletes_our_prompt_there(
+    sd: Harness, comfy: FakeComfyUI
+) -> None:
+    """Someone else's prompt runs on the shared server: our job's prompt waits in its queue,
+    and Cancel takes it off the queue (their prompt is not interrupted)."""
+    fake = sd.fake
+    graph = json.loads(WORKFLOWS.joinpath("txt2img.json").read_text(encoding="utf-8"))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{comfy.base_url}/prompt", json={"prompt": graph}) as answer,
+    ):
+        assert answer.status == 200
+        theirs = (await answer.json())["prompt_id"]
+    await comfy.wait_running(theirs)
+    handle = await fake.slash("imagine", {"prompt": "a slow sunrise"})
+    working = en(sd, "status.working", n=1)
+    status = await handle.wait_message(lambda m: m.content == working and bool(m.custom_ids))
+    await comfy.wait_until(lambda: len(comfy.pending_prompts) == 1, within=5)
+    (ours,) = comfy.pending_prompts
+    (cancel,) = status.custom_ids
+    click = await fake.click(status, cancel, user=fake.user)
+    assert (await click.response()).type == 7
+    await sd.idle()
+    await comfy.wait_until(lambda: comfy.deleted == [ours], within=5)
+    assert comfy.interrupts == []  # their prompt runs on
+    await comfy.wait_until(lambda: theirs in comfy.history, within=10)
+    assert ours not in comfy.runs or not comfy.runs[ours].started
+    job = await stored_job(sd, int(cancel.split(":")[2]))
+    assert job.status is JobStatus.CANCELLED and job.cost_micro_usd == 0
+    assert not [m for m in fake.state.messages.values() if m.attachments]
