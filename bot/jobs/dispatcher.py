@@ -119,6 +119,8 @@ class Dispatcher:
         #: Jobs of other lanes failed over to this one (see :meth:`slot`), and those waiting.
         self.borrowed: dict[int, QueuedJob] = {}
         self._borrowers: list[asyncio.Event] = []
+        #: Whether the next free slot is the queue's (else a moved job's, when one waits).
+        self._queue_turn = True
         self._cap.join(self)
 
     # --- what the runner calls -----------------------------------------------------------------
@@ -135,13 +137,16 @@ class Dispatcher:
 
     @contextlib.asynccontextmanager
     async def slot(self, job: QueuedJob) -> AsyncIterator[None]:
-        """One of this lane's slots for ``job`` of another lane, failed over to this backend:
-        waited for ahead of this lane's queue (the job waited its turn already). The job no
-        longer counts on its own lane (it asks that backend nothing more), so two lanes that
-        fail over to each other never wait for each other. The total cap stays taken once."""
+        """One of this lane's slots for ``job`` of another lane, failed over to this backend.
+
+        Moved jobs and this lane's queue take the slots that free in turn, so neither starves
+        the other while a backend is down. The job no longer counts on its own lane (it asks
+        that backend nothing more): two lanes that fail over to each other never wait for each
+        other. The total cap stays taken once, by its own lane."""
         self._cap.away.add(job.job_id)
         self._cap.wake_all()  # its own lane has a slot free now
-        while self.busy >= self._concurrency:
+        self._wake.set()  # this lane's next job may start first, if it is its turn
+        while self.busy >= self._concurrency or (self._queue_turn and self._head_may_start()):
             freed = asyncio.Event()
             self._borrowers.append(freed)
             try:
@@ -149,6 +154,7 @@ class Dispatcher:
             finally:
                 self._borrowers.remove(freed)
         self.borrowed[job.job_id] = job
+        self._queue_turn = True
         self._changed()
         try:
             yield
@@ -228,6 +234,7 @@ class Dispatcher:
             and head.job_id == job_id
             and not self._paused
             and self.busy < self._concurrency
+            and (self._queue_turn or not self._borrowers)
             and self._cap.may_start(self)
             and self._limiter.delay(head.images) == 0
         )
@@ -269,7 +276,7 @@ class Dispatcher:
     # --- the loop ------------------------------------------------------------------------------
 
     def _freed(self) -> None:
-        """A slot is free: jobs failed over to this lane take it first, else its queue."""
+        """A slot is free: the moved jobs waiting and the queue look again (in turn)."""
         for borrower in self._borrowers:
             borrower.set()
         self._poke()
@@ -291,7 +298,7 @@ class Dispatcher:
                 not self._paused
                 and self.queue
                 and self.busy < self._concurrency
-                and not self._borrowers
+                and (self._queue_turn or not self._borrowers)
                 and self._cap.may_start(self)
             ):
                 head = self.queue.peek()
@@ -311,10 +318,23 @@ class Dispatcher:
                 self._cap.take()
                 self.running[job.job_id] = job
                 self._started[job.job_id] = time.monotonic()
+                self._queue_turn = False
                 task = asyncio.create_task(self._execute(job), name=f"job-{job.job_id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 self._changed()
+            for borrower in self._borrowers:  # a moved job's turn, maybe: it looks again
+                borrower.set()
+
+    def _head_may_start(self) -> bool:
+        """The next job of this lane's queue may start now, but for a free slot."""
+        head = self.queue.peek()
+        return (
+            head is not None
+            and not self._paused
+            and self._cap.may_start(self)
+            and self._limiter.delay(head.images) == 0
+        )
 
     async def _execute(self, job: QueuedJob) -> None:
         started = time.monotonic()

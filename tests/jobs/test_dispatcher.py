@@ -175,3 +175,41 @@ async def test_jobs_failed_over_between_two_lanes_both_way_never_wait_for_each_o
             await asyncio.sleep(0.01)
     await lanes.stop()
     assert sorted(moved) == [1, 2]
+
+
+async def test_jobs_moved_to_a_lane_and_its_own_queue_take_its_slot_in_turn() -> None:
+    """The API is down and its jobs fail over to a one-at-a-time GPU lane that has a backlog
+    of its own: the GPU runs one job at a time, a moved one and one of its own in turn, so
+    neither waits for the other's whole backlog."""
+    lanes: Lanes
+    on_gpu: list[str] = []
+    gpu_running = 0
+    gpu_peak = 0
+
+    async def use_gpu(name: str) -> None:
+        nonlocal gpu_running, gpu_peak
+        gpu_running += 1
+        gpu_peak = max(gpu_peak, gpu_running)
+        on_gpu.append(name)
+        await asyncio.sleep(0.02)
+        gpu_running -= 1
+
+    async def run(job: QueuedJob) -> None:
+        if job.lane == "gpu":
+            await use_gpu("own")
+            return
+        async with lanes.slot(job, "gpu"):  # the API answered "down": moved to the GPU
+            await use_gpu("moved")
+
+    lanes = Lanes(run, concurrency=8, lanes={"default": (4, UNLIMITED), "gpu": (1, UNLIMITED)})
+    for job_id in range(4):
+        lanes.push(QueuedJob(job_id, "g", job_id, lane="gpu"))
+    for job_id in range(4, 8):
+        lanes.push(QueuedJob(job_id, "g", job_id))
+    lanes.start()
+    async with asyncio.timeout(5):
+        while len(on_gpu) < 8:  # noqa: ASYNC110 - the jobs are the test's own
+            await asyncio.sleep(0.01)
+    await lanes.stop()
+    assert gpu_peak == 1
+    assert on_gpu[1:7] in (["moved", "own"] * 3, ["own", "moved"] * 3), on_gpu
