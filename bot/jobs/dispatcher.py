@@ -12,13 +12,14 @@ changes from the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import math
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from bot.jobs.fairqueue import FairQueue, QueuedJob
@@ -60,6 +61,8 @@ class RunningCap:
         self.limit = limit
         self.running = 0
         self._lanes: deque[Dispatcher] = deque()
+        #: Running jobs failed over from their own lane to another (see :meth:`Dispatcher.slot`).
+        self.away: set[int] = set()
 
     def may_start(self, lane: Dispatcher) -> bool:
         if self.running >= self.limit:
@@ -78,6 +81,10 @@ class RunningCap:
             lane.wake()
         # Of those that may, the first woken takes the slot: another comes first next time.
         self._lanes.rotate(-1)
+
+    def wake_all(self) -> None:
+        for lane in self._lanes:
+            lane.wake()
 
     def join(self, lane: Dispatcher) -> None:
         self._lanes.append(lane)
@@ -109,6 +116,11 @@ class Dispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._average_run = DEFAULT_RUN_SECONDS
         self._paused = False
+        #: Jobs of other lanes failed over to this one (see :meth:`slot`), and those waiting.
+        self.borrowed: dict[int, QueuedJob] = {}
+        self._borrowers: list[asyncio.Event] = []
+        #: Whether the next free slot is the queue's (else a moved job's, when one waits).
+        self._queue_turn = True
         self._cap.join(self)
 
     # --- what the runner calls -----------------------------------------------------------------
@@ -122,6 +134,40 @@ class Dispatcher:
         if removed:
             self._poke()
         return removed
+
+    @contextlib.asynccontextmanager
+    async def slot(self, job: QueuedJob) -> AsyncIterator[None]:
+        """One of this lane's slots for ``job`` of another lane, failed over to this backend.
+
+        Moved jobs and this lane's queue take the slots that free in turn, so neither starves
+        the other while a backend is down. The job no longer counts on its own lane (it asks
+        that backend nothing more): two lanes that fail over to each other never wait for each
+        other. The total cap stays taken once, by its own lane."""
+        self._cap.away.add(job.job_id)
+        self._cap.wake_all()  # its own lane has a slot free now
+        self._wake.set()  # this lane's next job may start first, if it is its turn
+        while self.busy >= self._concurrency or (self._queue_turn and self._head_may_start()):
+            freed = asyncio.Event()
+            self._borrowers.append(freed)
+            try:
+                await freed.wait()
+            finally:
+                self._borrowers.remove(freed)
+        self.borrowed[job.job_id] = job
+        self._queue_turn = True
+        self._changed()
+        try:
+            yield
+        finally:
+            del self.borrowed[job.job_id]
+            self._freed()
+
+    @property
+    def busy(self) -> int:
+        """Slots taken: its own running jobs except those failed over elsewhere, and the
+        jobs failed over to it."""
+        away = sum(1 for job_id in self.running if job_id in self._cap.away)
+        return len(self.running) - away + len(self.borrowed)
 
     def request_done(self, job_id: int) -> None:
         """The provider answered ``job_id``: its images' rate-limit window starts now."""
@@ -187,7 +233,8 @@ class Dispatcher:
             head is not None
             and head.job_id == job_id
             and not self._paused
-            and len(self.running) < self._concurrency
+            and self.busy < self._concurrency
+            and (self._queue_turn or not self._borrowers)
             and self._cap.may_start(self)
             and self._limiter.delay(head.images) == 0
         )
@@ -228,6 +275,12 @@ class Dispatcher:
 
     # --- the loop ------------------------------------------------------------------------------
 
+    def _freed(self) -> None:
+        """A slot is free: the moved jobs waiting and the queue look again (in turn)."""
+        for borrower in self._borrowers:
+            borrower.set()
+        self._poke()
+
     def _poke(self) -> None:
         self._wake.set()
         self._changed()
@@ -244,7 +297,8 @@ class Dispatcher:
             while (
                 not self._paused
                 and self.queue
-                and len(self.running) < self._concurrency
+                and self.busy < self._concurrency
+                and (self._queue_turn or not self._borrowers)
                 and self._cap.may_start(self)
             ):
                 head = self.queue.peek()
@@ -264,10 +318,23 @@ class Dispatcher:
                 self._cap.take()
                 self.running[job.job_id] = job
                 self._started[job.job_id] = time.monotonic()
+                self._queue_turn = False
                 task = asyncio.create_task(self._execute(job), name=f"job-{job.job_id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 self._changed()
+            for borrower in self._borrowers:  # a moved job's turn, maybe: it looks again
+                borrower.set()
+
+    def _head_may_start(self) -> bool:
+        """The next job of this lane's queue may start now, but for a free slot."""
+        head = self.queue.peek()
+        return (
+            head is not None
+            and not self._paused
+            and self._cap.may_start(self)
+            and self._limiter.delay(head.images) == 0
+        )
 
     async def _execute(self, job: QueuedJob) -> None:
         started = time.monotonic()
@@ -281,5 +348,6 @@ class Dispatcher:
             self._average_run = 0.8 * self._average_run + 0.2 * elapsed
             self.running.pop(job.job_id, None)
             self._started.pop(job.job_id, None)
-            self._poke()
+            self._cap.away.discard(job.job_id)
+            self._freed()
             self._cap.give()

@@ -12,9 +12,11 @@ A backend that timed out may have made (and billed) the images all the same: tha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from bot.errors import BotError
@@ -47,10 +49,12 @@ async def make_images_failing_over(
     progress: ProgressCallback | None = None,
     job_id: int | None = None,
     trying: Callable[[Backend], None] | None = None,
+    slot: Callable[[Backend], AbstractAsyncContextManager[None]] | None = None,
 ) -> Made:
     """Make ``order`` on its backend, else on the next of its fallbacks that can take it;
     raises the last outage when none can (BotError subclasses). ``trying`` is told each
-    backend before it is asked."""
+    backend before it is asked; ``slot`` is held while one is asked (for a fallback, one of
+    that backend's own slots: the job's first backend gave it only its own)."""
     first = service.backend_for(order)
     candidates = [first, *service.backends.fallbacks(first.name)]
     outage: ProviderUnavailable | None = None
@@ -74,7 +78,8 @@ async def make_images_failing_over(
         if trying is not None:
             trying(backend)
         try:
-            result = await send_order(service, sent, backend, progress=progress)
+            async with contextlib.nullcontext() if slot is None else slot(backend):
+                result = await send_order(service, sent, backend, progress=progress)
         except ProviderUnavailable as error:
             error.possibly_billed = error.possibly_billed or bool(outage and outage.possibly_billed)
             outage = error

@@ -14,7 +14,9 @@ each in O(backends) on top of the dispatcher's own cost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 
 from bot.config import DEFAULT_BACKEND
 from bot.jobs.dispatcher import Dispatcher, Place, RunningCap
@@ -49,6 +51,15 @@ class Lanes:
 
     def push(self, job: QueuedJob) -> None:
         self.lane(job.lane).push(job)
+
+    def slot(self, job: QueuedJob, backend: str) -> AbstractAsyncContextManager[None]:
+        """A slot on ``backend``'s lane for ``job`` while it asks that backend: nothing more on
+        its own lane; one there when it failed over (a one-at-a-time GPU server runs one job,
+        also counting those moved to it)."""
+        lane = self.lane(backend)
+        if lane is self.lane(job.lane):
+            return contextlib.nullcontext()
+        return lane.slot(job)
 
     def remove(self, job_id: int) -> bool:
         return any(lane.remove(job_id) for lane in self.lanes.values())

@@ -356,6 +356,7 @@ class JobRunner:
                     order,
                     job_id=job.id,
                     trying=making.trying,
+                    slot=lambda backend: self.dispatcher.slot(queued, backend.name),
                     progress=self._progress_of(job),
                 )
             finally:
@@ -425,7 +426,7 @@ class JobRunner:
         # Kept instead of the raw uploads: what was sent is all Redo/Retry need.
         kept_inputs = None if (sent.image, sent.mask) == (order.image, order.mask) else sent
         # On disk while it is posted (a thread writes it meanwhile), in the database after.
-        holding = asyncio.create_task(self.results.hold(job.id, result, cost))
+        holding = asyncio.create_task(self.results.hold(job, result, cost))
         posted = await self._post(job, list(result.images))
         await holding
         await self.results.record(job, result, cost, posted, kept_inputs, reserved=reserved)

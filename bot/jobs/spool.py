@@ -37,6 +37,7 @@ from bot.db.engine import finish_even_if_cancelled, sqlite_path
 from bot.db.models import Job, JobStatus
 from bot.generation import ImageOrder
 from bot.jobs import store
+from bot.jobs.store import MadeBy
 from bot.providers import GeneratedImage, ImageResult
 from bot.providers.types import ImageUsage
 
@@ -67,6 +68,8 @@ class SpoolEntry:
     result: ImageResult | None
     cost: int
     posted: Posted | None
+    #: Who made the result (a fallback, maybe; see bot.jobs.failover), none in older entries.
+    made_by: MadeBy | None = None
 
 
 def inflight_dir(settings: Settings) -> Path:
@@ -87,8 +90,9 @@ class Spool:
         self.directory = directory
         self.durable = durable
 
-    def keep(self, job_id: int, result: ImageResult, cost: int) -> None:
+    def keep(self, job: Job, result: ImageResult, cost: int) -> None:
         """Write the images, then the JSON that makes the entry whole."""
+        job_id = job.id
         self.directory.mkdir(parents=True, exist_ok=True)
         images = []
         for position, image in enumerate(result.images):
@@ -115,6 +119,7 @@ class Spool:
             "output_format": result.output_format,
             "usage": asdict(result.usage) if result.usage is not None else None,
             "created": result.created,
+            "made_by": asdict(MadeBy(job.backend, job.model, job.possibly_billed)),
         }
         _write(self._meta(job_id), json.dumps(meta).encode(), self.durable)
 
@@ -147,16 +152,18 @@ class Spool:
                 path.unlink()
 
     def _entry(self, job_id: int) -> SpoolEntry:
-        result, cost = None, 0
+        result, cost, made_by = None, 0, None
         if self._meta(job_id).exists():
             meta = json.loads(self._meta(job_id).read_text(encoding="utf-8"))
             result = _result(meta, self.directory)
             cost = int(meta["cost_micro_usd"])
+            if meta.get("made_by") is not None:
+                made_by = MadeBy(**meta["made_by"])
         posted = None
         if self._posted(job_id).exists():
             note = json.loads(self._posted(job_id).read_text(encoding="utf-8"))
             posted = [(channel, int(message)) for channel, message in note["messages"]]
-        return SpoolEntry(job_id, result, cost, posted)
+        return SpoolEntry(job_id, result, cost, posted, made_by)
 
     def _meta(self, job_id: int) -> Path:
         return self.directory / f"job-{job_id}.json"
@@ -218,12 +225,13 @@ class ResultKeeper:
         self.retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS
         self.flush_seconds = SPOOL_RETRY_SECONDS
 
-    async def hold(self, job_id: int, result: ImageResult, cost: int) -> None:
-        """Keep a new result on disk, not in the database, while it is posted."""
+    async def hold(self, job: Job, result: ImageResult, cost: int) -> None:
+        """Keep a new result on disk, not in the database, while it is posted (``job`` says
+        who made it, see :func:`store.settle`)."""
         try:
-            await asyncio.to_thread(self.inflight.keep, job_id, result, cost)
+            await asyncio.to_thread(self.inflight.keep, job, result, cost)
         except OSError:  # posted all the same; only a kill before it is recorded would lose it
-            log.exception("job %d: the images cannot be kept while they are posted", job_id)
+            log.exception("job %d: the images cannot be kept while they are posted", job.id)
 
     async def record(
         self,
@@ -267,7 +275,7 @@ class ResultKeeper:
     async def _keep(self, job: Job, result: ImageResult, cost: int, posted: Posted) -> None:
         async with self._lock:
             try:
-                await asyncio.to_thread(self.spool.keep, job.id, result, cost)
+                await asyncio.to_thread(self.spool.keep, job, result, cost)
                 if posted:
                     await asyncio.to_thread(self.spool.mark_posted, job.id, posted)
             except OSError:
@@ -347,7 +355,9 @@ class ResultKeeper:
         job = await store.get_job(self._sessions, entry.job_id)
         unposted = None
         if job is not None and entry.result is not None and job.status in _ACTIVE:
-            job = await store.record_success(self._sessions, job.id, entry.result, entry.cost)
+            job = await store.record_success(
+                self._sessions, job.id, entry.result, entry.cost, made_by=entry.made_by
+            )
             unposted = job if entry.posted is None else None
             log.info("job %d: result recorded from the spool", entry.job_id)
         if job is not None and entry.posted is not None and job.status is JobStatus.SUCCEEDED:

@@ -233,16 +233,35 @@ async def mark_running(sessions: Sessions, job_id: int) -> None:
             job.started_at = utcnow()
 
 
+@dataclass(frozen=True)
+class MadeBy:
+    """The backend that made a result, its model, and whether one before it may have billed
+    the job too: what the job's row records with the result (a fallback's, maybe)."""
+
+    backend: str | None
+    model: str
+    possibly_billed: bool
+
+
 async def record_success(
-    sessions: Sessions, job_id: int, result: ImageResult, cost: int
+    sessions: Sessions,
+    job_id: int,
+    result: ImageResult,
+    cost: int,
+    *,
+    made_by: MadeBy | None = None,
 ) -> Job | None:
     """Store the images (they were paid for) until they are delivered: a result recorded from
-    the spool (a new one is recorded by :func:`record_result`, after it is posted)."""
+    the spool (a new one is recorded by :func:`record_result`, after it is posted).
+    ``made_by``: who made it (a job failed over is recorded as its fallback's)."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
         if job is None:
             return None
         before = (job.n_charged, job.cost_micro_usd)
+        if made_by is not None:
+            job.backend, job.model = made_by.backend, made_by.model
+            job.possibly_billed = job.possibly_billed or made_by.possibly_billed
         settle(job, result, cost)
         await counters.settle(session, job, before)
         for position, image in enumerate(result.images):

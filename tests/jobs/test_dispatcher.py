@@ -149,3 +149,67 @@ async def test_each_backend_has_its_own_lane_within_the_total() -> None:
             await asyncio.sleep(0.01)
     await lanes.stop()
     assert peaks == {"gpu": 1, "api": 3} and total_peak == 4
+
+
+async def test_jobs_failed_over_between_two_lanes_both_way_never_wait_for_each_other() -> None:
+    """Two one-at-a-time backends, each the other's fallback, both down: the job of each that
+    moves to the other gets the slot its first backend no longer uses there, so neither waits
+    forever for the other's."""
+    lanes: Lanes
+    moved: list[int] = []
+    both_moving = asyncio.Barrier(2)
+
+    async def run(job: QueuedJob) -> None:
+        await both_moving.wait()  # both hold their own lane's slot, both are told "down"
+        other = "b" if job.lane == "a" else "a"
+        async with lanes.slot(job, other):
+            moved.append(job.job_id)
+
+    one = (1, UNLIMITED)
+    lanes = Lanes(run, concurrency=4, lanes={"default": one, "a": one, "b": one})
+    lanes.push(QueuedJob(1, "g", 1, lane="a"))
+    lanes.push(QueuedJob(2, "g", 2, lane="b"))
+    lanes.start()
+    async with asyncio.timeout(5):
+        while len(moved) < 2:  # noqa: ASYNC110 - the jobs are the test's own
+            await asyncio.sleep(0.01)
+    await lanes.stop()
+    assert sorted(moved) == [1, 2]
+
+
+async def test_jobs_moved_to_a_lane_and_its_own_queue_take_its_slot_in_turn() -> None:
+    """The API is down and its jobs fail over to a one-at-a-time GPU lane that has a backlog
+    of its own: the GPU runs one job at a time, a moved one and one of its own in turn, so
+    neither waits for the other's whole backlog."""
+    lanes: Lanes
+    on_gpu: list[str] = []
+    gpu_running = 0
+    gpu_peak = 0
+
+    async def use_gpu(name: str) -> None:
+        nonlocal gpu_running, gpu_peak
+        gpu_running += 1
+        gpu_peak = max(gpu_peak, gpu_running)
+        on_gpu.append(name)
+        await asyncio.sleep(0.02)
+        gpu_running -= 1
+
+    async def run(job: QueuedJob) -> None:
+        if job.lane == "gpu":
+            await use_gpu("own")
+            return
+        async with lanes.slot(job, "gpu"):  # the API answered "down": moved to the GPU
+            await use_gpu("moved")
+
+    lanes = Lanes(run, concurrency=8, lanes={"default": (4, UNLIMITED), "gpu": (1, UNLIMITED)})
+    for job_id in range(4):
+        lanes.push(QueuedJob(job_id, "g", job_id, lane="gpu"))
+    for job_id in range(4, 8):
+        lanes.push(QueuedJob(job_id, "g", job_id))
+    lanes.start()
+    async with asyncio.timeout(5):
+        while len(on_gpu) < 8:  # noqa: ASYNC110 - the jobs are the test's own
+            await asyncio.sleep(0.01)
+    await lanes.stop()
+    assert gpu_peak == 1
+    assert on_gpu[1:7] in (["moved", "own"] * 3, ["own", "moved"] * 3), on_gpu

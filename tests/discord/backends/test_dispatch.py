@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import socket
 from pathlib import Path
 
 from bot.config import JobsSettings, ProviderSettings
@@ -76,3 +77,46 @@ async def _run_all(
 
 def _results(fake: FakeDiscord) -> list[StoredMessage]:
     return [m for m in fake.state.messages.values() if m.attachments and not m.ephemeral]
+
+
+async def test_a_job_failed_over_to_the_gpu_server_waits_for_its_one_slot(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    a1111: FakeAutomatic1111,
+) -> None:
+    """OpenAI down, fallback = ["gpu"] (one job at a time): the jobs it moves there queue
+    behind the GPU server's own job instead of being sent to it alongside."""
+    fake = fake_discord
+    a1111.step_delay = 0.01  # 20 steps of 10 ms: a fifth of a second a job
+    gpu_guild = fake.add_guild("GPU Server")
+    gpu_channel = fake.add_channel(gpu_guild, "art")
+    painter = fake.add_member(gpu_guild, "painter")
+    members = [fake.add_member(fake.guild, f"member{i}") for i in range(2)]
+    with socket.socket() as probe:  # an address where nothing listens: OpenAI is down
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    settings = make_settings(
+        tmp_path,
+        fake,
+        fake_images_api,
+        backends={"gpu": ProviderSettings(**a1111_backend(a1111))},  # concurrency 0: one
+        base_url=down,
+        fallback=("gpu",),
+    )
+    settings = dataclasses.replace(settings, jobs=JobsSettings(concurrency=4))
+    async with run_bot(fake, fake_images_api, settings, a1111=a1111) as harness:
+        async with harness.bot.storage.sessions() as session, session.begin():
+            session.add(GuildSettings(guild_id=gpu_guild.id, backend="gpu"))
+        painting = {"prompt": "an oil painting"}
+        await fake.slash("imagine", painting, user=painter, channel=gpu_channel)
+        for member in members:
+            await fake.slash("imagine", {"prompt": "a photo"}, user=member)
+        async with asyncio.timeout(20):
+            while len(_results(fake)) < 3:  # noqa: ASYNC110 - the results have no event
+                await asyncio.sleep(0.01)
+        await harness.idle()
+    assert len(a1111.runs) == 3
+    runs = sorted(a1111.runs, key=lambda run: run.arrived)
+    for earlier, later in itertools.pairwise(runs):
+        assert later.arrived >= earlier.answered  # never two at once on the GPU server

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.config import ProviderSettings, Settings
+from bot.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings
 from bot.db.models import JobStatus
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord
@@ -196,3 +198,47 @@ async def test_a_timeout_fails_over_and_the_job_keeps_that_it_may_have_been_bill
             while not a1111.interrupts:  # noqa: ASYNC110 - the fake has no event for it
                 await asyncio.sleep(0.01)
     assert [run.task_id for run in a1111.runs] == a1111.interrupts
+
+
+async def test_a_failed_over_result_recorded_from_the_spool_names_the_backend_that_made_it(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    a1111: FakeAutomatic1111,
+    openai_then_gpu: Settings,
+    tmp_path: Path,
+) -> None:
+    """OpenAI answers 503, the GPU server makes the images, and the database is locked when
+    they arrive: they are posted from the spool and, once it is back, recorded as the GPU
+    server's at its price, not as the OpenAI model the job was admitted for."""
+    path = tmp_path / "bot.db"
+    spool = tmp_path / "spool"
+    settings = dataclasses.replace(
+        openai_then_gpu,
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{path}", busy_timeout_seconds=0.1),
+        storage=StorageSettings(spool_dir=str(spool)),
+    )
+    a1111.step_delay = 0.02  # 20 steps: the lock is taken while it makes the images
+    async with run_bot(fake_discord, fake_images_api, settings, a1111=a1111) as harness:
+        results = harness.bot.runner.results
+        results.retry_delays = (0.05,)
+        harness.api.fail_next(503)
+        before = seen_ids(harness.fake)
+        await harness.fake.slash("imagine", {"prompt": "a harbour at night"})
+        locker = sqlite3.connect(path, isolation_level=None)
+        try:
+            async with asyncio.timeout(5):
+                while not a1111.requests:  # noqa: ASYNC110 - the fake has no event for it
+                    await asyncio.sleep(0.01)
+            locker.execute("BEGIN EXCLUSIVE")
+            result = await harness.result(lambda m: m.id not in before)
+            async with asyncio.timeout(5):
+                while not (spool / "job-1.json").exists():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        finally:
+            locker.rollback()
+            locker.close()
+        assert await results.flush() == 0  # what its timer does every 30 s
+        assert list(spool.iterdir()) == []
+        job = await stored_job(harness, job_id_of(result))
+    assert (job.status, job.backend, job.model) == (JobStatus.DELIVERED, "gpu", "automatic1111")
+    assert job.cost_micro_usd == 2000 and job.n_delivered == 1

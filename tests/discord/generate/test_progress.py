@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import math
 from collections.abc import AsyncIterator, Callable
@@ -320,3 +321,43 @@ async def test_a_progress_update_the_discord_layer_cannot_take_never_fails_the_j
         failures = [r for r in caplog.records if "showing progress failed" in r.getMessage()]
         assert len(failures) == 1
     assert fake_discord.spec_violations == []
+
+
+async def test_a_gpt_image_job_shows_its_partial_images_before_its_result(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """``partial_images = 2`` on gpt-image-1: each partial image the API streams reaches the
+    member's status message as a preview while the job runs, then the result, then "done"
+    alone."""
+    settings = settings_factory(model="gpt-image-1")
+    provider = dataclasses.replace(settings.provider, partial_images=2)
+    fake_images_api.stream_interval = 0.5  # between the streamed events: time to show each
+    settings = dataclasses.replace(settings, provider=provider)
+    async with run_bot(fake_discord, fake_images_api, settings) as h:
+        pace(h, 0.2)
+        options = {"prompt": "a kite", "size": "1024x1024", "quality": "low"}
+        handle = await h.fake.slash("imagine", options, user=h.fake.user)
+        result = await h.result(timeout=30)
+        await shows(handle, lambda m: m.content == DONE)
+        await h.idle()
+    assert len(result.attachments) == 1
+    sent = fake_images_api.requests[0].body
+    assert (sent["stream"], sent["partial_images"]) == (True, 2)
+    posted = result_post(fake_discord)
+    previews = [
+        r
+        for r in fake_discord.requests
+        if r.method == "PATCH" and r.path.endswith(ORIGINAL_EDIT) and r.files
+    ]
+    assert 1 <= len(previews) <= 2, [r.json for r in previews]
+    for edit in previews:
+        (upload,) = edit.files
+        assert upload.filename.startswith("preview.")
+        assert decode_image(upload.data).size == (1024, 1024)  # a partial of the asked size
+        assert edit.at < posted.at
+    after = [r for r in fake_discord.requests if r.method == "PATCH" and r.at > posted.at]
+    assert [r.json["content"] for r in after] == [DONE]
+    assert handle.original is not None and handle.original.attachments == []
+    assert fake_discord.spec_violations == [] and fake_images_api.spec_violations == []
