@@ -217,3 +217,30 @@ async def test_edit_and_vary_send_their_sd_options_to_img2img(
     edit, vary = [body for path, body in a1111.requests if path.endswith("/img2img")]
     assert (edit["negative_prompt"], edit["seed"], edit["steps"]) == ("people", 5, 8)
     assert (vary["seed"], vary["cfg_scale"]) == (6, 4.5)
+
+
+async def test_the_vary_button_and_reaction_keep_the_sd_options_but_not_the_seed(
+    sd: Harness, a1111: FakeAutomatic1111
+) -> None:
+    result = await imagine(
+        sd,
+        negative="blurry, text",
+        seed=77,
+        steps=12,
+        guidance=6.5,
+        sampler="DPM++ 2M",
+        checkpoint="sd_xl_base_1.0",
+    )
+    await press(sd, result, f"ib:vary:{job_id_of(result)}:0")
+    before = seen_ids(sd.fake)
+    await sd.fake.react(result, "🔄", user=sd.fake.user)
+    await new_result(sd, before)
+
+    button, reaction = [body for path, body in a1111.requests if path.endswith("/img2img")]
+    for body in (button, reaction):
+        assert body["prompt"] == "a lighthouse at dusk"
+        assert body["negative_prompt"] == "blurry, text"
+        assert (body["steps"], body["cfg_scale"]) == (12, 6.5)
+        assert body["sampler_name"] == "DPM++ 2M"
+        assert body["override_settings"]["sd_model_checkpoint"].startswith("sd_xl_base_1.0")
+        assert body["seed"] == -1  # a variation is another take: new randomness
