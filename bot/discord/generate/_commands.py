@@ -7,7 +7,8 @@ be typed at all. Commands a model cannot serve (dall-e-3 has no edits) are not r
 
 The Stable Diffusion options (negative, seed, steps, guidance, sampler, checkpoint) exist only
 when a configured backend takes them; their bounds are the loosest of those backends' limits,
-and each request is checked against its own server's backend when it is submitted.
+and each request is checked against its own server's backend when it is submitted. Sizes
+follow the server's backend too where backends differ (autocomplete instead of choices).
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from discord import app_commands
 from discord.app_commands import Choice, locale_str
 
 from bot.config import QuotaSettings
-from bot.discord.generate._backends import add_suggestions
+from bot.discord.generate._backends import (
+    add_size_suggestions,
+    add_suggestions,
+    sizes_follow_server,
+)
 from bot.discord.generate._submit import Actions
 from bot.discord.i18n import Catalog, text
 from bot.generation import FitChoice, ImageOrder
@@ -53,7 +58,11 @@ def _choices(values: tuple[str, ...], kind: str, catalog: Catalog) -> list[Choic
     return result
 
 
-def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
+def common_options(
+    choices: OptionChoices, catalog: Catalog, *, server_sizes: bool = False
+) -> list[Option]:
+    """``server_sizes``: the size option is typed, with the sizes of the member's server's
+    backend suggested (see ``_backends.sizes_follow_server``), not a list of ``choices``."""
     options = []
     if choices.max_n > 1:
         options.append(
@@ -65,7 +74,8 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
                 text("count", "opt.n.name"),
             )
         )
-    if choices.sizes:
+    if choices.sizes or server_sizes:
+        listed = [Choice(name=s, value=s) for s in choices.sizes[:25]]
         options.append(
             Option(
                 "size",
@@ -73,7 +83,7 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
                 None,
                 text("Image size in pixels", "opt.size.description"),
                 text("size", "opt.size.name"),
-                [Choice(name=s, value=s) for s in choices.sizes[:25]],
+                None if server_sizes else listed,
             )
         )
     # A single quality or style is no choice: the option would only add noise to the command.
@@ -227,6 +237,11 @@ def build_commands(
     def extra(operation: Operation) -> list[Option]:
         return sd_options(sd, operation) if sd is not None else []
 
+    server_sizes = sizes_follow_server(actions.backends)
+
+    def common(choices: OptionChoices) -> list[Option]:
+        return common_options(choices, catalog, server_sizes=server_sizes)
+
     prompt_option = Option(
         "prompt",
         app_commands.Range[str, 1, 4000],
@@ -247,7 +262,7 @@ def build_commands(
                 text("imagine", "cmd.imagine.name"),
                 text("Make images from a prompt", "cmd.imagine.description"),
                 imagine,
-                [prompt_option, *common_options(choices, catalog), *extra(Operation.GENERATE)],
+                [prompt_option, *common(choices), *extra(Operation.GENERATE)],
             )
         )
     if spec.supports(Operation.EDIT):
@@ -294,7 +309,7 @@ def build_commands(
                         False,
                     ),
                     _fit_option(catalog),
-                    *[o for o in common_options(choices, catalog) if o.name != "style"],
+                    *[o for o in common(choices) if o.name != "style"],
                     *extra(Operation.EDIT),
                 ],
             )
@@ -325,14 +340,16 @@ def build_commands(
                         True,
                     ),
                     _fit_option(catalog),
-                    *common_options(choices, catalog),
+                    *common(choices),
                     *extra(Operation.VARY),
                 ],
             )
         )
-    if sd is not None:
-        for command in commands:
+    for command in commands:
+        if sd is not None:
             add_suggestions(command, actions.servers)
+        if server_sizes:
+            add_size_suggestions(command, actions.servers)
     return commands
 
 
