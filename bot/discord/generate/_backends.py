@@ -77,11 +77,11 @@ class ServerBackends:
         backend = self.backends.for_job(await self.choice.for_guild(guild_id))
         spec = backend.spec_for(None)
         offered = offered_sizes(spec, self.allowed_sizes)
-        size = typed.strip().lower()
+        size = typed_size(typed)
         free = not self.allowed_sizes and parse_size(size) is not None
         if free and size not in offered and spec.allows_size(size):
             offered.insert(0, size)
-        return _matching(tuple(offered), typed)
+        return _matching(tuple(offered), size)
 
     async def _values(self, name: str, option: SDChoice) -> tuple[str, ...]:
         cached = self._cache.get((name, option))
@@ -119,6 +119,11 @@ def sizes_follow_server(backends: BackendSet) -> bool:
         backend.features.sd_options or backend.spec_for(None).sizes != listed
         for backend in backends
     )
+
+
+def typed_size(typed: str) -> str:
+    """A size as members type it ("1024 X 1024", "1024×1024") as the backends know it."""
+    return "".join(typed.split()).lower().replace("×", "x")
 
 
 def _matching(values: tuple[str, ...], typed: str) -> list[str]:

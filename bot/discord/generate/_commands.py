@@ -27,6 +27,7 @@ from bot.discord.generate._backends import (
     add_size_suggestions,
     add_suggestions,
     sizes_follow_server,
+    typed_size,
 )
 from bot.discord.generate._submit import Actions
 from bot.discord.i18n import Catalog, text
@@ -254,7 +255,7 @@ def build_commands(
         choices = _capped(option_choices(spec, Operation.GENERATE), quotas)
 
         async def imagine(interaction: discord.Interaction[Any], prompt: str, **kw: Any) -> None:
-            order = ImageOrder(Operation.GENERATE, prompt=prompt, **kw)
+            order = ImageOrder(Operation.GENERATE, prompt=prompt, **_typed(kw))
             await actions.imagine(interaction, order)
 
         commands.append(
@@ -276,7 +277,9 @@ def build_commands(
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(Operation.EDIT, prompt=prompt, fit=_fit(fit, default_fit), **kw)
+            order = ImageOrder(
+                Operation.EDIT, prompt=prompt, fit=_fit(fit, default_fit), **_typed(kw)
+            )
             await actions.edit(interaction, order, image, mask)
 
         commands.append(
@@ -323,7 +326,7 @@ def build_commands(
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(Operation.VARY, fit=_fit(fit, default_fit), **kw)
+            order = ImageOrder(Operation.VARY, fit=_fit(fit, default_fit), **_typed(kw))
             await actions.vary(interaction, order, image)
 
         commands.append(
@@ -362,6 +365,12 @@ def _fit_option(catalog: Catalog) -> Option:
         text("fit", "opt.fit.name"),
         _choices(("crop", "pad"), "fit", catalog),
     )
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """The options as typed, with a typed size in the form the backends know ("1024x1024")."""
+    size = values.get("size")
+    return values if size is None else {**values, "size": typed_size(size)}
 
 
 def _fit(value: str | None, default: FitChoice) -> Any:

@@ -103,19 +103,21 @@ async def test_a_valid_typed_size_is_suggested_first_an_invalid_one_not(mixed: H
     await use_sd(mixed)
 
     assert (await suggested(mixed, "imagine", "1000x600", prompt="x"))[0] == "1000x600"
+    assert (await suggested(mixed, "imagine", "1000 × 600", prompt="x"))[0] == "1000x600"
     assert await suggested(mixed, "imagine", "1001x600", prompt="x") == []
 
 
 # --- what each server may ask for --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("typed", ["1000x600", "1000 X 600"])
 async def test_any_multiple_of_8_within_max_side_is_made_at_that_size(
-    mixed: Harness, a1111: FakeAutomatic1111
+    mixed: Harness, a1111: FakeAutomatic1111, typed: str
 ) -> None:
     await use_sd(mixed)
     before = seen_ids(mixed.fake)
 
-    await mixed.fake.slash("imagine", {"prompt": "a lighthouse", "size": "1000x600"})
+    await mixed.fake.slash("imagine", {"prompt": "a lighthouse", "size": typed})
     await new_result(mixed, before)
 
     (body,) = bodies(a1111, "/txt2img")
