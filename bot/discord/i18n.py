@@ -27,6 +27,7 @@ from discord import app_commands
 from bot.discord.markup import shown
 from bot.errors import BotError
 from bot.imaging.errors import ImageError, MaskError
+from bot.providers.errors import SDOptionOutOfRange, SDOptionUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ FALLBACK_LOCALE = "en-US"
 OPERATOR_KEY = "error.operator"
 #: Prefix for file problems about the mask upload ("Mask: That file is empty ...").
 MASK_SUBJECT_KEY = "image.subject.mask"
+
+#: Errors whose ``option`` is a command option's name: shown in the member's language, as
+#: Discord shows them the option (its ``opt.<name>.name`` key).
+OPTION_NAMED_ERRORS = (SDOptionUnavailable, SDOptionOutOfRange)
 
 #: Discord's rule for slash command and option names, as far as Python's ``re`` can say it;
 #: names with case must also be lowercase.
@@ -153,6 +158,8 @@ class Catalog:
         if error._message is not None or self.template(error.key, locale) is None:
             return str(error)
         params = {name: shown(value) for name, value in error.params.items()}
+        if isinstance(error, OPTION_NAMED_ERRORS):
+            params["option"] = self.option_name(str(error.params["option"]), locale)
         message = self.text(error.key, locale, **params)
         if (
             isinstance(error, ImageError)
@@ -161,6 +168,11 @@ class Catalog:
         ):
             return self.text(MASK_SUBJECT_KEY, locale, message=message)
         return message
+
+    def option_name(self, option: str, locale: LocaleLike = None) -> str:
+        """A command option's name as Discord shows it to the member; as given if none."""
+        key = f"opt.{option}.name"
+        return self.text(key, locale) if self.template(key, locale) is not None else option
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._warned:

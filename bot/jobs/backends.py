@@ -54,7 +54,20 @@ class BackendChoice:
             # The commands name the default backend's model, a result its own backend's:
             # neither means anything on another backend, which uses its own default.
             model = None
-        return dataclasses.replace(order, backend=chosen, model=model)
+        moved = dataclasses.replace(order, backend=chosen, model=model)
+        if order.backend is not None and not self._backends.get(chosen).features.sd_options:
+            # A result's Stable Diffusion options cannot be left out of a button's request:
+            # on a backend without them it runs without them, rather than being refused.
+            moved = dataclasses.replace(
+                moved,
+                negative_prompt="",
+                seed=None,
+                steps=None,
+                guidance=None,
+                sampler=None,
+                checkpoint=None,
+            )
+        return moved
 
     async def for_guild(self, guild_id: int | None) -> str:
         """The backend the server's new jobs run on (direct messages: "default")."""

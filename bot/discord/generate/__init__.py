@@ -65,7 +65,9 @@ class Generate:
         # One reader and one rate for every way in: the bounds hold for all of them together.
         uploads = UploadReader(engine)
         requests = MemberRequestLimiter(settings.jobs.member_requests_per_minute)
-        servers = ServerBackends(engine.backends, runner.backends)
+        servers = ServerBackends(
+            engine.backends, runner.backends, allowed_sizes=settings.quotas.allowed_sizes
+        )
         actions = Actions(
             settings.quotas, engine.backends, runner, sessions, uploads, requests, servers
         )

@@ -1,5 +1,5 @@
 """The Stable Diffusion options' bounds and autocomplete: the loosest limits of the SD
-backends (what Discord enforces), and the checkpoints and samplers of the backend the
+backends (what Discord enforces), and the sizes, checkpoints and samplers of the backend the
 member's server uses.
 
 Commands are registered once for every server, so the suggestions follow each server's
@@ -22,6 +22,7 @@ from discord.app_commands import Choice
 
 from bot.jobs.backends import BackendChoice
 from bot.providers.backend import SDChoice
+from bot.providers.capabilities import ModelSpec, parse_size
 from bot.providers.checks import SDLimits
 from bot.providers.registry import BackendSet
 
@@ -33,6 +34,23 @@ CHOICES_TTL = 60.0
 MAX_CHOICES = 25
 #: The options whose values come from the server's own lists, by autocomplete.
 LISTED: tuple[SDChoice, ...] = ("sampler", "checkpoint")
+#: Sizes suggested on a backend that takes any size on its grid (Stable Diffusion): the usual
+#: SD 1.5 and SDXL shapes, square first. Any other size the backend allows may be typed.
+COMMON_SD_SIZES = (
+    "512x512",
+    "768x768",
+    "1024x1024",
+    "512x768",
+    "768x512",
+    "832x1216",
+    "1216x832",
+    "896x1152",
+    "1152x896",
+    "768x1344",
+    "1344x768",
+    "640x1536",
+    "1536x640",
+)
 
 
 @dataclass(eq=False)
@@ -40,6 +58,8 @@ class ServerBackends:
     backends: BackendSet
     #: Which backend a server's new jobs run on.
     choice: BackendChoice
+    #: ``[quotas] allowed_sizes``: when set, the only sizes suggested (and accepted).
+    allowed_sizes: tuple[str, ...] = ()
     clock: Callable[[], float] = time.monotonic
     _cache: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = field(
         default_factory=dict, init=False
@@ -48,11 +68,20 @@ class ServerBackends:
     async def suggestions(self, guild_id: int | None, option: SDChoice, typed: str) -> list[str]:
         """The values of ``option`` the server's backend offers that contain ``typed``."""
         name = await self.choice.for_guild(guild_id)
-        values = await self._values(name, option)
-        needle = typed.strip().lower()
-        starts = [v for v in values if v.lower().startswith(needle)]
-        inside = [v for v in values if needle in v.lower() and v not in starts]
-        return (starts + inside)[:MAX_CHOICES]
+        return _matching(await self._values(name, option), typed)
+
+    async def sizes(self, guild_id: int | None, typed: str) -> list[str]:
+        """The sizes the server's backend makes that match ``typed``: its listed sizes and, on
+        a free-size backend, the common SD sizes it allows; a valid size typed in full first,
+        so the member sees it is accepted."""
+        backend = self.backends.for_job(await self.choice.for_guild(guild_id))
+        spec = backend.spec_for(None)
+        offered = offered_sizes(spec, self.allowed_sizes)
+        size = typed_size(typed)
+        free = not self.allowed_sizes and parse_size(size) is not None
+        if free and size not in offered and spec.allows_size(size):
+            offered.insert(0, size)
+        return _matching(tuple(offered), size)
 
     async def _values(self, name: str, option: SDChoice) -> tuple[str, ...]:
         cached = self._cache.get((name, option))
@@ -71,6 +100,40 @@ class ServerBackends:
         return values
 
 
+def offered_sizes(spec: ModelSpec, allowed_sizes: tuple[str, ...]) -> list[str]:
+    """The sizes to suggest on ``spec``: the operator's allowed ones it makes, else its listed
+    sizes and, when it takes free sizes, the common SD sizes it allows."""
+    if allowed_sizes:
+        return [size for size in allowed_sizes if spec.allows_size(size)]
+    common = [size for size in COMMON_SD_SIZES if spec.free_size and spec.allows_size(size)]
+    return list(dict.fromkeys([*spec.sizes, *common]))
+
+
+def sizes_follow_server(backends: BackendSet) -> bool:
+    """Whether the ``size`` option suggests each server's backend's sizes (autocomplete)
+    instead of listing the default backend's (choices): with a Stable Diffusion backend (any
+    multiple of 8 can be asked for), or backends that list different sizes. An OpenAI-only bot
+    with one list keeps its choices: a short menu that needs no typing."""
+    listed = backends.default.spec_for(None).sizes
+    return any(
+        backend.features.sd_options or backend.spec_for(None).sizes != listed
+        for backend in backends
+    )
+
+
+def typed_size(typed: str) -> str:
+    """A size as members type it ("1024 X 1024", "1024×1024") as the backends know it."""
+    return "".join(typed.split()).lower().replace("×", "x")
+
+
+def _matching(values: tuple[str, ...], typed: str) -> list[str]:
+    """``values`` that start with ``typed`` first, then those that contain it (no case)."""
+    needle = typed.strip().lower()
+    starts = [v for v in values if v.lower().startswith(needle)]
+    inside = [v for v in values if needle in v.lower() and v not in starts]
+    return (starts + inside)[:MAX_CHOICES]
+
+
 def sd_bounds(limits: list[SDLimits]) -> SDLimits | None:
     """The loosest limits of the SD backends (Discord's bounds); None when there is none."""
     if not limits:
@@ -85,6 +148,19 @@ def add_suggestions(command: app_commands.Command[Any, ..., None], servers: Serv
     for option in LISTED:
         if command.get_parameter(option) is not None:
             command.autocomplete(option)(_suggester(servers, option))
+
+
+def add_size_suggestions(
+    command: app_commands.Command[Any, ..., None], servers: ServerBackends
+) -> None:
+    """Autocomplete for the command's ``size`` option, from the server's backend."""
+
+    async def suggest(interaction: discord.Interaction[Any], current: str) -> list[Choice[str]]:
+        sizes = await servers.sizes(interaction.guild_id, current)
+        return [Choice(name=size, value=size) for size in sizes]
+
+    if command.get_parameter("size") is not None:
+        command.autocomplete("size")(suggest)
 
 
 def _suggester(

@@ -257,16 +257,25 @@ def check_can_post(guild: discord.Guild | None, channel_id: int) -> None:
 
 def vary_order(backends: BackendSet, job: Job) -> ImageOrder:
     """Variations of a result: as many as the result had, on its backend with its model when
-    it can; a backend that redraws from a prompt (img2img) gets the result's."""
+    it can. A backend that redraws from a prompt (img2img) gets the result's prompt and its
+    Stable Diffusion options, all but the seed: a variation is another take, new randomness."""
     backend = backends.for_job(job.backend)
     spec = backend.spec_for(job.model if job.model in backend.models else None)
     if not spec.supports(Operation.VARY):
         spec = backend.spec_for(None)
     n = min(job.n_requested, spec.max_n)
     size = job.size if job.size and spec.allows_size(job.size) else None
-    prompt = job.prompt if backend.features.sd_options else ""
-    return ImageOrder(
-        Operation.VARY, prompt=prompt, n=n, size=size, model=spec.name, backend=backend.name
+    order = ImageOrder(Operation.VARY, n=n, size=size, model=spec.name, backend=backend.name)
+    if not backend.features.sd_options:
+        return order
+    return dataclasses.replace(
+        order,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt or "",
+        steps=job.steps,
+        guidance=job.guidance,
+        sampler=job.sampler,
+        checkpoint=job.checkpoint,
     )
 
 

@@ -7,7 +7,8 @@ be typed at all. Commands a model cannot serve (dall-e-3 has no edits) are not r
 
 The Stable Diffusion options (negative, seed, steps, guidance, sampler, checkpoint) exist only
 when a configured backend takes them; their bounds are the loosest of those backends' limits,
-and each request is checked against its own server's backend when it is submitted.
+and each request is checked against its own server's backend when it is submitted. Sizes
+follow the server's backend too where backends differ (autocomplete instead of choices).
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from discord import app_commands
 from discord.app_commands import Choice, locale_str
 
 from bot.config import QuotaSettings
-from bot.discord.generate._backends import add_suggestions
+from bot.discord.generate._backends import (
+    add_size_suggestions,
+    add_suggestions,
+    sizes_follow_server,
+    typed_size,
+)
 from bot.discord.generate._submit import Actions
 from bot.discord.i18n import Catalog, text
 from bot.generation import FitChoice, ImageOrder
@@ -53,7 +59,11 @@ def _choices(values: tuple[str, ...], kind: str, catalog: Catalog) -> list[Choic
     return result
 
 
-def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
+def common_options(
+    choices: OptionChoices, catalog: Catalog, *, server_sizes: bool = False
+) -> list[Option]:
+    """``server_sizes``: the size option is typed, with the sizes of the member's server's
+    backend suggested (see ``_backends.sizes_follow_server``), not a list of ``choices``."""
     options = []
     if choices.max_n > 1:
         options.append(
@@ -65,7 +75,8 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
                 text("count", "opt.n.name"),
             )
         )
-    if choices.sizes:
+    if choices.sizes or server_sizes:
+        listed = [Choice(name=s, value=s) for s in choices.sizes[:25]]
         options.append(
             Option(
                 "size",
@@ -73,7 +84,7 @@ def common_options(choices: OptionChoices, catalog: Catalog) -> list[Option]:
                 None,
                 text("Image size in pixels", "opt.size.description"),
                 text("size", "opt.size.name"),
-                [Choice(name=s, value=s) for s in choices.sizes[:25]],
+                None if server_sizes else listed,
             )
         )
     # A single quality or style is no choice: the option would only add noise to the command.
@@ -227,6 +238,11 @@ def build_commands(
     def extra(operation: Operation) -> list[Option]:
         return sd_options(sd, operation) if sd is not None else []
 
+    server_sizes = sizes_follow_server(actions.backends)
+
+    def common(choices: OptionChoices) -> list[Option]:
+        return common_options(choices, catalog, server_sizes=server_sizes)
+
     prompt_option = Option(
         "prompt",
         app_commands.Range[str, 1, 4000],
@@ -239,7 +255,7 @@ def build_commands(
         choices = _capped(option_choices(spec, Operation.GENERATE), quotas)
 
         async def imagine(interaction: discord.Interaction[Any], prompt: str, **kw: Any) -> None:
-            order = ImageOrder(Operation.GENERATE, prompt=prompt, **kw)
+            order = ImageOrder(Operation.GENERATE, prompt=prompt, **_typed(kw))
             await actions.imagine(interaction, order)
 
         commands.append(
@@ -247,7 +263,7 @@ def build_commands(
                 text("imagine", "cmd.imagine.name"),
                 text("Make images from a prompt", "cmd.imagine.description"),
                 imagine,
-                [prompt_option, *common_options(choices, catalog), *extra(Operation.GENERATE)],
+                [prompt_option, *common(choices), *extra(Operation.GENERATE)],
             )
         )
     if spec.supports(Operation.EDIT):
@@ -261,7 +277,9 @@ def build_commands(
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(Operation.EDIT, prompt=prompt, fit=_fit(fit, default_fit), **kw)
+            order = ImageOrder(
+                Operation.EDIT, prompt=prompt, fit=_fit(fit, default_fit), **_typed(kw)
+            )
             await actions.edit(interaction, order, image, mask)
 
         commands.append(
@@ -294,7 +312,7 @@ def build_commands(
                         False,
                     ),
                     _fit_option(catalog),
-                    *[o for o in common_options(choices, catalog) if o.name != "style"],
+                    *[o for o in common(choices) if o.name != "style"],
                     *extra(Operation.EDIT),
                 ],
             )
@@ -308,7 +326,7 @@ def build_commands(
             fit: str | None = None,
             **kw: Any,
         ) -> None:
-            order = ImageOrder(Operation.VARY, fit=_fit(fit, default_fit), **kw)
+            order = ImageOrder(Operation.VARY, fit=_fit(fit, default_fit), **_typed(kw))
             await actions.vary(interaction, order, image)
 
         commands.append(
@@ -325,14 +343,16 @@ def build_commands(
                         True,
                     ),
                     _fit_option(catalog),
-                    *common_options(choices, catalog),
+                    *common(choices),
                     *extra(Operation.VARY),
                 ],
             )
         )
-    if sd is not None:
-        for command in commands:
+    for command in commands:
+        if sd is not None:
             add_suggestions(command, actions.servers)
+        if server_sizes:
+            add_size_suggestions(command, actions.servers)
     return commands
 
 
@@ -345,6 +365,12 @@ def _fit_option(catalog: Catalog) -> Option:
         text("fit", "opt.fit.name"),
         _choices(("crop", "pad"), "fit", catalog),
     )
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """The options as typed, with a typed size in the form the backends know ("1024x1024")."""
+    size = values.get("size")
+    return values if size is None else {**values, "size": typed_size(size)}
 
 
 def _fit(value: str | None, default: FitChoice) -> Any:

@@ -163,3 +163,25 @@ async def test_a_dropped_websocket_still_delivers_the_result(
     result = await imagine(sd, n=1)
     assert len(result.attachments) == 1
     assert not comfy.accept_websockets  # it was dropped mid-job
+
+
+async def test_the_vary_button_keeps_the_sd_options_with_a_new_seed(
+    sd: Harness, comfy: FakeComfyUI
+) -> None:
+    fake = sd.fake
+    before = seen_ids(fake)
+    options = {"negative": "fog", "seed": 4242, "steps": 9, "guidance": 5.5, "sampler": "heun"}
+    await fake.slash(
+        "imagine", {"prompt": "a red bicycle", "checkpoint": "sd_xl_base_1.0", **options}
+    )
+    first = await new_result(sd, before)
+    before = seen_ids(fake)
+    await (await fake.click(first, f"ib:vary:{job_id_of(first)}:0", user=fake.user)).response()
+    await new_result(sd, before)
+
+    assert comfy.sent_graph()["10"]["class_type"] == "LoadImage"  # img2img of the result
+    assert comfy.sent_inputs("imagebot:negative")["text"] == "fog"
+    sampler = comfy.sent_inputs("imagebot:seed")
+    assert (sampler["steps"], sampler["cfg"], sampler["sampler_name"]) == (9, 5.5, "heun")
+    assert sampler["seed"] != 4242  # a variation is another take
+    assert comfy.sent_inputs("imagebot:checkpoint")["ckpt_name"] == "sd_xl_base_1.0.safetensors"

@@ -132,15 +132,31 @@ async def test_an_sd_option_on_an_openai_server_is_refused_naming_it(
     assert sd_bot.api.requests == []
 
 
-async def test_the_refusal_is_in_the_members_language(sd_bot: Harness) -> None:
+async def test_the_refusal_is_in_the_members_language_option_name_included(
+    sd_bot: Harness,
+) -> None:
     handle = await sd_bot.fake.slash("imagine", {"prompt": "등대", "seed": 7}, locale="ko")
 
     text = await refusal(handle)
 
+    # The option as Discord shows it to a Korean member ("시드"), not its English name.
     assert text == sd_bot.bot.catalog.text(
-        "provider.sd_option_unavailable", "ko", option="seed", model="dall-e-2"
+        "provider.sd_option_unavailable", "ko", option="시드", model="dall-e-2"
     )
-    assert "Stable Diffusion" in text and "seed" in text and "옵션" in text
+    assert "Stable Diffusion" in text and "옵션" in text and "seed" not in text
+
+
+async def test_a_bound_refusal_names_the_option_in_the_members_language(sd_bot: Harness) -> None:
+    await use_backend(sd_bot, "small")
+
+    handle = await sd_bot.fake.slash("imagine", {"prompt": "灯塔", "guidance": 9.5}, locale="zh-CN")
+
+    text = await refusal(handle)
+
+    assert text == sd_bot.bot.catalog.text(
+        "provider.sd_option_out_of_range", "zh-CN", option="引导强度", low=1, high=9, value=9.5
+    )
+    assert "guidance" not in text
 
 
 async def test_steps_beyond_this_servers_backend_are_refused_with_its_limit(

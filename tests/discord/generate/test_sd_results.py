@@ -9,7 +9,9 @@ fake's request log.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +24,10 @@ from bot.testing.discord.models import walk_components
 from bot.testing.harness import (
     Harness,
     a1111_backend,
+    api_calls,
     field_value,
     job_id_of,
+    make_settings,
     new_result,
     run_bot,
     seen_ids,
@@ -217,3 +221,58 @@ async def test_edit_and_vary_send_their_sd_options_to_img2img(
     edit, vary = [body for path, body in a1111.requests if path.endswith("/img2img")]
     assert (edit["negative_prompt"], edit["seed"], edit["steps"]) == ("people", 5, 8)
     assert (vary["seed"], vary["cfg_scale"]) == (6, 4.5)
+
+
+async def test_the_vary_button_and_reaction_keep_the_sd_options_but_not_the_seed(
+    sd: Harness, a1111: FakeAutomatic1111
+) -> None:
+    result = await imagine(
+        sd,
+        negative="blurry, text",
+        seed=77,
+        steps=12,
+        guidance=6.5,
+        sampler="DPM++ 2M",
+        checkpoint="sd_xl_base_1.0",
+    )
+    await press(sd, result, f"ib:vary:{job_id_of(result)}:0")
+    before = seen_ids(sd.fake)
+    await sd.fake.react(result, "🔄", user=sd.fake.user)
+    await new_result(sd, before)
+
+    button, reaction = [body for path, body in a1111.requests if path.endswith("/img2img")]
+    for body in (button, reaction):
+        assert body["prompt"] == "a lighthouse at dusk"
+        assert body["negative_prompt"] == "blurry, text"
+        assert (body["steps"], body["cfg_scale"]) == (12, 6.5)
+        assert body["sampler_name"] == "DPM++ 2M"
+        assert body["override_settings"]["sd_model_checkpoint"].startswith("sd_xl_base_1.0")
+        assert body["seed"] == -1  # a variation is another take: new randomness
+
+
+async def test_vary_of_a_result_whose_backend_this_server_lost_runs_without_its_sd_options(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    a1111: FakeAutomatic1111,
+) -> None:
+    gpu = ProviderSettings(**a1111_backend(a1111))
+    settings = make_settings(tmp_path, fake_discord, fake_images_api, backends={"gpu": gpu})
+    async with run_bot(fake_discord, fake_images_api, settings, a1111=a1111) as h:
+        handle = await h.fake.slash(
+            "settings", {"name": "gpu"}, subcommand="backend", user=h.fake.admin
+        )
+        await handle.wait_message()
+        result = await imagine(h, negative="fog", steps=9)
+
+    # The operator keeps the GPU server for another server only: this one is back on dall-e-2.
+    elsewhere = dataclasses.replace(gpu, enabled_guilds=(1,))
+    async with run_bot(
+        fake_discord, fake_images_api, dataclasses.replace(settings, backends={"gpu": elsewhere})
+    ) as h:
+        varied = await press(h, result, f"ib:vary:{job_id_of(result)}:0")
+
+    # Not refused with "Leave negative out", which no button can do: varied on dall-e-2.
+    assert varied.embeds[0]["title"] == "Variation of image 1"
+    assert len(api_calls(fake_images_api, "variations")) == 1
+    assert len(txt2img_bodies(a1111)) == 1 and a1111.runs[1:] == []
