@@ -31,9 +31,23 @@ DEFAULT_VARY_PROMPT = (
 )
 
 
-#: Sizes Stable Diffusion backends list as choices (they take any multiple of 8 up to the
-#: operator's max_side): SD 1.5's and SDXL's native squares and their usual portrait/landscape.
-SD_SIZES = ("512x512", "768x768", "1024x1024", "768x512", "512x768", "1216x832", "832x1216")
+#: Sizes Stable Diffusion backends list (they take any multiple of 8 up to the operator's
+#: max_side): the usual SD 1.5 and SDXL shapes, square first.
+SD_SIZES = (
+    "512x512",
+    "768x768",
+    "1024x1024",
+    "512x768",
+    "768x512",
+    "832x1216",
+    "1216x832",
+    "896x1152",
+    "1152x896",
+    "768x1344",
+    "1344x768",
+    "640x1536",
+    "1536x640",
+)
 
 
 def parse_size(size: str) -> tuple[int, int] | None:

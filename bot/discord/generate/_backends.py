@@ -22,7 +22,7 @@ from discord.app_commands import Choice
 
 from bot.jobs.backends import BackendChoice
 from bot.providers.backend import SDChoice
-from bot.providers.capabilities import ModelSpec, parse_size
+from bot.providers.capabilities import SD_SIZES, ModelSpec, parse_size
 from bot.providers.checks import SDLimits
 from bot.providers.registry import BackendSet
 
@@ -34,23 +34,9 @@ CHOICES_TTL = 60.0
 MAX_CHOICES = 25
 #: The options whose values come from the server's own lists, by autocomplete.
 LISTED: tuple[SDChoice, ...] = ("sampler", "checkpoint")
-#: Sizes suggested on a backend that takes any size on its grid (Stable Diffusion): the usual
-#: SD 1.5 and SDXL shapes, square first. Any other size the backend allows may be typed.
-COMMON_SD_SIZES = (
-    "512x512",
-    "768x768",
-    "1024x1024",
-    "512x768",
-    "768x512",
-    "832x1216",
-    "1216x832",
-    "896x1152",
-    "1152x896",
-    "768x1344",
-    "1344x768",
-    "640x1536",
-    "1536x640",
-)
+#: Sizes suggested on a backend that takes any size on its grid (Stable Diffusion); any other
+#: size the backend allows may be typed.
+COMMON_SD_SIZES = SD_SIZES
 
 
 @dataclass(eq=False)

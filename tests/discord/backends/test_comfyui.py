@@ -69,17 +69,6 @@ async def test_imagine_runs_txt2img_and_posts_the_images(sd: Harness, comfy: Fak
     assert stored.cost_micro_usd == 0
 
 
-async def test_a_comfyui_bot_offers_stable_diffusion_sizes(sd: Harness, comfy: FakeComfyUI) -> None:
-    """Before, a ComfyUI-only bot's /imagine had no size option at all (the model listed none)."""
-    before = seen_ids(sd.fake)
-    await sd.fake.slash("imagine", {"prompt": "a lighthouse", "size": "768x512"})
-    result = await new_result(sd, before)
-    sent = comfy.sent_inputs("imagebot:size")
-    assert (sent["width"], sent["height"]) == (768, 512)
-    with Image.open(io.BytesIO(result.files["image_1.png"])) as image:
-        assert image.size == (768, 512)
-
-
 async def test_edit_uploads_picture_and_mask_and_keeps_the_unmasked_pixels(
     sd: Harness, comfy: FakeComfyUI
 ) -> None:
