@@ -43,7 +43,6 @@ import aiohttp
 import pybase64
 
 from bot.config import ProviderSettings
-from bot.providers import retry
 from bot.providers.automatic1111_tasks import TaskTracker
 from bot.providers.automatic1111_wire import (
     BACKEND,
@@ -70,10 +69,10 @@ from bot.providers.errors import (
     TooManyImages,
     UnknownModel,
     UnsupportedOption,
-    scrub,
 )
-from bot.providers.fetch import HostPolicy, checked_request, read_capped
+from bot.providers.fetch import HostPolicy
 from bot.providers.progress import ProgressCallback
+from bot.providers.selfhosted import exchange
 from bot.providers.types import (
     EditRequest,
     GeneratedImage,
@@ -450,38 +449,23 @@ class Automatic1111Client:
         """One exchange; only a refused connection is tried again (``retries``, default the
         client's), since anything that may have reached the server may be running there."""
         what = path.split("?", 1)[0]
-        retries = self._max_retries if retries is None else retries
-        attempt = 0
-        while True:
-            try:
-                async with checked_request(
-                    self._session,
-                    method,
-                    self._base_url + path,
-                    policy=self._hosts,
-                    headers=self._headers,
-                    json=json_body,
-                    timeout=limits,
-                ) as response:
-                    raw = await read_capped(response, self._max_response, what)
-                    if 200 <= response.status < 300:
-                        return response.status, raw
-                    raise classify_error(response.status, raw, what, self._secrets)
-            except aiohttp.ClientConnectorError as exc:
-                # Refused before anything was sent: safe to try again, even a generation.
-                reason = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
-                error = ProviderUnavailable(detail=f"{what}: {reason}")
-                if attempt >= retries:
-                    raise error from exc
-                attempt += 1
-                wait = retry.backoff_delay(attempt - 1, self._random)
-                log.warning("A1111 %s: %s; retry %d in %.2f s", what, error.detail, attempt, wait)
-                await self._sleep(wait)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
-                error = ProviderUnavailable(detail=f"{what}: {reason}")
-                error.possibly_billed = True
-                raise error from exc
+        return await exchange(
+            self._session,
+            method,
+            self._base_url + path,
+            what=what,
+            server="A1111",
+            policy=self._hosts,
+            limits=limits,
+            max_bytes=self._max_response,
+            classify=lambda status, raw: classify_error(status, raw, what, self._secrets),
+            retries=self._max_retries if retries is None else retries,
+            sleep=self._sleep,
+            random=self._random,
+            secrets=self._secrets,
+            headers=self._headers,
+            json_body=json_body,
+        )
 
 
 def _decoded(answer: bytes, n: int) -> tuple[list[bytes], dict[str, Any]]:

@@ -20,10 +20,10 @@ import aiohttp
 import yarl
 
 from bot.config import ProviderSettings
-from bot.providers import retry
 from bot.providers.comfyui_wire import choices, classify_error, json_answer, queue_ids
-from bot.providers.errors import MalformedResponse, ProviderError, ProviderUnavailable, scrub
-from bot.providers.fetch import HostPolicy, checked_request, read_capped
+from bot.providers.errors import MalformedResponse, ProviderError, ProviderUnavailable
+from bot.providers.fetch import HostPolicy
+from bot.providers.selfhosted import exchange
 
 log = logging.getLogger(__name__)
 
@@ -189,34 +189,20 @@ class ComfyUIServer:
     ) -> tuple[int, bytes]:
         """One exchange; only a refused connection is tried again, since anything that reached
         the server may be running there."""
-        attempt = 0
-        while True:
-            try:
-                async with checked_request(
-                    self._session,
-                    method,
-                    self.base_url + path,
-                    policy=self._hosts,
-                    json=json_body,
-                    data=data,
-                    timeout=self._timeout,
-                ) as response:
-                    raw = await read_capped(response, self._max_response, what)
-                    if 200 <= response.status < 300:
-                        return response.status, raw
-                    raise classify_error(response.status, raw, what, graph)
-            except aiohttp.ClientConnectorError as exc:
-                error = ProviderUnavailable(
-                    detail=f"{what}: {scrub(f'{type(exc).__name__}: {exc}')}"
-                )
-                if attempt >= self._settings.max_retries or data is not None:
-                    raise error from exc
-                attempt += 1
-                wait = retry.backoff_delay(attempt - 1, lambda: 0.5)
-                log.warning("ComfyUI %s: %s; retry %d in %.2f s", what, error.detail, attempt, wait)
-                await self._sleep(wait)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
-                error = ProviderUnavailable(detail=f"{what}: {reason}")
-                error.possibly_billed = True
-                raise error from exc
+        return await exchange(
+            self._session,
+            method,
+            self.base_url + path,
+            what=what,
+            server="ComfyUI",
+            policy=self._hosts,
+            limits=self._timeout,
+            max_bytes=self._max_response,
+            classify=lambda status, raw: classify_error(status, raw, what, graph),
+            # An upload's form is read once: it cannot be sent again.
+            retries=self._settings.max_retries if data is None else 0,
+            sleep=self._sleep,
+            random=lambda: 0.5,
+            json_body=json_body,
+            data=data,
+        )
