@@ -241,3 +241,19 @@ def report_overhead(
         f"| CPU per job, this process (bot + fake Discord; the fake {backend} runs in another) "
         f"| {statistics.median(cpu) * 1000:.1f} ms |"
     )
+
+
+def print_timing_row(name: str, values: list[float], target: float | None) -> None:
+    """One row of a "measure | median | 90th percentile" table, in ms, with the verdict on
+    ``target`` (seconds) when there is one."""
+    import statistics
+
+    if not values:
+        print(f"| {name} | none measured | |")
+        return
+    median = statistics.median(values)
+    p90 = statistics.quantiles(values, n=10)[-1] if len(values) > 1 else median
+    verdict = ""
+    if target is not None:
+        verdict = f" (target < {target * 1000:.0f} ms: {'yes' if median < target else 'NO'})"
+    print(f"| {name} | {median * 1000:.1f} ms{verdict} | {p90 * 1000:.1f} ms |")

@@ -29,7 +29,6 @@ _bench.use_project_imports()
 
 import asyncio  # noqa: E402
 import itertools  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 import aiohttp  # noqa: E402
@@ -105,20 +104,12 @@ async def main() -> None:
         ("time between two previews passed on (the poll interval)", gaps, None),
         ("client overhead per job (call minus request read -> answer encoded)", overheads, 0.05),
     ):
-        if not values:
-            print(f"| {name} | none measured | |")
-            continue
-        median = statistics.median(values)
-        p90 = statistics.quantiles(values, n=10)[-1] if len(values) > 1 else median
-        verdict = ""
-        if target is not None:
-            verdict = f" (target < {target * 1000:.0f} ms: {'yes' if median < target else 'NO'})"
-        print(f"| {name} | {median * 1000:.1f} ms{verdict} | {p90 * 1000:.1f} ms |")
+        _bench.print_timing_row(name, values, target)
     print(f"\n{len(ages)} previews passed on; the CPU was shared with the fake server.")
 
 
 async def bot_overhead(base_url: str) -> None:
-    """The whole bot on ``[provider] type = "automatic1111"`` (see bench/_bot_overhead.py)."""
+    """The whole bot on ``[provider] type = "automatic1111"`` (see bench/_bench.py bot_overhead)."""
     server = FakeAutomatic1111()  # not started: the one in the other process answers
     server.base_url = base_url
     overheads, cpu = await _bench.bot_overhead(a1111_backend(server), "txt2img", BOT_RUNS)

@@ -26,7 +26,6 @@ import _bench  # first: see bench/_bench.py
 _bench.use_project_imports()
 
 import asyncio  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 import aiohttp  # noqa: E402
@@ -102,15 +101,7 @@ async def main() -> None:
         ),
         ("CPU time per job, client and fake server together", cpu, None),
     ):
-        if not values:
-            print(f"| {name} | none measured | |")
-            continue
-        median = statistics.median(values)
-        p90 = statistics.quantiles(values, n=10)[-1] if len(values) > 1 else median
-        verdict = ""
-        if target is not None:
-            verdict = f" (target < {target * 1000:.0f} ms: {'yes' if median < target else 'NO'})"
-        print(f"| {name} | {median * 1000:.1f} ms{verdict} | {p90 * 1000:.1f} ms |")
+        _bench.print_timing_row(name, values, target)
     print(f"\n{len(ages)} previews passed on; the CPU was shared with the fake server.")
 
 
