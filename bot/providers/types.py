@@ -17,8 +17,24 @@ class Operation(StrEnum):
     VARY = "vary"
 
 
+@dataclass(frozen=True, kw_only=True)
+class StableDiffusionOptions:
+    """Options only Stable Diffusion backends (AUTOMATIC1111, ComfyUI) take; the others refuse
+    a request that sets any (see ``SD_FIELDS`` and ``BackendFeatures.sd_options``)."""
+
+    negative_prompt: str = ""
+    #: None = random; the seed used is in ``ImageResult.seeds``.
+    seed: int | None = None
+    steps: int | None = None
+    #: Classifier-free guidance (A1111 ``cfg_scale``, ComfyUI KSampler ``cfg``).
+    guidance: float | None = None
+    sampler: str | None = None
+    #: A checkpoint the server has (None = the backend's configured or loaded one).
+    checkpoint: str | None = None
+
+
 @dataclass(frozen=True)
-class GenerateRequest:
+class GenerateRequest(StableDiffusionOptions):
     prompt: str
     _: KW_ONLY
     n: int = 1
@@ -31,22 +47,12 @@ class GenerateRequest:
     #: None = the operator's configured model.
     model: str | None = None
     user_id: str | None = None
-    #: Stable Diffusion only (AUTOMATIC1111, ComfyUI); backends without them refuse a set one.
-    negative_prompt: str = ""
-    #: None = random; the seed used is in ``ImageResult.seeds``.
-    seed: int | None = None
-    steps: int | None = None
-    #: Classifier-free guidance (A1111 ``cfg_scale``, ComfyUI KSampler ``cfg``).
-    guidance: float | None = None
-    sampler: str | None = None
-    #: A checkpoint the server has (None = the backend's configured or loaded one).
-    checkpoint: str | None = None
 
     operation = Operation.GENERATE
 
 
 @dataclass(frozen=True)
-class EditRequest:
+class EditRequest(StableDiffusionOptions):
     #: Already normalized by bot.imaging (a square PNG for dall-e-2).
     image: bytes = field(repr=False)
     prompt: str
@@ -60,22 +66,12 @@ class EditRequest:
     output_format: str | None = None
     model: str | None = None
     user_id: str | None = None
-    #: Stable Diffusion only (AUTOMATIC1111, ComfyUI); backends without them refuse a set one.
-    negative_prompt: str = ""
-    #: None = random; the seed used is in ``ImageResult.seeds``.
-    seed: int | None = None
-    steps: int | None = None
-    #: Classifier-free guidance (A1111 ``cfg_scale``, ComfyUI KSampler ``cfg``).
-    guidance: float | None = None
-    sampler: str | None = None
-    #: A checkpoint the server has (None = the backend's configured or loaded one).
-    checkpoint: str | None = None
 
     operation = Operation.EDIT
 
 
 @dataclass(frozen=True)
-class VaryRequest:
+class VaryRequest(StableDiffusionOptions):
     image: bytes = field(repr=False)
     _: KW_ONLY
     n: int = 1
@@ -85,16 +81,6 @@ class VaryRequest:
     #: The source's prompt: img2img needs one to keep the picture's subject (OpenAI's
     #: variations endpoint takes none and ignores it).
     prompt: str = ""
-    #: Stable Diffusion only (AUTOMATIC1111, ComfyUI); backends without them refuse a set one.
-    negative_prompt: str = ""
-    #: None = random; the seed used is in ``ImageResult.seeds``.
-    seed: int | None = None
-    steps: int | None = None
-    #: Classifier-free guidance (A1111 ``cfg_scale``, ComfyUI KSampler ``cfg``).
-    guidance: float | None = None
-    sampler: str | None = None
-    #: A checkpoint the server has (None = the backend's configured or loaded one).
-    checkpoint: str | None = None
 
     operation = Operation.VARY
 
