@@ -6,7 +6,6 @@ import aiohttp
 import pytest
 
 from bot.config import ProviderSettings, Settings
-from bot.errors import ConfigError
 from bot.imaging import ImageWorker
 from bot.providers import GenerateRequest, UnsupportedOption
 from bot.providers.registry import build_backends
