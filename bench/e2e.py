@@ -35,7 +35,6 @@ from pathlib import Path  # noqa: E402
 from bot.app import open_bot  # noqa: E402
 from bot.ops.metrics import Metrics  # noqa: E402
 from bot.providers import GenerateRequest  # noqa: E402
-from bot.testing.discord import FakeDiscord  # noqa: E402
 from bot.testing.harness import make_settings  # noqa: E402
 from bot.testing.openai_api import FakeImagesAPI  # noqa: E402
 
@@ -44,57 +43,51 @@ RUNS = 25
 SOURCES = ("channel", "followup", "response")
 
 
-async def main(base_url: str, api_key: str) -> None:
+async def main(discord: _bench.DiscordProcess, base_url: str, api_key: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        async with FakeDiscord() as fake:
-            api = FakeImagesAPI(api_key)  # not started: the one in the other process answers
-            api.base_url = base_url
-            # A rate limit this run never reaches: the queue's pacing is measured by dispatch.py.
-            settings = make_settings(
-                Path(folder), fake, api, model="dall-e-2", images_per_minute=1_000_000
-            )
-            # One member sends every request: the per-member request rate must not refuse them.
-            jobs = dataclasses.replace(settings.jobs, member_requests_per_minute=10_000)
-            settings = dataclasses.replace(settings, jobs=jobs)
-            metrics = Metrics()
-            async with (
-                open_bot(settings, metrics=metrics, guild_ready_timeout=0.05) as bot,
-                fake.running(bot),
-            ):
-                sql = _bench.SqlCount(bot.storage.engine)
-                provider_alone = []
-                for _ in range(RUNS):
-                    started = time.perf_counter()
-                    await bot.engine.provider.generate(
-                        GenerateRequest("a lighthouse", size="1024x1024", model="dall-e-2")
-                    )
-                    provider_alone.append(time.perf_counter() - started)
+        api = FakeImagesAPI(api_key)  # not started: the one in the other process answers
+        api.base_url = base_url
+        # A rate limit this run never reaches: the queue's pacing is measured by dispatch.py.
+        settings = make_settings(
+            Path(folder),
+            discord,  # type: ignore[arg-type]  # only its token and addresses are read
+            api,
+            model="dall-e-2",
+            images_per_minute=1_000_000,
+        )
+        # One member sends every request: the per-member request rate must not refuse them.
+        jobs = dataclasses.replace(settings.jobs, member_requests_per_minute=10_000)
+        settings = dataclasses.replace(settings, jobs=jobs)
+        metrics = Metrics()
+        async with (
+            open_bot(settings, metrics=metrics, guild_ready_timeout=0.05) as bot,
+            _bench.run_client(bot, discord.token),
+        ):
+            sql = _bench.SqlCount(bot.storage.engine)
+            provider_alone = []
+            for _ in range(RUNS):
+                started = time.perf_counter()
+                await bot.engine.provider.generate(
+                    GenerateRequest("a lighthouse", size="1024x1024", model="dall-e-2")
+                )
+                provider_alone.append(time.perf_counter() - started)
 
-                totals, overheads, cpu = [], [], []
-                latency = metrics.provider_latency.labels(operation="generations")
-
-                def results() -> int:
-                    found = fake.messages(sources=SOURCES)
-                    return sum(1 for m in found if m.attachments and not m.ephemeral)
-
-                for index in range(RUNS):
-                    seen = results()
-                    before = latency._sum.get()
-                    started, started_cpu = time.perf_counter(), time.process_time()
-                    # One prompt: the fake makes its image once (its time is the provider's anyway).
-                    await fake.slash("imagine", {"prompt": "a lighthouse"})
-                    await fake.wait_for_message(
-                        lambda m, seen=seen: results() > seen, timeout=30, sources=SOURCES
-                    )
-                    total = time.perf_counter() - started
-                    provider = latency._sum.get() - before
-                    totals.append(total)
-                    overheads.append(total - provider)
-                    await bot.runner.wait_idle()
-                    cpu.append(time.process_time() - started_cpu)
-                    if index == 0:
-                        counted = sql.snapshot()  # from the second job on (the first warms up)
-                per_job = _bench.SqlCount.per_job(counted, sql.snapshot(), RUNS - 1)
+            totals, overheads, cpu = [], [], []
+            latency = metrics.provider_latency.labels(operation="generations")
+            for index in range(RUNS):
+                before = latency._sum.get()
+                started_cpu = time.process_time()
+                # One prompt: the fake makes its image once (its time is the provider's anyway).
+                walls, unanswered = await discord.imagine(1, 1)
+                assert walls and not unanswered, "the /imagine got no result"
+                provider = latency._sum.get() - before
+                totals.append(walls[0])
+                overheads.append(walls[0] - provider)
+                await bot.runner.wait_idle()
+                cpu.append(time.process_time() - started_cpu)
+                if index == 0:
+                    counted = sql.snapshot()  # from the second job on (the first warms up)
+            per_job = _bench.SqlCount.per_job(counted, sql.snapshot(), RUNS - 1)
 
     overhead = statistics.median(overheads)
     baseline = statistics.median(provider_alone)
@@ -113,7 +106,7 @@ async def main(base_url: str, api_key: str) -> None:
         f"(target < 10 ms: {'yes' if overhead < 0.01 else 'NO'}) |"
     )
     print(
-        "| CPU per job, this process (bot + fake Discord; the fake API runs in another) "
+        "| CPU per job, the bot's process (the fakes run in two others) "
         f"| {statistics.median(cpu) * 1000:.1f} ms |"
     )
     print(f"| SQL per job: statements (writes) / transactions (writes) | {per_job} |")
@@ -123,5 +116,5 @@ if __name__ == "__main__":
     QUICK = _bench.quick_mode(__doc__)
     if QUICK:
         RUNS = 3
-    with _bench.images_api_process() as (url, key):
-        asyncio.run(main(url, key))
+    with _bench.images_api_process() as (url, key), _bench.discord_process() as discord:
+        asyncio.run(main(discord, url, key))

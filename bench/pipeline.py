@@ -30,7 +30,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bot.app import open_bot  # noqa: E402
-from bot.testing.discord import FakeDiscord, FakeMember, InteractionHandle  # noqa: E402
 from bot.testing.harness import make_settings  # noqa: E402
 from bot.testing.openai_api import FakeImagesAPI  # noqa: E402
 
@@ -40,67 +39,58 @@ LEVELS = (4, 16, 64)
 JOBS, WARMUP = 320, 16
 
 
-async def level(concurrency: int, base_url: str, api_key: str) -> tuple[float, float, str, int]:
-    """Jobs per second, CPU milliseconds per job (this process), SQL per job, and how many
+async def level(
+    discord: _bench.DiscordProcess, concurrency: int, base_url: str, api_key: str
+) -> tuple[float, float, str, int]:
+    """Jobs per second, CPU milliseconds per job (the bot's process), SQL per job, and how many
     requests got no answer (the bot acknowledged them after Discord's 3 seconds)."""
     with tempfile.TemporaryDirectory() as folder:
-        async with FakeDiscord() as fake:
-            api = FakeImagesAPI(api_key)  # not started: the one in the other process answers
-            api.base_url = base_url
-            settings = make_settings(
-                Path(folder), fake, api, model="dall-e-2", images_per_minute=1_000_000
+        api = FakeImagesAPI(api_key)  # not started: the one in the other process answers
+        api.base_url = base_url
+        settings = make_settings(
+            Path(folder),
+            discord,  # type: ignore[arg-type]  # only its token and addresses are read
+            api,
+            model="dall-e-2",
+            images_per_minute=1_000_000,
+        )
+        jobs = dataclasses.replace(
+            settings.jobs,
+            concurrency=concurrency,
+            member_requests_per_minute=10_000,
+            max_queued_per_member=1000,
+            max_queued_per_guild=100_000,
+        )
+        settings = dataclasses.replace(settings, jobs=jobs)
+        async with (
+            open_bot(settings, guild_ready_timeout=0.05) as bot,
+            _bench.run_client(bot, discord.token),
+        ):
+            sql = _bench.SqlCount(bot.storage.engine)
+            await discord.imagine(WARMUP, concurrency)
+            await bot.runner.wait_idle()
+            started_wall, started_cpu, started_sql = (
+                time.perf_counter(),
+                time.process_time(),
+                sql.snapshot(),
             )
-            jobs = dataclasses.replace(
-                settings.jobs,
-                concurrency=concurrency,
-                member_requests_per_minute=10_000,
-                max_queued_per_member=1000,
-                max_queued_per_guild=100_000,
-            )
-            settings = dataclasses.replace(settings, jobs=jobs)
-            members = [fake.add_member(fake.guild, f"member{i}") for i in range(concurrency)]
-            async with open_bot(settings, guild_ready_timeout=0.05) as bot, fake.running(bot):
-                sql = _bench.SqlCount(bot.storage.engine)
-                left = WARMUP + JOBS
-                unanswered = 0
-                counted: list[tuple[float, float, tuple[int, int, int, int]]] = []
-
-                async def member(who: FakeMember) -> None:
-                    nonlocal left, unanswered
-                    while left > 0:
-                        left -= 1
-                        if left == JOBS - 1:  # the warm-up is over: count from here
-                            now = (time.perf_counter(), time.process_time(), sql.snapshot())
-                            counted.append(now)
-                        handle = await fake.slash("imagine", {"prompt": "a lighthouse"}, user=who)
-
-                        def answered(handle: InteractionHandle = handle) -> bool | None:
-                            if handle.record.late_callback:  # acknowledged after 3 s: refused
-                                return False
-                            posted = any(m.attachments and not m.ephemeral for m in handle.messages)
-                            return True if posted else None
-
-                        if not await fake.state.pulse.wait_until(answered, 120, lambda: "result"):
-                            unanswered += 1
-                        for message in handle.messages:  # the fake keeps every upload: drop it
-                            for attachment in message.attachments:
-                                fake.state.blobs.pop(attachment.id, None)
-
-                await asyncio.gather(*(member(who) for who in members))
-                await bot.runner.wait_idle()
-                wall, cpu = time.perf_counter(), time.process_time()
-                started_wall, started_cpu, started_sql = counted[0]
-                per_job = _bench.SqlCount.per_job(started_sql, sql.snapshot(), JOBS)
+            _, unanswered = await discord.imagine(JOBS, concurrency)
+            await bot.runner.wait_idle()
+            wall, cpu = time.perf_counter(), time.process_time()
+            per_job = _bench.SqlCount.per_job(started_sql, sql.snapshot(), JOBS)
     rate = (JOBS - unanswered) / (wall - started_wall)
     return rate, (cpu - started_cpu) * 1000 / JOBS, per_job, unanswered
 
 
-async def main(base_url: str, api_key: str) -> None:
-    rows = [(c, *await level(c, base_url, api_key)) for c in LEVELS]
+def main(base_url: str, api_key: str) -> None:
+    rows = []
+    for concurrency in LEVELS:  # a fake Discord per level, forked before its event loop runs
+        with _bench.discord_process(members=concurrency) as discord:
+            rows.append((concurrency, *asyncio.run(level(discord, concurrency, base_url, api_key))))
     mode = " (quick mode: not the benchmark)" if QUICK else ""
     print(f"### Pipeline benchmark ({JOBS} /imagine per level, 1.6 MB PNG answers){mode}\n")
     print(
-        "| jobs in flight | jobs/s | CPU per job (bot + fake Discord) "
+        "| jobs in flight | jobs/s | CPU per job (the bot's process) "
         "| SQL per job: statements (writes) / transactions (writes) | unanswered |"
     )
     print("|---:|---:|---:|---|---:|")
@@ -115,4 +105,4 @@ if __name__ == "__main__":
     if QUICK:
         JOBS, WARMUP = 8, 2
     with _bench.images_api_process() as (url, key):
-        asyncio.run(main(url, key))
+        main(url, key)
