@@ -4,18 +4,22 @@ Run: python bench/e2e.py   (about 30 s; no network: fake Discord and fake image 
 ``--quick``: three requests instead of 25, to prove the script works (CI runs it).
 
 The whole bot runs as in production (discord.py client, gateway, REST, the queue, SQLite, the
-image worker); only Discord and the image API are the test fakes, the image API in a process of
-its own. It answers every request with a realistic image: a photo-like 1024x1024 PNG of about
-1.6 MB (``noise_bits = 2``), sent as base64 in JSON as gpt-image models do. For each /imagine
-we measure the time from the interaction's dispatch to the public result being stored by the
-fake Discord, and subtract the time the provider took: the client's own measure of its HTTP
-call (request sent to the whole answer read). Decoding and checking the answer, the queue, the
-database and the posting are overhead (the fakes' checks of every request against the OpenAPI
-specs are off: they are the tests' business, not the bot's cost). Baseline, same process: the
-provider call alone through the same client (answer decoded and checked). The CPU time of this
-process per job (the bot and the fake Discord) and the SQL the bot ran per job (SQLAlchemy's
-events) are counted too. Target: bot overhead under 10 ms at the median, at most two write
-transactions per job on the hot path.
+image worker); only Discord and the image API are the test fakes, each in a process of its own,
+as the real ones are other machines: their work (the fake Discord parsing each 1.6 MB upload,
+the fake API encoding its answer) is not counted as the bot's. The image API answers every
+request with a realistic image: a photo-like 1024x1024 PNG of about 1.6 MB (``noise_bits =
+2``), sent as base64 in JSON as gpt-image models do. For each /imagine the fake Discord's
+process measures the time from sending the interaction to storing the public result, and this
+(the bot's) process subtracts the time the provider took: the client's own measure of its HTTP
+call (request sent to the whole answer read). What is left is overhead: decoding and checking
+the answer, the queue, the database, and the bot's REST calls to Discord, including the time
+the fake Discord (in its process, on a shared machine) takes to answer them; nothing of
+Discord's is subtracted. The fakes' checks of every request against the OpenAPI specs are off
+(they are the tests' business, not the bot's cost). Baseline, same process: the provider call
+alone through the same client (answer decoded and checked). The CPU time of the bot's process
+per job (``time.process_time``, every thread of it: the bot alone) and the SQL the bot ran
+per job (SQLAlchemy's events) are counted too. Target: bot overhead under 10 ms at the median,
+at most two write transactions per job on the hot path.
 """
 
 from __future__ import annotations

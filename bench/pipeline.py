@@ -8,12 +8,12 @@ SQLite, the image worker), with ``[jobs] concurrency`` set to the level. C membe
 /imagine, wait for its result to be posted, and send the next, so C requests are in flight at
 every moment. The image API is the test fake in a process of its own, with no latency and no
 rate limit, answering every request with the same photo-like 1024x1024 PNG of about 1.6 MB
-(base64 in JSON, as gpt-image models answer): its work is not this process's. The fake Discord
-(receiving each 1.6 MB upload) runs in this process, on the bot's event loop: its share is in the
-CPU figure (its checks of every request against the OpenAPI specs are off: they are the tests'
-business, not the bot's cost). SQL per job is counted with SQLAlchemy's events; "unanswered"
-counts requests the bot acknowledged after Discord's 3 seconds (Discord drops them; the rate
-counts only answered ones). Target: at least 100 jobs/s.
+(base64 in JSON, as gpt-image models answer). The fake Discord (its members, and receiving each
+1.6 MB upload) runs in a third process, a new one per level: the CPU figure is the bot's process
+alone (the fakes' checks of every request against the OpenAPI specs are off: they are the
+tests' business, not the bot's cost). SQL per job is counted with SQLAlchemy's events;
+"unanswered" counts requests the bot acknowledged after Discord's 3 seconds (Discord drops
+them; the rate counts only answered ones). Target: at least 100 jobs/s.
 """
 
 from __future__ import annotations
