@@ -105,6 +105,123 @@ async def _comfyui(step_delay: float, noise_bits: int) -> AsyncIterator[str]:
         yield server.base_url
 
 
+class DiscordProcess:
+    """The fake Discord in a process of its own (see :func:`discord_process`), seen from the
+    bot's process: the addresses for the bot's settings, and /imagine driven over a pipe.
+
+    Real Discord is another machine: its parsing of each 1.6 MB upload is not the bot's cost, so
+    the benchmarks keep it out of the bot's process. ``imagine`` blocks a thread of the executor,
+    never the bot's event loop."""
+
+    def __init__(self, pipe: Connection, hello: dict[str, str]) -> None:
+        self.pipe = pipe
+        self.token, self.api_base, self.gateway_url = (
+            hello["token"],
+            hello["api_base"],
+            hello["gateway_url"],
+        )
+        self.base_url, self.api_key = "", ""  # read by make_settings only for the image API
+
+    async def imagine(self, jobs: int, in_flight: int) -> tuple[list[float], int]:
+        """``jobs`` /imagine sent by ``in_flight`` members, each waiting for its result before
+        the next: each job's wall time as the fake saw it (interaction sent -> public result
+        stored) and how many got no answer (acknowledged after Discord's 3 seconds)."""
+
+        def exchange() -> tuple[list[float], int]:
+            self.pipe.send(("imagine", jobs, in_flight))
+            answer: tuple[list[float], int] = self.pipe.recv()
+            return answer
+
+        return await asyncio.get_running_loop().run_in_executor(None, exchange)
+
+
+@contextlib.contextmanager
+def discord_process(members: int = 1) -> Iterator[DiscordProcess]:
+    """The fake Discord (one server, ``members`` members) in a forked process. Forked, so call
+    it before any event loop runs; start the bot with :func:`run_client`."""
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.get_context("fork").Process(
+        target=_discord_child, args=(theirs, members), daemon=True
+    )
+    server.start()
+    try:
+        yield DiscordProcess(ours, ours.recv())
+    finally:
+        ours.close()
+        server.join(timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def run_client(client: Any, token: str, timeout: float = 10.0) -> AsyncIterator[Any]:  # noqa: ASYNC109
+    """Start a discord.py client (open_bot already pointed it at the fake), wait until it is
+    ready, close it after: FakeDiscord.running for a fake in another process."""
+    task = asyncio.create_task(client.start(token))
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), timeout)
+        yield client
+    finally:
+        await client.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _discord_child(pipe: Connection, members: int) -> None:
+    async def serve() -> None:
+        from bot.testing.discord import FakeDiscord
+
+        loop = asyncio.get_running_loop()
+        async with FakeDiscord() as fake:
+            who = [fake.add_member(fake.guild, f"member{i}") for i in range(members)]
+            pipe.send(
+                {"token": fake.token, "api_base": fake.api_base, "gateway_url": fake.gateway_url}
+            )
+            while True:
+                _, jobs, in_flight = await loop.run_in_executor(None, pipe.recv)
+                await fake.wait_ready()
+                await _until_synced(fake)
+                pipe.send(await _imagine(fake, who[:in_flight], jobs))
+
+    with contextlib.suppress(EOFError):  # the benchmark closed the pipe: it is over
+        asyncio.run(serve())
+
+
+async def _until_synced(fake: Any) -> None:
+    def synced() -> bool | None:
+        return True if any(c["name"] == "imagine" for c in fake.commands) else None
+
+    await fake.state.pulse.wait_until(synced, 10, lambda: "/imagine synced")
+
+
+async def _imagine(fake: Any, members: list[Any], jobs: int) -> tuple[list[float], int]:
+    import time
+
+    left, unanswered, walls = jobs, 0, []
+
+    async def member(who: Any) -> None:
+        nonlocal left, unanswered
+        while left > 0:
+            left -= 1
+            started = time.perf_counter()
+            handle = await fake.slash("imagine", {"prompt": "a lighthouse"}, user=who)
+
+            def answered(handle: Any = handle) -> bool | None:
+                if handle.record.late_callback:  # acknowledged after 3 s: refused
+                    return False
+                posted = any(m.attachments and not m.ephemeral for m in handle.messages)
+                return True if posted else None
+
+            if await fake.state.pulse.wait_until(answered, 120, lambda: "result"):
+                walls.append(time.perf_counter() - started)
+            else:
+                unanswered += 1
+            for message in handle.messages:  # the fake keeps every upload: drop it
+                for attachment in message.attachments:
+                    fake.state.blobs.pop(attachment.id, None)
+
+    await asyncio.gather(*(member(who) for who in members))
+    return walls, unanswered
+
+
 def skip_spec_checks() -> None:
     """The fakes check every request against the official OpenAPI specs (jsonschema, several
     milliseconds a request): tests want that, a benchmark of the bot's own cost does not. Call

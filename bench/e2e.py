@@ -4,18 +4,22 @@ Run: python bench/e2e.py   (about 30 s; no network: fake Discord and fake image 
 ``--quick``: three requests instead of 25, to prove the script works (CI runs it).
 
 The whole bot runs as in production (discord.py client, gateway, REST, the queue, SQLite, the
-image worker); only Discord and the image API are the test fakes, the image API in a process of
-its own. It answers every request with a realistic image: a photo-like 1024x1024 PNG of about
-1.6 MB (``noise_bits = 2``), sent as base64 in JSON as gpt-image models do. For each /imagine
-we measure the time from the interaction's dispatch to the public result being stored by the
-fake Discord, and subtract the time the provider took: the client's own measure of its HTTP
-call (request sent to the whole answer read). Decoding and checking the answer, the queue, the
-database and the posting are overhead (the fakes' checks of every request against the OpenAPI
-specs are off: they are the tests' business, not the bot's cost). Baseline, same process: the
-provider call alone through the same client (answer decoded and checked). The CPU time of this
-process per job (the bot and the fake Discord) and the SQL the bot ran per job (SQLAlchemy's
-events) are counted too. Target: bot overhead under 10 ms at the median, at most two write
-transactions per job on the hot path.
+image worker); only Discord and the image API are the test fakes, each in a process of its own,
+as the real ones are other machines: their work (the fake Discord parsing each 1.6 MB upload,
+the fake API encoding its answer) is not counted as the bot's. The image API answers every
+request with a realistic image: a photo-like 1024x1024 PNG of about 1.6 MB (``noise_bits =
+2``), sent as base64 in JSON as gpt-image models do. For each /imagine the fake Discord's
+process measures the time from sending the interaction to storing the public result, and this
+(the bot's) process subtracts the time the provider took: the client's own measure of its HTTP
+call (request sent to the whole answer read). What is left is overhead: decoding and checking
+the answer, the queue, the database, and the bot's REST calls to Discord, including the time
+the fake Discord (in its process, on a shared machine) takes to answer them; nothing of
+Discord's is subtracted. The fakes' checks of every request against the OpenAPI specs are off
+(they are the tests' business, not the bot's cost). Baseline, same process: the provider call
+alone through the same client (answer decoded and checked). The CPU time of the bot's process
+per job (``time.process_time``, every thread of it: the bot alone) and the SQL the bot ran
+per job (SQLAlchemy's events) are counted too. Target: bot overhead under 10 ms at the median,
+at most two write transactions per job on the hot path.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from pathlib import Path  # noqa: E402
 from bot.app import open_bot  # noqa: E402
 from bot.ops.metrics import Metrics  # noqa: E402
 from bot.providers import GenerateRequest  # noqa: E402
-from bot.testing.discord import FakeDiscord  # noqa: E402
 from bot.testing.harness import make_settings  # noqa: E402
 from bot.testing.openai_api import FakeImagesAPI  # noqa: E402
 
@@ -44,57 +47,51 @@ RUNS = 25
 SOURCES = ("channel", "followup", "response")
 
 
-async def main(base_url: str, api_key: str) -> None:
+async def main(discord: _bench.DiscordProcess, base_url: str, api_key: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        async with FakeDiscord() as fake:
-            api = FakeImagesAPI(api_key)  # not started: the one in the other process answers
-            api.base_url = base_url
-            # A rate limit this run never reaches: the queue's pacing is measured by dispatch.py.
-            settings = make_settings(
-                Path(folder), fake, api, model="dall-e-2", images_per_minute=1_000_000
-            )
-            # One member sends every request: the per-member request rate must not refuse them.
-            jobs = dataclasses.replace(settings.jobs, member_requests_per_minute=10_000)
-            settings = dataclasses.replace(settings, jobs=jobs)
-            metrics = Metrics()
-            async with (
-                open_bot(settings, metrics=metrics, guild_ready_timeout=0.05) as bot,
-                fake.running(bot),
-            ):
-                sql = _bench.SqlCount(bot.storage.engine)
-                provider_alone = []
-                for _ in range(RUNS):
-                    started = time.perf_counter()
-                    await bot.engine.provider.generate(
-                        GenerateRequest("a lighthouse", size="1024x1024", model="dall-e-2")
-                    )
-                    provider_alone.append(time.perf_counter() - started)
+        api = FakeImagesAPI(api_key)  # not started: the one in the other process answers
+        api.base_url = base_url
+        # A rate limit this run never reaches: the queue's pacing is measured by dispatch.py.
+        settings = make_settings(
+            Path(folder),
+            discord,  # type: ignore[arg-type]  # only its token and addresses are read
+            api,
+            model="dall-e-2",
+            images_per_minute=1_000_000,
+        )
+        # One member sends every request: the per-member request rate must not refuse them.
+        jobs = dataclasses.replace(settings.jobs, member_requests_per_minute=10_000)
+        settings = dataclasses.replace(settings, jobs=jobs)
+        metrics = Metrics()
+        async with (
+            open_bot(settings, metrics=metrics, guild_ready_timeout=0.05) as bot,
+            _bench.run_client(bot, discord.token),
+        ):
+            sql = _bench.SqlCount(bot.storage.engine)
+            provider_alone = []
+            for _ in range(RUNS):
+                started = time.perf_counter()
+                await bot.engine.provider.generate(
+                    GenerateRequest("a lighthouse", size="1024x1024", model="dall-e-2")
+                )
+                provider_alone.append(time.perf_counter() - started)
 
-                totals, overheads, cpu = [], [], []
-                latency = metrics.provider_latency.labels(operation="generations")
-
-                def results() -> int:
-                    found = fake.messages(sources=SOURCES)
-                    return sum(1 for m in found if m.attachments and not m.ephemeral)
-
-                for index in range(RUNS):
-                    seen = results()
-                    before = latency._sum.get()
-                    started, started_cpu = time.perf_counter(), time.process_time()
-                    # One prompt: the fake makes its image once (its time is the provider's anyway).
-                    await fake.slash("imagine", {"prompt": "a lighthouse"})
-                    await fake.wait_for_message(
-                        lambda m, seen=seen: results() > seen, timeout=30, sources=SOURCES
-                    )
-                    total = time.perf_counter() - started
-                    provider = latency._sum.get() - before
-                    totals.append(total)
-                    overheads.append(total - provider)
-                    await bot.runner.wait_idle()
-                    cpu.append(time.process_time() - started_cpu)
-                    if index == 0:
-                        counted = sql.snapshot()  # from the second job on (the first warms up)
-                per_job = _bench.SqlCount.per_job(counted, sql.snapshot(), RUNS - 1)
+            totals, overheads, cpu = [], [], []
+            latency = metrics.provider_latency.labels(operation="generations")
+            for index in range(RUNS):
+                before = latency._sum.get()
+                started_cpu = time.process_time()
+                # One prompt: the fake makes its image once (its time is the provider's anyway).
+                walls, unanswered = await discord.imagine(1, 1)
+                assert walls and not unanswered, "the /imagine got no result"
+                provider = latency._sum.get() - before
+                totals.append(walls[0])
+                overheads.append(walls[0] - provider)
+                await bot.runner.wait_idle()
+                cpu.append(time.process_time() - started_cpu)
+                if index == 0:
+                    counted = sql.snapshot()  # from the second job on (the first warms up)
+            per_job = _bench.SqlCount.per_job(counted, sql.snapshot(), RUNS - 1)
 
     overhead = statistics.median(overheads)
     baseline = statistics.median(provider_alone)
@@ -113,7 +110,7 @@ async def main(base_url: str, api_key: str) -> None:
         f"(target < 10 ms: {'yes' if overhead < 0.01 else 'NO'}) |"
     )
     print(
-        "| CPU per job, this process (bot + fake Discord; the fake API runs in another) "
+        "| CPU per job, the bot's process (the fakes run in two others) "
         f"| {statistics.median(cpu) * 1000:.1f} ms |"
     )
     print(f"| SQL per job: statements (writes) / transactions (writes) | {per_job} |")
@@ -123,5 +120,5 @@ if __name__ == "__main__":
     QUICK = _bench.quick_mode(__doc__)
     if QUICK:
         RUNS = 3
-    with _bench.images_api_process() as (url, key):
-        asyncio.run(main(url, key))
+    with _bench.images_api_process() as (url, key), _bench.discord_process() as discord:
+        asyncio.run(main(discord, url, key))
