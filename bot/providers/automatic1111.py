@@ -59,7 +59,7 @@ from bot.providers.automatic1111_wire import (
     refuse_openai_options,
     size_of,
 )
-from bot.providers.backend import BackendFeatures, SDChoice
+from bot.providers.backend import SDChoice, stable_diffusion_features
 from bot.providers.capabilities import ModelSpec
 from bot.providers.checks import check_request
 from bot.providers.errors import (
@@ -101,14 +101,7 @@ class Automatic1111Client:
     """One AUTOMATIC1111 / Forge server as a :class:`~bot.providers.backend.Backend`; safe to
     share between tasks."""
 
-    features = BackendFeatures(
-        kind="automatic1111",
-        previews=True,
-        progress=True,
-        cancel_running=True,
-        sd_options=True,
-        seeds=True,
-    )
+    features = stable_diffusion_features("automatic1111")
 
     def __init__(
         self,

@@ -43,6 +43,13 @@ class BackendFeatures:
     seeds: bool = False
 
 
+def stable_diffusion_features(kind: BackendKind) -> BackendFeatures:
+    """What a Stable Diffusion server (AUTOMATIC1111, ComfyUI) does: everything, live."""
+    return BackendFeatures(
+        kind=kind, previews=True, progress=True, cancel_running=True, sd_options=True, seeds=True
+    )
+
+
 class Backend(Protocol):
     """One configured image backend; safe to share between tasks.
 

@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 
 from bot.config import ProviderSettings
-from bot.providers.backend import BackendFeatures, SDChoice
+from bot.providers.backend import SDChoice, stable_diffusion_features
 from bot.providers.capabilities import SD_SIZES, FreeSizeRule, InputRule, ModelSpec, parse_size
 from bot.providers.comfyui_mapping import MASK_CHANNEL, Workflow, load_workflows
 from bot.providers.comfyui_server import ComfyUIServer
@@ -83,14 +83,7 @@ _OPENAI_ONLY = ("quality", "background", "output_format", "style")
 class ComfyUIClient:
     """One ComfyUI server; safe to share between tasks."""
 
-    features = BackendFeatures(
-        kind="comfyui",
-        previews=True,
-        progress=True,
-        cancel_running=True,
-        sd_options=True,
-        seeds=True,
-    )
+    features = stable_diffusion_features("comfyui")
 
     def __init__(
         self,
