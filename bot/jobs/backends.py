@@ -22,8 +22,12 @@ from bot.db import Sessions
 from bot.db.models import GuildSettings
 from bot.generation import ImageOrder
 from bot.providers.registry import BackendSet
+from bot.providers.types import SD_FIELDS, StableDiffusionOptions
 
 log = logging.getLogger(__name__)
+
+#: Every Stable Diffusion option left at its default.
+NO_SD_OPTIONS = {name: getattr(StableDiffusionOptions(), name) for name in SD_FIELDS}
 
 #: Seconds a server's choice is kept before it is read again.
 CHOICE_SECONDS = 5.0
@@ -58,15 +62,7 @@ class BackendChoice:
         if order.backend is not None and not self._backends.get(chosen).features.sd_options:
             # A result's Stable Diffusion options cannot be left out of a button's request:
             # on a backend without them it runs without them, rather than being refused.
-            moved = dataclasses.replace(
-                moved,
-                negative_prompt="",
-                seed=None,
-                steps=None,
-                guidance=None,
-                sampler=None,
-                checkpoint=None,
-            )
+            moved = dataclasses.replace(moved, **NO_SD_OPTIONS)
         return moved
 
     async def for_guild(self, guild_id: int | None) -> str:

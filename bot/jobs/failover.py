@@ -59,22 +59,22 @@ async def make_images_failing_over(
     candidates = [first, *service.backends.fallbacks(first.name)]
     outage: ProviderUnavailable | None = None
     for backend in candidates:
-        attempt = order if backend is first else _moved(order, backend)
-        if backend is not first:
-            try:
+        attempt = order if backend is first else moved_to(order, backend)
+        try:
+            if backend is not first:  # the first was checked when the job was admitted
                 check_order(service.backends, attempt)
-                sent = await normalize_uploads(service, attempt)
-            except BotError as refused:
-                log.info(
-                    "job %s: backend %s cannot take it (%s): not failed over to it",
-                    job_id,
-                    backend.name,
-                    refused,
-                    extra={"job_id": job_id},
-                )
-                continue
-        else:
             sent = await normalize_uploads(service, attempt)
+        except BotError as refused:
+            if backend is first:
+                raise
+            log.info(
+                "job %s: backend %s cannot take it (%s): not failed over to it",
+                job_id,
+                backend.name,
+                refused,
+                extra={"job_id": job_id},
+            )
+            continue
         if trying is not None:
             trying(backend)
         try:
@@ -110,7 +110,7 @@ async def make_images_failing_over(
     raise outage
 
 
-def _moved(order: ImageOrder, backend: Backend) -> ImageOrder:
+def moved_to(order: ImageOrder, backend: Backend) -> ImageOrder:
     """``order`` for ``backend``: its model where that backend has it, else its default."""
     model = order.model if order.model in backend.models else None
     return dataclasses.replace(order, backend=backend.name, model=model)

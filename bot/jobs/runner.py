@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.config import DEFAULT_BACKEND, ProviderSettings, Settings
+from bot.config import DEFAULT_BACKEND, Settings
 from bot.db import Sessions
 from bot.db.models import Job, JobStatus, utcnow
 from bot.errors import BotError, InternalError, ShuttingDown
@@ -31,7 +31,7 @@ from bot.generation import ImageOrder, ImageService
 from bot.jobs import store
 from bot.jobs.backends import BackendChoice
 from bot.jobs.dispatcher import Place
-from bot.jobs.failover import make_images_failing_over
+from bot.jobs.failover import make_images_failing_over, moved_to
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.journal import StartedJournal
@@ -191,39 +191,25 @@ class JobRunner:
     def _estimate(self, order: ImageOrder, spec: ModelSpec) -> int:
         """The reservation: the most ``order`` may cost (see :func:`_priced_size`), on its
         backend or on any it may fail over to (a free GPU server's job made by the API)."""
-        size = _priced_size(order, spec)
-        name = order.backend or DEFAULT_BACKEND
-        cost = estimate_cost(
-            self._prices,
-            spec.name,
-            order.n,
-            size,
-            order.quality,
-            backend=order.backend,
-            partial_images=streamed_partials(spec, self._backend_settings(name), order.n),
-        )
-        for backend in self._engine.backends.fallbacks(name):
-            other = backend.spec_for(order.model if order.model in backend.models else None)
-            priced = _priced_size(order, other)
-            partials = streamed_partials(other, self._backend_settings(backend.name), order.n)
-            cost = max(
-                cost,
+        backends = self._engine.backends
+        first = self._engine.backend_for(order)
+        costs = []
+        for backend in [first, *backends.fallbacks(first.name)]:
+            made_by = spec if backend is first else backend.spec_for(moved_to(order, backend).model)
+            costs.append(
                 estimate_cost(
                     self._prices,
-                    other.name,
+                    made_by.name,
                     order.n,
-                    priced,
+                    _priced_size(order, made_by),
                     order.quality,
                     backend=backend.name,
-                    partial_images=partials,
-                ),
+                    partial_images=streamed_partials(
+                        made_by, backends.settings[backend.name], order.n
+                    ),
+                )
             )
-        return cost
-
-    def _backend_settings(self, name: str) -> ProviderSettings:
-        if name == DEFAULT_BACKEND:
-            return self._settings.provider
-        return self._settings.backends.get(name, self._settings.provider)
+        return max(costs)
 
     def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)

@@ -20,11 +20,10 @@ from bot.providers import retry
 from bot.providers.capabilities import (
     FIFTY_MB,
     IMAGE_FORMATS,
-    SD_SIZES,
-    FreeSizeRule,
     InputRule,
     ModelSpec,
     parse_size,
+    sd_sizes,
 )
 from bot.providers.checks import png_dimensions
 from bot.providers.errors import (
@@ -61,17 +60,12 @@ def model_spec(settings: ProviderSettings) -> ModelSpec:
     """The one model an A1111 backend offers: named after its configured checkpoint, else
     ``MODEL_NAME``; any size on the latent grid up to the operator's ``max_side``."""
     side = min(settings.max_side, MAX_SIDE)
+    sizes, free_size = sd_sizes(side, MIN_SIDE, max_ratio=side / MIN_SIDE)
     return ModelSpec(
         name=settings.model or MODEL_NAME,
         operations=frozenset(Operation),
-        sizes=tuple(size for size in SD_SIZES if max(checked_size(size)) <= side),
-        free_size=FreeSizeRule(
-            multiple=8,
-            max_ratio=side / MIN_SIDE,
-            max_edge=side,
-            max_pixels=side * side,
-            min_pixels=MIN_SIDE * MIN_SIDE,
-        ),
+        sizes=sizes,
+        free_size=free_size,
         default_size=DEFAULT_SIZE,
         max_n=MAX_IMAGES,
         max_prompt_chars=MAX_PROMPT_CHARS,

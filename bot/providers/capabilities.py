@@ -405,3 +405,19 @@ _FIELDS: dict[str, Callable[[Any, str, ModelSpec], Any]] = {
     "vary_prompt": _text,
     "streams": _boolean,
 }
+
+
+def sd_sizes(
+    max_side: int, min_side: int, max_ratio: float
+) -> tuple[tuple[str, ...], FreeSizeRule]:
+    """What a Stable Diffusion backend offers up to the operator's ``max_side``: the listed
+    :data:`SD_SIZES` that fit, and any other multiple of 8 within the sides and ``max_ratio``."""
+    listed = tuple(size for size in SD_SIZES if max(parse_size(size) or (0, 0)) <= max_side)
+    rule = FreeSizeRule(
+        multiple=8,
+        max_ratio=max_ratio,
+        max_edge=max_side,
+        max_pixels=max_side * max_side,
+        min_pixels=min_side * min_side,
+    )
+    return listed, rule

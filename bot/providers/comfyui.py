@@ -36,7 +36,7 @@ import aiohttp
 
 from bot.config import ProviderSettings
 from bot.providers.backend import SDChoice, stable_diffusion_features
-from bot.providers.capabilities import SD_SIZES, FreeSizeRule, InputRule, ModelSpec, parse_size
+from bot.providers.capabilities import InputRule, ModelSpec, parse_size, sd_sizes
 from bot.providers.comfyui_mapping import MASK_CHANNEL, Workflow, load_workflows
 from bot.providers.comfyui_server import ComfyUIServer
 from bot.providers.comfyui_watch import PromptFollower
@@ -113,18 +113,12 @@ class ComfyUIClient:
             session, settings, name=name, sleep=sleep, poll_interval=poll_interval
         )
         self._cleanups: set[asyncio.Task[None]] = set()
-        side = settings.max_side
+        sizes, free_size = sd_sizes(settings.max_side, MIN_SIDE, max_ratio=4.0)
         self._spec = ModelSpec(
             name=MODEL,
             operations=frozenset(Operation),
-            sizes=tuple(size for size in SD_SIZES if max(_side(size)) <= side),
-            free_size=FreeSizeRule(
-                multiple=8,
-                max_ratio=4.0,
-                max_edge=side,
-                max_pixels=side * side,
-                min_pixels=MIN_SIDE * MIN_SIDE,
-            ),
+            sizes=sizes,
+            free_size=free_size,
             default_size=None,
             max_n=MAX_IMAGES,
             max_prompt_chars=10_000,
@@ -429,9 +423,3 @@ class ComfyUIClient:
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
         await asyncio.shield(task)
-
-
-def _side(size: str) -> tuple[int, int]:
-    parsed = parse_size(size)
-    assert parsed is not None  # SD_SIZES are all WxH
-    return parsed
