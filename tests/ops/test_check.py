@@ -10,6 +10,7 @@ import discord
 
 from bot.discord.identity import BOT_PERMISSIONS
 from bot.testing.automatic1111 import FakeAutomatic1111
+from bot.testing.comfyui import FakeComfyUI
 from bot.testing.discord import FakeDiscord
 from bot.testing.openai_api import FakeImagesAPI
 from tests.bot_process import run_cli
@@ -207,3 +208,34 @@ async def test_every_backend_is_checked_on_its_own_line(
     gone = result_line(out, "backend gone (automatic1111)")
     assert gone.startswith("[FAIL] backend gone (automatic1111): http://127.0.0.1:9 refused:")
     assert "pw-SECRET" not in out + err and "Traceback" not in err
+
+
+def unmappable_workflows(tmp_path: Path) -> Path:
+    """A workflow folder whose txt2img has no node the bot can put a prompt in."""
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    (folder / "txt2img.json").write_text('{"1": {"class_type": "KSampler", "inputs": {}}}')
+    return folder
+
+
+async def test_a_comfyui_backend_is_checked_and_an_unmappable_workflow_named(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    """The operator learns from `check` that ComfyUI answers, and which workflow cannot work."""
+    env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
+    async with FakeComfyUI() as comfy:
+        backend = f'[backends.comfy]\ntype = "comfyui"\nbase_url = "{comfy.base_url}"\n'
+        cfg = config(tmp_path, fake_discord, fake_images_api)
+        append(cfg, backend)
+        code, out, err = await run_cli("check", "--config", cfg, env=env)
+        assert code == 0, out + err
+        line = result_line(out, "backend comfy (comfyui)")
+        assert line.startswith(f"[ok] backend comfy (comfyui): {comfy.base_url}"), line
+        assert "checkpoints" in line, line
+
+        cfg = config(tmp_path, fake_discord, fake_images_api)
+        append(cfg, backend + f'workflows = "{unmappable_workflows(tmp_path)}"\n')
+        code, out, err = await run_cli("check", "--config", cfg, env=env)
+    assert code != 0, out + err
+    assert "txt2img.json" in out + err, out + err
+    assert "Traceback" not in err
