@@ -146,6 +146,11 @@ class JobsSettings:
     shutdown_grace_seconds: float = field(default=30.0, metadata=_range(0, 3600))
     #: Requests one member may start per minute (commands, buttons, reactions together).
     member_requests_per_minute: int = field(default=10, metadata=_range(1, 10_000))
+    #: PostgreSQL (several processes): seconds a job stays claimed by a process that stopped
+    #: renewing it (killed, machine lost) before another marks it interrupted.
+    lease_seconds: float = field(default=60.0, metadata=_range(5, 3600))
+    #: PostgreSQL: how often an idle worker looks for jobs if a wake-up (NOTIFY) was missed.
+    poll_seconds: float = field(default=5.0, metadata=_range(0.1, 300))
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from bot.testing.discord import FakeDiscord
 from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.postgres import PostgresServer, PostgresUnavailable, required
 
 
 @pytest.fixture
@@ -26,3 +27,25 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
     """
     async with FakeDiscord() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server per test process (xdist worker); skipped where there is
+    no PostgreSQL, except where IMAGEBOT_POSTGRES_REQUIRED is set (CI), which fails instead."""
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as error:
+        if required():
+            raise
+        pytest.skip(f"PostgreSQL tests skipped: {error}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The SQLAlchemy URL of a new, empty PostgreSQL database of this test's own."""
+    return postgres_server.create_database()

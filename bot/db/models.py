@@ -134,6 +134,18 @@ class Job(Base):
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # --- the shared queue (PostgreSQL, several processes; see bot.jobs.shared) ---------------
+    #: The backend whose queue it waits in ("default" = ``[provider]``); set while queued.
+    lane: Mapped[str | None] = mapped_column(String(64))
+    #: Its turn in its lane's fair order (lower runs first, then the lower id); set while queued.
+    fair_round: Mapped[int | None] = mapped_column(BigInteger)
+    #: The process running it, and until when that process's claim holds unless renewed.
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Its requester pressed Cancel on a process other than the one running it.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The process that took the right to post its result (posted once, by that one).
+    delivery_owner: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_jobs_status_queued_at", "status", "queued_at"),
@@ -142,6 +154,8 @@ class Job(Base):
         Index("ix_jobs_guild_user_queued_at", "guild_id", "user_id", "queued_at"),
         Index("ix_jobs_queued_at", "queued_at"),
         Index("ix_jobs_finished_at", "finished_at"),
+        Index("ix_jobs_lane_status_round", "lane", "status", "fair_round", "id"),
+        Index("ix_jobs_status_lease", "status", "lease_until"),
     )
 
     images: Mapped[list[JobImage]] = relationship(
@@ -295,3 +309,50 @@ class UsageCounter(Base):
     #: Images and micro-dollars charged: reservations while jobs wait or run, then the result.
     images: Mapped[int] = mapped_column(BigInteger, default=0)
     spend_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Process(Base):
+    """A bot process sharing the database (gateway shards, workers): alive while its
+    heartbeat is recent. Each process writes only its own row."""
+
+    __tablename__ = "processes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: ``gateway`` (shards, no jobs), ``worker`` (jobs, no gateway) or ``both``.
+    role: Mapped[str] = mapped_column(String(16))
+    #: The gateway shards it runs ("0,1"), None for a worker.
+    shards: Mapped[str | None] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_processes_heartbeat_at", "heartbeat_at"),)
+
+
+class RateLane(Base):
+    """One backend's shared rate limit (every process's requests together): the GCRA state
+    and a pause a provider's 429 ``retry-after`` set. Times are epoch seconds of the
+    database's clock, so processes on machines with different clocks agree."""
+
+    __tablename__ = "rate_lanes"
+
+    lane: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_free: Mapped[float] = mapped_column(Float, default=0.0)
+    paused_until: Mapped[float | None] = mapped_column(Float)
+
+
+class RateGrant(Base):
+    """Images one request may send on a lane: counted while in flight (``answered_at`` None)
+    and for the provider's minute after it was answered."""
+
+    __tablename__ = "rate_grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lane: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    images: Mapped[int] = mapped_column(Integer)
+    granted_at: Mapped[float] = mapped_column(Float)
+    answered_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_rate_grants_lane_answered", "lane", "answered_at"),)

@@ -13,6 +13,7 @@ Create Date: 2026-12-01
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -74,15 +75,36 @@ def _totals(connection: sa.Connection) -> dict[tuple[str, int, int, str], list[i
         )
     }
     totals: dict[tuple[str, int, int, str], list[int]] = {}
-    result = connection.execute(
-        sa.select(
-            jobs.c.guild_id,
-            jobs.c.user_id,
-            jobs.c.queued_at,
-            jobs.c.n_charged,
-            jobs.c.cost_micro_usd,
-        ).execution_options(yield_per=BATCH)
-    )
+    # Read in pages by id: a server-side cursor (yield_per) stays open on PostgreSQL until the
+    # transaction ends, and an open cursor on jobs blocks the next migration's ALTER TABLE.
+    last = 0
+    while True:
+        page = connection.execute(
+            sa.select(
+                jobs.c.id,
+                jobs.c.guild_id,
+                jobs.c.user_id,
+                jobs.c.queued_at,
+                jobs.c.n_charged,
+                jobs.c.cost_micro_usd,
+            )
+            .where(jobs.c.id > last)
+            .order_by(jobs.c.id)
+            .limit(BATCH)
+        ).all()
+        if not page:
+            break
+        last = page[-1][0]
+        _add_up([row[1:] for row in page], zones, reset_at, totals)
+    return totals
+
+
+def _add_up(
+    result: list[Any],
+    zones: dict[int, Any],
+    reset_at: dict[tuple[int, int], Any],
+    totals: dict[tuple[str, int, int, str], list[int]],
+) -> None:
     for guild_id, user_id, queued_at, images, spend in result:
         if not images and not spend:
             continue
@@ -104,7 +126,6 @@ def _totals(connection: sa.Connection) -> dict[tuple[str, int, int, str], list[i
             counted = totals.setdefault(key, [0, 0])
             counted[0] += images
             counted[1] += spend
-    return totals
 
 
 def _zone(name: str | None) -> ZoneInfo:

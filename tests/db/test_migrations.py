@@ -17,7 +17,15 @@ async def test_first_run_creates_the_file_and_its_folder(tmp_path: Path) -> None
     path = tmp_path / "nested" / "data" / "bot.db"
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     try:
-        assert await pending_revisions(engine) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+        assert await pending_revisions(engine) == [
+            "0001",
+            "0002",
+            "0003",
+            "0004",
+            "0005",
+            "0006",
+            "0007",
+        ]
         await upgrade_database(engine)
         assert path.is_file()
         assert await pending_revisions(engine) == []
