@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,11 +18,11 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.config import Settings, StorageSettings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.db.copy import fair_rounds
+from bot.db.copy import Carried, copy_database, fair_rounds
 from bot.db.installation import user_salt
 from bot.db.models import Base, ImageRole, Intake, JobImage, JobStatus
 from bot.generation import ImageOrder
@@ -228,6 +230,40 @@ async def test_a_database_the_bot_made_arrives_whole_and_new_rows_get_fresh_ids(
         assert max(intakes) == max(row["id"] for row in before["intakes"]) + 1
     finally:
         await engine.dispose()
+
+
+async def test_images_cross_in_small_batches_whatever_the_tables_size(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """64 stored images of 512 KB (32 MB): the copy never holds more than a few batches."""
+    source = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    target = create_engine(postgres_url)
+    try:
+        await upgrade_database(source)
+        sessions = create_sessionmaker(source)
+        async with sessions() as session, session.begin():
+            job = store.new_job(order("big"), origin(1), "dall-e-2", 0, "imagine")
+            session.add(job)
+            await session.flush()
+            for position in range(64):
+                data = os.urandom(512 * 1024)
+                image = JobImage(job_id=job.id, role=ImageRole.OUTPUT, position=position)
+                image.mime_type, image.data = "image/png", data
+                session.add(image)
+        tracemalloc.start()
+        try:
+            report = await copy_database(source, target, Carried())
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert ("job_images", 64) in report.tables
+        assert peak < 32 * 1024 * 1024 / 2
+        async with target.connect() as connection:
+            sizes = await connection.execute(select(func.length(JobImage.data)))
+            assert set(sizes.scalars()) == {512 * 1024}
+    finally:
+        await source.dispose()
+        await target.dispose()
 
 
 def test_queued_jobs_take_turns_between_guilds_then_members() -> None:
