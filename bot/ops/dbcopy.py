@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import DEFAULT_BACKEND, Settings
 from bot.db import create_engine
@@ -34,17 +35,29 @@ class CopyFailed(BotError):
 
 
 async def copy_bot_database(settings: Settings, source_url: str, target_url: str) -> int:
+    _parse(target_url, "--to")
+    _parse(source_url, "--from (or [database] url)")
+    _check_source_exists(source_url)  # before its engine, which would make the file's folder
+    target, source = _engine(target_url, "--to"), _engine(source_url, "--from")
+    try:
+        return await _copy(settings, source, target, [source_url, target_url])
+    finally:
+        await source.dispose()
+        await target.dispose()
+
+
+async def _copy(
+    settings: Settings, source: AsyncEngine, target: AsyncEngine, urls: list[str]
+) -> int:
+    source_url, target_url = urls
     source_settings = dataclasses.replace(
         settings, database=dataclasses.replace(settings.database, url=source_url)
     )
-    passwords = [_password(url) for url in (source_url, target_url)]
-    _check_source_exists(source_url)
     inflight = inflight_dir(source_settings)
     _refuse_spooled_results([Path(settings.storage.spool_dir), inflight])
     carried = Carried(
         sent=StartedJournal(inflight / JOURNAL_NAME).read(), default_lane=DEFAULT_BACKEND
     )
-    source, target = create_engine(source_url), create_engine(target_url)
     print(f"copying {shown(source_url)}\n   into {shown(target_url)}")
     # The summary is the output; Alembic's line per migration of the target would bury it.
     alembic = logging.getLogger("alembic")
@@ -55,13 +68,12 @@ async def copy_bot_database(settings: Settings, source_url: str, target_url: str
             source, target, carried, progress=lambda name, rows: print(f"  {name:<16} {rows:>9}")
         )
     except (SQLAlchemyError, OSError) as exc:
+        passwords = [make_url(url).password or "" for url in urls]
         raise CopyFailed(
             f"the copy failed, nothing was committed: {_first_line(exc, passwords)}"
         ) from None
     finally:
         alembic.setLevel(level)
-        await source.dispose()
-        await target.dispose()
     total = sum(rows for _, rows in report.tables)
     print(
         f"copied {total} rows in {len(report.tables)} tables (revision {report.revision}); "
@@ -81,11 +93,24 @@ async def copy_bot_database(settings: Settings, source_url: str, target_url: str
     return EXIT_OK
 
 
-def _password(url: str) -> str:
+def _parse(url: str, option: str) -> None:
+    """One line when ``url`` is not a URL (not repeated: it may hold a password where the
+    parser saw none)."""
     try:
-        return make_url(url).password or ""
+        make_url(url)
     except ArgumentError:
-        return ""
+        raise CopyRefused(
+            f"{option} is not a database URL (e.g. postgresql+asyncpg://USER@HOST/DB)"
+        ) from None
+
+
+def _engine(url: str, option: str) -> AsyncEngine:
+    try:
+        return create_engine(url)
+    except ModuleNotFoundError as exc:
+        raise CopyRefused(
+            f"{option} needs the database driver {exc.name!r}: pip install -e '.[postgres]'"
+        ) from None
 
 
 def _check_source_exists(url: str) -> None:

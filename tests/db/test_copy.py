@@ -408,3 +408,11 @@ async def test_the_help_says_to_stop_the_bot_and_how_to_keep_the_password_out() 
     assert "Stop the bot first" in " ".join(out.split()) and "PGPASSWORD" in out
     code, _, err = await run_cli("db", "copy")
     assert code == 2 and "--to" in err
+
+
+async def test_a_url_that_is_no_database_url_is_one_line(empty_source: Path) -> None:
+    code, out, err = await copy(empty_source, "--to", f"imagebot:{PASSWORD}@db/imagebot")
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        "error: --to is not a database URL (e.g. postgresql+asyncpg://USER@HOST/DB)"
+    )
