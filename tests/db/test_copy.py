@@ -65,6 +65,8 @@ class Source:
     sent_at: datetime
     #: The other queued jobs, in the order they were submitted.
     queued: list[int]
+    #: A job an older version marked running in its row (before the journal).
+    marked_running: int
 
 
 def write_config(tmp_path: Path, settings: Settings) -> Path:
@@ -116,6 +118,8 @@ async def made_by_the_bot(api: FakeImagesAPI, tmp_path: Path) -> Source:
             ]
         ]
         sent_job = (await submit(stopped, "sent", user=6, guild=GUILD_B)).id
+        marked_running = (await submit(stopped, "older", user=7, guild=GUILD_B)).id
+        await store.mark_running(sessions, marked_running)
         book = IntakeBook(sessions)
         now = datetime.now(UTC)
         intake = IntakeOrigin(9001, 99, "token-intake", now, GUILD_A, 5, None, 7, "de")
@@ -124,7 +128,8 @@ async def made_by_the_bot(api: FakeImagesAPI, tmp_path: Path) -> Source:
     journal = StartedJournal(inflight_dir(settings) / "started.log")
     journal.started(sent_job, sent_at)
     journal.close()
-    return Source(settings, write_config(tmp_path, settings), sent_job, sent_at, queued)
+    config = write_config(tmp_path, settings)
+    return Source(settings, config, sent_job, sent_at, queued, marked_running)
 
 
 async def all_rows(url: str) -> dict[str, list[dict[str, Any]]]:
@@ -174,7 +179,7 @@ async def test_a_database_the_bot_made_arrives_whole_and_new_rows_get_fresh_ids(
         assert f"  {name:<16} {len(rows):>9}" in out.splitlines()
     assert "every table's count matches" in out
     assert "5 queued jobs wait in the shared queue" in out
-    assert "1 jobs were running at the stop" in out
+    assert "2 jobs were running at the stop" in out
     after = await all_rows(postgres_url)
     assert after.keys() == before.keys()
     for name in before:
@@ -185,7 +190,7 @@ async def test_a_database_the_bot_made_arrives_whole_and_new_rows_get_fresh_ids(
         assert {k: v for k, v in new.items() if k not in shared_queue} == {
             k: v for k, v in old.items() if k not in shared_queue
         }
-        if old["id"] not in {*source.queued, source.sent_job}:
+        if old["id"] not in {*source.queued, source.sent_job, source.marked_running}:
             assert new == old  # finished jobs are copied as they are
     jobs = {row["id"]: row for row in after["jobs"]}
     # Sent before the stop: running with a lease that is over, so the first process that runs
@@ -193,6 +198,8 @@ async def test_a_database_the_bot_made_arrives_whole_and_new_rows_get_fresh_ids(
     sent = jobs[source.sent_job]
     assert sent["status"] is JobStatus.RUNNING and sent["started_at"] == source.sent_at
     assert sent["lease_until"] is not None and sent["lease_until"] <= datetime.now(UTC)
+    older = jobs[source.marked_running]
+    assert older["status"] is JobStatus.RUNNING and older["lease_until"] == sent["lease_until"]
     # The queued jobs wait in the fair order: guild A's member 1 and member 2 take turns, guild B
     # and the direct message wait one turn.
     a1, a2, b1, c1, dm = (jobs[job_id] for job_id in source.queued)
