@@ -8,7 +8,8 @@ renews the leases of the jobs it runs: a live worker's long job never expires. A
 stops renewing (SIGKILL, machine lost, cut off from the database) loses its jobs when their
 lease runs out: the reaper of any other process marks them interrupted, possibly billed, as a
 restart does on SQLite (bot.jobs.runner), and tells each requester once (Retry button). A
-clean stop does the same for its own jobs at once, instead of leaving them for the lease.
+clean stop does the same for its own jobs at once, instead of leaving them for the lease; a
+job it claimed and never sent it may give back to the queue instead (:func:`release_claim`).
 
 The reaper runs in every process, gateways too: a worker alone cannot reap its own jobs once
 dead. Each job is interrupted in its own short transaction (bot.jobs.store.interrupt_claim),
@@ -30,7 +31,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.engine import Sessions, finish_even_if_cancelled
 from bot.db.models import Job, JobStatus, Process
@@ -144,11 +146,16 @@ class Leases:
         return int(renewed.rowcount)  # type: ignore[attr-defined]
 
     async def reap_once(self) -> list[Job]:
-        """Interrupt the running jobs whose lease ran out (whoever held them), tell their
+        """Interrupt the running jobs of other processes whose lease ran out, tell their
         requesters, and delete the rows of processes long dead: the jobs this pass won.
 
-        A running row without a lease (copied from SQLite, say) belongs to no live process."""
-        expired = or_(Job.lease_until < func.now(), Job.lease_until.is_(None))
+        Never this process's own: it still runs them (its renewal was late, the database
+        slow); the others reap them if it stays cut off. A running row without a lease (copied
+        from SQLite, say) belongs to no live process."""
+        expired = and_(
+            or_(Job.lease_until < func.now(), Job.lease_until.is_(None)),
+            Job.worker_id.is_distinct_from(self.process.id),
+        )
         reaped = await self._interrupt(expired, "its lease ran out")
         async with self._sessions() as session, session.begin():
             await session.execute(
@@ -208,6 +215,27 @@ class Leases:
                 if failing:
                     log.info("%s works again", name)
                 failing = False
+
+
+async def release_claim(session: AsyncSession, job_id: int, worker_id: str) -> bool:
+    """Give back a job ``worker_id`` claimed and never sent (it stops before the request went
+    out, say): queued again at its turn (its ``fair_round`` is kept), for any process.
+
+    False, changing nothing, when the claim is not its own any more (reaped, finished) or a
+    cancel was asked for it meanwhile: the caller finishes it as it would have. Runs in the
+    caller's transaction; a waking NOTIFY, if wanted, is the caller's too."""
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.RUNNING,
+            Job.worker_id == worker_id,
+            Job.cancel_requested.is_not(True),
+        )
+        .values(status=JobStatus.QUEUED, worker_id=None, lease_until=None, started_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def live_processes(sessions: Sessions, within: timedelta) -> list[Process]:

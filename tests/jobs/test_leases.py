@@ -25,7 +25,7 @@ from bot.config import DatabaseSettings
 from bot.db import Sessions, create_engine, create_sessionmaker, upgrade_database
 from bot.db.models import Job, JobStatus, Process, utcnow
 from bot.jobs import JobOrigin, JobRunner, store
-from bot.jobs.leases import Leases, live_processes
+from bot.jobs.leases import Leases, live_processes, release_claim
 from bot.jobs.processes import ProcessInfo
 from bot.quotas.reports import member_usage
 from bot.testing.harness import ROOMY_QUOTAS
@@ -145,22 +145,22 @@ async def test_expired_leases_are_interrupted_once_by_two_racing_reapers(
 async def test_heartbeats_keep_a_live_workers_long_job_and_a_dead_ones_job_is_reaped(
     postgres_url: str,
 ) -> None:
-    """Lease 2 s (a beat and a reaper pass every second): the live worker's job outlives
+    """Lease 3 s (a beat and a reaper pass every second): the live worker's job outlives
     several leases; the dead one's is reaped by the live worker's own reaper, once."""
     async with databases(postgres_url, 2) as (worker_db, gateway_db), AsyncExitStack() as stack:
         told = Recorder()
-        worker = await started(stack, Leases(worker_db, ProcessInfo("worker"), 2.0), told)
-        gateway = Leases(gateway_db, ProcessInfo("gateway"), 2.0)
-        dead_one = Leases(gateway_db, ProcessInfo("worker"), 2.0)
+        worker = await started(stack, Leases(worker_db, ProcessInfo("worker"), 3.0), told)
+        gateway = Leases(gateway_db, ProcessInfo("gateway"), 3.0)
+        dead_one = Leases(gateway_db, ProcessInfo("worker"), 3.0)
         await dead_one.heartbeat_once()  # alive once, then never again
         long_job = await admitted(worker_db, user=1)
-        await claimed(worker_db, long_job, worker.process.id, lease_left=2.0)
+        await claimed(worker_db, long_job, worker.process.id, lease_left=3.0)
         orphan = await admitted(worker_db, user=2)
-        await claimed(worker_db, orphan, dead_one.process.id, lease_left=2.0)
+        await claimed(worker_db, orphan, dead_one.process.id, lease_left=3.0)
 
         assert await gateway.reap_once() == []  # nothing has run out yet
         await told.wait_for("interrupted", 1)
-        await asyncio.sleep(3.0)  # two and a half leases in all
+        await asyncio.sleep(4.0)  # over two leases in all
 
         assert told.of("interrupted") == [orphan.id]
         assert told.detail("interrupted", orphan.id).worker_id == dead_one.process.id
@@ -171,6 +171,20 @@ async def test_heartbeats_keep_a_live_workers_long_job_and_a_dead_ones_job_is_re
         # The dead one comes back (a paused VM): its renewal does not revive the job.
         assert await dead_one.heartbeat_once() == 0
         assert (await rows(worker_db))[orphan.id].status is JobStatus.INTERRUPTED
+
+
+async def test_a_process_whose_renewal_was_late_does_not_reap_its_own_job(
+    postgres_url: str,
+) -> None:
+    """A slow database delayed its renewal: it still runs the job, so it keeps it; another
+    process, which cannot know it is alive, reaps it."""
+    async with databases(postgres_url, 1) as (sessions,):
+        worker = Leases(sessions, ProcessInfo("worker"), LONG)
+        other = Leases(sessions, ProcessInfo("worker"), LONG)
+        job = await admitted(sessions, user=1)
+        await claimed(sessions, job, worker.process.id, lease_left=-1)
+        assert await worker.reap_once() == []
+        assert [reaped.id for reaped in await other.reap_once()] == [job.id]
 
 
 async def test_a_clean_stop_interrupts_its_own_running_jobs_at_once_and_tells_each_once(
@@ -283,3 +297,33 @@ async def test_the_runner_on_postgresql_registers_its_process_and_leaves_at_clos
         finally:
             await runner.close()
         assert await live_processes(sessions, timedelta(seconds=LONG)) == []
+
+
+async def test_a_claim_given_back_is_queued_again_at_its_turn_and_only_by_its_holder(
+    postgres_url: str,
+) -> None:
+    async with databases(postgres_url, 1) as (sessions,):
+        job = await admitted(sessions, user=1)
+        async with sessions() as session, session.begin():
+            await session.execute(update(Job).where(Job.id == job.id).values(fair_round=7))
+        await claimed(sessions, job, "worker-a", lease_left=LONG)
+
+        async with sessions() as session, session.begin():
+            assert not await release_claim(session, job.id, "worker-b")  # not its claim
+            assert await release_claim(session, job.id, "worker-a")
+            assert not await release_claim(session, job.id, "worker-a")  # given back once
+        row = (await rows(sessions))[job.id]
+        assert (row.status, row.worker_id, row.lease_until, row.started_at) == (
+            JobStatus.QUEUED,
+            None,
+            None,
+            None,
+        )
+        assert (row.fair_round, row.n_charged) == (7, 1)  # its turn and its reservation kept
+
+        # Cancelled meanwhile: not queued again (whoever holds it records the cancel).
+        await claimed(sessions, job, "worker-a", lease_left=LONG)
+        async with sessions() as session, session.begin():
+            await session.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
+            assert not await release_claim(session, job.id, "worker-a")
+        assert (await rows(sessions))[job.id].status is JobStatus.RUNNING
