@@ -28,8 +28,10 @@ from bot.jobs import JobOrigin, JobRunner, store
 from bot.jobs.leases import Leases, live_processes, release_claim
 from bot.jobs.processes import ProcessInfo
 from bot.quotas.reports import member_usage
+from bot.testing.discord import FakeDiscord
 from bot.testing.harness import ROOMY_QUOTAS
 from bot.testing.openai_api import FakeImagesAPI
+from tests.bot_process import bot_env, bot_process, write_config
 from tests.jobs.test_runner import Recorder, make_settings, order
 from tests.quotas.counting import counted, summed
 
@@ -327,3 +329,33 @@ async def test_a_claim_given_back_is_queued_again_at_its_turn_and_only_by_its_ho
             await session.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
             assert not await release_claim(session, job.id, "worker-a")
         assert (await rows(sessions))[job.id].status is JobStatus.RUNNING
+
+
+async def test_a_bot_process_on_postgresql_beats_while_it_runs_and_leaves_on_sigterm(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    postgres_url: str,
+) -> None:
+    """``python -m bot run`` as the operator starts it: `check` can see it while it runs."""
+    config = write_config(tmp_path, fake_discord, fake_images_api, jobs_extra="lease_seconds = 5\n")
+    env = bot_env(fake_discord.token, fake_images_api.api_key) | {"DATABASE_URL": postgres_url}
+    async with (
+        databases(postgres_url, 1) as (sessions,),
+        bot_process("run", config, env) as bot,
+    ):
+        try:
+            await fake_discord.wait_ready(timeout=15)
+            # Registered before the gateway connects (the runner starts in setup_hook).
+            ((process,),) = (await live_processes(sessions, timedelta(seconds=10)),)
+            assert (process.role, process.pid) == ("both", bot.process.pid)
+            first_beat = process.heartbeat_at
+            await asyncio.sleep(2.5)  # a heartbeat every 1.25 s
+            ((process,),) = (await live_processes(sessions, timedelta(seconds=10)),)
+            assert process.heartbeat_at > first_beat
+        except BaseException:
+            print(bot.output)
+            raise
+        assert await bot.stop() == 0, bot.output
+        assert await live_processes(sessions, timedelta(days=1)) == []
+    assert "Traceback" not in bot.output
