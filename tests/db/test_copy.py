@@ -29,6 +29,8 @@ from bot.generation import ImageOrder
 from bot.jobs import store
 from bot.jobs.intake import IntakeBook, IntakeOrigin, IntakeRequest, order_options
 from bot.jobs.journal import StartedJournal
+from bot.jobs.leases import Leases
+from bot.jobs.processes import ProcessInfo
 from bot.jobs.spool import inflight_dir
 from bot.providers import Operation
 from bot.quotas import admin
@@ -235,6 +237,13 @@ async def test_a_database_the_bot_made_arrives_whole_and_new_rows_get_fresh_ids(
             intakes = (await session.execute(select(Intake.id))).scalars().all()
         assert max(images) == max(row["id"] for row in before["job_images"]) + 1
         assert max(intakes) == max(row["id"] for row in before["intakes"]) + 1
+
+        # The first process that runs jobs reports the two as interrupted, once, possibly billed.
+        reaper = Leases(sessions, ProcessInfo(role="worker"), lease_seconds=60)
+        reaped = await reaper.reap_once()
+        assert sorted(job.id for job in reaped) == sorted([source.sent_job, source.marked_running])
+        assert all(job.status is JobStatus.INTERRUPTED and job.possibly_billed for job in reaped)
+        assert await reaper.reap_once() == []
     finally:
         await engine.dispose()
 
