@@ -391,7 +391,10 @@ class ImagesClient:
             retryable = isinstance(error, RateLimited | ProviderUnavailable)
             wait = error.retry_after
             if isinstance(error, RateLimited) and wait is not None and self._on_rate_limited:
-                await self._on_rate_limited(self.name, wait)
+                # The others wait no longer than the operator lets one request wait.
+                await self._on_rate_limited(
+                    self.name, min(wait, self._settings.max_retry_wait_seconds)
+                )
             if not retryable or attempt >= max_retries:
                 raise error from cause
             if wait is not None and wait > self._settings.max_retry_wait_seconds:
