@@ -116,9 +116,6 @@ class SharedRateLimiter:
             max_in_flight=max(longest_request(settings) for settings in backends.values()),
         )
 
-    def limited(self, lane: str) -> bool:
-        return lane in self._rules
-
     async def acquire(self, lane: str, images: int, job_id: int | None = None) -> Grant:
         """Wait until ``images`` may be sent on ``lane`` by any process, and take them.
 
