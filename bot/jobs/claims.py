@@ -145,19 +145,21 @@ async def _rekey(
 ) -> None:
     """Hand the guild's rounds out again in member round-robin order, ``new`` (if any) last of
     its member's jobs; write only the keys that changed."""
-    exclude = [new.id] if new is not None else []
-    rows = (
-        await session.execute(
-            select(Job.id, Job.user_id, Job.fair_round)
-            .where(
-                _queued_on(lane),
-                _same_guild(guild_id, user_id),
-                Job.fair_round.is_not(None),
-                Job.id.not_in(exclude),
-            )
-            .order_by(Job.fair_round, Job.id)
+    # The guild's queued jobs on every lane (at most its queue cap), the lane picked here: the
+    # condition on the lane would lead the planner to the lane's index, a scan of its queue.
+    found = await session.execute(
+        select(Job.id, Job.user_id, Job.lane, Job.fair_round).where(
+            Job.status == JobStatus.QUEUED, _same_guild(guild_id, user_id)
         )
-    ).all()
+    )
+    rows = sorted(
+        (
+            row
+            for row in found
+            if row.lane == lane and row.fair_round is not None and (new is None or row.id != new.id)
+        ),
+        key=lambda row: (row.fair_round, row.id),
+    )
     if not rows:
         if new is not None:
             new.fair_round = fair_key(head_round, new.id)
