@@ -10,8 +10,9 @@ claims, in well under a minute: it proves the script works, its figures are not 
    same pushes really enqueued in another database must get the same keys (checked).
 2. Latency, p50 and p99 of one claim (a transaction: the statement and its commit) and of one
    enqueue (an admission's insert and :func:`claims.enqueue`, committed, half of them in guilds
-   that already wait, half in new ones), with 1,000 and with 100,000 queued. Flat is the aim:
-   the index, not the queue's length, sets the cost.
+   that already wait, half in new ones), with 1,000 and with 100,000 queued; then with every
+   enqueue in a guild that has 200,000 jobs done (quick: 20,000), a big server's ledger. Flat
+   is the aim: the index, not the queue's length or the ledger's, sets the cost.
 3. Fairness: a lone guild's job enqueued while every other guild waits in the current round;
    1, 2 and 4 claimers (each its own connection) take jobs until it is claimed. How many claims
    went before it, against its place when it was queued (one job per other guild in the round)
@@ -30,9 +31,9 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
 
-from sqlalchemy import func, select, tuple_  # noqa: E402
+from sqlalchemy import func, select, tuple_, update  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
 from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database  # noqa: E402
@@ -77,15 +78,22 @@ def keys_for(jobs: Sequence[tuple[int, int]], first_id: int = 1) -> list[int]:
     return keys
 
 
-async def fill(engine: AsyncEngine, jobs: Sequence[tuple[int, int]]) -> None:
+async def fill(engine: AsyncEngine, jobs: Sequence[tuple[int, int]], history: int = 0) -> None:
     """Write ``jobs`` queued with their keys (ids 1..n) by COPY: a hundred times faster than
-    enqueuing them, with the same rows."""
+    enqueuing them, with the same rows. ``history``: that many delivered jobs of guild 1 too
+    (a big server's ledger: its queued jobs must be found without reading them)."""
     now = datetime.now(UTC)
     keys = keys_for(jobs)
     records = [
         (index + 1, guild, guild, user, "generate", "gpt-image-1", "a lighthouse", 1, 0, 1,
          "imagine", "queued", 40_000, False, now, LANE, keys[index], False)
         for index, (guild, user) in enumerate(jobs)
+    ]  # fmt: skip
+    records += [
+        (len(jobs) + 1 + n, 1, 1, 10 + n % 50, "generate", "gpt-image-1", "a lighthouse", 1, 1,
+         1, "imagine", "delivered", 40_000, False, now - timedelta(seconds=history - n), LANE,
+         None, False)
+        for n in range(history)
     ]  # fmt: skip
     columns = [
         "id", "guild_id", "channel_id", "user_id", "operation", "model", "prompt",
@@ -148,13 +156,14 @@ def p50_p99(samples: list[float]) -> tuple[float, float]:
 
 
 async def latencies(
-    server: PostgresServer, queued: int, guilds: int, rounds: int
+    server: PostgresServer, queued: int, guilds: int, rounds: int, history: int = 0
 ) -> tuple[list[float], list[float]]:
-    """Wall seconds of ``rounds`` claims and ``rounds`` enqueues with ``queued`` waiting."""
+    """Wall seconds of ``rounds`` claims and ``rounds`` enqueues with ``queued`` waiting
+    (``history``: every enqueue in guild 1, which has that many jobs done)."""
     engine = create_engine(server.create_database())
     try:
         await upgrade_database(engine)
-        await fill(engine, pushes(queued, guilds))
+        await fill(engine, pushes(queued, guilds), history)
         sessions = create_sessionmaker(engine)
         for _ in range(20):  # warm the pool and the caches
             await claims.claim(sessions, LANE, "warm-up", LEASE)
@@ -167,12 +176,22 @@ async def latencies(
             assert job is not None
             # a waiting guild half the time (its queue re-keyed), a new one the other half
             guild = rng.randrange(1, guilds + 1) if number % 2 else 10**6 + number
+            guild = 1 if history else guild
             started = time.perf_counter()
-            await enqueue_one(sessions, guild, guild * 10 + rng.randrange(MEMBERS + 1))
+            new = await enqueue_one(sessions, guild, guild * 10 + rng.randrange(MEMBERS + 1))
             enqueued.append(time.perf_counter() - started)
+            if history:  # done at once: the big guild's queue stays at its ten or so
+                await finish(sessions, new.id)
     finally:
         await engine.dispose()
     return claimed, enqueued
+
+
+async def finish(sessions: Sessions, job_id: int) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Job).where(Job.id == job_id).values(status=JobStatus.DELIVERED)
+        )
 
 
 async def jobs_ahead(sessions: Sessions, job: Job) -> int:
@@ -233,7 +252,8 @@ async def fairness(
 async def main(quick: bool) -> None:
     queued_big, guilds_big = (10_000, 1_000) if quick else (100_000, 10_000)
     rounds = 200 if quick else 2_000
-    sizes = [(1_000, 100), (queued_big, guilds_big)]
+    history = 20_000 if quick else 200_000
+    sizes = [(1_000, 100, 0), (queued_big, guilds_big, 0), (queued_big, guilds_big, history)]
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as error:
@@ -249,12 +269,13 @@ async def main(quick: bool) -> None:
         print(f"Bulk fill checked: {sample} jobs really enqueued got the keys the fill writes.\n")
         print("| queued (guilds) | claim p50 | claim p99 | enqueue p50 | enqueue p99 |")
         print("|---|---:|---:|---:|---:|")
-        for queued, guilds in sizes:
-            claimed, enqueued = await latencies(server, queued, guilds, rounds)
+        for queued, guilds, history in sizes:
+            claimed, enqueued = await latencies(server, queued, guilds, rounds, history)
             c50, c99 = p50_p99(claimed)
             e50, e99 = p50_p99(enqueued)
+            done = f", enqueued in a guild with {history:,} jobs done" if history else ""
             print(
-                f"| {queued:,} ({guilds:,}) | {c50 * 1000:.2f} ms | {c99 * 1000:.2f} ms "
+                f"| {queued:,} ({guilds:,}){done} | {c50 * 1000:.2f} ms | {c99 * 1000:.2f} ms "
                 f"| {e50 * 1000:.2f} ms | {e99 * 1000:.2f} ms |"
             )
         print(f"\nFairness: a new guild's job among {queued_big:,} queued in {guilds_big:,} guilds")
