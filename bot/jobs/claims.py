@@ -36,6 +36,8 @@ new guild's first job at most one turn per other guild; with every job queued be
 claim, and for the order of each guild's own jobs, the two orders are the same (the tests
 compare them). A job that leaves the queue other than by a claim (cancelled) leaves a gap in
 its guild's rounds: the guild's next enqueue closes it, or :func:`withdrawn` right away.
+Jobs queued without a key (before migration 0007, or copied from SQLite) get one from
+:func:`enqueue_unkeyed`, which a process that runs jobs calls at start.
 
 Nothing here knows Discord or the runner: only jobs rows, in the caller's sessions.
 """
@@ -52,12 +54,15 @@ from bot.config import DEFAULT_BACKEND
 from bot.db.engine import Sessions
 from bot.db.models import Job, JobStatus, utcnow
 from bot.jobs.dispatcher import POSITION_CAP
+from bot.quotas.counters import DM_GUILD
+from bot.quotas.ledger import lock_guild
 
 __all__ = [
     "SEQ_BITS",
     "claim",
     "claim_any",
     "enqueue",
+    "enqueue_unkeyed",
     "fair_key",
     "lane_of",
     "places",
@@ -118,6 +123,33 @@ async def enqueue(session: AsyncSession, job: Job) -> None:
     )
     head_round = _round(head) if head is not None else 0
     await _rekey(session, lane, job.guild_id, job.user_id, head_round, job)
+
+
+async def enqueue_unkeyed(sessions: Sessions) -> int:
+    """Give a place in the fair order to every queued job that has none (queued before
+    migration 0007, or copied from a SQLite database), oldest first, each under its guild's
+    lock as an admission would; how many. Without it such jobs would never be claimed."""
+    async with sessions() as session:
+        waiting = (
+            await session.execute(
+                select(Job.id)
+                .where(Job.status == JobStatus.QUEUED, Job.fair_round.is_(None))
+                .order_by(Job.queued_at, Job.id)
+            )
+        ).scalars()
+        job_ids = list(waiting)
+    keyed = 0
+    for job_id in job_ids:
+        async with sessions() as session, session.begin():
+            job = await session.get(Job, job_id)
+            if job is None or job.status is not JobStatus.QUEUED or job.fair_round is not None:
+                continue
+            await lock_guild(session, job.guild_id or DM_GUILD)
+            await session.refresh(job)
+            if job.status is JobStatus.QUEUED and job.fair_round is None:
+                await enqueue(session, job)
+                keyed += 1
+    return keyed
 
 
 async def withdrawn(session: AsyncSession, job: Job) -> None:

@@ -344,3 +344,22 @@ async def test_a_cancelled_jobs_gap_does_not_cost_its_guild_a_round(sessions: Se
         await session.flush()
         await claims.withdrawn(session, job)
     assert await drain(queues) == [a[0], b[0], a[2], b[1], b[2]]
+
+
+async def test_jobs_queued_without_a_key_get_one_in_the_order_they_were_queued(
+    sessions: Sessions,
+) -> None:
+    """Queued before migration 0007, or copied from a SQLite database: claimable once keyed."""
+    async with sessions() as session, session.begin():
+        old = [
+            Job(guild_id=guild, user_id=user, operation="generate", model="m", backend=backend)
+            for guild, user, backend in [(1, 11, None), (1, 11, None), (2, 21, None), (1, 12, "sd")]
+        ]
+        session.add_all(old)
+    assert await claims.claim(sessions, "default", "w", LEASE) is None
+    assert await claims.enqueue_unkeyed(sessions) == 4
+    assert await claims.enqueue_unkeyed(sessions) == 0
+    order = [await claims.claim(sessions, "default", "w", LEASE) for _ in range(3)]
+    assert [job and job.id for job in order] == [old[0].id, old[2].id, old[1].id]
+    sd = await claims.claim(sessions, "sd", "w", LEASE)
+    assert sd is not None and sd.id == old[3].id
