@@ -26,6 +26,7 @@ import _bench  # first: see bench/_bench.py
 _bench.use_project_imports()
 
 import asyncio  # noqa: E402
+import os  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -266,6 +267,7 @@ async def main(quick: bool) -> None:
         mixed = [push for push in pushes(queued_big, guilds_big) if push[0] <= 40]
         sample = await check_sample(server, mixed[:400])
         print("\n### The shared queue on PostgreSQL (bench/claim.py)\n")
+        print(f"Load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores.\n")
         print(f"Bulk fill checked: {sample} jobs really enqueued got the keys the fill writes.\n")
         print("| queued (guilds) | claim p50 | claim p99 | enqueue p50 | enqueue p99 |")
         print("|---|---:|---:|---:|---:|")
