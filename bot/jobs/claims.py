@@ -22,7 +22,10 @@ guilds of a round come in the order they joined, as in the rotation of the fair 
   queued jobs are re-keyed for member fairness: its rounds are handed out again in member
   round-robin order (members in the order of their next job as it stands, each member's jobs
   oldest first, a new member last), updating only the rows whose key changed. That is
-  O(the guild's queue) per enqueue, bounded by ``[jobs] max_queued_per_guild``.
+  O(the guild's queue) per enqueue, bounded by ``[jobs] max_queued_per_guild``; the guild's
+  queued jobs are found by the index (status, guild_id, user_id), not through its ledger.
+  Rows an admission re-keys stay locked until it commits: a claim meanwhile skips them and may
+  take the next guild's job first (one turn early, never a job twice).
 - :func:`claim`: one statement, ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1)
   RETURNING``: the job is running, with its worker and lease (the database's clock), or None.
 - :func:`places`: jobs ahead of each queued job, counted by the same index and only up to
@@ -32,10 +35,11 @@ One difference from :class:`bot.jobs.fairqueue.FairQueue`, deliberate: there a g
 goes behind the guilds already served in the current pass too (the rotation is a cycle that
 moves with every turn); here it goes to the end of the current round. Matching the moving
 cycle exactly would need keys that fit between any two (relabelling the rotation). Both give a
-new guild's first job at most one turn per other guild; with every job queued before the first
-claim, and for the order of each guild's own jobs, the two orders are the same (the tests
-compare them). A job that leaves the queue other than by a claim (cancelled) leaves a gap in
-its guild's rounds: the guild's next enqueue closes it, or :func:`withdrawn` right away.
+new guild's first job at most one turn per other guild, and while no guild joins after the
+first claim (claims and jobs added to waiting guilds interleaved in any way) the two orders
+are the same (the tests compare them). A job that leaves the queue other than by a claim
+(cancelled) leaves a gap in its guild's rounds: the guild's next enqueue closes it, or
+:func:`withdrawn` right away.
 Jobs queued without a key (before migration 0007, or copied from SQLite) get one from
 :func:`enqueue_unkeyed`, which a process that runs jobs calls at start.
 

@@ -22,6 +22,7 @@ from bot.db.engine import Sessions
 from bot.jobs import claims
 from bot.jobs.dispatcher import POSITION_CAP
 from bot.jobs.fairqueue import FairQueue, QueuedJob
+from bot.quotas.ledger import lock_guild
 
 LEASE = 60.0
 
@@ -363,3 +364,45 @@ async def test_jobs_queued_without_a_key_get_one_in_the_order_they_were_queued(
     assert [job and job.id for job in order] == [old[0].id, old[2].id, old[1].id]
     sd = await claims.claim(sessions, "sd", "w", LEASE)
     assert sd is not None and sd.id == old[3].id
+
+
+async def test_admissions_and_claims_side_by_side_lose_no_job_and_run_none_twice(
+    pg_sessions: Sessions,
+) -> None:
+    """Enqueues under the guild's lock (as admission takes it) while 4 claimers take jobs: the
+    re-keying of a guild meets rows other transactions hold, and every job runs exactly once."""
+    admitted: list[int] = []
+
+    async def admit(guild: int, user: int) -> None:
+        job = Job(guild_id=guild, user_id=user, operation="generate", model="m")
+        async with pg_sessions() as session, session.begin():
+            await lock_guild(session, guild)
+            session.add(job)
+            await session.flush()
+            await claims.enqueue(session, job)
+        admitted.append(job.id)
+
+    async def admissions(guild: int) -> None:
+        for n in range(15):
+            await admit(guild, 10 * guild + n % 3)
+
+    claimed: list[int] = []
+    done = asyncio.Event()
+
+    async def claimer(name: str) -> None:
+        while True:
+            job = await claims.claim(pg_sessions, "default", name, LEASE)
+            if job is not None:
+                claimed.append(job.id)
+            elif done.is_set():
+                return
+            else:
+                await asyncio.sleep(0.005)
+
+    claimers = [asyncio.create_task(claimer(f"w{i}")) for i in range(4)]
+    await asyncio.gather(*(admissions(guild) for guild in (1, 2, 3, 4)))
+    done.set()
+    await asyncio.gather(*claimers)
+    assert len(admitted) == 60
+    assert sorted(claimed) == sorted(admitted)
+    assert await claims.queue_length(pg_sessions) == 0
