@@ -310,9 +310,14 @@ class Gateway:
                 delivered += 1
         return delivered
 
-    async def disconnect(self, code: int = 4000, *, resumable: bool | None = None) -> None:
-        """Close every live connection with ``code`` (4000: the client reconnects and resumes)."""
+    async def disconnect(
+        self, code: int = 4000, *, resumable: bool | None = None, shard: int | None = None
+    ) -> None:
+        """Close every live connection (of one ``shard``) with ``code`` (4000: the client
+        reconnects and resumes)."""
         for conn in list(self.connections):
+            if shard is not None and (conn.session is None or conn.session.shard_id != shard):
+                continue
             session, conn.session = conn.session, None
             if session is not None:
                 session.connection = None

@@ -240,9 +240,10 @@ class FakeDiscord(WorldSetup, InteractionActions):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def disconnect(self, code: int = 4000) -> None:
-        """Drop the bot's gateway connection (4000: it reconnects and RESUMEs)."""
-        await self.gateway.disconnect(code)
+    async def disconnect(self, code: int = 4000, *, shard: int | None = None) -> None:
+        """Drop the bot's gateway connection, or that of one ``shard`` (4000: it reconnects
+        and RESUMEs)."""
+        await self.gateway.disconnect(code, shard=shard)
 
     # -- reactions and message events -------------------------------------------------------
 
