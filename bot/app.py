@@ -264,7 +264,9 @@ async def open_bot(
             on_rate_limited=rate_limited,
         ) as engine,
     ):
-        runner = JobRunner(engine, storage.sessions, settings, prices=catalogues.prices)
+        runner = JobRunner(
+            engine, storage.sessions, settings, prices=catalogues.prices, process=process
+        )
 
         async def hold_back(backend: str, seconds: float) -> None:
             runner.dispatcher.rate_limited(backend, seconds)

@@ -14,9 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from bot.db import create_engine, create_sessionmaker
-from bot.db.models import JobStatus
+from bot.db.models import JobStatus, Process
 from bot.jobs import store
 from bot.testing.discord import FakeDiscord, FakeGuild, FakeMember
 from bot.testing.openai_api import FakeImagesAPI
@@ -88,6 +89,17 @@ def sharded_world(fake: FakeDiscord) -> dict[int, tuple[FakeGuild, FakeMember]]:
     return world
 
 
+async def process_rows(url: str) -> list[tuple[str, str | None]]:
+    """The live processes' rows (role, shards), as `check` lists them."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(select(Process.role, Process.shards))
+            return [(role, shards) for role, shards in rows]
+    finally:
+        await engine.dispose()
+
+
 async def queued_jobs(url: str) -> list[Any]:
     engine = create_engine(url)
     try:
@@ -126,11 +138,13 @@ async def test_a_gateway_for_shard_1_connects_it_alone_and_queues_without_runnin
                         "imagine", IMAGINE, user=other_member, channel=other_guild.channels[0]
                     )
                 jobs = await queued_jobs(postgres_url)
+                assert await process_rows(postgres_url) == [("gateway", "1")]
             except BaseException:
                 print(bot.output)
                 raise
             assert await bot.stop() == 0, bot.output
     assert [p.get("shard") for p in fake.identify_payloads] == [[1, 2]]
+    assert await process_rows(postgres_url) == []
     (session,) = fake.gateway.sessions.values()
     created = [e["d"]["id"] for e in session.events("GUILD_CREATE")]
     assert created == [str(world[1][0].id)]
@@ -178,7 +192,9 @@ async def test_a_worker_logs_in_over_rest_opens_no_gateway_and_stops_on_sigterm(
     async with bot_process("worker", config, env) as bot:
         body = await wait_healthy(bot, port)
         assert body["checks"] == {"gateway": "ok", "database": "ok", "dispatcher": "ok"}
+        assert await process_rows(postgres_url) == [("worker", None)]
         assert await bot.stop() == 0, bot.output
+    assert await process_rows(postgres_url) == []  # a clean stop removes its row
     assert fake.gateway.queries == [] and fake.identify_payloads == []
     paths = [(r.method, r.path) for r in fake.requests]
     assert ("GET", "/users/@me") in paths and ("GET", "/gateway/bot") not in paths

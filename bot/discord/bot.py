@@ -130,6 +130,11 @@ class ImageBot(commands.Bot):
                 name="retention",
             )
             self.delivery.status.start()
+        elif self.process.role == "gateway" and self.runner.leases is not None:
+            # No jobs here, but one of the bot's processes all the same: its heartbeat lists
+            # it in `check`, and it reaps dead workers' jobs like any other (runner.close
+            # stops it).
+            await self.runner.leases.start(lambda: listener)
 
     def gateway_problem(self) -> str | None:
         """None while connected to Discord's gateway, else why not (for /healthz). A worker
