@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,8 +128,10 @@ async def _drain(stream: asyncio.StreamReader | None, into: bytearray) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bot_process(command: str, config: Path, env: dict[str, str]) -> AsyncIterator[BotProcess]:
-    """``python -m bot COMMAND --config CONFIG``; killed on exit if it is still running."""
+async def bot_process(
+    command: str, config: Path, env: dict[str, str], args: Sequence[str] = ()
+) -> AsyncIterator[BotProcess]:
+    """``python -m bot COMMAND --config CONFIG ARGS``; killed on exit if it is still running."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -137,6 +139,7 @@ async def bot_process(command: str, config: Path, env: dict[str, str]) -> AsyncI
         command,
         "--config",
         str(config),
+        *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
