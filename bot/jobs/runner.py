@@ -9,6 +9,10 @@ again. The listener (the Discord layer) reads everything it needs from the rows.
 Two database writes per job: its admission, and one after its result is posted (the job kept
 in memory in between). Its start goes to the journal beside the database (bot.jobs.journal),
 its result, while it is posted, to the in-flight spool (bot.jobs.spool): files a restart reads.
+
+That is SQLite, one process. On PostgreSQL the queue is shared by every process
+(bot.jobs.shared): jobs are claimed from the database, the claim is the "running" mark, and
+the result is written (with the right to post it) before it is posted; no journal, no spool.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Coroutine, Hashable
+from collections.abc import Coroutine, Hashable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,9 +39,11 @@ from bot.jobs.failover import make_images_failing_over, moved_to
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.journal import StartedJournal
-from bot.jobs.lanes import Lanes
+from bot.jobs.lanes import LanePositions, Lanes
+from bot.jobs.processes import ProcessInfo, is_shared
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
+from bot.jobs.shared import LocalLimits, SharedLanes, recover_intakes
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage, ModelSpec, Operation, streamed_partials
@@ -80,6 +86,11 @@ class JobListener(Protocol):
 
     async def job_interrupted(self, job: Job) -> None: ...
 
+    async def job_cancelled(self, job: Job) -> None:
+        """Stopped while running at the request of another process, where Cancel was pressed
+        (the shared queue): nothing more is shown here but that it is cancelled."""
+        ...
+
     def job_progress(self, job: Job, update: ProgressUpdate) -> None:
         """How far the backend is with ``job``; called while the backend's call runs, so it
         only hands the update on (to be shown later) and returns at once."""
@@ -95,10 +106,13 @@ class JobRunner:
         *,
         prices: PriceTable,
         limiter: ImageRateLimiter | None = None,
+        process: ProcessInfo | None = None,
     ) -> None:
         """``prices`` is the price table (bot.app builds it once); ``limiter`` replaces the one
         built from ``provider.images_per_minute`` (tests). Each backend has its own queue,
-        concurrency and rate limit, ``[jobs] concurrency`` the total (bot.jobs.lanes)."""
+        concurrency and rate limit, ``[jobs] concurrency`` the total (bot.jobs.lanes).
+        ``process``: who this process is among those sharing a PostgreSQL database."""
+        self.process = process or ProcessInfo()
         self._engine = engine
         self._sessions = sessions
         self._settings = settings
@@ -138,6 +152,8 @@ class JobRunner:
         #: Jobs whose backend is making their images now, and those being cancelled there.
         self._making: dict[int, _Making] = {}
         self._cancelling: set[int] = set()
+        #: Of those, the ones whose Cancel was pressed on another process (the shared queue).
+        self._remote_cancels: set[int] = set()
         backends = engine.backends
         self.dispatcher = Lanes(
             self._run,
@@ -151,6 +167,28 @@ class JobRunner:
                 for name in backends.names()
             },
         )
+        #: Where waiting jobs stand, for the status messages (the shared queue's, on PostgreSQL).
+        self.positions: LanePositions | SharedLanes = LanePositions(self.dispatcher)
+        #: The queue in the database, shared by every process (PostgreSQL), else None.
+        self.shared: SharedLanes | None = None
+        if is_shared(sessions.kw["bind"]):
+            self.positions = self.shared = SharedLanes(
+                self._run,
+                sessions,
+                settings.database.url,
+                process_id=self.process.id,
+                lanes={name: backends.concurrency(name) for name in backends.names()},
+                concurrency=settings.jobs.concurrency,
+                lease_seconds=settings.jobs.lease_seconds,
+                poll_seconds=settings.jobs.poll_seconds,
+                limiter=LocalLimits(
+                    {name: backends.settings[name].images_per_minute for name in backends.names()}
+                ),
+                cancel_here=self._cancel_asked_remotely,
+                images_per_minute=backends.settings[DEFAULT_BACKEND].images_per_minute,
+            )
+        # The leases slice: heartbeats and the reaper of dead processes' jobs start in start()
+        # and stop in close() (shared queue only), as ``self._leases``.
 
     def set_listener(self, listener: JobListener) -> None:
         self._listener = listener
@@ -170,7 +208,8 @@ class JobRunner:
         check_origin(quotas, origin)
         spec = self._engine.backend_for(order).spec_for(order.model)
         check_rules(quotas, with_default_quality(quotas, order, spec), spec.name)
-        self._check_caps(origin)
+        if self.shared is None:  # else the caps are counted in the database, by submit
+            self._check_caps(origin)
 
     async def would_fit(self, order: ImageOrder, origin: JobOrigin) -> None:
         """Raise the quota :meth:`submit` would refuse ``order`` for, reading without a lock.
@@ -211,13 +250,17 @@ class JobRunner:
             )
         return max(costs)
 
-    def _check_caps(self, origin: JobOrigin) -> None:
+    def _check_caps(self, origin: JobOrigin, queued: tuple[int, int] | None = None) -> None:
+        """``queued``: the member's and the guild's queued jobs (the shared queue's, read from
+        the database), else this process's queue's."""
         guild_key, user_key = _keys(origin)
-        queue = self.dispatcher.queue
+        if queued is None:
+            queue = self.dispatcher.queue
+            queued = (queue.count(guild=guild_key, user=user_key), queue.count(guild=guild_key))
         check_queue_caps(
             self._settings.jobs,
-            queue.count(guild=guild_key, user=user_key) + self._admitting[(guild_key, user_key)],
-            queue.count(guild=guild_key) + self._admitting_guild[guild_key],
+            queued[0] + self._admitting[(guild_key, user_key)],
+            queued[1] + self._admitting_guild[guild_key],
         )
 
     async def submit(
@@ -237,7 +280,11 @@ class JobRunner:
         check_rules(self._settings.quotas, order, spec.name)
         guild_key, user_key = _keys(origin)
         member = (guild_key, user_key)
-        self._check_caps(origin)
+        shared = self.shared
+        queued = None
+        if shared is not None:
+            queued = await shared.queued_counts(origin.guild_id, origin.user_id)
+        self._check_caps(origin, queued)
         estimate = self._estimate(order, spec)
         job = store.new_job(order, origin, spec.name, estimate, command)
         self._admitting[member] += 1
@@ -255,13 +302,16 @@ class JobRunner:
                     order=order,
                     parent_channel_id=origin.parent_channel_id,
                     intake_id=intake_id,
+                    enqueue=shared.enqueue if shared is not None else None,
                 )
-            if len(self._carried) < CARRIED_JOBS:
+            if shared is not None:
+                pass  # queued in the database: whichever process claims it runs it
+            elif len(self._carried) < CARRIED_JOBS:
                 # Uploads (megabytes each) stay in the database until the job starts.
                 self._carried[job.id] = (job, order if order.image is None else None)
-            self.dispatcher.push(
-                QueuedJob(job.id, guild_key, user_key, order.n, order.backend or DEFAULT_BACKEND)
-            )
+            if shared is None:
+                lane = order.backend or DEFAULT_BACKEND
+                self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n, lane))
         except TotalBudget as error:
             self.spend_caps.refused(error)
             raise
@@ -272,7 +322,10 @@ class JobRunner:
                 self._guild_locks.pop(guild_key, None)
         if self._listener is not None:
             # Awaited before the job can report anything else, so "queued" never lands last.
-            place = None if self.dispatcher.starts_now(job.id) else self.place(job.id)
+            if shared is not None:
+                place = (await shared.places((job.id,))).get(job.id)  # None: claimed already
+            else:
+                place = None if self.dispatcher.starts_now(job.id) else self.place(job.id)
             try:
                 await self._listener.job_queued(job, place)
             except Exception:  # the job is queued all the same: the member must not hear "error"
@@ -292,7 +345,11 @@ class JobRunner:
     async def cancel(self, job_id: int) -> bool:
         """Cancel a job that has not started, or one running on a backend that can stop it
         (``features.cancel_running``: the backend's call is cancelled, which stops the work
-        there); False when it is running elsewhere (OpenAI bills it anyway) or already done."""
+        there); False when it is running elsewhere (OpenAI bills it anyway) or already done.
+
+        On the shared queue, from any process: whichever holds the job (see bot.jobs.shared)."""
+        if self.shared is not None:
+            return await self._cancel_shared(self.shared, job_id)
         if not self.dispatcher.remove(job_id):
             return await self._cancel_running(job_id)
         self._carried.pop(job_id, None)
@@ -306,43 +363,86 @@ class JobRunner:
 
     async def _cancel_running(self, job_id: int) -> bool:
         making = self._making.get(job_id)
-        if making is None or not making.backend.features.cancel_running:
+        if making is None or not self._cancel_here(job_id):
             return False
-        self._cancelling.add(job_id)
-        making.task.cancel()
         # Until _run has recorded it cancelled: the caller's "Cancelled" is then the truth.
         await asyncio.wait({making.task})
         return True
 
+    def _cancel_here(self, job_id: int) -> bool:
+        """Stop ``job_id`` if its backend is making it here and can stop; False if not."""
+        making = self._making.get(job_id)
+        if making is None or not making.backend.features.cancel_running:
+            return False
+        self._cancelling.add(job_id)
+        making.task.cancel()
+        return True
+
+    def _cancel_asked_remotely(self, job_id: int) -> bool:
+        if job_id not in self._making:
+            return False
+        self._remote_cancels.add(job_id)
+        if not self._cancel_here(job_id):
+            self._remote_cancels.discard(job_id)  # it cannot stop: it finishes as it is
+        return True
+
+    async def _cancel_shared(self, shared: SharedLanes, job_id: int) -> bool:
+        if job_id in self._making:
+            return await self._cancel_running(job_id)
+        if await shared.cancel_queued(job_id):
+            log.info("job %d cancelled", job_id, extra={"job_id": job_id})
+            return True
+        job = await store.get_job(self._sessions, job_id)  # claimed meanwhile, maybe here
+        if job is None or job.status is not JobStatus.RUNNING or not self.can_cancel_running(job):
+            return False
+        if job.worker_id == self.process.id:
+            return await self._cancel_running(job_id)
+        return await shared.cancel_elsewhere(job_id)
+
     def place(self, job_id: int) -> Place | None:
         return self.dispatcher.places((job_id,)).get(job_id)
 
+    async def places(self, job_ids: Iterable[int]) -> dict[int, Place]:
+        """Where each of ``job_ids`` that is queued stands (over every process when shared)."""
+        return await self.positions.places(job_ids)
+
     # --- running -------------------------------------------------------------------------------
 
-    async def _run(self, queued: QueuedJob) -> None:
+    async def _run(self, queued: QueuedJob, claimed: Job | None = None) -> None:
         """One job, from its start to its result recorded: no database write before the result
-        is posted (the start goes to the journal), then one that records everything."""
-        job, order = self._carried.pop(queued.job_id, (None, None))
+        is posted (the start goes to the journal), then one that records everything.
+
+        ``claimed``: the job as the shared queue's claim left it (started, its lease taken)."""
+        job, order = claimed, None
+        if job is None:
+            job, order = self._carried.pop(queued.job_id, (None, None))
         if job is None:  # queued by an earlier process, or beyond CARRIED_JOBS
             job = await store.get_job(self._sessions, queued.job_id)
             if job is None or job.status is not JobStatus.QUEUED:
                 return
-        started = utcnow()
+        started = (claimed and claimed.started_at) or utcnow()
+        shared = self.shared
         try:
+            if shared is not None:
+                await self._shared_started(job)
             if order is None:
                 order = await store.order_of(self._sessions, job)
-            self.journal.started(job.id, started)
-            job.started_at = started
+            if claimed is None:
+                self.journal.started(job.id, started)
+                job.started_at = started
             task = asyncio.current_task()
             assert task is not None
             making = self._making[job.id] = _Making(task, self._engine.backend_for(order))
+            if shared is not None and shared.take_cancel(job.id):
+                self._remote_cancels.add(job.id)
+                self._cancel_here(job.id)  # asked before it got here: stops at the next await
             try:
                 made = await make_images_failing_over(
                     self._engine,
                     order,
                     job_id=job.id,
                     trying=making.trying,
-                    slot=lambda backend: self.dispatcher.slot(queued, backend.name),
+                    slot=lambda backend: (shared or self.dispatcher).slot(queued, backend.name),
                     progress=self._progress_of(job),
                 )
             finally:
@@ -411,6 +511,10 @@ class JobRunner:
         store.settle(job, result, cost)
         # Kept instead of the raw uploads: what was sent is all Redo/Retry need.
         kept_inputs = None if (sent.image, sent.mask) == (order.image, order.mask) else sent
+        if shared is not None:
+            post, recorded = self._post, self._recorded
+            await shared.deliver(job, result, kept_inputs, reserved, post=post, recorded=recorded)
+            return
         # On disk while it is posted (a thread writes it meanwhile), in the database after.
         holding = asyncio.create_task(self.results.hold(job, result, cost))
         posted = await self._post(job, list(result.images))
@@ -439,9 +543,24 @@ class JobRunner:
 
         return progress
 
+    async def _shared_started(self, job: Job) -> None:
+        """Claimed here: its status message is this process's to keep from now on."""
+        if self._listener is not None:
+            try:
+                await self._listener.job_queued(job, None)
+            except Exception:
+                log.exception("job %d: showing its start failed", job.id, extra=_context(job))
+
     async def _cancelled_running(self, job: Job) -> None:
         """Cancelled by its requester while its backend made it: the backend stopped (only
         backends that can are cancelled), so nothing is made, charged or possibly billed."""
+        if job.id in self._remote_cancels:  # told here first: nothing shown here lands after
+            self._remote_cancels.discard(job.id)
+            if self._listener is not None:
+                try:
+                    await self._listener.job_cancelled(job)
+                except Exception:
+                    log.exception("job %d: showing the cancel failed", job.id, extra=_context(job))
         await store.finish_without_images(
             self._sessions, job.id, JobStatus.CANCELLED, started_at=job.started_at
         )
@@ -512,7 +631,14 @@ class JobRunner:
         are back in the queue, so they queue behind the requests that were first. The queued
         jobs are read as the queue's four columns, in batches (there may be 100,000); only
         those whose requester can still be shown their place are read whole.
+
+        The shared queue (PostgreSQL) is not read into memory, and another process's running
+        jobs are its own (the lease slice's reaper interrupts them once their lease ran out):
+        only the intakes left by killed processes are finished here.
         """
+        if self.shared is not None:
+            await self._start_shared(self.shared)
+            return
         sent = self.journal.read()  # the jobs whose requests went to the provider
         # Images made before the stop (also those being posted) are recorded, not interrupted.
         await self.results.flush(inflight=True)
@@ -562,6 +688,30 @@ class JobRunner:
         await self._recover_intakes()
         self.dispatcher.start()
         self.spawn(self.results.flush_forever(), name="spool")
+
+    async def _start_shared(self, shared: SharedLanes) -> None:
+        await shared.start(dispatch=self.process.runs_jobs)
+        # Here the leases slice starts heartbeats and the reaper: self._leases.start(...).
+        await self.recover_intakes()
+        self.spawn(self._recover_intakes_forever(), name="intakes")
+
+    async def recover_intakes(self) -> None:
+        """Acknowledged requests that never became jobs: queued now, or answered. On the shared
+        queue only those older than a lease (a live process's would be a job by then)."""
+        if self.shared is None:
+            await self._recover_intakes()
+        elif self._intake_recovery is not None:
+            age = timedelta(seconds=self._settings.jobs.lease_seconds)
+            await recover_intakes(self._sessions, self._intake_recovery, age)
+
+    async def _recover_intakes_forever(self) -> None:
+        """A process killed while others run leaves intakes that no start would finish soon."""
+        while True:
+            await asyncio.sleep(self._settings.jobs.lease_seconds)
+            try:
+                await self.recover_intakes()
+            except DATABASE_ERRORS as error:
+                log.warning("finishing left-over requests failed (%s)", type(error).__name__)
 
     async def _interrupted(self, job: Job, started_at: datetime | None) -> None:
         """``job``'s request went out before the last process stopped (``started_at``, from the
@@ -614,10 +764,12 @@ class JobRunner:
     async def close(self, grace: float = 0.0) -> None:
         """Take nothing new, let running jobs finish for ``grace`` seconds, keep the queue."""
         self._closing = True
-        self.dispatcher.pause()
-        if grace > 0 and not await self.dispatcher.wait_running(grace):
+        dispatcher = self.shared or self.dispatcher
+        dispatcher.pause()
+        if grace > 0 and not await dispatcher.wait_running(grace):
             log.warning("jobs still running after %.0f s; the restart will report them", grace)
-        await self.dispatcher.stop()
+        await dispatcher.stop()
+        # Here the leases slice stops its heartbeats (shared queue): await self._leases.stop().
         self.journal.close()
         await self.intakes.close()
         for task in list(self._background):
@@ -625,7 +777,10 @@ class JobRunner:
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def wait_idle(self) -> None:
-        """Until nothing is queued or running (tests)."""
+        """Until nothing is queued or running (tests; shared: in any process)."""
+        if self.shared is not None:
+            await self.shared.wait_idle()
+            return
         changed = self.dispatcher.watch()
         try:
             while len(self.dispatcher.queue) or self.dispatcher.running:

@@ -89,6 +89,9 @@ class Recorder:
     async def job_interrupted(self, job: Job) -> None:
         self._add("interrupted", job.id, job)
 
+    async def job_cancelled(self, job: Job) -> None:
+        self._add("cancelled", job.id, job)
+
     def _add(self, kind: str, job_id: int, detail: Any) -> None:
         self.events.append((kind, job_id, detail))
         self.event.set()
