@@ -178,9 +178,7 @@ class JobRunner:
                 settings.database.url,
                 process_id=self.process.id,
                 lanes={name: backends.concurrency(name) for name in backends.names()},
-                concurrency=settings.jobs.concurrency,
-                lease_seconds=settings.jobs.lease_seconds,
-                poll_seconds=settings.jobs.poll_seconds,
+                jobs=settings.jobs,
                 limiter=LocalLimits(
                     {name: backends.settings[name].images_per_minute for name in backends.names()}
                 ),
@@ -250,17 +248,13 @@ class JobRunner:
             )
         return max(costs)
 
-    def _check_caps(self, origin: JobOrigin, queued: tuple[int, int] | None = None) -> None:
-        """``queued``: the member's and the guild's queued jobs (the shared queue's, read from
-        the database), else this process's queue's."""
+    def _check_caps(self, origin: JobOrigin) -> None:
         guild_key, user_key = _keys(origin)
-        if queued is None:
-            queue = self.dispatcher.queue
-            queued = (queue.count(guild=guild_key, user=user_key), queue.count(guild=guild_key))
+        queue = self.dispatcher.queue
         check_queue_caps(
             self._settings.jobs,
-            queued[0] + self._admitting[(guild_key, user_key)],
-            queued[1] + self._admitting_guild[guild_key],
+            queue.count(guild=guild_key, user=user_key) + self._admitting[(guild_key, user_key)],
+            queue.count(guild=guild_key) + self._admitting_guild[guild_key],
         )
 
     async def submit(
@@ -281,10 +275,8 @@ class JobRunner:
         guild_key, user_key = _keys(origin)
         member = (guild_key, user_key)
         shared = self.shared
-        queued = None
-        if shared is not None:
-            queued = await shared.queued_counts(origin.guild_id, origin.user_id)
-        self._check_caps(origin, queued)
+        if shared is None:  # else counted in the admission's transaction (SharedLanes.enqueue)
+            self._check_caps(origin)
         estimate = self._estimate(order, spec)
         job = store.new_job(order, origin, spec.name, estimate, command)
         self._admitting[member] += 1

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from sqlalchemy import Float, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config import JobsSettings
 from bot.db import Sessions
 from bot.db.models import Intake, Job, JobStatus, utcnow
 from bot.generation import ImageOrder
@@ -47,6 +48,7 @@ from bot.jobs.intake import IntakeRecovery
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.spool import DATABASE_ERRORS, Posted
 from bot.providers import GeneratedImage, ImageResult
+from bot.quotas.admission import check_queue_caps
 
 log = logging.getLogger(__name__)
 
@@ -104,25 +106,25 @@ class SharedLanes:
         *,
         process_id: str,
         lanes: Mapping[str, int],
-        concurrency: int,
-        lease_seconds: float,
-        poll_seconds: float,
+        jobs: JobsSettings,
         limiter: RateLimits,
         cancel_here: Callable[[int], bool],
         images_per_minute: int | None = None,
     ) -> None:
-        """``lanes``: each backend's concurrency (in this process); ``concurrency`` the most
-        over all of them. ``cancel_here(job_id)``: stop a job running here (False: it is not
-        making images here yet). ``images_per_minute``: the default backend's, for waits."""
+        """``lanes``: each backend's concurrency (in this process); ``jobs.concurrency`` the
+        most over all of them; ``jobs`` also has the queue caps, the lease and the poll.
+        ``cancel_here(job_id)``: stop a job running here (False: it is not making images here
+        yet). ``images_per_minute``: the default backend's, for estimated waits."""
         self._run = run
         self._sessions = sessions
         self._url = url
         self.process_id = process_id
-        self._lanes = {name: min(jobs, concurrency) for name, jobs in lanes.items()}
+        self._jobs = jobs
+        self._lanes = {name: min(limit, jobs.concurrency) for name, limit in lanes.items()}
         self._order = deque(self._lanes)
-        self._concurrency = concurrency
-        self._lease = lease_seconds
-        self.poll_seconds = poll_seconds
+        self._concurrency = jobs.concurrency
+        self._lease = jobs.lease_seconds
+        self.poll_seconds = jobs.poll_seconds
         self._limiter = limiter
         self._cancel_here = cancel_here
         self._rate = images_per_minute
@@ -146,12 +148,14 @@ class SharedLanes:
     # --- admission -----------------------------------------------------------------------------
 
     async def enqueue(self, session: AsyncSession, job: Job) -> None:
-        """In the admission's transaction: into its lane's fair order, the workers woken."""
+        """In the admission's transaction: the queue caps checked (QueueFull), the job put in
+        its lane's fair order, the workers woken.
+
+        The caps count the jobs queued by every process, exactly: the admission holds the
+        ledger's lock rows (bot.quotas.ledger), so no other admission counts meanwhile."""
+        check_queue_caps(self._jobs, *await _queued_counts(session, job))
         await claims.enqueue(session, job)
         await notify.notify(session, notify.JOBS, job.lane or "default")
-
-    async def queued_counts(self, guild_id: int | None, user_id: int) -> tuple[int, int]:
-        return await claims.queued_counts(self._sessions, guild_id, user_id)
 
     # --- positions -----------------------------------------------------------------------------
 
@@ -494,6 +498,19 @@ async def recover_intakes(
                 await lock.execute(select(func.pg_advisory_unlock(INTAKE_LOCKS, intake.id)))
                 await lock.commit()
     return finished
+
+
+async def _queued_counts(session: AsyncSession, job: Job) -> tuple[int, int]:
+    """The member's and the guild's queued jobs but ``job`` (a DM: the user's own, twice)."""
+    others = (Job.status == JobStatus.QUEUED) & (Job.id != job.id)
+    if job.guild_id is None:
+        guild = others & Job.guild_id.is_(None) & (Job.user_id == job.user_id)
+    else:
+        guild = others & (Job.guild_id == job.guild_id)
+    member = guild & (Job.user_id == job.user_id)
+    counted = select(func.count().filter(member), func.count().filter(guild)).where(guild)
+    mine, theirs = (await session.execute(counted)).one()
+    return int(mine), int(theirs)
 
 
 async def _retrying(job_id: int, write: Callable[[], Awaitable[Any]]) -> Any:
