@@ -40,6 +40,7 @@ from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.journal import StartedJournal
 from bot.jobs.lanes import LanePositions, Lanes
+from bot.jobs.leases import Leases
 from bot.jobs.processes import ProcessInfo, is_shared
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
@@ -112,11 +113,18 @@ class JobRunner:
         built from ``provider.images_per_minute`` (tests). Each backend has its own queue,
         concurrency and rate limit, ``[jobs] concurrency`` the total (bot.jobs.lanes).
         ``process``: who this process is among those sharing a PostgreSQL database."""
-        self.process = process or ProcessInfo()
         self._engine = engine
         self._sessions = sessions
         self._settings = settings
         self._prices = prices
+        self.process = process or ProcessInfo()
+        #: PostgreSQL: this process's heartbeat, its jobs' leases, the reaper of dead ones'.
+        bind = sessions.kw.get("bind")
+        self.leases = (
+            Leases(sessions, self.process, settings.jobs.lease_seconds)
+            if bind is not None and is_shared(bind)
+            else None
+        )
         #: Which backend each job runs on (its server's choice).
         self.backends = BackendChoice(sessions, engine.backends)
         self._listener: JobListener | None = None
@@ -171,7 +179,7 @@ class JobRunner:
         self.positions: LanePositions | SharedLanes = LanePositions(self.dispatcher)
         #: The queue in the database, shared by every process (PostgreSQL), else None.
         self.shared: SharedLanes | None = None
-        if is_shared(sessions.kw["bind"]):
+        if bind is not None and is_shared(bind):
             self.positions = self.shared = SharedLanes(
                 self._run,
                 sessions,
@@ -185,8 +193,6 @@ class JobRunner:
                 cancel_here=self._cancel_asked_remotely,
                 images_per_minute=backends.settings[DEFAULT_BACKEND].images_per_minute,
             )
-        # The leases slice: heartbeats and the reaper of dead processes' jobs start in start()
-        # and stop in close() (shared queue only), as ``self._leases``.
 
     def set_listener(self, listener: JobListener) -> None:
         self._listener = listener
@@ -628,6 +634,8 @@ class JobRunner:
         jobs are its own (the lease slice's reaper interrupts them once their lease ran out):
         only the intakes left by killed processes are finished here.
         """
+        if self.leases is not None:  # registered (and beating) before it claims anything
+            await self.leases.start(lambda: self._listener)
         if self.shared is not None:
             await self._start_shared(self.shared)
             return
@@ -683,7 +691,6 @@ class JobRunner:
 
     async def _start_shared(self, shared: SharedLanes) -> None:
         await shared.start(dispatch=self.process.runs_jobs)
-        # Here the leases slice starts heartbeats and the reaper: self._leases.start(...).
         await self.recover_intakes()
         self.spawn(self._recover_intakes_forever(), name="intakes")
 
@@ -761,7 +768,8 @@ class JobRunner:
         if grace > 0 and not await dispatcher.wait_running(grace):
             log.warning("jobs still running after %.0f s; the restart will report them", grace)
         await dispatcher.stop()
-        # Here the leases slice stops its heartbeats (shared queue): await self._leases.stop().
+        if self.leases is not None:  # its jobs still running now are interrupted, not left
+            await self.leases.stop()
         self.journal.close()
         await self.intakes.close()
         for task in list(self._background):

@@ -171,6 +171,28 @@ async def test_a_gateway_queues_shows_places_from_the_database_and_a_worker_runs
     assert await gateway.places([first.id]) == {}  # no longer waiting
 
 
+async def test_jobs_queued_on_two_processes_run_in_one_fair_order(processes: Processes) -> None:
+    """Round-robin between guilds, then members, over the jobs every process queued."""
+    one, _ = await processes.runner("gateway")
+    two, _ = await processes.runner("gateway")
+    plan = [
+        ("x1", 1, GUILD_A),
+        ("x2", 1, GUILD_A),
+        ("y1", 2, GUILD_A),
+        ("z1", 3, GUILD_B),
+        ("z2", 3, GUILD_B),
+        ("x3", 1, GUILD_A),
+    ]
+    for i, (prompt, user, guild) in enumerate(plan):
+        await submit(one if i % 2 else two, prompt, user, guild)
+    worker, worked = await processes.runner("worker", concurrency=1)
+    await worker.wait_idle()
+    assert [r.body["prompt"] for r in processes.api.requests] == [
+        "x1", "z1", "y1", "z2", "x2", "x3"
+    ]  # fmt: skip
+    assert len(worked.of("succeeded")) == 6
+
+
 async def test_queue_caps_count_the_jobs_every_process_queued(processes: Processes) -> None:
     one, _ = await processes.runner("gateway", max_queued_per_member=2, max_queued_per_guild=3)
     two, _ = await processes.runner("gateway", max_queued_per_member=2, max_queued_per_guild=3)
