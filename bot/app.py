@@ -25,6 +25,7 @@ from bot.errors import ConfigError
 from bot.generation import ImageService
 from bot.imaging import ImageLimits, ImageWorker
 from bot.imaging.backend_masks import white_repaints
+from bot.jobs.processes import ProcessInfo
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
 from bot.ops.observe import count_spend_cap_refusals
@@ -182,9 +183,11 @@ async def open_bot(
     sync_commands: bool | None = None,
     start_jobs: bool = True,
     metrics: Metrics | None = None,
+    process: ProcessInfo | None = None,
     **bot_options: Any,
 ) -> AsyncIterator[ImageBot]:
-    """The Discord bot with everything it needs; closed (jobs stopped) on exit."""
+    """The Discord bot with everything it needs; closed (jobs stopped) on exit. ``process``:
+    who this process is among those sharing a PostgreSQL database (its role)."""
     from bot.discord.bot import ImageBot, point_discord_at
     from bot.discord.i18n import Catalog
     from bot.jobs import JobRunner
@@ -204,12 +207,10 @@ async def open_bot(
             on_rate_limited=rate_limited,
         ) as engine,
     ):
-        runner = JobRunner(engine, storage.sessions, settings, prices=catalogues.prices)
-
-        async def hold_back(backend: str, seconds: float) -> None:
-            runner.dispatcher.rate_limited(backend, seconds)
-
-        rate_limited.pause = hold_back
+        runner = JobRunner(
+            engine, storage.sessions, settings, prices=catalogues.prices, process=process
+        )
+        rate_limited.pause = runner.rate_limited
         if metrics is not None:
             runner.spend_caps.on_refusal = count_spend_cap_refusals(metrics)
         point_discord_at(settings.discord)
@@ -276,7 +277,7 @@ async def operator_endpoint(
     if not settings.http.enabled:
         yield None
         return
-    storage, dispatcher = bot.storage, bot.runner.dispatcher
+    storage, runner = bot.storage, bot.runner
 
     async def database() -> str | None:
         async with storage.engine.connect() as connection:
@@ -287,11 +288,11 @@ async def operator_endpoint(
         return bot.gateway_problem()
 
     async def jobs() -> str | None:
-        return None if dispatcher.alive else "the job dispatcher is not running"
+        return None if runner.alive else "the job dispatcher is not running"
 
     def gauges() -> None:
-        metrics.queue_depth.set(len(dispatcher.queue))
-        metrics.running.set(len(dispatcher.running))
+        metrics.queue_depth.set(runner.queue_depth)
+        metrics.running.set(len(runner.running))
 
     server = HealthServer(
         settings.http,

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Coroutine, Hashable, Iterable
+from collections.abc import Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,7 +44,8 @@ from bot.jobs.leases import Leases
 from bot.jobs.processes import ProcessInfo, is_shared
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
-from bot.jobs.shared import LocalLimits, SharedLanes, recover_intakes
+from bot.jobs.shared import SharedLanes, recover_intakes
+from bot.jobs.sharedlimit import SharedRateLimiter
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage, ModelSpec, Operation, streamed_partials
@@ -187,12 +188,33 @@ class JobRunner:
                 process_id=self.process.id,
                 lanes={name: backends.concurrency(name) for name in backends.names()},
                 jobs=settings.jobs,
-                limiter=LocalLimits(
-                    {name: backends.settings[name].images_per_minute for name in backends.names()}
-                ),
+                limiter=SharedRateLimiter.for_backends(sessions, backends.settings),
                 cancel_here=self._cancel_asked_remotely,
                 images_per_minute=backends.settings[DEFAULT_BACKEND].images_per_minute,
             )
+
+    async def rate_limited(self, backend: str, seconds: float) -> None:
+        """``backend`` answered 429 asking to wait ``seconds``: nothing more is sent to it
+        until then, from this process (SQLite) or from any (the shared limit)."""
+        if self.shared is not None:
+            await self.shared.limiter.pause(backend, seconds)
+        else:
+            self.dispatcher.rate_limited(backend, seconds)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the dispatcher runs (on the shared queue: listens, and claims if it may)."""
+        return (self.shared or self.dispatcher).alive
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting (on the shared queue: over every process, as last counted)."""
+        return self.shared.queue_depth if self.shared else len(self.dispatcher.queue)
+
+    @property
+    def running(self) -> Mapping[int, QueuedJob]:
+        """Jobs running in this process."""
+        return (self.shared or self.dispatcher).running
 
     def set_listener(self, listener: JobListener) -> None:
         self._listener = listener

@@ -39,13 +39,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import JobsSettings
 from bot.db import Sessions
+from bot.db.engine import finish_even_if_cancelled
 from bot.db.models import Intake, Job, JobStatus, utcnow
 from bot.generation import ImageOrder
 from bot.jobs import claims, notify, store
 from bot.jobs.dispatcher import DEFAULT_RUN_SECONDS, POSITION_CAP, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeRecovery
-from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.spool import DATABASE_ERRORS, Posted
 from bot.providers import GeneratedImage, ImageResult
 from bot.quotas.admission import check_queue_caps
@@ -73,28 +73,7 @@ class RateLimits(Protocol):
 
     async def answered(self, grant: Any) -> None: ...
 
-
-class LocalLimits:
-    """STAND-IN until bot.jobs.sharedlimit lands: each process's own limit per lane (so N
-    workers allow N times the rate), behind the shared limiter's calls."""
-
-    def __init__(self, limits: Mapping[str, int]) -> None:
-        self._limiters = {lane: ImageRateLimiter(per_minute) for lane, per_minute in limits.items()}
-
-    async def acquire(self, lane: str, images: int, job_id: int | None = None) -> Any:
-        limiter = self._limiters.get(lane)
-        if limiter is None:
-            return None
-        key = object()
-        while (wait := limiter.delay(images)) > 0:  # noqa: ASYNC110 (a stand-in)
-            await asyncio.sleep(min(wait, 1.0))
-        limiter.acquire(images, key=key)
-        return (limiter, key)
-
-    async def answered(self, grant: Any) -> None:
-        if grant is not None:
-            limiter, key = grant
-            limiter.finish(key)
+    async def pause(self, lane: str, seconds: float) -> None: ...
 
 
 class SharedLanes:
@@ -125,7 +104,8 @@ class SharedLanes:
         self._concurrency = jobs.concurrency
         self._lease = jobs.lease_seconds
         self.poll_seconds = jobs.poll_seconds
-        self._limiter = limiter
+        #: The rate limit every process shares (a provider's 429 pauses it for all).
+        self.limiter = limiter
         self._cancel_here = cancel_here
         self._rate = images_per_minute
         #: Jobs claimed here and not finished, and how many per lane.
@@ -144,6 +124,8 @@ class SharedLanes:
         self._listener: notify.Listener | None = None
         #: (when read, jobs running over every process, their average run in seconds).
         self._figures: tuple[float, int, float] = (-FIGURES_SECONDS, 0, DEFAULT_RUN_SECONDS)
+        #: Jobs queued over every process, as the last poll counted them (the metrics).
+        self.queue_depth = 0
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -285,11 +267,11 @@ class SharedLanes:
     @contextlib.asynccontextmanager
     async def slot(self, job: QueuedJob, backend: str) -> AsyncIterator[None]:
         """Held while ``backend`` is asked for ``job``: the rate limit every process shares."""
-        grant = await self._limiter.acquire(backend, job.images, job.job_id)
+        grant = await self.limiter.acquire(backend, job.images, job.job_id)
         try:
             yield
         finally:
-            await self._limiter.answered(grant)
+            await finish_even_if_cancelled(self.limiter.answered(grant))
 
     def request_done(self, job_id: int) -> None:
         """The dispatcher's call: the shared limit is answered when :meth:`slot` ends."""
@@ -412,6 +394,7 @@ class SharedLanes:
                 self._changed()
                 with contextlib.suppress(*DATABASE_ERRORS):
                     await self._cancels_missed()
+                    self.queue_depth = await claims.queue_length(self._sessions)
             self._wake.clear()
             if self._dispatching:
                 try:
