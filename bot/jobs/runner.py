@@ -23,9 +23,9 @@ import logging
 from collections import Counter
 from collections.abc import Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bot.config import DEFAULT_BACKEND, Settings
 from bot.db import Sessions
@@ -41,11 +41,11 @@ from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.journal import StartedJournal
 from bot.jobs.lanes import LanePositions, Lanes
 from bot.jobs.leases import Leases
+from bot.jobs.listener import JobListener
 from bot.jobs.processes import ProcessInfo, is_shared
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
-from bot.jobs.shared import SharedLanes, recover_intakes
-from bot.jobs.sharedlimit import SharedRateLimiter
+from bot.jobs.shared import SharedLanes
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage, ModelSpec, Operation, streamed_partials
@@ -66,37 +66,6 @@ log = logging.getLogger(__name__)
 #: Jobs admitted by this process are kept in memory until they start (no read of their row
 #: then), up to this many; beyond it (a huge backlog) a job's row is read when it starts.
 CARRIED_JOBS = 10_000
-
-
-class JobListener(Protocol):
-    """Tells members what happened to their jobs; the runner records what it did.
-
-    ``job_succeeded`` posts the result and returns where: (channel id, message id) of every
-    message, in order, or nothing when no route took it (the listener may post it later and
-    hands that posting to :meth:`JobRunner.delivered`). ``job_recorded`` follows once where it
-    was posted is recorded, so whatever it tells the member ("done") is true for every button
-    on the result. The listener writes no job state.
-    """
-
-    async def job_queued(self, job: Job, place: Place | None) -> None: ...
-
-    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted: ...
-
-    async def job_recorded(self, job: Job) -> None: ...
-
-    async def job_failed(self, job: Job, error: BotError) -> None: ...
-
-    async def job_interrupted(self, job: Job) -> None: ...
-
-    async def job_cancelled(self, job: Job) -> None:
-        """Stopped while running at the request of another process, where Cancel was pressed
-        (the shared queue): nothing more is shown here but that it is cancelled."""
-        ...
-
-    def job_progress(self, job: Job, update: ProgressUpdate) -> None:
-        """How far the backend is with ``job``; called while the backend's call runs, so it
-        only hands the update on (to be shown later) and returns at once."""
-        ...
 
 
 class JobRunner:
@@ -181,16 +150,9 @@ class JobRunner:
         #: The queue in the database, shared by every process (PostgreSQL), else None.
         self.shared: SharedLanes | None = None
         if bind is not None and is_shared(bind):
-            self.positions = self.shared = SharedLanes(
-                self._run,
-                sessions,
-                settings.database.url,
-                process_id=self.process.id,
-                lanes={name: backends.concurrency(name) for name in backends.names()},
-                jobs=settings.jobs,
-                limiter=SharedRateLimiter.for_backends(sessions, backends.settings),
-                cancel_here=self._cancel_asked_remotely,
-                images_per_minute=backends.settings[DEFAULT_BACKEND].images_per_minute,
+            remote = self._cancel_asked_remotely
+            self.positions = self.shared = SharedLanes.for_backends(
+                self._run, sessions, settings, backends, self.process.id, remote
             )
 
     async def rate_limited(self, backend: str, seconds: float) -> None:
@@ -369,7 +331,9 @@ class JobRunner:
 
         On the shared queue, from any process: whichever holds the job (see bot.jobs.shared)."""
         if self.shared is not None:
-            return await self._cancel_shared(self.shared, job_id)
+            return await self.shared.cancel(
+                job_id, here=self._cancel_running, stoppable=self.can_cancel_running
+            )
         if not self.dispatcher.remove(job_id):
             return await self._cancel_running(job_id)
         self._carried.pop(job_id, None)
@@ -405,19 +369,6 @@ class JobRunner:
         if not self._cancel_here(job_id):
             self._remote_cancels.discard(job_id)  # it cannot stop: it finishes as it is
         return True
-
-    async def _cancel_shared(self, shared: SharedLanes, job_id: int) -> bool:
-        if job_id in self._making:
-            return await self._cancel_running(job_id)
-        if await shared.cancel_queued(job_id):
-            log.info("job %d cancelled", job_id, extra={"job_id": job_id})
-            return True
-        job = await store.get_job(self._sessions, job_id)  # claimed meanwhile, maybe here
-        if job is None or job.status is not JobStatus.RUNNING or not self.can_cancel_running(job):
-            return False
-        if job.worker_id == self.process.id:
-            return await self._cancel_running(job_id)
-        return await shared.cancel_elsewhere(job_id)
 
     def place(self, job_id: int) -> Place | None:
         return self.dispatcher.places((job_id,)).get(job_id)
@@ -659,7 +610,7 @@ class JobRunner:
         if self.leases is not None:  # registered (and beating) before it claims anything
             await self.leases.start(lambda: self._listener)
         if self.shared is not None:
-            await self._start_shared(self.shared)
+            await self.shared.start(dispatch=self.process.runs_jobs, intakes=self._intake_recovery)
             return
         sent = self.journal.read()  # the jobs whose requests went to the provider
         # Images made before the stop (also those being posted) are recorded, not interrupted.
@@ -710,29 +661,6 @@ class JobRunner:
         await self._recover_intakes()
         self.dispatcher.start()
         self.spawn(self.results.flush_forever(), name="spool")
-
-    async def _start_shared(self, shared: SharedLanes) -> None:
-        await shared.start(dispatch=self.process.runs_jobs)
-        await self.recover_intakes()
-        self.spawn(self._recover_intakes_forever(), name="intakes")
-
-    async def recover_intakes(self) -> None:
-        """Acknowledged requests that never became jobs: queued now, or answered. On the shared
-        queue only those older than a lease (a live process's would be a job by then)."""
-        if self.shared is None:
-            await self._recover_intakes()
-        elif self._intake_recovery is not None:
-            age = timedelta(seconds=self._settings.jobs.lease_seconds)
-            await recover_intakes(self._sessions, self._intake_recovery, age)
-
-    async def _recover_intakes_forever(self) -> None:
-        """A process killed while others run leaves intakes that no start would finish soon."""
-        while True:
-            await asyncio.sleep(self._settings.jobs.lease_seconds)
-            try:
-                await self.recover_intakes()
-            except DATABASE_ERRORS as error:
-                log.warning("finishing left-over requests failed (%s)", type(error).__name__)
 
     async def _interrupted(self, job: Job, started_at: datetime | None) -> None:
         """``job``'s request went out before the last process stopped (``started_at``, from the

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from sqlalchemy import Float, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import JobsSettings
+from bot.config import DEFAULT_BACKEND, JobsSettings, Settings
 from bot.db import Sessions
 from bot.db.engine import finish_even_if_cancelled
 from bot.db.models import Intake, Job, JobStatus, utcnow
@@ -46,8 +46,10 @@ from bot.jobs import claims, notify, store
 from bot.jobs.dispatcher import DEFAULT_RUN_SECONDS, POSITION_CAP, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeRecovery
+from bot.jobs.sharedlimit import SharedRateLimiter
 from bot.jobs.spool import DATABASE_ERRORS, Posted
 from bot.providers import GeneratedImage, ImageResult
+from bot.providers.registry import BackendSet
 from bot.quotas.admission import check_queue_caps
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,7 @@ class SharedLanes:
         self._wake = asyncio.Event()
         self._watchers: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
         self._loop_task: asyncio.Task[None] | None = None
+        self._intakes_task: asyncio.Task[None] | None = None
         self._dispatching = False
         self._paused = False
         self._listener: notify.Listener | None = None
@@ -126,6 +129,29 @@ class SharedLanes:
         self._figures: tuple[float, int, float] = (-FIGURES_SECONDS, 0, DEFAULT_RUN_SECONDS)
         #: Jobs queued over every process, as the last poll counted them (the metrics).
         self.queue_depth = 0
+
+    @classmethod
+    def for_backends(
+        cls,
+        run: RunClaimed,
+        sessions: Sessions,
+        settings: Settings,
+        backends: BackendSet,
+        process_id: str,
+        cancel_here: Callable[[int], bool],
+    ) -> SharedLanes:
+        """The lanes of every configured backend, with the rate limit they share."""
+        return cls(
+            run,
+            sessions,
+            settings.database.url,
+            process_id=process_id,
+            lanes={name: backends.concurrency(name) for name in backends.names()},
+            jobs=settings.jobs,
+            limiter=SharedRateLimiter.for_backends(sessions, backends.settings),
+            cancel_here=cancel_here,
+            images_per_minute=backends.settings[DEFAULT_BACKEND].images_per_minute,
+        )
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -200,6 +226,29 @@ class SharedLanes:
             event.set()
 
     # --- cancel --------------------------------------------------------------------------------
+
+    async def cancel(
+        self,
+        job_id: int,
+        *,
+        here: Callable[[int], Awaitable[bool]],
+        stoppable: Callable[[Job], bool],
+    ) -> bool:
+        """Cancel ``job_id`` wherever it is: making images here (``here``: the runner's own
+        cancel), queued, or running on another process whose backend can stop it
+        (``stoppable``). False when it cannot be (started on a backend that bills it anyway,
+        finished, or not stopped in time)."""
+        if await here(job_id):
+            return True
+        if await self.cancel_queued(job_id):
+            log.info("job %d cancelled", job_id, extra={"job_id": job_id})
+            return True
+        job = await store.get_job(self._sessions, job_id)  # claimed meanwhile, maybe here
+        if job is None or job.status is not JobStatus.RUNNING or not stoppable(job):
+            return False
+        if job.worker_id == self.process_id:
+            return await here(job_id)
+        return await self.cancel_elsewhere(job_id)
 
     async def cancel_queued(self, job_id: int) -> bool:
         """Cancel ``job_id`` if it is still queued: won against a claim, or lost."""
@@ -327,8 +376,12 @@ class SharedLanes:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self, *, dispatch: bool) -> None:
-        """Listen for wake-ups; with ``dispatch`` (a process that runs jobs) claim and run."""
+    async def start(self, *, dispatch: bool, intakes: IntakeRecovery | None = None) -> None:
+        """Listen for wake-ups; with ``dispatch`` (a process that runs jobs) claim and run.
+
+        ``intakes`` finishes the acknowledged requests killed processes left: now, and every
+        lease from now on (a process killed while the others run leaves some that no start
+        would finish soon); only those older than a lease (see :func:`recover_intakes`)."""
         self._dispatching = dispatch
         handlers: dict[str, Callable[[str], None]] = {notify.JOBS: self._queued_on}
         if dispatch:
@@ -337,6 +390,22 @@ class SharedLanes:
         await self._listener.start()
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._loop(), name="shared-dispatcher")
+        if intakes is not None:
+            await self._recover_intakes(intakes)
+            self._intakes_task = asyncio.create_task(
+                self._recover_intakes_forever(intakes), name="intakes"
+            )
+
+    async def _recover_intakes(self, intakes: IntakeRecovery) -> None:
+        try:
+            await recover_intakes(self._sessions, intakes, timedelta(seconds=self._lease))
+        except DATABASE_ERRORS as error:
+            log.warning("finishing left-over requests failed (%s)", type(error).__name__)
+
+    async def _recover_intakes_forever(self, intakes: IntakeRecovery) -> None:
+        while True:
+            await asyncio.sleep(self._lease)
+            await self._recover_intakes(intakes)
 
     def wake_all(self) -> None:
         self._empty.clear()
@@ -361,9 +430,10 @@ class SharedLanes:
     async def stop(self) -> None:
         """Stop claiming and cancel what still runs (its lease runs out: see bot.jobs.leases)."""
         self._paused = True
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in (self._loop_task, self._intakes_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
