@@ -42,13 +42,30 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the schema up to ``revision``; a no-op when it is already there."""
+    """Bring the schema up to ``revision``; a no-op when it is already there.
+
+    On SQLite, foreign keys are off while it runs: Alembic's batch mode changes a table by
+    copying it and dropping the old one, and with foreign keys on that drop fires their
+    ``ON DELETE`` actions, which would delete every stored image (``job_images`` cascades)
+    and forget which result a variation came from. SQLite ignores the pragma inside a
+    transaction, so it is set before the migration's transaction begins.
+    """
 
     def _upgrade(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)
 
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.connect() as connection:
+        if sqlite:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
+        try:
+            async with connection.begin():
+                await connection.run_sync(_upgrade)
+        finally:
+            if sqlite:
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await connection.commit()
 
 
 async def pending_revisions(engine: AsyncEngine) -> list[str]:
