@@ -69,7 +69,8 @@ class Listener:
         if self._task is None:
             self._task = asyncio.create_task(self._listen_forever(), name="listen")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), 10.0)
+                async with asyncio.timeout(10.0):
+                    await self._ready.wait()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -457,8 +457,10 @@ class SharedLanes:
 
     async def _loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancel (stop hangs)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
             if not self._wake.is_set():  # the poll: whatever a lost notification said
                 self._empty.clear()
                 self._changed()
