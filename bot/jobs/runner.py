@@ -152,7 +152,7 @@ class JobRunner:
         if bind is not None and is_shared(bind):
             remote = self._cancel_asked_remotely
             self.positions = self.shared = SharedLanes.for_backends(
-                self._run, sessions, settings, backends, self.process.id, remote
+                self._run, sessions, settings, backends, self.process.id, remote, limiter
             )
 
     async def rate_limited(self, backend: str, seconds: float) -> None:

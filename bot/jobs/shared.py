@@ -46,7 +46,8 @@ from bot.jobs import claims, notify, store
 from bot.jobs.dispatcher import DEFAULT_RUN_SECONDS, POSITION_CAP, Place
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeRecovery
-from bot.jobs.sharedlimit import SharedRateLimiter
+from bot.jobs.ratelimit import ImageRateLimiter
+from bot.jobs.sharedlimit import SharedRateLimiter, longest_request
 from bot.jobs.spool import DATABASE_ERRORS, Posted
 from bot.providers import GeneratedImage, ImageResult
 from bot.providers.registry import BackendSet
@@ -139,8 +140,18 @@ class SharedLanes:
         backends: BackendSet,
         process_id: str,
         cancel_here: Callable[[int], bool],
+        limiter: ImageRateLimiter | None = None,
     ) -> SharedLanes:
-        """The lanes of every configured backend, with the rate limit they share."""
+        """The lanes of every configured backend, with the rate limit they share
+        (``limiter``: tests' own limit and window for the default backend instead)."""
+        shared = SharedRateLimiter.for_backends(sessions, backends.settings)
+        if limiter is not None:
+            shared = SharedRateLimiter(
+                sessions,
+                {DEFAULT_BACKEND: limiter.per_minute},
+                max_in_flight=longest_request(backends.settings[DEFAULT_BACKEND]),
+                window=limiter.window,
+            )
         return cls(
             run,
             sessions,
@@ -148,7 +159,7 @@ class SharedLanes:
             process_id=process_id,
             lanes={name: backends.concurrency(name) for name in backends.names()},
             jobs=settings.jobs,
-            limiter=SharedRateLimiter.for_backends(sessions, backends.settings),
+            limiter=shared,
             cancel_here=cancel_here,
             images_per_minute=backends.settings[DEFAULT_BACKEND].images_per_minute,
         )
