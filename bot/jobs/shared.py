@@ -467,23 +467,33 @@ class SharedLanes:
             await asyncio.sleep(0.05)
 
     async def _loop(self) -> None:
+        """Claim when woken; poll every ``poll_seconds`` however often it is woken (a busy
+        worker is woken all the time, and the poll is what finds a lost notification)."""
+        polled = time.monotonic()
         while True:
+            due = polled + self.poll_seconds - time.monotonic()
             # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancel (stop hangs)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_seconds):
+                async with asyncio.timeout(max(due, 0.0)):
                     await self._wake.wait()
-            if not self._wake.is_set():  # the poll: whatever a lost notification said
-                self._empty.clear()
-                self._changed()
-                with contextlib.suppress(*DATABASE_ERRORS):
-                    await self._cancels_missed()
-                    self.queue_depth = await claims.queue_length(self._sessions)
             self._wake.clear()
+            if time.monotonic() - polled >= self.poll_seconds:
+                polled = time.monotonic()
+                await self._poll()
             if self._dispatching:
                 try:
                     await self._fill()
                 except DATABASE_ERRORS as error:
                     log.warning("claiming jobs failed (%s); again at the next poll", error)
+
+    async def _poll(self) -> None:
+        """Whatever a lost notification would have said: every lane may have jobs, positions
+        may have moved, a Cancel may be waiting for a job here; and the queue's length."""
+        self._empty.clear()
+        self._changed()
+        with contextlib.suppress(*DATABASE_ERRORS):
+            await self._cancels_missed()
+            self.queue_depth = await claims.queue_length(self._sessions)
 
     async def _fill(self) -> None:
         """Claim jobs while this process has slots free, one lane after the other."""

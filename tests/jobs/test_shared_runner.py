@@ -305,11 +305,13 @@ async def test_a_cancel_racing_the_claims_wins_or_loses_never_both(processes: Pr
     assert set(worked.of("succeeded")) == set(rows) - cancelled
 
 
+@pytest.mark.parametrize("wake_up", ["notified", "lost"])
 async def test_a_running_job_stops_when_cancel_is_pressed_on_another_process(
-    fake_images_api: FakeImagesAPI, tmp_path: Path, postgres_url: str
+    fake_images_api: FakeImagesAPI, tmp_path: Path, postgres_url: str, wake_up: str
 ) -> None:
+    """``lost``: the worker hears no notification; its poll finds the Cancel in time."""
     async with (
-        FakeAutomatic1111(step_delay=0.05) as a1111,
+        FakeAutomatic1111(step_delay=0.1) as a1111,
         AsyncExitStack() as stack,
     ):
         settings = shared_settings(
@@ -324,6 +326,9 @@ async def test_a_running_job_stops_when_cancel_is_pressed_on_another_process(
         sunrise = ImageOrder(Operation.GENERATE, prompt="a slow sunrise")
         job = await gateway.submit(sunrise, origin(1), command="imagine")
         task = await a1111.wait_running(step=2)
+        if wake_up == "lost":
+            assert worker.shared is not None and worker.shared._listener is not None
+            await worker.shared._listener.close()
         assert await gateway.cancel(job.id) is True  # answered once it is recorded
         (row,) = await processes.jobs()
         assert row.status is JobStatus.CANCELLED
