@@ -128,6 +128,10 @@ class ImageBot(commands.Bot):
         return None
 
     async def close(self) -> None:
+        # Jobs first, while Discord still takes their last words: on PostgreSQL a stop tells
+        # the requesters of its running jobs (bot.jobs.leases). Closed already on a clean stop
+        # (bot.app), where running jobs had their grace; a second close does nothing more.
+        await self.runner.close()
         await self.delivery.status.stop()
         await super().close()
 
