@@ -32,7 +32,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Float, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,16 +69,6 @@ RunClaimed = Callable[[QueuedJob, Job], Awaitable[None]]
 Post = Callable[[Job, list[GeneratedImage]], Awaitable[Posted]]
 
 
-class RateLimits(Protocol):
-    """The rate limit of every process together (bot.jobs.sharedlimit.SharedRateLimiter)."""
-
-    async def acquire(self, lane: str, images: int, job_id: int | None = None) -> Any: ...
-
-    async def answered(self, grant: Any) -> None: ...
-
-    async def pause(self, lane: str, seconds: float) -> None: ...
-
-
 class SharedLanes:
     def __init__(
         self,
@@ -89,7 +79,7 @@ class SharedLanes:
         process_id: str,
         lanes: Mapping[str, int],
         jobs: JobsSettings,
-        limiter: RateLimits,
+        limiter: SharedRateLimiter,
         cancel_here: Callable[[int], bool],
         images_per_minute: int | None = None,
     ) -> None:
