@@ -42,7 +42,8 @@ def write_config(
         fake,
         api,
         provider_extra="images_per_minute = 10000\n",
-        jobs_extra="concurrency = 1\n",
+        # PostgreSQL: a killed process's jobs are interrupted once their lease ran out.
+        jobs_extra="concurrency = 1\nlease_seconds = 5\n",
         database_url=database_url,
     )
 

@@ -45,6 +45,13 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def is_alive(session: AsyncSession, namespace: int, key: str) -> bool:
+    """Whether the process holding the advisory lock (``namespace``, ``key``) is connected
+    (see ``Listener(alive_lock=...)``): its lock cannot be taken."""
+    lock = func.pg_try_advisory_xact_lock(namespace, func.hashtext(key))
+    return not await session.scalar(select(lock))  # a transaction's lock: gone at its end
+
+
 class Listener:
     """``handlers``: channel -> a callback given each payload (called on the event loop; it
     must return at once). ``on_reconnect`` is called once the connection is back after a drop
@@ -56,7 +63,11 @@ class Listener:
         handlers: Mapping[str, Callable[[str], None]],
         *,
         on_reconnect: Callable[[], None],
+        alive_lock: tuple[int, str] | None = None,
     ) -> None:
+        """``alive_lock``: an advisory lock (namespace, key text) held on the connection while
+        it lives, so other processes can tell whether this one is alive (:func:`is_alive`)."""
+        self._alive_lock = alive_lock
         self._dsn = asyncpg_dsn(url)
         self._handlers = dict(handlers)
         self._on_reconnect = on_reconnect
@@ -93,6 +104,10 @@ class Listener:
                 continue
             try:
                 connection.add_termination_listener(lambda _c, dropped=dropped: dropped.set())
+                if self._alive_lock is not None:
+                    await connection.execute(
+                        "SELECT pg_advisory_lock($1, hashtext($2))", *self._alive_lock
+                    )
                 for channel in self._handlers:
                     await connection.add_listener(channel, self._deliver)
                 self.connected = True

@@ -100,7 +100,10 @@ class JobRunner:
         self._listener: JobListener | None = None
         self._intake_recovery: IntakeRecovery | None = None
         #: Acknowledged requests not yet jobs (see bot.jobs.intake).
-        self.intakes = IntakeBook(sessions)
+        bind = sessions.kw.get("bind")
+        self.intakes = IntakeBook(
+            sessions, owner=self.process.id if bind is not None and is_shared(bind) else None
+        )
         self._closing = False
         #: Requests past the cap check and not queued yet, by member and by guild: counted
         #: against the caps, so concurrent requests cannot all slip in while the ledger works.
@@ -204,6 +207,8 @@ class JobRunner:
 
         Run before the bot downloads anything for a request (after it answered Discord: a
         burst of reads must not delay the answers past Discord's 3 seconds)."""
+        if self.shared is not None:  # the queue caps precheck counts on SQLite, from the rows
+            await self.shared.check_caps(origin.guild_id, origin.user_id)
         order = await self.backends.resolve(order, origin.guild_id)
         spec = self._engine.backend_for(order).spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)
@@ -304,8 +309,10 @@ class JobRunner:
                 self._guild_locks.pop(guild_key, None)
         if self._listener is not None:
             # Awaited before the job can report anything else, so "queued" never lands last.
-            if shared is not None:
-                place = (await shared.places((job.id,))).get(job.id)  # None: claimed already
+            if shared is not None:  # None: claimed already, or next with a slot free here
+                place = (await shared.places((job.id,))).get(job.id)
+                if place is not None and place.position == 1 and shared.starts_here(job.lane):
+                    place = None
             else:
                 place = None if self.dispatcher.starts_now(job.id) else self.place(job.id)
             try:

@@ -45,7 +45,7 @@ from bot.generation import ImageOrder
 from bot.jobs import claims, notify, store
 from bot.jobs.dispatcher import DEFAULT_RUN_SECONDS, POSITION_CAP, Place
 from bot.jobs.fairqueue import QueuedJob
-from bot.jobs.intake import IntakeRecovery
+from bot.jobs.intake import IntakeRecovery, IntakeRequest
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.sharedlimit import SharedRateLimiter, longest_request
 from bot.jobs.spool import DATABASE_ERRORS, Posted
@@ -64,6 +64,8 @@ FIGURES_SECONDS = 5.0
 RECORD_DELAYS = (0.25, 0.5, 1.0, 2.0)
 #: Namespace of the advisory locks that keep two processes from finishing one intake.
 INTAKE_LOCKS = 0x1D7A
+#: Namespace of the advisory lock each process holds while it is connected (its id's hash).
+PROCESS_LOCKS = 0x1D7B
 
 RunClaimed = Callable[[QueuedJob, Job], Awaitable[None]]
 Post = Callable[[Job, list[GeneratedImage]], Awaitable[Posted]]
@@ -166,6 +168,12 @@ class SharedLanes:
         await claims.enqueue(session, job)
         await notify.notify(session, notify.JOBS, job.lane or "default")
 
+    async def check_caps(self, guild_id: int | None, user_id: int) -> None:
+        """The queue caps, read without a lock before anything is downloaded (the
+        admission's transaction decides: :meth:`enqueue`)."""
+        counts = await claims.queued_counts(self._sessions, guild_id, user_id)
+        check_queue_caps(self._jobs, *counts)
+
     # --- positions -----------------------------------------------------------------------------
 
     async def places(self, job_ids: Iterable[int]) -> dict[int, Place]:
@@ -186,6 +194,16 @@ class SharedLanes:
                 wait = max(wait, (position - 1) * 60.0 / self._rate)
             places[job_id] = Place(position, wait)
         return places
+
+    def starts_here(self, lane: str | None) -> bool:
+        """Whether this process would claim the next job of ``lane`` at once (a slot free)."""
+        lane = lane or DEFAULT_BACKEND
+        return (
+            self._dispatching
+            and not self._paused
+            and len(self.running) < self._concurrency
+            and self._lane_running[lane] < self._lanes.get(lane, 0)
+        )
 
     async def _queue_figures(self) -> tuple[float, int, float]:
         read_at = self._figures[0]
@@ -387,7 +405,12 @@ class SharedLanes:
         handlers: dict[str, Callable[[str], None]] = {notify.JOBS: self._queued_on}
         if dispatch:
             handlers[notify.CANCEL] = self._cancel_asked
-        self._listener = notify.Listener(self._url, handlers, on_reconnect=self.wake_all)
+        self._listener = notify.Listener(
+            self._url,
+            handlers,
+            on_reconnect=self.wake_all,
+            alive_lock=(PROCESS_LOCKS, self.process_id),
+        )
         await self._listener.start()
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._loop(), name="shared-dispatcher")
@@ -399,7 +422,9 @@ class SharedLanes:
 
     async def _recover_intakes(self, intakes: IntakeRecovery) -> None:
         try:
-            await recover_intakes(self._sessions, intakes, timedelta(seconds=self._lease))
+            await recover_intakes(
+                self._sessions, intakes, timedelta(seconds=self._lease), self.process_id
+            )
         except DATABASE_ERRORS as error:
             log.warning("finishing left-over requests failed (%s)", type(error).__name__)
 
@@ -527,22 +552,26 @@ class SharedLanes:
 
 
 async def recover_intakes(
-    sessions: Sessions, recovery: IntakeRecovery, older_than: timedelta
+    sessions: Sessions, recovery: IntakeRecovery, older_than: timedelta, me: str = ""
 ) -> int:
     """Finish the acknowledged requests a killed process left, each by one process only.
 
-    An intake younger than ``older_than`` may be its own live process's, about to become a
-    job: left alone. Each taken is held under an advisory lock (on a connection of its own,
+    An intake whose process (its ``owner``) is alive is left to it; one without an owner (or
+    whose owner cannot be told) only once older than ``older_than``: a live process's would
+    be a job by then. Each taken is held under an advisory lock (on a connection of its own,
     released if this process dies) while it is finished, so two processes starting together
     do not both finish it; and its job's admission deletes it or fails (store.IntakeTaken),
     so even a live process that was slower than ``older_than`` makes no second job."""
     since = utcnow() - older_than
+    intakes = []
     async with sessions() as session:
-        intakes = list(
-            await session.scalars(
-                select(Intake).where(Intake.interaction_at < since).order_by(Intake.id)
-            )
-        )
+        for intake in await session.scalars(select(Intake).order_by(Intake.id)):
+            owner = _owner_of(intake)
+            if owner is None:
+                if intake.interaction_at < since:
+                    intakes.append(intake)
+            elif owner != me and not await notify.is_alive(session, PROCESS_LOCKS, owner):
+                intakes.append(intake)
     finished = 0
     engine = sessions.kw["bind"]
     for intake in intakes:
@@ -564,6 +593,13 @@ async def recover_intakes(
                 await lock.execute(select(func.pg_advisory_unlock(INTAKE_LOCKS, intake.id)))
                 await lock.commit()
     return finished
+
+
+def _owner_of(intake: Intake) -> str | None:
+    try:
+        return IntakeRequest.from_json(intake.request).owner
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 async def _queued_counts(session: AsyncSession, job: Job) -> tuple[int, int]:

@@ -27,7 +27,15 @@ from bot.jobs import store
 from bot.providers import Operation
 from bot.testing.images import noise_png
 from bot.testing.openai_api import FakeImagesAPI
-from tests.jobs.test_runner import World, make_settings, open_world, order, origin, until
+from tests.jobs.test_runner import (
+    World,
+    in_memory_queue,
+    make_settings,
+    open_world,
+    order,
+    origin,
+    until,
+)
 
 
 def sqlite_settings(api: FakeImagesAPI, folder: Path) -> Settings:
@@ -166,7 +174,7 @@ async def test_failed_and_cancelled_jobs_drop_their_uploads_at_once(world: World
 
     world.api.delay = 0.5
     await runner.submit(order("a slow one"), origin(2), command="imagine")
-    await until(lambda: bool(runner.dispatcher.running))
+    await until(lambda: bool(runner.running))
     waiting = await runner.submit(vary_order(noise_png(300)), origin(2), command="vary")
     assert ImageRole.INPUT in await stored(world.storage, waiting.id)
     assert await runner.cancel(waiting.id)
@@ -175,6 +183,7 @@ async def test_failed_and_cancelled_jobs_drop_their_uploads_at_once(world: World
     assert cancelled.status is JobStatus.CANCELLED and cancelled.pruned_at is not None
 
 
+@in_memory_queue
 async def test_an_interrupted_job_keeps_its_upload_for_its_retry_button(
     fake_images_api: FakeImagesAPI, tmp_path: Path
 ) -> None:
