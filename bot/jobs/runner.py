@@ -199,16 +199,17 @@ class JobRunner:
         check_origin(quotas, origin)
         spec = self._engine.backend_for(order).spec_for(order.model)
         check_rules(quotas, with_default_quality(quotas, order, spec), spec.name)
-        if self.shared is None:  # else the caps are counted in the database, by submit
-            self._check_caps(origin)
+        self._check_caps(origin)  # the shared queue: those this process admits (would_fit)
 
     async def would_fit(self, order: ImageOrder, origin: JobOrigin) -> None:
         """Raise the quota :meth:`submit` would refuse ``order`` for, reading without a lock.
 
         Run before the bot downloads anything for a request (after it answered Discord: a
         burst of reads must not delay the answers past Discord's 3 seconds)."""
-        if self.shared is not None:  # the queue caps precheck counts on SQLite, from the rows
-            await self.shared.check_caps(origin.guild_id, origin.user_id)
+        if self.shared is not None:  # the queue caps, from the rows (precheck: only in memory)
+            guild_key, user_key = _keys(origin)
+            admitting = (self._admitting[(guild_key, user_key)], self._admitting_guild[guild_key])
+            await self.shared.check_caps(origin.guild_id, origin.user_id, admitting)
         order = await self.backends.resolve(order, origin.guild_id)
         spec = self._engine.backend_for(order).spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)

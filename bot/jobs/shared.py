@@ -168,11 +168,13 @@ class SharedLanes:
         await claims.enqueue(session, job)
         await notify.notify(session, notify.JOBS, job.lane or "default")
 
-    async def check_caps(self, guild_id: int | None, user_id: int) -> None:
-        """The queue caps, read without a lock before anything is downloaded (the
-        admission's transaction decides: :meth:`enqueue`)."""
-        counts = await claims.queued_counts(self._sessions, guild_id, user_id)
-        check_queue_caps(self._jobs, *counts)
+    async def check_caps(
+        self, guild_id: int | None, user_id: int, admitting: tuple[int, int]
+    ) -> None:
+        """The queue caps, read without a lock before anything is downloaded, with the
+        requests this process is admitting (the admission's transaction decides: enqueue)."""
+        member, guild = await claims.queued_counts(self._sessions, guild_id, user_id)
+        check_queue_caps(self._jobs, member + admitting[0], guild + admitting[1])
 
     # --- positions -----------------------------------------------------------------------------
 
