@@ -404,6 +404,12 @@ class SharedLanes:
         lease from now on (a process killed while the others run leaves some that no start
         would finish soon); only those older than a lease (see :func:`recover_intakes`)."""
         self._dispatching = dispatch
+        if dispatch:
+            # Queued before the shared queue existed (migration 0007) or copied from SQLite:
+            # without a place in the fair order they would never be claimed.
+            keyed = await claims.enqueue_unkeyed(self._sessions)
+            if keyed:
+                log.info("%d queued jobs got their place in the shared queue", keyed)
         handlers: dict[str, Callable[[str], None]] = {notify.JOBS: self._queued_on}
         if dispatch:
             handlers[notify.CANCEL] = self._cancel_asked

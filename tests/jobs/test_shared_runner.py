@@ -433,3 +433,19 @@ async def test_left_over_intakes_are_finished_by_one_process_only(processes: Pro
     async with one.storage.sessions() as session:
         left = list(await session.scalars(select(Intake.interaction_id)))
     assert left == [3]  # a live process's, about to become a job
+
+
+async def test_jobs_queued_without_a_place_in_the_shared_queue_run_after_a_start(
+    processes: Processes,
+) -> None:
+    """Jobs queued before migration 0007 (or copied from SQLite by `db copy`) have no lane and
+    no fair round: a worker's start gives them one, else no claim would ever find them."""
+    gateway, _ = await processes.runner("gateway")
+    jobs = [await submit(gateway, f"old{i}", user=i, guild=GUILD_A + i) for i in range(3)]
+    world = processes.first
+    assert world is not None
+    async with world.storage.sessions() as session, session.begin():
+        await session.execute(update(Job).values(lane=None, fair_round=None))
+    _, told = await processes.runner("worker")
+    await until(lambda: len(told.of("recorded")) == 3)
+    assert sorted(told.of("succeeded")) == sorted(job.id for job in jobs)
