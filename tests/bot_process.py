@@ -36,9 +36,12 @@ def write_config(
     discord_extra: str = "",
     provider_extra: str = "",
     jobs_extra: str = "",
+    database_url: str | None = None,
 ) -> Path:
-    """A config file pointing at the fakes, without secrets; ``*_extra`` lines go in that table."""
+    """A config file pointing at the fakes, without secrets; ``*_extra`` lines go in that table.
+    The database is an SQLite file in ``tmp_path`` unless ``database_url`` names another."""
     path = tmp_path / "config.toml"
+    database_url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     path.write_text(
         "[discord]\n"
         f'api_base_url = "{fake.api_base}"\n'
@@ -53,7 +56,7 @@ def write_config(
         f"{jobs_extra}"
         "shutdown_grace_seconds = 1.0\n"
         "[database]\n"
-        f'url = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n',
+        f'url = "{database_url}"\n',
         encoding="utf-8",
     )
     return path
@@ -128,8 +131,10 @@ async def _drain(stream: asyncio.StreamReader | None, into: bytearray) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bot_process(command: str, config: Path, env: dict[str, str]) -> AsyncIterator[BotProcess]:
-    """``python -m bot COMMAND --config CONFIG``; killed on exit if it is still running."""
+async def bot_process(
+    command: str, config: Path, env: dict[str, str], *args: str
+) -> AsyncIterator[BotProcess]:
+    """``python -m bot COMMAND --config CONFIG ARGS``; killed on exit if it is still running."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -137,6 +142,7 @@ async def bot_process(command: str, config: Path, env: dict[str, str]) -> AsyncI
         command,
         "--config",
         str(config),
+        *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
