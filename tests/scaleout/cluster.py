@@ -105,6 +105,8 @@ class Cluster:
     stack: AsyncExitStack
     engine: AsyncEngine
     processes: dict[str, BotProcess] = field(default_factory=dict)
+    #: Processes the test stopped or killed: the others must keep running.
+    ended: set[str] = field(default_factory=set)
 
     # --- processes -----------------------------------------------------------------------
 
@@ -155,12 +157,14 @@ class Cluster:
     async def kill(self, name: str) -> None:
         """SIGKILL: no goodbye, as a lost machine or the OOM killer ends a process."""
         process = self.processes[name]
+        self.ended.add(name)
         process.process.send_signal(signal.SIGKILL)
         assert await process.wait() == -signal.SIGKILL
 
     async def stop(self, name: str) -> None:
         """SIGTERM, as ``docker stop`` does; the process must exit 0."""
         process = self.processes[name]
+        self.ended.add(name)
         assert await process.stop() == 0, process.output
 
     def output(self) -> str:
@@ -169,8 +173,12 @@ class Cluster:
             for name, p in self.processes.items()
         )
 
-    def name_of_pid(self, pid: int) -> str:
-        return next(n for n, p in self.processes.items() if p.process.pid == pid)
+    def check_running(self) -> None:
+        """Fail at once, with its output, when a process ended that nobody stopped."""
+        for name, process in self.processes.items():
+            code = process.process.returncode
+            if code is not None and name not in self.ended:
+                raise AssertionError(f"{name} exited with {code}:\n{process.output}")
 
     # --- waiting -------------------------------------------------------------------------
 
@@ -180,10 +188,24 @@ class Cluster:
         what: str,
         timeout: float = START_WITHIN,  # noqa: ASYNC109
     ) -> None:
-        """Until ``condition()`` holds (checked at each change the fake Discord sees)."""
-        await self.fake.state.pulse.wait_until(
-            lambda: True if condition() else None, timeout, lambda: what
-        )
+        """Until ``condition()`` holds (checked at each change the fake Discord sees, and
+        every 50 ms: a process that died fails the wait at once)."""
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(0.05)
+                self.fake.state.pulse.fire()
+
+        ticker = asyncio.create_task(tick())
+
+        def check() -> bool | None:
+            self.check_running()
+            return True if condition() else None
+
+        try:
+            await self.fake.state.pulse.wait_until(check, timeout, lambda: what)
+        finally:
+            ticker.cancel()
 
     async def until_async(
         self,
@@ -195,7 +217,8 @@ class Cluster:
         database has no event the test can wait on)."""
         try:
             async with asyncio.timeout(timeout):
-                while not await condition():  # noqa: ASYNC110 - the database has no event
+                while not await condition():  # the database has no event to wait on
+                    self.check_running()
                     await asyncio.sleep(0.05)
         except TimeoutError:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
