@@ -149,6 +149,15 @@ class Cluster:
         await self.until_async(alive, f"worker {name} (pid {pid}) to heartbeat")
         return process
 
+    async def scale(self, shard_count: int, workers: int) -> None:
+        """A gateway per shard (``gateway-N``, no jobs) and ``workers`` workers (``worker-N``),
+        started together; until every one is up and the commands are synced."""
+        await asyncio.gather(
+            *(self.gateway(f"gateway-{n}", n, shard_count) for n in range(shard_count)),
+            *(self.worker(f"worker-{n}") for n in range(workers)),
+        )
+        await self.synced()
+
     def shard_live(self, shard: int, shard_count: int) -> bool:
         return any(
             s.ready and s.shard == [shard, shard_count] for s in self.fake.gateway.live_sessions

@@ -99,11 +99,7 @@ async def test_a_burst_across_both_shards_is_answered_made_once_paced_and_fair(
     async with cluster(
         tmp_path, fake, api, postgres_url, images_per_minute=LIMIT, concurrency=concurrency
     ) as bots:
-        for shard in range(SHARDS):
-            await bots.gateway(f"gateway-{shard}", shard, SHARDS)
-        await bots.synced()
-        for index in range(workers):
-            await bots.worker(f"worker-{index}")
+        await bots.scale(SHARDS, workers)
 
         burst = [(m, f"busy {m.user.name} {i}") for i in range(6) for m in busy_members]
         burst += [(m, f"other {m.user.name} {i}") for i in range(3) for m in other_members]
@@ -128,6 +124,9 @@ async def test_a_burst_across_both_shards_is_answered_made_once_paced_and_fair(
     made = bots.provider_prompts()
     assert Counter(made) == dict.fromkeys(handles, 1)
     assert api.count_429 == 0
+    # the commands were synced once, not by every process
+    syncs = [r for r in fake.requests if r.method == "PUT" and r.path.endswith("/commands")]
+    assert len(syncs) == 1, [r.path for r in syncs]
     # the lone server waits at most one turn per worker and per other server, behind what
     # the workers had already taken (their slots); first come, first served would be ~20
     waited = made.index("lone") - sent_before
@@ -143,25 +142,18 @@ async def test_a_killed_worker_s_jobs_are_reported_interrupted_once_and_the_rest
     (5 s), each of its requesters is told once, with a Retry button, and the job is recorded
     as possibly billed; every other request finishes on the other worker, made once."""
     fake, api = fake_discord, fake_images_api
-    members = [
-        fake.add_member(guild_on_shard(fake, f"Server {shard}", shard, SHARDS), f"m{shard}{i}")
-        for shard in range(SHARDS)
-        for i in range(3)
-    ]
+    guilds = [guild_on_shard(fake, f"Server {shard}", shard, SHARDS) for shard in range(SHARDS)]
+    members = [fake.add_member(g, f"m{g.name[-1]}{i}") for g in guilds for i in range(3)]
     lease = 5.0
     api.delay = 4.0
     async with cluster(
         tmp_path, fake, api, postgres_url, concurrency=2, lease_seconds=lease
     ) as bots:
-        for shard in range(SHARDS):
-            await bots.gateway(f"gateway-{shard}", shard, SHARDS)
-        await bots.synced()
-        for name in ("worker-a", "worker-b"):
-            await bots.worker(name)
+        await bots.scale(SHARDS, workers=2)
         handles = {
             f"from {m.user.name}": await bots.imagine(m, f"from {m.user.name}") for m in members
         }
-        victim = bots.processes["worker-a"].process.pid
+        victim = bots.processes["worker-0"].process.pid
 
         async def both_workers_at_the_provider() -> bool:
             running = [j for j in await bots.jobs() if j.worker_id and j.status == "running"]
@@ -169,36 +161,57 @@ async def test_a_killed_worker_s_jobs_are_reported_interrupted_once_and_the_rest
 
         await bots.until_async(both_workers_at_the_provider, "both workers at the provider")
         cut = {
-            j.prompt
+            j.prompt: j
             for j in await bots.jobs()
             if j.status == "running" and j.worker_id and f":{victim}:" in j.worker_id
         }
         assert len(cut) == 2, [(j.prompt, j.status, j.worker_id) for j in await bots.jobs()]
         api.delay = 0.2
-        await bots.kill("worker-a")
-        killed_at = time.monotonic()
-        await all_ended(bots, handles.values(), timeout=lease + 30)
-        told_after = time.monotonic() - killed_at
+        await bots.kill("worker-0")
+        killed_at, killed_wall = time.monotonic(), time.time()
+        told_after = {}
+        for prompt in cut:
+            await handles[prompt].wait_message(
+                lambda m: m.ephemeral and m.content == INTERRUPTED, timeout=lease + 30
+            )
+            told_after[prompt] = time.monotonic() - killed_at
+        await all_ended(bots, handles.values(), timeout=30)
         await asyncio.sleep(lease / 2)  # a second notice would come from the other processes
         jobs = {j.prompt: j for j in await bots.jobs()}
 
-    assert late(handles.values()) == []
+        # Retry is the requester's, whichever process takes the click and runs it
+        prompt = next(iter(cut))
+        (notice,) = [m for m in handles[prompt].messages if m.content == INTERRUPTED]
+        (retry_id,) = notice.custom_ids
+        assert retry_id == f"ib:retry:{jobs[prompt].id}"
+        retry = await fake.click(notice, retry_id, user=handles[prompt].record.user)
+        await retry.wait_message(lambda m: m.ephemeral and m.content == DONE, timeout=15)
+
+    assert late([*handles.values(), retry]) == []
     for prompt, handle in handles.items():
         texts = shown(handle)
         if prompt in cut:
             notices = [m for m in handle.messages if m.ephemeral and m.content == INTERRUPTED]
             assert len(notices) == 1 and texts.count(INTERRUPTED) == 1, texts
-            (retry,) = notices[0].custom_ids
-            assert retry == f"ib:retry:{jobs[prompt].id}"
-            assert bots.results(prompt) == []
+            assert [m.custom_ids for m in notices] == [[f"ib:retry:{jobs[prompt].id}"]]
             assert jobs[prompt].status == "interrupted" and jobs[prompt].possibly_billed
+            # not before the lease the dead worker last renewed ran out, not long after it
+            lease_left = cut[prompt].lease_until.timestamp() - killed_wall  # type: ignore[union-attr]
+            assert lease_left - 0.5 <= told_after[prompt] < lease_left + 15, (
+                lease_left,
+                told_after,
+            )
         else:
             assert texts[-1] == DONE, (prompt, texts)
             assert len(bots.results(prompt)) == 1
             assert jobs[prompt].status == "delivered" and not jobs[prompt].possibly_billed
-    assert told_after < lease + 15
-    # nothing was asked twice: the killed worker's requests are not silently repeated
-    assert Counter(bots.provider_prompts()) == dict.fromkeys(handles, 1)
+    retried = next(iter(cut))
+    assert [p for p in cut if bots.results(p)] == [retried]
+    assert len(bots.results(retried)) == 1
+    # nothing was asked twice but the retried one: the killed worker's requests are not
+    # silently repeated
+    expected = dict.fromkeys(handles, 1) | {retried: 2}
+    assert Counter(bots.provider_prompts()) == expected
     assert fake.spec_violations == []
 
 
@@ -210,11 +223,8 @@ async def test_a_quota_race_across_processes_admits_exactly_the_quota(
     servers on both shards ask at once, through both gateway processes. Exactly 5 are made;
     the other 7 are told why not; nothing more is spent."""
     fake, api = fake_discord, fake_images_api
-    members = [
-        fake.add_member(guild_on_shard(fake, f"Server {shard}", shard, SHARDS), f"m{shard}{i}")
-        for shard in range(SHARDS)
-        for i in range(6)
-    ]
+    guilds = [guild_on_shard(fake, f"Server {shard}", shard, SHARDS) for shard in range(SHARDS)]
+    members = [fake.add_member(g, f"m{g.name[-1]}{i}") for g in guilds for i in range(6)]
     quota = 5
     refused_text = CATALOG.template("quota.total_day") or ""
     async with cluster(
@@ -224,10 +234,7 @@ async def test_a_quota_race_across_processes_admits_exactly_the_quota(
         postgres_url,
         quotas_extra=f"total_spend_per_day_usd = {quota * PRICE_USD}\n",
     ) as bots:
-        for shard in range(SHARDS):
-            await bots.gateway(f"gateway-{shard}", shard, SHARDS)
-        await bots.synced()
-        await bots.worker("worker")
+        await bots.scale(SHARDS, workers=1)
         handles = await asyncio.gather(*(bots.imagine(m, f"race {m.user.name}") for m in members))
         await all_ended(bots, handles, timeout=30)
         jobs = await bots.jobs()
@@ -260,10 +267,7 @@ async def test_cancel_on_a_restarted_gateway_stops_a_job_queued_by_its_predecess
     waiter = fake.add_member(guild_on_shard(fake, "Shard zero", 0, SHARDS), "waiter")
     api.delay = 4.0
     async with cluster(tmp_path, fake, api, postgres_url, concurrency=1) as bots:
-        for shard in range(SHARDS):
-            await bots.gateway(f"gateway-{shard}", shard, SHARDS)
-        await bots.synced()
-        await bots.worker("worker")
+        await bots.scale(SHARDS, workers=1)
         running = await bots.imagine(runner, "keeps running")
         await bots.until(lambda: bool(api.requests), "the first request at the provider")
         queued = await bots.imagine(waiter, "changed my mind")
