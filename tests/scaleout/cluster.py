@@ -27,7 +27,7 @@ from bot.testing.discord import FakeChannel, FakeDiscord, FakeGuild, FakeMember,
 from bot.testing.discord.handle import InteractionHandle
 from bot.testing.discord.payloads import snowflake
 from bot.testing.openai_api import FakeImagesAPI
-from tests.bot_process import BotProcess, bot_env, bot_process, write_config
+from tests.bot_process import BotProcess, bot_env, bot_process, run_cli, write_config
 
 CATALOG = Catalog.load()
 DONE = CATALOG.text("status.done")
@@ -181,6 +181,13 @@ class Cluster:
             f"===== {name} (pid {p.process.pid}) =====\n{p.output}"
             for name, p in self.processes.items()
         )
+
+    async def check(self) -> tuple[int, str]:
+        """``python -m bot check`` as the operator runs it beside the processes: exit code and
+        output."""
+        env = bot_env(self.fake.token, self.api.api_key)
+        code, out, err = await run_cli("check", "--config", str(self.config), env=env)
+        return code, out + err
 
     def check_running(self) -> None:
         """Fail at once, with its output, when a process ended that nobody stopped."""

@@ -115,8 +115,14 @@ async def test_a_burst_across_both_shards_is_answered_made_once_paced_and_fair(
         sent_before = len(api.requests)
         handles["lone"] = await bots.imagine(loner, "lone")
         await all_ended(bots, handles.values(), timeout=60)
+        # the operator's check sees every process alive
+        code, checked = await bots.check()
+        pids = [p.process.pid for p in bots.processes.values()]
 
     assert late(handles.values()) == []
+    assert code == 0, checked
+    (processes,) = [line for line in checked.splitlines() if "alive" in line]
+    assert "4 alive" in processes and all(f"pid {pid}" in processes for pid in pids), checked
     for prompt, handle in handles.items():
         assert shown(handle)[-1] == DONE, (prompt, shown(handle))
         (result,) = bots.results(prompt)
