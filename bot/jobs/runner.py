@@ -36,6 +36,8 @@ from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.journal import StartedJournal
 from bot.jobs.lanes import Lanes
+from bot.jobs.leases import Leases
+from bot.jobs.processes import ProcessInfo, is_shared
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
@@ -95,14 +97,24 @@ class JobRunner:
         *,
         prices: PriceTable,
         limiter: ImageRateLimiter | None = None,
+        process: ProcessInfo | None = None,
     ) -> None:
         """``prices`` is the price table (bot.app builds it once); ``limiter`` replaces the one
         built from ``provider.images_per_minute`` (tests). Each backend has its own queue,
-        concurrency and rate limit, ``[jobs] concurrency`` the total (bot.jobs.lanes)."""
+        concurrency and rate limit, ``[jobs] concurrency`` the total (bot.jobs.lanes).
+        ``process``: who this process is among those sharing a PostgreSQL database."""
         self._engine = engine
         self._sessions = sessions
         self._settings = settings
         self._prices = prices
+        self.process = process or ProcessInfo()
+        #: PostgreSQL: this process's heartbeat, its jobs' leases, the reaper of dead ones'.
+        bind = sessions.kw.get("bind")
+        self.leases = (
+            Leases(sessions, self.process, settings.jobs.lease_seconds)
+            if bind is not None and is_shared(bind)
+            else None
+        )
         #: Which backend each job runs on (its server's choice).
         self.backends = BackendChoice(sessions, engine.backends)
         self._listener: JobListener | None = None
@@ -513,6 +525,8 @@ class JobRunner:
         jobs are read as the queue's four columns, in batches (there may be 100,000); only
         those whose requester can still be shown their place are read whole.
         """
+        if self.leases is not None:  # registered (and beating) before it claims anything
+            await self.leases.start(lambda: self._listener)
         sent = self.journal.read()  # the jobs whose requests went to the provider
         # Images made before the stop (also those being posted) are recorded, not interrupted.
         await self.results.flush(inflight=True)
@@ -618,6 +632,8 @@ class JobRunner:
         if grace > 0 and not await self.dispatcher.wait_running(grace):
             log.warning("jobs still running after %.0f s; the restart will report them", grace)
         await self.dispatcher.stop()
+        if self.leases is not None:  # its jobs still running now are interrupted, not left
+            await self.leases.stop()
         self.journal.close()
         await self.intakes.close()
         for task in list(self._background):

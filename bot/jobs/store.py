@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import QuotaSettings
@@ -614,6 +614,33 @@ async def finish_without_images(
             # Nothing can run it again (an interrupted job keeps them for its Retry button).
             job.interaction_token = None
             await drop_images(session, job)
+        return job
+
+
+async def interrupt_claim(sessions: Sessions, job_id: int, lost: ColumnElement[bool]) -> Job | None:
+    """The running ``job_id`` interrupted, possibly billed, if its claim is ``lost`` (a
+    condition on its row: its lease ran out, or its own process gives it up); else None.
+
+    PostgreSQL, several processes (bot.jobs.leases): the row is read under its lock and the
+    condition checked there, so of the processes trying at once exactly one wins, and neither
+    a renewal nor the result that its worker records can land in between. Its estimate stays
+    in the spend ledger, its images are released, as :func:`finish_without_images` does.
+    """
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            select(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING, lost)
+            .with_for_update(skip_locked=True)
+        )
+        job = result.scalar_one_or_none()
+        if job is None:
+            return None
+        job.status = JobStatus.INTERRUPTED
+        job.finished_at = utcnow()
+        before = (job.n_charged, job.cost_micro_usd)
+        _release(job, possibly_billed=True)
+        await counters.settle(session, job, before)
+        job.error_code = "interrupted"
         return job
 
 

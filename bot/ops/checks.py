@@ -9,18 +9,23 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 import aiohttp
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from bot.config import DEFAULT_BACKEND, DiscordSettings, ProviderSettings, Settings
-from bot.db import create_engine
+from bot.db import create_engine, create_sessionmaker
 from bot.db.engine import sqlite_path
 from bot.db.migrate import pending_revisions
+from bot.db.models import Job, JobStatus, Process
 from bot.errors import BotError
 from bot.imaging import ImageWorker
 from bot.imaging.backend_masks import white_repaints
+from bot.jobs.leases import database_now, live_processes
+from bot.jobs.processes import is_shared
 from bot.logs import RedactSecrets
 from bot.providers.backend import Backend
 from bot.providers.registry import build_backends
@@ -31,6 +36,8 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    #: Worth the operator's attention, but no failure: ``check`` still exits 0.
+    warning: bool = False
 
 
 async def check_database(settings: Settings) -> CheckResult:
@@ -74,6 +81,58 @@ async def check_database(settings: Settings) -> CheckResult:
             "(or now: `python -m bot db upgrade`)",
         )
     return CheckResult("database", True, "reachable and up to date")
+
+
+async def check_processes(settings: Settings) -> list[CheckResult]:
+    """PostgreSQL: the bot processes alive (a heartbeat within two leases), and a warning when
+    jobs wait while none of them runs jobs. Nothing on SQLite: its queue is in the one process.
+    Run after :func:`check_database` passed; nothing while migrations are pending."""
+    if make_url(settings.database.url).get_backend_name() != "postgresql":
+        return []  # no engine made: it would create a new SQLite file's folder
+    engine = create_engine(settings.database.url)
+    try:
+        if not is_shared(engine) or await pending_revisions(engine):
+            return []
+        sessions = create_sessionmaker(engine)
+        lease = timedelta(seconds=settings.jobs.lease_seconds)
+        alive = await live_processes(sessions, 2 * lease)
+        now = await database_now(sessions)
+        async with sessions() as session:
+            counted = await session.execute(
+                select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED)
+            )
+            queued = int(counted.scalar_one())
+    except Exception as exc:  # reachable a moment ago; the message may quote the URL
+        return [CheckResult("processes", False, f"could not be read: {type(exc).__name__}")]
+    finally:
+        await engine.dispose()
+    window = f"a heartbeat in the last {2 * lease.total_seconds():g} s"
+    if alive:
+        listed = ", ".join(
+            _described(process, (now - process.heartbeat_at).total_seconds()) for process in alive
+        )
+        results = [CheckResult("processes", True, f"{len(alive)} alive ({window}): {listed}")]
+    else:
+        results = [CheckResult("processes", True, f"none alive ({window})")]
+    if queued and not any(process.role in ("both", "worker") for process in alive):
+        results.append(
+            CheckResult(
+                "jobs",
+                True,
+                f"{queued} job(s) queued and no live process runs jobs: start "
+                "`python -m bot worker` (or `python -m bot run` without --no-worker)",
+                warning=True,
+            )
+        )
+    return results
+
+
+def _described(process: Process, age: float) -> str:
+    shards = f" shards {process.shards}" if process.shards else ""
+    return (
+        f"{process.role}{shards} on {process.host} pid {process.pid} "
+        f"(heartbeat {max(age, 0.0):.0f} s ago)"
+    )
 
 
 async def check_backends(settings: Settings) -> list[CheckResult]:
@@ -201,14 +260,18 @@ async def run_checks(
     write: Callable[[str], object] = print,
 ) -> bool:
     results = [CheckResult("configuration", True, f"valid ({config_source})")]
-    results.append(await check_database(settings))
+    database = await check_database(settings)
+    results.append(database)
+    if database.ok:
+        results.extend(await check_processes(settings))
     results.extend(await check_backends(settings))
     discord_result, invite, public = await check_discord(settings, identify)
     results.append(discord_result)
     results.append(check_access(settings, public))
     results.append(check_caps(settings))
     for result in results:
-        write(f"[{'ok' if result.ok else 'FAIL'}] {result.name}: {result.detail}")
+        mark = "FAIL" if not result.ok else "WARN" if result.warning else "ok"
+        write(f"[{mark}] {result.name}: {result.detail}")
     if invite:
         write(f"invite URL: {invite}")
     return all(result.ok for result in results)
