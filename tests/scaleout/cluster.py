@@ -37,7 +37,7 @@ QUEUED_PREFIX = (CATALOG.template("status.queued") or "").split("{", 1)[0]
 #: Discord's deadline for answering an interaction (a defer counts).
 ANSWER_WITHIN = 3.0
 #: How long a process may take to start and connect (a loaded 2-core machine, 5 processes).
-START_WITHIN = 30.0
+START_WITHIN = 60.0
 
 
 def shard_of(guild_id: int, shard_count: int) -> int:
