@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,7 +132,7 @@ async def _drain(stream: asyncio.StreamReader | None, into: bytearray) -> None:
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    command: str, config: Path, env: dict[str, str], *args: str
+    command: str, config: Path, env: dict[str, str], args: Sequence[str] = ()
 ) -> AsyncIterator[BotProcess]:
     """``python -m bot COMMAND --config CONFIG ARGS``; killed on exit if it is still running."""
     process = await asyncio.create_subprocess_exec(

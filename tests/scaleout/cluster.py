@@ -113,9 +113,7 @@ class Cluster:
     async def start(self, name: str, command: str, *args: str) -> BotProcess:
         """``python -m bot COMMAND --config ... ARGS``, known as ``name`` (killed at the end)."""
         env = bot_env(self.fake.token, self.api.api_key)
-        process = await self.stack.enter_async_context(
-            bot_process(command, self.config, env, *args)
-        )
+        process = await self.stack.enter_async_context(bot_process(command, self.config, env, args))
         self.processes[name] = process
         return process
 
