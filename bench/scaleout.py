@@ -12,11 +12,14 @@ does everything. Each process runs ``[jobs] concurrency = 4`` jobs at once. The 
 test fake with 1 s of latency per request and no rate limit, answering a photo-like 256x256 PNG
 (the queue's scaling is measured, not the image bytes': bench/pipeline.py does those), so one
 worker makes at most 4 jobs per second and W workers 4 W: the scaling should be near linear.
-Members of 8 servers send a burst of 12 jobs per slot (48 for one worker) at once through the
-fake Discord; the rate is the burst over the time from the first /imagine to the last result
-posted (the first second is the provider's latency: 12 rounds make it 1/12 of the figure). The
-fakes share this script's process and event loop; "unanswered" counts the interactions the bot
-acknowledged after Discord's 3 seconds.
+Members of 8 servers each send /imagine through the fake Discord, wait for the result and send
+the next, twice as many members as there are slots (a slot: one job at a time in one process),
+so jobs always wait in the queue; 12 jobs per slot are measured (48 for one worker) after a
+warm-up, the rate from the first /imagine to the last result posted (the first second is the
+provider's latency: 12 rounds make it 1/12 of the figure). CPU per job is counted for the bot's
+processes together, PostgreSQL's server processes, and this script's process, which runs both
+fakes in one event loop; "unanswered" counts the interactions the bot acknowledged after
+Discord's 3 seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ _bench.use_project_imports()
 _bench.skip_spec_checks()  # the fakes' request checks are not the bot's cost
 
 import asyncio  # noqa: E402
+import functools  # noqa: E402
+import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -51,30 +56,87 @@ ROOMY = (
 )
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes used so far (Linux: /proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids(server: PostgresServer | None) -> list[int]:
+    """The server's postmaster and its children (a backend per connection), which live as
+    long as the bot's pooled connections do."""
+    if server is None:
+        return []
+    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+        if parent == postmaster:
+            children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+def cpu_of(pids: list[int]) -> float:
+    try:
+        return cpu_seconds(pids)
+    except OSError:  # a backend ended: count the others
+        return sum(cpu_of([pid]) for pid in pids) if len(pids) > 1 else 0.0
+
+
 def posted(handle: InteractionHandle) -> bool:
     return any(m.attachments and not m.ephemeral for m in handle.messages)
 
 
-async def burst(bots: Cluster, members: list[FakeMember], jobs: int) -> tuple[float, int]:
-    """``jobs`` /imagine at once from ``members`` in turn: seconds until every result was
-    posted, and how many interactions were answered late (after 3 s)."""
-    fake = bots.fake
+async def closed_loop(bots: Cluster, members: list[FakeMember], jobs: int) -> tuple[float, int]:
+    """Each member sends /imagine, waits for its result to be posted and sends the next, until
+    ``jobs`` were sent: seconds until every result was posted, and how many interactions were
+    answered late (after 3 s)."""
+    fake, left, late = bots.fake, jobs, 0
+
+    async def member(who: FakeMember) -> None:
+        nonlocal left, late
+        while left > 0:
+            left -= 1
+            handle = await bots.imagine(who, "a lighthouse")
+            await bots.until(functools.partial(posted, handle), "a result", timeout=120)
+            late += handle.record.late_callback
+            for message in handle.messages:  # the fake keeps every upload: drop them
+                for attachment in message.attachments:
+                    fake.state.blobs.pop(attachment.id, None)
+
     started = time.perf_counter()
-    handles = await asyncio.gather(
-        *(bots.imagine(members[i % len(members)], "a lighthouse") for i in range(jobs))
+    await asyncio.gather(*(member(who) for who in members))
+    return time.perf_counter() - started, late
+
+
+async def measured_run(
+    bots: Cluster, members: list[FakeMember], jobs: int, database: list[int]
+) -> tuple[float, int, int, float, float, float]:
+    """``jobs`` sent by ``members``, each with one in flight: the figures :func:`level`
+    returns (``database``: PostgreSQL's processes, whose CPU is counted too)."""
+    pids = [p.process.pid for p in bots.processes.values()]
+    before = cpu_seconds(pids), cpu_of(database), time.process_time()
+    elapsed, late = await closed_loop(bots, members, jobs)
+    after = cpu_seconds(pids), cpu_of(database), time.process_time()
+    bots_cpu, database_cpu, fakes_cpu = (
+        (b - a) * 1000 / jobs for a, b in zip(before, after, strict=True)
     )
-    await bots.until(lambda: all(posted(h) for h in handles), "every result", timeout=60 + jobs / 2)
-    elapsed = time.perf_counter() - started
-    for handle in handles:  # the fake keeps every upload: drop them
-        for message in handle.messages:
-            for attachment in message.attachments:
-                fake.state.blobs.pop(attachment.id, None)
-    return elapsed, sum(1 for h in handles if h.record.late_callback)
+    return jobs / elapsed, jobs, late, bots_cpu, database_cpu, fakes_cpu
 
 
-async def level(server: PostgresServer | None, workers: int) -> tuple[float, int, int]:
+async def level(
+    server: PostgresServer | None, workers: int
+) -> tuple[float, int, int, float, float, float]:
     """Jobs per second with ``workers`` worker processes on PostgreSQL (``server``), or one
-    ``run`` process on SQLite (``server`` None); the jobs, and how many were answered late."""
+    ``run`` process on SQLite (``server`` None); the jobs, how many were answered late, and
+    CPU milliseconds per job: the bot's processes together, PostgreSQL's, and this process's
+    (the fakes)."""
     jobs = ROUNDS * CONCURRENCY * workers
     with tempfile.TemporaryDirectory() as folder:
         async with FakeDiscord() as fake, FakeImagesAPI() as api:
@@ -100,11 +162,13 @@ async def level(server: PostgresServer | None, workers: int) -> tuple[float, int
                 await bots.synced()
                 if server is not None:
                     await asyncio.gather(*(bots.worker(f"worker-{i}") for i in range(workers)))
-                await burst(bots, members, CONCURRENCY * workers)  # warm-up: one round
-                elapsed, late = await burst(bots, members, jobs)
+                # twice as many members in flight as the processes run jobs: always a queue
+                senders = members[: 2 * CONCURRENCY * workers]
+                await closed_loop(bots, senders, len(senders))  # warm-up
+                measured = await measured_run(bots, senders, jobs, postgres_pids(server))
                 for name in list(bots.processes):
                     await bots.stop(name)
-    return jobs / elapsed, jobs, late
+    return measured
 
 
 async def main() -> None:
@@ -119,17 +183,24 @@ async def main() -> None:
         f"### Scale-out benchmark (provider latency {LATENCY:g} s, unlimited; "
         f"{CONCURRENCY} jobs at once per process){mode}\n"
     )
-    print("| processes | jobs | jobs/s | ideal jobs/s | vs 1 worker | unanswered |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, rate, jobs, late, workers in rows:
+    print(
+        "| processes | jobs | jobs/s | ideal jobs/s | vs 1 worker | unanswered "
+        "| CPU per job: bot processes, PostgreSQL, the fakes |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name, rate, jobs, late, bots_cpu, database_cpu, fakes_cpu, workers in rows:
         ideal = CONCURRENCY * workers / LATENCY
         ratio = f"{rate / base:.2f}x" if name.startswith("PostgreSQL") else "-"
-        print(f"| {name} | {jobs} | {rate:.2f} | {ideal:.0f} | {ratio} | {late} |")
+        print(
+            f"| {name} | {jobs} | {rate:.2f} | {ideal:.0f} | {ratio} | {late} "
+            f"| {bots_cpu:.1f} ms, {database_cpu:.1f} ms, {fakes_cpu:.1f} ms |"
+        )
     most = rows[-1]
-    scaling = most[1] / base
+    scaling, workers = most[1] / base, most[-1]
     print(
-        f"\n{most[4]} workers: {scaling:.2f}x one worker "
-        f"(near linear, >= {0.8 * most[4]:.1f}x: {'yes' if scaling >= 0.8 * most[4] else 'NO'})"
+        f"\n{workers} workers: {scaling:.2f}x one worker "
+        f"(near linear, >= {0.8 * workers:.1f}x: {'yes' if scaling >= 0.8 * workers else 'NO'}); "
+        f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"
     )
 
 
