@@ -29,6 +29,7 @@ from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
 from bot.ops.observe import count_spend_cap_refusals
 from bot.providers import ModelSpec, build_model_table
+from bot.providers.client import OnRateLimited
 from bot.providers.registry import build_backends, check_backends, configured
 from bot.quotas import PriceTable, price_table
 
@@ -87,6 +88,29 @@ def image_limits(settings: Settings) -> ImageLimits:
     )
 
 
+class RateLimitRelay:
+    """Passes a provider's 429 ``retry-after`` on to whoever keeps the rate limits.
+
+    The backends are built before the job runner that keeps the limits, so they are given
+    this, and :attr:`pause` is set once the runner exists: on SQLite its lanes' limiters (one
+    process), on PostgreSQL the shared limiter (every process). Telling them can fail like any
+    database write; the request that drew the 429 still waits as the provider asked.
+    """
+
+    def __init__(self) -> None:
+        self.pause: OnRateLimited | None = None
+
+    async def __call__(self, backend: str, seconds: float) -> None:
+        if self.pause is None:
+            return
+        try:
+            await self.pause(backend, seconds)
+        except Exception:
+            log.warning(
+                "could not hold back %r for %.1f s after a 429", backend, seconds, exc_info=True
+            )
+
+
 @asynccontextmanager
 async def open_engine(
     settings: Settings,
@@ -94,12 +118,15 @@ async def open_engine(
     *,
     user_salt: str = "",
     catalogues: Catalogues | None = None,
+    on_rate_limited: OnRateLimited | None = None,
 ) -> AsyncIterator[ImageService]:
     """The image engine alone: what the one-shot commands need (no Discord, no database).
 
     ``user_salt`` is the installation's salt; without it (and without ``provider.user_salt``)
     requests carry no ``user``, which is right for the one-shot commands: there is no member.
     ``catalogues`` are built from ``settings`` when not given (tests, benchmarks).
+    ``on_rate_limited`` hears the provider's 429s that say how long to wait (a
+    :class:`RateLimitRelay`).
     """
     catalogues = catalogues or build_catalogues(settings)
     async with AsyncExitStack() as stack:
@@ -126,6 +153,7 @@ async def open_engine(
             convert_mask=convert_mask,
             user_salt=user_salt,
             observe=observe,
+            on_rate_limited=on_rate_limited,
         )
         stack.push_async_callback(backends.aclose)
         yield ImageService(settings, http, images, backends)
@@ -164,6 +192,7 @@ async def open_bot(
     if sync_commands is None:
         sync_commands = settings.discord.sync_commands
     catalogues = catalogues or build_catalogues(settings)
+    rate_limited = RateLimitRelay()
 
     async with (
         open_storage(settings) as storage,
@@ -172,9 +201,15 @@ async def open_bot(
             metrics,
             user_salt=await installation.user_salt(storage.sessions),
             catalogues=catalogues,
+            on_rate_limited=rate_limited,
         ) as engine,
     ):
         runner = JobRunner(engine, storage.sessions, settings, prices=catalogues.prices)
+
+        async def hold_back(backend: str, seconds: float) -> None:
+            runner.dispatcher.rate_limited(backend, seconds)
+
+        rate_limited.pause = hold_back
         if metrics is not None:
             runner.spend_caps.on_refusal = count_spend_cap_refusals(metrics)
         point_discord_at(settings.discord)

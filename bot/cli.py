@@ -157,6 +157,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the images of the last N days (default: [storage] retention_days)",
     )
     prune.set_defaults(handler=handlers.db_prune)
+    copy = db_commands.add_parser(
+        "copy",
+        parents=[config],
+        help="copy the database into a new PostgreSQL database (stop the bot first)",
+        description=(
+            "Copy every table of the bot's database (default: [database] url) into a new, empty "
+            "PostgreSQL database, migrated first, and check every table's row count. Stop the "
+            "bot first and keep it stopped until [database] url names the new database. Jobs "
+            "that were running at the stop are reported interrupted by the first process that "
+            "runs jobs on PostgreSQL; queued jobs wait there in their fair order."
+        ),
+    )
+    copy.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the new database, postgresql+asyncpg://USER@HOST/DB (the password may be left "
+        "out and set in PGPASSWORD instead, so it stays out of the shell's history)",
+    )
+    copy.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        help="the database to copy (default: [database] url); at the latest migration",
+    )
+    copy.set_defaults(handler=handlers.db_copy)
 
     imagine = commands.add_parser(
         "imagine",

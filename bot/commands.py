@@ -55,6 +55,12 @@ async def db_prune(args: argparse.Namespace, settings: Settings, catalogues: Cat
     return EXIT_OK
 
 
+async def db_copy(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
+    from bot.ops.dbcopy import copy_bot_database
+
+    return await copy_bot_database(settings, args.source or settings.database.url, args.to)
+
+
 async def run_bot(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     require_secrets(settings, discord_token=True)
     await run_discord_bot(settings, catalogues)

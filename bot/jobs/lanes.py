@@ -42,6 +42,7 @@ class Lanes:
             name: Dispatcher(run, concurrency=min(jobs, concurrency), limiter=limiter, cap=self.cap)
             for name, (jobs, limiter) in lanes.items()
         }
+        self._limiters = {name: limiter for name, (_, limiter) in lanes.items()}
         self.queue = LaneQueues(self)
 
     def lane(self, name: str) -> Dispatcher:
@@ -67,6 +68,13 @@ class Lanes:
     def request_done(self, job_id: int) -> None:
         for lane in self.lanes.values():  # only the job's own holds it; the others ignore it
             lane.request_done(job_id)
+
+    def rate_limited(self, backend: str, seconds: float) -> None:
+        """``backend`` answered 429 asking to wait ``seconds``: its lane starts nothing until
+        then (its dispatcher finds out at its next look: the pause only makes waits longer)."""
+        limiter = self._limiters.get(backend)
+        if limiter is not None:
+            limiter.pause(seconds)
 
     def watch(self) -> asyncio.Event:
         event = asyncio.Event()

@@ -17,6 +17,10 @@ later than the provider's, never earlier, however slow the way there was.
 The dispatcher asks :meth:`ImageRateLimiter.delay` and sleeps on a timer for exactly that long
 (or, when only requests in flight stand in the way, until one of them is answered), instead of
 polling.
+
+When the provider answers 429 all the same and says how long to wait (``retry-after``),
+:meth:`ImageRateLimiter.pause` holds back every other request until then: they would only draw
+429s too. (Several processes on PostgreSQL share bot.jobs.sharedlimit instead.)
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class ImageRateLimiter:
         #: Requests in flight by key: images that count until they are answered.
         self._flying: dict[Hashable, int] = {}
         self._in_window = 0
+        #: Nothing is sent before this (a 429's retry-after).
+        self._paused_until = 0.0
 
     def _expire(self, now: float) -> None:
         while self._sent and self._sent[0][0] <= now - self._window:
@@ -69,7 +75,7 @@ class ImageRateLimiter:
         now = self._clock()
         self._expire(now)
         tolerance = (self._burst - 1) * self._interval
-        wait = max(0.0, self._next_free - tolerance - now)
+        wait = max(0.0, self._next_free - tolerance - now, self._paused_until - now)
         images = min(images, self.per_minute)  # a request bigger than the limit waits for all
         excess = self._in_window + images - self.per_minute
         if excess > 0:
@@ -96,6 +102,11 @@ class ImageRateLimiter:
         else:
             self._flying[key] = self._flying.get(key, 0) + images
         self._in_window += images
+
+    def pause(self, seconds: float) -> None:
+        """The provider asked to wait ``seconds``: nothing more is sent until then. A shorter
+        pause never shortens a longer one."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def finish(self, key: Hashable) -> None:
         """The request acquired under ``key`` was answered (or never sent); idempotent."""

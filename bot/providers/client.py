@@ -63,6 +63,9 @@ FilePart = tuple[str, bytes]
 #: Checks a provider's images (bot.imaging.verify_results on the image worker): mime type,
 #: width and height of each, or ValueError naming what is wrong.
 VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
+#: Told ``(backend name, seconds)`` when the provider answers 429 asking to wait that long:
+#: whoever keeps the rate limit holds this backend's other requests back as well.
+OnRateLimited = Callable[[str, float], Awaitable[None]]
 
 
 class ImagesClient:
@@ -82,10 +85,12 @@ class ImagesClient:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
         observe: Callable[[str, float, str | None], None] | None = None,
+        on_rate_limited: OnRateLimited | None = None,
         user_salt: str = "",
         check_models: Sequence[str] = (),
     ) -> None:
-        """``observe(path, seconds, error_code)`` is told about every API call (metrics).
+        """``observe(path, seconds, error_code)`` is told about every API call (metrics);
+        ``on_rate_limited`` about every 429 that says how long to wait (:data:`OnRateLimited`).
 
         ``user_salt`` is the installation's stored salt for the hashed ``user``;
         ``check_models`` are the models :meth:`check_access` wants served besides ``model``.
@@ -100,6 +105,7 @@ class ImagesClient:
         self._sleep = sleep
         self._random = random
         self._observe = observe
+        self._on_rate_limited = on_rate_limited
         self._verify = verify
         self._base_url = settings.base_url.rstrip("/")
         self._hosts = HostPolicy.from_settings(settings.base_url, settings.allowed_hosts)
@@ -384,6 +390,11 @@ class ImagesClient:
             error.possibly_billed = possibly_billed
             retryable = isinstance(error, RateLimited | ProviderUnavailable)
             wait = error.retry_after
+            if isinstance(error, RateLimited) and wait is not None and self._on_rate_limited:
+                # The others wait no longer than the operator lets one request wait.
+                await self._on_rate_limited(
+                    self.name, min(wait, self._settings.max_retry_wait_seconds)
+                )
             if not retryable or attempt >= max_retries:
                 raise error from cause
             if wait is not None and wait > self._settings.max_retry_wait_seconds:

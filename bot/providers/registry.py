@@ -20,7 +20,7 @@ from bot.errors import ConfigError
 from bot.providers.automatic1111 import Automatic1111Client
 from bot.providers.backend import Backend
 from bot.providers.capabilities import ModelSpec, build_model_table
-from bot.providers.client import ImagesClient
+from bot.providers.client import ImagesClient, OnRateLimited
 from bot.providers.comfyui import ComfyUIClient
 from bot.providers.comfyui_mapping import load_workflows
 
@@ -116,8 +116,12 @@ def build_backends(
     convert_mask: ConvertMask,
     user_salt: str = "",
     observe: Observe | None = None,
+    on_rate_limited: OnRateLimited | None = None,
 ) -> BackendSet:
-    """One Backend per configured backend; ConfigError names the key that cannot work."""
+    """One Backend per configured backend; ConfigError names the key that cannot work.
+
+    ``on_rate_limited`` hears the OpenAI backends' 429s with a ``retry-after`` (a self-hosted
+    server has no such limit: it runs what reaches it, one at a time)."""
     everyone = configured(settings)
     backends: dict[str, Backend] = {}
     for name, backend in everyone.items():
@@ -131,6 +135,7 @@ def build_backends(
             convert_mask=convert_mask,
             user_salt=user_salt,
             observe=observe,
+            on_rate_limited=on_rate_limited,
             allowed_models=settings.quotas.allowed_models,
         )
     return BackendSet(backends, everyone)
@@ -146,6 +151,7 @@ def _build(
     convert_mask: ConvertMask,
     user_salt: str,
     observe: Observe | None,
+    on_rate_limited: OnRateLimited | None = None,
     allowed_models: Sequence[str] = (),
 ) -> Backend:
     if settings.type in {"automatic1111", "comfyui"}:
@@ -165,6 +171,7 @@ def _build(
         name=name,
         verify=verify,
         observe=observe,
+        on_rate_limited=on_rate_limited,
         user_salt=user_salt,
         check_models=allowed_models if name == DEFAULT_BACKEND else (),
     )

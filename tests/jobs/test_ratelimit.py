@@ -71,3 +71,16 @@ def test_a_request_larger_than_the_limit_still_goes_eventually() -> None:
     limiter.acquire(10)
     wait = limiter.delay(1)
     assert 0 < wait < 400
+
+
+def test_a_429s_retry_after_holds_back_every_request_until_then() -> None:
+    clock = Clock()
+    limiter = ImageRateLimiter(600, clock=clock)
+    assert limiter.delay(1) == 0
+    limiter.pause(5.0)
+    assert limiter.delay(1) == 5.0
+    limiter.pause(1.0)  # a shorter pause does not shorten it
+    clock.now += 4.0
+    assert limiter.delay(1) == 1.0
+    clock.now += 1.0
+    assert limiter.delay(1) == 0

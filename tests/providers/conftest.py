@@ -14,6 +14,7 @@ from PIL import Image
 from bot.config import ProviderSettings
 from bot.imaging import ImageWorker
 from bot.providers import ImagesClient, build_model_table
+from bot.providers.client import OnRateLimited
 from bot.testing.openai_api import FakeImagesAPI
 
 
@@ -57,7 +58,13 @@ def make_client(
 ) -> MakeClient:
     """Build a client against the fake; keyword arguments override ProviderSettings fields."""
 
-    def make(*, models: dict[str, Any] | None = None, **overrides: Any) -> ImagesClient:
+    def make(
+        *,
+        models: dict[str, Any] | None = None,
+        name: str = "default",
+        on_rate_limited: OnRateLimited | None = None,
+        **overrides: Any,
+    ) -> ImagesClient:
         values: dict[str, Any] = {
             "base_url": fake_images_api.base_url,
             "api_key": fake_images_api.api_key,
@@ -70,9 +77,11 @@ def make_client(
             session,
             settings,
             table,
+            name=name,
             verify=images.verify_results,
             sleep=sleeps,
             random=lambda: 0.5,
+            on_rate_limited=on_rate_limited,
         )
 
     return make
