@@ -170,7 +170,7 @@ async def test_a_killed_worker_s_jobs_are_reported_interrupted_once_and_the_rest
     guilds = [guild_on_shard(fake, f"Server {shard}", shard, SHARDS) for shard in range(SHARDS)]
     members = [fake.add_member(g, f"m{g.name[-1]}{i}") for g in guilds for i in range(3)]
     lease = 5.0
-    api.delay = 4.0
+    api.gate = asyncio.Event()  # requests are held at the provider until the kill
     async with cluster(
         tmp_path, fake, api, postgres_url, concurrency=2, lease_seconds=lease
     ) as bots:
@@ -191,8 +191,8 @@ async def test_a_killed_worker_s_jobs_are_reported_interrupted_once_and_the_rest
             if j.status == "running" and j.worker_id and f":{victim}:" in j.worker_id
         }
         assert len(cut) == 2, [(j.prompt, j.status, j.worker_id) for j in await bots.jobs()]
-        api.delay = 0.2
         await bots.kill("worker-0")
+        api.gate.set()  # the other worker's two requests are answered, and any that follow
         killed_at, killed_wall = time.monotonic(), time.time()
         told_after = {}
         for prompt in cut:
@@ -290,7 +290,7 @@ async def test_cancel_on_a_restarted_gateway_stops_a_job_queued_by_its_predecess
     fake, api = fake_discord, fake_images_api
     runner = fake.add_member(guild_on_shard(fake, "Shard one", 1, SHARDS), "runner")
     waiter = fake.add_member(guild_on_shard(fake, "Shard zero", 0, SHARDS), "waiter")
-    api.delay = 4.0
+    api.gate = asyncio.Event()  # the first request is held at the provider until the end
     async with cluster(tmp_path, fake, api, postgres_url, concurrency=1) as bots:
         await bots.scale(SHARDS, workers=1)
         running = await bots.imagine(runner, "keeps running")
@@ -308,8 +308,9 @@ async def test_cancel_on_a_restarted_gateway_stops_a_job_queued_by_its_predecess
         assert (await click.response()).type == 7  # the status message itself is updated
         assert queued.original is not None and queued.original.content == CANCELLED
         assert queued.original.components == []
+        api.gate.set()
         await running.wait_message(lambda m: m.ephemeral and m.content == DONE, timeout=20)
-        await asyncio.sleep(1.0)  # the worker is free: it would take the job now
+        await asyncio.sleep(2.0)  # the worker is free: it would take the job now (poll: 1 s)
         jobs = {j.prompt: j for j in await bots.jobs()}
 
     assert bots.provider_prompts() == ["keeps running"]
