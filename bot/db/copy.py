@@ -18,14 +18,14 @@ what the shared queue on PostgreSQL reads:
   be billed twice; it is copied as ``running`` with an expired lease, so the first process that
   runs jobs reports it interrupted (possibly billed, its requester told once), as the SQLite
   bot's own restart would have. A ``running`` row left by an older version gets the same lease.
-- queued jobs wait in the shared queue in the fair order: each gets its lane (its backend) and
-  its round (round-robin between its guild's members, guilds taking turns by round).
+- queued jobs have no place in the shared queue's fair order yet (lane and round): the caller
+  (bot.ops.dbcopy) gives them one with bot.jobs.claims.enqueue_unkeyed, the order an admission
+  gives, which this package cannot import.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -69,8 +69,6 @@ class Carried:
 
     #: Jobs the journal lists as sent to the provider, with when they started.
     sent: Mapping[int, datetime] = field(default_factory=dict)
-    #: The lane of a job without a backend (``[provider]``'s name, bot.config.DEFAULT_BACKEND).
-    default_lane: str = "default"
 
 
 @dataclass(frozen=True)
@@ -113,7 +111,7 @@ async def copy_database(
             if progress is not None:
                 progress(table.name, rows)
         interrupted = await _expire_sent(writing, carried.sent)
-        queued = await _key_queued(writing, carried.default_lane)
+        queued = await _count_queued(writing)
         await _move_sequences(writing)
         await _verify(reading, writing, tables)
     return CopyReport(tables, head, queued, interrupted)
@@ -207,56 +205,11 @@ async def _expire_sent(writing: AsyncConnection, sent: Mapping[int, datetime]) -
     return int(running.scalar_one())
 
 
-async def _key_queued(writing: AsyncConnection, default_lane: str) -> int:
-    """Give each queued job without a lane its lane and fair round; how many are queued."""
+async def _count_queued(writing: AsyncConnection) -> int:
     result = await writing.execute(
-        select(JOBS.c.id, JOBS.c.backend, JOBS.c.guild_id, JOBS.c.user_id, JOBS.c.lane)
-        .where(JOBS.c.status == JobStatus.QUEUED)
-        .order_by(JOBS.c.id)
+        select(func.count()).select_from(JOBS).where(JOBS.c.status == JobStatus.QUEUED)
     )
-    queued = result.all()
-    unkeyed = [
-        (job_id, backend or default_lane, guild_id, user_id)
-        for job_id, backend, guild_id, user_id, lane in queued
-        if lane is None
-    ]
-    rounds = fair_rounds(unkeyed)
-    if rounds:
-        statement = (
-            update(JOBS)
-            .where(JOBS.c.id == bindparam("job_id"))
-            .values(lane=bindparam("new_lane"), fair_round=bindparam("round"))
-        )
-        await writing.execute(
-            statement,
-            [
-                {"job_id": job_id, "new_lane": lane, "round": number}
-                for job_id, (lane, number) in rounds.items()
-            ],
-        )
-    return len(queued)
-
-
-def fair_rounds(
-    jobs: Iterable[tuple[int, str, int | None, int | None]],
-) -> dict[int, tuple[str, int]]:
-    """Each job's (lane, round) from ``(id, lane, guild_id, user_id)`` in queue order: within
-    a lane and guild (direct messages: one per member) the rounds 0, 1, 2... go round-robin to
-    its members, in the order of their first job; lower rounds run first, so the guilds take
-    turns, as the in-memory fair queue orders them."""
-    members: dict[tuple[str, object], dict[int | None, list[int]]] = defaultdict(dict)
-    for job_id, lane, guild_id, user_id in jobs:
-        guild = ("guild", guild_id) if guild_id is not None else ("dm", user_id)
-        members[(lane, guild)].setdefault(user_id, []).append(job_id)
-    rounds: dict[int, tuple[str, int]] = {}
-    for (lane, _), queues in members.items():
-        number = 0
-        for turn in range(max(len(queue) for queue in queues.values())):
-            for queue in queues.values():
-                if turn < len(queue):
-                    rounds[queue[turn]] = (lane, number)
-                    number += 1
-    return rounds
+    return int(result.scalar_one())
 
 
 async def _move_sequences(writing: AsyncConnection) -> None:

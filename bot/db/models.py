@@ -156,6 +156,8 @@ class Job(Base):
         Index("ix_jobs_finished_at", "finished_at"),
         Index("ix_jobs_lane_status_round", "lane", "status", "fair_round", "id"),
         Index("ix_jobs_status_lease", "status", "lease_until"),
+        #: A guild's and a member's queued jobs, whatever their ledger's length (bot.jobs.claims).
+        Index("ix_jobs_status_guild_user", "status", "guild_id", "user_id"),
     )
 
     images: Mapped[list[JobImage]] = relationship(

@@ -17,12 +17,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.config import DEFAULT_BACKEND, Settings
-from bot.db import create_engine
+from bot.config import Settings
+from bot.db import create_engine, create_sessionmaker
 from bot.db.copy import Carried, CopyRefused, copy_database, shown
 from bot.db.engine import sqlite_path
 from bot.errors import BotError
 from bot.exit_codes import EXIT_OK
+from bot.jobs import claims
 from bot.jobs.journal import StartedJournal
 from bot.jobs.spool import inflight_dir
 
@@ -55,9 +56,7 @@ async def _copy(
     )
     inflight = inflight_dir(source_settings)
     _refuse_spooled_results([Path(settings.storage.spool_dir), inflight])
-    carried = Carried(
-        sent=StartedJournal(inflight / JOURNAL_NAME).read(), default_lane=DEFAULT_BACKEND
-    )
+    carried = Carried(sent=StartedJournal(inflight / JOURNAL_NAME).read())
     print(f"copying {shown(source_url)}\n   into {shown(target_url)}")
     # The summary is the output; Alembic's line per migration of the target would bury it.
     alembic = logging.getLogger("alembic")
@@ -67,6 +66,10 @@ async def _copy(
         report = await copy_database(
             source, target, carried, progress=lambda name, rows: print(f"  {name:<16} {rows:>9}")
         )
+        # Each queued job gets its place in the shared queue's fair order, as its admission
+        # would give it (a copy that fails here can be run again: the target is not empty, so
+        # `python -m bot run` keys them at its start, bot.jobs.claims.enqueue_unkeyed).
+        await claims.enqueue_unkeyed(create_sessionmaker(target))
     except (SQLAlchemyError, OSError) as exc:
         passwords = [make_url(url).password or "" for url in urls]
         raise CopyFailed(

@@ -25,6 +25,7 @@ async def test_first_run_creates_the_file_and_its_folder(tmp_path: Path) -> None
             "0005",
             "0006",
             "0007",
+            "0008",
         ]
         await upgrade_database(engine)
         assert path.is_file()
