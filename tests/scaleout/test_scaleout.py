@@ -301,6 +301,8 @@ async def test_cancel_on_a_restarted_gateway_stops_a_job_queued_by_its_predecess
         )
         (cancel,) = status.custom_ids
         assert cancel.startswith("ib:cancel:")
+        # its place comes from the shared queue: first in line, behind the running job
+        assert status.content.startswith(f"{QUEUED_PREFIX}1."), status.content
 
         await bots.stop("gateway-0")
         await bots.gateway("gateway-0-again", 0, SHARDS)
