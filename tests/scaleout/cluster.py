@@ -174,6 +174,11 @@ class Cluster:
         self.ended.add(name)
         assert await process.stop() == 0, process.output
 
+    async def stop_all(self) -> None:
+        """SIGTERM to every process still running, together; each must exit 0."""
+        running = [n for n, p in self.processes.items() if p.process.returncode is None]
+        await asyncio.gather(*(self.stop(name) for name in running))
+
     def output(self) -> str:
         return "\n".join(
             f"===== {name} (pid {p.process.pid}) =====\n{p.output}"
@@ -304,8 +309,9 @@ async def cluster(
     folder: Path, fake: FakeDiscord, api: FakeImagesAPI, database_url: str, **config: object
 ) -> AsyncIterator[Cluster]:
     """A cluster with no process yet (start them with :meth:`Cluster.gateway`, ``worker`` or
-    ``start``); every process still running at the end is stopped, and killed if it hangs.
-    A failing test prints every process's output."""
+    ``start``). At the end every process still running is stopped (SIGTERM) and must exit 0,
+    and no process may have logged a traceback; a failing test prints every process's
+    output."""
     path = cluster_config(folder, fake, api, database_url, **config)  # type: ignore[arg-type]
     engine = create_engine(database_url)
     async with AsyncExitStack() as stack:
@@ -316,6 +322,7 @@ async def cluster(
         running = Cluster(fake, api, path, database_url, stack, engine)
         try:
             yield running
+            await running.stop_all()
         except BaseException:
             print(running.output())
             raise
@@ -323,7 +330,6 @@ async def cluster(
             for process in running.processes.values():
                 if process.process.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
-                        process.process.send_signal(signal.SIGTERM)
-            for process in running.processes.values():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.process.wait(), 10)
+                        process.process.kill()
+        for name, process in running.processes.items():
+            assert "Traceback" not in process.output, f"{name}:\n{process.output}"
