@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker, installation, upgrade_database
@@ -25,6 +26,7 @@ from bot.errors import ConfigError
 from bot.generation import ImageService
 from bot.imaging import ImageLimits, ImageWorker
 from bot.imaging.backend_masks import white_repaints
+from bot.jobs.processes import ProcessInfo
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
 from bot.ops.observe import count_spend_cap_refusals
@@ -79,6 +81,59 @@ def _check_allowed_sizes(settings: Settings, models: Mapping[str, ModelSpec]) ->
                 f"quotas.allowed_sizes: no configured model allows {size!r} "
                 f"({spec.name} allows {spec.describe_sizes()})"
             )
+
+
+def process_info(
+    settings: Settings,
+    *,
+    role: str = "both",
+    shard_count: int | None = None,
+    shard_ids: str | None = None,
+) -> ProcessInfo:
+    """This process's role and shards, from the command line (``run --shard-count N
+    --shard-ids 0,1 [--no-worker]``, ``worker``); ConfigError names what to change.
+
+    A gateway without jobs, a worker, and a gateway for some of the shards all leave work to
+    other processes, which only a shared queue (PostgreSQL) lets them do.
+    """
+    ids: tuple[int, ...] | None = None
+    if shard_ids is not None:
+        if shard_count is None:
+            raise ConfigError("--shard-ids needs --shard-count (how many shards there are in all)")
+        ids = _shard_ids(shard_ids, shard_count)
+    if shard_count is not None and shard_count < 1:
+        raise ConfigError(f"--shard-count must be 1 or more (got {shard_count})")
+    some_shards = ids is not None and shard_count is not None and len(ids) < shard_count
+    if (role != "both" or some_shards) and make_url(settings.database.url).get_backend_name() != (
+        "postgresql"
+    ):
+        what = {
+            "gateway": "run --no-worker (a gateway that leaves the jobs to workers)",
+            "worker": "worker (a process that runs the jobs other processes queue)",
+        }.get(role, "run for some of the shards (the other shards' processes)")
+        raise ConfigError(
+            f"{what} needs PostgreSQL, where several processes share one queue: set [database] "
+            'url = "postgresql+asyncpg://..." (on SQLite, `run` alone serves every shard and job)'
+        )
+    return ProcessInfo(role=role, shard_ids=ids, shard_count=shard_count)
+
+
+def _shard_ids(text: str, count: int) -> tuple[int, ...]:
+    try:
+        ids = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"--shard-ids must be shard numbers separated by commas, like 0,1 (got {text!r})"
+        ) from None
+    outside = [i for i in ids if not 0 <= i < count]
+    if outside:
+        raise ConfigError(
+            f"--shard-ids: shard {outside[0]} is not one of the {count} shards "
+            f"(--shard-count {count}: 0 to {count - 1})"
+        )
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"--shard-ids names a shard twice ({text})")
+    return tuple(sorted(ids))
 
 
 def image_limits(settings: Settings) -> ImageLimits:
@@ -182,10 +237,14 @@ async def open_bot(
     sync_commands: bool | None = None,
     start_jobs: bool = True,
     metrics: Metrics | None = None,
+    process: ProcessInfo | None = None,
     **bot_options: Any,
 ) -> AsyncIterator[ImageBot]:
-    """The Discord bot with everything it needs; closed (jobs stopped) on exit."""
-    from bot.discord.bot import ImageBot, point_discord_at
+    """The Discord bot with everything it needs; closed (jobs stopped) on exit.
+
+    ``process``: this process's role and shards (default: the one-process bot, role "both");
+    a gateway-only process admits and queues jobs but runs none."""
+    from bot.discord.bot import bot_class, point_discord_at, shard_options
     from bot.discord.i18n import Catalog
     from bot.jobs import JobRunner
 
@@ -193,6 +252,7 @@ async def open_bot(
         sync_commands = settings.discord.sync_commands
     catalogues = catalogues or build_catalogues(settings)
     rate_limited = RateLimitRelay()
+    process = process or ProcessInfo()
 
     async with (
         open_storage(settings) as storage,
@@ -204,7 +264,9 @@ async def open_bot(
             on_rate_limited=rate_limited,
         ) as engine,
     ):
-        runner = JobRunner(engine, storage.sessions, settings, prices=catalogues.prices)
+        runner = JobRunner(
+            engine, storage.sessions, settings, prices=catalogues.prices, process=process
+        )
 
         async def hold_back(backend: str, seconds: float) -> None:
             runner.dispatcher.rate_limited(backend, seconds)
@@ -213,15 +275,17 @@ async def open_bot(
         if metrics is not None:
             runner.spend_caps.on_refusal = count_spend_cap_refusals(metrics)
         point_discord_at(settings.discord)
-        bot = ImageBot(
+        bot = bot_class(process)(
             settings,
             engine=engine,
             storage=storage,
             runner=runner,
             catalog=Catalog.load(),
             sync_commands=sync_commands,
-            start_jobs=start_jobs,
+            start_jobs=start_jobs and process.runs_jobs,
             metrics=metrics,
+            process=process,
+            **shard_options(process),
             **bot_options,
         )
         try:
@@ -241,6 +305,7 @@ async def run_discord_bot(
     *,
     stop: asyncio.Event | None = None,
     started: Callable[[ImageBot], None] | None = None,
+    process: ProcessInfo | None = None,
 ) -> None:
     """Run until Discord ends the session for good or the process is asked to stop.
 
@@ -248,14 +313,19 @@ async def run_discord_bot(
     before returning, so the process exits 0 within moments instead of being killed mid-write.
     ``stop`` (set: stop as a signal would) and ``started`` (given the bot before it logs in) let
     ``python -m bot demo`` run this very path in its own process and end it when it is done.
+    ``process``: a gateway for some shards, or a worker, which logs in over REST only.
     """
     from bot.discord.bot import login_errors
 
     stop = stop or asyncio.Event()
     metrics = Metrics()
+    process = process or ProcessInfo()
+    if process.role != "both":
+        shards = "" if process.shard_count is None else f", shards {process.shard_ids or 'all'}"
+        log.info("process %s: role %s%s", process.id, process.role, shards)
     with _stop_on_signals(stop):
         async with (
-            open_bot(settings, catalogues=catalogues, metrics=metrics) as bot,
+            open_bot(settings, catalogues=catalogues, metrics=metrics, process=process) as bot,
             operator_endpoint(settings, metrics, bot),
         ):
             if started is not None:
@@ -293,12 +363,11 @@ async def operator_endpoint(
         metrics.queue_depth.set(len(dispatcher.queue))
         metrics.running.set(len(dispatcher.running))
 
-    server = HealthServer(
-        settings.http,
-        metrics,
-        {"gateway": gateway, "database": database, "dispatcher": jobs},
-        before_metrics=gauges,
-    )
+    # A gateway-only process runs no dispatcher; a worker's "gateway" is its REST login.
+    checks = {"gateway": gateway, "database": database, "dispatcher": jobs}
+    if not bot.process.runs_jobs:
+        del checks["dispatcher"]
+    server = HealthServer(settings.http, metrics, checks, before_metrics=gauges)
     await server.start()
     try:
         yield server
@@ -307,7 +376,8 @@ async def operator_endpoint(
 
 
 async def _run_until_stopped(bot: ImageBot, token: str, stop: asyncio.Event, grace: float) -> None:
-    running = asyncio.create_task(bot.start(token), name="discord")
+    connect = bot.start(token) if bot.process.runs_gateway else bot.run_without_gateway(token)
+    running = asyncio.create_task(connect, name="discord")
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -358,11 +428,14 @@ def _request_stop(stop: asyncio.Event, number: signal.Signals) -> None:
 
 
 async def sync_commands(settings: Settings, catalogues: Catalogues | None = None) -> None:
-    """Log in, which syncs the commands in setup_hook, and leave without connecting."""
+    """Log in (setup_hook builds the commands), sync them even when the last sync registered
+    the same ones (the operator asked: say, after removing them in the Developer Portal), and
+    leave without connecting."""
     from bot.discord.bot import login_errors
 
     async with open_bot(
-        settings, catalogues=catalogues, sync_commands=True, start_jobs=False
+        settings, catalogues=catalogues, sync_commands=False, start_jobs=False
     ) as bot:
         with login_errors(settings):
             await bot.login(settings.discord.token)
+            await bot.sync_application_commands(force=True)

@@ -107,9 +107,44 @@ def build_parser() -> argparse.ArgumentParser:
     config = _config_option()
 
     run = commands.add_parser(
-        "run", parents=[config], help="start the bot", description="Start the Discord bot."
+        "run",
+        parents=[config],
+        help="start the bot",
+        description=(
+            "Start the Discord bot: the gateway connection and the jobs, in one process. On "
+            "PostgreSQL a bot can run as several processes: gateways for some of the shards "
+            "(--shard-count, --shard-ids), with or without jobs (--no-worker), and workers."
+        ),
+    )
+    run.add_argument(
+        "--shard-count",
+        type=int,
+        metavar="N",
+        help="how many gateway shards the bot has in all (default: one connection)",
+    )
+    run.add_argument(
+        "--shard-ids",
+        metavar="IDS",
+        help="the shards this process connects, e.g. 0,1 (default: all; needs --shard-count)",
+    )
+    run.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="take requests and queue them, run no jobs: workers run them (needs PostgreSQL)",
     )
     run.set_defaults(handler=handlers.run_bot)
+
+    worker = commands.add_parser(
+        "worker",
+        parents=[config],
+        help="run queued jobs, without a gateway connection (needs PostgreSQL)",
+        description=(
+            "Run the jobs that gateway processes queue, and post their results over Discord's "
+            "REST API; connects to no gateway shard. Start as many as the image API's limits "
+            "allow; they share the queue and the rate limit in PostgreSQL."
+        ),
+    )
+    worker.set_defaults(handler=handlers.run_worker)
 
     check = commands.add_parser(
         "check",

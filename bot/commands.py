@@ -11,7 +11,14 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bot.app import Catalogues, open_engine, open_storage, run_discord_bot, sync_commands
+from bot.app import (
+    Catalogues,
+    open_engine,
+    open_storage,
+    process_info,
+    run_discord_bot,
+    sync_commands,
+)
 from bot.config import API_KEY_ENV, TOKEN_ENV, Settings, resolve_config_path
 from bot.db import create_engine, upgrade_database
 from bot.errors import UsageError
@@ -62,8 +69,21 @@ async def db_copy(args: argparse.Namespace, settings: Settings, catalogues: Cata
 
 
 async def run_bot(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
+    process = process_info(
+        settings,
+        role="gateway" if args.no_worker else "both",
+        shard_count=args.shard_count,
+        shard_ids=args.shard_ids,
+    )
+    require_secrets(settings, discord_token=True, api_key=process.runs_jobs)
+    await run_discord_bot(settings, catalogues, process=process)
+    return EXIT_OK
+
+
+async def run_worker(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
+    process = process_info(settings, role="worker")
     require_secrets(settings, discord_token=True)
-    await run_discord_bot(settings, catalogues)
+    await run_discord_bot(settings, catalogues, process=process)
     return EXIT_OK
 
 

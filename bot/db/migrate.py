@@ -14,12 +14,15 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 #: Where a non-editable install (``pip install .``) puts the migrations, under its data prefix
 #: (pyproject.toml's ``[tool.setuptools.data-files]``).
 INSTALLED_MIGRATIONS = Path("share", "imagebot", "migrations")
+#: The PostgreSQL advisory lock key that migrations take (any fixed number: "imagebot").
+MIGRATION_LOCK = 0x696D616765626F74
 
 
 def migrations_dir() -> Path:
@@ -42,12 +45,21 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the schema up to ``revision``; a no-op when it is already there."""
+    """Bring the schema up to ``revision``; a no-op when it is already there.
+
+    On PostgreSQL the processes of a scaled-out bot start together and each migrates: a lock
+    for the migration's transaction lets one do it while the others wait, then find nothing
+    to do (two at once would both create the same tables, and one fail).
+    """
 
     def _upgrade(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)
 
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
         await connection.run_sync(_upgrade)
 
 

@@ -3,11 +3,19 @@
 ``api_base_url`` and ``gateway_url`` are config keys because large deployments put REST proxies
 and self-hosted gateways in front of Discord, and because the tests point them at a fake Discord
 on 127.0.0.1. discord.py reads both from class attributes, so they are set before login.
+
+A process that runs given gateway shards is a :class:`ShardedImageBot` (discord.py's
+AutoShardedBot); the one-process default stays a plain :class:`ImageBot` with one connection. A
+worker process is an ImageBot that logs in over REST and never connects to the gateway
+(:meth:`ImageBot.run_without_gateway`): results, DMs and follow-ups are all REST.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +26,7 @@ import yarl
 from discord.ext import commands
 
 from bot.config import TOKEN_ENV, DiscordSettings, Settings
+from bot.db import installation
 from bot.db.engine import Storage
 from bot.discord import admin, generate
 from bot.discord.i18n import BotTranslator, Catalog
@@ -25,6 +34,7 @@ from bot.discord.tree import BotTree
 from bot.errors import BotError, ConfigError
 from bot.generation import ImageService
 from bot.jobs import JobListener, JobRunner
+from bot.jobs.processes import ProcessInfo
 from bot.jobs.retention import prune_every_hour
 from bot.ops.metrics import Metrics
 from bot.ops.observe import ObservingListener
@@ -63,6 +73,7 @@ class ImageBot(commands.Bot):
         sync_commands: bool = True,
         start_jobs: bool = True,
         metrics: Metrics | None = None,
+        process: ProcessInfo | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -81,6 +92,9 @@ class ImageBot(commands.Bot):
         self.sync_commands = sync_commands
         self.start_jobs = start_jobs
         self.metrics = metrics
+        #: Who this process is among those sharing the database (its role, its shards).
+        self.process = process or ProcessInfo()
+        self._closed = asyncio.Event()
         self.generate = generate.Generate.build(
             self, settings, catalog, storage.sessions, runner, engine
         )
@@ -116,32 +130,73 @@ class ImageBot(commands.Bot):
                 name="retention",
             )
             self.delivery.status.start()
+        elif self.process.role == "gateway" and self.runner.leases is not None:
+            # No jobs here, but one of the bot's processes all the same: its heartbeat lists
+            # it in `check`, and it reaps dead workers' jobs like any other (runner.close
+            # stops it).
+            await self.runner.leases.start(lambda: listener)
 
     def gateway_problem(self) -> str | None:
-        """None while connected to Discord's gateway, else why not (for /healthz)."""
+        """None while connected to Discord's gateway, else why not (for /healthz). A worker
+        has no gateway connection: logged in over REST is all it needs."""
         if self.is_closed():
             return "the Discord connection is closed"
+        if not self.process.runs_gateway:
+            return None if self.user is not None else "not logged in to Discord yet"
         if not self.is_ready():
             return "not connected to the Discord gateway yet"
         if self.ws is None or not self.ws.open:
             return "the Discord gateway connection dropped; reconnecting"
         return None
 
+    async def run_without_gateway(self, token: str) -> None:
+        """Log in over REST (setup_hook runs: the jobs start) and stay until closed, with no
+        gateway connection: what a worker process does."""
+        await self.login(token)
+        log.info("logged in as %s over REST only (no gateway connection): running jobs", self.user)
+        await self._closed.wait()
+
     async def close(self) -> None:
         await self.delivery.status.stop()
         await super().close()
+        self._closed.set()
 
-    async def sync_application_commands(self) -> None:
-        """To the development guild only when one is set (instant), else globally."""
+    async def sync_application_commands(self, *, force: bool = False) -> None:
+        """To the development guild only when one is set (instant), else globally.
+
+        Only when the commands changed since the last sync (any process's: the installation
+        table keeps a hash), unless ``force``d: every process of a scaled-out bot starts with
+        the same commands, and Discord allows only so many registrations a day.
+        """
         guild_id = self.settings.discord.dev_guild_id
-        if guild_id:
-            guild = discord.Object(guild_id)
+        guild = discord.Object(guild_id) if guild_id else None
+        if guild is not None:
             self.tree.copy_global_to(guild=guild)
+        synced_as = await self._command_digest(guild)
+        key = installation.COMMAND_SYNC_KEY
+        async with installation.changing_value(self.storage.sessions, key, synced_as) as changed:
+            if not (changed or force):
+                log.info("application commands unchanged since the last sync; not synced again")
+                return
             synced = await self.tree.sync(guild=guild)
+        if guild_id:
             log.info("synced %d commands to guild %d", len(synced), guild_id)
         else:
-            synced = await self.tree.sync()
             log.info("synced %d commands globally", len(synced))
+
+    async def _command_digest(self, guild: discord.abc.Snowflake | None) -> str:
+        """What a sync would register, where, for which application: as tree.sync builds it."""
+        tree = self.tree
+        translator = tree.translator
+        commands = tree._get_all_commands(guild=guild)
+        if translator is not None:
+            payload = [await c.get_translated_payload(tree, translator) for c in commands]
+        else:
+            payload = [c.to_dict(tree) for c in commands]
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        target = f"guild {guild.id}" if guild is not None else "global"
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        return f"{self.application_id} {target} {digest}"
 
     async def on_ready(self) -> None:
         user = self.user
@@ -151,6 +206,36 @@ class ImageBot(commands.Bot):
             user.id if user else "?",
             len(self.guilds),
         )
+
+
+class ShardedImageBot(ImageBot, commands.AutoShardedBot):
+    """The bot for the gateway shards this process runs (``shard_ids`` of ``shard_count``, or
+    all of them): one connection per shard; each guild's events come on its shard's."""
+
+    def gateway_problem(self) -> str | None:
+        """None while every shard of this process is connected (for /healthz)."""
+        if self.is_closed():
+            return "the Discord connection is closed"
+        if not self.is_ready():
+            return "not connected to the Discord gateway yet (every shard)"
+        for shard_id in self.shard_ids or range(self.shard_count or 1):
+            shard = self.get_shard(shard_id)
+            if shard is None or shard.is_closed():
+                return f"the Discord gateway connection of shard {shard_id} dropped; reconnecting"
+        return None
+
+
+def bot_class(process: ProcessInfo) -> type[ImageBot]:
+    """The sharded bot when this process runs given shards; else the one-connection bot."""
+    return ShardedImageBot if process.shard_count is not None else ImageBot
+
+
+def shard_options(process: ProcessInfo) -> dict[str, Any]:
+    """discord.py's options for the shards this process runs (none when it runs no shards)."""
+    if process.shard_count is None:
+        return {}
+    ids = list(process.shard_ids) if process.shard_ids is not None else None
+    return {"shard_count": process.shard_count, "shard_ids": ids}
 
 
 @contextlib.contextmanager

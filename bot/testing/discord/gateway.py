@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from .payloads import EVENT_INTENTS, PRIVILEGED_INTENTS, Intent
+from .shards import InvalidShard, event_guild, placement, shard_of
 
 if TYPE_CHECKING:
     from .server import FakeDiscord
@@ -60,6 +61,24 @@ class Session:
     ready: bool = False
     backlog: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0] if self.shard else 0
+
+    @property
+    def shard_count(self) -> int:
+        return self.shard[1] if self.shard else 1
+
+    def carries(self, guild_id: int | None) -> bool:
+        """Whether this session gets the events of ``guild_id`` (None: DMs, shard 0's)."""
+        if guild_id is None:
+            return self.shard_id == 0
+        return shard_of(guild_id, self.shard_count) == self.shard_id
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The dispatches sent to this session (its backlog), of one event or all."""
+        return [p for p in self.backlog if name is None or p["t"] == name]
+
 
 @dataclass(eq=False)
 class Connection:
@@ -86,6 +105,8 @@ class Gateway:
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
         self.ready_count = 0
+        #: IDENTIFYs accepted so far: each spends one of the session start limit's ``total``.
+        self.identify_count = 0
         self.queries: list[dict[str, str]] = []
         self.dropped: list[tuple[str, dict[str, Any]]] = []
 
@@ -157,17 +178,28 @@ class Gateway:
         if data.get("token") != self.fake.token:
             await conn.ws.close(code=4004, message=b"Authentication failed.")
             return
+        try:
+            _, shard_count = placement(data.get("shard"))
+        except InvalidShard:
+            await conn.ws.close(code=4010, message=b"Invalid shard.")
+            return
+        if self.fake.sharding_required and shard_count < self.fake.shard_count:
+            await conn.ws.close(code=4011, message=b"Sharding required.")
+            return
         intents = int(data.get("intents", 0))
         if intents & PRIVILEGED_INTENTS & ~self.fake.privileged_intents:
             await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
             return
         session = Session(secrets.token_hex(16), intents, data.get("shard"))
         self.sessions[session.id] = session
+        self.identify_count += 1
         session.connection = conn
         conn.session = session
         await self._send_dispatch(session, "READY", self._ready_payload(session))
         bot_id = self.fake.state.bot_user.id
         for guild in self.fake.state.guilds.values():
+            if not session.carries(guild.id):
+                continue
             with_members = bool(intents & Intent.GUILD_MEMBERS)
             guild_json = guild.to_json(with_members=with_members, bot_id=bot_id)
             await self._send_dispatch(session, "GUILD_CREATE", guild_json)
@@ -180,7 +212,11 @@ class Gateway:
         ready: dict[str, Any] = {
             "v": 10,
             "user": user,
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.fake.state.guilds],
+            "guilds": [
+                {"id": str(g), "unavailable": True}
+                for g in self.fake.state.guilds
+                if session.carries(g)
+            ],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.fake.gateway_url,
@@ -222,7 +258,7 @@ class Gateway:
 
     async def _member_chunk(self, session: Session, data: dict[str, Any]) -> None:
         guild = self.fake.state.guilds.get(int(data.get("guild_id") or 0))
-        if guild is None:
+        if guild is None or not session.carries(guild.id):
             return
         ids = {str(u) for u in data.get("user_ids") or []}
         members = [m.to_json() for m in guild.members.values() if not ids or str(m.id) in ids]
@@ -253,14 +289,18 @@ class Gateway:
         return bool(session.intents & intent)
 
     async def dispatch(self, event: str, data: Any) -> int:
-        """Send an event to every session (buffered for resumable, disconnected ones).
+        """Send an event to every session of its guild's shard (buffered for resumable,
+        disconnected ones).
 
         Returns how many live connections received it; events a session's intents exclude are
         not sent (they are listed in ``dropped``), as Discord does.
         """
         delivered = 0
+        guild_id = event_guild(event, data)
         for session in list(self.sessions.values()):
             if not (session.connection is not None or session.resumable):
+                continue
+            if not session.carries(guild_id):
                 continue
             if not self._wants(session, event, data):
                 self.dropped.append((event, data))
@@ -270,9 +310,14 @@ class Gateway:
                 delivered += 1
         return delivered
 
-    async def disconnect(self, code: int = 4000, *, resumable: bool | None = None) -> None:
-        """Close every live connection with ``code`` (4000: the client reconnects and resumes)."""
+    async def disconnect(
+        self, code: int = 4000, *, resumable: bool | None = None, shard: int | None = None
+    ) -> None:
+        """Close every live connection (of one ``shard``) with ``code`` (4000: the client
+        reconnects and resumes)."""
         for conn in list(self.connections):
+            if shard is not None and (conn.session is None or conn.session.shard_id != shard):
+                continue
             session, conn.session = conn.session, None
             if session is not None:
                 session.connection = None

@@ -224,8 +224,14 @@ class Rest:
     async def get_gateway(self, request: web.Request) -> web.Response:
         data: dict[str, Any] = {"url": self.fake.gateway_url}
         if request.path.endswith("/bot"):
-            limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-            data.update(shards=1, session_start_limit=limit)
+            fake = self.fake
+            limit = {
+                "total": fake.session_start_total,
+                "remaining": max(fake.session_start_total - fake.gateway.identify_count, 0),
+                "reset_after": 86_400_000,  # milliseconds until the daily limit resets
+                "max_concurrency": fake.max_concurrency,
+            }
+            data.update(shards=fake.shard_count, session_start_limit=limit)
         return json_response(data)
 
     # -- application commands ---------------------------------------------------------------

@@ -10,6 +10,10 @@
 Defaults: one guild ``fake.guild`` with one text channel ``fake.channel``, an admin member
 ``fake.admin`` (Manage Server + Manage Messages), an ordinary member ``fake.user``, and the bot
 (``fake.bot_user``, whose id is also the application id).
+
+Sharding: ``FakeDiscord(shard_count=2)`` makes ``GET /gateway/bot`` recommend 2 shards;
+``add_guild(shard=1)`` puts a guild on shard 1 of them, and each guild's events reach only the
+connections that IDENTIFYed as its shard (see :mod:`.shards`).
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from typing import Any
 from aiohttp import web
 
 from .checks import BodyChecker
-from .gateway import Gateway
+from .gateway import Gateway, Session
 from .handle import InteractionHandle
 from .interactions import InteractionActions
-from .models import FakeChannel, FakeMember, FakeUser, StoredMessage
+from .models import FakeChannel, FakeGuild, FakeMember, FakeUser, StoredMessage
 from .payloads import (
     ADMIN_PERMISSIONS,
     emoji_key,
@@ -36,6 +40,7 @@ from .payloads import (
 from .ratelimits import RouteLimit
 from .rest import FailureRule, RequestRecord, Rest
 from .setup import WorldSetup
+from .shards import shard_of
 from .state import State
 from .webhooks import Webhooks
 
@@ -53,8 +58,17 @@ class FakeDiscord(WorldSetup, InteractionActions):
         application_flags: int = 0,
         heartbeat_interval_ms: int = 41250,
         default_setup: bool = True,
+        shard_count: int = 1,
     ) -> None:
         self.token = token
+        #: The shard count ``GET /gateway/bot`` recommends; with ``sharding_required`` an
+        #: IDENTIFY with fewer shards is closed 4011, as Discord does past 2,500 guilds a shard.
+        self.shard_count = shard_count
+        self.sharding_required = False
+        #: ``session_start_limit``: IDENTIFYs allowed per day, and how many shards may
+        #: IDENTIFY at once (reported, not enforced).
+        self.session_start_total = 1000
+        self.max_concurrency = 1
         self.response_deadline = response_deadline
         self.privileged_intents = privileged_intents
         self.application_flags = application_flags
@@ -176,6 +190,15 @@ class FakeDiscord(WorldSetup, InteractionActions):
     def connected(self) -> bool:
         return any(s.connection is not None for s in self.gateway.sessions.values())
 
+    def shard_of(self, guild: FakeGuild | int, count: int | None = None) -> int:
+        """The shard (of ``count``, default ``shard_count``) that carries ``guild``'s events."""
+        guild_id = guild if isinstance(guild, int) else guild.id
+        return shard_of(guild_id, count or self.shard_count)
+
+    def sessions_of(self, shard_id: int) -> list[Session]:
+        """The gateway sessions that IDENTIFYed as ``shard_id``, oldest first."""
+        return [s for s in self.gateway.sessions.values() if s.shard_id == shard_id]
+
     async def wait_ready(
         self,
         *,
@@ -217,9 +240,10 @@ class FakeDiscord(WorldSetup, InteractionActions):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def disconnect(self, code: int = 4000) -> None:
-        """Drop the bot's gateway connection (4000: it reconnects and RESUMEs)."""
-        await self.gateway.disconnect(code)
+    async def disconnect(self, code: int = 4000, *, shard: int | None = None) -> None:
+        """Drop the bot's gateway connection, or that of one ``shard`` (4000: it reconnects
+        and RESUMEs)."""
+        await self.gateway.disconnect(code, shard=shard)
 
     # -- reactions and message events -------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .payloads import (
     perm_value,
     snowflake,
 )
+from .shards import snowflake_on_shard
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -36,6 +37,7 @@ class WorldSetup:
         bot_user: FakeUser
         owner: FakeUser
         application_id: int
+        shard_count: int
         guild: FakeGuild
         channel: FakeChannel
 
@@ -55,8 +57,10 @@ class WorldSetup:
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
         bot_permissions: Any = BOT_PERMISSIONS,
         everyone_permissions: Any = EVERYONE_PERMISSIONS,
+        shard: int | None = None,
     ) -> FakeGuild:
-        guild_id = snowflake()
+        """A guild; ``shard``: one whose id lands on that shard of ``fake.shard_count``."""
+        guild_id = snowflake() if shard is None else snowflake_on_shard(shard, self.shard_count)
         guild = FakeGuild(guild_id, name, self.owner.id, locale, upload_limit)
         guild.roles.append(FakeRole(guild_id, "@everyone", perm_value(everyone_permissions)))
         bot_role = FakeRole(snowflake(), self.bot_user.name, perm_value(bot_permissions), 1)
