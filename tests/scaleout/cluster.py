@@ -25,7 +25,6 @@ from bot.db.models import Job, Process
 from bot.discord.i18n import Catalog
 from bot.testing.discord import FakeChannel, FakeDiscord, FakeGuild, FakeMember, StoredMessage
 from bot.testing.discord.handle import InteractionHandle
-from bot.testing.discord.payloads import snowflake
 from bot.testing.openai_api import FakeImagesAPI
 from tests.bot_process import BotProcess, bot_env, bot_process, run_cli, write_config
 
@@ -40,25 +39,13 @@ ANSWER_WITHIN = 3.0
 START_WITHIN = 60.0
 
 
-def shard_of(guild_id: int, shard_count: int) -> int:
-    """Which shard's connection carries a guild's events (Discord's rule)."""
-    return (guild_id >> 22) % shard_count
-
-
 def guild_on_shard(fake: FakeDiscord, name: str, shard: int, shard_count: int) -> FakeGuild:
-    """A new guild (with a channel "art") whose events travel on ``shard``.
-
-    A guild's shard is its id's millisecond timestamp modulo the shard count, so this waits for
-    a millisecond that fits. Call it before the bot processes connect: a guild that landed on
-    another shard is taken back before anyone heard of it."""
-    while True:
-        while shard_of(snowflake(), shard_count) != shard:
-            pass  # the next millisecond (snowflakes are strictly increasing)
-        guild = fake.add_guild(name)
-        if shard_of(guild.id, shard_count) == shard:
-            fake.add_channel(guild, "art")
-            return guild
-        del fake.state.guilds[guild.id]  # the clock ticked in between
+    """A new guild (with a channel "art") whose events travel on ``shard`` of ``shard_count``
+    (the fake recommends that many shards)."""
+    fake.shard_count = shard_count
+    guild = fake.add_guild(name, shard=shard)
+    fake.add_channel(guild, "art")
+    return guild
 
 
 def channel_of(member: FakeMember) -> FakeChannel:
