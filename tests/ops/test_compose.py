@@ -144,14 +144,21 @@ def test_the_sqlite_copy_service_runs_db_copy_from_the_one_process_database() ->
 
 
 def test_the_scaled_out_commands_are_the_clis() -> None:
+    """Two gateways for shards 0 and 1 of 2 that run no jobs, and workers: every shard served
+    once, and the process roles the CLI makes of the commands."""
     parser = build_parser()
-    try:
-        parser.parse_args(["worker"])
-    except SystemExit:
-        pytest.skip("needs `run --shard-count/--shard-ids/--no-worker` and `worker` (shards)")
+    shards, workers = [], 0
     for name, service in processes().items():
         args = parser.parse_args(service["command"])
         assert args.command in {"run", "worker"}, name
+        if args.command == "worker":
+            workers += 1
+            continue
+        assert args.no_worker, name  # the workers run the jobs
+        assert args.shard_count == 2, name
+        shards.append(args.shard_ids)
+    assert sorted(shards) == ["0", "1"]
+    assert workers == 2
 
 
 def test_the_readme_names_the_scale_file_and_its_commands() -> None:
