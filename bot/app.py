@@ -267,11 +267,7 @@ async def open_bot(
         runner = JobRunner(
             engine, storage.sessions, settings, prices=catalogues.prices, process=process
         )
-
-        async def hold_back(backend: str, seconds: float) -> None:
-            runner.dispatcher.rate_limited(backend, seconds)
-
-        rate_limited.pause = hold_back
+        rate_limited.pause = runner.rate_limited
         if metrics is not None:
             runner.spend_caps.on_refusal = count_spend_cap_refusals(metrics)
         point_discord_at(settings.discord)
@@ -282,7 +278,7 @@ async def open_bot(
             runner=runner,
             catalog=Catalog.load(),
             sync_commands=sync_commands,
-            start_jobs=start_jobs and process.runs_jobs,
+            start_jobs=start_jobs,
             metrics=metrics,
             process=process,
             **shard_options(process),
@@ -346,7 +342,7 @@ async def operator_endpoint(
     if not settings.http.enabled:
         yield None
         return
-    storage, dispatcher = bot.storage, bot.runner.dispatcher
+    storage, runner = bot.storage, bot.runner
 
     async def database() -> str | None:
         async with storage.engine.connect() as connection:
@@ -357,11 +353,11 @@ async def operator_endpoint(
         return bot.gateway_problem()
 
     async def jobs() -> str | None:
-        return None if dispatcher.alive else "the job dispatcher is not running"
+        return None if runner.alive else "the job dispatcher is not running"
 
     def gauges() -> None:
-        metrics.queue_depth.set(len(dispatcher.queue))
-        metrics.running.set(len(dispatcher.running))
+        metrics.queue_depth.set(runner.queue_depth)
+        metrics.running.set(len(runner.running))
 
     # A gateway-only process runs no dispatcher; a worker's "gateway" is its REST login.
     checks = {"gateway": gateway, "database": database, "dispatcher": jobs}

@@ -20,6 +20,7 @@ import pytest
 
 from bot.testing.discord import FakeDiscord
 from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.postgres import scratch_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 #: How long a stopped (SIGTERM) or failed bot may take to exit.
@@ -39,9 +40,9 @@ def write_config(
     database_url: str | None = None,
 ) -> Path:
     """A config file pointing at the fakes, without secrets; ``*_extra`` lines go in that table.
-    The database is an SQLite file in ``tmp_path`` unless ``database_url`` names another."""
+    The database: ``database_url``, else the suite's (``tmp_path/bot.db`` unless
+    IMAGEBOT_TEST_DATABASE says otherwise)."""
     path = tmp_path / "config.toml"
-    database_url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     path.write_text(
         "[discord]\n"
         f'api_base_url = "{fake.api_base}"\n'
@@ -56,7 +57,7 @@ def write_config(
         f"{jobs_extra}"
         "shutdown_grace_seconds = 1.0\n"
         "[database]\n"
-        f'url = "{database_url}"\n',
+        f'url = "{database_url or scratch_database_url(tmp_path)}"\n',
         encoding="utf-8",
     )
     return path

@@ -203,7 +203,6 @@ async def test_a_worker_logs_in_over_rest_opens_no_gateway_and_stops_on_sigterm(
     assert fake.token not in bot.output and api.api_key not in bot.output
 
 
-@pytest.mark.xfail(strict=False, reason="needs the shared queue (slice sharedrun)")
 async def test_a_gateway_process_and_a_worker_process_complete_a_job(
     tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, postgres_url: str
 ) -> None:

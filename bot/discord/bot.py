@@ -130,11 +130,6 @@ class ImageBot(commands.Bot):
                 name="retention",
             )
             self.delivery.status.start()
-        elif self.process.role == "gateway" and self.runner.leases is not None:
-            # No jobs here, but one of the bot's processes all the same: its heartbeat lists
-            # it in `check`, and it reaps dead workers' jobs like any other (runner.close
-            # stops it).
-            await self.runner.leases.start(lambda: listener)
 
     def gateway_problem(self) -> str | None:
         """None while connected to Discord's gateway, else why not (for /healthz). A worker
@@ -157,6 +152,10 @@ class ImageBot(commands.Bot):
         await self._closed.wait()
 
     async def close(self) -> None:
+        # Jobs first, while Discord still takes their last words: on PostgreSQL a stop tells
+        # the requesters of its running jobs (bot.jobs.leases). Closed already on a clean stop
+        # (bot.app), where running jobs had their grace; a second close does nothing more.
+        await self.runner.close()
         await self.delivery.status.stop()
         await super().close()
         self._closed.set()

@@ -11,6 +11,7 @@ layer, which can read the uploads again and answer through the interaction).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -46,6 +47,9 @@ class IntakeRequest:
     #: The order's image and mask are the stored inputs of this job (Redo, Remix, Retry).
     inputs_from_job: int | None = None
     attachment_size_limit: int | None = None
+    #: The process that acknowledged it (the shared queue, PostgreSQL): while that process
+    #: lives, no other finishes it (bot.jobs.shared.recover_intakes).
+    owner: str | None = None
 
     def image_order(self) -> ImageOrder:
         """The order without its uploads (read again from ``uploads`` or ``inputs_from_job``)."""
@@ -100,13 +104,17 @@ class IntakeBook:
     written together in the next one.
     """
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, owner: str | None = None) -> None:
+        """``owner``: this process's id, stamped on each intake (the shared queue)."""
         self._sessions = sessions
+        self._owner = owner
         self._pending: list[tuple[Intake, asyncio.Future[int]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def open(self, origin: IntakeOrigin, command: str, request: IntakeRequest) -> int:
         """Commit the intake; its id."""
+        if self._owner is not None:
+            request = dataclasses.replace(request, owner=self._owner)
         row = Intake(
             interaction_id=origin.interaction_id,
             application_id=origin.application_id,

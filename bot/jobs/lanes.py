@@ -141,3 +141,24 @@ class LaneQueues:
 
     def count(self, *, guild: Hashable, user: Hashable | None = None) -> int:
         return sum(lane.queue.count(guild=guild, user=user) for lane in self._lanes.lanes.values())
+
+
+class LanePositions:
+    """The lanes as the status messages read them: places awaited, as the shared queue's must
+    be (bot.jobs.shared), and computed at once, in memory."""
+
+    def __init__(self, lanes: Lanes) -> None:
+        self._lanes = lanes
+
+    @property
+    def running(self) -> dict[int, QueuedJob]:
+        return self._lanes.running
+
+    async def places(self, job_ids: Iterable[int]) -> dict[int, Place]:
+        return self._lanes.places(job_ids)
+
+    def watch(self) -> asyncio.Event:
+        return self._lanes.watch()
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        self._lanes.unwatch(event)

@@ -9,6 +9,10 @@ again. The listener (the Discord layer) reads everything it needs from the rows.
 Two database writes per job: its admission, and one after its result is posted (the job kept
 in memory in between). Its start goes to the journal beside the database (bot.jobs.journal),
 its result, while it is posted, to the in-flight spool (bot.jobs.spool): files a restart reads.
+
+That is SQLite, one process. On PostgreSQL the queue is shared by every process
+(bot.jobs.shared): jobs are claimed from the database, the claim is the "running" mark, and
+the result is written (with the right to post it) before it is posted; no journal, no spool.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Coroutine, Hashable
+from collections.abc import Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bot.config import DEFAULT_BACKEND, Settings
 from bot.db import Sessions
@@ -35,11 +39,13 @@ from bot.jobs.failover import make_images_failing_over, moved_to
 from bot.jobs.fairqueue import QueuedJob
 from bot.jobs.intake import IntakeBook, IntakeRecovery, pending_intakes
 from bot.jobs.journal import StartedJournal
-from bot.jobs.lanes import Lanes
+from bot.jobs.lanes import LanePositions, Lanes
 from bot.jobs.leases import Leases
+from bot.jobs.listener import JobListener
 from bot.jobs.processes import ProcessInfo, is_shared
 from bot.jobs.ratelimit import ImageRateLimiter
 from bot.jobs.retention import TOKEN_LIFETIME
+from bot.jobs.shared import SharedLanes
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
 from bot.providers import GeneratedImage, ModelSpec, Operation, streamed_partials
@@ -60,32 +66,6 @@ log = logging.getLogger(__name__)
 #: Jobs admitted by this process are kept in memory until they start (no read of their row
 #: then), up to this many; beyond it (a huge backlog) a job's row is read when it starts.
 CARRIED_JOBS = 10_000
-
-
-class JobListener(Protocol):
-    """Tells members what happened to their jobs; the runner records what it did.
-
-    ``job_succeeded`` posts the result and returns where: (channel id, message id) of every
-    message, in order, or nothing when no route took it (the listener may post it later and
-    hands that posting to :meth:`JobRunner.delivered`). ``job_recorded`` follows once where it
-    was posted is recorded, so whatever it tells the member ("done") is true for every button
-    on the result. The listener writes no job state.
-    """
-
-    async def job_queued(self, job: Job, place: Place | None) -> None: ...
-
-    async def job_succeeded(self, job: Job, images: list[GeneratedImage]) -> Posted: ...
-
-    async def job_recorded(self, job: Job) -> None: ...
-
-    async def job_failed(self, job: Job, error: BotError) -> None: ...
-
-    async def job_interrupted(self, job: Job) -> None: ...
-
-    def job_progress(self, job: Job, update: ProgressUpdate) -> None:
-        """How far the backend is with ``job``; called while the backend's call runs, so it
-        only hands the update on (to be shown later) and returns at once."""
-        ...
 
 
 class JobRunner:
@@ -120,7 +100,10 @@ class JobRunner:
         self._listener: JobListener | None = None
         self._intake_recovery: IntakeRecovery | None = None
         #: Acknowledged requests not yet jobs (see bot.jobs.intake).
-        self.intakes = IntakeBook(sessions)
+        bind = sessions.kw.get("bind")
+        self.intakes = IntakeBook(
+            sessions, owner=self.process.id if bind is not None and is_shared(bind) else None
+        )
         self._closing = False
         #: Requests past the cap check and not queued yet, by member and by guild: counted
         #: against the caps, so concurrent requests cannot all slip in while the ledger works.
@@ -150,6 +133,8 @@ class JobRunner:
         #: Jobs whose backend is making their images now, and those being cancelled there.
         self._making: dict[int, _Making] = {}
         self._cancelling: set[int] = set()
+        #: Of those, the ones whose Cancel was pressed on another process (the shared queue).
+        self._remote_cancels: set[int] = set()
         backends = engine.backends
         self.dispatcher = Lanes(
             self._run,
@@ -163,6 +148,38 @@ class JobRunner:
                 for name in backends.names()
             },
         )
+        #: Where waiting jobs stand, for the status messages (the shared queue's, on PostgreSQL).
+        self.positions: LanePositions | SharedLanes = LanePositions(self.dispatcher)
+        #: The queue in the database, shared by every process (PostgreSQL), else None.
+        self.shared: SharedLanes | None = None
+        if bind is not None and is_shared(bind):
+            remote = self._cancel_asked_remotely
+            self.positions = self.shared = SharedLanes.for_backends(
+                self._run, sessions, settings, backends, self.process.id, remote, limiter
+            )
+
+    async def rate_limited(self, backend: str, seconds: float) -> None:
+        """``backend`` answered 429 asking to wait ``seconds``: nothing more is sent to it
+        until then, from this process (SQLite) or from any (the shared limit)."""
+        if self.shared is not None:
+            await self.shared.limiter.pause(backend, seconds)
+        else:
+            self.dispatcher.rate_limited(backend, seconds)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the dispatcher runs (on the shared queue: listens, and claims if it may)."""
+        return (self.shared or self.dispatcher).alive
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting (on the shared queue: over every process, as last counted)."""
+        return self.shared.queue_depth if self.shared else len(self.dispatcher.queue)
+
+    @property
+    def running(self) -> Mapping[int, QueuedJob]:
+        """Jobs running in this process."""
+        return (self.shared or self.dispatcher).running
 
     def set_listener(self, listener: JobListener) -> None:
         self._listener = listener
@@ -182,13 +199,17 @@ class JobRunner:
         check_origin(quotas, origin)
         spec = self._engine.backend_for(order).spec_for(order.model)
         check_rules(quotas, with_default_quality(quotas, order, spec), spec.name)
-        self._check_caps(origin)
+        self._check_caps(origin)  # the shared queue: those this process admits (would_fit)
 
     async def would_fit(self, order: ImageOrder, origin: JobOrigin) -> None:
         """Raise the quota :meth:`submit` would refuse ``order`` for, reading without a lock.
 
         Run before the bot downloads anything for a request (after it answered Discord: a
         burst of reads must not delay the answers past Discord's 3 seconds)."""
+        if self.shared is not None:  # the queue caps, from the rows (precheck: only in memory)
+            guild_key, user_key = _keys(origin)
+            admitting = (self._admitting[(guild_key, user_key)], self._admitting_guild[guild_key])
+            await self.shared.check_caps(origin.guild_id, origin.user_id, admitting)
         order = await self.backends.resolve(order, origin.guild_id)
         spec = self._engine.backend_for(order).spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)
@@ -249,7 +270,9 @@ class JobRunner:
         check_rules(self._settings.quotas, order, spec.name)
         guild_key, user_key = _keys(origin)
         member = (guild_key, user_key)
-        self._check_caps(origin)
+        shared = self.shared
+        if shared is None:  # else counted in the admission's transaction (SharedLanes.enqueue)
+            self._check_caps(origin)
         estimate = self._estimate(order, spec)
         job = store.new_job(order, origin, spec.name, estimate, command)
         self._admitting[member] += 1
@@ -267,13 +290,16 @@ class JobRunner:
                     order=order,
                     parent_channel_id=origin.parent_channel_id,
                     intake_id=intake_id,
+                    enqueue=shared.enqueue if shared is not None else None,
                 )
-            if len(self._carried) < CARRIED_JOBS:
+            if shared is not None:
+                pass  # queued in the database: whichever process claims it runs it
+            elif len(self._carried) < CARRIED_JOBS:
                 # Uploads (megabytes each) stay in the database until the job starts.
                 self._carried[job.id] = (job, order if order.image is None else None)
-            self.dispatcher.push(
-                QueuedJob(job.id, guild_key, user_key, order.n, order.backend or DEFAULT_BACKEND)
-            )
+            if shared is None:
+                lane = order.backend or DEFAULT_BACKEND
+                self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n, lane))
         except TotalBudget as error:
             self.spend_caps.refused(error)
             raise
@@ -284,7 +310,12 @@ class JobRunner:
                 self._guild_locks.pop(guild_key, None)
         if self._listener is not None:
             # Awaited before the job can report anything else, so "queued" never lands last.
-            place = None if self.dispatcher.starts_now(job.id) else self.place(job.id)
+            if shared is not None:  # None: claimed already, or next with a slot free here
+                place = (await shared.places((job.id,))).get(job.id)
+                if place is not None and place.position == 1 and shared.starts_here(job.lane):
+                    place = None
+            else:
+                place = None if self.dispatcher.starts_now(job.id) else self.place(job.id)
             try:
                 await self._listener.job_queued(job, place)
             except Exception:  # the job is queued all the same: the member must not hear "error"
@@ -304,7 +335,13 @@ class JobRunner:
     async def cancel(self, job_id: int) -> bool:
         """Cancel a job that has not started, or one running on a backend that can stop it
         (``features.cancel_running``: the backend's call is cancelled, which stops the work
-        there); False when it is running elsewhere (OpenAI bills it anyway) or already done."""
+        there); False when it is running elsewhere (OpenAI bills it anyway) or already done.
+
+        On the shared queue, from any process: whichever holds the job (see bot.jobs.shared)."""
+        if self.shared is not None:
+            return await self.shared.cancel(
+                job_id, here=self._cancel_running, stoppable=self.can_cancel_running
+            )
         if not self.dispatcher.remove(job_id):
             return await self._cancel_running(job_id)
         self._carried.pop(job_id, None)
@@ -318,43 +355,73 @@ class JobRunner:
 
     async def _cancel_running(self, job_id: int) -> bool:
         making = self._making.get(job_id)
+        if making is None or not self._cancel_here(job_id):
+            return False
+        # Until _run has recorded it cancelled: the caller's "Cancelled" is then the truth.
+        await asyncio.wait({making.task})
+        return True
+
+    def _cancel_here(self, job_id: int) -> bool:
+        """Stop ``job_id`` if its backend is making it here and can stop; False if not."""
+        making = self._making.get(job_id)
         if making is None or not making.backend.features.cancel_running:
             return False
         self._cancelling.add(job_id)
         making.task.cancel()
-        # Until _run has recorded it cancelled: the caller's "Cancelled" is then the truth.
-        await asyncio.wait({making.task})
+        return True
+
+    def _cancel_asked_remotely(self, job_id: int) -> bool:
+        if job_id not in self._making:
+            return False
+        self._remote_cancels.add(job_id)
+        if not self._cancel_here(job_id):
+            self._remote_cancels.discard(job_id)  # it cannot stop: it finishes as it is
         return True
 
     def place(self, job_id: int) -> Place | None:
         return self.dispatcher.places((job_id,)).get(job_id)
 
+    async def places(self, job_ids: Iterable[int]) -> dict[int, Place]:
+        """Where each of ``job_ids`` that is queued stands (over every process when shared)."""
+        return await self.positions.places(job_ids)
+
     # --- running -------------------------------------------------------------------------------
 
-    async def _run(self, queued: QueuedJob) -> None:
+    async def _run(self, queued: QueuedJob, claimed: Job | None = None) -> None:
         """One job, from its start to its result recorded: no database write before the result
-        is posted (the start goes to the journal), then one that records everything."""
-        job, order = self._carried.pop(queued.job_id, (None, None))
+        is posted (the start goes to the journal), then one that records everything.
+
+        ``claimed``: the job as the shared queue's claim left it (started, its lease taken)."""
+        job, order = claimed, None
+        if job is None:
+            job, order = self._carried.pop(queued.job_id, (None, None))
         if job is None:  # queued by an earlier process, or beyond CARRIED_JOBS
             job = await store.get_job(self._sessions, queued.job_id)
             if job is None or job.status is not JobStatus.QUEUED:
                 return
-        started = utcnow()
+        started = (claimed and claimed.started_at) or utcnow()
+        shared = self.shared
         try:
+            if shared is not None:
+                await self._shared_started(job)
             if order is None:
                 order = await store.order_of(self._sessions, job)
-            self.journal.started(job.id, started)
-            job.started_at = started
+            if claimed is None:
+                self.journal.started(job.id, started)
+                job.started_at = started
             task = asyncio.current_task()
             assert task is not None
             making = self._making[job.id] = _Making(task, self._engine.backend_for(order))
+            if shared is not None and shared.take_cancel(job.id):
+                self._remote_cancels.add(job.id)
+                self._cancel_here(job.id)  # asked before it got here: stops at the next await
             try:
                 made = await make_images_failing_over(
                     self._engine,
                     order,
                     job_id=job.id,
                     trying=making.trying,
-                    slot=lambda backend: self.dispatcher.slot(queued, backend.name),
+                    slot=lambda backend: (shared or self.dispatcher).slot(queued, backend.name),
                     progress=self._progress_of(job),
                 )
             finally:
@@ -423,6 +490,10 @@ class JobRunner:
         store.settle(job, result, cost)
         # Kept instead of the raw uploads: what was sent is all Redo/Retry need.
         kept_inputs = None if (sent.image, sent.mask) == (order.image, order.mask) else sent
+        if shared is not None:
+            post, recorded = self._post, self._recorded
+            await shared.deliver(job, result, kept_inputs, reserved, post=post, recorded=recorded)
+            return
         # On disk while it is posted (a thread writes it meanwhile), in the database after.
         holding = asyncio.create_task(self.results.hold(job, result, cost))
         posted = await self._post(job, list(result.images))
@@ -451,9 +522,24 @@ class JobRunner:
 
         return progress
 
+    async def _shared_started(self, job: Job) -> None:
+        """Claimed here: its status message is this process's to keep from now on."""
+        if self._listener is not None:
+            try:
+                await self._listener.job_queued(job, None)
+            except Exception:
+                log.exception("job %d: showing its start failed", job.id, extra=_context(job))
+
     async def _cancelled_running(self, job: Job) -> None:
         """Cancelled by its requester while its backend made it: the backend stopped (only
         backends that can are cancelled), so nothing is made, charged or possibly billed."""
+        if job.id in self._remote_cancels:  # told here first: nothing shown here lands after
+            self._remote_cancels.discard(job.id)
+            if self._listener is not None:
+                try:
+                    await self._listener.job_cancelled(job)
+                except Exception:
+                    log.exception("job %d: showing the cancel failed", job.id, extra=_context(job))
         await store.finish_without_images(
             self._sessions, job.id, JobStatus.CANCELLED, started_at=job.started_at
         )
@@ -524,9 +610,16 @@ class JobRunner:
         are back in the queue, so they queue behind the requests that were first. The queued
         jobs are read as the queue's four columns, in batches (there may be 100,000); only
         those whose requester can still be shown their place are read whole.
+
+        The shared queue (PostgreSQL) is not read into memory, and another process's running
+        jobs are its own (the lease slice's reaper interrupts them once their lease ran out):
+        only the intakes left by killed processes are finished here.
         """
         if self.leases is not None:  # registered (and beating) before it claims anything
             await self.leases.start(lambda: self._listener)
+        if self.shared is not None:
+            await self.shared.start(dispatch=self.process.runs_jobs, intakes=self._intake_recovery)
+            return
         sent = self.journal.read()  # the jobs whose requests went to the provider
         # Images made before the stop (also those being posted) are recorded, not interrupted.
         await self.results.flush(inflight=True)
@@ -628,10 +721,11 @@ class JobRunner:
     async def close(self, grace: float = 0.0) -> None:
         """Take nothing new, let running jobs finish for ``grace`` seconds, keep the queue."""
         self._closing = True
-        self.dispatcher.pause()
-        if grace > 0 and not await self.dispatcher.wait_running(grace):
+        dispatcher = self.shared or self.dispatcher
+        dispatcher.pause()
+        if grace > 0 and not await dispatcher.wait_running(grace):
             log.warning("jobs still running after %.0f s; the restart will report them", grace)
-        await self.dispatcher.stop()
+        await dispatcher.stop()
         if self.leases is not None:  # its jobs still running now are interrupted, not left
             await self.leases.stop()
         self.journal.close()
@@ -641,7 +735,10 @@ class JobRunner:
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def wait_idle(self) -> None:
-        """Until nothing is queued or running (tests)."""
+        """Until nothing is queued or running (tests; shared: in any process)."""
+        if self.shared is not None:
+            await self.shared.wait_idle()
+            return
         changed = self.dispatcher.watch()
         try:
             while len(self.dispatcher.queue) or self.dispatcher.running:

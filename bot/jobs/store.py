@@ -12,7 +12,7 @@ after a restart. Stored images do not stay forever: see :mod:`bot.jobs.retention
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -83,6 +83,7 @@ async def admit(
     order: ImageOrder | None = None,
     parent_channel_id: int | None = None,
     intake_id: int | None = None,
+    enqueue: Callable[[AsyncSession, Job], Awaitable[None]] | None = None,
 ) -> Job:
     """Insert the queued ``job`` (its n and estimated cost are its reservation) if every quota
     allows it (:func:`bot.quotas.ledger.check`, under the ledger's locks); raises QuotaError.
@@ -90,6 +91,10 @@ async def admit(
     ``order``'s uploads are stored in the same transaction, so a queued job is never without
     its inputs; so is the deletion of the intake ``intake_id`` (the acknowledged request this
     job comes from, see bot.jobs.intake).
+
+    ``enqueue``: the shared queue's (PostgreSQL, bot.jobs.shared): it places the job in its
+    lane's fair order in the same transaction; then the intake must still be there (another
+    process may have finished it, see bot.jobs.shared.recover_intakes), else IntakeTaken.
     """
     now = now or utcnow()
     async with sessions() as session, session.begin():
@@ -109,9 +114,17 @@ async def admit(
         )
         if order is not None:
             session.add_all(input_images(job.id, order))
+        if enqueue is not None:
+            await enqueue(session, job)
         if intake_id is not None:
-            await session.execute(delete(Intake).where(Intake.id == intake_id))
+            taken = await session.execute(delete(Intake).where(Intake.id == intake_id))
+            if enqueue is not None and not taken.rowcount:  # type: ignore[attr-defined]
+                raise IntakeTaken(intake_id)
     return job
+
+
+class IntakeTaken(Exception):
+    """The acknowledged request became a job on another process already (shared queue)."""
 
 
 async def would_fit(
@@ -318,6 +331,7 @@ async def record_result(
     sent: ImageOrder | None = None,
     *,
     reserved: tuple[int, int],
+    owner: str | None = None,
 ) -> bool:
     """A new result in one transaction, after it was posted from memory: ``job`` as
     :func:`settle` left it, where it was posted (``messages``; then its interaction token goes),
@@ -329,6 +343,10 @@ async def record_result(
     Core statements, no unit of work: this is the hot path's second and last write (the first is
     :func:`admit`). False, writing nothing, when the row no longer waits for a result (deleted,
     or recorded already from the spool).
+
+    ``owner`` (the shared queue, before the result is posted): only while the job is still
+    running under that process's claim, and the right to post it is taken with the result
+    (``delivery_owner``), so no other process ever posts it.
     """
     if messages:  # the copy in memory keeps its token: the status still says "done" with it
         job.status = JobStatus.DELIVERED
@@ -341,11 +359,13 @@ async def record_result(
             interaction_token=None,
         )
     jobs = _JOBS.c
+    waiting: ColumnElement[bool] = jobs.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
+    if owner is not None:
+        waiting = (jobs.status == JobStatus.RUNNING) & (jobs.worker_id == owner)
+        values["delivery_owner"] = job.delivery_owner = owner
     async with sessions() as session, session.begin():
         result = await session.execute(
-            update(_JOBS)
-            .where(jobs.id == job.id, jobs.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
-            .values(**values)
+            update(_JOBS).where(jobs.id == job.id, waiting).values(**values)
         )
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
@@ -402,14 +422,21 @@ async def record_failure(
 
 
 async def record_delivery(
-    sessions: Sessions, job_id: int, messages: Sequence[tuple[int | None, int]]
+    sessions: Sessions,
+    job_id: int,
+    messages: Sequence[tuple[int | None, int]],
+    *,
+    clear_token: bool = False,
 ) -> None:
     """The result is posted as ``messages`` (channel id, message id; the first carries the
-    details): remember every one (for buttons, reactions and Delete), drop the stored bytes."""
+    details): remember every one (for buttons, reactions and Delete), drop the stored bytes
+    (and with ``clear_token`` the interaction token, of no further use)."""
     async with sessions() as session, session.begin():
         job = await session.get(Job, job_id)
         if job is None or not messages:
             return
+        if clear_token:
+            job.interaction_token = None
         job.status = JobStatus.DELIVERED
         job.result_channel_id, job.result_message_id = messages[0]
         await session.execute(delete(JobMessage).where(JobMessage.job_id == job_id))
@@ -595,12 +622,20 @@ async def finish_without_images(
     *,
     possibly_billed: bool = False,
     started_at: datetime | None = None,
+    only_if: JobStatus | None = None,
 ) -> Job | None:
     """Cancelled or interrupted: nothing was delivered, so no member is charged.
 
-    ``started_at``: when an interrupted job was sent (from bot.jobs.journal)."""
+    ``started_at``: when an interrupted job was sent (from bot.jobs.journal). ``only_if``:
+    only while the job has that status, decided under its row lock (the shared queue: a
+    cancel and a claim of one queued job never both win); None when it does not."""
     async with sessions() as session, session.begin():
-        job = await session.get(Job, job_id)
+        if only_if is None:
+            job = await session.get(Job, job_id)
+        else:
+            job = await session.scalar(
+                select(Job).where(Job.id == job_id, Job.status == only_if).with_for_update()
+            )
         if job is None:
             return None
         job.started_at = started_at or job.started_at

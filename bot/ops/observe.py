@@ -42,6 +42,9 @@ class ObservingListener:
         self._finished(job, "interrupted")
         await self.inner.job_interrupted(job)
 
+    async def job_cancelled(self, job: Job) -> None:
+        await self.inner.job_cancelled(job)
+
     def job_progress(self, job: Job, update: ProgressUpdate) -> None:
         self.inner.job_progress(job, update)
 

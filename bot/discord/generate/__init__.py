@@ -72,7 +72,7 @@ class Generate:
             settings.quotas, engine.backends, runner, sessions, uploads, requests, servers
         )
         status = StatusBoard(
-            catalog, FollowUps(client), runner.dispatcher, runner.can_cancel_running
+            catalog, FollowUps(client), runner.positions, runner.can_cancel_running
         )
         delivery = Delivery(client, catalog, sessions, engine.images, runner, status)
         return cls(

@@ -148,6 +148,11 @@ class Delivery:
         if not await self.status.final(job, text):
             await self._send_public(job, text)
 
+    async def job_cancelled(self, job: Job) -> None:
+        """Cancel was pressed on another process (which answers the click): no progress edit
+        of this one lands after it, and the status says so even if that answer came late."""
+        await self.status.final(job, self.catalog.text("status.cancelled", job.locale))
+
     async def job_interrupted(self, job: Job) -> None:
         """The bot stopped while this job ran: nothing charged; offer to run it again."""
         text = self.catalog.text("status.interrupted", job.locale)

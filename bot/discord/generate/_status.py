@@ -75,12 +75,13 @@ class FollowUps:
 
 
 class QueuePositions(Protocol):
-    """Where waiting jobs stand, and a signal when that changes (the job dispatcher)."""
+    """Where waiting jobs stand, and a signal when that changes (the job runner's positions:
+    this process's queue, or the one every process shares, read from the database)."""
 
     @property
     def running(self) -> Mapping[int, object]: ...
 
-    def places(self, job_ids: Iterable[int]) -> dict[int, Place]: ...
+    async def places(self, job_ids: Iterable[int]) -> dict[int, Place]: ...
 
     def watch(self) -> asyncio.Event: ...
 
@@ -145,7 +146,9 @@ class StatusBoard:
     async def queued(self, job: Job, place: Place | None) -> None:
         if self.follow_ups.of(job) is None:
             return  # reactions have no private message; the result itself is the answer
-        entry = self._entries[job.id] = _Status(job)
+        entry = self._entries.get(job.id)
+        if entry is None:  # else the shared queue's claim says "working" after "queued"
+            entry = self._entries[job.id] = _Status(job)
         async with entry.lock:
             if not entry.final:
                 await self._show(entry, place)
@@ -180,6 +183,8 @@ class StatusBoard:
 
     async def _show(self, entry: _Status, place: Place | None) -> None:
         job, catalog = entry.job, self.catalog
+        if entry.started_shown:
+            return  # a job that started never waits again
         if place is None:
             if entry.started_shown:
                 return
@@ -356,8 +361,8 @@ class StatusBoard:
         if not self._entries:
             return
         # Only the jobs whose message can still change: a started job never waits again.
-        places = dispatcher.places(
-            job_id for job_id, entry in self._entries.items() if not entry.started_shown
+        places = await dispatcher.places(
+            [job_id for job_id, entry in self._entries.items() if not entry.started_shown]
         )
         now = time.monotonic()
         again = math.inf

@@ -11,12 +11,14 @@ from bot.discord.i18n import Catalog
 from bot.testing.discord import FakeDiscord, P
 from bot.testing.harness import run_bot
 from bot.testing.openai_api import FakeImagesAPI
+from tests.jobs.test_runner import in_memory_queue
 
 CATALOG = Catalog.load()
 INTERRUPTED = CATALOG.text("status.interrupted")
 INTERRUPTED_DM = CATALOG.text("status.interrupted_dm")
 
 
+@in_memory_queue  # the shared queue tells at the stop itself, while the channel still takes it
 async def test_an_interruption_told_by_dm_says_to_ask_again_without_a_dead_button(
     fake_discord: FakeDiscord,
     fake_images_api: FakeImagesAPI,

@@ -54,12 +54,12 @@ async def running(
 async def start_job(h: Harness) -> tuple[InteractionHandle, Job]:
     """/imagine, and the job once it runs (what the runner hands the listener)."""
     handle = await h.fake.slash("imagine", {"prompt": "a lighthouse"}, user=h.fake.user)
-    dispatcher = h.bot.runner.dispatcher
+    runner = h.bot.runner
     for _ in range(200):
-        if dispatcher.running:
+        if runner.running:
             break
         await asyncio.sleep(0.01)
-    (job_id,) = dispatcher.running
+    (job_id,) = runner.running
     job = await store.get_job(h.bot.storage.sessions, job_id)
     assert job is not None
     await handle.wait_message(lambda m: bool(m.content))  # "Making 1 image…" shown

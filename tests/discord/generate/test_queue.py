@@ -27,6 +27,7 @@ from bot.quotas.policy import GuildQueueFull, QueueFull
 from bot.testing.discord import FakeDiscord, FakeMember, InteractionHandle, P, StoredMessage
 from bot.testing.harness import Harness, api_calls, run_bot
 from bot.testing.openai_api import FakeImagesAPI
+from tests.jobs.test_runner import in_memory_queue
 
 CATALOG = Catalog.load()
 WORKING = CATALOG.text("status.working", n=1)
@@ -255,6 +256,7 @@ async def test_a_cancel_during_a_queue_update_is_not_undone_by_it(
     assert [r.body["prompt"] for r in line.api.requests] == ["running"]
 
 
+@in_memory_queue  # the shared queue's claim says "working", without the stale Cancel button
 async def test_cancel_of_a_request_that_already_started_is_refused(line: Harness) -> None:
     fake, api = line.fake, line.api
     first, second = members(fake, 2)
@@ -529,6 +531,7 @@ async def test_a_result_nobody_could_receive_is_posted_when_discord_lets_it(
     assert len(api.requests) == 1  # posted again, never made again
 
 
+@in_memory_queue  # shared: posted at most once, by the process that made it (its retries)
 async def test_a_kept_result_is_posted_after_a_restart_without_a_new_request(
     fake_discord: FakeDiscord,
     fake_images_api: FakeImagesAPI,
