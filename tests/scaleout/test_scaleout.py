@@ -5,17 +5,11 @@ PostgreSQL database, against the fake Discord and the fake image API (issue 13, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.util
-import io
 import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-import pytest
-
-from bot.cli import build_parser
 from bot.testing.discord import FakeDiscord, InteractionHandle
 from bot.testing.openai_api import FakeImagesAPI
 from tests.scaleout.cluster import (
@@ -57,25 +51,6 @@ async def test_one_process_on_postgresql_serves_an_imagine(
 # --- several processes: 2 gateway shards (no jobs) and workers ------------------------------
 
 SHARDS = 2
-
-
-def has_command(name: str) -> bool:
-    """Whether ``python -m bot NAME`` exists (its --help exits 0)."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        try:
-            build_parser().parse_args([name, "--help"])
-        except SystemExit as exit_:
-            return exit_.code == 0
-    return True
-
-
-#: Until the process commands (slice shards) and the shared queue (slice sharedrun, whose runner
-#: lives in bot.jobs.shared) are merged, workers take no job from the gateways.
-SPLIT = pytest.mark.xfail(
-    not has_command("worker") or importlib.util.find_spec("bot.jobs.shared") is None,
-    reason="needs `python -m bot worker` (slice shards) and the shared queue (slice sharedrun)",
-    run=False,  # they would only wait for jobs no worker takes
-)
 #: The bot's images per minute; its limiter sends at most BURST + 5 s / (60 s / LIMIT) = 22 images
 #: in any 5 s (GCRA: a burst of LIMIT / 10, then one every 0.5 s). The fake provider refuses
 #: (429) a 27th in 5 s: processes that each kept their own limit would send 44.
@@ -98,7 +73,6 @@ async def all_ended(bots: Cluster, handles: Iterable[InteractionHandle], timeout
     await bots.until(lambda: all(ended(h) for h in waiting), "every request to end", timeout)
 
 
-@SPLIT
 async def test_a_burst_across_both_shards_is_answered_made_once_paced_and_fair(
     tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, postgres_url: str
 ) -> None:
@@ -161,7 +135,6 @@ async def test_a_burst_across_both_shards_is_answered_made_once_paced_and_fair(
     assert fake.spec_violations == [] and api.spec_violations == []
 
 
-@SPLIT
 async def test_a_killed_worker_s_jobs_are_reported_interrupted_once_and_the_rest_finish(
     tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, postgres_url: str
 ) -> None:
@@ -242,7 +215,6 @@ async def test_a_killed_worker_s_jobs_are_reported_interrupted_once_and_the_rest
     assert fake.spec_violations == []
 
 
-@SPLIT
 async def test_a_quota_race_across_processes_admits_exactly_the_quota(
     tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, postgres_url: str
 ) -> None:
@@ -278,7 +250,6 @@ async def test_a_quota_race_across_processes_admits_exactly_the_quota(
     assert fake.spec_violations == []
 
 
-@SPLIT
 async def test_cancel_on_a_restarted_gateway_stops_a_job_queued_by_its_predecessor(
     tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, postgres_url: str
 ) -> None:
