@@ -150,6 +150,9 @@ class FakeImagesAPI:
         self.noise_bits = 0
         #: Seconds to wait before answering each API request.
         self.delay = 0.0
+        #: While set to an unset event, API requests are taken (and recorded) but answered only
+        #: once it is set: requests held at the provider for as long as the test wants.
+        self.gate: asyncio.Event | None = None
         #: Seconds between the events of a streamed answer.
         self.stream_interval = 0.0
         #: Answer ``stream: true`` with plain JSON, as some compatible servers do.
@@ -309,6 +312,8 @@ class FakeImagesAPI:
         response = await self._answer(endpoint, record)
         if self.delay:
             await self._sleep(self.delay)
+        if self.gate is not None:
+            await self._until_open(self.gate)
         if isinstance(response, ImageStreamAnswer):
             return await response.send(request)
         if response.status == 429:
@@ -533,6 +538,15 @@ class FakeImagesAPI:
         """A delay that ends early when the server shuts down, so teardown never waits."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), seconds)
+
+    async def _until_open(self, gate: asyncio.Event) -> None:
+        """Until ``gate`` is set, or the server shuts down."""
+        waits = [asyncio.ensure_future(gate.wait()), asyncio.ensure_future(self._closing.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
 
 def _typed_body(endpoint: str, record: RecordedRequest) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import aiohttp
@@ -155,3 +156,21 @@ async def test_client_paces_itself_under_the_fake_rate_limit(
         await client.generate(GenerateRequest("x"))
     assert waits == [60.0]
     assert fake_images_api.count_429 == 1
+
+
+async def test_a_gate_holds_requests_at_the_provider_until_it_opens(
+    session: aiohttp.ClientSession, fake_images_api: FakeImagesAPI
+) -> None:
+    """``gate``: taken and recorded at once, answered when the test opens it."""
+    api = fake_images_api
+    api.gate = asyncio.Event()
+    body = {"prompt": "held", "model": "dall-e-2", "size": "256x256"}
+    answer = asyncio.ensure_future(_post_json(session, api, body))
+    async with asyncio.timeout(5):
+        while not api.requests:  # noqa: ASYNC110 - the fake API has no event to wait on
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    assert not answer.done()
+    api.gate.set()
+    status, payload, _ = await answer
+    assert status == 200 and len(payload["data"]) == 1  # type: ignore[arg-type]
