@@ -50,17 +50,33 @@ async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
     On PostgreSQL the processes of a scaled-out bot start together and each migrates: a lock
     for the migration's transaction lets one do it while the others wait, then find nothing
     to do (two at once would both create the same tables, and one fail).
+
+    On SQLite, foreign keys are off while it runs: Alembic's batch mode changes a table by
+    copying it and dropping the old one, and with foreign keys on that drop fires their
+    ``ON DELETE`` actions, which would delete every stored image (``job_images`` cascades)
+    and forget which result a variation came from. SQLite ignores the pragma inside a
+    transaction, so it is set before the migration's transaction begins.
     """
 
     def _upgrade(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)
 
-    async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
-            )
-        await connection.run_sync(_upgrade)
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.connect() as connection:
+        if sqlite:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
+        try:
+            async with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    await connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                    )
+                await connection.run_sync(_upgrade)
+        finally:
+            if sqlite:
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await connection.commit()
 
 
 async def pending_revisions(engine: AsyncEngine) -> list[str]:
