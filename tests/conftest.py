@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from bot.testing.discord import FakeDiscord
 from bot.testing.openai_api import FakeImagesAPI
-from bot.testing.postgres import PostgresServer, PostgresUnavailable, required
+from bot.testing.postgres import (
+    PostgresServer,
+    PostgresUnavailable,
+    required,
+    shared_server,
+    stop_shared_server,
+)
 
 
 @pytest.fixture
@@ -30,22 +37,33 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server() -> PostgresServer:
     """One throwaway PostgreSQL server per test process (xdist worker); skipped where there is
-    no PostgreSQL, except where IMAGEBOT_POSTGRES_REQUIRED is set (CI), which fails instead."""
+    no PostgreSQL, except where IMAGEBOT_POSTGRES_REQUIRED is set (CI), which fails instead.
+    The same server holds the databases of IMAGEBOT_TEST_DATABASE=postgresql."""
     try:
-        server = PostgresServer().start()
+        return shared_server()
     except PostgresUnavailable as error:
         if required():
             raise
         pytest.skip(f"PostgreSQL tests skipped: {error}")
-    try:
-        yield server
-    finally:
-        server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_shared_server()
 
 
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The SQLAlchemy URL of a new, empty PostgreSQL database of this test's own."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty database, once on each engine (test ids ``[sqlite]`` and
+    ``[postgresql]``): a file in ``tmp_path``, and a PostgreSQL database of the test's own
+    (skipped, with the reason, where PostgreSQL is not installed, except in CI)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -9,6 +9,7 @@ is cheap (a copy of ``template0``: a few tens of milliseconds).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import itertools
@@ -23,6 +24,9 @@ from pathlib import Path
 #: Set (to anything but "" or "0") where a missing PostgreSQL must fail the tests instead of
 #: skipping them: .ci/run sets it.
 REQUIRED_ENV = "IMAGEBOT_POSTGRES_REQUIRED"
+#: Set to ``postgresql`` to run the tests that build a whole bot's settings (the harness,
+#: the runner's tests) on PostgreSQL instead of a SQLite file: :func:`scratch_database_url`.
+DATABASE_ENV = "IMAGEBOT_TEST_DATABASE"
 #: The superuser the test server is created with; tests connect as it, without a password
 #: (``trust`` on 127.0.0.1 only).
 USER = "imagebot"
@@ -167,3 +171,42 @@ def running_postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+_shared: PostgresServer | None = None
+#: The database each folder got, so settings made twice for one test (a restart) share it,
+#: as they share the SQLite file in that folder.
+_databases: dict[Path, str] = {}
+
+
+def shared_server() -> PostgresServer:
+    """This process's server, started on first use and stopped when the process exits (or
+    when the test session ends: :func:`stop_shared_server`)."""
+    global _shared
+    if _shared is None:
+        _shared = PostgresServer().start()
+        atexit.register(stop_shared_server)
+    return _shared
+
+
+def stop_shared_server() -> None:
+    global _shared
+    if _shared is not None:
+        _shared.stop()
+        _shared = None
+        _databases.clear()
+
+
+def scratch_database_url(folder: Path) -> str:
+    """The database of a test's bot whose files live in ``folder``: ``folder/bot.db``, or a
+    new PostgreSQL database of its own when ``IMAGEBOT_TEST_DATABASE=postgresql``, so the
+    whole suite can run on either engine without a test naming one."""
+    engine = os.environ.get(DATABASE_ENV, "sqlite")
+    if engine == "sqlite":
+        return f"sqlite+aiosqlite:///{folder / 'bot.db'}"
+    if engine != "postgresql":
+        raise ValueError(f"{DATABASE_ENV}={engine!r}: use sqlite or postgresql")
+    key = folder.resolve()
+    if key not in _databases:
+        _databases[key] = shared_server().create_database()
+    return _databases[key]

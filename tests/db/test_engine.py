@@ -1,4 +1,5 @@
-"""Database errors never carry the values of the statement that failed (tokens, prompts)."""
+"""Database errors never carry the values of the statement that failed (tokens, prompts), on
+either engine; and what SQLite needs of its file (WAL, incremental vacuum)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from bot.db.models import Intake, utcnow
 TOKEN = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDEyMzQ1Njc4OmZha2UtdG9rZW4tdmFsdWU"
 
 
-async def test_a_failed_write_names_no_value_of_the_row(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+async def test_a_failed_write_names_no_value_of_the_row(database_url: str) -> None:
+    engine = create_engine(database_url)
     try:
         await upgrade_database(engine)
         sessions = create_sessionmaker(engine)
@@ -41,7 +42,7 @@ async def test_a_failed_write_names_no_value_of_the_row(tmp_path: Path) -> None:
         await engine.dispose()
 
 
-async def test_a_new_connection_reads_while_another_process_holds_the_write_lock(
+async def test_sqlite_a_new_connection_reads_while_another_process_holds_the_write_lock(
     tmp_path: Path,
 ) -> None:
     """WAL promises readers never wait for the writer: opening a connection must not write."""
@@ -64,7 +65,7 @@ async def test_a_new_connection_reads_while_another_process_holds_the_write_lock
         await engine.dispose()
 
 
-async def test_a_new_database_file_gets_wal_and_incremental_vacuum(tmp_path: Path) -> None:
+async def test_sqlite_a_new_database_file_gets_wal_and_incremental_vacuum(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
     try:
         await upgrade_database(engine)

@@ -1,9 +1,9 @@
-"""A migrated SQLite database for the ledger and report tests (no bot, no Discord)."""
+"""A migrated database for the ledger and report tests (no bot, no Discord), once on SQLite
+and once on PostgreSQL (the ``database_url`` fixture)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +12,8 @@ from bot.db.engine import Storage
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+async def storage(database_url: str) -> AsyncIterator[Storage]:
+    engine = create_engine(database_url)
     await upgrade_database(engine)
     yield Storage(engine, create_sessionmaker(engine))
     await engine.dispose()

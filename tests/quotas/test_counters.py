@@ -3,11 +3,11 @@ a new time zone regroups the month, a member reset forgives what came before."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from sqlalchemy import MetaData, Table, insert
+from sqlalchemy.engine import Connection
 
 from bot.config import QuotaSettings
 from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database
@@ -22,6 +22,12 @@ from tests.quotas.test_ledger import GUILD
 from tests.quotas.test_ledger import job as ledger_job
 
 PRICE = 20_000
+
+
+def reflected(connection: Connection, *names: str) -> dict[str, Table]:
+    """The tables as the database has them now (an older revision's columns)."""
+    meta = MetaData()
+    return {name: Table(name, meta, autoload_with=connection) for name in names}
 
 
 def job(user: int = 1, n: int = 1, guild: int | None = GUILD) -> Job:
@@ -62,11 +68,10 @@ async def test_a_new_day_and_a_new_month_start_new_counts(storage: Storage) -> N
         await admit(storage.sessions, quotas, job(), now=march + timedelta(days=2))
 
 
-async def test_an_upgraded_database_keeps_its_counts(tmp_path: Path) -> None:
+async def test_an_upgraded_database_keeps_its_counts(database_url: str) -> None:
     """Rows written before the counters existed (schema 0004) are counted by the upgrade."""
     now = utcnow()
-    path = tmp_path / "bot.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    engine = create_engine(database_url)
     try:
         await upgrade_database(engine, "0004")
         # Minutes before now, but all today: the upgrade counts by the real clock's day.
@@ -83,22 +88,33 @@ async def test_an_upgraded_database_keeps_its_counts(tmp_path: Path) -> None:
             (None, 1, "delivered", 1, PRICE, at),  # a DM
             (GUILD, 1, "delivered", 5, 5 * PRICE, now - timedelta(days=40)),  # an old month
         ]
-        connection = sqlite3.connect(path)
-        with connection:
-            connection.executemany(
-                "INSERT INTO jobs (guild_id, user_id, operation, model, prompt, n_requested, "
-                "n_delivered, n_charged, status, cost_micro_usd, possibly_billed, queued_at) "
-                "VALUES (?, ?, 'generate', 'dall-e-2', 'p', ?, 0, ?, ?, ?, 0, ?)",
+        async with engine.begin() as connection:  # the tables as they were at 0004
+            tables = await connection.run_sync(reflected, "jobs", "member_resets")
+            await connection.execute(
+                insert(tables["jobs"]),
                 [
-                    (g, u, max(n, 1), n, s, c, q.strftime("%Y-%m-%d %H:%M:%S.%f"))
+                    {
+                        "guild_id": g,
+                        "user_id": u,
+                        "operation": "generate",
+                        "model": "dall-e-2",
+                        "prompt": "p",
+                        "n_requested": max(n, 1),
+                        "n_delivered": 0,
+                        "n_charged": n,
+                        "status": s,
+                        "cost_micro_usd": c,
+                        "possibly_billed": False,
+                        "queued_at": q,
+                    }
                     for g, u, s, n, c, q in rows
                 ],
             )
-            connection.execute(
-                "INSERT INTO member_resets (guild_id, user_id, reset_at) VALUES (?, ?, ?)",
-                (GUILD, 3, (now - 7 * unit).strftime("%Y-%m-%d %H:%M:%S.%f")),
+            await connection.execute(
+                insert(tables["member_resets"]).values(
+                    guild_id=GUILD, user_id=3, reset_at=now - 7 * unit
+                )
             )
-        connection.close()
         await upgrade_database(engine)
         storage = Storage(engine, create_sessionmaker(engine))
         async with storage.sessions() as session:

