@@ -25,6 +25,7 @@ from packaging.requirements import Requirement
 from bot.cli import build_parser
 from bot.config import load_settings
 from bot.db.migrate import MIGRATIONS_DIR
+from bot.testing.postgres import REQUIRED_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
@@ -263,4 +264,13 @@ def test_the_image_and_ci_install_the_pinned_versions_the_tests_ran_with() -> No
     assert "--constraint constraints.txt" in DOCKERFILE
     assert "COPY pyproject.toml constraints.txt ./" in DOCKERFILE
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert "pip install --quiet --constraint constraints.txt -e '.[test]'" in ci
+    assert "pip install --quiet --constraint constraints.txt -e '.[test,postgres]'" in ci
+
+
+def test_ci_runs_the_postgresql_tests_and_never_skips_them() -> None:
+    """CI installs Debian's PostgreSQL when it is missing and makes a missing server an error:
+    the database tests run on both engines there, never skipped."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "apt-get install -y -qq --no-install-recommends postgresql" in ci
+    required = ci.index(f"export {REQUIRED_ENV}=1")
+    assert required < ci.index(".venv/bin/python -m pytest")
