@@ -20,6 +20,7 @@ import pytest
 
 from bot.testing.discord import FakeDiscord
 from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.postgres import scratch_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 #: How long a stopped (SIGTERM) or failed bot may take to exit.
@@ -36,8 +37,11 @@ def write_config(
     discord_extra: str = "",
     provider_extra: str = "",
     jobs_extra: str = "",
+    database_url: str | None = None,
 ) -> Path:
-    """A config file pointing at the fakes, without secrets; ``*_extra`` lines go in that table."""
+    """A config file pointing at the fakes, without secrets; ``*_extra`` lines go in that table.
+    The database: ``database_url``, else the suite's (``tmp_path/bot.db`` unless
+    IMAGEBOT_TEST_DATABASE says otherwise)."""
     path = tmp_path / "config.toml"
     path.write_text(
         "[discord]\n"
@@ -53,7 +57,7 @@ def write_config(
         f"{jobs_extra}"
         "shutdown_grace_seconds = 1.0\n"
         "[database]\n"
-        f'url = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n',
+        f'url = "{database_url or scratch_database_url(tmp_path)}"\n',
         encoding="utf-8",
     )
     return path

@@ -3,7 +3,8 @@
 Two cases the burst test in tests/test_kill_restart.py does not reach: a request whose
 interaction token died while the bot was down (over 15 minutes) is answered in the channel,
 never through the dead token; and the requests of Redo, Remix and Retry, whose images are the
-source job's stored inputs rather than uploads, are queued from those inputs.
+source job's stored inputs rather than uploads, are queued from those inputs. Each on SQLite
+and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from tests.test_kill_restart import (
 UNAVAILABLE = CATALOG.text("error.upload_unavailable")
 
 
-async def intakes_of(db: Path) -> list[Intake]:
-    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+async def intakes_of(url: str) -> list[Intake]:
+    engine = create_engine(url)
     try:
         async with create_sessionmaker(engine)() as session:
             return list((await session.execute(select(Intake))).scalars())
@@ -45,9 +46,9 @@ async def intakes_of(db: Path) -> list[Intake]:
         await engine.dispose()
 
 
-async def age_intakes(db: Path, age: timedelta) -> None:
+async def age_intakes(url: str, age: timedelta) -> None:
     """The intakes' interactions happened ``age`` ago (the bot was down that long)."""
-    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    engine = create_engine(url)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             old = datetime.now(UTC) - age
@@ -80,7 +81,7 @@ def channel_notes(fake: FakeDiscord, user_id: int) -> list[str]:
 
 
 async def test_requests_whose_token_died_during_the_restart_are_answered_in_the_channel(
-    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, database_url: str
 ) -> None:
     """Killed while reading two uploads; the bot is down 20 minutes, the tokens are dead.
 
@@ -88,7 +89,7 @@ async def test_requests_whose_token_died_during_the_restart_are_answered_in_the_
     (its upload gone) is told why in the channel. Nothing is sent through the dead tokens.
     """
     fake, api = fake_discord, fake_images_api
-    config = write_config(tmp_path, fake, api)
+    config = write_config(tmp_path, fake, api, database_url)
     env = bot_env(fake.token, api.api_key)
     picture = png_bytes(256, 256, hole=(0, 0, 127, 255))
     kept, gone = fake.add_attachment(picture, "kept.png"), fake.add_attachment(picture, "gone.png")
@@ -108,8 +109,8 @@ async def test_requests_whose_token_died_during_the_restart_are_answered_in_the_
     del fake.state.blobs[int(gone["id"])]
     fake.cdn_gate.set()
     fake.cdn_gate = None
-    assert len(await intakes_of(tmp_path / "bot.db")) == 2
-    await age_intakes(tmp_path / "bot.db", timedelta(minutes=20))
+    assert len(await intakes_of(database_url)) == 2
+    await age_intakes(database_url, timedelta(minutes=20))
     for handle in handles.values():
         fake.expire_interaction(handle)
     tokens = [handle.token for handle in handles.values()]
@@ -135,7 +136,7 @@ async def test_requests_whose_token_died_during_the_restart_are_answered_in_the_
         await stop(fake, second)
     after = fake.requests[calls_before:]
     assert not [r.path for r in after if any(token in r.path for token in tokens)]
-    assert await intakes_of(tmp_path / "bot.db") == []
+    assert await intakes_of(database_url) == []
     assert [r.body.get("prompt") for r in api.requests] == ["kept"]
     assert fake.spec_violations == [] and api.spec_violations == []
 
@@ -147,13 +148,13 @@ def remix_input_id(click: InteractionHandle) -> str:
 
 
 async def test_redo_remix_and_retry_killed_before_they_were_queued_run_after_a_restart(
-    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, database_url: str
 ) -> None:
     """Redo and Remix of an edited image, and Retry of an interrupted edit, each acknowledged
     ("thinking…") when the process is killed, before any of them is a job. After the restart
     each is made from the source job's stored upload and its member sees it done."""
     fake, api = fake_discord, fake_images_api
-    config = write_config(tmp_path, fake, api)
+    config = write_config(tmp_path, fake, api, database_url)
     env = bot_env(fake.token, api.api_key)
     picture = png_bytes(256, 256, hole=(0, 0, 127, 255))
     alice, bob = fake.admin, fake.user
@@ -204,7 +205,7 @@ async def test_redo_remix_and_retry_killed_before_they_were_queued_run_after_a_r
         await kill(second)
     fake.callback_gate.set()
     fake.callback_gate = None
-    left = await intakes_of(tmp_path / "bot.db")
+    left = await intakes_of(database_url)
     assert sorted(intake.command for intake in left) == ["redo", "remix", "retry"]
     calls_before = len(api.requests)
 
@@ -237,12 +238,12 @@ async def test_redo_remix_and_retry_killed_before_they_were_queued_run_after_a_r
     for request in made_now:
         sent = request.file("image")
         assert sent is not None and sent.data.startswith(b"\x89PNG"), request.body
-    assert await intakes_of(tmp_path / "bot.db") == []
+    assert await intakes_of(database_url) == []
     assert fake.spec_violations == [] and api.spec_violations == []
 
 
 async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_too_old(
-    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, database_url: str
 ) -> None:
     """Redo acknowledged, the process killed; the operator prunes before starting it again.
 
@@ -252,7 +253,7 @@ async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_t
     from tests.bot_process import run_cli
 
     fake, api = fake_discord, fake_images_api
-    config = write_config(tmp_path, fake, api)
+    config = write_config(tmp_path, fake, api, database_url)
     env = bot_env(fake.token, api.api_key)
     picture = png_bytes(256, 256, hole=(0, 0, 127, 255))
     async with bot_process("run", config, env) as first:
@@ -269,7 +270,7 @@ async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_t
         await kill(first)
     fake.callback_gate.set()
     fake.callback_gate = None
-    assert [intake.command for intake in await intakes_of(tmp_path / "bot.db")] == ["redo"]
+    assert [intake.command for intake in await intakes_of(database_url)] == ["redo"]
     code, out, err = await run_cli("db", "prune", "--days", "0", "--config", str(config), env=env)
     assert code == 0 and "of 1 jobs" in out, (out, err)
 
@@ -282,5 +283,5 @@ async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_t
             raise
         await stop(fake, second)
     assert len(api.requests) == 1
-    assert await intakes_of(tmp_path / "bot.db") == []
+    assert await intakes_of(database_url) == []
     assert fake.spec_violations == [] and api.spec_violations == []

@@ -23,6 +23,7 @@ from bot.db.models import Job, JobStatus
 from bot.discord.i18n import Catalog
 from bot.testing.discord import FakeDiscord, FakeMember, InteractionHandle, StoredMessage
 from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.postgres import scratch_database_url
 from tests import bot_process as process
 from tests.bot_process import BotProcess, bot_env, bot_process
 
@@ -33,13 +34,16 @@ QUEUED_PREFIX = (CATALOG.template("status.queued") or "").split("{", 1)[0]
 PRICE = 16_000  # dall-e-2 at 256x256, micro-dollars
 
 
-def write_config(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI) -> Path:
+def write_config(
+    tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI, database_url: str | None = None
+) -> Path:
     return process.write_config(
         tmp_path,
         fake,
         api,
         provider_extra="images_per_minute = 10000\n",
         jobs_extra="concurrency = 1\n",
+        database_url=database_url,
     )
 
 
@@ -153,7 +157,7 @@ async def test_a_killed_bot_loses_nothing_and_repeats_nothing(
     after_kill = [r.body["prompt"] for r in api.requests[1:4]]
     assert after_kill[0] == "from carol" and set(after_kill) == set(waiting)
 
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    engine = create_engine(scratch_database_url(tmp_path))
     try:
         async with create_sessionmaker(engine)() as session:
             jobs = list((await session.execute(select(Job).order_by(Job.id))).scalars())

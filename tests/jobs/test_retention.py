@@ -1,7 +1,8 @@
 """Stored data has a lifecycle: what a job keeps, for how long, and the space given back.
 
-The runner and the real engine against the fake image API and a SQLite file, as in
-test_runner.py; jobs in states that take days to reach are written as rows.
+The runner and the real engine against the fake image API, on a SQLite file and on PostgreSQL
+(the file's own space on SQLite only), as in test_runner.py; jobs in states that take days
+to reach are written as rows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from bot.app import open_storage
+from bot.config import DatabaseSettings, Settings
 from bot.db.engine import Storage
 from bot.db.models import ImageRole, Intake, Job, JobImage, JobStatus, utcnow
 from bot.generation import ImageOrder
@@ -26,6 +28,20 @@ from bot.providers import Operation
 from bot.testing.images import noise_png
 from bot.testing.openai_api import FakeImagesAPI
 from tests.jobs.test_runner import World, make_settings, open_world, order, origin, until
+
+
+def sqlite_settings(api: FakeImagesAPI, folder: Path) -> Settings:
+    """Settings on ``folder/bot.db`` whichever engine the suite runs on."""
+    return make_settings(
+        api, folder, database=DatabaseSettings(url=f"sqlite+aiosqlite:///{folder / 'bot.db'}")
+    )
+
+
+@pytest.fixture
+def world(world_on_each_engine: World) -> World:
+    """What the store writes and reads, on SQLite and on PostgreSQL."""
+    return world_on_each_engine
+
 
 DAY = timedelta(days=1)
 RETENTION = timedelta(days=30)
@@ -238,8 +254,15 @@ async def test_prune_clears_interaction_tokens_discord_no_longer_accepts(world: 
     assert intake.interaction_token is None
 
 
-async def test_the_database_file_shrinks_after_a_prune(world: World) -> None:
-    storage = world.storage
+async def test_the_sqlite_database_file_shrinks_after_a_prune(
+    fake_images_api: FakeImagesAPI, tmp_path: Path
+) -> None:
+    """PostgreSQL's autovacuum reuses the space itself; a SQLite file must give it back."""
+    async with open_world(fake_images_api, sqlite_settings(fake_images_api, tmp_path)) as opened:
+        await shrinks_after_a_prune(opened.storage)
+
+
+async def shrinks_after_a_prune(storage: Storage) -> None:
     for _ in range(6):
         await add_job(storage, JobStatus.DELIVERED, 40 * DAY, images=2, image_bytes=1_000_000)
     async with storage.engine.connect() as connection:
@@ -255,7 +278,7 @@ async def test_the_database_file_shrinks_after_a_prune(world: World) -> None:
     assert after < before - 11_000_000, (before, after)
 
 
-async def test_an_existing_database_is_converted_to_incremental_vacuum_once(
+async def test_an_existing_sqlite_database_is_converted_to_incremental_vacuum_once(
     fake_images_api: FakeImagesAPI, tmp_path: Path
 ) -> None:
     path = tmp_path / "bot.db"
@@ -265,7 +288,7 @@ async def test_an_existing_database_is_converted_to_incremental_vacuum_once(
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA auto_vacuum").fetchone() == (0,)
 
-    async with open_storage(make_settings(fake_images_api, tmp_path)):
+    async with open_storage(sqlite_settings(fake_images_api, tmp_path)):
         pass
 
     with sqlite3.connect(path) as connection:

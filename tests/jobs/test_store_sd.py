@@ -2,13 +2,14 @@
 
 Redo, Remix and Retry run ``store.order_of`` again, and a restart finishes an intake from its
 JSON: an option lost on the way would make a different picture than the one the member asked
-for. Rows in a real SQLite file, as the bot writes them.
+for. Rows in a real SQLite file and a real PostgreSQL database, as the bot writes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from sqlalchemy import select
 
 from bot.db.models import ImageRole, JobImage
@@ -18,6 +19,13 @@ from bot.jobs.intake import IntakeRequest, order_options
 from bot.providers import GeneratedImage, ImageResult, Operation
 from bot.testing.images import png_bytes
 from tests.jobs.test_runner import ROOMY, World, origin
+
+
+@pytest.fixture
+def world(world_on_each_engine: World) -> World:
+    """What the store writes and reads, on SQLite and on PostgreSQL."""
+    return world_on_each_engine
+
 
 SD_ORDER = ImageOrder(
     Operation.GENERATE,

@@ -26,6 +26,12 @@ from tests.jobs.test_runner import (
 from tests.quotas.counting import counted, summed
 
 
+@pytest.fixture
+def world(world_on_each_engine: World) -> World:
+    """What the store writes and reads, on SQLite and on PostgreSQL."""
+    return world_on_each_engine
+
+
 async def test_counters_agree_with_the_ledger_after_a_mixed_run(world: World) -> None:
     api = world.api
     first, recorder = await world.runner(Recorder(post_to=7), concurrency=1)
