@@ -25,6 +25,7 @@ from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.comfyui import FakeComfyUI
 from bot.testing.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
 from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.postgres import scratch_database_url
 
 
 @dataclass
@@ -68,7 +69,8 @@ def make_settings(
     **provider: Any,
 ) -> Settings:
     """Settings against the fakes; ``provider`` keys replace those of the fake image API (an
-    AUTOMATIC1111 ``[provider]``: ``**a1111_backend(server)``)."""
+    AUTOMATIC1111 ``[provider]``: ``**a1111_backend(server)``). The database is
+    ``tmp_path/bot.db``, or PostgreSQL with IMAGEBOT_TEST_DATABASE=postgresql."""
     defaults: dict[str, Any] = {
         "base_url": api.base_url,
         "api_key": api.api_key,
@@ -83,7 +85,7 @@ def make_settings(
         ),
         provider=ProviderSettings(**(defaults | provider)),
         backends=dict(backends or {}),
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
+        database=DatabaseSettings(url=scratch_database_url(tmp_path)),
         quotas=ROOMY_QUOTAS,
     )
 

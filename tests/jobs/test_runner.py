@@ -46,6 +46,7 @@ from bot.quotas.policy import (
 )
 from bot.testing.harness import ROOMY_QUOTAS
 from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.postgres import scratch_database_url
 
 GUILD_A, GUILD_B = 1001, 1002
 #: dall-e-2 at 256x256: $0.016 an image, in micro-dollars.
@@ -173,7 +174,7 @@ def make_settings(api: FakeImagesAPI, tmp_path: Path, **changes: Any) -> Setting
             user_salt="test",
             images_per_minute=100_000,  # only the rate-limit test is about the rate limit
         ),
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
+        database=DatabaseSettings(url=scratch_database_url(tmp_path)),
         jobs=JobsSettings(concurrency=1, max_queued_per_member=100, max_queued_per_guild=100),
         quotas=ROOMY,
     )

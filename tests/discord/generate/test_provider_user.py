@@ -13,6 +13,7 @@ from bot.config import DatabaseSettings, Settings
 from bot.testing.discord import FakeDiscord
 from bot.testing.harness import make_settings, new_result, run_bot, seen_ids
 from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.postgres import scratch_database_url
 
 
 def installation(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI, name: str) -> Settings:
@@ -23,7 +24,7 @@ def installation(tmp_path: Path, fake: FakeDiscord, api: FakeImagesAPI, name: st
     return dataclasses.replace(
         settings,
         provider=dataclasses.replace(settings.provider, user_salt=""),
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{folder / 'bot.db'}"),
+        database=DatabaseSettings(url=scratch_database_url(folder)),
     )
 
 

@@ -16,6 +16,7 @@ from bot.testing.discord import FakeDiscord, StoredMessage
 from bot.testing.discord.models import walk_components
 from bot.testing.harness import job_id_of, new_result, run_bot, seen_ids
 from bot.testing.openai_api import FakeImagesAPI
+from bot.testing.postgres import scratch_database_url
 
 PROMPT = "a fox in the snow"
 DONE = Catalog.load().text("status.done")
@@ -115,7 +116,7 @@ async def test_old_buttons_on_a_lost_database_are_answered(
     fake, api = fake_discord, fake_images_api
     old = await first_result(fake, api, settings_factory(), n=1)
     job = job_id_of(old)
-    other_db = DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'other.db'}")
+    other_db = DatabaseSettings(url=scratch_database_url(tmp_path / "other"))
     settings = dataclasses.replace(settings_factory(), database=other_db)
     async with run_bot(fake, api, settings) as harness:
         for custom_id in (f"ib:vary:{job}:0", f"ib:redo:{job}", f"ib:remix:{job}"):
