@@ -58,7 +58,9 @@ def write_config(
         f"{jobs_extra}"
         "shutdown_grace_seconds = 1.0\n"
         "[database]\n"
-        f'url = "{database_url or scratch_database_url(tmp_path)}"\n',
+        f'url = "{database_url or scratch_database_url(tmp_path)}"\n'
+        "[storage]\n"  # the test's own (on PostgreSQL the started-jobs journal lives there)
+        f'spool_dir = "{tmp_path / "spool"}"\n',
         encoding="utf-8",
     )
     return path

@@ -175,6 +175,8 @@ def make_settings(api: FakeImagesAPI, tmp_path: Path, **changes: Any) -> Setting
             images_per_minute=100_000,  # only the rate-limit test is about the rate limit
         ),
         database=DatabaseSettings(url=scratch_database_url(tmp_path)),
+        # The test's own: on PostgreSQL the started-jobs journal lives here, not beside a file.
+        storage=StorageSettings(spool_dir=str(tmp_path / "spool")),
         jobs=JobsSettings(concurrency=1, max_queued_per_member=100, max_queued_per_guild=100),
         quotas=ROOMY,
     )
