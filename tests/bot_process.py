@@ -20,13 +20,14 @@ import pytest
 
 from bot.testing.discord import FakeDiscord
 from bot.testing.openai_api import FakeImagesAPI
-from bot.testing.postgres import scratch_database_url
+from bot.testing.postgres import DATABASE_ENV, REQUIRED_ENV, scratch_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 #: How long a stopped (SIGTERM) or failed bot may take to exit.
 EXIT_WITHIN = 5.0
-#: Secrets the subprocess must get from the test only, never from the developer's shell.
-_SECRETS = {"DISCORD_TOKEN", "OPENAI_API_KEY"}
+#: Secrets the subprocess must get from the test only, never from the developer's shell; and
+#: the test suite's own IMAGEBOT_ variables, which the bot would warn about as unknown settings.
+_SECRETS = {"DISCORD_TOKEN", "OPENAI_API_KEY", REQUIRED_ENV, DATABASE_ENV}
 
 
 def write_config(
@@ -57,7 +58,9 @@ def write_config(
         f"{jobs_extra}"
         "shutdown_grace_seconds = 1.0\n"
         "[database]\n"
-        f'url = "{database_url or scratch_database_url(tmp_path)}"\n',
+        f'url = "{database_url or scratch_database_url(tmp_path)}"\n'
+        "[storage]\n"  # the test's own (on PostgreSQL the started-jobs journal lives there)
+        f'spool_dir = "{tmp_path / "spool"}"\n',
         encoding="utf-8",
     )
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -39,9 +40,11 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
 @pytest.fixture(scope="session")
 def postgres_server() -> PostgresServer:
     """One throwaway PostgreSQL server per test process (xdist worker); skipped where there is
-    no PostgreSQL, except where IMAGEBOT_POSTGRES_REQUIRED is set (CI), which fails instead.
-    The same server holds the databases of IMAGEBOT_TEST_DATABASE=postgresql."""
+    no PostgreSQL (or no asyncpg), except where IMAGEBOT_POSTGRES_REQUIRED is set (CI), which
+    fails instead. The same server holds the databases of IMAGEBOT_TEST_DATABASE=postgresql."""
     try:
+        if importlib.util.find_spec("asyncpg") is None:
+            raise PostgresUnavailable("asyncpg is not installed: pip install -e '.[test,postgres]'")
         return shared_server()
     except PostgresUnavailable as error:
         if required():

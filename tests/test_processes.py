@@ -60,7 +60,8 @@ async def test_process_flags_that_cannot_work_are_one_line_and_exit_2(
     says: str,
 ) -> None:
     """On SQLite (the config's database) nobody else would run the jobs or the other shards."""
-    config = write_config(tmp_path, fake_discord, fake_images_api)
+    sqlite = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"  # the split ones need PostgreSQL
+    config = write_config(tmp_path, fake_discord, fake_images_api, database_url=sqlite)
     env = bot_env(fake_discord.token, fake_images_api.api_key)
     code, _, err = await run_cli(*args, "--config", str(config), env=env)
     assert code == 2, err

@@ -204,6 +204,10 @@ DEFAULT_MODELS: Mapping[str, ModelSpec] = {
 # --- operator overrides ------------------------------------------------------------------------
 
 
+#: The longest model name the ledger keeps (``jobs.model``; PostgreSQL refuses a longer one).
+MAX_MODEL_NAME = 64
+
+
 def build_model_table(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, ModelSpec]:
     """The default table with the operator's ``[provider.models.<name>]`` tables applied.
 
@@ -216,6 +220,8 @@ def build_model_table(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, M
         where = f"provider.models.{name}"
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{where}: must be a table")
+        if len(name) > MAX_MODEL_NAME:
+            raise ConfigError(f"{where}: a model's name is at most {MAX_MODEL_NAME} characters")
         table[name] = _apply(name, raw, where)
     return table
 

@@ -19,6 +19,7 @@ from bot.config import (
     ProviderSettings,
     QuotaSettings,
     Settings,
+    StorageSettings,
 )
 from bot.discord.bot import ImageBot
 from bot.testing.automatic1111 import FakeAutomatic1111
@@ -86,6 +87,8 @@ def make_settings(
         provider=ProviderSettings(**(defaults | provider)),
         backends=dict(backends or {}),
         database=DatabaseSettings(url=scratch_database_url(tmp_path)),
+        # The test's own: on PostgreSQL the started-jobs journal lives here, not beside a file.
+        storage=StorageSettings(spool_dir=str(tmp_path / "spool")),
         quotas=ROOMY_QUOTAS,
     )
 

@@ -187,6 +187,8 @@ def make_settings(api: FakeImagesAPI, tmp_path: Path, **changes: Any) -> Setting
             images_per_minute=100_000,  # only the rate-limit test is about the rate limit
         ),
         database=DatabaseSettings(url=scratch_database_url(tmp_path)),
+        # The test's own: on PostgreSQL the started-jobs journal lives here, not beside a file.
+        storage=StorageSettings(spool_dir=str(tmp_path / "spool")),
         jobs=JobsSettings(concurrency=1, max_queued_per_member=100, max_queued_per_guild=100),
         quotas=ROOMY,
     )
@@ -241,7 +243,7 @@ async def submit_told(runner: JobRunner, prompt: str, user: int, guild: int = GU
 
 async def test_jobs_run_round_robin_between_guilds_then_members(world: World) -> None:
     api = world.api
-    api.delay = 1.0
+    api.delay = 2.0  # long enough for the six submits on a busy machine, on either engine
     runner, recorder = await world.runner(concurrency=1)
     first = await submit(runner, "first", user=1)
     await until(lambda: len(api.requests) == 1)  # it runs; everything after it waits

@@ -262,6 +262,7 @@ def test_the_image_and_ci_install_the_pinned_versions_the_tests_ran_with() -> No
     differs = {n: (v, pinned.get(n)) for n, v in installed.items() if pinned.get(n) != v}
     assert differs == {}, "constraints.txt differs from the tested environment"
     assert "--constraint constraints.txt" in DOCKERFILE
+    assert "['optional-dependencies']['postgres']" in DOCKERFILE  # asyncpg is in the image
     assert "COPY pyproject.toml constraints.txt ./" in DOCKERFILE
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "pip install --quiet --constraint constraints.txt -e '.[test,postgres]'" in ci

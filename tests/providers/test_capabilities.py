@@ -113,6 +113,11 @@ def test_new_model_from_scratch() -> None:
     assert spec.max_n == 4 and spec.qualities == ("fast", "best")
 
 
+def test_a_model_name_as_long_as_the_ledger_keeps_is_taken() -> None:
+    name = "org/" + "m" * 60
+    assert build_model_table({name: {"based_on": "dall-e-2"}})[name].name == name
+
+
 def test_free_size_false_removes_the_rule() -> None:
     table = build_model_table({"gpt-image-2": {"free_size": False}})
     assert not table["gpt-image-2"].allows_size("1536x864")
@@ -144,6 +149,7 @@ def test_free_size_false_removes_the_rule() -> None:
         ({"x": {"based_on": "dall-e-3", "operations": ["generate", "vary"]}}, 'ons: "vary"'),
         ({"x": "dall-e-2"}, "provider.models.x: must be a table"),
         ({"x": {"based_on": "gpt-image-2", "max_prompt_chars": 10}}, "x.vary_prompt: longer"),
+        ({"m" * 65: {"based_on": "dall-e-2"}}, "m: a model's name is at most 64 characters"),
     ],
 )  # fmt: skip
 def test_override_errors_name_the_key(overrides: dict[str, Any], message: str) -> None:

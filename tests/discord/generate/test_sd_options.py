@@ -179,3 +179,20 @@ async def test_vary_refuses_an_sd_option_on_an_openai_server(sd_bot: Harness) ->
     handle = await sd_bot.fake.slash("vary", {"image": png_bytes(256, 256), "steps": 12})
 
     assert (await refusal(handle)).startswith("The steps option works only on Stable Diffusion")
+
+
+@pytest.mark.parametrize("option", ["sampler", "checkpoint"])
+async def test_a_sampler_or_checkpoint_name_longer_than_any_server_has_is_refused(
+    sd_bot: Harness, a1111: FakeAutomatic1111, option: str
+) -> None:
+    """A name is typed freely (autocomplete only suggests): one longer than the job row keeps
+    (64 and 255 characters) is refused by Discord, on every database engine alike."""
+    await use_backend(sd_bot, "sd")
+    longest = {"sampler": 64, "checkpoint": 255}[option]
+    with pytest.raises(ValueError, match=rf"outside 1\.\.{longest}"):
+        await sd_bot.fake.slash("imagine", {"prompt": "a lighthouse", option: "x" * (longest + 1)})
+    handle = await sd_bot.fake.slash("imagine", {"prompt": "a lighthouse", option: "x" * longest})
+    assert (await handle.response()).type == 5  # the longest is taken: the server has no such
+    await handle.wait_message(lambda message: f'"{"x" * longest}' in message.content)
+    await sd_bot.idle()
+    assert a1111.runs == []
