@@ -48,9 +48,8 @@ JOBS: Table = Base.metadata.tables[Job.__tablename__]
 
 
 class CopyRefused(UsageError):
-    """The copy would lose or mix data; the message says what to do instead."""
-
-    key = "error.db_copy"
+    """The copy would lose or mix data; the message says what to do instead (an operator's
+    command: it has no text of its own for members)."""
 
 
 def shown(url: str) -> str:

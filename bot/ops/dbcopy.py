@@ -32,7 +32,8 @@ JOURNAL_NAME = "started.log"
 
 
 class CopyFailed(BotError):
-    key = "error.db_copy_failed"
+    """The copy stopped on a database error; nothing was committed (an operator's command:
+    it has no text of its own for members)."""
 
 
 async def copy_bot_database(settings: Settings, source_url: str, target_url: str) -> int:
