@@ -112,6 +112,8 @@ class SharedLanes:
         self._cancel_pending: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        #: Set when a lane's slot here is given back (a failed-over job waits for one).
+        self._slot_freed = asyncio.Event()
         self._watchers: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
         self._loop_task: asyncio.Task[None] | None = None
         self._intakes_task: asyncio.Task[None] | None = None
@@ -336,12 +338,27 @@ class SharedLanes:
 
     @contextlib.asynccontextmanager
     async def slot(self, job: QueuedJob, backend: str) -> AsyncIterator[None]:
-        """Held while ``backend`` is asked for ``job``: the rate limit every process shares."""
-        grant = await self.limiter.acquire(backend, job.images, job.job_id)
+        """Held while ``backend`` is asked for ``job``: the rate limit every process shares,
+        and, for a job failed over from its own lane, one of ``backend``'s slots here (a
+        one-at-a-time GPU server runs one job of this process, also counting those moved
+        to it), as the in-memory lanes do."""
+        moved = backend != job.lane and backend in self._lanes
+        if moved:
+            while self._lane_running[backend] >= self._lanes[backend]:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            self._lane_running[backend] += 1
         try:
-            yield
+            grant = await self.limiter.acquire(backend, job.images, job.job_id)
+            try:
+                yield
+            finally:
+                await finish_even_if_cancelled(self.limiter.answered(grant))
         finally:
-            await finish_even_if_cancelled(self.limiter.answered(grant))
+            if moved:
+                self._lane_running[backend] -= 1
+                self._slot_freed.set()
+                self._wake.set()
 
     def request_done(self, job_id: int) -> None:
         """The dispatcher's call: the shared limit is answered when :meth:`slot` ends."""
@@ -555,6 +572,7 @@ class SharedLanes:
             self.running.pop(job.id, None)
             self._cancel_pending.discard(job.id)
             self._lane_running[queued.lane] -= 1
+            self._slot_freed.set()
             self._wake.set()  # a slot is free here
             self._changed()
 

@@ -9,7 +9,7 @@ import itertools
 import socket
 from pathlib import Path
 
-from bot.config import JobsSettings, ProviderSettings
+from bot.config import DatabaseSettings, JobsSettings, ProviderSettings
 from bot.db.models import GuildSettings
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
@@ -59,7 +59,7 @@ async def _run_all(
     api_members: list[FakeMember],
 ) -> tuple[int, bool]:
     """Submit all six at once; sample who runs meanwhile: (peak gpu jobs, both at once)."""
-    fake, lanes = harness.fake, harness.bot.runner.dispatcher
+    fake, runner = harness.fake, harness.bot.runner
     for member in gpu_members:
         await fake.slash("imagine", {"prompt": "an oil painting"}, user=member, channel=gpu_channel)
     for member in api_members:
@@ -67,8 +67,8 @@ async def _run_all(
     gpu_peak, together = 0, False
     async with asyncio.timeout(20):
         while len(_results(fake)) < 6:
-            gpu = len(lanes.lane("gpu").running)
-            api = len(lanes.lane("default").running)
+            lanes = [job.lane for job in runner.running.values()]  # either queue, in or shared
+            gpu, api = lanes.count("gpu"), lanes.count("default")
             gpu_peak = max(gpu_peak, gpu)
             together = together or (gpu >= 1 and api >= 1)
             await asyncio.sleep(0.005)
@@ -84,9 +84,11 @@ async def test_a_job_failed_over_to_the_gpu_server_waits_for_its_one_slot(
     fake_discord: FakeDiscord,
     fake_images_api: FakeImagesAPI,
     a1111: FakeAutomatic1111,
+    database_url: str,
 ) -> None:
     """OpenAI down, fallback = ["gpu"] (one job at a time): the jobs it moves there queue
-    behind the GPU server's own job instead of being sent to it alongside."""
+    behind the GPU server's own job instead of being sent to it alongside (the in-memory
+    lanes on SQLite, the shared queue's process slots on PostgreSQL)."""
     fake = fake_discord
     a1111.step_delay = 0.01  # 20 steps of 10 ms: a fifth of a second a job
     gpu_guild = fake.add_guild("GPU Server")
@@ -104,7 +106,9 @@ async def test_a_job_failed_over_to_the_gpu_server_waits_for_its_one_slot(
         base_url=down,
         fallback=("gpu",),
     )
-    settings = dataclasses.replace(settings, jobs=JobsSettings(concurrency=4))
+    settings = dataclasses.replace(
+        settings, jobs=JobsSettings(concurrency=4), database=DatabaseSettings(url=database_url)
+    )
     async with run_bot(fake, fake_images_api, settings, a1111=a1111) as harness:
         async with harness.bot.storage.sessions() as session, session.begin():
             session.add(GuildSettings(guild_id=gpu_guild.id, backend="gpu"))
