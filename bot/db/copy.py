@@ -47,9 +47,9 @@ BATCH_ROWS = 1000
 JOBS: Table = Base.metadata.tables[Job.__tablename__]
 
 
-class CopyRefused(UsageError):
-    """The copy would lose or mix data; the message says what to do instead (an operator's
-    command: it has no text of its own for members)."""
+#: The copy would lose or mix data; the message says what to do instead. An operator's
+#: command, a usage error (exit 2): no member ever reads it, so it has no text of its own.
+CopyRefused = UsageError
 
 
 def shown(url: str) -> str:

@@ -31,9 +31,9 @@ from bot.jobs.spool import inflight_dir
 JOURNAL_NAME = "started.log"
 
 
-class CopyFailed(BotError):
-    """The copy stopped on a database error; nothing was committed (an operator's command:
-    it has no text of its own for members)."""
+#: The copy stopped on a database error; nothing was committed (exit 1; an operator's
+#: command: no member reads it).
+CopyFailed = BotError
 
 
 async def copy_bot_database(settings: Settings, source_url: str, target_url: str) -> int:
