@@ -404,10 +404,13 @@ async def record_failure(
 ) -> Job | None:
     """No images: nothing is charged to members; see :func:`_release` for the spend.
 
-    ``started_at``: when it was sent (the row is not told before, see bot.jobs.journal)."""
+    ``started_at``: when it was sent (the row is not told before, see bot.jobs.journal).
+    None (nothing written, nobody to tell) when the job is finished already: on PostgreSQL the
+    reaper may have reported it interrupted, possibly billed, after its worker's lease ran out,
+    and a failure arriving late must not release that estimate or tell the member twice."""
     async with sessions() as session, session.begin():
-        job = await session.get(Job, job_id)
-        if job is None:
+        job = await session.get(Job, job_id, with_for_update=True)
+        if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return None
         job.started_at = started_at or job.started_at
         job.status = JobStatus.FAILED

@@ -27,6 +27,7 @@ from bot.db.models import Job, JobStatus, Process, utcnow
 from bot.jobs import JobOrigin, JobRunner, store
 from bot.jobs.leases import Leases, live_processes, release_claim
 from bot.jobs.processes import ProcessInfo
+from bot.providers import ProviderUnavailable
 from bot.quotas.reports import member_usage
 from bot.testing.discord import FakeDiscord
 from bot.testing.harness import ROOMY_QUOTAS
@@ -359,3 +360,31 @@ async def test_a_bot_process_on_postgresql_beats_while_it_runs_and_leaves_on_sig
         assert await bot.stop() == 0, bot.output
         assert await live_processes(sessions, timedelta(days=1)) == []
     assert "Traceback" not in bot.output
+
+
+async def test_a_late_failure_after_the_reaper_interrupted_the_job_changes_nothing(
+    postgres_url: str,
+) -> None:
+    """The worker's lease ran out (a stalled machine) and its job was reported interrupted,
+    possibly billed; its provider's error arriving afterwards must neither tell the member a
+    second time nor give the possibly billed estimate back to the spend ledger."""
+    async with databases(postgres_url, 2) as (worker_db, gateway_db), AsyncExitStack() as stack:
+        job = await admitted(worker_db, user=1, n=2)
+        await claimed(worker_db, job, "stalled-worker", lease_left=-1)
+        told = Recorder()
+        reaper = await started(stack, Leases(gateway_db, ProcessInfo("gateway"), LONG), told)
+        assert [reaped.id for reaped in await reaper.reap_once()] == [job.id]
+        usage = await member_usage(worker_db, ROOMY_QUOTAS, GUILD, 1)
+
+        late = await store.record_failure(
+            worker_db, job.id, ProviderUnavailable(), possibly_billed=False
+        )
+
+        assert late is None  # nobody to tell: the requester heard "interrupted" already
+        row = (await rows(worker_db))[job.id]
+        assert (row.status, row.error_code) == (JobStatus.INTERRUPTED, "interrupted")
+        assert (row.possibly_billed, row.cost_micro_usd) == (True, 2 * PRICE)
+        assert await member_usage(worker_db, ROOMY_QUOTAS, GUILD, 1) == usage
+        async with worker_db() as session:
+            now = utcnow()
+            assert await counted(session, GUILD, 1, now) == await summed(session, GUILD, 1, now)
