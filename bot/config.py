@@ -220,6 +220,30 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class ModerationSettings:
+    """The operator's content rules, over every server (admins add their own on top)."""
+
+    #: Terms refused in every prompt (``*`` wildcards), (as ``/moderation blocklist``).
+    blocked_terms: tuple[str, ...] = ()
+    #: Check prompts (and uploads, for models that take them) with the provider's free
+    #: ``/moderations`` endpoint before the image request: "off" or "block" (refuse flagged).
+    precheck: Literal["off", "block"] = "off"
+    #: When the check itself fails: "open" (let the request through) or "closed" (refuse it).
+    precheck_on_error: Literal["open", "closed"] = "open"
+    precheck_model: str = "omni-moderation-latest"
+
+
+@dataclass(frozen=True)
+class AlertsSettings:
+    """Where spend alerts go (50 %, 80 %, 100 % of the monthly cap; a server at its budget)."""
+
+    #: A Discord webhook URL (secret: it lets anyone post).
+    webhook_url: str = field(default="", repr=False)
+    #: A channel the bot posts alerts in (0 = none).
+    discord_channel_id: int = field(default=0, metadata=_range(0))
+
+
+@dataclass(frozen=True)
 class Settings:
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     provider: ProviderSettings = field(default_factory=ProviderSettings)
@@ -234,6 +258,8 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    moderation: ModerationSettings = field(default_factory=ModerationSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
 
 def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> tuple[Path, bool]:

@@ -104,6 +104,14 @@ class ImageOrder:
     guidance: float | None = None
     sampler: str | None = None
     checkpoint: str | None = None
+    #: The studio action that made this order (``bot.studio.StudioAction``), None otherwise.
+    action: str | None = None
+    #: Stable Diffusion denoising strength (img2img); None = the backend's default.
+    strength: float | None = None
+    #: GPT image models' ``input_fidelity`` ("high" | "low"); None = the model's default.
+    input_fidelity: str | None = None
+    #: GPT image models' ``moderation`` ("low" where a server allows it); None = the default.
+    moderation: str | None = None
 
 
 #: An order's settings, each with the job column that keeps it: the one list that storing a job
@@ -126,6 +134,11 @@ ORDER_SETTINGS: dict[str, str] = {
     "guidance": "guidance",
     "sampler": "sampler",
     "checkpoint": "checkpoint",
+    # Studio and safety (migration 0009).
+    "action": "action",
+    "strength": "strength",
+    "input_fidelity": "input_fidelity",
+    "moderation": "moderation",
 }
 
 _REQUESTS: dict[Operation, type[ImageRequest]] = {

@@ -146,6 +146,17 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The process that took the right to post its result (posted once, by that one).
     delivery_owner: Mapped[str | None] = mapped_column(String(64))
+    # --- studio and safety (migration 0009) ------------------------------------------------
+    #: The creative action a result button asked for (``bot.generation.StudioAction``), None
+    #: for the commands and the older buttons (Vary n, Redo, Remix: see ``command``).
+    action: Mapped[str | None] = mapped_column(String(32))
+    #: Stable Diffusion denoising strength (img2img), None = the backend's default.
+    strength: Mapped[float | None] = mapped_column(Float)
+    #: GPT image models' ``input_fidelity`` ("high" / "low"), None = the model's default.
+    input_fidelity: Mapped[str | None] = mapped_column(String(8))
+    #: GPT image models' ``moderation`` ("low" in a server's age-restricted channels), None =
+    #: the provider's default.
+    moderation: Mapped[str | None] = mapped_column(String(8))
 
     __table_args__ = (
         Index("ix_jobs_status_queued_at", "status", "queued_at"),
@@ -217,6 +228,16 @@ class GuildSettings(Base):
     #: The backend the server's admins chose among those the operator enabled (None: default).
     backend: Mapped[str | None] = mapped_column(String(64))
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
+    #: Where every job's audit entry is posted (``/moderation audit-channel``); None = off.
+    audit_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: GPT image models run with ``moderation="low"`` in the server's age-restricted channels.
+    nsfw_low_moderation: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Results posted as spoilers everywhere in the server, or in these channels
+    #: (space-separated ids, like ``allowed_channels``).
+    spoiler_results: Mapped[bool] = mapped_column(Boolean, default=False)
+    spoiler_channels: Mapped[str | None] = mapped_column(Text)
+    #: Appended to the negative prompt of every Stable Diffusion request in the server.
+    sd_negative_prompt: Mapped[str | None] = mapped_column(Text)
 
 
 class RoleLimit(Base):
@@ -358,3 +379,64 @@ class RateGrant(Base):
     answered_at: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (Index("ix_rate_grants_lane_answered", "lane", "answered_at"),)
+
+
+class BlockedTerm(Base):
+    """A term (``*`` wildcards allowed) a server's admins refuse in prompts; the operator's
+    ``[moderation] blocked_terms`` apply everywhere besides (they are not rows)."""
+
+    __tablename__ = "blocked_terms"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    term: Mapped[str] = mapped_column(String(200), primary_key=True)
+    added_by: Mapped[int | None] = mapped_column(BigInteger)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class MemberSettings(Base):
+    """A member's own defaults (``/settings``), used by every command and action; a server's
+    rules and the operator's ceilings still win. None = no preference."""
+
+    __tablename__ = "member_settings"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    backend: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[str | None] = mapped_column(String(16))
+    quality: Mapped[str | None] = mapped_column(String(16))
+    n: Mapped[int | None] = mapped_column(Integer)
+    style: Mapped[str | None] = mapped_column(String(16))
+    negative_prompt: Mapped[str | None] = mapped_column(Text)
+    #: Results only the member sees (ephemeral follow-ups).
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """An entry for a server's audit channel, waiting to be posted (the outbox): written with
+    the job's outcome or the refusal, posted by a background task that never holds up a job.
+    ``kind`` is ``job`` or ``refusal``; ``body`` is JSON (what the entry shows)."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_audit_entries_posted_at", "posted_at", "id"),)
+
+
+class AlertSent(Base):
+    """A spend alert already sent, so each is sent once per period: ``key`` names it, e.g.
+    ``total:2026-12:80`` or ``guild:1234:2026-12:100``."""
+
+    __tablename__ = "alerts_sent"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -46,8 +46,8 @@ ENGLISH = RAW["en-US"]
 TRANSLATED = ["ko", "ja", "zh-CN", "zh-TW"]
 CATALOG = Catalog.load()
 
-#: Translations that may equal the English text: proper nouns and abbreviations.
-SAME_AS_ENGLISH = {"choice.quality.hd"}
+#: Translations that may equal the English text: proper nouns and abbreviations (U1…Un).
+SAME_AS_ENGLISH = {"choice.quality.hd", "button.upscale"}
 
 #: The keys the Discord layer uses (besides the error classes' keys).
 DISCORD_KEYS = [

@@ -35,6 +35,7 @@ from bot.generation import ImageOrder
 from bot.jobs import JobRunner, store
 from bot.providers import Operation
 from bot.providers.registry import BackendSet
+from bot.studio import ActionUnsupported, StudioAction, studio_order
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,36 @@ class ResultButtons:
             command="remix",
             source=(job_id, None),
         )
+
+    @reports_errors
+    async def studio(
+        self,
+        interaction: discord.Interaction[Any],
+        job_id: int,
+        action: StudioAction,
+        index: int,
+    ) -> None:
+        """A creative action (bot.studio) on image ``index`` of a result: that image, read
+        back from the result message, is the new order's upload; the new result links to it."""
+        job = await self._result_job(interaction, job_id)
+        if interaction.message is None:
+            raise ResultGone()
+        attachment = result_attachment(interaction.message, index)
+        made = await store.order_of(self.sessions, job)
+        order = studio_order(self.actions.backends, made, action)
+        await self.actions.submit(
+            interaction,
+            order,
+            [(attachment, "image")],
+            command=action.value,
+            source=(job_id, index),
+        )
+
+    @reports_errors
+    async def show_params(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        """ℹ️ Params: not built yet (issue 14, "Seeing and steering")."""
+        await self._result_job(interaction, job_id)
+        raise ActionUnsupported(reason="parameters are not available yet")
 
     @reports_errors
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import discord
 
 from bot.discord.i18n import Catalog
+from bot.studio import PAN_ACTIONS, StudioAction, available_actions
 
 if TYPE_CHECKING:
     from bot.discord.i18n import LocaleLike
@@ -45,6 +46,16 @@ class ResultActions(Protocol):
     async def remix(
         self, interaction: discord.Interaction[Any], job_id: int, prompt: str
     ) -> None: ...
+
+    async def studio(
+        self,
+        interaction: discord.Interaction[Any],
+        job_id: int,
+        action: StudioAction,
+        index: int,
+    ) -> None: ...
+
+    async def show_params(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
 
 def actions_of(interaction: discord.Interaction[Any]) -> ResultActions:
@@ -172,6 +183,51 @@ class RetryButton(_JobButton, template=re.compile(rf"{PREFIX}:retry:(?P<job>\d+)
         await actions_of(interaction).retry(interaction, self.job_id)
 
 
+class StudioButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=re.compile(rf"{PREFIX}:act:(?P<action>[a-z0-9_]+):(?P<job>\d+):(?P<index>\d+)"),
+):
+    """A creative action (bot.studio) on image ``index`` of a result: U1…Un, Vary (Subtle),
+    Zoom Out, pan, Make Square. An unknown action in a forged custom_id matches nothing."""
+
+    def __init__(
+        self,
+        job_id: int,
+        action: StudioAction,
+        index: int,
+        label: str | None = None,
+        emoji: str | None = None,
+    ) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"{PREFIX}:act:{action.value}:{job_id}:{index}",
+            )
+        )
+        self.job_id, self.action, self.index = job_id, action, index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> StudioButton:
+        action = StudioAction(match["action"])  # ValueError: discord.py ignores the click
+        return cls(int(match["job"]), action, int(match["index"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).studio(interaction, self.job_id, self.action, self.index)
+
+
+class ParamsButton(_JobButton, template=re.compile(rf"{PREFIX}:params:(?P<job>\d+)")):
+    """ℹ️: everything needed to make the result again, privately."""
+
+    action = "params"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).show_params(interaction, self.job_id)
+
+
 #: The Remix modal: its custom_id carries the job, its one text input is the new prompt.
 REMIX_MODAL = re.compile(rf"{PREFIX}:remix-modal:(?P<job>\d+)")
 REMIX_PROMPT = "prompt"
@@ -219,6 +275,23 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     CancelButton,
     RetryButton,
     SameSeedButton,
+    StudioButton,
+    ParamsButton,
+)
+
+#: The buttons of a single-image result, in their rows: label key (or None) and emoji.
+_SINGLE_ROWS: tuple[tuple[tuple[StudioAction, str | None, str | None], ...], ...] = (
+    (
+        (StudioAction.VARY_SUBTLE, "button.vary_subtle", None),
+        (StudioAction.VARY_STRONG, "button.vary_strong", None),
+        (StudioAction.ZOOM_2, "button.zoom_2", None),
+        (StudioAction.ZOOM_1_5, "button.zoom_1_5", None),
+        (StudioAction.SQUARE, "button.square", None),
+    ),
+    tuple(
+        (action, None, emoji)
+        for action, emoji in zip(PAN_ACTIONS, ("⬅️", "➡️", "⬆️", "⬇️"), strict=True)
+    ),
 )
 
 
@@ -232,27 +305,53 @@ def result_view(
     vary: bool = True,
     remix: bool = True,
     same_seed: int | None = None,
+    single: bool = False,
+    square: bool = True,
+    params: bool = False,
 ) -> discord.ui.View:
-    """Vary buttons for the images in this message, then Redo, Remix and Delete.
+    """The buttons under a result (or one message of a split result).
 
-    ``remix`` is False for variations: they have no prompt to change. ``same_seed``: the seed
-    of the first image, where the backend has seeds: a "Redo (same seed)" button after Redo."""
+    Several images: Vary and Upscale for each (V1…Vn, U1…Un). One image (``single``: an
+    upscale, or n = 1): Vary (Subtle)/(Strong), Zoom Out, Make Square (when not ``square``) and
+    the four pans. Then, on the first message, Redo, Remix, Params and Delete. Only the studio
+    actions that exist (:func:`bot.studio.available_actions`) get buttons; a single image
+    without the subtle/strong variations keeps its V1. ``remix`` is False for variations: they
+    have no prompt to change. ``same_seed``: the seed of the first image, where the backend has
+    seeds: a "Redo (same seed)" button after Redo."""
     view = discord.ui.View(timeout=None)
-    if vary:
-        for position, index in enumerate(indexes):
-            label = catalog.text("button.vary", locale, index=index + 1)
-            button = VaryButton(job_id, index, label)
-            button.item.row = position // BUTTONS_PER_ROW
-            view.add_item(button)
+    offered = available_actions()
+    row = 0
+    if single and vary and len(indexes) == 1:
+        row = _add_single_rows(view, job_id, indexes[0], catalog, locale, offered, square)
+    elif vary:
+        row = _add_per_image(
+            view,
+            indexes,
+            lambda i, label: VaryButton(job_id, i, label),
+            catalog.text,
+            "button.vary",
+            locale,
+            row,
+        )
+        if StudioAction.UPSCALE in offered:
+            row = _add_per_image(
+                view,
+                indexes,
+                lambda i, label: StudioButton(job_id, StudioAction.UPSCALE, i, label),
+                catalog.text,
+                "button.upscale",
+                locale,
+                row,
+            )
     if with_actions:
-        row = (len(indexes) + BUTTONS_PER_ROW - 1) // BUTTONS_PER_ROW if vary else 0
         actions: list[tuple[type[_JobButton], str]] = [
             (RedoButton, "button.redo"),
             (RemixButton, "button.remix"),
+            (ParamsButton, "button.params"),
             (DeleteButton, "button.delete"),
         ]
         for kind, key in actions:
-            if kind is RemixButton and not remix:
+            if (kind is RemixButton and not remix) or (kind is ParamsButton and not params):
                 continue
             action = kind(job_id, catalog.text(key, locale))
             action.item.row = row
@@ -262,3 +361,51 @@ def result_view(
                 again.item.row = row
                 view.add_item(again)
     return view
+
+
+def _add_per_image(
+    view: discord.ui.View,
+    indexes: list[int],
+    make: Any,
+    text: Any,
+    key: str,
+    locale: LocaleLike,
+    row: int,
+) -> int:
+    """One button per image, five to a row, from ``row``; returns the next free row."""
+    for position, index in enumerate(indexes):
+        button = make(index, text(key, locale, index=index + 1))
+        button.item.row = row + position // BUTTONS_PER_ROW
+        view.add_item(button)
+    return row + (len(indexes) + BUTTONS_PER_ROW - 1) // BUTTONS_PER_ROW
+
+
+def _add_single_rows(
+    view: discord.ui.View,
+    job_id: int,
+    index: int,
+    catalog: Catalog,
+    locale: LocaleLike,
+    offered: frozenset[StudioAction],
+    square: bool,
+) -> int:
+    """The studio rows of a single-image result; returns the next free row."""
+    row = 0
+    if not {StudioAction.VARY_SUBTLE, StudioAction.VARY_STRONG} & offered:
+        button = VaryButton(job_id, index, catalog.text("button.vary", locale, index=index + 1))
+        button.item.row = row
+        view.add_item(button)
+    for line in _SINGLE_ROWS:
+        shown = [
+            (action, key, emoji)
+            for action, key, emoji in line
+            if action in offered and not (action is StudioAction.SQUARE and square)
+        ]
+        for action, key, emoji in shown:
+            label = catalog.text(key, locale) if key else None
+            item = StudioButton(job_id, action, index, label, emoji)
+            item.item.row = row
+            view.add_item(item)
+        if shown or (row == 0 and view.children):
+            row += 1
+    return row
