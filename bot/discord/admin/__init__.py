@@ -1,4 +1,5 @@
-"""Server admins' commands: /quota (limits), /usage (what was used), /settings (the backend).
+"""Server admins' commands: /quota (limits), /usage (what was used), /settings (the backend),
+/moderation (content rules).
 
 A feature package in the manner of python-discord/bot's ``exts/<feature>/``: the modules are
 private; :func:`setup` adds the feature's commands to the bot's tree.
@@ -12,6 +13,7 @@ from discord import app_commands
 
 from bot.config import QuotaSettings
 from bot.db import Sessions
+from bot.discord.admin._moderation import ModerationGroup, ModerationPart
 from bot.discord.admin._quota import QuotaGroup
 from bot.discord.admin._settings import SettingsGroup
 from bot.discord.admin._usage import UsageGroup
@@ -34,5 +36,9 @@ def setup(
     ]
     if backends is not None and len(backends[0].names()) > 1:
         groups.append(SettingsGroup(catalog, sessions, *backends))
+    # /moderation's parts, one per feature (blocked terms, NSFW rules, the audit channel).
+    moderation: list[ModerationPart] = []
+    if moderation:
+        groups.append(ModerationGroup(moderation))
     for group in groups:
         tree.add_command(app_commands.guild_only()(group))

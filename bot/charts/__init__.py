@@ -1,0 +1,5 @@
+"""Usage charts: data in, PNG bytes out, drawn with matplotlib's headless Agg backend.
+
+Pure synchronous code like bot.imaging: callers run it off the event loop (the image worker).
+Knows nothing of Discord or the database.
+"""
