@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.engine import Sessions, finish_even_if_cancelled
 from bot.db.models import Job, JobStatus, Process
-from bot.jobs import store
+from bot.jobs import orphans, store
 from bot.jobs.processes import ProcessInfo
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ class InterruptListener(Protocol):
     """Who tells requesters their job was interrupted (the runner's JobListener)."""
 
     async def job_interrupted(self, job: Job) -> None: ...
+
+    async def job_post_interrupted(self, job: Job) -> None: ...
 
 
 #: The runner's listener as it is when a job is reaped (set after the runner is built).
@@ -157,6 +159,7 @@ class Leases:
             Job.worker_id.is_distinct_from(self.process.id),
         )
         reaped = await self._interrupt(expired, "its lease ran out")
+        await self._orphaned_posts()
         async with self._sessions() as session, session.begin():
             await session.execute(
                 delete(Process).where(Process.heartbeat_at < func.now() - STALE_LEASES * self.lease)
@@ -190,12 +193,35 @@ class Leases:
             await self._tell(job)
         return interrupted
 
-    async def _tell(self, job: Job) -> None:
+    async def _orphaned_posts(self) -> list[Job]:
+        """Results a dead process took the right to post and may not have posted (see
+        bot.jobs.orphans): each requester told once, with a button to post it."""
+        me = self.process.id
+        told = []
+        for job_id in await orphans.find_orphans(self._sessions, me, self.lease):
+            job = await orphans.mark_orphan(self._sessions, job_id, me, self.lease)
+            if job is None:
+                continue  # another reaper won it
+            told.append(job)
+            log.warning(
+                "job %d: its result was made but process %s stopped while posting it; "
+                "the requester can post it with a button",
+                job.id,
+                job.delivery_owner,
+                extra={"job_id": job.id, "guild_id": job.guild_id, "user_id": job.user_id},
+            )
+            await self._tell(job, post=True)
+        return told
+
+    async def _tell(self, job: Job, *, post: bool = False) -> None:
         listener = self._listener()
         if listener is None:
             return
         try:
-            await listener.job_interrupted(job)
+            if post:
+                await listener.job_post_interrupted(job)
+            else:
+                await listener.job_interrupted(job)
         except Exception:
             log.exception("job %d: reporting the interruption failed", job.id)
 

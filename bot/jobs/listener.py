@@ -32,6 +32,11 @@ class JobListener(Protocol):
 
     async def job_interrupted(self, job: Job) -> None: ...
 
+    async def job_post_interrupted(self, job: Job) -> None:
+        """The shared queue: ``job``'s result was made, but the process posting it stopped
+        before it recorded the post (bot.jobs.orphans); the requester may post it."""
+        ...
+
     async def job_cancelled(self, job: Job) -> None:
         """Stopped while running at the request of another process, where Cancel was pressed
         (the shared queue): nothing more is shown here but that it is cancelled."""

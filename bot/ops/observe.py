@@ -42,6 +42,9 @@ class ObservingListener:
         self._finished(job, "interrupted")
         await self.inner.job_interrupted(job)
 
+    async def job_post_interrupted(self, job: Job) -> None:
+        await self.inner.job_post_interrupted(job)
+
     async def job_cancelled(self, job: Job) -> None:
         await self.inner.job_cancelled(job)
 

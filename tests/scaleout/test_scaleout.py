@@ -26,6 +26,9 @@ from tests.scaleout.cluster import (
 )
 
 WORKING = CATALOG.text("status.working", n=1)
+POST_INTERRUPTED = CATALOG.text("status.post_interrupted")
+POSTED = CATALOG.text("result.posted")
+GONE = CATALOG.text("error.result_gone")
 
 
 async def test_one_process_on_postgresql_serves_an_imagine(
@@ -212,6 +215,56 @@ async def test_a_killed_worker_s_jobs_are_reported_interrupted_once_and_the_rest
     # silently repeated
     expected = dict.fromkeys(handles, 1) | {retried: 2}
     assert Counter(bots.provider_prompts()) == expected
+    assert fake.spec_violations == []
+
+
+async def test_a_worker_killed_while_posting_leaves_the_requester_a_post_button_once(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, postgres_url: str
+) -> None:
+    """SIGKILL of a worker after it took the right to post a result and before the post
+    arrived: nobody posts it on their own (it might be on Discord), but after the lease the
+    requester is told once, with a Post result button that posts it once, at no new cost."""
+    fake, api = fake_discord, fake_images_api
+    guild = guild_on_shard(fake, "Server 0", 0, SHARDS)
+    member = fake.add_member(guild, "poster")
+    lease = 5.0
+    fake.followup_gate = asyncio.Event()  # results wait at Discord's door
+    async with cluster(
+        tmp_path, fake, api, postgres_url, concurrency=2, lease_seconds=lease
+    ) as bots:
+        await bots.scale(SHARDS, workers=1)
+        handle = await bots.imagine(member, "made, then cut off")
+
+        async def owned() -> bool:
+            return any(j.delivery_owner and j.status == "succeeded" for j in await bots.jobs())
+
+        await bots.until_async(owned, "the worker took the right to post")
+        await asyncio.sleep(0.5)  # its post is on the wire, held by the fake
+        await bots.kill("worker-0")
+        fake.followup_gate.set()  # the dead worker's post never arrives
+        notice = await handle.wait_message(
+            lambda m: m.ephemeral and m.content == POST_INTERRUPTED, timeout=lease + 30
+        )
+        assert bots.results("made, then cut off") == []
+        (job,) = await bots.jobs()
+        assert notice.custom_ids == [f"ib:post:{job.id}"]
+        await asyncio.sleep(lease / 2)  # a second notice would come from another reaper pass
+
+        clicks = await asyncio.gather(  # a double click: one posts, the other is told
+            *(fake.click(notice, f"ib:post:{job.id}", user=member.user) for _ in range(2))
+        )
+        answers = [
+            await click.wait_message(lambda m: m.ephemeral and m.content in (POSTED, GONE))
+            for click in clicks
+        ]
+        assert sorted(m.content for m in answers) == sorted([POSTED, GONE])
+        await handle.wait_message(lambda m: m.ephemeral and m.content == DONE, timeout=15)
+        (job,) = await bots.jobs()
+
+    assert len(bots.results("made, then cut off")) == 1
+    assert shown(handle).count(POST_INTERRUPTED) == 1
+    assert job.status == "delivered" and job.n_charged == 1 and not job.possibly_billed
+    assert bots.provider_prompts() == ["made, then cut off"]  # made once, paid once
     assert fake.spec_violations == []
 
 

@@ -32,7 +32,7 @@ from bot.discord.generate._views import REMIX_PROMPT, remix_modal_id
 from bot.discord.i18n import Catalog
 from bot.discord.tree import reports_errors
 from bot.generation import ImageOrder
-from bot.jobs import JobRunner, store
+from bot.jobs import JobRunner, orphans, store
 from bot.providers import Operation
 from bot.providers.registry import BackendSet
 from bot.studio import ActionUnsupported, StudioAction, studio_order
@@ -172,6 +172,30 @@ class ResultButtons:
             await self.actions.submit(interaction, order, command="retry", source=(job_id, None))
         finally:
             self._retrying.discard(job_id)
+
+    @reports_errors
+    async def post_kept(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        """Post a result whose posting was interrupted (bot.jobs.orphans): only its requester,
+        who can see whether it arrived; once, however often it is clicked."""
+        job = await store.get_job(self.sessions, job_id)
+        if job is None or job.status is not JobStatus.SUCCEEDED:
+            raise ResultGone()
+        check_same_place(interaction, job)
+        if interaction.user.id != job.user_id:
+            raise NotRequester()
+        me = self.runner.process.id
+        if not await orphans.take_post(self.sessions, job_id, me):
+            raise ResultGone()  # posted by an earlier click
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            posted = await self.delivery.post_kept(job)
+        except BaseException:
+            await orphans.give_back(self.sessions, job_id, me)
+            raise
+        if not posted:
+            await orphans.give_back(self.sessions, job_id, me)
+        key = "result.posted" if posted else "result.not_posted"
+        await interaction.followup.send(self.catalog.text(key, interaction.locale), ephemeral=True)
 
     @reports_errors
     async def cancel_job(self, interaction: discord.Interaction[Any], job_id: int) -> None:

@@ -30,7 +30,7 @@ from bot.discord.generate._results import (
     requester_only,
 )
 from bot.discord.generate._status import ORIGINAL, StatusBoard
-from bot.discord.generate._views import RetryButton
+from bot.discord.generate._views import PostButton, RetryButton
 from bot.discord.i18n import Catalog
 from bot.errors import BotError
 from bot.imaging import ImageWorker
@@ -168,6 +168,32 @@ class Delivery:
         if job.user_id:
             dm_text = self.catalog.text("status.interrupted_dm", job.locale)
             await self.tell(job.user_id, job.channel_id, text, view=view, dm_text=dm_text)
+
+    async def job_post_interrupted(self, job: Job) -> None:
+        """The process posting this result stopped midway (the shared queue, bot.jobs.orphans):
+        it may be on Discord or not; the requester, who can see which, may post it."""
+        text = self.catalog.text("status.post_interrupted", job.locale)
+        view = discord.ui.View(timeout=None)
+        view.add_item(PostButton(job.id, self.catalog.text("button.post", job.locale)))
+        webhook = self.status.follow_ups.of(job)
+        if webhook is not None:
+            try:
+                await webhook.edit_message(ORIGINAL, content=text, view=view)
+                return
+            except discord.HTTPException as exc:
+                log.info("job %d: interrupted post not shown privately (%s)", job.id, exc.code)
+        if job.user_id:
+            await self.tell(job.user_id, job.channel_id, text, view=view, dm_text=text)
+
+    async def post_kept(self, job: Job) -> Posted:
+        """Post the result ``job`` keeps (its images in the database) and record where; empty
+        when no route took it."""
+        images = await store.outputs_of(self.sessions, job.id)
+        posted = await self._post_result(job, images)
+        if posted:
+            await self.runner.delivered(job.id, posted)
+            await self.job_recorded(job)
+        return posted
 
     # --- routes --------------------------------------------------------------------------------
 

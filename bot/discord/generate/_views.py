@@ -57,6 +57,8 @@ class ResultActions(Protocol):
 
     async def show_params(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
+    async def post_kept(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
 
 def actions_of(interaction: discord.Interaction[Any]) -> ResultActions:
     """The handlers, from the client: a DynamicItem is made by discord.py from a custom_id,
@@ -183,6 +185,16 @@ class RetryButton(_JobButton, template=re.compile(rf"{PREFIX}:retry:(?P<job>\d+)
         await actions_of(interaction).retry(interaction, self.job_id)
 
 
+class PostButton(_JobButton, template=re.compile(rf"{PREFIX}:post:(?P<job>\d+)")):
+    """On the notice of a result whose posting was interrupted (bot.jobs.orphans)."""
+
+    action = "post"
+    style = discord.ButtonStyle.primary
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await actions_of(interaction).post_kept(interaction, self.job_id)
+
+
 class StudioButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=re.compile(rf"{PREFIX}:act:(?P<action>[a-z0-9_]+):(?P<job>\d+):(?P<index>\d+)"),
@@ -277,6 +289,7 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     SameSeedButton,
     StudioButton,
     ParamsButton,
+    PostButton,
 )
 
 #: The buttons of a single-image result, in their rows: label key (or None) and emoji.

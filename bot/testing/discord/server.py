@@ -94,6 +94,9 @@ class FakeDiscord(WorldSetup, InteractionActions):
         #: While set to an unset event, interaction callbacks are taken (Discord shows them)
         #: but their HTTP answer waits for it: a bot killed then never saw its defer answered.
         self.callback_gate: asyncio.Event | None = None
+        #: While set to an unset event, follow-ups with files (results) wait for it before
+        #: they are posted; one whose sender is gone by then (killed) is never posted.
+        self.followup_gate: asyncio.Event | None = None
         self.spec_violations: list[str] = []
         self.identify_payloads: list[dict[str, Any]] = []
         self.gateway_requests: list[dict[str, Any]] = []

@@ -163,6 +163,11 @@ class Webhooks:
             upload_limit=rec.attachment_size_limit,
             creates_message=True,
         )
+        gate = self.fake.followup_gate
+        if gate is not None and body.files:
+            await gate.wait()
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)  # the sender died waiting: nothing posted
         payload = body.json if isinstance(body.json, dict) else {}
         original = rec.original
         if rec.response_type == 5 and original is not None and original.loading:
