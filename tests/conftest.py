@@ -11,6 +11,7 @@ import pytest
 from bot.testing.discord import FakeDiscord
 from bot.testing.openai_api import FakeImagesAPI
 from bot.testing.postgres import (
+    DATABASE_ENV,
     PostgresServer,
     PostgresUnavailable,
     required,
@@ -50,6 +51,27 @@ def postgres_server() -> PostgresServer:
         if required():
             raise
         pytest.skip(f"PostgreSQL tests skipped: {error}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_engines`` (the whole bot, end to end) run once per engine: their
+    bot's database (bot.testing.postgres.scratch_database_url) is SQLite, then PostgreSQL.
+    The rest of the Discord-level suite runs on SQLite only (on both with
+    IMAGEBOT_TEST_DATABASE=postgresql): twice the whole suite would not fit CI's time."""
+    if metafunc.definition.get_closest_marker("both_engines") is None:
+        return
+    if "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The engine of a ``both_engines`` test's bot (set before its settings are made)."""
+    name = str(getattr(request, "param", "sqlite"))
+    if name == "postgresql":
+        request.getfixturevalue("postgres_server")  # skipped (or failing in CI) without one
+    monkeypatch.setenv(DATABASE_ENV, name)
+    return name
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -16,20 +16,23 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_JOB_COLUMNS = (
-    sa.Column("lane", sa.String(64), nullable=True),
-    sa.Column("fair_round", sa.BigInteger(), nullable=True),
-    sa.Column("worker_id", sa.String(64), nullable=True),
-    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
-    sa.Column("delivery_owner", sa.String(64), nullable=True),
-)
+
+def _job_columns() -> tuple[sa.Column[object], ...]:
+    """New column objects each time: a Column belongs to the one table it is added to."""
+    return (
+        sa.Column("lane", sa.String(64), nullable=True),
+        sa.Column("fair_round", sa.BigInteger(), nullable=True),
+        sa.Column("worker_id", sa.String(64), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("delivery_owner", sa.String(64), nullable=True),
+    )
 
 
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
-        for column in _JOB_COLUMNS:
-            batch.add_column(column.copy())
+        for column in _job_columns():
+            batch.add_column(column)
         batch.create_index("ix_jobs_lane_status_round", ["lane", "status", "fair_round", "id"])
         batch.create_index("ix_jobs_status_lease", ["status", "lease_until"])
     op.create_table(
@@ -70,5 +73,5 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_index("ix_jobs_status_lease")
         batch.drop_index("ix_jobs_lane_status_round")
-        for column in reversed(_JOB_COLUMNS):
+        for column in reversed(_job_columns()):
             batch.drop_column(column.name)

@@ -34,6 +34,9 @@ from bot.testing.harness import ROOMY_QUOTAS, Harness, run_bot
 from bot.testing.images import png_bytes
 from bot.testing.openai_api import FakeImagesAPI
 
+#: The whole bot on SQLite and on PostgreSQL (tests/conftest.py: both_engines).
+pytestmark = [pytest.mark.both_engines, pytest.mark.usefixtures("engine")]
+
 CATALOG = Catalog.load()
 DONE = CATALOG.text("status.done")
 #: dall-e-2 at 256x256 costs $0.016 an image.

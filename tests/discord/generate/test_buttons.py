@@ -12,6 +12,9 @@ from bot.testing.discord import FakeChannel, FakeMember, P, StoredMessage
 from bot.testing.harness import Harness, field_value, job_id_of, new_result, seen_ids
 from bot.testing.images import colour_of
 
+#: The whole bot on SQLite and on PostgreSQL (tests/conftest.py: both_engines).
+pytestmark = [pytest.mark.both_engines, pytest.mark.usefixtures("engine")]
+
 
 def png(side: int, colour: tuple[int, int, int, int]) -> bytes:
     buffer = io.BytesIO()

@@ -19,6 +19,9 @@ from bot.testing.discord import FakeDiscord, InteractionHandle, P, StoredMessage
 from bot.testing.harness import Harness, job_id_of, new_result, run_bot, seen_ids
 from bot.testing.openai_api import FakeImagesAPI
 
+#: The whole bot on SQLite and on PostgreSQL (tests/conftest.py: both_engines).
+pytestmark = [pytest.mark.both_engines, pytest.mark.usefixtures("engine")]
+
 PROMPT = "a paper boat on a puddle"
 
 

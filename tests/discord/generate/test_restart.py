@@ -8,6 +8,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from bot.config import DatabaseSettings, Settings, StorageSettings
 from bot.db.models import JobStatus
 from bot.discord.i18n import Catalog
@@ -17,6 +19,9 @@ from bot.testing.discord.models import walk_components
 from bot.testing.harness import job_id_of, new_result, run_bot, seen_ids
 from bot.testing.openai_api import FakeImagesAPI
 from bot.testing.postgres import scratch_database_url
+
+#: The whole bot on SQLite and on PostgreSQL (tests/conftest.py: both_engines).
+pytestmark = [pytest.mark.both_engines, pytest.mark.usefixtures("engine")]
 
 PROMPT = "a fox in the snow"
 DONE = Catalog.load().text("status.done")
