@@ -172,7 +172,9 @@ class FakeImagesAPI:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         #: ``POST /v1/moderations`` (bot.testing.openai_moderation): what it flags, its calls.
-        self.moderation = FakeModerations(api_key, self.spec_violations, _error, self._sleep)
+        self.moderation = FakeModerations(
+            lambda: self.api_key, self.spec_violations, _error, self._sleep
+        )
         self.base_url = ""
         self.origin = ""
 

@@ -73,12 +73,13 @@ ErrorAnswer = Callable[..., web.Response]
 class FakeModerations:
     def __init__(
         self,
-        api_key: str,
+        api_key: Callable[[], str],
         violations: list[str],
         error: ErrorAnswer,
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
-        """``violations``: the server's ``spec_violations``; ``error``: its error answers."""
+        """``api_key``: the server's key as it is now; ``violations``: its ``spec_violations``;
+        ``error``: its error answers; ``sleep``: its delay that ends when it shuts down."""
         self._api_key = api_key
         self._violations = violations
         self._error = error
@@ -124,7 +125,7 @@ class FakeModerations:
         return self._answer(call)
 
     def _answer(self, call: ModerationCall) -> web.Response:
-        if call.headers.get("Authorization", "") != f"Bearer {self._api_key}":
+        if call.headers.get("Authorization", "") != f"Bearer {self._api_key()}":
             return self._error(
                 401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
             )
