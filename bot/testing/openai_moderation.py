@@ -53,6 +53,14 @@ MODELS = frozenset(
         "text-moderation-stable",
     }
 )
+#: The error bodies of scripted failures by status: (type, message), as the real API words them.
+_ERRORS = {
+    401: ("invalid_request_error", "Incorrect API key provided."),
+    404: ("invalid_request_error", "Unknown request URL: POST /v1/moderations."),
+    429: ("requests", "Rate limit reached for requests. Please try again in 1s."),
+    500: ("server_error", "The server had an error while processing your request. Sorry!"),
+    503: ("server_error", "The engine is currently overloaded, please try again later."),
+}
 #: What the real API assumes without ``model`` (the spec's default).
 DEFAULT_MODEL = "omni-moderation-latest"
 
@@ -138,8 +146,7 @@ class FakeModerations:
             return self._error(400, violation, "invalid_request_error", "invalid_value")
         if self._failures:
             status, code, headers = self._failures.popleft()
-            kind = "requests" if status == 429 else "server_error"
-            message = "Rate limit reached." if status == 429 else "The server had an error."
+            kind, message = _ERRORS.get(status, _ERRORS[500])
             return self._error(status, message, kind, code, headers=headers)
         model = call.body.get("model") or DEFAULT_MODEL
         if model not in MODELS:
