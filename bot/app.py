@@ -290,7 +290,7 @@ async def open_bot(
             settings,
             prices=catalogues.prices,
             process=process,
-            precheck=build_precheck(settings, engine, storage.sessions),
+            content_check=build_precheck(settings, engine, storage.sessions),
         )
         rate_limited.pause = runner.rate_limited
         if metrics is not None:

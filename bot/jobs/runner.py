@@ -80,16 +80,17 @@ class JobRunner:
         prices: PriceTable,
         limiter: ImageRateLimiter | None = None,
         process: ProcessInfo | None = None,
-        precheck: Precheck | None = None,
+        content_check: Precheck | None = None,
     ) -> None:
         """``prices`` is the price table (bot.app builds it once); ``limiter`` replaces the one
         built from ``provider.images_per_minute`` (tests). Each backend has its own queue,
         concurrency and rate limit, ``[jobs] concurrency`` the total (bot.jobs.lanes).
         ``process``: who this process is among those sharing a PostgreSQL database.
-        ``precheck``: the moderation pre-check every job passes before its image request
-        (``[moderation] precheck = "block"``), None when it is off."""
+        ``content_check``: the moderation pre-check every job passes before its image request
+        (``[moderation] precheck = "block"``; not :meth:`precheck`, the admission's), None
+        when it is off."""
         self._engine = engine
-        self._precheck = precheck
+        self._content_check = content_check
         self._sessions = sessions
         self._settings = settings
         self._prices = prices
@@ -421,7 +422,7 @@ class JobRunner:
             if shared is not None and shared.take_cancel(job.id):
                 self._remote_cancels.add(job.id)
                 self._cancel_here(job.id)  # asked before it got here: stops at the next await
-            precheck = self._precheck
+            check = self._content_check
             try:
                 made = await make_images_failing_over(
                     self._engine,
@@ -430,7 +431,7 @@ class JobRunner:
                     trying=making.trying,
                     slot=lambda backend: (shared or self.dispatcher).slot(queued, backend.name),
                     progress=self._progress_of(job),
-                    screen=None if precheck is None else partial(precheck.screen, job),
+                    screen=None if check is None else partial(check.screen, job),
                 )
             except PRECHECK_REFUSALS:
                 # Never sent: its images count against no rate limit (the shared limit is
