@@ -19,19 +19,21 @@ import aiohttp
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bot.config import Settings
-from bot.db import create_engine, create_sessionmaker, installation, upgrade_database
+from bot.config import PRECHECK_NEEDS_OPENAI, Settings
+from bot.db import Sessions, create_engine, create_sessionmaker, installation, upgrade_database
 from bot.db.engine import Storage, enable_incremental_vacuum
 from bot.errors import ConfigError
 from bot.generation import ImageService
 from bot.imaging import ImageLimits, ImageWorker
 from bot.imaging.backend_masks import white_repaints
 from bot.jobs.processes import ProcessInfo
+from bot.moderation.precheck import Precheck
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
 from bot.ops.observe import count_spend_cap_refusals
 from bot.providers import ModelSpec, build_model_table
 from bot.providers.client import OnRateLimited
+from bot.providers.moderation import ModerationClient, moderation_backend
 from bot.providers.registry import build_backends, check_backends, configured
 from bot.quotas import PriceTable, price_table
 
@@ -214,6 +216,24 @@ async def open_engine(
         yield ImageService(settings, http, images, backends)
 
 
+def build_precheck(settings: Settings, engine: ImageService, sessions: Sessions) -> Precheck | None:
+    """The moderation pre-check on the OpenAI-type backend (``[provider]`` when it is one, else
+    the first such ``[backends.NAME]``), None when ``[moderation] precheck`` is off."""
+    moderation = settings.moderation
+    if moderation.precheck == "off":
+        return None
+    backend = moderation_backend(engine.backends)
+    if backend is None:
+        raise ConfigError(PRECHECK_NEEDS_OPENAI)
+    log.info(
+        "moderation pre-check on: %s on backend %s (on error: %s)",
+        moderation.precheck_model,
+        backend.name,
+        moderation.precheck_on_error,
+    )
+    return Precheck(moderation, ModerationClient(backend, moderation.precheck_model), sessions)
+
+
 @asynccontextmanager
 async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
     """The database, migrated to the latest schema before anyone uses it."""
@@ -265,7 +285,12 @@ async def open_bot(
         ) as engine,
     ):
         runner = JobRunner(
-            engine, storage.sessions, settings, prices=catalogues.prices, process=process
+            engine,
+            storage.sessions,
+            settings,
+            prices=catalogues.prices,
+            process=process,
+            content_check=build_precheck(settings, engine, storage.sessions),
         )
         rate_limited.pause = runner.rate_limited
         if metrics is not None:

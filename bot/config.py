@@ -296,6 +296,7 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     settings = _apply_env(settings, env)
     _check_quotas(settings)
     _check_backends(settings)
+    _check_moderation(settings)
     _check_database_url(settings.database.url, from_env=bool(env.get(DATABASE_URL_ENV)))
     return settings
 
@@ -440,6 +441,22 @@ def _check_backends(settings: Settings) -> None:
         if name in seen:
             raise ConfigError(f"provider.fallback: {name!r} is listed twice")
         seen.add(name)
+
+
+#: Why ``precheck = "block"`` cannot start without an OpenAI-type backend (config and app).
+PRECHECK_NEEDS_OPENAI = (
+    'moderation.precheck: "block" needs an OpenAI-type backend for the /moderations check '
+    '([provider] or a [backends.NAME] with type = "openai"; none is configured)'
+)
+
+
+def _check_moderation(settings: Settings) -> None:
+    """The pre-check asks an OpenAI-type backend's ``/moderations``: "block" needs one."""
+    if settings.moderation.precheck != "block":
+        return
+    everyone = [settings.provider, *settings.backends.values()]
+    if not any(backend.type == "openai" for backend in everyone):
+        raise ConfigError(PRECHECK_NEEDS_OPENAI)
 
 
 #: The async drivers the bot is built and tested with, and how to get each.

@@ -174,6 +174,12 @@ class Dispatcher:
         self._limiter.finish(job_id)
         self._wake.set()
 
+    def request_unsent(self, job_id: int) -> None:
+        """``job_id``'s request is not sent after all (the moderation pre-check refused it):
+        its images count against no rate limit."""
+        self._limiter.release(job_id)
+        self._wake.set()
+
     def wake(self) -> None:
         """Look again whether a job may start (a slot shared with others freed)."""
         self._wake.set()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -50,11 +50,16 @@ async def make_images_failing_over(
     job_id: int | None = None,
     trying: Callable[[Backend], None] | None = None,
     slot: Callable[[Backend], AbstractAsyncContextManager[None]] | None = None,
+    screen: Callable[[ImageOrder], Awaitable[None]] | None = None,
 ) -> Made:
     """Make ``order`` on its backend, else on the next of its fallbacks that can take it;
     raises the last outage when none can (BotError subclasses). ``trying`` is told each
     backend before it is asked; ``slot`` is held while one is asked (for a fallback, one of
-    that backend's own slots: the job's first backend gave it only its own)."""
+    that backend's own slots: the job's first backend gave it only its own).
+
+    ``screen`` (the moderation pre-check) is awaited once, with the order as it goes to the
+    first backend (its uploads normalized), before anything is asked or a slot held; what it
+    raises ends the job there."""
     first = service.backend_for(order)
     candidates = [first, *service.backends.fallbacks(first.name)]
     outage: ProviderUnavailable | None = None
@@ -75,6 +80,8 @@ async def make_images_failing_over(
                 extra={"job_id": job_id},
             )
             continue
+        if screen is not None and backend is first:
+            await screen(sent)
         if trying is not None:
             trying(backend)
         try:

@@ -69,6 +69,11 @@ class Lanes:
         for lane in self.lanes.values():  # only the job's own holds it; the others ignore it
             lane.request_done(job_id)
 
+    def request_unsent(self, job_id: int) -> None:
+        """``job_id`` was refused before its request went out: its images never count."""
+        for lane in self.lanes.values():
+            lane.request_unsent(job_id)
+
     def rate_limited(self, backend: str, seconds: float) -> None:
         """``backend`` answered 429 asking to wait ``seconds``: its lane starts nothing until
         then (its dispatcher finds out at its next look: the pause only makes waits longer)."""

@@ -114,6 +114,14 @@ class ImageRateLimiter:
         if images is not None:
             self._sent.append((self._clock(), images))
 
+    def release(self, key: Hashable) -> None:
+        """The request acquired under ``key`` is not sent after all (refused before it went
+        out): its images leave the window and give their spacing back; idempotent."""
+        images = self._flying.pop(key, None)
+        if images is not None:
+            self._in_window -= images
+            self._next_free -= images * self._interval
+
     @property
     def in_flight(self) -> int:
         """Images of requests acquired with a key and not finished yet."""

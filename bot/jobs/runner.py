@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.shared import SharedLanes
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
+from bot.moderation.precheck import PRECHECK_REFUSALS, Precheck
 from bot.providers import GeneratedImage, ModelSpec, Operation, streamed_partials
 from bot.providers.backend import Backend
 from bot.providers.progress import ProgressCallback, ProgressUpdate
@@ -78,12 +80,17 @@ class JobRunner:
         prices: PriceTable,
         limiter: ImageRateLimiter | None = None,
         process: ProcessInfo | None = None,
+        content_check: Precheck | None = None,
     ) -> None:
         """``prices`` is the price table (bot.app builds it once); ``limiter`` replaces the one
         built from ``provider.images_per_minute`` (tests). Each backend has its own queue,
         concurrency and rate limit, ``[jobs] concurrency`` the total (bot.jobs.lanes).
-        ``process``: who this process is among those sharing a PostgreSQL database."""
+        ``process``: who this process is among those sharing a PostgreSQL database.
+        ``content_check``: the moderation pre-check every job passes before its image request
+        (``[moderation] precheck = "block"``; not :meth:`precheck`, the admission's), None
+        when it is off."""
         self._engine = engine
+        self._content_check = content_check
         self._sessions = sessions
         self._settings = settings
         self._prices = prices
@@ -415,6 +422,7 @@ class JobRunner:
             if shared is not None and shared.take_cancel(job.id):
                 self._remote_cancels.add(job.id)
                 self._cancel_here(job.id)  # asked before it got here: stops at the next await
+            check = self._content_check
             try:
                 made = await make_images_failing_over(
                     self._engine,
@@ -423,7 +431,13 @@ class JobRunner:
                     trying=making.trying,
                     slot=lambda backend: (shared or self.dispatcher).slot(queued, backend.name),
                     progress=self._progress_of(job),
+                    screen=None if check is None else partial(check.screen, job),
                 )
+            except PRECHECK_REFUSALS:
+                # Never sent: its images count against no rate limit (the shared limit is
+                # taken only in the backend's slot, which it never reached).
+                self.dispatcher.request_unsent(job.id)
+                raise
             finally:
                 del self._making[job.id]
                 # The provider answered: the rate limit's window for these images starts now

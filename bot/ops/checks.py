@@ -28,7 +28,8 @@ from bot.jobs.leases import database_now, live_processes
 from bot.jobs.processes import is_shared
 from bot.logs import RedactSecrets
 from bot.providers.backend import Backend
-from bot.providers.registry import build_backends
+from bot.providers.moderation import ModerationClient, moderation_backend
+from bot.providers.registry import BackendSet, build_backends
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ async def check_backends(settings: Settings) -> list[CheckResult]:
         try:
             for backend in backends:
                 results.append(await _check_backend(backend, backends.settings[backend.name]))
+            if settings.moderation.precheck == "block":
+                results.append(await _check_precheck(backends, settings.moderation.precheck_model))
         finally:
             await backends.aclose()
     return results
@@ -169,6 +172,22 @@ async def _check_backend(backend: Backend, settings: ProviderSettings) -> CheckR
         reason = getattr(exc, "detail", "") or str(exc)
         return CheckResult(name, False, f"{settings.base_url} refused: {reason}")
     return CheckResult(name, True, f"{settings.base_url} {detail}")
+
+
+async def _check_precheck(backends: BackendSet, model: str) -> CheckResult:
+    """The moderation pre-check's endpoint answers (a compatible server may have none: then
+    every job is let through or refused by ``precheck_on_error``). Free, like the check."""
+    name = "moderation pre-check"
+    backend = moderation_backend(backends)
+    if backend is None:  # the settings refuse this already; said plainly all the same
+        return CheckResult(name, False, "no OpenAI-type backend to ask /moderations")
+    where = backends.settings[backend.name].base_url
+    try:
+        await ModerationClient(backend, model).check("a lighthouse at dusk")
+    except BotError as exc:
+        reason = getattr(exc, "detail", "") or str(exc)
+        return CheckResult(name, False, f"{where}/moderations refused: {reason}")
+    return CheckResult(name, True, f"{where}/moderations answers ({model}, backend {backend.name})")
 
 
 def _is_openai(base_url: str) -> bool:

@@ -184,6 +184,39 @@ class ImagesClient:
         )
         return _model_ids(body)
 
+    async def post_json(self, path: str, body: bytes) -> dict[str, Any]:
+        """POST ``body`` (JSON, encoded by the caller: off the event loop when it is large) to
+        ``path`` under this provider's base URL with the image calls' key, retries, timeouts and
+        error mapping (:mod:`bot.providers.moderation` asks ``/moderations`` this way).
+
+        Its 429s hold back no image request: an endpoint other than the images has its own
+        rate limit. Returns the answer's JSON object, or raises the typed errors.
+        """
+        headers = {"Content-Type": "application/json"}
+        if self._settings.api_key:
+            headers["Authorization"] = f"Bearer {self._settings.api_key}"
+        started = time.monotonic()
+        try:
+            status, answer = await self._request(
+                "POST",
+                self._base_url + path,
+                what=path,
+                headers=headers,
+                content=body,
+                classify=self._classify,
+                pauses_images=False,
+            )
+        except ProviderError as error:
+            if self._observe is not None:
+                self._observe(path, time.monotonic() - started, error.code or error.key)
+            raise
+        if self._observe is not None:
+            self._observe(path, time.monotonic() - started, None)
+        payload = _json_object(answer, status)
+        if "error" in payload:  # some compatible servers answer 200 with an error object
+            raise classify_error(400, {}, answer, self._secrets)
+        return payload
+
     # --- operations ----------------------------------------------------------------------------
 
     async def generate(
@@ -351,13 +384,17 @@ class ImagesClient:
         headers: Mapping[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
         form: Callable[[], aiohttp.FormData | None] | None = None,
+        content: bytes | None = None,
         max_redirects: int = 0,
         read: Callable[[aiohttp.ClientResponse], Awaitable[bytes]] | None = None,
+        pauses_images: bool = True,
     ) -> tuple[int, bytes]:
         """One HTTP exchange with retries; returns status and body of a 2xx answer.
 
         Every hop goes through ``fetch`` (hosts checked, body capped after decoding). ``read``
         takes a 2xx ``text/event-stream`` answer (bot.providers.streaming) and gives the body.
+        ``content``: a body already encoded; ``pauses_images``: a 429 that says how long to wait
+        holds this backend's image requests back (``on_rate_limited``).
         """
         max_retries = self._settings.max_retries
         attempt = 0
@@ -373,7 +410,7 @@ class ImagesClient:
                     max_redirects=max_redirects,
                     headers=headers,
                     json=json_body,
-                    data=form() if form else None,
+                    data=form() if form else content,
                     timeout=self._timeout,
                 ) as response:
                     if read is not None and response.status < 300 and is_event_stream(response):
@@ -390,7 +427,12 @@ class ImagesClient:
             error.possibly_billed = possibly_billed
             retryable = isinstance(error, RateLimited | ProviderUnavailable)
             wait = error.retry_after
-            if isinstance(error, RateLimited) and wait is not None and self._on_rate_limited:
+            if (
+                isinstance(error, RateLimited)
+                and wait is not None
+                and self._on_rate_limited
+                and pauses_images
+            ):
                 # The others wait no longer than the operator lets one request wait.
                 await self._on_rate_limited(
                     self.name, min(wait, self._settings.max_retry_wait_seconds)

@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.testing import openai_rules as rules
+from bot.testing.openai_moderation import FakeModerations
 from bot.testing.openai_stream import (
     ImageStreamAnswer,
     StreamFailure,
@@ -170,6 +171,10 @@ class FakeImagesAPI:
         self._files: dict[str, tuple[bytes, str, float]] = {}
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        #: ``POST /v1/moderations`` (bot.testing.openai_moderation): what it flags, its calls.
+        self.moderation = FakeModerations(
+            lambda: self.api_key, self.spec_violations, _error, self._sleep
+        )
         self.base_url = ""
         self.origin = ""
 
@@ -187,6 +192,7 @@ class FakeImagesAPI:
         app.router.add_post("/v1/images/{endpoint}", self._handle)
         app.router.add_get("/files/{name}", self._serve_file)
         app.router.add_get("/v1/models", self._list_models)
+        app.router.add_post("/v1/moderations", self.moderation.handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

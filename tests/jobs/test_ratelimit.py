@@ -84,3 +84,19 @@ def test_a_429s_retry_after_holds_back_every_request_until_then() -> None:
     assert limiter.delay(1) == 1.0
     clock.now += 1.0
     assert limiter.delay(1) == 0
+
+
+def test_a_request_released_unsent_gives_its_images_back() -> None:
+    """A job refused before its request went out (the moderation pre-check) counts for nothing:
+    the window and the spacing are as if it had never started."""
+    clock = Clock()
+    limiter = ImageRateLimiter(2, burst=2, clock=clock)
+    limiter.acquire(2, key="refused")
+    assert limiter.delay(1) > 0
+    limiter.release("refused")
+    assert limiter.in_flight == 0 and limiter.images_in_window == 0
+    assert limiter.delay(2) == 0
+    limiter.finish("refused")  # the dispatcher's own call afterwards changes nothing
+    assert limiter.images_in_window == 0
+    limiter.release("never acquired")
+    assert limiter.delay(2) == 0

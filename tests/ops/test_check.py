@@ -239,3 +239,27 @@ async def test_a_comfyui_backend_is_checked_and_an_unmappable_workflow_named(
     assert code != 0, out + err
     assert "txt2img.json" in out + err, out + err
     assert "Traceback" not in err
+
+
+async def test_the_moderation_pre_check_endpoint_is_checked_when_it_is_on(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    cfg = config(tmp_path, fake_discord, fake_images_api)
+    env = {"DISCORD_TOKEN": fake_discord.token, "OPENAI_API_KEY": fake_images_api.api_key}
+    code, out, err = await run_cli("check", "--config", cfg, env=env)
+    assert code == 0, out + err
+    assert "moderation pre-check" not in out  # off: nothing asked
+    assert fake_images_api.moderation.calls == []
+    append(cfg, '[moderation]\nprecheck = "block"\nprecheck_model = "omni-moderation-latest"\n')
+    code, out, err = await run_cli("check", "--config", cfg, env=env)
+    assert code == 0, out + err
+    line = result_line(out, "moderation pre-check")
+    assert line == (
+        f"[ok] moderation pre-check: {fake_images_api.base_url}/moderations answers "
+        "(omni-moderation-latest, backend default)"
+    )
+    fake_images_api.moderation.fail_next(404, code="unknown_url")  # a server without it
+    code, out, err = await run_cli("check", "--config", cfg, env=env)
+    assert code == 1
+    assert result_line(out, "moderation pre-check").startswith("[FAIL] moderation pre-check:")
+    assert fake_images_api.api_key not in out + err
