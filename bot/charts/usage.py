@@ -11,6 +11,7 @@ bundled DejaVu fonts have no CJK glyphs.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -107,10 +108,23 @@ def _stacked_bars(axes: Axes, days: Sequence[DayUsage]) -> None:
     axes.set_ylabel("images per day", color=INK)
 
 
-def _limit_line(axes: Axes, limit: int | None, label: str) -> None:
-    if limit is None:
-        return
-    axes.axhline(limit, color=LIMIT, linestyle="--", linewidth=1.4, label=f"{label} ({limit:,})")
+#: A limit more than this many times the highest bar is named in the legend, not drawn: an
+#: axis that reached up to it would flatten every bar (a roomy daily limit of 1,000 and days
+#: of 5 images).
+OFF_SCALE = 4
+
+
+def _threshold(
+    axes: Axes, value: float | None, highest: float, label: str, colour: str, style: str
+) -> float:
+    """The limit ``value`` as a labelled line; returns the height the axis must show."""
+    if value is None:
+        return highest
+    if highest > 0 and value > OFF_SCALE * highest:
+        axes.plot([], [], color=colour, linestyle=style, label=f"{label}: above the chart")
+        return highest
+    axes.axhline(value, color=colour, linestyle=style, linewidth=1.5, label=label)
+    return max(highest, value)
 
 
 def _headroom(axes: Axes, highest: float, floor: float = 1) -> None:
@@ -178,34 +192,31 @@ def server_chart(
     """
     figure, axes = _figure(1200, 600)
     _stacked_bars(axes, days)
-    _limit_line(axes, images_per_day, "daily image limit")
-    highest = max([day.total_images for day in days] + [images_per_day or 0])
-    _headroom(axes, highest)
+    highest = max((day.total_images for day in days), default=0)
+    label = f"daily image limit ({images_per_day or 0:,})"
+    _headroom(axes, _threshold(axes, images_per_day, highest, label, LIMIT, "--"))
     spend = axes.twinx()
     spend.tick_params(colors=INK, labelsize=9)
     for spine in spend.spines.values():
         spine.set_color(GRID)
     running = month_to_date(days)
-    spend.plot(
-        range(len(days)),
-        running,
-        color=SPEND,
-        linewidth=2.2,
-        marker="o",
-        markersize=3,
-        label="spend this month so far",
-    )
-    if spend_budget_micro is not None:
-        budget = spend_budget_micro / MICRO
-        spend.axhline(
-            budget,
+    # One line per month, not joined across the 1st, where the sum starts again.
+    starts = [i for i, day in enumerate(days) if i == 0 or day.day.day == 1] + [len(days)]
+    for number, (first, end) in enumerate(itertools.pairwise(starts)):
+        spend.plot(
+            range(first, end),
+            running[first:end],
             color=SPEND,
-            linestyle=":",
-            linewidth=1.6,
-            label=f"month budget ({_dollars(budget)})",
+            linewidth=2.2,
+            marker="o",
+            markersize=3,
+            label="spend this month so far" if number == 0 else None,
         )
-    top = max([*running, (spend_budget_micro or 0) / MICRO])
-    _headroom(spend, top, floor=0.01)
+    budget = None if spend_budget_micro is None else spend_budget_micro / MICRO
+    label = f"month budget ({_dollars(budget or 0)})"
+    _headroom(
+        spend, _threshold(spend, budget, max(running, default=0), label, SPEND, ":"), floor=0.01
+    )
     spend.yaxis.set_major_formatter(FuncFormatter(_dollars))
     spend.set_ylabel("spend (USD)", color=INK)
     axes.set_title(title, color=INK, fontsize=13, loc="left")
@@ -219,8 +230,9 @@ def member_chart(days: Sequence[DayUsage], *, title: str, daily_limit: int | Non
     """A member's days: stacked image bars and their daily limit (none when exempt). 800x400."""
     figure, axes = _figure(800, 400)
     _stacked_bars(axes, days)
-    _limit_line(axes, daily_limit, "your daily limit")
-    _headroom(axes, max([day.total_images for day in days] + [daily_limit or 0]))
+    highest = max((day.total_images for day in days), default=0)
+    label = f"your daily limit ({daily_limit or 0:,})"
+    _headroom(axes, _threshold(axes, daily_limit, highest, label, LIMIT, "--"))
     axes.set_title(title, color=INK, fontsize=12, loc="left")
     _legend(figure, axes)
     _empty_note(axes, days, "No images in these days yet")
