@@ -141,3 +141,9 @@ async def test_an_output_file_in_a_missing_folder_is_refused_first(tmp_path: Pat
     code, out, err = await run_cli("usage", "report", "--chart", str(chart), "--config", str(path))
     assert code == 2 and out == ""
     assert err == f"error: --chart {chart}: the folder {chart.parent} does not exist\n"
+
+
+async def test_the_report_has_help() -> None:
+    code, out, _ = await run_cli("usage", "report", "--help")
+    assert code == 0
+    assert "--month YYYY-MM" in out and "--csv FILE" in out and "--chart FILE" in out

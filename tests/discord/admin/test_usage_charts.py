@@ -11,6 +11,7 @@ import io
 import re
 from datetime import UTC, datetime
 
+import pytest
 from PIL import Image
 
 from bot.charts import OUTCOMES
@@ -82,3 +83,14 @@ async def test_usage_me_before_any_image_still_has_its_chart(bot: Harness) -> No
     message = await usage(bot, "me", user=bot.fake.admin)
     assert message.content.startswith("**You today:** 0 of 5 images used")
     assert len(colours(chart(message.files, (800, 400)))) > 5
+
+
+async def test_the_numbers_come_without_the_chart_when_it_cannot_be_drawn(
+    bot: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await made(bot, bot.fake.user, 1)
+    bot.bot.engine.images.close()  # the image worker takes no more work (as at shutdown)
+    message = await usage(bot, "server", user=bot.fake.admin)
+    assert message.content.splitlines()[1].startswith("Images: **1** of 500")
+    assert message.attachments == []
+    assert "usage chart" in caplog.text
