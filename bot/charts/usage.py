@@ -10,11 +10,14 @@ bundled DejaVu fonts have no CJK glyphs.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import ParamSpec, TypeVar
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -22,6 +25,23 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 MICRO = 1_000_000
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: One chart at a time. Separate Figures are independent, but matplotlib doesn't promise that
+#: its shared caches (fonts, text layout) are thread-safe, and the image worker has several
+#: threads. A chart takes a fraction of a second, so waiting for another costs little.
+_DRAWING = threading.Lock()
+
+
+def _one_at_a_time(draw: Callable[P, T]) -> Callable[P, T]:
+    @functools.wraps(draw)
+    def locked(*args: P.args, **kwargs: P.kwargs) -> T:
+        with _DRAWING:
+            return draw(*args, **kwargs)
+
+    return locked
+
 
 #: The outcomes a day's bar is stacked from, bottom first, with their labels and colours.
 OUTCOMES: dict[str, tuple[str, str]] = {
@@ -177,6 +197,7 @@ def month_to_date(days: Sequence[DayUsage]) -> list[float]:
     return running
 
 
+@_one_at_a_time
 def server_chart(
     days: Sequence[DayUsage],
     *,
@@ -226,6 +247,7 @@ def server_chart(
     return _png(figure)
 
 
+@_one_at_a_time
 def member_chart(days: Sequence[DayUsage], *, title: str, daily_limit: int | None) -> bytes:
     """A member's days: stacked image bars and their daily limit (none when exempt). 800x400."""
     figure, axes = _figure(800, 400)
@@ -240,6 +262,7 @@ def member_chart(days: Sequence[DayUsage], *, title: str, daily_limit: int | Non
     return _png(figure)
 
 
+@_one_at_a_time
 def month_chart(
     days: Sequence[DayUsage], servers: Sequence[ServerSpend], *, title: str, top: int = 10
 ) -> bytes:

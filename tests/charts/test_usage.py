@@ -6,6 +6,7 @@ empty chart is still a picture (the axes and a note), and each takes well under 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from datetime import date, timedelta
@@ -14,6 +15,7 @@ from PIL import Image
 
 from bot.charts import OUTCOMES, DayUsage, ServerSpend, member_chart, month_chart, server_chart
 from bot.charts.usage import BACKGROUND, SPEND, month_to_date
+from bot.imaging import ImageWorker
 
 START = date(2026, 11, 3)
 
@@ -113,3 +115,18 @@ def test_spend_so_far_starts_again_on_the_first_of_a_month() -> None:
         DayUsage(date(2026, 11, 29) + timedelta(days=i), spend_micro=1_000_000) for i in range(4)
     ]
     assert month_to_date(days) == [1.0, 2.0, 1.0, 2.0]
+
+
+async def test_charts_drawn_at_once_in_the_image_worker_are_all_whole() -> None:
+    days = busy_days()
+    with ImageWorker(2) as worker:
+        drawn = await asyncio.gather(
+            *(
+                worker.run(
+                    server_chart, days, title="x", images_per_day=10, spend_budget_micro=None
+                )
+                for _ in range(4)
+            )
+        )
+    assert len(set(drawn)) == 1  # the same picture each time: no thread spoiled another
+    opened(drawn[0], (1200, 600))
