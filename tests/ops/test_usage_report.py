@@ -6,18 +6,23 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlalchemy import update
 
 from bot.config import Settings
+from bot.db import Job, JobStatus, create_engine, create_sessionmaker, upgrade_database
+from bot.db.engine import Storage
+from bot.ops.usage_report import DMS, month_report
 from bot.testing.discord import FakeDiscord
 from bot.testing.harness import ROOMY_QUOTAS, Harness, made, make_settings, run_bot
 from bot.testing.openai_api import FakeImagesAPI
 from tests.bot_process import run_cli
 from tests.charts.test_usage import colours
+from tests.quotas.test_reports import GUILD, NOW, OTHER_GUILD, add_job
 
 
 def config(tmp_path: Path, settings: Settings) -> str:
@@ -147,3 +152,37 @@ async def test_the_report_has_help() -> None:
     code, out, _ = await run_cli("usage", "report", "--help")
     assert code == 0
     assert "--month YYYY-MM" in out and "--csv FILE" in out and "--chart FILE" in out
+
+
+async def test_the_month_is_a_utc_month_on_either_database(database_url: str) -> None:
+    """At store level on SQLite and PostgreSQL: the month's edges, the DMs, the day buckets."""
+    engine = create_engine(database_url)
+    await upgrade_database(engine)
+    storage = Storage(engine, create_sessionmaker(engine))
+    try:
+        await add_job(storage, n=2, at=datetime(2026, 11, 1, 0, 0, tzinfo=UTC))
+        await add_job(
+            storage, n=1, at=datetime(2026, 11, 30, 23, 59, tzinfo=UTC), guild=OTHER_GUILD
+        )
+        await add_job(storage, n=3, status=JobStatus.FAILED, at=NOW)
+        await add_job(storage, n=4, at=datetime(2026, 10, 31, 23, 59, tzinfo=UTC))  # October
+        await add_job(storage, n=5, at=datetime(2026, 12, 1, 0, 0, tzinfo=UTC))  # December
+        dm = await add_job(storage, n=1, at=NOW, guild=GUILD)
+        async with storage.sessions() as session, session.begin():
+            await session.execute(update(Job).where(Job.id == dm.id).values(guild_id=None))
+        later = datetime(2026, 12, 5, tzinfo=UTC)
+        report = await month_report(storage.sessions, date(2026, 11, 1), now=later)
+    finally:
+        await engine.dispose()
+    assert [(s.label, s.jobs, s.images, s.cost_micro) for s in report.servers] == [
+        (str(GUILD), 2, 2, 40_000),
+        (DMS, 1, 1, 20_000),
+        (str(OTHER_GUILD), 1, 1, 20_000),
+    ]
+    assert report.total.outcomes == {
+        "done": 3, "failed": 1, "cancelled": 0, "interrupted": 0, "pending": 0
+    }  # fmt: skip
+    # A past month has all its days; each day's spend is where its requests were queued.
+    assert len(report.days) == 30
+    assert report.days[0].spend_micro == 40_000 and report.days[-1].spend_micro == 20_000
+    assert report.days[20].spend_micro == 20_000  # the DM on the 21st (the failure cost nothing)
