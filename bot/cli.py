@@ -219,6 +219,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     copy.set_defaults(handler=handlers.db_copy)
 
+    usage = commands.add_parser(
+        "usage", help="usage reports", description="Usage reports from the usage ledger."
+    )
+    usage_commands = usage.add_subparsers(
+        dest="usage_command", required=True, metavar="USAGE_COMMAND"
+    )
+    report = usage_commands.add_parser(
+        "report",
+        parents=[config],
+        help="a month's images and spend across all servers and direct messages",
+        description=(
+            "Print a month's totals (requests, images, spend), requests by outcome and the top "
+            "servers by spend, across all servers and direct messages. Months are UTC, as the "
+            "[quotas] total_spend caps count them."
+        ),
+    )
+    report.add_argument(
+        "--month", metavar="YYYY-MM", help="the month to report (default: this month, UTC)"
+    )
+    report.add_argument(
+        "--csv", type=Path, metavar="FILE", help="also write one row per server to FILE"
+    )
+    report.add_argument(
+        "--chart",
+        type=Path,
+        metavar="FILE",
+        help="also write a PNG chart to FILE: spend per day and the top servers",
+    )
+    report.set_defaults(handler=handlers.usage_report)
+
     imagine = commands.add_parser(
         "imagine",
         parents=[config],

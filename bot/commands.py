@@ -68,6 +68,17 @@ async def db_copy(args: argparse.Namespace, settings: Settings, catalogues: Cata
     return await copy_bot_database(settings, args.source or settings.database.url, args.to)
 
 
+async def usage_report(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
+    from bot.ops.usage_report import usage_report as report
+
+    # The report is the output: Alembic's INFO lines about a migration would bury it.
+    logging.disable(logging.INFO)
+    try:
+        return await report(settings, args.month, args.csv, args.chart)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 async def run_bot(args: argparse.Namespace, settings: Settings, catalogues: Catalogues) -> int:
     process = process_info(
         settings,

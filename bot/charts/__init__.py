@@ -3,3 +3,21 @@
 Pure synchronous code like bot.imaging: callers run it off the event loop (the image worker).
 Knows nothing of Discord or the database.
 """
+
+from bot.charts.usage import (
+    OUTCOMES,
+    DayUsage,
+    ServerSpend,
+    member_chart,
+    month_chart,
+    server_chart,
+)
+
+__all__ = [
+    "OUTCOMES",
+    "DayUsage",
+    "ServerSpend",
+    "member_chart",
+    "month_chart",
+    "server_chart",
+]

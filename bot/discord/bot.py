@@ -113,6 +113,7 @@ class ImageBot(commands.Bot):
             self.catalog,
             self.storage.sessions,
             self.settings.quotas,
+            self.engine.images,
             (self.engine.backends, self.runner.backends),
         )
         listener: JobListener = self.delivery

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import discord
@@ -88,12 +88,17 @@ async def report_error(
 
 
 async def send_private(
-    interaction: discord.Interaction[Any], text: str, *, file: discord.File | None = None
+    interaction: discord.Interaction[Any],
+    text: str,
+    *,
+    file: discord.File | None = None,
+    files: Sequence[discord.File] = (),
 ) -> None:
     """A private message by whichever route is open: the response, else a follow-up (after
     a defer or an earlier answer). Cut to Discord's message limit."""
     text = clip(text)
-    extra: dict[str, Any] = {"file": file} if file is not None else {}
+    attached = [*([file] if file is not None else []), *files]
+    extra: dict[str, Any] = {"files": attached} if attached else {}
     if interaction.response.is_done():
         await interaction.followup.send(text, ephemeral=True, **extra)
     else:

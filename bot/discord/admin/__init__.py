@@ -18,6 +18,7 @@ from bot.discord.admin._quota import QuotaGroup
 from bot.discord.admin._settings import SettingsGroup
 from bot.discord.admin._usage import UsageGroup
 from bot.discord.i18n import Catalog
+from bot.imaging import ImageWorker
 from bot.jobs.backends import BackendChoice
 from bot.providers.registry import BackendSet
 
@@ -27,12 +28,15 @@ def setup(
     catalog: Catalog,
     sessions: Sessions,
     quotas: QuotaSettings,
+    images: ImageWorker,
     backends: tuple[BackendSet, BackendChoice] | None = None,
 ) -> None:
-    """/quota and /usage; /settings too when ``backends`` has more than one backend."""
+    """/quota and /usage; /settings too when ``backends`` has more than one backend.
+
+    ``images`` is the bot's image worker: /usage draws its charts there."""
     groups: list[app_commands.Group] = [
         QuotaGroup(catalog, sessions, quotas),
-        UsageGroup(catalog, sessions, quotas),
+        UsageGroup(catalog, sessions, quotas, images),
     ]
     if backends is not None and len(backends[0].names()) > 1:
         groups.append(SettingsGroup(catalog, sessions, *backends))

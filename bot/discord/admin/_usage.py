@@ -4,23 +4,30 @@ Discord cannot have ``/usage`` be both a command and the parent of ``/usage serv
 subcommands of one group. ``default_member_permissions`` applies to a whole top-level command, so
 the group stays visible to everyone and ``/usage server`` checks Manage Server when it runs.
 Numbers come from :mod:`bot.quotas.reports`, which reads them the way the quota check does.
+Both attach a chart of the last 30 days (:mod:`bot.charts`), drawn in the image worker's threads:
+a chart takes a few hundred milliseconds of CPU, which would stall the event loop. A chart that
+fails to draw is logged and left out; the numbers are still sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from typing import Any
 
 import discord
 from discord import app_commands
 
+from bot.charts import DayUsage, member_chart, server_chart
 from bot.config import QuotaSettings
 from bot.db import Sessions
 from bot.discord.admin._quota import count, require_manage_guild
 from bot.discord.i18n import Catalog, text
 from bot.discord.markup import discord_time
 from bot.discord.tree import send_private
+from bot.imaging import ImageWorker
+from bot.quotas.history import CHART_DAYS, daily_usage
 from bot.quotas.policy import usd, zone
 from bot.quotas.reports import (
     MemberUsage,
@@ -30,6 +37,17 @@ from bot.quotas.reports import (
     member_usage,
     server_report,
 )
+
+log = logging.getLogger(__name__)
+
+
+def chart_name(kind: str, owner: int, days: list[DayUsage]) -> str:
+    """``usage-server-<guild>-<local today>.png`` (or ``member``)."""
+    return f"usage-{kind}-{owner}-{days[-1].day:%Y-%m-%d}.png"
+
+
+def _span(days: list[DayUsage]) -> str:
+    return f"{days[0].day:%b %d} to {days[-1].day:%b %d}"
 
 
 def me_text(catalog: Catalog, locale: Any, used: MemberUsage) -> str:
@@ -137,12 +155,24 @@ def server_text(catalog: Catalog, locale: Any, report: ServerReport) -> str:
 
 
 class UsageGroup(app_commands.Group):
-    def __init__(self, catalog: Catalog, sessions: Sessions, quotas: QuotaSettings) -> None:
+    def __init__(
+        self, catalog: Catalog, sessions: Sessions, quotas: QuotaSettings, images: ImageWorker
+    ) -> None:
         super().__init__(
             name=text("usage", "cmd.usage.name"),
             description=text("Images used and what is left", "cmd.usage.description"),
         )
         self.catalog, self.sessions, self.quotas = catalog, sessions, quotas
+        self.images = images
+
+    async def _chart(self, name: str, draw: Any, *args: Any, **kwargs: Any) -> list[discord.File]:
+        """The chart as an attachment, drawn in the image worker; none if drawing failed."""
+        try:
+            data: bytes = await self.images.run(draw, *args, **kwargs)
+        except Exception:
+            log.exception("the usage chart %s could not be drawn", name)
+            return []
+        return [discord.File(io.BytesIO(data), filename=name)]
 
     @app_commands.command(
         name=text("me", "cmd.usage.me.name"),
@@ -153,15 +183,25 @@ class UsageGroup(app_commands.Group):
     async def me(self, interaction: discord.Interaction[Any]) -> None:
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
+        await interaction.response.defer(ephemeral=True, thinking=True)
         roles = getattr(interaction.user, "roles", ())
+        guild_id, user_id = interaction.guild_id, interaction.user.id
         used = await member_usage(
-            self.sessions,
-            self.quotas,
-            interaction.guild_id,
-            interaction.user.id,
-            [role.id for role in roles],
+            self.sessions, self.quotas, guild_id, user_id, [role.id for role in roles]
         )
-        await send_private(interaction, me_text(self.catalog, interaction.locale, used))
+        days = await daily_usage(
+            self.sessions, guild_id, used.limits.timezone, user_id=user_id, days=CHART_DAYS
+        )
+        chart = await self._chart(
+            chart_name("member", user_id, days),
+            member_chart,
+            days,
+            title=f"Your images, {_span(days)} ({used.limits.timezone})",
+            daily_limit=used.member_limit,
+        )
+        await send_private(
+            interaction, me_text(self.catalog, interaction.locale, used), files=chart
+        )
 
     @app_commands.command(
         name=text("server", "cmd.usage.server.name"),
@@ -180,8 +220,18 @@ class UsageGroup(app_commands.Group):
         sessions, catalog, locale = self.sessions, self.catalog, interaction.locale
         report = await server_report(sessions, self.quotas, guild_id)
         content = server_text(catalog, locale, report)
+        limits = report.limits
+        days = await daily_usage(sessions, guild_id, limits.timezone, days=CHART_DAYS)
+        chart = await self._chart(
+            chart_name("server", guild_id, days),
+            server_chart,
+            days,
+            title=f"Images and spend, {_span(days)} ({limits.timezone})",
+            images_per_day=limits.images_per_day,
+            spend_budget_micro=limits.spend_per_month_micro,
+        )
         if not csv:
-            await send_private(interaction, content)
+            await send_private(interaction, content, files=chart)
             return
         rows = await ledger_rows(sessions, guild_id, report.period)
         # A busy server's month is thousands of rows: format them off the event loop.
@@ -189,10 +239,10 @@ class UsageGroup(app_commands.Group):
         if len(data) > interaction.filesize_limit:
             megabytes = round(len(data) / 1_000_000, 1)
             extra = catalog.text("usage.server.csv_too_large", locale, size=megabytes)
-            await send_private(interaction, f"{content}\n{extra}")
+            await send_private(interaction, f"{content}\n{extra}", files=chart)
             return
         local = report.period.month_start.astimezone(zone(report.limits.timezone))
         name = f"usage-{guild_id}-{local:%Y-%m}.csv"
         extra = catalog.text("usage.server.csv", locale, rows=len(rows))
         file = discord.File(io.BytesIO(data), filename=name)
-        await send_private(interaction, f"{content}\n{extra}", file=file)
+        await send_private(interaction, f"{content}\n{extra}", files=[*chart, file])

@@ -63,6 +63,11 @@ async def failed(h: Harness, member: FakeMember) -> None:
     await h.idle()
 
 
+def csv_files(message: StoredMessage) -> list[tuple[str, bytes]]:
+    """The message's CSV attachments (the chart is attached beside it)."""
+    return [(name, data) for name, data in message.files.items() if name.endswith(".csv")]
+
+
 def resets() -> tuple[str, str]:
     period = periods(datetime.now(UTC), "UTC")
     return discord_time(period.next_day), discord_time(period.next_month)
@@ -142,7 +147,8 @@ async def test_usage_server_totals_top_members_and_models(bot: Harness) -> None:
         "**By model:**",
         "• dall-e-2: 3 requests, 4 images, $0.08",
     ]
-    assert not (await usage(bot, "server", user=fake.admin)).attachments
+    [chart] = (await usage(bot, "server", user=fake.admin)).attachments
+    assert chart.filename.endswith(".png")  # the chart (see test_usage_charts.py)
 
 
 async def test_usage_server_with_no_images_yet_in_japanese(bot: Harness) -> None:
@@ -157,7 +163,7 @@ async def test_usage_server_csv_has_one_row_per_job(bot: Harness) -> None:
     await made(bot, fake.admin, 1)
     message = await usage(bot, "server", {"csv": True}, user=fake.admin)
     assert message.content.endswith("This month's ledger is attached (3 rows).")
-    [(name, data)] = message.files.items()
+    [(name, data)] = csv_files(message)
     assert re.fullmatch(rf"usage-{fake.guild.id}-\d{{4}}-\d{{2}}\.csv", name)
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
     assert len(rows) == 3
@@ -211,7 +217,7 @@ async def test_a_request_that_timed_out_is_shown_as_possibly_billed_spend(
             "without images."
         )
         message = await usage(h, "server", {"csv": True}, user=h.fake.admin)
-        [data] = message.files.values()
+        [(_, data)] = csv_files(message)
         rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
         assert [(r["cost_usd"], r["possibly_billed"]) for r in rows] == [
             ("0.020000", ""),
