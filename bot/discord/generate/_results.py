@@ -72,10 +72,13 @@ def build_result(
     catalog: Catalog,
     limit: int,
     seeds: Sequence[int | None] = (),
+    shapes: Sequence[tuple[int, int]] = (),
 ) -> list[ResultPart]:
     """The messages that show ``job``'s images; the first carries the details.
 
-    ``seeds``: each image's seed (Stable Diffusion backends), shown and offered to redo with."""
+    ``seeds``: each image's seed (Stable Diffusion backends), shown and offered to redo with.
+    ``shapes``: each image's width and height: a result of one image gets the studio rows
+    (bot.studio), with Make Square when that image is not square."""
     locale = job.locale
     known = [seed for seed in seeds if seed is not None]
     groups = split_for_upload(uploads, limit)
@@ -106,6 +109,8 @@ def build_result(
                     with_actions=part_number == 0,
                     remix=job.operation != "vary",
                     same_seed=known[0] if known else None,
+                    single=len(uploads) == 1,
+                    square=not shapes or shapes[0][0] == shapes[0][1],
                 ),
                 allowed_mentions=requester_only(job.user_id),
             )

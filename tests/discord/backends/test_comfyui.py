@@ -161,7 +161,8 @@ async def test_the_vary_button_keeps_the_sd_options_with_a_new_seed(
     before = seen_ids(fake)
     options = {"negative": "fog", "seed": 4242, "steps": 9, "guidance": 5.5, "sampler": "heun"}
     await fake.slash(
-        "imagine", {"prompt": "a red bicycle", "checkpoint": "sd_xl_base_1.0", **options}
+        "imagine",
+        {"prompt": "a red bicycle", "checkpoint": "sd_xl_base_1.0", "count": 2, **options},
     )
     first = await new_result(sd, before)
     before = seen_ids(fake)
