@@ -175,3 +175,16 @@ async def test_the_vary_button_keeps_the_sd_options_with_a_new_seed(
     assert (sampler["steps"], sampler["cfg"], sampler["sampler_name"]) == (9, 5.5, "heun")
     assert sampler["seed"] != 4242  # a variation is another take
     assert comfy.sent_inputs("imagebot:checkpoint")["ckpt_name"] == "sd_xl_base_1.0.safetensors"
+
+
+@pytest.mark.parametrize(("action", "denoise"), [("vary_subtle", 0.35), ("vary_strong", 0.8)])
+async def test_vary_subtle_and_strong_set_the_ksamplers_denoise(
+    sd: Harness, comfy: FakeComfyUI, action: str, denoise: float
+) -> None:
+    first = await imagine(sd, n=1)
+    before = seen_ids(sd.fake)
+    click = await sd.fake.click(first, f"ib:act:{action}:{job_id_of(first)}:0", user=sd.fake.user)
+    await click.response()
+    await new_result(sd, before)
+    assert comfy.sent_graph()["10"]["class_type"] == "LoadImage"  # img2img of the result
+    assert comfy.sent_inputs("imagebot:seed")["denoise"] == denoise
