@@ -341,6 +341,35 @@ WHOLE_IMAGE_ACTIONS = frozenset({"vary_subtle", "vary_strong"})
 #: A pan asks for a canvas this much longer along the pan (the model's nearest size is used).
 PAN_EXTENT = 1.5
 
+SUBTLE_INSTRUCTION = (
+    "Make a subtle variation of this image: keep the subject, composition, colours and style, "
+    "changing only small details."
+)
+STRONG_INSTRUCTION = (
+    "Reimagine this image with notable changes to composition, pose and details, keeping its "
+    "subject and style."
+)
+CANVAS_INSTRUCTION = (
+    "Fill the transparent area so that the picture continues seamlessly beyond its old edges."
+)
+#: What a studio action's edit tells a model that takes instructions (not Stable Diffusion,
+#: whose prompt describes a picture): added when it is sent, so the job keeps the result's own
+#: prompt (shown, remixed, and used again by the next action without doubling the instruction).
+ACTION_INSTRUCTIONS: dict[str, str] = {
+    "vary_subtle": SUBTLE_INSTRUCTION,
+    "vary_strong": STRONG_INSTRUCTION,
+    **dict.fromkeys(CANVAS_ACTIONS, CANVAS_INSTRUCTION),
+}
+
+
+def instructed_prompt(order: ImageOrder, spec: ModelSpec, backend: Backend) -> str:
+    """The prompt an edit is sent with: a studio action's instruction, then what the image
+    shows (the order's prompt), within the model's limit."""
+    instruction = ACTION_INSTRUCTIONS.get(order.action or "")
+    if instruction is None or backend.features.sd_options:
+        return order.prompt
+    return f"{instruction} The image shows: {order.prompt.strip()}"[: spec.max_prompt_chars]
+
 
 def canvas_shape(recipe: CanvasRecipe, source: tuple[int, int]) -> tuple[int, int]:
     """The canvas a recipe wants for a ``source``-sized picture, before the model's sizes."""
@@ -410,6 +439,7 @@ async def send_order(
     shapes = shape_spec(spec, service.settings.quotas.allowed_sizes)
     order = replace(sent, size=_output_size(sent.size, png_dimensions(image), shapes))
     if order.operation is Operation.EDIT:
+        order = replace(order, prompt=instructed_prompt(order, spec, backend))
         edit = build_request(order, spec, image, order.mask)
         return await backend.edit(_as(EditRequest, edit), progress=progress)
     vary = build_request(order, spec, image)

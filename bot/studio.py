@@ -79,20 +79,8 @@ def studio_order(backends: BackendSet, made: ImageOrder, action: StudioAction) -
 #: and the palette (the backends' own default for a plain variation is 0.6).
 SUBTLE_STRENGTH = 0.35
 STRONG_STRENGTH = 0.8
-SUBTLE_INSTRUCTION = (
-    "Make a subtle variation of this image: keep the subject, composition, colours and style, "
-    "changing only small details."
-)
-STRONG_INSTRUCTION = (
-    "Reimagine this image with notable changes to composition, pose and details, keeping its "
-    "subject and style."
-)
-#: What an outpainting edit on the OpenAI models is told; the prompt of the result follows.
-CANVAS_INSTRUCTION = (
-    "Fill the transparent area so that the picture continues seamlessly beyond its old edges."
-)
-#: The prompt of an outpainting or variation whose result had none (a variation of an upload).
-NO_PROMPT = "the same scene, continued seamlessly"
+#: The prompt of an action on a result that had none (a variation of an upload).
+NO_PROMPT = "the picture"
 
 
 def _source(backends: BackendSet, made: ImageOrder) -> tuple[Backend, ModelSpec]:
@@ -128,14 +116,6 @@ def _base(backend: Backend, spec: ModelSpec, made: ImageOrder, action: StudioAct
     )
 
 
-def _instructed(spec: ModelSpec, instruction: str, prompt: str) -> str:
-    """An instruction for the OpenAI models, then what the image shows, within the limit."""
-    if not prompt.strip():
-        return instruction
-    text = f"{instruction} The image shows: {prompt.strip()}"
-    return text[: spec.max_prompt_chars]
-
-
 def _vary(action: StudioAction) -> OrderBuilder:
     subtle = action is StudioAction.VARY_SUBTLE
 
@@ -151,12 +131,10 @@ def _vary(action: StudioAction) -> OrderBuilder:
             return dataclasses.replace(order, operation=Operation.VARY)
         if not spec.supports(Operation.EDIT):
             raise ActionUnsupported(reason=f"{spec.name} has no edits")
-        instruction = SUBTLE_INSTRUCTION if subtle else STRONG_INSTRUCTION
+        # The instruction is added when it is sent (bot.generation.instructed_prompt).
         fidelity = ("high" if subtle else "low") if spec.input_fidelity else None
         return dataclasses.replace(
-            order,
-            prompt=_instructed(spec, instruction, made.prompt),
-            input_fidelity=fidelity,
+            order, prompt=made.prompt.strip() or NO_PROMPT, input_fidelity=fidelity
         )
 
     return build
@@ -167,10 +145,9 @@ def _outpaint(action: StudioAction) -> OrderBuilder:
         backend, spec = _source(backends, made)
         if not spec.supports(Operation.EDIT):
             raise ActionUnsupported(reason=f"{spec.name} has no edits to paint a new area with")
+        # The OpenAI models are told what to do when it is sent (generation.instructed_prompt).
         order = _base(backend, spec, made, action)
-        if backend.features.sd_options:
-            return dataclasses.replace(order, prompt=made.prompt.strip() or NO_PROMPT)
-        return dataclasses.replace(order, prompt=_instructed(spec, CANVAS_INSTRUCTION, made.prompt))
+        return dataclasses.replace(order, prompt=made.prompt.strip() or NO_PROMPT)
 
     return build
 

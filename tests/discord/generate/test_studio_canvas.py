@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from bot.config import Settings
+from bot.generation import CANVAS_INSTRUCTION
 from bot.jobs import store
-from bot.studio import CANVAS_INSTRUCTION
 from bot.testing.discord import FakeDiscord, StoredMessage
 from bot.testing.harness import Harness, field_value, job_id_of, new_result, run_bot, seen_ids
 from bot.testing.images import colour_of

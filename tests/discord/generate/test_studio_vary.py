@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from bot.config import ProviderSettings, Settings
-from bot.studio import STRONG_INSTRUCTION, STRONG_STRENGTH, SUBTLE_INSTRUCTION, SUBTLE_STRENGTH
+from bot.generation import STRONG_INSTRUCTION, SUBTLE_INSTRUCTION
+from bot.studio import STRONG_STRENGTH, SUBTLE_STRENGTH
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord, StoredMessage
 from bot.testing.harness import (
