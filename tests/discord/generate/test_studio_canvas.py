@@ -3,6 +3,7 @@ and mask each click sends, checked pixel by pixel against the result it was clic
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import AsyncIterator, Callable
 
@@ -13,7 +14,15 @@ from bot.config import Settings
 from bot.generation import CANVAS_INSTRUCTION
 from bot.jobs import store
 from bot.testing.discord import FakeDiscord, StoredMessage
-from bot.testing.harness import Harness, field_value, job_id_of, new_result, run_bot, seen_ids
+from bot.testing.harness import (
+    ROOMY_QUOTAS,
+    Harness,
+    field_value,
+    job_id_of,
+    new_result,
+    run_bot,
+    seen_ids,
+)
 from bot.testing.images import colour_of
 from bot.testing.openai_api import FakeImagesAPI, RecordedRequest
 
@@ -194,3 +203,22 @@ async def test_a_studio_button_from_before_a_restart_still_works(
         _, request = await act(second_bot, old, "pan_right")
     assert opaque_box(sent(request, "image")) == (0, 0, 192, 256)
     assert fake_discord.spec_violations == [] and fake_images_api.spec_violations == []
+
+
+async def test_an_action_counts_against_the_members_daily_images(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    quotas = dataclasses.replace(ROOMY_QUOTAS, member_images_per_day=2)
+    async with run_bot(fake_discord, fake_images_api, settings_factory(quotas=quotas)) as h:
+        result = await imagine(h, "256x256")  # the first of the member's two
+        zoomed, _ = await act(h, result, "zoom_2")  # the second
+        calls = len(h.api.requests)
+        click = await h.fake.click(
+            zoomed, f"ib:act:pan_left:{job_id_of(zoomed)}:0", user=h.fake.user
+        )
+        answer = await click.wait_message()
+        await h.idle()
+    assert answer.ephemeral and answer.content.startswith("You have used your 2 images for today")
+    assert len(h.api.requests) == calls
