@@ -188,3 +188,21 @@ async def test_vary_subtle_and_strong_set_the_ksamplers_denoise(
     await new_result(sd, before)
     assert comfy.sent_graph()["10"]["class_type"] == "LoadImage"  # img2img of the result
     assert comfy.sent_inputs("imagebot:seed")["denoise"] == denoise
+
+
+async def test_zoom_out_inpaints_only_the_new_border(sd: Harness, comfy: FakeComfyUI) -> None:
+    first = await imagine(sd, n=1)
+    before = seen_ids(sd.fake)
+    click = await sd.fake.click(first, f"ib:act:zoom_2:{job_id_of(first)}:0", user=sd.fake.user)
+    await click.response()
+    zoomed = await new_result(sd, before)
+    assert comfy.sent_graph()["13"]["class_type"] == "LoadImageMask"  # the inpaint workflow
+    with (
+        Image.open(io.BytesIO(first.files["image_1.png"])) as source,
+        Image.open(io.BytesIO(zoomed.files["image_1.png"])) as picture,
+    ):
+        assert picture.size == source.size
+        middle = (source.width // 2, source.height // 2)
+        colour = source.convert("RGB").getpixel(middle)
+        assert picture.convert("RGB").getpixel(middle) == colour  # the picture, kept
+        assert picture.convert("RGB").getpixel((2, 2)) != colour  # the border, painted

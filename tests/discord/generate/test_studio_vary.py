@@ -196,3 +196,13 @@ async def test_a1111_zoom_out_inpaints_the_border_white_on_black(
     assert mask.point(lambda v: 0 if v else 255).getbbox() == (128, 128, 384, 384)
     picture = decoded(base64.b64decode(body["init_images"][0])).convert("RGB")
     assert picture.getpixel((256, 256)) == colour_of(result.files["image_1.png"])
+
+
+async def test_a1111_pan_right_widens_the_canvas_and_masks_the_right_band(
+    sd: Harness, a1111: FakeAutomatic1111
+) -> None:
+    await act(sd, await imagine(sd, "512x512"), "pan_right")
+    (body,) = img2img_bodies(a1111)
+    assert (body["width"], body["height"]) == (768, 512)
+    mask = decoded(base64.b64decode(body["mask"])).convert("L")
+    assert mask.size == (768, 512) and mask.getbbox() == (512, 0, 768, 512)
