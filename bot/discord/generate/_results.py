@@ -185,7 +185,28 @@ def seed_text(seeds: Sequence[int | None]) -> str:
     return ", ".join(f"{i}: {seed}" for i, seed in enumerate(seeds, 1) if seed is not None)
 
 
+#: The name of each canvas or variation action (bot.studio) in a result's title: its button's
+#: label, or for the pans (emoji buttons) a name of their own.
+ACTION_NAMES = {
+    "vary_subtle": "button.vary_subtle",
+    "vary_strong": "button.vary_strong",
+    "zoom_2": "button.zoom_2",
+    "zoom_1_5": "button.zoom_1_5",
+    "square": "button.square",
+    "pan_left": "result.pan_left",
+    "pan_right": "result.pan_right",
+    "pan_up": "result.pan_up",
+    "pan_down": "result.pan_down",
+}
+
+
 def _title(job: Job, catalog: Catalog) -> str:
+    name = ACTION_NAMES.get(job.action or "")
+    if name is not None and job.source_index is not None:
+        action = catalog.text(name, job.locale)
+        return catalog.text(
+            "result.action_of", job.locale, action=action, index=job.source_index + 1
+        )
     if job.operation == "vary":
         if job.source_index is not None:
             return catalog.text("result.vary_of", job.locale, index=job.source_index + 1)

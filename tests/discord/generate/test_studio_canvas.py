@@ -113,7 +113,8 @@ async def test_pan_right_makes_a_wider_canvas_with_the_new_band_on_the_right(gpt
     result = await imagine(gpt, "1024x1024")
     colour = colour_of(result.files["image_1.png"])
 
-    _, request = await act(gpt, result, "pan_right")
+    panned, request = await act(gpt, result, "pan_right")
+    assert panned.embeds[0]["title"] == "Pan right of image 1"
 
     canvas = sent(request, "image")
     assert canvas.size == (1536, 1024) and request.body["size"] == "1536x1024"

@@ -86,6 +86,8 @@ async def test_gpt_image_variations_edit_the_whole_image_at_high_or_low_fidelity
     assert image is not None and decoded(image.data).size == (1024, 1024)
     assert colour_of(image.data) == colour_of(result.files["image_1.png"])
     assert len(varied.attachments) == 1 and field_value(varied, "Cost") != "$0.00"
+    title = "Vary (Subtle)" if action == "vary_subtle" else "Vary (Strong)"
+    assert varied.embeds[0]["title"] == f"{title} of image 1"
 
 
 async def test_gpt_image_1_mini_varies_without_input_fidelity(
