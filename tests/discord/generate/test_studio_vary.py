@@ -6,8 +6,10 @@ AUTOMATIC1111 inpaints the border."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from bot.testing.harness import (
     a1111_backend,
     field_value,
     job_id_of,
+    make_settings,
     new_result,
     run_bot,
     seen_ids,
@@ -208,3 +211,32 @@ async def test_a1111_pan_right_widens_the_canvas_and_masks_the_right_band(
     assert (body["width"], body["height"]) == (768, 512)
     mask = decoded(base64.b64decode(body["mask"])).convert("L")
     assert mask.size == (768, 512) and mask.getbbox() == (512, 0, 768, 512)
+
+
+async def test_an_action_on_a_result_whose_backend_this_server_lost_is_built_for_its_new_one(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    a1111: FakeAutomatic1111,
+) -> None:
+    gpu = ProviderSettings(**a1111_backend(a1111))
+    settings = make_settings(tmp_path, fake_discord, fake_images_api, backends={"gpu": gpu})
+    async with run_bot(fake_discord, fake_images_api, settings, a1111=a1111) as h:
+        chosen = await h.fake.slash(
+            "settings", {"name": "gpu"}, subcommand="backend", user=h.fake.admin
+        )
+        await chosen.wait_message()
+        result = await imagine(h, "512x512")
+
+    # The GPU server is kept for another server only: this one is back on dall-e-2.
+    elsewhere = dataclasses.replace(gpu, enabled_guilds=(1,))
+    async with run_bot(
+        fake_discord, fake_images_api, dataclasses.replace(settings, backends={"gpu": elsewhere})
+    ) as h:
+        await act(h, result, "vary_subtle")
+
+    # dall-e-2's Subtle (an edit of a scattered quarter), not its plain variation.
+    request = fake_images_api.requests[-1]
+    assert request.path == "/v1/images/edits" and request.body["model"] == "dall-e-2"
+    assert request.body["prompt"].startswith(SUBTLE_INSTRUCTION) and "strength" not in request.body
+    assert img2img_bodies(a1111) == []
