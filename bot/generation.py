@@ -17,7 +17,7 @@ import aiohttp
 
 from bot.config import Settings
 from bot.errors import BotError
-from bot.imaging import DEFAULT_EDIT_FIT, DEFAULT_FIT, Fit, ImageWorker
+from bot.imaging import DEFAULT_EDIT_FIT, DEFAULT_FIT, Fit, ImageWorker, canvas
 from bot.providers import (
     EditRequest,
     FreeSizeRule,
@@ -297,12 +297,128 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
     )
     fit = resolve_fit(order.fit, order.operation)
     info = await service.images.probe(image)
-    side = input_size(spec, order.size, (info.width, info.height))
+    source = (info.width, info.height)
+    if order.operation is Operation.EDIT and order.mask is None and order.action is not None:
+        # A studio action's edit: its mask is made here, once; the order it returns has it,
+        # so normalizing that again (Redo, the runner) is the plain edit below.
+        if (recipe := CANVAS_ACTIONS.get(order.action)) is not None:
+            return await _on_canvas(service, order, spec, image, recipe, source)
+        if order.action in WHOLE_IMAGE_ACTIONS:
+            return await _whole_image_edit(service, order, spec, image, source)
+    side = input_size(spec, order.size, source)
     if order.operation is Operation.EDIT:
         inputs = await service.images.normalize_edit(image, order.mask, side=side, fit=fit)
         return replace(order, image=inputs.image.png, mask=inputs.mask_png)
     normalized = await service.images.normalize_image(image, side=side, fit=fit, keep_alpha=False)
     return replace(order, image=normalized.png, mask=None)
+
+
+@dataclass(frozen=True)
+class CanvasRecipe:
+    """How a studio action (``bot.studio.StudioAction``, by value) lays a picture on a new
+    canvas for outpainting (``bot.imaging.canvas``)."""
+
+    kind: Literal["zoom", "pan", "square"]
+    #: Zoom: how many times smaller the picture gets.
+    factor: float = 1.0
+    #: Pan: the side the new band is on.
+    side: canvas.Side = "right"
+
+
+CANVAS_ACTIONS: dict[str, CanvasRecipe] = {
+    "zoom_2": CanvasRecipe("zoom", factor=2.0),
+    "zoom_1_5": CanvasRecipe("zoom", factor=1.5),
+    "pan_left": CanvasRecipe("pan", side="left"),
+    "pan_right": CanvasRecipe("pan", side="right"),
+    "pan_up": CanvasRecipe("pan", side="up"),
+    "pan_down": CanvasRecipe("pan", side="down"),
+    "square": CanvasRecipe("square"),
+}
+#: Studio actions whose edit repaints the whole picture (Vary (Subtle)/(Strong) on the OpenAI
+#: models): no mask where the model takes edits without one; on models with square inputs only
+#: (dall-e-2, whose edits repaint only what a mask marks) a scattered mask (one cell in four).
+WHOLE_IMAGE_ACTIONS = frozenset({"vary_subtle", "vary_strong"})
+#: A pan asks for a canvas this much longer along the pan (the model's nearest size is used).
+PAN_EXTENT = 1.5
+
+SUBTLE_INSTRUCTION = (
+    "Make a subtle variation of this image: keep the subject, composition, colours and style, "
+    "changing only small details."
+)
+STRONG_INSTRUCTION = (
+    "Reimagine this image with notable changes to composition, pose and details, keeping its "
+    "subject and style."
+)
+CANVAS_INSTRUCTION = (
+    "Fill the transparent area so that the picture continues seamlessly beyond its old edges."
+)
+#: What a studio action's edit tells a model that takes instructions (not Stable Diffusion,
+#: whose prompt describes a picture): added when it is sent, so the job keeps the result's own
+#: prompt (shown, remixed, and used again by the next action without doubling the instruction).
+ACTION_INSTRUCTIONS: dict[str, str] = {
+    "vary_subtle": SUBTLE_INSTRUCTION,
+    "vary_strong": STRONG_INSTRUCTION,
+    **dict.fromkeys(CANVAS_ACTIONS, CANVAS_INSTRUCTION),
+}
+
+
+def instructed_prompt(order: ImageOrder, spec: ModelSpec, backend: Backend) -> str:
+    """The prompt an edit is sent with: a studio action's instruction, then what the image
+    shows (the order's prompt), within the model's limit."""
+    instruction = ACTION_INSTRUCTIONS.get(order.action or "")
+    if instruction is None or backend.features.sd_options:
+        return order.prompt
+    return f"{instruction} The image shows: {order.prompt.strip()}"[: spec.max_prompt_chars]
+
+
+def canvas_shape(recipe: CanvasRecipe, source: tuple[int, int]) -> tuple[int, int]:
+    """The canvas a recipe wants for a ``source``-sized picture, before the model's sizes."""
+    width, height = source
+    if recipe.kind == "square":
+        return (max(source), max(source))
+    if recipe.kind == "pan" and recipe.side in ("left", "right"):
+        return (round(width * PAN_EXTENT), height)
+    if recipe.kind == "pan":
+        return (width, round(height * PAN_EXTENT))
+    return source
+
+
+async def _on_canvas(
+    service: ImageService,
+    order: ImageOrder,
+    spec: ModelSpec,
+    image: bytes,
+    recipe: CanvasRecipe,
+    source: tuple[int, int],
+) -> ImageOrder:
+    """The picture on the recipe's canvas at the size the model makes nearest to it, the new
+    area transparent and marked in the mask."""
+    target = input_size(spec, order.size, canvas_shape(recipe, source))
+    if recipe.kind == "zoom":
+        laid = await service.images.run(canvas.zoom_out, image, canvas=target, factor=recipe.factor)
+    elif recipe.kind == "pan":
+        laid = await service.images.run(canvas.pan, image, canvas=target, side=recipe.side)
+    else:
+        laid = await service.images.run(canvas.make_square, image, canvas=target)
+    inputs = await service.images.normalize_edit(laid.png, laid.mask_png, side=target, fit="pad")
+    return replace(order, image=inputs.image.png, mask=inputs.mask_png)
+
+
+async def _whole_image_edit(
+    service: ImageService,
+    order: ImageOrder,
+    spec: ModelSpec,
+    image: bytes,
+    source: tuple[int, int],
+) -> ImageOrder:
+    """The picture for an edit of all of it (see :data:`WHOLE_IMAGE_ACTIONS`)."""
+    side = input_size(spec, order.size, source)
+    picture = await service.images.normalize_image(image, side=side, fit="crop")
+    if not spec.edit_input.square:
+        return replace(order, image=picture.png, mask=None)
+    mask = await service.images.run(canvas.scattered_mask, picture.size)
+    inputs = await service.images.normalize_edit(picture.png, mask, side=picture.size)
+    return replace(order, image=inputs.image.png, mask=inputs.mask_png)
 
 
 async def send_order(
@@ -323,6 +439,7 @@ async def send_order(
     shapes = shape_spec(spec, service.settings.quotas.allowed_sizes)
     order = replace(sent, size=_output_size(sent.size, png_dimensions(image), shapes))
     if order.operation is Operation.EDIT:
+        order = replace(order, prompt=instructed_prompt(order, spec, backend))
         edit = build_request(order, spec, image, order.mask)
         return await backend.edit(_as(EditRequest, edit), progress=progress)
     vary = build_request(order, spec, image)

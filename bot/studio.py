@@ -11,11 +11,14 @@ naming the limit, never with a silent stand-in (a Lanczos resize is no upscale).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable
 
 from bot.errors import BotError
-from bot.generation import ImageOrder
+from bot.generation import CANVAS_ACTIONS, ImageOrder
+from bot.providers import ModelSpec, Operation
+from bot.providers.backend import Backend
 from bot.providers.registry import BackendSet
 
 
@@ -67,3 +70,92 @@ def studio_order(backends: BackendSet, made: ImageOrder, action: StudioAction) -
     if builder is None:
         raise ActionUnsupported(reason=f"{action.value} is not available")
     return builder(backends, made)
+
+
+# --- Vary (Subtle)/(Strong), Zoom Out, Pan, Make Square ------------------------------------------
+
+#: img2img denoising strengths of the two variations on Stable Diffusion backends: 0.35 keeps
+#: composition, colours and most shapes and redraws textures; 0.8 keeps little but the layout
+#: and the palette (the backends' own default for a plain variation is 0.6).
+SUBTLE_STRENGTH = 0.35
+STRONG_STRENGTH = 0.8
+#: The prompt of an action on a result that had none (a variation of an upload).
+NO_PROMPT = "the picture"
+
+
+def _source(backends: BackendSet, made: ImageOrder) -> tuple[Backend, ModelSpec]:
+    """The result's backend and model (its default model where it has that one no more)."""
+    backend = backends.for_job(made.backend)
+    spec = backend.spec_for(made.model if made.model in backend.models else None)
+    if not spec.supports(Operation.EDIT) and not spec.supports(Operation.VARY):
+        raise ActionUnsupported(
+            reason=f"{spec.name} only makes new images from a prompt (no edits or variations)"
+        )
+    return backend, spec
+
+
+def _base(backend: Backend, spec: ModelSpec, made: ImageOrder, action: StudioAction) -> ImageOrder:
+    """One image on the result's backend and model; the Stable Diffusion options but the seed
+    where the backend has them (new randomness), the size where only squares are taken."""
+    order = ImageOrder(
+        Operation.EDIT,
+        model=spec.name,
+        backend=backend.name,
+        size=made.size if spec.edit_input.square else None,
+        action=action.value,
+    )
+    if not backend.features.sd_options:
+        return order
+    return dataclasses.replace(
+        order,
+        negative_prompt=made.negative_prompt,
+        steps=made.steps,
+        guidance=made.guidance,
+        sampler=made.sampler,
+        checkpoint=made.checkpoint,
+    )
+
+
+def _vary(action: StudioAction) -> OrderBuilder:
+    subtle = action is StudioAction.VARY_SUBTLE
+
+    def build(backends: BackendSet, made: ImageOrder) -> ImageOrder:
+        backend, spec = _source(backends, made)
+        order = _base(backend, spec, made, action)
+        if backend.features.sd_options:
+            strength = SUBTLE_STRENGTH if subtle else STRONG_STRENGTH
+            return dataclasses.replace(
+                order, operation=Operation.VARY, prompt=made.prompt, strength=strength
+            )
+        if not subtle and spec.native_variations:
+            return dataclasses.replace(order, operation=Operation.VARY)
+        if not spec.supports(Operation.EDIT):
+            raise ActionUnsupported(reason=f"{spec.name} has no edits")
+        # The instruction is added when it is sent (bot.generation.instructed_prompt).
+        fidelity = ("high" if subtle else "low") if spec.input_fidelity else None
+        return dataclasses.replace(
+            order, prompt=made.prompt.strip() or NO_PROMPT, input_fidelity=fidelity
+        )
+
+    return build
+
+
+def _outpaint(action: StudioAction) -> OrderBuilder:
+    def build(backends: BackendSet, made: ImageOrder) -> ImageOrder:
+        backend, spec = _source(backends, made)
+        if not spec.supports(Operation.EDIT):
+            raise ActionUnsupported(reason=f"{spec.name} has no edits to paint a new area with")
+        # The OpenAI models are told what to do when it is sent (generation.instructed_prompt).
+        order = _base(backend, spec, made, action)
+        return dataclasses.replace(order, prompt=made.prompt.strip() or NO_PROMPT)
+
+    return build
+
+
+BUILDERS.update(
+    {
+        StudioAction.VARY_SUBTLE: _vary(StudioAction.VARY_SUBTLE),
+        StudioAction.VARY_STRONG: _vary(StudioAction.VARY_STRONG),
+        **{StudioAction(name): _outpaint(StudioAction(name)) for name in CANVAS_ACTIONS},
+    }
+)

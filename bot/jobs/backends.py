@@ -63,6 +63,12 @@ class BackendChoice:
             # A result's Stable Diffusion options cannot be left out of a button's request:
             # on a backend without them it runs without them, rather than being refused.
             moved = dataclasses.replace(moved, **NO_SD_OPTIONS)
+        if (
+            moved.input_fidelity is not None
+            and not self._backends.get(chosen).spec_for(model).input_fidelity
+        ):
+            # The same for a Vary (Subtle)/(Strong) of a GPT image model's result.
+            moved = dataclasses.replace(moved, input_fidelity=None)
         return moved
 
     async def for_guild(self, guild_id: int | None) -> str:

@@ -245,7 +245,7 @@ class Automatic1111Client:
         body.update(
             init_images=[b64(request.image)],
             mask=b64(mask),
-            denoising_strength=EDIT_DENOISING,
+            denoising_strength=_strength(request.strength, EDIT_DENOISING),
             inpainting_fill=1,
             inpaint_full_res=False,
             inpainting_mask_invert=0,
@@ -260,11 +260,15 @@ class Automatic1111Client:
         progress: ProgressCallback | None = None,
         task_id: str | None = None,
     ) -> ImageResult:
-        """img2img of the source at ``VARY_DENOISING``; a prompt (the source's) helps it."""
+        """img2img of the source at the request's strength (Vary (Subtle)/(Strong)), else
+        ``VARY_DENOISING``; a prompt (the source's) helps it."""
         check_request(self.spec_for(request.model), request, sd_options=True)
         size = request.size or size_of(request.image)
         body = await self._common(request, request.prompt, size)
-        body.update(init_images=[b64(request.image)], denoising_strength=VARY_DENOISING)
+        body.update(
+            init_images=[b64(request.image)],
+            denoising_strength=_strength(request.strength, VARY_DENOISING),
+        )
         return await self._run("/sdapi/v1/img2img", body, request.n, progress, task_id)
 
     async def cancel(self, task_id: str) -> bool:
@@ -459,6 +463,10 @@ class Automatic1111Client:
             headers=self._headers,
             json_body=json_body,
         )
+
+
+def _strength(asked: float | None, default: float) -> float:
+    return default if asked is None else asked
 
 
 def _decoded(answer: bytes, n: int) -> tuple[list[bytes], dict[str, Any]]:

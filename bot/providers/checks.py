@@ -34,6 +34,8 @@ from bot.providers.types import (
 )
 
 _NONE = "none (leave it out)"
+#: ``input_fidelity`` values of the GPT image models that take it (``ModelSpec.input_fidelity``).
+INPUT_FIDELITIES = ("high", "low")
 #: What members call each of ``SD_FIELDS`` (the commands' option names), for the messages.
 SD_OPTION_NAMES = {"negative_prompt": "negative"}
 
@@ -102,6 +104,9 @@ def check_request(
         if isinstance(request, GenerateRequest):
             _check_choice(spec, "style", request.style, choices.styles)
         _check_choice(spec, "background", request.background, choices.backgrounds)
+        if isinstance(request, EditRequest) and request.input_fidelity is not None:
+            fidelities = INPUT_FIDELITIES if spec.input_fidelity else ()
+            _check_choice(spec, "input fidelity", request.input_fidelity, fidelities)
         _check_choice(spec, "output format", request.output_format, choices.output_formats)
         if request.background == "transparent" and request.output_format == "jpeg":
             raise UnsupportedOption(
@@ -155,6 +160,7 @@ def check_sd_options(spec: ModelSpec, request: ImageRequest, limits: SDLimits | 
         ("steps", request.steps, 1, limits.max_steps),
         ("guidance", request.guidance, 1, limits.max_guidance),
         ("seed", request.seed, 0, MAX_SEED),
+        ("strength", request.strength, 0, 1),
     )
     for option, value, low, high in ranges:
         if value is not None and not low <= value <= high:

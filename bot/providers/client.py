@@ -246,7 +246,7 @@ class ImagesClient:
         size = request.size or spec.default_size
         if size is not None:
             fields["size"] = size
-        for name in ("quality", "background", "output_format"):
+        for name in ("quality", "background", "output_format", "input_fidelity"):
             value = getattr(request, name)
             if value is not None:
                 fields[name] = value

@@ -77,7 +77,7 @@ LIST_AGE = 30.0
 VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
 #: Our mask PNG (transparent = repaint) -> white = repaint on black, on the image worker.
 ConvertMask = Callable[[bytes], Awaitable[bytes]]
-_OPENAI_ONLY = ("quality", "background", "output_format", "style")
+_OPENAI_ONLY = ("quality", "background", "output_format", "style", "input_fidelity")
 
 
 class ComfyUIClient:
@@ -196,7 +196,8 @@ class ComfyUIClient:
     async def vary(
         self, request: VaryRequest, *, progress: ProgressCallback | None = None
     ) -> ImageResult:
-        """img2img of the source with its own prompt, at the workflow's denoise."""
+        """img2img of the source with its own prompt, at the request's strength (the
+        KSampler's ``denoise``), else the workflow's."""
         workflow = self._workflows["vary"]
         values, seed = await self._common(workflow, request)
         values["image"] = {"image": await self._server.upload(request.image)}
@@ -240,6 +241,10 @@ class ComfyUIClient:
             self._in_range("guidance", request.guidance, 0, limits.max_guidance)
             self._needs_input(workflow, "cfg", request.guidance)
             sampler["cfg"] = request.guidance
+        if request.strength is not None:  # img2img and inpaint: the KSampler's denoise
+            self._in_range("strength", request.strength, 0, 1)
+            self._needs_input(workflow, "denoise", request.strength)
+            sampler["denoise"] = request.strength
         if request.sampler is not None:
             self._needs_input(workflow, "sampler_name", request.sampler)
             class_type = workflow.graph[workflow.nodes["seed"]]["class_type"]

@@ -31,6 +31,10 @@ class StableDiffusionOptions:
     sampler: str | None = None
     #: A checkpoint the server has (None = the backend's configured or loaded one).
     checkpoint: str | None = None
+    #: img2img denoising strength, 0-1 (A1111 ``denoising_strength``, ComfyUI KSampler
+    #: ``denoise``): how far an edit or variation may stray from its image; None = the
+    #: backend's default. Prompt-only generations take none.
+    strength: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class EditRequest(StableDiffusionOptions):
     output_format: str | None = None
     model: str | None = None
     user_id: str | None = None
+    #: GPT image models: how closely the result keeps the input's details ("high" | "low");
+    #: None = the model's default (and the only choice of models without it).
+    input_fidelity: str | None = None
 
     operation = Operation.EDIT
 
@@ -88,7 +95,15 @@ class VaryRequest(StableDiffusionOptions):
 ImageRequest = GenerateRequest | EditRequest | VaryRequest
 
 #: The request fields only Stable Diffusion backends take (see ``BackendFeatures.sd_options``).
-SD_FIELDS = ("negative_prompt", "seed", "steps", "guidance", "sampler", "checkpoint")
+SD_FIELDS = (
+    "negative_prompt",
+    "seed",
+    "steps",
+    "guidance",
+    "sampler",
+    "checkpoint",
+    "strength",
+)
 
 
 @dataclass(frozen=True)

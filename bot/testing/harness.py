@@ -190,8 +190,12 @@ async def new_result(
 
 
 def job_id_of(message: StoredMessage) -> int:
-    """The job a result belongs to, read from its buttons' custom_ids (``ib:<action>:<job>...``)."""
-    jobs = {int(custom_id.split(":")[2]) for custom_id in message.custom_ids}
+    """The job a result belongs to, read from its buttons' custom_ids (``ib:<action>:<job>...``,
+    a studio action's ``ib:act:<action>:<job>:<index>``)."""
+    jobs = {
+        int(parts[3] if parts[1] == "act" else parts[2])
+        for parts in (custom_id.split(":") for custom_id in message.custom_ids)
+    }
     assert len(jobs) == 1, message.custom_ids
     return jobs.pop()
 

@@ -56,6 +56,8 @@ class FakeModel:
     gpt: bool = False
     free_sizes: bool = False
     styles: frozenset[str] = frozenset()
+    #: Edits take ``input_fidelity`` high|low (the GPT image models but gpt-image-1-mini).
+    input_fidelity: bool = False
 
 
 DALL_E_2 = FakeModel(
@@ -74,6 +76,15 @@ DALL_E_3 = FakeModel(
     styles=frozenset({"vivid", "natural"}),
 )
 GPT_IMAGE = FakeModel(
+    frozenset({"generations", "edits"}),
+    _GPT_SIZES,
+    10,
+    32000,
+    _GPT_QUALITIES,
+    gpt=True,
+    input_fidelity=True,
+)
+GPT_IMAGE_MINI = FakeModel(
     frozenset({"generations", "edits"}), _GPT_SIZES, 10, 32000, _GPT_QUALITIES, gpt=True
 )
 GPT_IMAGE_2 = FakeModel(
@@ -84,12 +95,13 @@ GPT_IMAGE_2 = FakeModel(
     _GPT_QUALITIES,
     gpt=True,
     free_sizes=True,
+    input_fidelity=True,
 )
 MODELS = {
     "dall-e-2": DALL_E_2,
     "dall-e-3": DALL_E_3,
     "gpt-image-1": GPT_IMAGE,
-    "gpt-image-1-mini": GPT_IMAGE,
+    "gpt-image-1-mini": GPT_IMAGE_MINI,
     "gpt-image-1.5": GPT_IMAGE,
     "gpt-image-2": GPT_IMAGE_2,
 }
@@ -149,6 +161,9 @@ def check_params(endpoint: str, name: str, model: FakeModel, body: dict[str, Any
     quality = body.get("quality")
     if quality is not None and quality not in model.qualities:
         raise Rejected(f"Invalid value: '{quality}' for 'quality'.", "quality")
+    fidelity = body.get("input_fidelity")
+    if fidelity is not None and (not model.input_fidelity or fidelity not in {"high", "low"}):
+        raise Rejected(f"Invalid value: '{fidelity}' for 'input_fidelity'.", "input_fidelity")
     if body.get("style") is not None and body["style"] not in model.styles:
         raise Rejected("'style' is only supported for dall-e-3.", "style")
     if model.gpt:

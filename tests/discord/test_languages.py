@@ -79,11 +79,12 @@ def field_names(message: StoredMessage) -> list[str]:
 
 
 def button_labels(message: StoredMessage) -> list[str]:
+    """The labels of the buttons that have one (the pans show an emoji only)."""
     return [
         button["label"]
         for row in message.components
         for button in row.get("components", [])
-        if button.get("type") == 2
+        if button.get("type") == 2 and "label" in button
     ]
 
 
@@ -380,14 +381,16 @@ async def test_untranslated_text_falls_back_to_english(
         error = AttachmentNotImage(filename="notes.txt")
         assert (await refused.response()).data["content"] == str(error)
 
-        await fake.slash("imagine", {"prompt": "a kite", "size": "256x256"}, user=member)
+        await fake.slash(
+            "imagine", {"prompt": "a kite", "size": "256x256", "count": 2}, user=member
+        )
         result = await harness.result()
         names = field_names(result)
         assert names[0] == full.text("result.requested_by", "ko")
         assert names[1] == "Model"
         labels = button_labels(result)
         assert labels[0] == full.text("button.vary", "ko", index=1)
-        assert labels[1:] == [
+        assert labels[2:] == [
             "Redo",
             full.text("button.remix", "ko"),
             full.text("button.delete", "ko"),

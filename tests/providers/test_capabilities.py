@@ -226,3 +226,19 @@ def test_option_choices_per_operation() -> None:
     assert vary.qualities == () and vary.max_n == 10
     with pytest.raises(UnsupportedOperation):
         option_choices(D3, Operation.VARY)
+
+
+def test_input_fidelity_is_taken_by_the_gpt_image_models_but_mini() -> None:
+    mini = DEFAULT_MODELS["gpt-image-1-mini"]
+    assert G2.input_fidelity and DEFAULT_MODELS["gpt-image-1"].input_fidelity
+    assert not mini.input_fidelity and not D2.input_fidelity
+    check_request(G2, EditRequest(png(), "x", input_fidelity="low"))
+    for spec, value in ((mini, "high"), (D2, "high"), (G2, "medium")):
+        with pytest.raises(UnsupportedOption) as info:
+            check_request(spec, EditRequest(png(), "x", input_fidelity=value))
+        assert info.value.params["option"] == "input fidelity"
+
+
+def test_input_fidelity_can_be_set_for_a_model_of_the_operator() -> None:
+    table = build_model_table({"my-edit": {"based_on": "gpt-image-1-mini", "input_fidelity": True}})
+    assert table["my-edit"].input_fidelity

@@ -291,3 +291,10 @@ def test_client_repr_names_no_secret(
     client: ImagesClient = make_client()
     assert fake_images_api.api_key not in repr(client)
     assert "test-salt" not in repr(client)
+
+
+async def test_an_edit_sends_input_fidelity_and_the_fake_takes_it(
+    make_client: MakeClient, fake_images_api: FakeImagesAPI
+) -> None:
+    await make_client().edit(EditRequest(png(), "subtle", input_fidelity="high"))
+    assert fake_images_api.requests[0].form["input_fidelity"] == "high"

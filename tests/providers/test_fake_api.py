@@ -100,6 +100,10 @@ async def test_model_rules(
         ("edits", {"model": "dall-e-3", "prompt": "x", "image": png()}, "not supported"),
         ("variations", {"model": "gpt-image-2", "image": png()}, "not supported"),
         ("variations", {"model": "dall-e-2", "image": b"not an image"}, "PNG"),
+        ("edits", {"model": "gpt-image-1-mini", "prompt": "x", "image": png(),
+                   "input_fidelity": "high"}, "input_fidelity"),
+        ("edits", {"model": "gpt-image-1", "prompt": "x", "image": png(),
+                   "input_fidelity": "medium"}, "input_fidelity"),
     ],
 )  # fmt: skip
 async def test_image_rules(

@@ -253,6 +253,9 @@ class ResultButtons:
             raise ResultGone()
         attachment = result_attachment(interaction.message, index)
         made = await store.order_of(self.sessions, job)
+        # Built for the backend it will run on: the result's, or the server's choice where
+        # this server may no longer use that one (an img2img strength means nothing to OpenAI).
+        made = await self.runner.backends.resolve(made, interaction.guild_id)
         order = studio_order(self.actions.backends, made, action)
         await self.actions.submit(
             interaction,

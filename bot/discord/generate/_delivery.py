@@ -135,6 +135,7 @@ class Delivery:
             catalog=self.catalog,
             limit=limit,
             seeds=[image.seed for image in images],
+            shapes=[(image.width, image.height) for image in images],
         )
         posted = await self._post_parts(job, parts)
         if not posted:

@@ -72,10 +72,13 @@ def build_result(
     catalog: Catalog,
     limit: int,
     seeds: Sequence[int | None] = (),
+    shapes: Sequence[tuple[int, int]] = (),
 ) -> list[ResultPart]:
     """The messages that show ``job``'s images; the first carries the details.
 
-    ``seeds``: each image's seed (Stable Diffusion backends), shown and offered to redo with."""
+    ``seeds``: each image's seed (Stable Diffusion backends), shown and offered to redo with.
+    ``shapes``: each image's width and height: a result of one image gets the studio rows
+    (bot.studio), with Make Square when that image is not square."""
     locale = job.locale
     known = [seed for seed in seeds if seed is not None]
     groups = split_for_upload(uploads, limit)
@@ -106,6 +109,8 @@ def build_result(
                     with_actions=part_number == 0,
                     remix=job.operation != "vary",
                     same_seed=known[0] if known else None,
+                    single=len(uploads) == 1,
+                    square=not shapes or shapes[0][0] == shapes[0][1],
                 ),
                 allowed_mentions=requester_only(job.user_id),
             )
@@ -180,7 +185,28 @@ def seed_text(seeds: Sequence[int | None]) -> str:
     return ", ".join(f"{i}: {seed}" for i, seed in enumerate(seeds, 1) if seed is not None)
 
 
+#: The name of each canvas or variation action (bot.studio) in a result's title: its button's
+#: label, or for the pans (emoji buttons) a name of their own.
+ACTION_NAMES = {
+    "vary_subtle": "button.vary_subtle",
+    "vary_strong": "button.vary_strong",
+    "zoom_2": "button.zoom_2",
+    "zoom_1_5": "button.zoom_1_5",
+    "square": "button.square",
+    "pan_left": "result.pan_left",
+    "pan_right": "result.pan_right",
+    "pan_up": "result.pan_up",
+    "pan_down": "result.pan_down",
+}
+
+
 def _title(job: Job, catalog: Catalog) -> str:
+    name = ACTION_NAMES.get(job.action or "")
+    if name is not None and job.source_index is not None:
+        action = catalog.text(name, job.locale)
+        return catalog.text(
+            "result.action_of", job.locale, action=action, index=job.source_index + 1
+        )
     if job.operation == "vary":
         if job.source_index is not None:
             return catalog.text("result.vary_of", job.locale, index=job.source_index + 1)

@@ -161,7 +161,8 @@ async def test_the_vary_button_keeps_the_sd_options_with_a_new_seed(
     before = seen_ids(fake)
     options = {"negative": "fog", "seed": 4242, "steps": 9, "guidance": 5.5, "sampler": "heun"}
     await fake.slash(
-        "imagine", {"prompt": "a red bicycle", "checkpoint": "sd_xl_base_1.0", **options}
+        "imagine",
+        {"prompt": "a red bicycle", "checkpoint": "sd_xl_base_1.0", "count": 2, **options},
     )
     first = await new_result(sd, before)
     before = seen_ids(fake)
@@ -174,3 +175,34 @@ async def test_the_vary_button_keeps_the_sd_options_with_a_new_seed(
     assert (sampler["steps"], sampler["cfg"], sampler["sampler_name"]) == (9, 5.5, "heun")
     assert sampler["seed"] != 4242  # a variation is another take
     assert comfy.sent_inputs("imagebot:checkpoint")["ckpt_name"] == "sd_xl_base_1.0.safetensors"
+
+
+@pytest.mark.parametrize(("action", "denoise"), [("vary_subtle", 0.35), ("vary_strong", 0.8)])
+async def test_vary_subtle_and_strong_set_the_ksamplers_denoise(
+    sd: Harness, comfy: FakeComfyUI, action: str, denoise: float
+) -> None:
+    first = await imagine(sd, n=1)
+    before = seen_ids(sd.fake)
+    click = await sd.fake.click(first, f"ib:act:{action}:{job_id_of(first)}:0", user=sd.fake.user)
+    await click.response()
+    await new_result(sd, before)
+    assert comfy.sent_graph()["10"]["class_type"] == "LoadImage"  # img2img of the result
+    assert comfy.sent_inputs("imagebot:seed")["denoise"] == denoise
+
+
+async def test_zoom_out_inpaints_only_the_new_border(sd: Harness, comfy: FakeComfyUI) -> None:
+    first = await imagine(sd, n=1)
+    before = seen_ids(sd.fake)
+    click = await sd.fake.click(first, f"ib:act:zoom_2:{job_id_of(first)}:0", user=sd.fake.user)
+    await click.response()
+    zoomed = await new_result(sd, before)
+    assert comfy.sent_graph()["13"]["class_type"] == "LoadImageMask"  # the inpaint workflow
+    with (
+        Image.open(io.BytesIO(first.files["image_1.png"])) as source,
+        Image.open(io.BytesIO(zoomed.files["image_1.png"])) as picture,
+    ):
+        assert picture.size == source.size
+        middle = (source.width // 2, source.height // 2)
+        colour = source.convert("RGB").getpixel(middle)
+        assert picture.convert("RGB").getpixel(middle) == colour  # the picture, kept
+        assert picture.convert("RGB").getpixel((2, 2)) != colour  # the border, painted

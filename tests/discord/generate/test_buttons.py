@@ -230,7 +230,7 @@ async def test_a_remix_submitted_after_the_result_was_deleted_is_answered(
 async def test_buttons_work_where_the_bot_may_not_post(harness: Harness) -> None:
     """Follow-ups need no channel permission: a click still gets its result."""
     fake = harness.fake
-    first = await imagine(harness, n=1)
+    first = await imagine(harness, n=2)
     fake.set_bot_permissions(fake.channel, P.VIEW_CHANNEL | P.READ_MESSAGE_HISTORY)
     await fake.flush()
     before = seen_ids(fake)
@@ -243,12 +243,17 @@ async def test_buttons_work_where_the_bot_may_not_post(harness: Harness) -> None
 async def test_a_variation_has_no_remix_button(harness: Harness) -> None:
     """A variation has no prompt: Remix would silently make another plain variation."""
     fake = harness.fake
-    first = await imagine(harness, n=1)
+    first = await imagine(harness, n=2)
     before = seen_ids(fake)
     await fake.click(first, f"ib:vary:{job_id_of(first)}:0", user=fake.user)
     varied = await new_result(harness, before)
     job = job_id_of(varied)
-    assert varied.custom_ids == [f"ib:vary:{job}:0", f"ib:redo:{job}", f"ib:delete:{job}"]
+    assert varied.custom_ids == [
+        f"ib:vary:{job}:0",
+        f"ib:vary:{job}:1",
+        f"ib:redo:{job}",
+        f"ib:delete:{job}",
+    ]
 
 
 async def test_an_old_remix_button_on_a_variation_is_refused(
@@ -262,7 +267,7 @@ async def test_an_old_remix_button_on_a_variation_is_refused(
         results, "result_view", lambda *args, **kw: original(*args, **{**kw, "remix": True})
     )
     fake, api = harness.fake, harness.api
-    first = await imagine(harness, n=1)
+    first = await imagine(harness, n=2)
     before = seen_ids(fake)
     await fake.click(first, f"ib:vary:{job_id_of(first)}:0", user=fake.user)
     varied = await new_result(harness, before)
@@ -384,7 +389,7 @@ async def test_past_its_retention_a_result_still_varies_and_a_prompt_is_still_re
 ) -> None:
     """Vary reads the image from the Discord attachment; a prompt is kept with the ledger."""
     fake, api = harness.fake, harness.api
-    edited = await edit_result(harness)
+    edited = await edit_result(harness, n=2)
     imagined = await imagine(harness, prompt="a red kite", n=1)
     await prune_as_if_days_passed(harness, 31)
 

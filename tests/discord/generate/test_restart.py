@@ -98,7 +98,7 @@ async def test_a_restart_between_two_restarts_keeps_the_new_results_working_too(
     """A result made by bot #2 from an old button is itself usable by bot #3."""
     fake, api = fake_discord, fake_images_api
     settings = settings_factory()
-    old = await first_result(fake, api, settings, n=1)
+    old = await first_result(fake, api, settings, n=2)
     async with run_bot(fake, api, settings) as harness:
         before = seen_ids(fake)
         await fake.click(old, f"ib:vary:{job_id_of(old)}:0")
@@ -119,7 +119,7 @@ async def test_old_buttons_on_a_lost_database_are_answered(
 ) -> None:
     """A button whose job is unknown (another database) still gets a private answer."""
     fake, api = fake_discord, fake_images_api
-    old = await first_result(fake, api, settings_factory(), n=1)
+    old = await first_result(fake, api, settings_factory(), n=2)
     job = job_id_of(old)
     other_db = DatabaseSettings(url=scratch_database_url(tmp_path / "other"))
     settings = dataclasses.replace(settings_factory(), database=other_db)

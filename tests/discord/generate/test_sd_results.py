@@ -234,6 +234,7 @@ async def test_the_vary_button_and_reaction_keep_the_sd_options_but_not_the_seed
         guidance=6.5,
         sampler="DPM++ 2M",
         checkpoint="sd_xl_base_1.0",
+        count=2,
     )
     await press(sd, result, f"ib:vary:{job_id_of(result)}:0")
     before = seen_ids(sd.fake)
@@ -263,7 +264,7 @@ async def test_vary_of_a_result_whose_backend_this_server_lost_runs_without_its_
             "settings", {"name": "gpu"}, subcommand="backend", user=h.fake.admin
         )
         await handle.wait_message()
-        result = await imagine(h, negative="fog", steps=9)
+        result = await imagine(h, negative="fog", steps=9, count=2)
 
     # The operator keeps the GPU server for another server only: this one is back on dall-e-2.
     elsewhere = dataclasses.replace(gpu, enabled_guilds=(1,))
