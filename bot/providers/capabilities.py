@@ -130,6 +130,8 @@ class ModelSpec:
     vary_prompt: str = DEFAULT_VARY_PROMPT
     #: True: generations and edits can be streamed (``stream``, ``partial_images``): previews.
     streams: bool = False
+    #: True: edits take ``input_fidelity`` (high keeps faces and details of the input).
+    input_fidelity: bool = False
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
@@ -152,7 +154,9 @@ _ALL_OPS = frozenset(Operation)
 _GPT_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
 
 
-def _gpt_image(name: str, free_size: FreeSizeRule | None = None) -> ModelSpec:
+def _gpt_image(
+    name: str, free_size: FreeSizeRule | None = None, *, input_fidelity: bool = True
+) -> ModelSpec:
     return ModelSpec(
         name=name,
         operations=_ALL_OPS,
@@ -167,6 +171,7 @@ def _gpt_image(name: str, free_size: FreeSizeRule | None = None) -> ModelSpec:
         response_format=False,
         edit_input=GPT_IMAGE_INPUT,
         streams=True,
+        input_fidelity=input_fidelity,
     )
 
 
@@ -194,7 +199,8 @@ DEFAULT_MODELS: Mapping[str, ModelSpec] = {
             max_prompt_chars=4000,
         ),
         _gpt_image("gpt-image-1"),
-        _gpt_image("gpt-image-1-mini"),
+        # The spec: input_fidelity is "unsupported for gpt-image-1-mini".
+        _gpt_image("gpt-image-1-mini", input_fidelity=False),
         _gpt_image("gpt-image-1.5"),
         _gpt_image("gpt-image-2", free_size=FreeSizeRule()),
     )
@@ -410,6 +416,7 @@ _FIELDS: dict[str, Callable[[Any, str, ModelSpec], Any]] = {
     "mask_max_bytes": _integer(1, 10_000_000_000),
     "vary_prompt": _text,
     "streams": _boolean,
+    "input_fidelity": _boolean,
 }
 
 

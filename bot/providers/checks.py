@@ -34,6 +34,8 @@ from bot.providers.types import (
 )
 
 _NONE = "none (leave it out)"
+#: GPT image models' ``input_fidelity`` values (the spec's ``InputFidelity``).
+FIDELITIES = ("high", "low")
 #: What members call each of ``SD_FIELDS`` (the commands' option names), for the messages.
 SD_OPTION_NAMES = {"negative_prompt": "negative"}
 
@@ -103,6 +105,14 @@ def check_request(
             _check_choice(spec, "style", request.style, choices.styles)
         _check_choice(spec, "background", request.background, choices.backgrounds)
         _check_choice(spec, "output format", request.output_format, choices.output_formats)
+        fidelity = request.input_fidelity if isinstance(request, EditRequest) else None
+        if fidelity is not None and (not spec.input_fidelity or fidelity not in FIDELITIES):
+            raise UnsupportedOption(
+                model=spec.name,
+                option="input fidelity",
+                value=fidelity,
+                allowed=", ".join(FIDELITIES) if spec.input_fidelity else "none",
+            )
         if request.background == "transparent" and request.output_format == "jpeg":
             raise UnsupportedOption(
                 model=spec.name,

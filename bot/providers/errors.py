@@ -151,6 +151,16 @@ class OperatorProblem(ProviderError):
     operator_problem = True
 
 
+class UnknownUpscaler(OperatorProblem):
+    """The operator's ``provider.upscaler`` is not one the server has (or only resizes)."""
+
+    key = "provider.unknown_upscaler"
+    template = (
+        'Upscaling is not set up right here: the server has no upscaler "{upscaler}" '
+        "(the operator's provider.upscaler); it has: {allowed}."
+    )
+
+
 class RateLimited(ProviderError):
     """Still rate limited after the allowed retries, or told to wait longer than we may."""
 

@@ -190,8 +190,10 @@ async def new_result(
 
 
 def job_id_of(message: StoredMessage) -> int:
-    """The job a result belongs to, read from its buttons' custom_ids (``ib:<action>:<job>...``)."""
-    jobs = {int(custom_id.split(":")[2]) for custom_id in message.custom_ids}
+    """The job a result belongs to, read from its buttons' custom_ids (``ib:<action>:<job>...``,
+    a studio action's ``ib:act:<action>:<job>:<index>``)."""
+    parts = [custom_id.split(":") for custom_id in message.custom_ids]
+    jobs = {int(part[3] if part[1] == "act" else part[2]) for part in parts}
     assert len(jobs) == 1, message.custom_ids
     return jobs.pop()
 

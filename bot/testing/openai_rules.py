@@ -7,6 +7,7 @@ real service enforces per model live here. They are deliberately independent of
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -56,6 +57,8 @@ class FakeModel:
     gpt: bool = False
     free_sizes: bool = False
     styles: frozenset[str] = frozenset()
+    #: Edits take ``input_fidelity`` ("unsupported for gpt-image-1-mini", the spec says).
+    input_fidelity: bool = False
 
 
 DALL_E_2 = FakeModel(
@@ -74,8 +77,15 @@ DALL_E_3 = FakeModel(
     styles=frozenset({"vivid", "natural"}),
 )
 GPT_IMAGE = FakeModel(
-    frozenset({"generations", "edits"}), _GPT_SIZES, 10, 32000, _GPT_QUALITIES, gpt=True
+    frozenset({"generations", "edits"}),
+    _GPT_SIZES,
+    10,
+    32000,
+    _GPT_QUALITIES,
+    gpt=True,
+    input_fidelity=True,
 )
+GPT_IMAGE_MINI = dataclasses.replace(GPT_IMAGE, input_fidelity=False)
 GPT_IMAGE_2 = FakeModel(
     frozenset({"generations", "edits"}),
     _GPT_SIZES,
@@ -84,12 +94,13 @@ GPT_IMAGE_2 = FakeModel(
     _GPT_QUALITIES,
     gpt=True,
     free_sizes=True,
+    input_fidelity=True,
 )
 MODELS = {
     "dall-e-2": DALL_E_2,
     "dall-e-3": DALL_E_3,
     "gpt-image-1": GPT_IMAGE,
-    "gpt-image-1-mini": GPT_IMAGE,
+    "gpt-image-1-mini": GPT_IMAGE_MINI,
     "gpt-image-1.5": GPT_IMAGE,
     "gpt-image-2": GPT_IMAGE_2,
 }
@@ -149,6 +160,16 @@ def check_params(endpoint: str, name: str, model: FakeModel, body: dict[str, Any
     quality = body.get("quality")
     if quality is not None and quality not in model.qualities:
         raise Rejected(f"Invalid value: '{quality}' for 'quality'.", "quality")
+    fidelity = body.get("input_fidelity")
+    if fidelity is not None:
+        if not model.input_fidelity:
+            # The wording of the real refusal is not documented: this one names the parameter.
+            raise Rejected(f"'input_fidelity' is not supported with {name}.", "input_fidelity")
+        if fidelity not in ("high", "low"):
+            raise Rejected(
+                f"Invalid value: '{fidelity}'. Supported values are: 'high' and 'low'.",
+                "input_fidelity",
+            )
     if body.get("style") is not None and body["style"] not in model.styles:
         raise Rejected("'style' is only supported for dall-e-3.", "style")
     if model.gpt:

@@ -229,6 +229,8 @@ class ResultButtons:
             raise ResultGone()
         attachment = result_attachment(interaction.message, index)
         made = await store.order_of(self.sessions, job)
+        if attachment.width and attachment.height:  # the picture's own size, not the asked-for
+            made = dataclasses.replace(made, size=f"{attachment.width}x{attachment.height}")
         order = studio_order(self.actions.backends, made, action)
         await self.actions.submit(
             interaction,
