@@ -76,6 +76,7 @@ from bot.providers.errors import (
     ProviderUnavailable,
     TooManyImages,
     UnknownModel,
+    UnknownUpscaler,
     UnsupportedOption,
 )
 from bot.providers.fetch import HostPolicy
@@ -204,7 +205,11 @@ class Automatic1111Client:
         UnknownUpscaler naming the ones it has when it has not."""
         if self._upscaler is None or refresh:
             offered = upscaler_names(await self._call_json(UPSCALERS_PATH, None, retries=None))
-            self._upscaler = chosen_upscaler(self._settings.upscaler, offered)
+            try:
+                self._upscaler = chosen_upscaler(self._settings.upscaler, offered)
+            except UnknownUpscaler as error:
+                log.error("A1111 %s: %s", self.name, error.detail)
+                raise
         return self._upscaler
 
     async def check_access(self) -> str:

@@ -221,12 +221,14 @@ class ComfyUIClient:
             if wanted in known:
                 break
         else:
-            raise UnknownUpscaler(
+            error = UnknownUpscaler(
                 upscaler=wanted,
                 allowed=", ".join(known) or "(none)",
                 detail=f"provider.upscaler {wanted!r} is not among the server's upscale models "
                 f"({', '.join(known) or 'none'}; ComfyUI's models/upscale_models folder)",
             )
+            log.error("ComfyUI %s: %s", self.name, error.detail)
+            raise error
         values: dict[str, dict[str, Any]] = {
             "image": {"image": await self._server.upload(request.image)},
             "upscaler": {"model_name": wanted},

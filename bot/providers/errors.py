@@ -151,8 +151,12 @@ class OperatorProblem(ProviderError):
     operator_problem = True
 
 
-class UnknownUpscaler(OperatorProblem):
-    """The operator's ``provider.upscaler`` is not one the server has (or only resizes)."""
+class UnknownUpscaler(InvalidRequest):
+    """The operator's ``provider.upscaler`` is not one the server has (or only resizes).
+
+    Said to the member as it is (no secret in it: the key and the server's list), so an
+    upscale that cannot work is not passed off as an outage; the client logs it as an error
+    for the operator too, and ``check`` refuses it when the operator set the key."""
 
     key = "provider.unknown_upscaler"
     template = (
