@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -13,7 +14,15 @@ from bot.jobs import store
 from bot.providers.upscale import UPSCALE_INSTRUCTION
 from bot.studio import ActionUnsupported
 from bot.testing.discord import FakeDiscord, StoredMessage
-from bot.testing.harness import Harness, field_value, job_id_of, new_result, run_bot, seen_ids
+from bot.testing.harness import (
+    ROOMY_QUOTAS,
+    Harness,
+    field_value,
+    job_id_of,
+    new_result,
+    run_bot,
+    seen_ids,
+)
 from bot.testing.images import colour_of, decode_image
 from bot.testing.openai_api import FakeImagesAPI
 
@@ -127,3 +136,44 @@ async def test_dall_e_2_cannot_upscale_and_says_why(harness: Harness) -> None:
         "This result's backend can't do that: dall-e-2 edits only repaint transparent areas "
         "of squares up to 1024x1024; it cannot upscale"
     )
+
+
+async def test_an_upscale_counts_against_the_members_daily_images(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    quotas = dataclasses.replace(ROOMY_QUOTAS, member_images_per_day=3)
+    settings = settings_factory(model="gpt-image-2", quotas=quotas)
+    async with run_bot(fake_discord, fake_images_api, settings) as harness:
+        fake = harness.fake
+        first = await imagine(harness, n=2, size="1024x1024")
+        await upscale_and_wait(harness, first, 0)  # the third image of the day
+        calls = len(harness.api.requests)
+        click = await fake.click(first, f"ib:act:upscale:{job_id_of(first)}:1")
+        answer = await click.wait_message(lambda m: "images for today" in m.content)
+        assert answer.ephemeral and "You have used your 3 images for today" in answer.content
+        await harness.idle()
+        assert len(harness.api.requests) == calls
+
+
+async def upscale_and_wait(harness: Harness, result: StoredMessage, index: int) -> StoredMessage:
+    before = seen_ids(harness.fake)
+    await harness.fake.click(result, f"ib:act:upscale:{job_id_of(result)}:{index}")
+    return await new_result(harness, before)
+
+
+async def test_an_old_u_button_still_upscales_after_a_restart(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(model="gpt-image-2")
+    async with run_bot(fake_discord, fake_images_api, settings) as harness:
+        old = await imagine(harness, n=2, size="1024x1024")
+    assert not fake_discord.connected
+    async with run_bot(fake_discord, fake_images_api, settings) as harness:  # same database
+        result = await upscale_and_wait(harness, old, 1)
+        assert result.embeds[0]["title"] == "Upscale of image 2"
+        sent = harness.api.requests[-1].file("image")
+        assert sent is not None and colour_of(sent.data) == colour_of(old.files["image_2.png"])
