@@ -177,3 +177,28 @@ async def test_an_old_u_button_still_upscales_after_a_restart(
         assert result.embeds[0]["title"] == "Upscale of image 2"
         sent = harness.api.requests[-1].file("image")
         assert sent is not None and colour_of(sent.data) == colour_of(old.files["image_2.png"])
+
+
+async def test_redo_of_an_old_upscale_reads_its_image_from_the_result_it_came_from(
+    gpt_image_2: Harness,
+) -> None:
+    from datetime import timedelta
+
+    from bot.db.models import utcnow
+    from bot.jobs.retention import prune
+
+    harness = gpt_image_2
+    first = await imagine(harness, n=2, size="1024x1024")
+    upscaled = await upscale_and_wait(harness, first, 1)
+    later = utcnow() + timedelta(days=31)
+    await prune(harness.bot.storage, timedelta(days=30), now=later)  # its upload is gone
+
+    before = seen_ids(harness.fake)
+    click = await harness.fake.click(upscaled, f"ib:redo:{job_id_of(upscaled)}")
+    assert (await click.response()).ephemeral
+    redone = await new_result(harness, before)
+    assert redone.embeds[0]["title"] == "Upscale"
+    upscale_1, upscale_2 = (r for r in harness.api.requests if r.path.endswith("/edits"))
+    sent_1, sent_2 = upscale_1.file("image"), upscale_2.file("image")
+    assert sent_1 is not None and sent_2 is not None and sent_2.data == sent_1.data
+    assert upscale_2.body["size"] == "2880x2880"
