@@ -154,3 +154,26 @@ async def test_comfyui_runs_the_upscale_workflow_with_the_model_of_provider_upsc
             assert comfy.sent_inputs("imagebot:upscaler")["model_name"] == "RealESRGAN_x2plus.pth"
             assert decode_image(result.files["image_1.png"]).size == (1024, 1024)
     assert fake_discord.spec_violations == []
+
+
+async def test_comfyui_an_upscale_model_the_server_lacks_is_named_with_the_ones_it_has(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+) -> None:
+    async with FakeComfyUI(step_delay=0.001) as comfy:
+        backend = comfyui_backend(comfy, upscaler="8x-Imaginary.pth")
+        settings = make_settings(tmp_path, fake_discord, fake_images_api, **backend)
+        async with run_bot(fake_discord, fake_images_api, settings) as harness:
+            first = await imagine(harness)
+            prompts = len(comfy.prompts)
+            click = await harness.fake.click(first, f"ib:act:upscale:{job_id_of(first)}:0")
+            expected = str(
+                UnknownUpscaler(
+                    upscaler="8x-Imaginary.pth", allowed=", ".join(comfy.upscale_models)
+                )
+            )
+            told = await click.wait_message(lambda m: m.content == expected)
+            assert told.ephemeral
+            await harness.idle()
+            assert len(comfy.prompts) == prompts  # no graph sent
