@@ -85,6 +85,10 @@ class ProviderSettings:
     password: str = field(default="", repr=False)
     #: ComfyUI: a folder of API-format workflow files ("" = the ones shipped with the bot).
     workflows: str = ""
+    #: Upscale on Stable Diffusion backends: AUTOMATIC1111's upscaler (one of its
+    #: ``/sdapi/v1/upscalers``; "" = "R-ESRGAN 4x+") or ComfyUI's upscale model file ("" = the
+    #: upscale workflow's own).
+    upscaler: str = ""
     #: OpenAI GPT image models: streamed partial images shown while one is made (0 = none).
     partial_images: int = field(default=1, metadata=_range(0, 3))
     #: Jobs this backend runs at once (0 = the kind's default: 4 for OpenAI, 1 for SD servers).

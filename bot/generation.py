@@ -26,6 +26,7 @@ from bot.providers import (
     ImageResult,
     ModelSpec,
     Operation,
+    UnsupportedOperation,
     VaryRequest,
     check_request,
     parse_size,
@@ -34,6 +35,7 @@ from bot.providers.backend import Backend
 from bot.providers.checks import SDLimits, check_sd_options, png_dimensions
 from bot.providers.progress import ProgressCallback
 from bot.providers.registry import BackendSet
+from bot.providers.types import UpscaleRequest
 
 #: Side of the square the uploads of models without fixed square sizes are normalized to.
 DEFAULT_INPUT_SIDE = 1024
@@ -41,6 +43,10 @@ DEFAULT_INPUT_SIDE = 1024
 INPUT_PIXELS = DEFAULT_INPUT_SIDE * DEFAULT_INPUT_SIDE
 #: Imaging takes sides that are multiples of this (bot.imaging.normalize).
 INPUT_MULTIPLE = 16
+
+#: ``ImageOrder.action`` of an upscale (``bot.studio.StudioAction.UPSCALE``): an edit order
+#: whose image the backend's ``upscale`` makes larger instead (see :func:`send_order`).
+UPSCALE = "upscale"
 
 FitChoice = Fit | Literal["auto"]
 R = TypeVar("R", GenerateRequest, EditRequest, VaryRequest)
@@ -266,10 +272,14 @@ def check_order(backends: BackendSet, order: ImageOrder) -> ModelSpec:
     instead of after a download and a place in the queue. Stable Diffusion options are held
     to that backend's limits (``max_steps``, ``max_guidance``), or refused where it has none.
     """
-    if order.operation is not Operation.VARY and not order.prompt.strip():
+    upscale = order.action == UPSCALE
+    if order.operation is not Operation.VARY and not upscale and not order.prompt.strip():
         raise PromptEmpty()
     backend = backends.for_job(order.backend)
     spec = backend.spec_for(order.model)
+    if upscale and not backend.features.upscaler and order.size is None:
+        # An upscale sized for a server with an upscaler, failing over to one without.
+        raise UnsupportedOperation(model=spec.name, operation=UPSCALE)
     request = build_request(order, spec)
     check_sd_options(spec, request, SDLimits.of(backends.settings[backend.name]))
     check_request(spec, request, images=False, sd_options=backend.features.sd_options)
@@ -306,10 +316,14 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
         if order.action in WHOLE_IMAGE_ACTIONS:
             return await _whole_image_edit(service, order, spec, image, source)
     side = input_size(spec, order.size, source)
-    if order.operation is Operation.EDIT:
+    if order.operation is Operation.EDIT and order.action != UPSCALE:
         inputs = await service.images.normalize_edit(image, order.mask, side=side, fit=fit)
         return replace(order, image=inputs.image.png, mask=inputs.mask_png)
-    normalized = await service.images.normalize_image(image, side=side, fit=fit, keep_alpha=False)
+    # A variation, or the picture an upscale enlarges (transparency kept, nothing to mask).
+    keep_alpha = order.action == UPSCALE
+    normalized = await service.images.normalize_image(
+        image, side=side, fit=fit, keep_alpha=keep_alpha
+    )
     return replace(order, image=normalized.png, mask=None)
 
 
@@ -438,6 +452,16 @@ async def send_order(
     image = sent.image or b""
     shapes = shape_spec(spec, service.settings.quotas.allowed_sizes)
     order = replace(sent, size=_output_size(sent.size, png_dimensions(image), shapes))
+    if order.action == UPSCALE:
+        larger = UpscaleRequest(
+            image=image,
+            prompt=order.prompt,
+            size=order.size,
+            quality=order.quality,
+            model=spec.name,
+            user_id=order.user_id,
+        )
+        return await backend.upscale(larger, progress=progress)
     if order.operation is Operation.EDIT:
         order = replace(order, prompt=instructed_prompt(order, spec, backend))
         edit = build_request(order, spec, image, order.mask)

@@ -16,10 +16,11 @@ import enum
 from collections.abc import Callable
 
 from bot.errors import BotError
-from bot.generation import CANVAS_ACTIONS, ImageOrder
-from bot.providers import ModelSpec, Operation
+from bot.generation import CANVAS_ACTIONS, UPSCALE, ImageOrder
+from bot.providers import ModelSpec, Operation, parse_size
 from bot.providers.backend import Backend
 from bot.providers.registry import BackendSet
+from bot.providers.upscale import NoLargerSize, upscale_size
 
 
 class StudioAction(enum.StrEnum):
@@ -55,8 +56,47 @@ class ActionUnsupported(BotError):
 #: ActionUnsupported where the result's backend cannot.
 OrderBuilder = Callable[[BackendSet, ImageOrder], ImageOrder]
 
+
+def upscale_order(backends: BackendSet, made: ImageOrder) -> ImageOrder:
+    """Upscale one image of a result (``made.size`` is that image's size): one image, on the
+    result's backend and model, the largest that backend makes of it.
+
+    A server with an upscaler of its own (AUTOMATIC1111, ComfyUI) enlarges any image by its
+    factor; a GPT image model redraws it in an edit at its largest size of the image's shape
+    (:func:`bot.providers.upscale.upscale_size`), which the order asks for so that the price
+    shown and reserved is that size's. What cannot (dall-e, an image already at the model's
+    largest) is refused here, before anything is queued or charged.
+    """
+    backend = backends.for_job(made.backend)
+    spec = backend.spec_for(made.model)
+    size: str | None = None
+    if not backend.features.upscaler:
+        source = parse_size(made.size or "")
+        if source is None:
+            raise ActionUnsupported(reason="the size of this image is not known")
+        try:
+            size = upscale_size(spec, source)
+        except NoLargerSize as limit:
+            raise ActionUnsupported(reason=limit.reason) from None
+    return ImageOrder(
+        Operation.EDIT,
+        prompt=made.prompt,
+        n=1,
+        size=size,
+        quality=made.quality if spec.qualities else None,
+        model=made.model,
+        fit=made.fit,
+        user_id=made.user_id,
+        backend=made.backend,
+        action=UPSCALE,
+        input_fidelity="high" if spec.input_fidelity else None,
+    )
+
+
+assert StudioAction.UPSCALE.value == UPSCALE  # one name for the action in both layers
+
 #: Each action's builder; an action without one has no button yet.
-BUILDERS: dict[StudioAction, OrderBuilder] = {}
+BUILDERS: dict[StudioAction, OrderBuilder] = {StudioAction.UPSCALE: upscale_order}
 
 
 def available_actions() -> frozenset[StudioAction]:

@@ -44,6 +44,14 @@ import pybase64
 
 from bot.config import ProviderSettings
 from bot.providers.automatic1111_tasks import TaskTracker
+from bot.providers.automatic1111_upscale import (
+    EXTRAS_PATH,
+    UPSCALERS_PATH,
+    chosen_upscaler,
+    extras_body,
+    upscaled_image,
+    upscaler_names,
+)
 from bot.providers.automatic1111_wire import (
     BACKEND,
     DEFAULT_SIZE,
@@ -68,6 +76,7 @@ from bot.providers.errors import (
     ProviderUnavailable,
     TooManyImages,
     UnknownModel,
+    UnknownUpscaler,
     UnsupportedOption,
 )
 from bot.providers.fetch import HostPolicy
@@ -79,6 +88,7 @@ from bot.providers.types import (
     GenerateRequest,
     ImageRequest,
     ImageResult,
+    UpscaleRequest,
     VaryRequest,
 )
 
@@ -153,6 +163,7 @@ class Automatic1111Client:
         self._random = random
         self._observe = observe
         self._samplers: frozenset[str] | None = None
+        self._upscaler: str | None = None
         self._checkpoints: tuple[Checkpoint, ...] | None = None
         self._tasks = TaskTracker(
             self._call_json,
@@ -189,9 +200,23 @@ class Automatic1111Client:
             )
         return self._samplers
 
+    async def upscaler(self, *, refresh: bool = False) -> str:
+        """``provider.upscaler`` as the server has it (checked against its list, cached);
+        UnknownUpscaler naming the ones it has when it has not."""
+        if self._upscaler is None or refresh:
+            offered = upscaler_names(await self._call_json(UPSCALERS_PATH, None, retries=None))
+            try:
+                self._upscaler = chosen_upscaler(self._settings.upscaler, offered)
+            except UnknownUpscaler as error:
+                log.error("A1111 %s: %s", self.name, error.detail)
+                raise
+        return self._upscaler
+
     async def check_access(self) -> str:
         """One cheap authenticated call that proves URL and credentials: the checkpoint list."""
         found = await self.checkpoints(refresh=True)
+        if self._settings.upscaler:  # the operator chose one: it must be there
+            await self.upscaler(refresh=True)
         if self._checkpoint is not None:
             await self._find_checkpoint(self._checkpoint)
             return f"{len(found)} checkpoints, {self._checkpoint} among them"
@@ -270,6 +295,34 @@ class Automatic1111Client:
             denoising_strength=_strength(request.strength, VARY_DENOISING),
         )
         return await self._run("/sdapi/v1/img2img", body, request.n, progress, task_id)
+
+    async def upscale(
+        self, request: UpscaleRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
+        """``extra-single-image``: the image at twice its size by the operator's upscaler.
+
+        Extras run under the server's queue lock without a task id: no progress, and a
+        cancelled call cannot stop them (an upscale takes seconds)."""
+        self.spec_for(request.model)
+        upscaler = await self.upscaler()
+        body = await asyncio.to_thread(extras_body, request.image, upscaler)
+        started = time.monotonic()
+        try:
+            _, raw = await self._request("POST", EXTRAS_PATH, json_body=body, limits=self._timeout)
+        except ProviderError as error:
+            self._tell_observer(EXTRAS_PATH, started, error.code or error.key)
+            raise
+        self._tell_observer(EXTRAS_PATH, started, None)
+        data = await asyncio.to_thread(upscaled_image, raw)
+        try:
+            ((mime, width, height),) = await self._verify([data])
+        except ValueError as exc:
+            raise MalformedResponse(detail=str(exc)) from None
+        return ImageResult(
+            images=(GeneratedImage(data, mime, width, height),),
+            model=BACKEND,
+            size=f"{width}x{height}",
+        )
 
     async def cancel(self, task_id: str) -> bool:
         """Interrupt the server's job if, and only if, it is ``task_id``; whether it was sent.

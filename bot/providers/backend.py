@@ -6,9 +6,10 @@ between them is said by :class:`BackendFeatures` (what the backend can do) and t
 (``models``/``spec_for``: operations, sizes, n and options per model), which the checks and the
 Discord layer read instead of asking "is this OpenAI?".
 
-Cancelling a running job is cancelling the ``generate``/``edit``/``vary`` call: a backend that
-can stop its work (``cancel_running``) does so when its call is cancelled (A1111's interrupt of
-our own task, ComfyUI's queue delete or interrupt); one that cannot (OpenAI) may still bill it.
+Cancelling a running job is cancelling the ``generate``/``edit``/``vary``/``upscale`` call: a
+backend that can stop its work (``cancel_running``) does so when its call is cancelled (A1111's
+interrupt of our own task, ComfyUI's queue delete or interrupt); one that cannot (OpenAI) may
+still bill it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import Literal, Protocol
 
 from bot.providers.capabilities import ModelSpec
 from bot.providers.progress import ProgressCallback
-from bot.providers.types import EditRequest, GenerateRequest, ImageResult, VaryRequest
+from bot.providers.types import (
+    EditRequest,
+    GenerateRequest,
+    ImageResult,
+    UpscaleRequest,
+    VaryRequest,
+)
 
 BackendKind = Literal["openai", "automatic1111", "comfyui"]
 #: The Stable Diffusion options whose values come from the server's own lists.
@@ -41,12 +48,22 @@ class BackendFeatures:
     sd_options: bool = False
     #: It reports the seed of each image (``ImageResult.seeds``), so Redo can reuse one.
     seeds: bool = False
+    #: It has an upscaler of its own (``upscale`` enlarges any image by its factor). Without
+    #: one, ``upscale`` is an edit at the model's largest size, where the model has a larger
+    #: size than the image (``bot.providers.upscale.upscale_size`` decides, before queueing).
+    upscaler: bool = False
 
 
 def stable_diffusion_features(kind: BackendKind) -> BackendFeatures:
     """What a Stable Diffusion server (AUTOMATIC1111, ComfyUI) does: everything, live."""
     return BackendFeatures(
-        kind=kind, previews=True, progress=True, cancel_running=True, sd_options=True, seeds=True
+        kind=kind,
+        previews=True,
+        progress=True,
+        cancel_running=True,
+        sd_options=True,
+        seeds=True,
+        upscaler=True,
     )
 
 
@@ -81,6 +98,12 @@ class Backend(Protocol):
     async def vary(
         self, request: VaryRequest, *, progress: ProgressCallback | None = None
     ) -> ImageResult: ...
+
+    async def upscale(
+        self, request: UpscaleRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
+        """One image, larger (:mod:`bot.providers.upscale`: how each backend does it)."""
+        ...
 
     async def option_values(self, option: SDChoice) -> tuple[str, ...]:
         """The names the server offers for ``option`` (its checkpoints, its samplers), for

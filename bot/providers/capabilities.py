@@ -130,7 +130,7 @@ class ModelSpec:
     vary_prompt: str = DEFAULT_VARY_PROMPT
     #: True: generations and edits can be streamed (``stream``, ``partial_images``): previews.
     streams: bool = False
-    #: True: edits take ``input_fidelity`` high|low (GPT image models but gpt-image-1-mini).
+    #: True: edits take ``input_fidelity`` (high keeps faces and details of the input).
     input_fidelity: bool = False
 
     def supports(self, operation: Operation) -> bool:
@@ -199,6 +199,7 @@ DEFAULT_MODELS: Mapping[str, ModelSpec] = {
             max_prompt_chars=4000,
         ),
         _gpt_image("gpt-image-1"),
+        # The spec: input_fidelity is "unsupported for gpt-image-1-mini".
         _gpt_image("gpt-image-1-mini", input_fidelity=False),
         _gpt_image("gpt-image-1.5"),
         _gpt_image("gpt-image-2", free_size=FreeSizeRule()),

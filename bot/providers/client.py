@@ -39,6 +39,7 @@ from bot.providers.errors import (
     ProviderUnavailable,
     RateLimited,
     UnknownModel,
+    UnsupportedOperation,
     classify_error,
     scrub,
 )
@@ -52,8 +53,10 @@ from bot.providers.types import (
     GenerateRequest,
     ImageResult,
     ImageUsage,
+    UpscaleRequest,
     VaryRequest,
 )
+from bot.providers.upscale import upscale_instruction
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +260,25 @@ class ImagesClient:
         stream = self._stream("/images/edits", spec, request.n, progress)
         payload = await self._post("/images/edits", spec, fields=fields, files=files, stream=stream)
         return await self._result(payload, spec, request.n, size, request.quality, stream)
+
+    async def upscale(
+        self, request: UpscaleRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
+        """An edit redrawing the image at ``request.size`` (the model's largest of its shape,
+        see :func:`bot.providers.upscale.upscale_size`), as faithfully as the model can."""
+        spec = self.spec_for(request.model)
+        if request.size is None:
+            raise UnsupportedOperation(model=spec.name, operation="upscale")
+        edit = EditRequest(
+            image=request.image,
+            prompt=upscale_instruction(request.prompt, spec.max_prompt_chars),
+            size=request.size,
+            quality=request.quality,
+            model=spec.name,
+            user_id=request.user_id,
+            input_fidelity="high" if spec.input_fidelity else None,
+        )
+        return await self.edit(edit, progress=progress)
 
     async def vary(
         self, request: VaryRequest, *, progress: ProgressCallback | None = None

@@ -53,6 +53,7 @@ from bot.providers.errors import (
     ProviderUnavailable,
     TooManyImages,
     UnknownModel,
+    UnknownUpscaler,
     UnsupportedOption,
     UnsupportedSize,
 )
@@ -63,6 +64,7 @@ from bot.providers.types import (
     GenerateRequest,
     ImageResult,
     Operation,
+    UpscaleRequest,
     VaryRequest,
 )
 
@@ -204,6 +206,36 @@ class ComfyUIClient:
         self._batch(workflow, values, request.n)
         return await self._run(workflow, values, request.n, seed, progress)
 
+    async def upscale(
+        self, request: UpscaleRequest, *, progress: ProgressCallback | None = None
+    ) -> ImageResult:
+        """The upscale workflow: the image through the upscale model (``provider.upscaler``,
+        else the workflow's own), at that model's factor."""
+        workflow = self._workflows["upscale"]
+        self.spec_for(request.model)
+        loader = workflow.graph[workflow.nodes["upscaler"]]
+        wanted = self._settings.upscaler or str(loader["inputs"].get("model_name", ""))
+        for refresh in (False, True):  # a model added since the last look
+            known = await self._server.choices(
+                loader["class_type"], "model_name", max_age=0 if refresh else None
+            )
+            if wanted in known:
+                break
+        else:
+            error = UnknownUpscaler(
+                upscaler=wanted,
+                allowed=", ".join(known) or "(none)",
+                detail=f"provider.upscaler {wanted!r} is not among the server's upscale models "
+                f"({', '.join(known) or 'none'}; ComfyUI's models/upscale_models folder)",
+            )
+            log.error("ComfyUI %s: %s", self.name, error.detail)
+            raise error
+        values: dict[str, dict[str, Any]] = {
+            "image": {"image": await self._server.upload(request.image)},
+            "upscaler": {"model_name": wanted},
+        }
+        return await self._run(workflow, values, 1, None, progress)
+
     async def aclose(self) -> None:
         for task in list(self._cleanups):
             task.cancel()
@@ -330,7 +362,7 @@ class ComfyUIClient:
         workflow: Workflow,
         values: Mapping[str, Mapping[str, Any]],
         n: int,
-        seed: int,
+        seed: int | None,
         progress: ProgressCallback | None,
     ) -> ImageResult:
         graph = workflow.fill(values)
@@ -398,7 +430,7 @@ class ComfyUIClient:
                 return
 
     async def _result(
-        self, entry: Mapping[str, Any], workflow: Workflow, n: int, seed: int
+        self, entry: Mapping[str, Any], workflow: Workflow, n: int, seed: int | None
     ) -> ImageResult:
         files = output_images(entry, workflow.nodes["output"])
         if len(files) > n:
@@ -418,7 +450,7 @@ class ComfyUIClient:
             model=MODEL,
             size=f"{images[0].width}x{images[0].height}",
             # One KSampler makes the batch's noise from one seed: each image has that seed.
-            seeds=(seed,) * len(images),
+            seeds=(seed,) * len(images) if seed is not None else (),
         )
 
     async def _cancel_soon(self, prompt_id: str) -> None:

@@ -16,6 +16,7 @@ imagebot:batch     RepeatLatentBatch (optional)            ``amount``
 imagebot:checkpoint CheckpointLoaderSimple (optional)      ``ckpt_name``
 imagebot:image     LoadImage (img2img, inpaint)            ``image`` (an uploaded file)
 imagebot:mask      LoadImageMask (inpaint)                 ``image``, ``channel`` = "red"
+imagebot:upscaler  UpscaleModelLoader (upscale)            ``model_name`` (``provider.upscaler``)
 imagebot:output    SaveImage                               nothing: its images are the result
 ================== ======================================= ==================================
 
@@ -39,7 +40,7 @@ from bot.errors import ConfigError
 
 PREFIX = "imagebot:"
 #: The operations' workflow files (``NAME.json``), shipped and overridable by file name.
-FILES = {"generate": "txt2img", "vary": "img2img", "edit": "inpaint"}
+FILES = {"generate": "txt2img", "vary": "img2img", "edit": "inpaint", "upscale": "upscale"}
 #: role -> (inputs the node must have (any one of each tuple), what the node is for).
 ROLES: Mapping[str, tuple[tuple[tuple[str, ...], ...], str]] = {
     "prompt": ((("text",),), "the CLIPTextEncode of the prompt"),
@@ -50,12 +51,14 @@ ROLES: Mapping[str, tuple[tuple[tuple[str, ...], ...], str]] = {
     "checkpoint": ((("ckpt_name",),), "the CheckpointLoaderSimple"),
     "image": ((("image",),), "the LoadImage of the member's picture"),
     "mask": ((("image",), ("channel",)), "the LoadImageMask of the mask"),
+    "upscaler": ((("model_name",),), "the UpscaleModelLoader of the upscale model"),
     "output": ((("images",),), "the SaveImage whose images are the result"),
 }
 REQUIRED = {
     "txt2img": ("prompt", "seed", "size", "output"),
     "img2img": ("prompt", "seed", "image", "output"),
     "inpaint": ("prompt", "seed", "image", "mask", "output"),
+    "upscale": ("image", "upscaler", "output"),
 }
 #: The mask goes up white = repaint on black (``backend_masks.white_repaints``); red reads it.
 MASK_CHANNEL = "red"
@@ -88,7 +91,8 @@ class Workflow:
 
 
 def load_workflows(folder: str = "") -> dict[str, Workflow]:
-    """The three workflows by operation: the operator's ``folder`` files, else the shipped ones.
+    """The workflows by operation (and "upscale"): the operator's ``folder`` files, else the
+    shipped ones.
 
     Raises ConfigError naming the file and what is wrong with it.
     """

@@ -151,6 +151,20 @@ class OperatorProblem(ProviderError):
     operator_problem = True
 
 
+class UnknownUpscaler(InvalidRequest):
+    """The operator's ``provider.upscaler`` is not one the server has (or only resizes).
+
+    Said to the member as it is (no secret in it: the key and the server's list), so an
+    upscale that cannot work is not passed off as an outage; the client logs it as an error
+    for the operator too, and ``check`` refuses it when the operator set the key."""
+
+    key = "provider.unknown_upscaler"
+    template = (
+        'Upscaling is not set up right here: the server has no upscaler "{upscaler}" '
+        "(the operator's provider.upscaler); it has: {allowed}."
+    )
+
+
 class RateLimited(ProviderError):
     """Still rate limited after the allowed retries, or told to wait longer than we may."""
 

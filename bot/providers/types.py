@@ -94,6 +94,25 @@ class VaryRequest(StableDiffusionOptions):
 
 ImageRequest = GenerateRequest | EditRequest | VaryRequest
 
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    """One image made larger (``Backend.upscale``): each backend its own way, never a plain
+    resize (see :mod:`bot.providers.upscale`)."""
+
+    #: Already normalized by bot.imaging, at about its own size and shape.
+    image: bytes = field(repr=False)
+    _: KW_ONLY
+    #: The prompt the image was made from: context for a model that redraws it (GPT image).
+    prompt: str = ""
+    #: The size to make (GPT image models: the largest in the image's shape); the SD servers
+    #: enlarge by their upscaler's own factor and ignore it.
+    size: str | None = None
+    quality: str | None = None
+    model: str | None = None
+    user_id: str | None = None
+
+
 #: The request fields only Stable Diffusion backends take (see ``BackendFeatures.sd_options``).
 SD_FIELDS = (
     "negative_prompt",

@@ -48,6 +48,9 @@ DEFAULT_TOKEN_PRICES: Mapping[str, tuple[float, float, float]] = {
 DEFAULT_OUTPUT_TOKEN_PRICES: Mapping[str, float] = {"gpt-image-1": 40.0, "gpt-image-1-mini": 8.0}
 #: Per-image prices used to estimate token-priced models before they run (gpt-image-1's).
 TOKEN_MODEL_ESTIMATE = "gpt-image-1"
+#: The largest listed size of the per-image table's "large" class (1536x1024): a larger free
+#: size is priced in proportion to its pixels.
+LARGEST_LISTED_PIXELS = 1536 * 1024
 #: Price of an image of a model nobody priced: assume the dearest known, never zero.
 UNKNOWN_MODEL_PRICE = 0.25
 
@@ -92,7 +95,16 @@ def _per_image(
         pair = max(qualities.values(), key=lambda p: p[1])
     if unsized_large and size is None:
         return max(pair)  # the upload's shape decides: maybe a large image
-    return pair[1] if _is_large(size) else pair[0]
+    if not _is_large(size):
+        return pair[0]
+    if model not in table.token_prices:
+        return pair[1]
+    # A token-priced model's free size beyond the largest listed one (gpt-image-2's upscales,
+    # up to 8.3 MP) makes more output tokens: the large price grows with the pixels, so the
+    # estimate still errs on the side of the operator's wallet.
+    parsed = parse_size(size or "")
+    pixels = parsed[0] * parsed[1] if parsed else 0
+    return pair[1] * max(1.0, pixels / LARGEST_LISTED_PIXELS)
 
 
 def estimate_cost(

@@ -42,6 +42,7 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
+from bot.testing import automatic1111_extras as extras
 from bot.testing import automatic1111_pictures as pictures
 from bot.testing import automatic1111_rules as rules
 from bot.testing.automatic1111_state import State
@@ -90,12 +91,15 @@ class FakeAutomatic1111:
     #: Seconds each sampling step takes.
     step_delay: float = 0.005
     checkpoints: tuple[rules.Checkpoint, ...] = rules.CHECKPOINTS
+    upscalers: tuple[extras.Upscaler, ...] = extras.UPSCALERS
     #: False = started with ``--nowebui``: the API only, without ``/internal/progress``.
     webui: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     requests: list[tuple[str, Any]] = field(default_factory=list)
     ignored_fields: list[str] = field(default_factory=list)
     runs: list[Run] = field(default_factory=list)
+    #: Each extra-single-image run: (upscaler_1, source size, result size).
+    upscales: list[tuple[str, tuple[int, int], tuple[int, int]]] = field(default_factory=list)
     #: The task running at each ``/interrupt`` (None = nothing was running).
     interrupts: list[str | None] = field(default_factory=list)
     progress_polls: int = 0
@@ -134,6 +138,8 @@ class FakeAutomatic1111:
         app.router.add_post("/sdapi/v1/interrupt", self._interrupt)
         app.router.add_get("/sdapi/v1/sd-models", self._sd_models)
         app.router.add_get("/sdapi/v1/samplers", self._samplers)
+        app.router.add_get("/sdapi/v1/upscalers", self._upscalers)
+        app.router.add_post("/sdapi/v1/extra-single-image", self._extra_single_image)
         app.router.add_get("/sdapi/v1/options", self._get_options)
         app.router.add_post("/sdapi/v1/options", self._set_options)
         # Like uvicorn, a generation goes on when its client hangs up.
@@ -411,6 +417,28 @@ class FakeAutomatic1111:
 
     async def _samplers(self, request: web.Request) -> web.StreamResponse:
         return web.json_response([s.item() for s in rules.SAMPLERS])
+
+    async def _upscalers(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response([u.item() for u in self.upscalers])
+
+    async def _extra_single_image(self, request: web.Request) -> web.StreamResponse:
+        values = await self._body(request, extras.EXTRAS_FIELDS)
+        if isinstance(values, web.StreamResponse):
+            return values
+        errors = extras.limit_errors(values)
+        if errors:
+            return web.json_response({"detail": errors}, status=422)
+        image = pictures.decode_image(values["image"])
+        if image is None:
+            return _webui_error(500, "HTTPException", "Invalid encoded image")
+        async with self._lock:  # the queue lock generations hold too
+            try:
+                result = await asyncio.to_thread(extras.run_extras, image, values, self.upscalers)
+            except extras.NoSuchUpscaler as exc:
+                return _webui_error(500, "AssertionError", errors=str(exc))
+        self.upscales.append((values["upscaler_1"], image.size, result.size))
+        answer = {"html_info": "<p></p>", "image": pictures.png_b64(result)}
+        return web.json_response(answer)
 
     async def _get_options(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.options)

@@ -192,6 +192,9 @@ def _fields(*groups: tuple[tuple[str, Coerce, Any], ...]) -> dict[str, tuple[Coe
     return fields
 
 
+#: The coercions and the field table builder, for the other request models (extras).
+integer, number, text, boolean, fields_of = _int, _float, _str, _bool, _fields
+
 TXT2IMG_FIELDS = _fields(_COMMON, _TXT2IMG, _API)
 IMG2IMG_FIELDS = _fields(_COMMON, _IMG2IMG, _API)
 

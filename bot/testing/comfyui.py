@@ -78,6 +78,7 @@ class FakeComfyUI:
     #: Random noise in the finished pictures, so their PNGs weigh what real renders do.
     noise_bits: int = 0
     checkpoints: tuple[str, ...] = nodes.CHECKPOINTS
+    upscale_models: tuple[str, ...] = nodes.UPSCALE_MODELS
     drop_websockets_at_step: int | None = None
     accept_websockets: bool = True
     prompts: list[dict[str, Any]] = field(default_factory=list)
@@ -199,7 +200,7 @@ class FakeComfyUI:
         return inputs
 
     def node_types(self) -> dict[str, nodes.NodeType]:
-        return nodes.node_types(self.checkpoints, self._input_files())
+        return nodes.node_types(self.checkpoints, self._input_files(), self.upscale_models)
 
     def _input_files(self) -> list[str]:
         """What LoadImage lists: the input folder's files, as "subfolder/name"."""

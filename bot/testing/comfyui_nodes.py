@@ -30,6 +30,8 @@ SAMPLERS = (
 )
 SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
 CHECKPOINTS = ("v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors")
+#: The files in ``models/upscale_models`` (what UpscaleModelLoader lists).
+UPSCALE_MODELS = ("RealESRGAN_x4plus.pth", "4x-UltraSharp.pth", "RealESRGAN_x2plus.pth")
 CHANNELS = ("alpha", "red", "green", "blue")
 
 
@@ -68,9 +70,13 @@ def _int(default: int, low: int, high: int, step: int = 1) -> tuple[str, dict[st
     return ("INT", {"default": default, "min": low, "max": high, "step": step})
 
 
-def node_types(checkpoints: Sequence[str], inputs: Sequence[str]) -> dict[str, NodeType]:
+def node_types(
+    checkpoints: Sequence[str],
+    inputs: Sequence[str],
+    upscale_models: Sequence[str] = UPSCALE_MODELS,
+) -> dict[str, NodeType]:
     """The node types the shipped workflows use (and a few neighbours), with the server's
-    current lists: its checkpoints and the files in its input folder."""
+    current lists: its checkpoints, upscale models and the files in its input folder."""
     files = sorted(inputs)
     image = ([*files], {"image_upload": True})
     latent = ("LATENT",)
@@ -145,6 +151,19 @@ def node_types(checkpoints: Sequence[str], inputs: Sequence[str]) -> dict[str, N
             category="image",
         ),
         NodeType("PreviewImage", {"images": ("IMAGE",)}, (), output_node=True, category="image"),
+        # comfy_extras/nodes_upscale_model.py
+        NodeType(
+            "UpscaleModelLoader",
+            {"model_name": (list(upscale_models),)},
+            ("UPSCALE_MODEL",),
+            category="loaders",
+        ),
+        NodeType(
+            "ImageUpscaleWithModel",
+            {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)},
+            ("IMAGE",),
+            category="image/upscaling",
+        ),
     ]
     return {t.name: t for t in types}
 

@@ -7,6 +7,7 @@ real service enforces per model live here. They are deliberately independent of
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -84,9 +85,7 @@ GPT_IMAGE = FakeModel(
     gpt=True,
     input_fidelity=True,
 )
-GPT_IMAGE_MINI = FakeModel(
-    frozenset({"generations", "edits"}), _GPT_SIZES, 10, 32000, _GPT_QUALITIES, gpt=True
-)
+GPT_IMAGE_MINI = dataclasses.replace(GPT_IMAGE, input_fidelity=False)
 GPT_IMAGE_2 = FakeModel(
     frozenset({"generations", "edits"}),
     _GPT_SIZES,
@@ -162,8 +161,15 @@ def check_params(endpoint: str, name: str, model: FakeModel, body: dict[str, Any
     if quality is not None and quality not in model.qualities:
         raise Rejected(f"Invalid value: '{quality}' for 'quality'.", "quality")
     fidelity = body.get("input_fidelity")
-    if fidelity is not None and (not model.input_fidelity or fidelity not in {"high", "low"}):
-        raise Rejected(f"Invalid value: '{fidelity}' for 'input_fidelity'.", "input_fidelity")
+    if fidelity is not None:
+        if not model.input_fidelity:
+            # The wording of the real refusal is not documented: this one names the parameter.
+            raise Rejected(f"'input_fidelity' is not supported with {name}.", "input_fidelity")
+        if fidelity not in ("high", "low"):
+            raise Rejected(
+                f"Invalid value: '{fidelity}'. Supported values are: 'high' and 'low'.",
+                "input_fidelity",
+            )
     if body.get("style") is not None and body["style"] not in model.styles:
         raise Rejected("'style' is only supported for dall-e-3.", "style")
     if model.gpt:

@@ -260,6 +260,8 @@ async def test_a_result_is_labelled_in_the_members_language(
     assert button_labels(result) == [
         _translated("button.vary", locale, translated, index=1),
         _translated("button.vary", locale, translated, index=2),
+        "U1",  # Midjourney's label, the same in every language
+        "U2",
         _translated("button.redo", locale, translated),
         _translated("button.remix", locale, translated),
         _translated("button.delete", locale, translated),
@@ -391,6 +393,8 @@ async def test_untranslated_text_falls_back_to_english(
         labels = button_labels(result)
         assert labels[0] == full.text("button.vary", "ko", index=1)
         assert labels[2:] == [
+            full.text("button.upscale", "ko", index=1),
+            full.text("button.upscale", "ko", index=2),
             "Redo",
             full.text("button.remix", "ko"),
             full.text("button.delete", "ko"),

@@ -38,6 +38,7 @@ def test_the_shipped_workflows_serve_each_operation() -> None:
         "generate": "txt2img",
         "vary": "img2img",
         "edit": "inpaint",
+        "upscale": "upscale",
     }
     edit = workflows["edit"]
     assert edit.nodes["mask"] != edit.nodes["image"]
@@ -45,6 +46,9 @@ def test_the_shipped_workflows_serve_each_operation() -> None:
     classes = {node["class_type"] for w in workflows.values() for node in w.graph.values()}
     assert {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler"} <= classes
     assert {"VAEDecode", "VAEEncode", "SetLatentNoiseMask", "LoadImage", "SaveImage"} <= classes
+    assert {"UpscaleModelLoader", "ImageUpscaleWithModel"} <= classes
+    upscale = workflows["upscale"]
+    assert upscale.graph[upscale.nodes["upscaler"]]["class_type"] == "UpscaleModelLoader"
 
 
 def test_the_shipped_workflows_are_package_data() -> None:

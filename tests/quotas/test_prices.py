@@ -31,6 +31,16 @@ def test_estimates(model: str, n: int, size: str, quality: str | None, usd: floa
     assert estimate_cost(TABLE, model, n, size, quality, partial_images=0) == round(usd * 1_000_000)
 
 
+def test_a_free_size_beyond_the_listed_ones_is_reserved_by_its_pixels() -> None:
+    """gpt-image-2's upscale to 2880x2880 has 5.27 times 1536x1024's pixels, and tokens."""
+    large = estimate_cost(TABLE, "gpt-image-2", 1, "1536x1024", "high", partial_images=0)
+    huge = estimate_cost(TABLE, "gpt-image-2", 1, "2880x2880", "high", partial_images=0)
+    assert large == 250_000
+    assert huge == round(250_000 * 2880 * 2880 / (1536 * 1024))
+    # ... and never less than the large price: a 1024x1536 portrait stays at it.
+    assert estimate_cost(TABLE, "gpt-image-2", 1, "1024x1536", "high", partial_images=0) == large
+
+
 @pytest.mark.parametrize(
     ("model", "partials", "usd"),
     [

@@ -31,7 +31,7 @@ from bot.discord.generate._submit import Actions, Upload
 from bot.discord.generate._views import REMIX_PROMPT, remix_modal_id
 from bot.discord.i18n import Catalog
 from bot.discord.tree import reports_errors
-from bot.generation import ImageOrder
+from bot.generation import UPSCALE, ImageOrder
 from bot.jobs import JobRunner, orphans, store
 from bot.providers import Operation
 from bot.providers.registry import BackendSet
@@ -104,10 +104,11 @@ class ResultButtons:
         return order
 
     async def _source_image(self, job: Job) -> discord.Attachment:
-        """The image a variation of a result was made from, read back from that result's
-        messages on Discord; ResultTooOld when ``job`` is no such variation or it is gone."""
+        """The image a variation (or upscale) of a result was made from, read back from that
+        result's messages on Discord; ResultTooOld when ``job`` is neither or it is gone."""
         too_old = ResultTooOld(days=self.retention_days)
-        if job.operation != Operation.VARY.value or job.source_job_id is None:
+        of_a_result = job.operation == Operation.VARY.value or job.action == UPSCALE
+        if not of_a_result or job.source_job_id is None:
             raise too_old
         source = await store.get_job(self.sessions, job.source_job_id)
         if source is None:
@@ -253,6 +254,8 @@ class ResultButtons:
             raise ResultGone()
         attachment = result_attachment(interaction.message, index)
         made = await store.order_of(self.sessions, job)
+        if attachment.width and attachment.height:  # the picture's own size, not the asked-for
+            made = dataclasses.replace(made, size=f"{attachment.width}x{attachment.height}")
         # Built for the backend it will run on: the result's, or the server's choice where
         # this server may no longer use that one (an img2img strength means nothing to OpenAI).
         made = await self.runner.backends.resolve(made, interaction.guild_id)

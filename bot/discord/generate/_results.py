@@ -17,6 +17,7 @@ import discord
 from bot.db.models import Job
 from bot.discord.generate._views import result_view
 from bot.discord.i18n import Catalog
+from bot.generation import UPSCALE
 from bot.imaging.upload import UploadImage, fit_for_upload, split_for_upload
 from bot.providers import GeneratedImage
 from bot.quotas import format_usd
@@ -201,6 +202,10 @@ ACTION_NAMES = {
 
 
 def _title(job: Job, catalog: Catalog) -> str:
+    if job.action == UPSCALE:
+        if job.source_index is not None:
+            return catalog.text("result.upscale_of", job.locale, index=job.source_index + 1)
+        return catalog.text("result.upscaled", job.locale)
     name = ACTION_NAMES.get(job.action or "")
     if name is not None and job.source_index is not None:
         action = catalog.text(name, job.locale)

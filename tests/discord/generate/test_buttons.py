@@ -57,6 +57,9 @@ async def test_every_result_has_vary_buttons_redo_remix_and_delete(harness: Harn
         f"ib:vary:{job}:0": "Vary 1",
         f"ib:vary:{job}:1": "Vary 2",
         f"ib:vary:{job}:2": "Vary 3",
+        f"ib:act:upscale:{job}:0": "U1",
+        f"ib:act:upscale:{job}:1": "U2",
+        f"ib:act:upscale:{job}:2": "U3",
         f"ib:redo:{job}": "Redo",
         f"ib:remix:{job}": "Remix",
         f"ib:delete:{job}": "Delete",
@@ -93,7 +96,7 @@ async def test_vary_2_by_another_member_varies_exactly_image_2(harness: Harness)
     assert colour_of(sent.data) == colour_of(image_2)
     assert job_id_of(result) != job_id_of(first)
     # the first result is untouched and its buttons still there
-    assert not first.deleted and len(first.custom_ids) == 5
+    assert not first.deleted and len(first.custom_ids) == 7  # V1, V2, U1, U2, Redo, Remix, Delete
 
 
 async def test_redo_of_an_imagine_result_makes_new_images_with_the_same_settings(
@@ -251,6 +254,8 @@ async def test_a_variation_has_no_remix_button(harness: Harness) -> None:
     assert varied.custom_ids == [
         f"ib:vary:{job}:0",
         f"ib:vary:{job}:1",
+        f"ib:act:upscale:{job}:0",
+        f"ib:act:upscale:{job}:1",
         f"ib:redo:{job}",
         f"ib:delete:{job}",
     ]
@@ -299,9 +304,12 @@ async def test_ten_images_get_ten_vary_buttons_in_rows_of_five(harness: Harness)
     assert rows == [
         [f"ib:vary:{job}:{i}" for i in range(5)],
         [f"ib:vary:{job}:{i}" for i in range(5, 10)],
+        [f"ib:act:upscale:{job}:{i}" for i in range(5)],
+        [f"ib:act:upscale:{job}:{i}" for i in range(5, 10)],
         [f"ib:redo:{job}", f"ib:remix:{job}", f"ib:delete:{job}"],
     ]
     assert labels(result)[f"ib:vary:{job}:9"] == "Vary 10"
+    assert labels(result)[f"ib:act:upscale:{job}:9"] == "U10"
 
 
 # --- Delete removes everything; buttons on results past their retention ------------------------
