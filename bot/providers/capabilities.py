@@ -130,6 +130,8 @@ class ModelSpec:
     vary_prompt: str = DEFAULT_VARY_PROMPT
     #: True: generations and edits can be streamed (``stream``, ``partial_images``): previews.
     streams: bool = False
+    #: True: generations take ``moderation`` low|auto (GPT image models; not dall-e).
+    moderation: bool = False
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
@@ -167,6 +169,7 @@ def _gpt_image(name: str, free_size: FreeSizeRule | None = None) -> ModelSpec:
         response_format=False,
         edit_input=GPT_IMAGE_INPUT,
         streams=True,
+        moderation=True,
     )
 
 
@@ -410,6 +413,7 @@ _FIELDS: dict[str, Callable[[Any, str, ModelSpec], Any]] = {
     "mask_max_bytes": _integer(1, 10_000_000_000),
     "vary_prompt": _text,
     "streams": _boolean,
+    "moderation": _boolean,
 }
 
 

@@ -34,6 +34,8 @@ from bot.providers.types import (
 )
 
 _NONE = "none (leave it out)"
+#: ``moderation`` levels of the GPT image models (``ModelSpec.moderation``).
+MODERATION_LEVELS = ("low", "auto")
 #: What members call each of ``SD_FIELDS`` (the commands' option names), for the messages.
 SD_OPTION_NAMES = {"negative_prompt": "negative"}
 
@@ -101,6 +103,8 @@ def check_request(
         _check_choice(spec, "quality", request.quality, choices.qualities)
         if isinstance(request, GenerateRequest):
             _check_choice(spec, "style", request.style, choices.styles)
+            levels = MODERATION_LEVELS if spec.moderation else ()
+            _check_choice(spec, "moderation", request.moderation, levels)
         _check_choice(spec, "background", request.background, choices.backgrounds)
         _check_choice(spec, "output format", request.output_format, choices.output_formats)
         if request.background == "transparent" and request.output_format == "jpeg":

@@ -72,10 +72,14 @@ def build_result(
     catalog: Catalog,
     limit: int,
     seeds: Sequence[int | None] = (),
+    spoiler: bool = False,
 ) -> list[ResultPart]:
     """The messages that show ``job``'s images; the first carries the details.
 
-    ``seeds``: each image's seed (Stable Diffusion backends), shown and offered to redo with."""
+    ``seeds``: each image's seed (Stable Diffusion backends), shown and offered to redo with.
+    ``spoiler`` (the server's rule for the channel): the images are spoiler attachments
+    (``SPOILER_image_N.ext``, blurred until clicked) and no embed shows them, since an embed's
+    image cannot be blurred; the details are an embed of their own."""
     locale = job.locale
     known = [seed for seed in seeds if seed is not None]
     groups = split_for_upload(uploads, limit)
@@ -83,13 +87,17 @@ def build_result(
     for part_number, indexes in enumerate(groups):
         files = [
             discord.File(
-                io.BytesIO(uploads[i].data), filename=f"image_{i + 1}.{uploads[i].extension}"
+                io.BytesIO(uploads[i].data),
+                filename=f"image_{i + 1}.{uploads[i].extension}",
+                spoiler=spoiler,
             )
             for i in indexes
         ]
         embeds = [
             _image_embed(job, i, uploads[i].extension, len(uploads), catalog) for i in indexes
         ]
+        if spoiler:
+            embeds = [discord.Embed(colour=EMBED_COLOUR)] if part_number == 0 else []
         if part_number == 0:
             _add_details(embeds[0], job, seconds, revised_prompt, catalog, seeds)
         parts.append(
