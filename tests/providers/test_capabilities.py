@@ -42,6 +42,9 @@ def test_default_table_has_the_spec_models() -> None:
     assert D3.operations == {Operation.GENERATE} and D3.max_n == 1 and D3.styles
     assert not G2.response_format and not G2.native_variations and G2.max_prompt_chars == 32000
     assert DEFAULT_MODELS["gpt-image-1"].free_size is None
+    # ``moderation`` low|auto: the GPT image models' generations, never dall-e's
+    assert all(DEFAULT_MODELS[name].moderation for name in DEFAULT_MODELS if "gpt" in name)
+    assert not D2.moderation and not D3.moderation
 
 
 @pytest.mark.parametrize(
@@ -187,6 +190,9 @@ def test_check_accepts_valid_requests() -> None:
         (G2, GenerateRequest("x", background="transparent", output_format="jpeg"),
          UnsupportedOption, "transparent background needs"),
         (G2, EditRequest(png(), "x", quality="standard"), UnsupportedOption, "quality"),
+        (D3, GenerateRequest("x", moderation="low"), UnsupportedOption,
+         'moderation "low"; choose one of: none'),
+        (G2, GenerateRequest("x", moderation="lax"), UnsupportedOption, "low, auto"),
         (D2, GenerateRequest("x" * 1001), PromptTooLong, "1001 characters long; dall-e-2 accepts "
          "at most 1000"),
         (D3, GenerateRequest("x" * 4001), PromptTooLong, "at most 4000"),

@@ -22,6 +22,7 @@ from bot.testing.harness import (
     run_bot,
     seen_ids,
 )
+from bot.testing.images import png_bytes
 from bot.testing.openai_api import FakeImagesAPI
 from tests.discord.backends.conftest import stored_job
 
@@ -95,6 +96,21 @@ async def test_a_thread_counts_as_its_age_restricted_channel(gpt: Harness) -> No
     await imagine(gpt, thread)
 
     assert api_calls(gpt.api, "generations")[-1].body["moderation"] == "low"
+
+
+async def test_an_edit_never_carries_moderation(gpt: Harness) -> None:
+    """The API's edits form has no ``moderation`` field (the spec's CreateImageEditRequest)."""
+    fake = gpt.fake
+    after_dark = fake.add_channel(fake.guild, "after-dark", nsfw=True)
+    await nsfw_command(gpt, "low-moderation", {"allow": True})
+    photo = fake.add_attachment(png_bytes(64, 64, hole=(16, 16, 48, 48)), "photo.png")
+    before = seen_ids(fake)
+
+    await fake.slash("edit", {"prompt": "a moonlit garden", "image": photo}, channel=after_dark)
+    result = await new_result(gpt, before)
+
+    assert "moderation" not in api_calls(gpt.api, "edits")[-1].body
+    assert (await stored_job(gpt, job_id_of(result))).moderation is None
 
 
 async def test_redo_elsewhere_decides_again(gpt: Harness) -> None:
