@@ -84,6 +84,11 @@ def test_override_changes_only_given_keys() -> None:
     assert DEFAULT_MODELS["dall-e-2"].max_n == 10  # defaults untouched
 
 
+def test_a_compatible_model_can_say_it_takes_moderation() -> None:
+    table = build_model_table({"my-gpt": {"based_on": "dall-e-2", "moderation": True}})
+    assert table["my-gpt"].moderation and not table["dall-e-2"].moderation
+
+
 def test_new_model_based_on_default() -> None:
     table = build_model_table(
         {"local-sd": {"based_on": "dall-e-2", "max_prompt_chars": 2000, "accepts_user": False}}
