@@ -8,16 +8,20 @@ The rules are set with ``/moderation nsfw …`` as the admin, like a server's ad
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.config import Settings
+from bot.config import ProviderSettings, Settings
+from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
 from bot.testing.harness import (
     Harness,
+    a1111_backend,
     api_calls,
     job_id_of,
+    make_settings,
     new_result,
     run_bot,
     seen_ids,
@@ -195,3 +199,31 @@ async def test_spoilers_in_one_channel_leave_the_others_alone(harness: Harness) 
     assert list(elsewhere.files) == ["image_1.png"]
     assert "image" in elsewhere.embeds[0]
     assert list(there.files) == ["SPOILER_image_1.png"]
+
+
+async def test_a_low_moderation_job_failed_over_to_stable_diffusion_is_made_there(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    """The fallback's model takes no ``moderation``: the job is sent there without it."""
+    async with FakeAutomatic1111(step_delay=0.001) as a1111:
+        gpu = ProviderSettings(**a1111_backend(a1111))
+        settings = make_settings(
+            tmp_path,
+            fake_discord,
+            fake_images_api,
+            model="gpt-image-1",
+            backends={"gpu": gpu},
+            fallback=("gpu",),
+        )
+        async with run_bot(fake_discord, fake_images_api, settings, a1111=a1111) as h:
+            after_dark = h.fake.add_channel(h.fake.guild, "after-dark", nsfw=True)
+            await nsfw_command(h, "low-moderation", {"allow": True})
+            h.api.fail_next(503)
+
+            result = await imagine(h, after_dark)
+
+            assert api_calls(h.api, "generations")[-1].body["moderation"] == "low"
+            assert [path for path, _ in a1111.requests if "2img" in path] == ["/sdapi/v1/txt2img"]
+            job = await stored_job(h, job_id_of(result))
+            assert job.backend == "gpu" and len(result.attachments) == 1
+    assert fake_discord.spec_violations == []
