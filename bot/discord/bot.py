@@ -115,6 +115,7 @@ class ImageBot(commands.Bot):
             self.settings.quotas,
             self.engine.images,
             (self.engine.backends, self.runner.backends),
+            self.runner.content_rules,
         )
         listener: JobListener = self.delivery
         if self.metrics is not None:

@@ -58,7 +58,9 @@ class BackendChoice:
             # The commands name the default backend's model, a result its own backend's:
             # neither means anything on another backend, which uses its own default.
             model = None
-        moved = dataclasses.replace(order, backend=chosen, model=model)
+        # A result's moderation level need not hold on another backend's model: the server's
+        # rules decide it again at admission (bot.moderation.nsfw.apply_rules).
+        moved = dataclasses.replace(order, backend=chosen, model=model, moderation=None)
         if order.backend is not None and not self._backends.get(chosen).features.sd_options:
             # A result's Stable Diffusion options cannot be left out of a button's request:
             # on a backend without them it runs without them, rather than being refused.

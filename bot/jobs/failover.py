@@ -118,6 +118,8 @@ async def make_images_failing_over(
 
 
 def moved_to(order: ImageOrder, backend: Backend) -> ImageOrder:
-    """``order`` for ``backend``: its model where that backend has it, else its default."""
+    """``order`` for ``backend``: its model where that backend has it, else its default;
+    its moderation level (a server's age-restricted channel) only where that model takes it."""
     model = order.model if order.model in backend.models else None
-    return dataclasses.replace(order, backend=backend.name, model=model)
+    moderation = order.moderation if backend.spec_for(model).moderation else None
+    return dataclasses.replace(order, backend=backend.name, model=model, moderation=moderation)

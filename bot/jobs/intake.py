@@ -47,6 +47,8 @@ class IntakeRequest:
     #: The order's image and mask are the stored inputs of this job (Redo, Remix, Retry).
     inputs_from_job: int | None = None
     attachment_size_limit: int | None = None
+    #: The channel is age-restricted (``JobOrigin.age_restricted``), as seen when asked.
+    age_restricted: bool = False
     #: The process that acknowledged it (the shared queue, PostgreSQL): while that process
     #: lives, no other finishes it (bot.jobs.shared.recover_intakes).
     owner: str | None = None

@@ -49,6 +49,7 @@ from bot.jobs.retention import TOKEN_LIFETIME
 from bot.jobs.shared import SharedLanes
 from bot.jobs.spool import DATABASE_ERRORS, Posted, ResultKeeper, Spool, inflight_dir
 from bot.jobs.store import JobOrigin
+from bot.moderation.nsfw import ContentRules, apply_rules
 from bot.moderation.precheck import PRECHECK_REFUSALS, Precheck
 from bot.providers import GeneratedImage, ModelSpec, Operation, streamed_partials
 from bot.providers.backend import Backend
@@ -104,6 +105,9 @@ class JobRunner:
         )
         #: Which backend each job runs on (its server's choice).
         self.backends = BackendChoice(sessions, engine.backends)
+        #: Each server's NSFW rules, applied to every order at admission (and read by the
+        #: delivery for spoilers).
+        self.content_rules = ContentRules(sessions)
         self._listener: JobListener | None = None
         self._intake_recovery: IntakeRecovery | None = None
         #: Acknowledged requests not yet jobs (see bot.jobs.intake).
@@ -271,8 +275,16 @@ class JobRunner:
         if self._closing:
             raise ShuttingDown()
         order = await self.backends.resolve(order, origin.guild_id)
-        spec = self._engine.backend_for(order).spec_for(order.model)
+        backend = self._engine.backend_for(order)
+        spec = backend.spec_for(order.model)
         order = with_default_quality(self._settings.quotas, order, spec)
+        order = apply_rules(
+            order,
+            await self.content_rules.of(origin.guild_id),
+            age_restricted=origin.age_restricted,
+            takes_moderation=spec.moderation,
+            sd_backend=backend.features.sd_options,
+        )
         check_origin(self._settings.quotas, origin)
         check_rules(self._settings.quotas, order, spec.name)
         guild_key, user_key = _keys(origin)

@@ -53,6 +53,10 @@ class JobOrigin:
     attachment_size_limit: int | None = None
     source_job_id: int | None = None
     source_index: int | None = None
+    #: The channel (a thread: its parent) is age-restricted (Discord's ``nsfw`` flag): where a
+    #: server may allow GPT image models' low moderation (bot.moderation.nsfw). False, the
+    #: provider's default moderation, unless a way in knows better.
+    age_restricted: bool = False
 
 
 def _image(

@@ -121,7 +121,7 @@ def classify_error(status: int, raw: bytes, what: str, secrets: tuple[str, ...])
 
 
 def refuse_openai_options(request: GenerateRequest | EditRequest) -> None:
-    for name in ("quality", "background", "output_format", "style", "input_fidelity"):
+    for name in ("quality", "background", "output_format", "style", "input_fidelity", "moderation"):
         value = getattr(request, name, None)
         if value is not None:
             raise UnsupportedOption(model=BACKEND, option=name, value=value, allowed="none")

@@ -132,6 +132,8 @@ class ModelSpec:
     streams: bool = False
     #: True: edits take ``input_fidelity`` (high keeps faces and details of the input).
     input_fidelity: bool = False
+    #: True: generations take ``moderation`` low|auto (GPT image models; not dall-e).
+    moderation: bool = False
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
@@ -172,6 +174,7 @@ def _gpt_image(
         edit_input=GPT_IMAGE_INPUT,
         streams=True,
         input_fidelity=input_fidelity,
+        moderation=True,
     )
 
 
@@ -417,6 +420,7 @@ _FIELDS: dict[str, Callable[[Any, str, ModelSpec], Any]] = {
     "vary_prompt": _text,
     "streams": _boolean,
     "input_fidelity": _boolean,
+    "moderation": _boolean,
 }
 
 

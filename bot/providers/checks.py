@@ -36,6 +36,8 @@ from bot.providers.types import (
 _NONE = "none (leave it out)"
 #: ``input_fidelity`` values of the GPT image models that take it (``ModelSpec.input_fidelity``).
 INPUT_FIDELITIES = ("high", "low")
+#: ``moderation`` levels of the GPT image models (``ModelSpec.moderation``).
+MODERATION_LEVELS = ("low", "auto")
 #: What members call each of ``SD_FIELDS`` (the commands' option names), for the messages.
 SD_OPTION_NAMES = {"negative_prompt": "negative"}
 
@@ -103,6 +105,8 @@ def check_request(
         _check_choice(spec, "quality", request.quality, choices.qualities)
         if isinstance(request, GenerateRequest):
             _check_choice(spec, "style", request.style, choices.styles)
+            levels = MODERATION_LEVELS if spec.moderation else ()
+            _check_choice(spec, "moderation", request.moderation, levels)
         _check_choice(spec, "background", request.background, choices.backgrounds)
         if isinstance(request, EditRequest) and request.input_fidelity is not None:
             fidelities = INPUT_FIDELITIES if spec.input_fidelity else ()

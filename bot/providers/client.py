@@ -231,7 +231,7 @@ class ImagesClient:
         size = request.size or spec.default_size
         if size is not None:
             body["size"] = size
-        for name in ("quality", "style", "background", "output_format"):
+        for name in ("quality", "style", "background", "output_format", "moderation"):
             value = getattr(request, name)
             if value is not None:
                 body[name] = value

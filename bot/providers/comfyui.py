@@ -79,7 +79,14 @@ LIST_AGE = 30.0
 VerifyImages = Callable[[list[bytes]], Awaitable[Sequence[tuple[str, int, int]]]]
 #: Our mask PNG (transparent = repaint) -> white = repaint on black, on the image worker.
 ConvertMask = Callable[[bytes], Awaitable[bytes]]
-_OPENAI_ONLY = ("quality", "background", "output_format", "style", "input_fidelity")
+_OPENAI_ONLY = (
+    "quality",
+    "background",
+    "output_format",
+    "style",
+    "input_fidelity",
+    "moderation",
+)
 
 
 class ComfyUIClient:

@@ -51,6 +51,10 @@ class GenerateRequest(StableDiffusionOptions):
     #: None = the operator's configured model.
     model: str | None = None
     user_id: str | None = None
+    #: GPT image models' content-moderation level ("low" | "auto"); None = not sent (the
+    #: provider's default). Only generations take it: the edits endpoint's multipart form
+    #: has no such field in the API's spec.
+    moderation: str | None = None
 
     operation = Operation.GENERATE
 

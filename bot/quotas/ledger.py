@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import QuotaSettings
+from bot.db.guilds import lock_guild
 from bot.db.models import (
     GuildSettings,
     Installation,
@@ -61,34 +62,6 @@ class Usage:
     guild_month: int
     guild_spend_month: int
     member_today: int
-
-
-async def lock_guild(session: AsyncSession, guild_id: int) -> GuildSettings:
-    """Take the guild's write lock (creating its row on first use) and return the row.
-
-    The update returns the row it locked: one statement on every admission instead of two."""
-    for _ in range(2):
-        locked = await session.execute(
-            update(GuildSettings)
-            .where(GuildSettings.guild_id == guild_id)
-            .values(lock_version=GuildSettings.lock_version + 1)
-            .returning(GuildSettings)
-            .execution_options(populate_existing=True)
-        )
-        found = locked.scalar_one_or_none()
-        if found is not None:
-            return found
-        try:
-            async with session.begin_nested():
-                await session.execute(
-                    insert(GuildSettings).values(guild_id=guild_id, lock_version=1)
-                )
-            break
-        except IntegrityError:
-            continue  # created by a concurrent request: lock it with the update
-    row = await session.get(GuildSettings, guild_id, populate_existing=True)
-    assert row is not None
-    return row
 
 
 async def usage(

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config import QuotaSettings
+from bot.db.guilds import format_channels as format_channels
+from bot.db.guilds import parse_channels as parse_channels
 from bot.db.models import GuildSettings, RoleLimit
 from bot.errors import BotError
 from bot.quotas.prices import MICRO, format_usd
@@ -170,15 +172,6 @@ def dm_limits(quotas: QuotaSettings) -> Limits:
     """Direct messages: only the per-user daily limit applies (the operator pays)."""
     big = 2**62
     return Limits(big, big, big, quotas.dm_images_per_day)
-
-
-def parse_channels(text: str | None) -> frozenset[int]:
-    return frozenset(int(part) for part in (text or "").split() if part.isdigit())
-
-
-def format_channels(channels: Iterable[int]) -> str | None:
-    text = " ".join(str(c) for c in sorted(channels))
-    return text or None
 
 
 def member_limit(limits: Limits, rules: Iterable[RoleLimit], role_ids: Iterable[int]) -> int | None:

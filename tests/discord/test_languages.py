@@ -142,6 +142,7 @@ async def test_synced_commands_carry_every_translation(harness: Harness) -> None
         ("Vary image", 3),
         ("edit", 1),
         ("imagine", 1),
+        ("moderation", 1),
         ("quota", 1),
         ("usage", 1),
         ("vary", 1),

@@ -42,6 +42,9 @@ def test_default_table_has_the_spec_models() -> None:
     assert D3.operations == {Operation.GENERATE} and D3.max_n == 1 and D3.styles
     assert not G2.response_format and not G2.native_variations and G2.max_prompt_chars == 32000
     assert DEFAULT_MODELS["gpt-image-1"].free_size is None
+    # ``moderation`` low|auto: the GPT image models' generations, never dall-e's
+    assert all(DEFAULT_MODELS[name].moderation for name in DEFAULT_MODELS if "gpt" in name)
+    assert not D2.moderation and not D3.moderation
 
 
 @pytest.mark.parametrize(
@@ -79,6 +82,11 @@ def test_override_changes_only_given_keys() -> None:
     assert table["dall-e-2"].sizes == ("512x512",)
     assert table["dall-e-2"].native_variations
     assert DEFAULT_MODELS["dall-e-2"].max_n == 10  # defaults untouched
+
+
+def test_a_compatible_model_can_say_it_takes_moderation() -> None:
+    table = build_model_table({"my-gpt": {"based_on": "dall-e-2", "moderation": True}})
+    assert table["my-gpt"].moderation and not table["dall-e-2"].moderation
 
 
 def test_new_model_based_on_default() -> None:
@@ -187,6 +195,9 @@ def test_check_accepts_valid_requests() -> None:
         (G2, GenerateRequest("x", background="transparent", output_format="jpeg"),
          UnsupportedOption, "transparent background needs"),
         (G2, EditRequest(png(), "x", quality="standard"), UnsupportedOption, "quality"),
+        (D3, GenerateRequest("x", moderation="low"), UnsupportedOption,
+         'moderation "low"; choose one of: none'),
+        (G2, GenerateRequest("x", moderation="lax"), UnsupportedOption, "low, auto"),
         (D2, GenerateRequest("x" * 1001), PromptTooLong, "1001 characters long; dall-e-2 accepts "
          "at most 1000"),
         (D3, GenerateRequest("x" * 4001), PromptTooLong, "at most 4000"),

@@ -203,6 +203,25 @@ async def test_login_ready_and_guild_cache_over_zlib_stream(fake_discord: FakeDi
     assert fake.spec_violations == []
 
 
+async def test_age_restricted_channels_and_their_threads_are_nsfw_to_discord_py(
+    fake_discord: FakeDiscord,
+) -> None:
+    fake = fake_discord
+    after_dark = fake.add_channel(name="after-dark", nsfw=True)
+    thread = fake.add_thread(after_dark, "night shots")
+    assert after_dark.to_json()["nsfw"] is True and fake.channel.to_json()["nsfw"] is False
+    async with fake.running(MiniBot(fake.guild.id)) as bot:
+        guild = bot.get_guild(fake.guild.id)
+        assert guild is not None
+        nsfw = guild.get_channel(after_dark.id)
+        in_thread = guild.get_channel_or_thread(thread.id)
+        ordinary = guild.get_channel(fake.channel.id)
+        assert isinstance(nsfw, discord.TextChannel) and nsfw.is_nsfw()
+        assert isinstance(in_thread, discord.Thread) and in_thread.is_nsfw()
+        assert isinstance(ordinary, discord.TextChannel) and not ordinary.is_nsfw()
+    assert fake.spec_violations == []
+
+
 async def test_command_sync_is_recorded(fake_discord: FakeDiscord) -> None:
     fake = fake_discord
     async with fake.running(MiniBot(fake.guild.id)):

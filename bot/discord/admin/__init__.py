@@ -14,12 +14,14 @@ from discord import app_commands
 from bot.config import QuotaSettings
 from bot.db import Sessions
 from bot.discord.admin._moderation import ModerationGroup, ModerationPart
+from bot.discord.admin._nsfw import NsfwGroup
 from bot.discord.admin._quota import QuotaGroup
 from bot.discord.admin._settings import SettingsGroup
 from bot.discord.admin._usage import UsageGroup
 from bot.discord.i18n import Catalog
 from bot.imaging import ImageWorker
 from bot.jobs.backends import BackendChoice
+from bot.moderation.nsfw import ContentRules
 from bot.providers.registry import BackendSet
 
 
@@ -30,10 +32,12 @@ def setup(
     quotas: QuotaSettings,
     images: ImageWorker,
     backends: tuple[BackendSet, BackendChoice] | None = None,
+    content_rules: ContentRules | None = None,
 ) -> None:
-    """/quota and /usage; /settings too when ``backends`` has more than one backend.
-
-    ``images`` is the bot's image worker: /usage draws its charts there."""
+    """/quota and /usage; /settings too when ``backends`` has more than one backend;
+    /moderation with the parts whose collaborators are given (``content_rules``: the job
+    runner's, told when the NSFW rules change). ``images`` is the bot's image worker: /usage
+    draws its charts there."""
     groups: list[app_commands.Group] = [
         QuotaGroup(catalog, sessions, quotas),
         UsageGroup(catalog, sessions, quotas, images),
@@ -42,6 +46,8 @@ def setup(
         groups.append(SettingsGroup(catalog, sessions, *backends))
     # /moderation's parts, one per feature (blocked terms, NSFW rules, the audit channel).
     moderation: list[ModerationPart] = []
+    if content_rules is not None:
+        moderation.append(NsfwGroup(catalog, sessions, content_rules))
     if moderation:
         groups.append(ModerationGroup(moderation))
     for group in groups:

@@ -345,11 +345,16 @@ def uploads_gone(order: ImageOrder) -> bool:
     return order.operation is not Operation.GENERATE and order.image is None
 
 
+#: What Discord's spoiler attachments' names begin with (discord.File(spoiler=True) adds it).
+SPOILER_PREFIX = "SPOILER_"
+
+
 def result_attachment(message: discord.Message, index: int) -> discord.Attachment:
-    """Image ``index`` (0-based) of a result, found by the name results give their files."""
+    """Image ``index`` (0-based) of a result, found by the name results give their files
+    (``image_N.ext``, or ``SPOILER_image_N.ext`` where results are spoilers)."""
     prefix = f"image_{index + 1}."
     for attachment in message.attachments:
-        if attachment.filename.startswith(prefix):
+        if attachment.filename.removeprefix(SPOILER_PREFIX).startswith(prefix):
             return attachment
     raise ResultGone()
 

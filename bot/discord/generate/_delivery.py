@@ -35,7 +35,7 @@ from bot.discord.i18n import Catalog
 from bot.errors import BotError
 from bot.imaging import ImageWorker
 from bot.jobs import JobRunner, Place, store
-from bot.jobs.spool import Posted
+from bot.jobs.spool import DATABASE_ERRORS, Posted
 from bot.providers import GeneratedImage
 from bot.providers.progress import ProgressUpdate
 
@@ -136,6 +136,7 @@ class Delivery:
             limit=limit,
             seeds=[image.seed for image in images],
             shapes=[(image.width, image.height) for image in images],
+            spoiler=await self._spoiler(job),
         )
         posted = await self._post_parts(job, parts)
         if not posted:
@@ -143,6 +144,17 @@ class Delivery:
             return []
         log.info("job %d delivered as message %d", job.id, posted[0].id)
         return [(m.channel.id, m.id) for m in posted]
+
+    async def _spoiler(self, job: Job) -> bool:
+        """Whether the server posts results in the job's channel as spoilers; while its rules
+        cannot be read, as last read (a result is never held back for them)."""
+        rules = self.runner.content_rules
+        try:
+            current = await rules.of(job.guild_id)
+        except DATABASE_ERRORS:
+            log.warning("job %d: the server's spoiler rule not read; as last known", job.id)
+            current = rules.last_known(job.guild_id)
+        return current.spoilers_in(job.channel_id, job.parent_channel_id)
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         text = self.catalog.error_text(error, job.locale)

@@ -38,6 +38,13 @@ from bot.providers.registry import BackendSet
 log = logging.getLogger(__name__)
 
 
+def age_restricted(channel: object) -> bool:
+    """Whether ``channel`` is age-restricted: its ``nsfw`` flag; a thread has its parent's
+    (discord.py's ``is_nsfw``); unknown channels and direct messages are not."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
 def intake_origin(interaction: discord.Interaction[Any]) -> IntakeOrigin:
     return IntakeOrigin(
         interaction_id=interaction.id,
@@ -71,6 +78,7 @@ def intake_request(
         source_index=source[1] if source else None,
         inputs_from_job=inputs_from,
         attachment_size_limit=interaction.filesize_limit,
+        age_restricted=age_restricted(interaction.channel),
     )
 
 
@@ -144,4 +152,5 @@ def _job_origin(intake: Intake, request: IntakeRequest) -> JobOrigin:
         source_index=request.source_index,
         parent_channel_id=intake.parent_channel_id,
         role_ids=tuple(request.role_ids),
+        age_restricted=request.age_restricted,
     )

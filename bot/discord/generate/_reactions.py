@@ -24,6 +24,7 @@ from bot.db.models import Job
 from bot.discord.errors import NoSuchImage
 from bot.discord.generate._buttons import check_can_post, result_attachment, vary_order
 from bot.discord.generate._delivery import Delivery
+from bot.discord.generate._intakes import age_restricted
 from bot.discord.generate._submit import Actions
 from bot.discord.generate._uploads import precheck
 from bot.discord.i18n import Catalog
@@ -180,4 +181,5 @@ def reaction_origin(
         locale=locale,
         source_job_id=job.id,
         source_index=index,
+        age_restricted=age_restricted(channel),
     )

@@ -74,12 +74,16 @@ def build_result(
     limit: int,
     seeds: Sequence[int | None] = (),
     shapes: Sequence[tuple[int, int]] = (),
+    spoiler: bool = False,
 ) -> list[ResultPart]:
     """The messages that show ``job``'s images; the first carries the details.
 
     ``seeds``: each image's seed (Stable Diffusion backends), shown and offered to redo with.
     ``shapes``: each image's width and height: a result of one image gets the studio rows
-    (bot.studio), with Make Square when that image is not square."""
+    (bot.studio), with Make Square when that image is not square.
+    ``spoiler`` (the server's rule for the channel): the images are spoiler attachments
+    (``SPOILER_image_N.ext``, blurred until clicked) and no embed shows them, since an embed's
+    image cannot be blurred; the details are an embed of their own."""
     locale = job.locale
     known = [seed for seed in seeds if seed is not None]
     groups = split_for_upload(uploads, limit)
@@ -87,13 +91,17 @@ def build_result(
     for part_number, indexes in enumerate(groups):
         files = [
             discord.File(
-                io.BytesIO(uploads[i].data), filename=f"image_{i + 1}.{uploads[i].extension}"
+                io.BytesIO(uploads[i].data),
+                filename=f"image_{i + 1}.{uploads[i].extension}",
+                spoiler=spoiler,
             )
             for i in indexes
         ]
         embeds = [
             _image_embed(job, i, uploads[i].extension, len(uploads), catalog) for i in indexes
         ]
+        if spoiler:
+            embeds = [discord.Embed(colour=EMBED_COLOUR)] if part_number == 0 else []
         if part_number == 0:
             _add_details(embeds[0], job, seconds, revised_prompt, catalog, seeds)
         parts.append(

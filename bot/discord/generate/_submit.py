@@ -20,7 +20,7 @@ from bot.db import Sessions
 from bot.db.models import Job
 from bot.discord.errors import GuildOnly
 from bot.discord.generate._backends import ServerBackends
-from bot.discord.generate._intakes import intake_origin, intake_request
+from bot.discord.generate._intakes import age_restricted, intake_origin, intake_request
 from bot.discord.generate._uploads import UploadReader, first_image, precheck
 from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner
@@ -120,6 +120,7 @@ class Actions:
             attachment_size_limit=interaction.filesize_limit,
             source_job_id=source[0] if source else None,
             source_index=source[1] if source else None,
+            age_restricted=age_restricted(interaction.channel),
         )
 
     # --- commands ------------------------------------------------------------------------------

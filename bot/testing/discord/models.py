@@ -93,6 +93,8 @@ class FakeChannel:
     last_message_id: int | None = None
     #: Set for a thread (type 11): the channel it belongs to; its permissions are the parent's.
     parent: FakeChannel | None = field(default=None, repr=False)
+    #: Age-restricted (Discord's ``nsfw`` channel flag); a thread has its parent's.
+    nsfw: bool = False
 
     @property
     def mention(self) -> str:
@@ -120,7 +122,7 @@ class FakeChannel:
             "permission_overwrites": copy.deepcopy(self.overwrites),
             "parent_id": None,
             "topic": self.topic,
-            "nsfw": False,
+            "nsfw": self.nsfw,
             "rate_limit_per_user": 0,
             "last_message_id": str(self.last_message_id) if self.last_message_id else None,
             "flags": 0,

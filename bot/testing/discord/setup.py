@@ -79,10 +79,14 @@ class WorldSetup:
         *,
         bot_permissions: Any = None,
         topic: str | None = None,
+        nsfw: bool = False,
     ) -> FakeChannel:
-        """A text channel; ``bot_permissions`` (if given) are exactly what the bot may do there."""
+        """A text channel; ``bot_permissions`` (if given) are exactly what the bot may do there;
+        ``nsfw``: age-restricted."""
         guild = guild or self.guild
-        channel = FakeChannel(snowflake(), name, guild, position=len(guild.channels), topic=topic)
+        channel = FakeChannel(
+            snowflake(), name, guild, position=len(guild.channels), topic=topic, nsfw=nsfw
+        )
         guild.channels.append(channel)
         self.state.channels[channel.id] = channel
         if bot_permissions is not None:
