@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -117,6 +118,10 @@ class _Status:
     progress_task: asyncio.Task[None] | None = None
 
 
+#: Ended jobs remembered (a late update comes within seconds; this is hours of a busy bot).
+ENDED_KEPT = 10_000
+
+
 class StatusBoard:
     def __init__(
         self,
@@ -132,6 +137,9 @@ class StatusBoard:
         self.positions = positions
         self._cancellable = cancellable
         self._entries: dict[int, _Status] = {}
+        #: Jobs whose last word was said, newest last: a "queued"/"working" update that comes
+        #: late (the shared queue tells a claim from another task) must not bring them back.
+        self._ended: OrderedDict[int, None] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
         self._changed: asyncio.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -146,6 +154,8 @@ class StatusBoard:
     async def queued(self, job: Job, place: Place | None) -> None:
         if self.follow_ups.of(job) is None:
             return  # reactions have no private message; the result itself is the answer
+        if job.id in self._ended:
+            return  # done, failed or cancelled already: a late update would undo that
         entry = self._entries.get(job.id)
         if entry is None:  # else the shared queue's claim says "working" after "queued"
             entry = self._entries[job.id] = _Status(job)
@@ -155,6 +165,7 @@ class StatusBoard:
 
     async def final(self, job: Job, text: str) -> bool:
         """The last word on a job (done, failed); False when it could not be said."""
+        self._end(job.id)
         entry = self._entries.pop(job.id, None)
         if entry is None:
             return await self._edit(job, text, view=None)
@@ -179,7 +190,14 @@ class StatusBoard:
             entry.final = True
             _end_progress(entry)
             self._entries.pop(job_id, None)
+            self._end(job_id)
         return True
+
+    def _end(self, job_id: int) -> None:
+        self._ended[job_id] = None
+        self._ended.move_to_end(job_id)
+        while len(self._ended) > ENDED_KEPT:
+            self._ended.popitem(last=False)
 
     async def _show(self, entry: _Status, place: Place | None) -> None:
         job, catalog = entry.job, self.catalog

@@ -12,8 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from bot.db.models import JobStatus
+from bot.db.models import Job, JobStatus
 from bot.jobs import store
 from bot.testing.discord import FakeDiscord, InteractionHandle, P, StoredMessage
 from bot.testing.harness import Harness, job_id_of, new_result, run_bot, seen_ids
@@ -122,6 +123,24 @@ async def test_a_result_nobody_can_receive_is_kept(harness: Harness) -> None:
     # and the member is told the images are made and will follow
     late = harness.bot.catalog.text("status.late")
     assert (await handle.wait_message(lambda m: m.content == late)).ephemeral
+
+
+async def test_a_late_working_update_does_not_bring_back_a_finished_status(
+    harness: Harness,
+) -> None:
+    """On the shared queue the claim's "working" update comes from another task than the
+    failure: arriving after it, it must not turn the member's status back to "Making"."""
+    harness.api.safety_next()
+    handle = await imagine(harness)
+    await handle.wait_message(lambda m: "safety" in m.content.lower())
+    await harness.idle()
+    async with harness.bot.storage.sessions() as session:
+        (job,) = (await session.execute(select(Job))).scalars()
+    job.interaction_token = handle.record.token  # as the claim's copy in memory still has it
+    await harness.bot.delivery.status.queued(job, None)  # the late claim notice
+    await harness.fake.flush()
+    status = handle.original
+    assert status is not None and "safety" in status.content.lower()
 
 
 def _output_role():  # type: ignore[no-untyped-def]
