@@ -114,6 +114,7 @@ class ImageBot(commands.Bot):
             self.storage.sessions,
             self.settings.quotas,
             (self.engine.backends, self.runner.backends),
+            blocklist=self.generate.actions.blocklist,
         )
         listener: JobListener = self.delivery
         if self.metrics is not None:

@@ -13,12 +13,14 @@ from discord import app_commands
 
 from bot.config import QuotaSettings
 from bot.db import Sessions
+from bot.discord.admin._blocklist import BlocklistGroup
 from bot.discord.admin._moderation import ModerationGroup, ModerationPart
 from bot.discord.admin._quota import QuotaGroup
 from bot.discord.admin._settings import SettingsGroup
 from bot.discord.admin._usage import UsageGroup
 from bot.discord.i18n import Catalog
 from bot.jobs.backends import BackendChoice
+from bot.moderation.blocklist import Blocklist
 from bot.providers.registry import BackendSet
 
 
@@ -28,8 +30,10 @@ def setup(
     sessions: Sessions,
     quotas: QuotaSettings,
     backends: tuple[BackendSet, BackendChoice] | None = None,
+    blocklist: Blocklist | None = None,
 ) -> None:
-    """/quota and /usage; /settings too when ``backends`` has more than one backend."""
+    """/quota and /usage; /settings too when ``backends`` has more than one backend;
+    /moderation (``blocklist``: the terms in force, the operator's among them)."""
     groups: list[app_commands.Group] = [
         QuotaGroup(catalog, sessions, quotas),
         UsageGroup(catalog, sessions, quotas),
@@ -37,7 +41,9 @@ def setup(
     if backends is not None and len(backends[0].names()) > 1:
         groups.append(SettingsGroup(catalog, sessions, *backends))
     # /moderation's parts, one per feature (blocked terms, NSFW rules, the audit channel).
-    moderation: list[ModerationPart] = []
+    moderation: list[ModerationPart] = [
+        BlocklistGroup(catalog, sessions, blocklist or Blocklist(sessions)),
+    ]
     if moderation:
         groups.append(ModerationGroup(moderation))
     for group in groups:
