@@ -162,6 +162,8 @@ class Prompt:
 
     text: str
     _found: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False)
+    _starts: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False)
+    _ends: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False)
     _spaces: list[int] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -187,6 +189,21 @@ class Prompt:
         index = bisect.bisect_left(self._spaces, at)
         return self._spaces[index] if index < len(self._spaces) else len(self.text)
 
+    def word_starts(self, piece: str) -> list[int]:
+        """Where ``piece`` starts a word (kept: many terms share a first piece)."""
+        found = self._starts.get(piece)
+        if found is None:
+            found = self._starts[piece] = [at for at in self.find(piece) if self.starts_word(at)]
+        return found
+
+    def word_ends(self, piece: str) -> list[int]:
+        """Where ``piece`` starts and a word ends after it (kept, as :meth:`word_starts`)."""
+        found = self._ends.get(piece)
+        if found is None:
+            ends = [at for at in self.find(piece) if self.ends_word(at + len(piece))]
+            found = self._ends[piece] = ends
+        return found
+
     def starts_word(self, at: int) -> bool:
         return at == 0 or not _in_word(self.text[at - 1])
 
@@ -201,8 +218,10 @@ def matches(term: Term, prompt: Prompt) -> bool:
     then those of each earlier piece from which a wildcard, spanning no space, reaches one of
     the later piece's places; the first piece's must start a word, unless open.
     """
-    last = term.pieces[-1]
-    places = [at for at in prompt.find(last) if term.open_end or prompt.ends_word(at + len(last))]
+    first, last = term.pieces[0], term.pieces[-1]
+    if not term.open_start and not prompt.word_starts(first):
+        return False  # cheap, and the costly case for a hostile prompt ("baaaa…")
+    places = prompt.find(last) if term.open_end else prompt.word_ends(last)
     for piece in reversed(term.pieces[:-1]):
         if not places:
             return False
