@@ -27,6 +27,7 @@ from bot.generation import ImageService
 from bot.imaging import ImageLimits, ImageWorker
 from bot.imaging.backend_masks import white_repaints
 from bot.jobs.processes import ProcessInfo
+from bot.moderation.blocklist import operator_terms
 from bot.moderation.precheck import Precheck
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
@@ -64,6 +65,7 @@ def build_catalogues(settings: Settings) -> Catalogues:
     if settings.provider.type == "openai":
         _check_allowed_sizes(settings, models)
     check_backends(settings)
+    operator_terms(settings.moderation.blocked_terms)
     self_hosted = {
         name: backend.price_per_image_usd
         for name, backend in configured(settings).items()

@@ -229,6 +229,15 @@ def test_any_key_from_the_environment(tmp_path: Path) -> None:
         load_settings(None, env={"IMAGEBOT_HTTP_PORT": "99999"})
 
 
+def test_a_blocked_term_that_is_no_term_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^moderation\.blocked_terms: '\* \*': A blocked term"):
+        load_checked(write(tmp_path, '[moderation]\nblocked_terms = ["fine", "* *"]\n'), env={})
+    with pytest.raises(ConfigError, match=r"^moderation\.blocked_terms: .* at most 100 char"):
+        load_checked(write(tmp_path, f'[moderation]\nblocked_terms = ["{"x" * 101}"]\n'), env={})
+    settings = load_checked(write(tmp_path, '[moderation]\nblocked_terms = ["Ｃａｔ*"]\n'), env={})
+    assert settings.moderation.blocked_terms == ("Ｃａｔ*",)
+
+
 def test_quota_defaults_above_ceilings_and_bad_prices_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"quotas\.images_per_day: the default is above"):
         load_checked(

@@ -116,6 +116,7 @@ class ImageBot(commands.Bot):
             self.engine.images,
             (self.engine.backends, self.runner.backends),
             self.runner.content_rules,
+            blocklist=self.generate.actions.blocklist,
         )
         listener: JobListener = self.delivery
         if self.metrics is not None:

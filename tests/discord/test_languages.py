@@ -99,17 +99,18 @@ def _check_localized(item: dict[str, Any], name_key: str, description_key: str |
         )
 
 
-def _check_options(options: list[dict[str, Any]]) -> int:
-    """Check options (and subcommands, recursively); the number of translated choices seen."""
+def _check_options(options: list[dict[str, Any]], path: str) -> int:
+    """Check options (and subcommands, recursively); the number of translated choices seen.
+
+    A subcommand's keys follow its English path (``cmd.quota.channels.add.name``): two
+    subcommands may share an English name (/quota channels add, /moderation blocklist add)."""
     checked_choices = 0
     for option in options:
         if option["type"] in (1, 2):  # a subcommand or a subcommand group
-            _check_localized(
-                option,
-                english_key("cmd.", ".name", option["name"]),
-                english_key("cmd.", ".description", option["description"]),
-            )
-            checked_choices += _check_options(option.get("options", []))
+            where = f"{path}.{option['name']}"
+            _check_localized(option, f"cmd.{where}.name", f"cmd.{where}.description")
+            assert CATALOG.text(f"cmd.{where}.description", "en-US") == option["description"]
+            checked_choices += _check_options(option.get("options", []), where)
             continue
         _check_localized(
             option,
@@ -159,7 +160,7 @@ async def test_synced_commands_carry_every_translation(harness: Harness) -> None
             f"cmd.{name}.name",
             english_key("cmd.", ".description", command["description"]),
         )
-        checked_choices += _check_options(command["options"])
+        checked_choices += _check_options(command["options"], name)
     assert checked_choices >= 3  # fit: crop/pad (edit, vary), quality: standard
 
 

@@ -13,6 +13,7 @@ from discord import app_commands
 
 from bot.config import QuotaSettings
 from bot.db import Sessions
+from bot.discord.admin._blocklist import BlocklistGroup
 from bot.discord.admin._moderation import ModerationGroup, ModerationPart
 from bot.discord.admin._nsfw import NsfwGroup
 from bot.discord.admin._quota import QuotaGroup
@@ -21,6 +22,7 @@ from bot.discord.admin._usage import UsageGroup
 from bot.discord.i18n import Catalog
 from bot.imaging import ImageWorker
 from bot.jobs.backends import BackendChoice
+from bot.moderation.blocklist import Blocklist
 from bot.moderation.nsfw import ContentRules
 from bot.providers.registry import BackendSet
 
@@ -33,11 +35,13 @@ def setup(
     images: ImageWorker,
     backends: tuple[BackendSet, BackendChoice] | None = None,
     content_rules: ContentRules | None = None,
+    blocklist: Blocklist | None = None,
 ) -> None:
     """/quota and /usage; /settings too when ``backends`` has more than one backend;
     /moderation with the parts whose collaborators are given (``content_rules``: the job
-    runner's, told when the NSFW rules change). ``images`` is the bot's image worker: /usage
-    draws its charts there."""
+    runner's, told when the NSFW rules change; ``blocklist``: the terms in force, the
+    operator's among them). ``images`` is the bot's image worker: /usage draws its charts
+    there."""
     groups: list[app_commands.Group] = [
         QuotaGroup(catalog, sessions, quotas),
         UsageGroup(catalog, sessions, quotas, images),
@@ -45,7 +49,9 @@ def setup(
     if backends is not None and len(backends[0].names()) > 1:
         groups.append(SettingsGroup(catalog, sessions, *backends))
     # /moderation's parts, one per feature (blocked terms, NSFW rules, the audit channel).
-    moderation: list[ModerationPart] = []
+    moderation: list[ModerationPart] = [
+        BlocklistGroup(catalog, sessions, blocklist or Blocklist(sessions)),
+    ]
     if content_rules is not None:
         moderation.append(NsfwGroup(catalog, sessions, content_rules))
     if moderation:

@@ -27,6 +27,7 @@ from bot.discord.generate._views import DYNAMIC_ITEMS, route_modal
 from bot.discord.i18n import Catalog
 from bot.generation import FitChoice, ImageService
 from bot.jobs import JobRunner
+from bot.moderation.blocklist import Blocklist
 from bot.providers.checks import SDLimits
 from bot.providers.registry import configured
 from bot.quotas.ratelimit import MemberRequestLimiter
@@ -68,8 +69,16 @@ class Generate:
         servers = ServerBackends(
             engine.backends, runner.backends, allowed_sizes=settings.quotas.allowed_sizes
         )
+        blocklist = Blocklist.build(sessions, settings.moderation.blocked_terms)
         actions = Actions(
-            settings.quotas, engine.backends, runner, sessions, uploads, requests, servers
+            settings.quotas,
+            engine.backends,
+            runner,
+            sessions,
+            uploads,
+            requests,
+            servers,
+            blocklist,
         )
         status = StatusBoard(
             catalog, FollowUps(client), runner.positions, runner.can_cancel_running
@@ -99,6 +108,7 @@ class Generate:
                 uploads,
                 delivery,
                 settings.storage.retention_days,
+                blocklist,
             ),
             reactions=Reactions(client, catalog, actions, delivery, settings.discord.vary_emoji),
         )

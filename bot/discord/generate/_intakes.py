@@ -33,6 +33,7 @@ from bot.jobs.intake import (
     close_intake,
     order_options,
 )
+from bot.moderation.blocklist import Blocklist
 from bot.providers.registry import BackendSet
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,18 @@ class IntakeResumer:
     delivery: Delivery
     #: How long uploads are kept: a source pruned while the bot was down is "too old".
     retention_days: int
+    #: Checked again: a term may have been blocked while the bot was down.
+    blocklist: Blocklist
 
     async def intake_pending(self, intake: Intake) -> None:
         try:
             request = IntakeRequest.from_json(intake.request)
+            await self.blocklist.check(
+                guild_id=intake.guild_id,
+                user_id=intake.user_id,
+                command=intake.command,
+                prompt=request.image_order().prompt,
+            )
             order = await self._order(request, intake.guild_id)
             await self.runner.submit(
                 order,

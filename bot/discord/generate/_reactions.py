@@ -124,6 +124,13 @@ class Reactions:
             order = await runner.backends.resolve(order, payload.guild_id)
             check_order(actions.backends, order)
             runner.precheck(order, origin)
+            # A variation on a backend that redraws from the prompt sends the kept prompt.
+            await actions.blocklist.check(
+                guild_id=origin.guild_id,
+                user_id=origin.user_id,
+                command="reaction",
+                prompt=order.prompt,
+            )
             await runner.would_fit(order, origin)
             # Only now what costs: the message, the download, the probe.
             message = await self.delivery.fetch_message(payload.channel_id, payload.message_id)

@@ -26,6 +26,7 @@ from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner
 from bot.jobs.intake import close_intake
 from bot.jobs.spool import DATABASE_ERRORS
+from bot.moderation.blocklist import Blocklist
 from bot.providers import Operation
 from bot.providers.registry import BackendSet
 from bot.quotas.admission import check_origin
@@ -47,6 +48,8 @@ class Actions:
     requests: MemberRequestLimiter
     #: The checkpoints and samplers of each server's backend, for autocomplete.
     servers: ServerBackends
+    #: The operator's and the server's blocked terms, checked before anything is stored.
+    blocklist: Blocklist
 
     @property
     def upload_limit(self) -> int:
@@ -66,9 +69,10 @@ class Actions:
         """Check, store the request, defer, read uploads, queue; BotError early when it can.
 
         Everything that costs nothing is checked before anything that costs something: the
-        server, the member's request rate, the order, the uploads' metadata, the rules and the
-        queue caps come before the defer; the quotas (read-only) before any download. The
-        request is durable (an intake row) before it is acknowledged.
+        server, the member's request rate, the order, the uploads' metadata, the rules, the
+        queue caps and the blocked terms (one indexed read) come before the defer; the quotas
+        (read-only) before any download. The request is durable (an intake row) before it is
+        acknowledged.
         """
         if interaction.guild_id is None and not self.quotas.dm_enabled:
             raise GuildOnly()
@@ -81,6 +85,10 @@ class Actions:
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
         self.runner.precheck(order, origin)
+        # Every way in, the prompt kept by Redo and Retry too: the rules may have changed.
+        await self.blocklist.check(
+            guild_id=origin.guild_id, user_id=origin.user_id, command=command, prompt=order.prompt
+        )
         # Durable before it is acknowledged: a process killed after "thinking…" leaves the
         # intake, and the next start finishes it (bot.discord.generate._intakes).
         intake_id = await self.runner.intakes.open(
