@@ -129,6 +129,8 @@ class ImageBot(commands.Bot):
                 prune_every_hour(self.storage, self.settings.storage.retention_days),
                 name="retention",
             )
+            poster = admin.AuditPoster(self, self.catalog, self.storage.sessions)
+            self.runner.spawn(poster.run_forever(), name="audit-poster")
             self.delivery.status.start()
 
     def gateway_problem(self) -> str | None:

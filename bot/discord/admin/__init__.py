@@ -13,6 +13,8 @@ from discord import app_commands
 
 from bot.config import QuotaSettings
 from bot.db import Sessions
+from bot.discord.admin._audit import audit_channel_command
+from bot.discord.admin._audit_poster import AuditPoster
 from bot.discord.admin._moderation import ModerationGroup, ModerationPart
 from bot.discord.admin._quota import QuotaGroup
 from bot.discord.admin._settings import SettingsGroup
@@ -20,6 +22,8 @@ from bot.discord.admin._usage import UsageGroup
 from bot.discord.i18n import Catalog
 from bot.jobs.backends import BackendChoice
 from bot.providers.registry import BackendSet
+
+__all__ = ["AuditPoster", "setup"]
 
 
 def setup(
@@ -38,6 +42,7 @@ def setup(
         groups.append(SettingsGroup(catalog, sessions, *backends))
     # /moderation's parts, one per feature (blocked terms, NSFW rules, the audit channel).
     moderation: list[ModerationPart] = []
+    moderation.append(audit_channel_command(catalog, sessions))
     if moderation:
         groups.append(ModerationGroup(moderation))
     for group in groups:

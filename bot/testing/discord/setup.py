@@ -90,6 +90,13 @@ class WorldSetup:
         self._queue("CHANNEL_CREATE", channel.to_json())
         return channel
 
+    def remove_channel(self, channel: FakeChannel) -> None:
+        """Delete ``channel`` as an admin would (CHANNEL_DELETE): asking for it is 404 10003."""
+        if channel.guild is not None and channel in channel.guild.channels:
+            channel.guild.channels.remove(channel)
+        self.state.channels.pop(channel.id, None)
+        self._queue("CHANNEL_DELETE", channel.to_json())
+
     def add_thread(self, parent: FakeChannel, name: str = "a thread") -> FakeChannel:
         """A public thread in ``parent`` (THREAD_CREATE); it has the parent's permissions."""
         assert parent.guild is not None

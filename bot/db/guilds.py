@@ -1,0 +1,57 @@
+"""A server's settings row: its write lock and the format of its channel lists.
+
+Every change of a server's rules (limits, allowed channels, backend, NSFW and spoiler rules,
+negative prompt) takes the row's lock first, so a request is admitted entirely under the old
+rules or the new ones. Here in the storage layer because several writers need it, each the only
+writer of its own columns: :mod:`bot.quotas` (limits, channels, backend) and
+:mod:`bot.moderation` (content rules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import GuildSettings
+
+
+async def lock_guild(session: AsyncSession, guild_id: int) -> GuildSettings:
+    """Take the guild's write lock (creating its row on first use) and return the row.
+
+    The update returns the row it locked: one statement on every admission instead of two."""
+    for _ in range(2):
+        locked = await session.execute(
+            update(GuildSettings)
+            .where(GuildSettings.guild_id == guild_id)
+            .values(lock_version=GuildSettings.lock_version + 1)
+            .returning(GuildSettings)
+            .execution_options(populate_existing=True)
+        )
+        found = locked.scalar_one_or_none()
+        if found is not None:
+            return found
+        try:
+            async with session.begin_nested():
+                await session.execute(
+                    insert(GuildSettings).values(guild_id=guild_id, lock_version=1)
+                )
+            break
+        except IntegrityError:
+            continue  # created by a concurrent request: lock it with the update
+    row = await session.get(GuildSettings, guild_id, populate_existing=True)
+    assert row is not None
+    return row
+
+
+def parse_channels(text: str | None) -> frozenset[int]:
+    """A stored channel list (space-separated ids, e.g. ``allowed_channels``) as ids."""
+    return frozenset(int(part) for part in (text or "").split() if part.isdigit())
+
+
+def format_channels(channels: Iterable[int]) -> str | None:
+    """Channel ids as stored: sorted, space-separated; None for none."""
+    text = " ".join(str(c) for c in sorted(channels))
+    return text or None
