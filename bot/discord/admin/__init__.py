@@ -13,6 +13,7 @@ from discord import app_commands
 
 from bot.config import QuotaSettings
 from bot.db import Sessions
+from bot.discord.admin._alerts import AlertingListener, AlertSender
 from bot.discord.admin._audit import audit_channel_command
 from bot.discord.admin._audit_poster import AuditPoster
 from bot.discord.admin._moderation import ModerationGroup, ModerationPart
@@ -23,7 +24,7 @@ from bot.discord.i18n import Catalog
 from bot.jobs.backends import BackendChoice
 from bot.providers.registry import BackendSet
 
-__all__ = ["AuditPoster", "setup"]
+__all__ = ["AlertSender", "AlertingListener", "AuditPoster", "setup"]
 
 
 def setup(
