@@ -94,7 +94,9 @@ class AuditPoster:
                 )
             return
         except TRANSIENT as error:
-            attempts = claim.failed()
+            status = getattr(error, "status", 500)
+            # Discord refused the entry itself (another try sends the same): given up now.
+            attempts = claim.failed(final=400 <= status < 500 and status != 429)
             if attempts >= MAX_ATTEMPTS:
                 self._retry_at.pop(entry.id, None)
                 log.warning(

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.db.models import AuditEntry, GuildSettings
+from bot.discord.admin import _audit_poster
 from bot.moderation.audit import MAX_ATTEMPTS, audit_refusal
 from bot.testing.discord import FakeChannel, FakeMember, StoredMessage
 from bot.testing.discord.payloads import P
@@ -206,3 +207,26 @@ async def test_a_lost_audit_channel_never_fails_the_job_and_is_logged_once(
     assert all(e.attempts >= MAX_ATTEMPTS for e in entries)
     warnings = [r.getMessage() for r in caplog.records if "audit entries" in r.getMessage()]
     assert len(warnings) == 1 and str(channel.id) in warnings[0]
+
+
+async def test_a_failed_post_is_tried_again_later_without_holding_up_the_next(
+    bot: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_audit_poster, "FIRST_BACKOFF", 0.3)
+    channel = await with_audit_channel(bot)
+    bot.fake.fail_next("POST", f"/channels/{channel.id}/messages", 503, times=1)
+    for reason in ("blocklist", "precheck"):
+        await audit_refusal(
+            bot.bot.storage.sessions,
+            guild_id=bot.fake.guild.id,
+            user_id=bot.fake.user.id,
+            command="imagine",
+            prompt=reason,
+            reason=reason,
+        )
+    posted = await entry_in(bot, channel, 2)
+    # The first entry's post failed: the second went first, the first after its pause.
+    assert [m.embeds[0]["description"] for m in posted] == ["precheck", "blocklist"]
+    first, second = await outbox(bot)
+    assert (first.attempts, second.attempts) == (1, 0)
+    assert first.posted_at is not None and second.posted_at is not None
