@@ -60,6 +60,9 @@ class AuditPoster:
             except (SQLAlchemyError, OSError):
                 log.exception("audit entries: reading the outbox failed; trying again")
                 busy = False
+            except Exception:  # a bug must not end the poster for the process's lifetime
+                log.exception("audit entries: posting failed unexpectedly; going on")
+                busy = False
             if not busy:
                 await asyncio.sleep(IDLE_SECONDS)
 
