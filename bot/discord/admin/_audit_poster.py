@@ -73,7 +73,11 @@ class AuditPoster:
         async with claim_entry(self.sessions, waiting) as claim:
             if claim is None:
                 return False
-            await self._post(claim)
+            try:
+                await self._post(claim)
+            except Exception:  # a bug with this entry: given up, so it is not tried forever
+                log.exception("audit entry %d could not be posted; given up", claim.entry.id)
+                claim.failed(final=True)
         return True
 
     async def _post(self, claim: Claim) -> None:
