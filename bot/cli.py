@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"warning: {warning.getMessage()}", file=sys.stderr)
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    secrets = (settings.discord.token, settings.provider.api_key)
+    secrets = (settings.discord.token, settings.provider.api_key, settings.alerts.webhook_url)
     configure_logging(
         settings.logging.level,
         secrets=secrets,

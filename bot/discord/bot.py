@@ -38,6 +38,7 @@ from bot.jobs.processes import ProcessInfo
 from bot.jobs.retention import prune_every_hour
 from bot.ops.metrics import Metrics
 from bot.ops.observe import ObservingListener
+from bot.quotas.alerts import SpendAlerts
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ class ImageBot(commands.Bot):
         #: What the result buttons call (bot.discord.generate._views.ResultActions).
         self.actions = self.generate.buttons
         self.delivery = self.generate.delivery
+        #: The listener that sends spend alerts, when [alerts] has a destination.
+        self.alerting: admin.AlertingListener | None = None
         tree = self.tree
         assert isinstance(tree, BotTree)
         tree.catalog = catalog
@@ -121,6 +124,10 @@ class ImageBot(commands.Bot):
         listener: JobListener = self.delivery
         if self.metrics is not None:
             listener = ObservingListener(self.delivery, self.metrics)
+        sender = admin.AlertSender(self, self.catalog, self.settings.alerts)
+        if sender.configured:
+            spend_alerts = SpendAlerts(self.storage.sessions, self.settings.quotas)
+            listener = self.alerting = admin.AlertingListener(listener, spend_alerts, sender)
         self.runner.set_listener(listener)
         self.runner.set_intake_recovery(self.generate.resumer)
         if self.sync_commands:
@@ -132,6 +139,8 @@ class ImageBot(commands.Bot):
                 prune_every_hour(self.storage, self.settings.storage.retention_days),
                 name="retention",
             )
+            poster = admin.AuditPoster(self, self.catalog, self.storage.sessions)
+            self.runner.spawn(poster.run_forever(), name="audit-poster")
             self.delivery.status.start()
 
     def gateway_problem(self) -> str | None:

@@ -25,6 +25,7 @@ from bot.db.engine import Sessions
 from bot.db.models import ImageRole, Intake, Job, JobImage, JobMessage, JobStatus, utcnow
 from bot.errors import BotError
 from bot.generation import ORDER_SETTINGS, FitChoice, ImageOrder
+from bot.moderation.audit import audit_job_end
 from bot.providers import GeneratedImage, ImageResult, Operation
 from bot.providers.checks import png_dimensions
 from bot.quotas import counters, ledger
@@ -375,6 +376,7 @@ async def record_result(
             return False
         await counters.settle(session, job, reserved)
         if messages:
+            await audit_job_end(session, job)
             posted = [
                 {"job_id": job.id, "position": i, "channel_id": channel, "message_id": message}
                 for i, (channel, message) in enumerate(messages)
@@ -425,6 +427,7 @@ async def record_failure(
         job.error_code = error.key
         job.error_message = str(error)[:2000]
         await drop_images(session, job)  # nothing can run it again: its uploads are not needed
+        await audit_job_end(session, job)
         return job
 
 
@@ -444,8 +447,11 @@ async def record_delivery(
             return
         if clear_token:
             job.interaction_token = None
+        first_delivery = job.status is not JobStatus.DELIVERED
         job.status = JobStatus.DELIVERED
         job.result_channel_id, job.result_message_id = messages[0]
+        if first_delivery:
+            await audit_job_end(session, job)
         await session.execute(delete(JobMessage).where(JobMessage.job_id == job_id))
         for position, (channel_id, message_id) in enumerate(messages):
             session.add(
@@ -656,6 +662,7 @@ async def finish_without_images(
             # Nothing can run it again (an interrupted job keeps them for its Retry button).
             job.interaction_token = None
             await drop_images(session, job)
+        await audit_job_end(session, job)
         return job
 
 
@@ -683,6 +690,7 @@ async def interrupt_claim(sessions: Sessions, job_id: int, lost: ColumnElement[b
         _release(job, possibly_billed=True)
         await counters.settle(session, job, before)
         job.error_code = "interrupted"
+        await audit_job_end(session, job)
         return job
 
 

@@ -13,6 +13,9 @@ from discord import app_commands
 
 from bot.config import QuotaSettings
 from bot.db import Sessions
+from bot.discord.admin._alerts import AlertingListener, AlertSender
+from bot.discord.admin._audit import audit_channel_command
+from bot.discord.admin._audit_poster import AuditPoster
 from bot.discord.admin._blocklist import BlocklistGroup
 from bot.discord.admin._moderation import ModerationGroup, ModerationPart
 from bot.discord.admin._nsfw import NsfwGroup
@@ -25,6 +28,8 @@ from bot.jobs.backends import BackendChoice
 from bot.moderation.blocklist import Blocklist
 from bot.moderation.nsfw import ContentRules
 from bot.providers.registry import BackendSet
+
+__all__ = ["AlertSender", "AlertingListener", "AuditPoster", "setup"]
 
 
 def setup(
@@ -51,6 +56,7 @@ def setup(
     # /moderation's parts, one per feature (blocked terms, NSFW rules, the audit channel).
     moderation: list[ModerationPart] = [
         BlocklistGroup(catalog, sessions, blocklist or Blocklist(sessions)),
+        audit_channel_command(catalog, sessions),
     ]
     if content_rules is not None:
         moderation.append(NsfwGroup(catalog, sessions, content_rules))

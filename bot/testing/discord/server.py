@@ -97,6 +97,8 @@ class FakeDiscord(WorldSetup, InteractionActions):
         #: While set to an unset event, follow-ups with files (results) wait for it before
         #: they are posted; one whose sender is gone by then (killed) is never posted.
         self.followup_gate: asyncio.Event | None = None
+        #: Incoming webhooks (:meth:`add_webhook`): id -> (token, the channel it posts in).
+        self.incoming_webhooks: dict[int, tuple[str, FakeChannel]] = {}
         self.spec_violations: list[str] = []
         self.identify_payloads: list[dict[str, Any]] = []
         self.gateway_requests: list[dict[str, Any]] = []

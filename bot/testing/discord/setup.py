@@ -7,6 +7,7 @@ before the next dispatch (or on ``await fake.flush()``), in order.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ class WorldSetup:
         shard_count: int
         guild: FakeGuild
         channel: FakeChannel
+        incoming_webhooks: dict[int, tuple[str, FakeChannel]]
 
         def _queue(self, event: str, data: Any) -> None: ...
 
@@ -93,6 +95,21 @@ class WorldSetup:
             self._set_bot_overwrite(channel, perm_value(bot_permissions))
         self._queue("CHANNEL_CREATE", channel.to_json())
         return channel
+
+    def add_webhook(self, channel: FakeChannel | None = None) -> str:
+        """An incoming webhook posting in ``channel`` (default fake.channel); its URL, as
+        Discord shows it (discord.py sends to the fake's API base whatever the URL's host)."""
+        webhook_id = snowflake()
+        token = secrets.token_urlsafe(51)  # 68 characters, like Discord's
+        self.incoming_webhooks[webhook_id] = (token, channel or self.channel)
+        return f"https://discord.com/api/webhooks/{webhook_id}/{token}"
+
+    def remove_channel(self, channel: FakeChannel) -> None:
+        """Delete ``channel`` as an admin would (CHANNEL_DELETE): asking for it is 404 10003."""
+        if channel.guild is not None and channel in channel.guild.channels:
+            channel.guild.channels.remove(channel)
+        self.state.channels.pop(channel.id, None)
+        self._queue("CHANNEL_DELETE", channel.to_json())
 
     def add_thread(self, parent: FakeChannel, name: str = "a thread") -> FakeChannel:
         """A public thread in ``parent`` (THREAD_CREATE); it has the parent's permissions."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .checks import Body, Rejection
-from .models import EPHEMERAL, LOADING, StoredMessage
+from .models import EPHEMERAL, LOADING, FakeUser, StoredMessage
 from .rest import API, BODY, json_response, no_content
 from .state import InteractionRecord
 
@@ -151,6 +151,8 @@ class Webhooks:
         return msg
 
     async def followup(self, request: web.Request) -> web.Response:
+        if _int(request.match_info["webhook_id"]) in self.fake.incoming_webhooks:
+            return await self.execute(request)
         rec = self.interaction_for(request)
         if rec.response_type is None:
             raise Rejection(404, 10015, "Unknown Webhook")
@@ -184,6 +186,24 @@ class Webhooks:
             await self.fake.message_event("MESSAGE_CREATE", msg)
         rec.followups.append(msg)
         self.state.pulse.fire()
+        if request.query.get("wait") not in ("1", "true", "True"):
+            return no_content()
+        return json_response(msg.to_json())
+
+    async def execute(self, request: web.Request) -> web.Response:
+        """An incoming webhook executed (Execute Webhook): 401 50027 for a wrong token, a
+        message in its channel, 200 with it on ``?wait=true`` else 204."""
+        token, channel = self.fake.incoming_webhooks[_int(request.match_info["webhook_id"])]
+        if request.match_info["webhook_token"] != token:
+            raise Rejection(401, 50027, "Invalid Webhook Token")
+        body = request[BODY]
+        self.fake.checker.check("POST", WEBHOOK, body, kind="message", creates_message=True)
+        payload = body.json if isinstance(body.json, dict) else {}
+        if not (payload.get("content") or payload.get("embeds") or body.files):
+            raise Rejection(400, 50006, "Cannot send an empty message")
+        author = FakeUser(_int(request.match_info["webhook_id"]), "Spend alerts", bot=True)
+        msg = self.state.new_message(channel, author, payload, body.files, source="webhook")
+        await self.fake.message_event("MESSAGE_CREATE", msg)
         if request.query.get("wait") not in ("1", "true", "True"):
             return no_content()
         return json_response(msg.to_json())
