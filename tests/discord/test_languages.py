@@ -261,6 +261,7 @@ async def test_a_result_is_labelled_in_the_members_language(
         _translated("button.vary", locale, translated, index=2),
         _translated("button.redo", locale, translated),
         _translated("button.remix", locale, translated),
+        _translated("button.params", locale, translated),
         _translated("button.delete", locale, translated),
     ]
     done = _translated("status.done", locale, translated)
@@ -390,6 +391,7 @@ async def test_untranslated_text_falls_back_to_english(
         assert labels[1:] == [
             "Redo",
             full.text("button.remix", "ko"),
+            full.text("button.params", "ko"),
             full.text("button.delete", "ko"),
         ]
     assert fake_discord.spec_violations == []

@@ -106,6 +106,7 @@ def build_result(
                     with_actions=part_number == 0,
                     remix=job.operation != "vary",
                     same_seed=known[0] if known else None,
+                    params=True,
                 ),
                 allowed_mentions=requester_only(job.user_id),
             )

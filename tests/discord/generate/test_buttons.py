@@ -47,7 +47,7 @@ def labels(message: StoredMessage) -> dict[str, str]:
     }
 
 
-async def test_every_result_has_vary_buttons_redo_remix_and_delete(harness: Harness) -> None:
+async def test_every_result_has_vary_buttons_redo_remix_params_and_delete(harness: Harness) -> None:
     result = await imagine(harness, n=3)
     job = job_id_of(result)
     assert labels(result) == {
@@ -56,6 +56,7 @@ async def test_every_result_has_vary_buttons_redo_remix_and_delete(harness: Harn
         f"ib:vary:{job}:2": "Vary 3",
         f"ib:redo:{job}": "Redo",
         f"ib:remix:{job}": "Remix",
+        f"ib:params:{job}": "Params",
         f"ib:delete:{job}": "Delete",
     }
     assert all(len(custom_id) <= 100 for custom_id in result.custom_ids)
@@ -90,7 +91,7 @@ async def test_vary_2_by_another_member_varies_exactly_image_2(harness: Harness)
     assert colour_of(sent.data) == colour_of(image_2)
     assert job_id_of(result) != job_id_of(first)
     # the first result is untouched and its buttons still there
-    assert not first.deleted and len(first.custom_ids) == 5
+    assert not first.deleted and len(first.custom_ids) == 6
 
 
 async def test_redo_of_an_imagine_result_makes_new_images_with_the_same_settings(
@@ -245,7 +246,12 @@ async def test_a_variation_has_no_remix_button(harness: Harness) -> None:
     await fake.click(first, f"ib:vary:{job_id_of(first)}:0", user=fake.user)
     varied = await new_result(harness, before)
     job = job_id_of(varied)
-    assert varied.custom_ids == [f"ib:vary:{job}:0", f"ib:redo:{job}", f"ib:delete:{job}"]
+    assert varied.custom_ids == [
+        f"ib:vary:{job}:0",
+        f"ib:redo:{job}",
+        f"ib:params:{job}",
+        f"ib:delete:{job}",
+    ]
 
 
 async def test_an_old_remix_button_on_a_variation_is_refused(
@@ -291,7 +297,7 @@ async def test_ten_images_get_ten_vary_buttons_in_rows_of_five(harness: Harness)
     assert rows == [
         [f"ib:vary:{job}:{i}" for i in range(5)],
         [f"ib:vary:{job}:{i}" for i in range(5, 10)],
-        [f"ib:redo:{job}", f"ib:remix:{job}", f"ib:delete:{job}"],
+        [f"ib:redo:{job}", f"ib:remix:{job}", f"ib:params:{job}", f"ib:delete:{job}"],
     ]
     assert labels(result)[f"ib:vary:{job}:9"] == "Vary 10"
 

@@ -153,7 +153,7 @@ async def test_ten_images_fit_one_message(harness: Harness) -> None:
     assert len(results(fake)) == 1
     rows = result.components
     assert len(rows) <= 5 and all(len(row["components"]) <= 5 for row in rows)
-    assert len(result.custom_ids) == 13  # ten Vary buttons, Redo, Remix, Delete
+    assert len(result.custom_ids) == 14  # ten Vary buttons, Redo, Remix, Params, Delete
 
 
 async def small_upload_guild(fake: FakeDiscord, limit: int) -> tuple[Any, Any]:
