@@ -115,6 +115,20 @@ async def test_params_of_a_variation_link_to_the_image_it_was_made_from(
     assert shown["Action"] == "vary"
 
 
+async def test_params_of_a_variation_whose_source_was_deleted_say_so(harness: Harness) -> None:
+    fake = harness.fake
+    first = await imagine(harness, count=2, size="256x256")
+    before = seen_ids(fake)
+    await fake.click(first, f"ib:vary:{job_id_of(first)}:0")
+    variation = await new_result(harness, before)
+    deleted = await fake.click(first, f"ib:delete:{job_id_of(first)}", user=fake.user)
+    await deleted.wait_message(lambda m: m.content == "Deleted.")
+
+    shown = fields(await params_of(harness, variation))
+
+    assert shown["Made from"] == f"Job #{job_id_of(first)} (its result was deleted)"
+
+
 async def test_params_in_japanese_for_a_japanese_client(harness: Harness) -> None:
     result = await imagine(harness, count=1, size="256x256")
 
