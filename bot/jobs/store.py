@@ -212,9 +212,18 @@ async def outputs_of(sessions: Sessions, job_id: int) -> list[GeneratedImage]:
     outputs = await images_of(sessions, job_id, ImageRole.OUTPUT)
     images = []
     for image in outputs:
+        if not image.data:
+            continue  # posted: only its seed is kept (see record_delivery)
         width, height = png_dimensions(image.data) or (0, 0)
         images.append(GeneratedImage(image.data, image.mime_type, width, height, seed=image.seed))
     return images
+
+
+async def seeds_of(sessions: Sessions, job_id: int) -> list[int | None]:
+    """Each image's seed, in order (Stable Diffusion backends; [] when none was recorded or
+    retention dropped them): what Params shows to make one image again."""
+    outputs = await images_of(sessions, job_id, ImageRole.OUTPUT)
+    return [image.seed for image in outputs]
 
 
 async def order_of(sessions: Sessions, job: Job) -> ImageOrder:
@@ -382,18 +391,20 @@ async def record_result(
                 for i, (channel, message) in enumerate(messages)
             ]
             await session.execute(insert(_MESSAGES), posted)
-        else:
-            kept = [
-                {
-                    "job_id": job.id,
-                    "role": ImageRole.OUTPUT,
-                    "position": position,
-                    "mime_type": image.mime_type,
-                    "data": image.data,
-                    "seed": image.seed,
-                }
-                for position, image in enumerate(images)
-            ]
+        # Posted: the message has the bytes, only each image's seed is kept (for Params).
+        kept = [
+            {
+                "job_id": job.id,
+                "role": ImageRole.OUTPUT,
+                "position": position,
+                "mime_type": image.mime_type,
+                "data": b"" if messages else image.data,
+                "seed": image.seed,
+            }
+            for position, image in enumerate(images)
+            if image.seed is not None or not messages
+        ]
+        if kept:
             await session.execute(insert(_IMAGES), kept)
         if sent is not None:
             await _replace_inputs(session, job.id, sent)
@@ -459,9 +470,11 @@ async def record_delivery(
                     job_id=job_id, position=position, channel_id=channel_id, message_id=message_id
                 )
             )
-        await session.execute(
-            delete(JobImage).where(JobImage.job_id == job_id, JobImage.role == ImageRole.OUTPUT)
-        )
+        # The bytes go (the result message has them); a seed stays, for Params, until the
+        # retention drops the job's images.
+        outputs = (JobImage.job_id == job_id, JobImage.role == ImageRole.OUTPUT)
+        await session.execute(delete(JobImage).where(*outputs, JobImage.seed.is_(None)))
+        await session.execute(update(JobImage).where(*outputs).values(data=b""))
 
 
 async def clear_token(sessions: Sessions, job_id: int) -> None:

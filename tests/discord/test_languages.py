@@ -266,6 +266,7 @@ async def test_a_result_is_labelled_in_the_members_language(
         "U2",
         _translated("button.redo", locale, translated),
         _translated("button.remix", locale, translated),
+        _translated("button.params", locale, translated),
         _translated("button.delete", locale, translated),
     ]
     done = _translated("status.done", locale, translated)
@@ -399,6 +400,7 @@ async def test_untranslated_text_falls_back_to_english(
             full.text("button.upscale", "ko", index=2),
             "Redo",
             full.text("button.remix", "ko"),
+            full.text("button.params", "ko"),
             full.text("button.delete", "ko"),
         ]
     assert fake_discord.spec_violations == []

@@ -90,3 +90,20 @@ async def test_each_kept_images_seed_is_stored_and_read_back(world: World) -> No
         assert list(rows.scalars()) == [1234, 1235]
     kept = await store.outputs_of(world.storage.sessions, job.id)
     assert [image.seed for image in kept] == [1234, 1235]
+
+
+async def test_a_posted_result_keeps_each_images_seed_but_not_its_bytes(world: World) -> None:
+    """Params shows each image's seed after the result is posted (the message has the bytes)."""
+    job = store.new_job(SD_ORDER, origin(1), "automatic1111", 0, "imagine")
+    await store.admit(world.storage.sessions, ROOMY, job)
+    picture = png_bytes(64, 64)
+    images = [GeneratedImage(picture, "image/png", 64, 64, seed=s) for s in (1234, 1235)]
+    store.settle(job, ImageResult(images=tuple(images), model="automatic1111"), 0)
+
+    posted = await store.record_result(
+        world.storage.sessions, job, images, [(77, 1000)], reserved=(job.n_charged, 0)
+    )
+
+    assert posted
+    assert await store.seeds_of(world.storage.sessions, job.id) == [1234, 1235]
+    assert await store.outputs_of(world.storage.sessions, job.id) == []  # posted: not kept

@@ -26,6 +26,7 @@ from bot.discord.errors import (
     ResultTooOld,
 )
 from bot.discord.generate._delivery import Delivery
+from bot.discord.generate._params import params_embed, parent_of
 from bot.discord.generate._provenance import check_result_here, check_same_place
 from bot.discord.generate._submit import Actions, Upload
 from bot.discord.generate._views import REMIX_PROMPT, remix_modal_id
@@ -35,7 +36,7 @@ from bot.generation import UPSCALE, ImageOrder
 from bot.jobs import JobRunner, orphans, store
 from bot.providers import Operation
 from bot.providers.registry import BackendSet
-from bot.studio import ActionUnsupported, StudioAction, studio_order
+from bot.studio import StudioAction, studio_order
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +271,15 @@ class ResultButtons:
 
     @reports_errors
     async def show_params(self, interaction: discord.Interaction[Any], job_id: int) -> None:
-        """ℹ️ Params: not built yet (issue 14, "Seeing and steering")."""
-        await self._result_job(interaction, job_id)
-        raise ActionUnsupported(reason="parameters are not available yet")
+        """ℹ️ Params: how the result was made, privately, for anyone who sees the result
+        (bot.discord.generate._params); clicked on the result's own message only."""
+        job = await self._result_job(interaction, job_id)
+        seeds = await store.seeds_of(self.sessions, job.id)
+        source = None
+        if job.source_job_id is not None:
+            source = await store.get_job(self.sessions, job.source_job_id)
+        embed = params_embed(job, seeds, parent_of(job, source), self.catalog, interaction.locale)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @reports_errors
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None:

@@ -120,6 +120,7 @@ def build_result(
                     same_seed=known[0] if known else None,
                     single=len(uploads) == 1,
                     square=not shapes or shapes[0][0] == shapes[0][1],
+                    params=True,
                 ),
                 allowed_mentions=requester_only(job.user_id),
             )

@@ -50,7 +50,7 @@ def labels(message: StoredMessage) -> dict[str, str]:
     }
 
 
-async def test_every_result_has_vary_buttons_redo_remix_and_delete(harness: Harness) -> None:
+async def test_every_result_has_vary_buttons_redo_remix_params_and_delete(harness: Harness) -> None:
     result = await imagine(harness, n=3)
     job = job_id_of(result)
     assert labels(result) == {
@@ -62,6 +62,7 @@ async def test_every_result_has_vary_buttons_redo_remix_and_delete(harness: Harn
         f"ib:act:upscale:{job}:2": "U3",
         f"ib:redo:{job}": "Redo",
         f"ib:remix:{job}": "Remix",
+        f"ib:params:{job}": "Params",
         f"ib:delete:{job}": "Delete",
     }
     assert all(len(custom_id) <= 100 for custom_id in result.custom_ids)
@@ -96,7 +97,8 @@ async def test_vary_2_by_another_member_varies_exactly_image_2(harness: Harness)
     assert colour_of(sent.data) == colour_of(image_2)
     assert job_id_of(result) != job_id_of(first)
     # the first result is untouched and its buttons still there
-    assert not first.deleted and len(first.custom_ids) == 7  # V1, V2, U1, U2, Redo, Remix, Delete
+    # V1, V2, U1, U2, Redo, Remix, Params, Delete
+    assert not first.deleted and len(first.custom_ids) == 8
 
 
 async def test_redo_of_an_imagine_result_makes_new_images_with_the_same_settings(
@@ -257,6 +259,7 @@ async def test_a_variation_has_no_remix_button(harness: Harness) -> None:
         f"ib:act:upscale:{job}:0",
         f"ib:act:upscale:{job}:1",
         f"ib:redo:{job}",
+        f"ib:params:{job}",
         f"ib:delete:{job}",
     ]
 
@@ -306,7 +309,7 @@ async def test_ten_images_get_ten_vary_buttons_in_rows_of_five(harness: Harness)
         [f"ib:vary:{job}:{i}" for i in range(5, 10)],
         [f"ib:act:upscale:{job}:{i}" for i in range(5)],
         [f"ib:act:upscale:{job}:{i}" for i in range(5, 10)],
-        [f"ib:redo:{job}", f"ib:remix:{job}", f"ib:delete:{job}"],
+        [f"ib:redo:{job}", f"ib:remix:{job}", f"ib:params:{job}", f"ib:delete:{job}"],
     ]
     assert labels(result)[f"ib:vary:{job}:9"] == "Vary 10"
     assert labels(result)[f"ib:act:upscale:{job}:9"] == "U10"

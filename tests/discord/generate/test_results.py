@@ -153,7 +153,8 @@ async def test_ten_images_fit_one_message(harness: Harness) -> None:
     assert len(results(fake)) == 1
     rows = result.components
     assert len(rows) <= 5 and all(len(row["components"]) <= 5 for row in rows)
-    assert len(result.custom_ids) == 23  # ten Vary and ten Upscale buttons, Redo, Remix, Delete
+    # ten Vary and ten Upscale buttons, Redo, Remix, Params, Delete
+    assert len(result.custom_ids) == 24
 
 
 async def small_upload_guild(fake: FakeDiscord, limit: int) -> tuple[Any, Any]:

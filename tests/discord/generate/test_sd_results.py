@@ -113,7 +113,7 @@ async def test_the_seed_of_each_image_is_shown_and_redo_same_seed_sends_it(
     job_id = job_id_of(result)
     assert seed_button(result) == f"ib:reseed:{job_id}:{first}"
     labels = [c.get("label") for c in walk_components(result.components)]
-    assert labels[-4:] == ["Redo", "Redo (same seed)", "Remix", "Delete"]
+    assert labels[-5:] == ["Redo", "Redo (same seed)", "Remix", "Params", "Delete"]
 
     again = await press(sd, result, seed_button(result))
 
