@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, literal, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Sessions
@@ -99,13 +98,19 @@ def job_body(job: Job) -> dict[str, Any]:
     }
 
 
+#: Error codes of jobs refused by the content check, whose refusal entry is written already.
+REFUSED_WITH_ENTRY = frozenset({"moderation.precheck_flagged"})
+
+
 async def audit_job_end(session: AsyncSession, job: Job) -> None:
     """Queue ``job``'s entry in the caller's transaction, as the job's end is recorded
     (delivered, failed, cancelled, interrupted); nothing for a server without an audit channel.
 
-    One statement (an insert from the server's settings row) inside a savepoint: a failure
-    here is logged and the job's own record is written all the same."""
-    if job.guild_id is None:
+    One statement, an insert from the server's settings row, which writes nothing where
+    there is no audit channel (no savepoint: the hot path's completion stays one round of
+    statements; an entry that cannot even be built is logged and the job recorded all the
+    same). A job the content check refused has its refusal entry already (:func:`audit_refusal`)."""
+    if job.guild_id is None or job.error_code in REFUSED_WITH_ENTRY:
         return
     try:
         body = json.dumps(job_body(job), ensure_ascii=False)
@@ -119,10 +124,10 @@ async def audit_job_end(session: AsyncSession, job: Job) -> None:
             literal(0),
         ).where(GuildSettings.guild_id == job.guild_id, GuildSettings.audit_channel_id.is_not(None))
         columns = ["guild_id", "channel_id", "job_id", "kind", "body", "created_at", "attempts"]
-        async with session.begin_nested():
-            await session.execute(insert(AuditEntry).from_select(columns, chosen))
-    except (SQLAlchemyError, OSError, TypeError, ValueError):
-        log.exception("job %d: writing its audit entry failed; the job is recorded", job.id)
+    except (TypeError, ValueError):
+        log.exception("job %d: its audit entry could not be built; the job is recorded", job.id)
+        return
+    await session.execute(insert(AuditEntry).from_select(columns, chosen))
 
 
 # --- the poster's side: claim an entry, then mark it posted or failed -------------------------

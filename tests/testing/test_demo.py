@@ -45,7 +45,7 @@ async def test_the_demo_plays_every_step_and_writes_the_images(tmp_path: Path) -
         "for 1). Your limit resets " in stdout
     )
     assert "everyone sees in #general:" in stdout and "[files] image_1.png (256x256)" in stdout
-    assert "[buttons] Vary 1 | Vary 2 | Redo | Remix | Delete" in stdout
+    assert "[buttons] Vary 1 | Vary 2 | U1 | U2 | Redo | Remix | Params | Delete" in stdout
     for name in RESULTS:
         with Image.open(io.BytesIO((out / name).read_bytes())) as image:
             assert image.format == "PNG" and image.size == (256, 256)

@@ -83,8 +83,8 @@ class NsfwGroup(app_commands.Group):
         await send_private(interaction, rules_text(self.catalog, interaction.locale, rules))
 
     @app_commands.command(
-        name=text("rules", "cmd.moderation.nsfw.show.name"),
-        description=text("See this server's NSFW rules", "cmd.moderation.nsfw.show.description"),
+        name=text("rules", "cmd.moderation.nsfw.rules.name"),
+        description=text("See this server's NSFW rules", "cmd.moderation.nsfw.rules.description"),
     )
     async def show(self, interaction: discord.Interaction[Any]) -> None:
         guild_id = require_manage_guild(interaction)
