@@ -101,6 +101,11 @@ async def test_a_cancel_naming_a_job_of_another_server_is_refused(
         own = await result_in(harness, bob_in_b)
         api.delay = 1.0
         await fake.slash("imagine", {"prompt": "first in A", "size": "256x256"})
+        # the first runs before the second is sent: the second waits, with a Cancel button
+        for _ in range(100):
+            if len(api.requests) == 2:
+                break
+            await asyncio.sleep(0.05)
         waiting = await fake.slash("imagine", {"prompt": "second in A", "size": "256x256"})
         status = await waiting.wait_message(
             lambda m: any(c.startswith("ib:cancel:") for c in m.custom_ids)
