@@ -365,14 +365,16 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
 async def _blend_inputs(
     service: ImageService, order: ImageOrder, spec: ModelSpec, image: bytes
 ) -> ImageOrder:
-    """Each picture of a blend normalized like an edit's (a PNG under 4 MB at about its own
-    shape, see :func:`input_size`), in the member's order; none is masked or made transparent:
-    the prompt says what to make of them."""
+    """Each picture of a blend normalized like an edit's (a PNG under 4 MB), in the member's
+    order; none is masked or made transparent: the prompt says what to make of them.
+
+    Each keeps about its own shape (:func:`input_size` without a size) whatever size the
+    result is asked at, so normalizing them again (Redo, the runner) sends the same pictures."""
     fit = resolve_fit(order.fit, Operation.VARY)
     pictures = []
     for picture in (image, *order.extra_images):
         info = await service.images.probe(picture)
-        side = input_size(spec, order.size, (info.width, info.height))
+        side = input_size(spec, None, (info.width, info.height))
         pictures.append((await service.images.normalize_image(picture, side=side, fit=fit)).png)
     return replace(order, image=pictures[0], mask=None, extra_images=tuple(pictures[1:]))
 
