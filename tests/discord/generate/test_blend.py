@@ -5,6 +5,7 @@ picture per edit (dall-e-2, AUTOMATIC1111) refuse at once, before any download o
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,13 +14,15 @@ import pytest
 from sqlalchemy import select
 
 from bot.config import ModerationSettings, ProviderSettings, Settings
-from bot.db.models import Job
+from bot.db.models import Intake, Job
 from bot.generation import DEFAULT_BLEND_PROMPT, input_size, resolve_fit
 from bot.imaging.normalize import normalize_image
+from bot.jobs.intake import IntakeRequest
 from bot.providers import Operation
 from bot.providers.capabilities import DEFAULT_MODELS
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord, InteractionHandle
+from bot.testing.discord.models import walk_components
 from bot.testing.harness import (
     Harness,
     a1111_backend,
@@ -31,6 +34,7 @@ from bot.testing.harness import (
 )
 from bot.testing.images import decode_image, png_bytes
 from bot.testing.openai_api import FakeImagesAPI
+from tests.discord.generate.test_precheck import checked_bot
 
 PROMPT = "a cat made of the first picture's clouds, sitting in the second one's garden"
 #: Five uploads of different colours and shapes: the order sent must be theirs.
@@ -147,6 +151,28 @@ async def test_redo_of_a_blend_sends_the_same_pictures_again(
     assert len(cdn_reads) == 3  # the uploads were read once; Redo sent the kept pictures
 
 
+async def test_remix_of_a_blend_sends_the_same_pictures_with_the_new_prompt(
+    on_model: Callable[[str], Any], fake_images_api: FakeImagesAPI
+) -> None:
+    async with on_model("gpt-image-2") as h:
+        await blend(h, PICTURES[:2])
+        first = await h.result()
+        await h.idle()
+        click = await h.fake.click(first, f"ib:remix:{job_id_of(first)}", user=h.fake.user)
+        assert (await click.response()).type == 9 and click.modal is not None
+        (text_input,) = [
+            c for c in walk_components(click.modal["components"]) if c.get("type") == 4
+        ]
+        assert text_input["value"] == PROMPT
+        before = seen_ids(h.fake)
+        await h.fake.submit_modal(click, {text_input["custom_id"]: "both, at night"})
+        remixed = await new_result(h, before)
+        assert remixed.embeds[0]["title"] == "Blend"
+    original, remix = api_calls(fake_images_api, "edits")
+    assert remix.form["prompt"] == "both, at night"
+    assert sent_pictures(remix) == sent_pictures(original)
+
+
 async def test_a_blend_upload_that_is_not_an_image_is_refused_at_once(
     on_model: Callable[[str], Any], fake_images_api: FakeImagesAPI
 ) -> None:
@@ -246,3 +272,53 @@ async def test_more_pictures_than_the_operators_model_takes_are_refused_at_once(
         await h.result()
     (call,) = api_calls(fake_images_api, "edits")
     assert len(sent_pictures(call)) == 3
+
+
+async def test_the_acknowledged_blend_keeps_every_uploads_url_for_a_restart(
+    on_model: Callable[[str], Any], fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI
+) -> None:
+    """While the uploads are read, the intake (what a restart finishes) lists all of them."""
+    fake_discord.cdn_gate = asyncio.Event()  # the downloads wait
+    async with on_model("gpt-image-1.5") as h:
+        handle = await blend(h, PICTURES[:3])
+        assert (await handle.response()).type == 5
+        async with h.bot.storage.sessions() as session:
+            (intake,) = (await session.scalars(select(Intake))).all()
+        request = IntakeRequest.from_json(intake.request)
+        assert [upload.subject for upload in request.uploads] == ["image", "image2", "image3"]
+        assert [upload.filename for upload in request.uploads] == [
+            "picture1.png",
+            "picture2.png",
+            "picture3.png",
+        ]
+        assert len({upload.url for upload in request.uploads}) == 3
+        assert request.image_order().action == "blend"
+        fake_discord.cdn_gate.set()
+        await h.result()
+    (call,) = api_calls(fake_images_api, "edits")
+    assert sent_pictures(call) == [normalized("gpt-image-1.5", data) for data in PICTURES[:3]]
+
+
+async def test_the_precheck_screens_every_picture_of_a_blend(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """One moderation request per picture (the prompt with the first), each the very PNG the
+    edit sends; a flagged picture refuses the blend before it is sent."""
+    settings = settings_factory(model="gpt-image-1.5")
+    async with checked_bot(fake_discord, fake_images_api, settings) as h:
+        await blend(h, PICTURES[:3])
+        await h.result()
+        (edit,) = api_calls(fake_images_api, "edits")
+        calls = fake_images_api.moderation.calls
+        assert [call.texts for call in calls] == [[PROMPT], [], []]
+        assert [image for call in calls for image in call.images] == sent_pictures(edit)
+
+        fake_images_api.moderation.flag_images = True
+        handle = await blend(h, PICTURES[1:3], prompt="a quiet garden")
+        flagged = h.bot.catalog.text("moderation.precheck_flagged", categories="sexual")
+        message = await handle.wait_message(lambda m: m.content == flagged)
+        assert message.ephemeral
+        await h.idle()
+    assert len(api_calls(fake_images_api, "edits")) == 1  # the flagged blend was never sent
