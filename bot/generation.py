@@ -338,11 +338,11 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
     spec = shape_spec(
         service.backend_for(order).spec_for(order.model), service.settings.quotas.allowed_sizes
     )
+    if order.action == BLEND:
+        return await _blend_inputs(service, order, spec, image)
     fit = resolve_fit(order.fit, order.operation)
     info = await service.images.probe(image)
     source = (info.width, info.height)
-    if order.action == BLEND:
-        return await _blend_inputs(service, order, spec, image)
     if order.operation is Operation.EDIT and order.mask is None and order.action is not None:
         # A studio action's edit: its mask is made here, once; the order it returns has it,
         # so normalizing that again (Redo, the runner) is the plain edit below.
