@@ -26,6 +26,7 @@ from bot.providers import (
     ImageResult,
     ModelSpec,
     Operation,
+    TooManyInputImages,
     UnsupportedOperation,
     VaryRequest,
     check_request,
@@ -47,6 +48,13 @@ INPUT_MULTIPLE = 16
 #: ``ImageOrder.action`` of an upscale (``bot.studio.StudioAction.UPSCALE``): an edit order
 #: whose image the backend's ``upscale`` makes larger instead (see :func:`send_order`).
 UPSCALE = "upscale"
+#: ``ImageOrder.action`` of ``/blend``: one edit of several pictures (``image`` and
+#: ``extra_images``), which only models with ``max_input_images`` > 1 take (GPT image models).
+BLEND = "blend"
+#: The most pictures ``/blend`` takes (the GPT image models take up to 16 in one edit).
+MAX_BLEND_IMAGES = 5
+#: What ``/blend`` asks for when the member gives no prompt.
+DEFAULT_BLEND_PROMPT = "Blend these images into one picture."
 
 FitChoice = Fit | Literal["auto"]
 R = TypeVar("R", GenerateRequest, EditRequest, VaryRequest)
@@ -55,6 +63,14 @@ R = TypeVar("R", GenerateRequest, EditRequest, VaryRequest)
 class PromptEmpty(BotError):
     key = "error.prompt_empty"
     template = "The prompt is empty. Describe the image you want."
+
+
+class BlendUnsupported(BotError):
+    """The order's backend (or model) takes one picture per edit: a blend is refused before
+    any upload is read."""
+
+    key = "error.blend_unsupported"
+    template = "This server's backend can't blend images; blending needs a GPT image model."
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,8 @@ class ImageOrder:
     prompt: str = ""
     image: bytes | None = field(default=None, repr=False)
     mask: bytes | None = field(default=None, repr=False)
+    #: A blend's other pictures, after ``image`` (stored as the job's inputs 1..n-1).
+    extra_images: tuple[bytes, ...] = field(default=(), repr=False)
     n: int = 1
     size: str | None = None
     quality: str | None = None
@@ -261,16 +279,19 @@ def build_request(
         values["image"] = image
     if "mask" in accepted:
         values["mask"] = mask
+    if "extra_images" in accepted:
+        values["extra_images"] = order.extra_images
     return kind(**values)
 
 
-def check_order(backends: BackendSet, order: ImageOrder) -> ModelSpec:
+def check_order(backends: BackendSet, order: ImageOrder, *, pictures: int = 0) -> ModelSpec:
     """Everything about ``order`` that can be checked before its uploads are read, on the
     backend it names.
 
     Front ends call this the moment a member submits, so a wrong option is answered at once
     instead of after a download and a place in the queue. Stable Diffusion options are held
     to that backend's limits (``max_steps``, ``max_guidance``), or refused where it has none.
+    ``pictures``: how many pictures a blend's uploads will give it (not read yet).
     """
     upscale = order.action == UPSCALE
     if order.operation is not Operation.VARY and not upscale and not order.prompt.strip():
@@ -280,10 +301,22 @@ def check_order(backends: BackendSet, order: ImageOrder) -> ModelSpec:
     if upscale and not backend.features.upscaler and order.size is None:
         # An upscale sized for a server with an upscaler, failing over to one without.
         raise UnsupportedOperation(model=spec.name, operation=UPSCALE)
+    if order.action == BLEND or order.extra_images:
+        check_blend(spec, order, backend, pictures)
     request = build_request(order, spec)
     check_sd_options(spec, request, SDLimits.of(backends.settings[backend.name]))
     check_request(spec, request, images=False, sd_options=backend.features.sd_options)
     return spec
+
+
+def check_blend(spec: ModelSpec, order: ImageOrder, backend: Backend, pictures: int = 0) -> None:
+    """A blend needs a model that takes several pictures in one edit, and no more than it takes
+    (``pictures``: the uploads still to read; else the order's own pictures are counted)."""
+    if spec.max_input_images < 2 or backend.features.sd_options:
+        raise BlendUnsupported()
+    count = max(pictures, (order.image is not None) + len(order.extra_images))
+    if count > spec.max_input_images:
+        raise TooManyInputImages(model=spec.name, limit=spec.max_input_images, count=count)
 
 
 async def make_images(service: ImageService, order: ImageOrder) -> ImageResult:
@@ -305,6 +338,8 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
     spec = shape_spec(
         service.backend_for(order).spec_for(order.model), service.settings.quotas.allowed_sizes
     )
+    if order.action == BLEND:
+        return await _blend_inputs(service, order, spec, image)
     fit = resolve_fit(order.fit, order.operation)
     info = await service.images.probe(image)
     source = (info.width, info.height)
@@ -325,6 +360,23 @@ async def normalize_uploads(service: ImageService, order: ImageOrder) -> ImageOr
         image, side=side, fit=fit, keep_alpha=keep_alpha
     )
     return replace(order, image=normalized.png, mask=None)
+
+
+async def _blend_inputs(
+    service: ImageService, order: ImageOrder, spec: ModelSpec, image: bytes
+) -> ImageOrder:
+    """Each picture of a blend normalized like an edit's (a PNG under 4 MB), in the member's
+    order; none is masked or made transparent: the prompt says what to make of them.
+
+    Each keeps about its own shape (:func:`input_size` without a size) whatever size the
+    result is asked at, so normalizing them again (Redo, the runner) sends the same pictures."""
+    fit = resolve_fit(order.fit, Operation.VARY)
+    pictures = []
+    for picture in (image, *order.extra_images):
+        info = await service.images.probe(picture)
+        side = input_size(spec, None, (info.width, info.height))
+        pictures.append((await service.images.normalize_image(picture, side=side, fit=fit)).png)
+    return replace(order, image=pictures[0], mask=None, extra_images=tuple(pictures[1:]))
 
 
 @dataclass(frozen=True)

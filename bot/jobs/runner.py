@@ -251,6 +251,7 @@ class JobRunner:
                     partial_images=streamed_partials(
                         made_by, backends.settings[backend.name], order.n
                     ),
+                    input_images=blended_images(order),
                 )
             )
         return max(costs)
@@ -789,6 +790,13 @@ class _Making:
 def _context(job: Job) -> dict[str, int | None]:
     """What a log line about ``job`` carries as fields (see bot.logs.CONTEXT_FIELDS)."""
     return {"job_id": job.id, "guild_id": job.guild_id, "user_id": job.user_id}
+
+
+def blended_images(order: ImageOrder) -> int:
+    """The pictures of a blend (each priced for its input tokens); 0 for any other order."""
+    if not order.extra_images:
+        return 0
+    return (order.image is not None) + len(order.extra_images)
 
 
 def _priced_size(order: ImageOrder, spec: ModelSpec) -> str | None:

@@ -237,6 +237,7 @@ async def order_of(sessions: Sessions, job: Job) -> ImageOrder:
         Operation(job.operation),
         image=inputs[0].data if inputs else None,
         mask=masks[0].data if masks else None,
+        extra_images=tuple(image.data for image in inputs[1:]),
         user_id=str(job.user_id) if job.user_id is not None else None,
         **settings,
     )
@@ -570,6 +571,9 @@ def input_images(job_id: int, order: ImageOrder, mime: str = "") -> list[JobImag
     images = []
     if order.image is not None:
         images.append(_image(job_id, ImageRole.INPUT, 0, order.image, mime))
+        # A blend's other pictures, in the member's order (Redo and Remix send them again).
+        for position, extra in enumerate(order.extra_images, 1):
+            images.append(_image(job_id, ImageRole.INPUT, position, extra, mime))
     if order.mask is not None:
         images.append(_image(job_id, ImageRole.MASK, 0, order.mask, mime))
     return images

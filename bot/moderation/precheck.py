@@ -21,7 +21,7 @@ from bot.errors import BotError
 from bot.generation import ImageOrder
 from bot.moderation.audit import audit_refusal
 from bot.providers import Operation, ProviderError
-from bot.providers.moderation import ModerationClient
+from bot.providers.moderation import ModerationClient, ModerationVerdict
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,29 @@ class Precheck:
     def __repr__(self) -> str:
         return f"Precheck({self._client!r}, on_error={self._settings.precheck_on_error!r})"
 
+    async def _verdict(self, sent: ImageOrder) -> ModerationVerdict | None:
+        """The prompt with the upload; a blend's other pictures each in a request of its own
+        (one image per check, whatever the model's limit on images per request)."""
+        if sent.operation is Operation.GENERATE:
+            return await self._client.check(sent.prompt)
+        verdict = await self._client.check(sent.prompt, sent.image)
+        flagged = verdict is not None and verdict.flagged
+        categories = set(verdict.categories) if verdict is not None else set()
+        for picture in sent.extra_images:
+            more = await self._client.check("", picture)
+            if more is not None and more.flagged:
+                flagged = True
+                categories.update(more.categories)
+        if not flagged:
+            return verdict
+        return ModerationVerdict(True, tuple(sorted(categories)))
+
     async def screen(self, job: Job, sent: ImageOrder) -> None:
         """Return when ``job`` may be sent as ``sent``; raise :class:`PrecheckFlagged` or
         :class:`PrecheckUnavailable` (the job ends refused) when not."""
-        image = sent.image if sent.operation is not Operation.GENERATE else None
         context = {"job_id": job.id, "guild_id": job.guild_id, "user_id": job.user_id}
         try:
-            verdict = await self._client.check(sent.prompt, image)
+            verdict = await self._verdict(sent)
         except ProviderError as error:
             if self._settings.precheck_on_error == "open":
                 log.warning(

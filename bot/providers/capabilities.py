@@ -19,6 +19,8 @@ from bot.errors import ConfigError
 from bot.providers.types import Operation
 
 MAX_N = 10
+#: The spec: GPT image models' edits take "up to 16 images".
+MAX_INPUT_IMAGES = 16
 #: "Less than 4MB" read conservatively, so a file the real service would accept is never refused.
 FOUR_MB = 4_000_000
 FIFTY_MB = 50_000_000
@@ -134,6 +136,9 @@ class ModelSpec:
     input_fidelity: bool = False
     #: True: generations take ``moderation`` low|auto (GPT image models; not dall-e).
     moderation: bool = False
+    #: Pictures one edit takes (``image[]``): 16 for the GPT image models, which can blend
+    #: them (``/blend``); 1 for dall-e-2 and the Stable Diffusion servers.
+    max_input_images: int = 1
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
@@ -175,6 +180,7 @@ def _gpt_image(
         streams=True,
         input_fidelity=input_fidelity,
         moderation=True,
+        max_input_images=MAX_INPUT_IMAGES,
     )
 
 
@@ -421,6 +427,7 @@ _FIELDS: dict[str, Callable[[Any, str, ModelSpec], Any]] = {
     "streams": _boolean,
     "input_fidelity": _boolean,
     "moderation": _boolean,
+    "max_input_images": _integer(1, MAX_INPUT_IMAGES),
 }
 
 

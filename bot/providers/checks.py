@@ -20,6 +20,7 @@ from bot.providers.errors import (
     SDOptionOutOfRange,
     SDOptionUnavailable,
     TooManyImages,
+    TooManyInputImages,
     UnsupportedOperation,
     UnsupportedOption,
     UnsupportedSize,
@@ -119,6 +120,13 @@ def check_request(
                 value="jpeg",
                 allowed="png, webp (a transparent background needs one of them)",
             )
+    if isinstance(request, EditRequest) and request.extra_images:
+        count = 1 + len(request.extra_images)
+        if count > spec.max_input_images:
+            raise TooManyInputImages(model=spec.name, limit=spec.max_input_images, count=count)
+        if images:
+            for extra in request.extra_images:
+                _check_image(spec, extra)
     if images and isinstance(request, EditRequest | VaryRequest):
         _check_image(spec, request.image)
         mask = request.mask if isinstance(request, EditRequest) else None

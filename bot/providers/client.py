@@ -255,6 +255,9 @@ class ImagesClient:
                 fields[name] = value
         self._add_common(fields, spec, request.user_id)
         files = [("image", request.image)]
+        if request.extra_images:
+            # Several pictures: repeated ``image[]`` parts, as the API reference sends them.
+            files = [("image[]", image) for image in (request.image, *request.extra_images)]
         if request.mask is not None:
             files.append(("mask", request.mask))
         stream = self._stream("/images/edits", spec, request.n, progress)
@@ -358,7 +361,10 @@ class ImagesClient:
             for name, content in files or ():
                 kind = image_format(content) or "png"
                 data.add_field(
-                    name, content, filename=f"{name}.{kind}", content_type=_MIME.get(kind)
+                    name,
+                    content,
+                    filename=f"{name.removesuffix('[]')}.{kind}",
+                    content_type=_MIME.get(kind),
                 )
             return data
 

@@ -121,6 +121,11 @@ class TooManyImages(UnsupportedOption):
     template = "{model} makes between 1 and {max_n} images per request, not {n}."
 
 
+class TooManyInputImages(UnsupportedOption):
+    key = "provider.too_many_input_images"
+    template = "{model} takes at most {limit} images in one request; you gave {count}."
+
+
 class PromptTooLong(UnsupportedOption):
     key = "provider.prompt_too_long"
     template = "The prompt is {length} characters long; {model} accepts at most {limit}."

@@ -67,6 +67,9 @@ class EditRequest(StableDiffusionOptions):
     _: KW_ONLY
     #: PNG with the same dimensions as ``image``; alpha 0 marks the area to repaint.
     mask: bytes | None = field(default=None, repr=False)
+    #: More pictures after ``image``, for one edit of them all (a blend; GPT image models,
+    #: ``ModelSpec.max_input_images``): sent with it as repeated ``image[]`` parts.
+    extra_images: tuple[bytes, ...] = field(default=(), repr=False)
     n: int = 1
     size: str | None = None
     quality: str | None = None

@@ -51,6 +51,10 @@ TOKEN_MODEL_ESTIMATE = "gpt-image-1"
 #: The largest listed size of the per-image table's "large" class (1536x1024): a larger free
 #: size is priced in proportion to its pixels.
 LARGEST_LISTED_PIXELS = 1536 * 1024
+#: Image input tokens reserved for each picture of a blend on a token-priced model: about the
+#: most one 1536x1024 input takes with ``input_fidelity`` high (the usage reports the real
+#: count, which is what is settled).
+INPUT_IMAGE_TOKENS = 6_600
 #: Price of an image of a model nobody priced: assume the dearest known, never zero.
 UNKNOWN_MODEL_PRICE = 0.25
 
@@ -116,17 +120,23 @@ def estimate_cost(
     *,
     backend: str | None = None,
     partial_images: int,
+    input_images: int = 0,
 ) -> int:
     """The most ``n`` images may cost, in micro-dollars, before the provider is asked.
 
     ``size`` None means an upload's shape decides (an edit or variation without a chosen size):
     priced as the dearer size class, since a landscape photo's edit is a large image.
     ``backend``: the backend that makes them; a self-hosted one has its own flat price.
-    ``partial_images``: the previews each image is streamed with (0 when not streamed)."""
+    ``partial_images``: the previews each image is streamed with (0 when not streamed).
+    ``input_images``: the pictures of a blend, whose input tokens a token-priced model charges
+    for each (:data:`INPUT_IMAGE_TOKENS`; a per-image price has no input part)."""
     if backend is not None and backend in table.backend_prices:
         return round(table.backend_prices[backend] * n * MICRO)
     per_image = _per_image(table, model, size, quality, unsized_large=True)
-    return round(per_image * n * MICRO) + n * partial_images_cost(table, model, partial_images)
+    rates = table.token_prices.get(model)
+    inputs = round(input_images * INPUT_IMAGE_TOKENS * rates[1]) if rates is not None else 0
+    outputs = round(per_image * n * MICRO) + n * partial_images_cost(table, model, partial_images)
+    return outputs + inputs
 
 
 def partial_images_cost(table: PriceTable, model: str, partials: int) -> int:

@@ -142,6 +142,7 @@ async def test_synced_commands_carry_every_translation(harness: Harness) -> None
     kinds = sorted((c["name"], c["type"]) for c in commands)
     assert kinds == [
         ("Vary image", 3),
+        ("blend", 1),
         ("edit", 1),
         ("imagine", 1),
         ("moderation", 1),

@@ -97,3 +97,18 @@ def test_settle_without_usage_uses_delivered_count() -> None:
 )
 def test_format(micro: int, text: str) -> None:
     assert format_usd(micro) == text
+
+
+def test_a_blend_reserves_each_pictures_input_tokens_where_tokens_are_priced() -> None:
+    """gpt-image-2 prices image input tokens ($8 per 1M): each picture of a blend reserves
+    INPUT_IMAGE_TOKENS of them; gpt-image-1's per-image price has no input part."""
+    from bot.quotas.prices import INPUT_IMAGE_TOKENS
+
+    def reserve(model: str, pictures: int) -> int:
+        return estimate_cost(
+            TABLE, model, 1, "1024x1024", "low", partial_images=0, input_images=pictures
+        )
+
+    assert reserve("gpt-image-2", 5) - reserve("gpt-image-2", 0) == 5 * INPUT_IMAGE_TOKENS * 8
+    assert reserve("gpt-image-2", 2) < reserve("gpt-image-2", 5)
+    assert reserve("gpt-image-1", 5) == reserve("gpt-image-1", 0) == 11_000

@@ -31,7 +31,7 @@ from bot.discord.generate._backends import (
 )
 from bot.discord.generate._submit import Actions
 from bot.discord.i18n import Catalog, text
-from bot.generation import FitChoice, ImageOrder
+from bot.generation import BLEND, DEFAULT_BLEND_PROMPT, MAX_BLEND_IMAGES, FitChoice, ImageOrder
 from bot.providers import ModelSpec, Operation, OptionChoices, option_choices
 from bot.providers.checks import MAX_SEED, SDLimits
 
@@ -321,6 +321,8 @@ def build_commands(
                 ],
             )
         )
+    if spec.supports(Operation.EDIT):
+        commands.append(_blend_command(actions, common(choices)))
     if spec.supports(Operation.VARY):
         choices = _capped(option_choices(spec, Operation.VARY), quotas)
 
@@ -358,6 +360,61 @@ def build_commands(
         if server_sizes:
             add_size_suggestions(command, actions.servers)
     return commands
+
+
+def _blend_command(actions: Actions, common: list[Option]) -> app_commands.Command[Any, ..., None]:
+    """``/blend image1 image2 [image3 … image5] [prompt]``: one edit of several pictures.
+
+    Registered wherever edits are; a server whose backend takes one picture per edit (dall-e-2,
+    the Stable Diffusion servers) is answered at once that it cannot blend (``check_order``)."""
+
+    async def blend(
+        interaction: discord.Interaction[Any],
+        image1: discord.Attachment,
+        image2: discord.Attachment,
+        prompt: str | None = None,
+        **kw: Any,
+    ) -> None:
+        more = [kw.pop(f"image{index}", None) for index in range(3, MAX_BLEND_IMAGES + 1)]
+        images = [image1, image2, *(image for image in more if image is not None)]
+        order = ImageOrder(
+            Operation.EDIT,
+            prompt=(prompt or "").strip() or DEFAULT_BLEND_PROMPT,
+            action=BLEND,
+            **_typed(kw),
+        )
+        await actions.blend(interaction, order, images)
+
+    pictures = [
+        _attachment_option(
+            f"image{index}",
+            text(
+                "A picture to blend" if index < 3 else "Optional: another picture to blend",
+                "opt.blend_image.description" if index < 3 else "opt.blend_more.description",
+            ),
+            index < 3,
+        )
+        for index in range(1, MAX_BLEND_IMAGES + 1)
+    ]
+    prompt = Option(
+        "prompt",
+        app_commands.Range[str, 1, 4000] | None,
+        None,
+        text(
+            "Optional: how to blend them (default: into one picture)",
+            "opt.blend_prompt.description",
+        ),
+        text("prompt", "opt.prompt.name"),
+    )
+    # Sized like an edit, without its fit or style; no Stable Diffusion options: only GPT
+    # image models blend.
+    sized = [o for o in common if o.name != "style"]
+    return make_command(
+        text("blend", "cmd.blend.name"),
+        text("Blend two to five images into one", "cmd.blend.description"),
+        blend,
+        [*pictures, prompt, *sized],
+    )
 
 
 def _fit_option(catalog: Catalog) -> Option:

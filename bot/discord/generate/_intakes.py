@@ -131,7 +131,9 @@ class IntakeResumer:
             stored = await store.order_of(self.sessions, job)
             if stored.image is None:  # pruned while the bot was down: nothing left to send
                 raise ResultTooOld(days=self.retention_days)
-            order = dataclasses.replace(order, image=stored.image, mask=stored.mask)
+            order = dataclasses.replace(
+                order, image=stored.image, mask=stored.mask, extra_images=stored.extra_images
+            )
         uploads = [(u.url, u.size, u.subject) for u in request.uploads]
         return await self.uploads.read_order(order, uploads)
 

@@ -17,7 +17,7 @@ import discord
 from bot.db.models import Job
 from bot.discord.generate._views import result_view
 from bot.discord.i18n import Catalog
-from bot.generation import UPSCALE
+from bot.generation import BLEND, UPSCALE
 from bot.imaging.upload import UploadImage, fit_for_upload, split_for_upload
 from bot.providers import GeneratedImage
 from bot.quotas import format_usd
@@ -225,6 +225,8 @@ def _title(job: Job, catalog: Catalog) -> str:
         if job.source_index is not None:
             return catalog.text("result.vary_of", job.locale, index=job.source_index + 1)
         return catalog.text("result.variation", job.locale)
+    if job.action == BLEND:
+        return catalog.text("result.blend", job.locale)
     if job.operation == "edit":
         return catalog.text("result.edit_of", job.locale)
     return trim(catalog.text("result.prompt", job.locale), 256)

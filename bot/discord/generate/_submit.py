@@ -81,7 +81,7 @@ class Actions:
         self.requests.take(interaction.user.id)
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
         order = await self.runner.backends.resolve(order, interaction.guild_id)
-        check_order(self.backends, order)
+        check_order(self.backends, order, pictures=sum(s != "mask" for _, s in uploads))
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
         self.runner.precheck(order, origin)
@@ -147,6 +147,20 @@ class Actions:
         if mask is not None:
             uploads.append((mask, "mask"))
         await self.submit(interaction, order, uploads, command="edit")
+
+    async def blend(
+        self,
+        interaction: discord.Interaction[Any],
+        order: ImageOrder,
+        images: list[discord.Attachment],
+    ) -> None:
+        """``/blend``: one edit of several pictures; the first is the order's image, the
+        others its ``extra_images`` (subjects "image2"...), in the member's order."""
+        uploads: list[Upload] = [
+            (image, "image" if index == 1 else f"image{index}")
+            for index, image in enumerate(images, 1)
+        ]
+        await self.submit(interaction, order, uploads, command="blend")
 
     async def vary(
         self, interaction: discord.Interaction[Any], order: ImageOrder, image: discord.Attachment

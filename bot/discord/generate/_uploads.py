@@ -103,6 +103,9 @@ def probe_uploads(files: dict[str, bytes], limits: ImageLimits) -> None:
     """
     image = files.get("image")
     opened = open_image(image, limits) if image is not None else None
+    for subject, data in files.items():
+        if subject not in PRIMARY:  # a blend's other pictures
+            open_image(data, limits)
     mask = files.get("mask")
     if mask is None:
         return
@@ -122,8 +125,11 @@ MAX_DOWNLOADS = 4
 #: while two more download.
 MAX_ADMISSIONS = 4
 
-#: An upload to read: (URL, the size Discord declared, "image" or "mask").
+#: An upload to read: (URL, the size Discord declared, "image" or "mask", or "image2"...
+#: for a blend's other pictures, in their order).
 UploadRef = tuple[str, int | None, str]
+#: The subjects of an edit's picture and mask; any other is one of a blend's other pictures.
+PRIMARY = frozenset({"image", "mask"})
 
 
 class UploadReader:
@@ -168,7 +174,11 @@ class UploadReader:
             return order
         async with self._admissions:
             files = await self.read_all(uploads)
+            extra = tuple(data for subject, data in files.items() if subject not in PRIMARY)
             order = dataclasses.replace(
-                order, image=files.get("image", order.image), mask=files.get("mask", order.mask)
+                order,
+                image=files.get("image", order.image),
+                mask=files.get("mask", order.mask),
+                extra_images=extra or order.extra_images,
             )
             return await normalize_uploads(self._service, order)

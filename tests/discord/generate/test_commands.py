@@ -90,6 +90,7 @@ async def test_dall_e_2_offers_every_command_with_its_choices(harness: Harness) 
     fake = harness.fake
     assert sorted((c["name"], c.get("type", 1)) for c in fake.commands) == [
         ("Vary image", 3),
+        ("blend", 1),
         ("edit", 1),
         ("imagine", 1),
         ("moderation", 1),
@@ -145,6 +146,7 @@ async def test_gpt_image_2_offers_qualities_edits_and_variations(
         names = sorted((c["name"], c.get("type", 1)) for c in fake_discord.commands)
         assert names == [
             ("Vary image", 3),
+            ("blend", 1),
             ("edit", 1),
             ("imagine", 1),
             ("moderation", 1),
@@ -158,6 +160,14 @@ async def test_gpt_image_2_offers_qualities_edits_and_variations(
         assert "auto" in choice_values(imagine["size"])
         edit = options(synced(fake_discord, "edit"))
         assert "quality" in edit and "style" not in edit
+        blend = synced(fake_discord, "blend")
+        pictures = [f"image{index}" for index in range(1, 6)]
+        assert list(options(blend)) == [*pictures, "prompt", "count", "size", "quality"]
+        for name in pictures:
+            assert options(blend)[name]["type"] == 11  # attachments
+            assert bool(options(blend)[name].get("required")) is (name in ("image1", "image2"))
+        assert not options(blend)["prompt"].get("required")
+        assert_localized(blend)
         vary = options(synced(fake_discord, "vary"))
         assert "quality" not in vary and "prompt" not in vary
         for command in fake_discord.commands:
