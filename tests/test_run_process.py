@@ -134,7 +134,16 @@ async def test_sync_registers_the_commands_globally_and_exits(
     async with bot_process("sync", config, bot_env(fake.token, "")) as bot:
         assert await bot.wait(15) == 0, bot.output
     names = sorted(c["name"] for c in fake.commands)
-    assert names == ["Vary image", "edit", "imagine", "moderation", "quota", "usage", "vary"]
+    assert names == [
+        "Vary image",
+        "edit",
+        "imagine",
+        "moderation",
+        "quota",
+        "settings",
+        "usage",
+        "vary",
+    ]
     assert fake.guild_commands.get(fake.guild.id, []) == []
     assert fake.gateway.ready_count == 0  # logged in over REST only, never connected
     assert "synced" in bot.stdout.decode()
@@ -151,7 +160,16 @@ async def test_sync_to_the_dev_guild_only(
         assert await bot.wait(15) == 0, bot.output
     assert fake.commands == []
     names = sorted(c["name"] for c in fake.guild_commands[fake.guild.id])
-    assert names == ["Vary image", "edit", "imagine", "moderation", "quota", "usage", "vary"]
+    assert names == [
+        "Vary image",
+        "edit",
+        "imagine",
+        "moderation",
+        "quota",
+        "settings",
+        "usage",
+        "vary",
+    ]
     assert fake.spec_violations == []
 
 

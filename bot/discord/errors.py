@@ -85,3 +85,10 @@ class OnCooldown(BotError):
 class CannotCancel(BotError):
     key = "error.cannot_cancel"
     template = "That request has already started (or finished), so it can no longer be cancelled."
+
+
+class NoDefaultGiven(BotError):
+    """``/settings set`` with no option: nothing to store."""
+
+    key = "error.no_default_given"
+    template = "Choose at least one default to set. /settings show lists yours."

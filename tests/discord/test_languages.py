@@ -103,11 +103,12 @@ def _check_options(options: list[dict[str, Any]], path: str) -> int:
     """Check options (and subcommands, recursively); the number of translated choices seen.
 
     A subcommand's keys follow its English path (``cmd.quota.channels.add.name``): two
-    subcommands may share an English name (/quota channels add, /moderation blocklist add)."""
+    subcommands may share an English name (/quota channels add, /moderation blocklist add); a
+    hyphen in a name is an underscore in its key (``cmd.settings.server_backend.name``)."""
     checked_choices = 0
     for option in options:
         if option["type"] in (1, 2):  # a subcommand or a subcommand group
-            where = f"{path}.{option['name']}"
+            where = f"{path}.{option['name'].replace('-', '_')}"
             _check_localized(option, f"cmd.{where}.name", f"cmd.{where}.description")
             assert CATALOG.text(f"cmd.{where}.description", "en-US") == option["description"]
             checked_choices += _check_options(option.get("options", []), where)
@@ -145,6 +146,7 @@ async def test_synced_commands_carry_every_translation(harness: Harness) -> None
         ("imagine", 1),
         ("moderation", 1),
         ("quota", 1),
+        ("settings", 1),
         ("usage", 1),
         ("vary", 1),
     ]

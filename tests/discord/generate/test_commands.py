@@ -94,6 +94,7 @@ async def test_dall_e_2_offers_every_command_with_its_choices(harness: Harness) 
         ("imagine", 1),
         ("moderation", 1),
         ("quota", 1),
+        ("settings", 1),
         ("usage", 1),
         ("vary", 1),
     ]
@@ -122,7 +123,13 @@ async def test_dall_e_3_offers_only_imagine_with_quality_and_style(
     settings = settings_factory(model="dall-e-3")
     async with run_bot(fake_discord, fake_images_api, settings) as harness:
         names = sorted((c["name"], c.get("type", 1)) for c in fake_discord.commands)
-        assert names == [("imagine", 1), ("moderation", 1), ("quota", 1), ("usage", 1)]
+        assert names == [
+            ("imagine", 1),
+            ("moderation", 1),
+            ("quota", 1),
+            ("settings", 1),
+            ("usage", 1),
+        ]
         imagine = synced(fake_discord, "imagine")
         opts = options(imagine)
         assert list(opts) == ["prompt", "size", "quality", "style"]  # n is always 1: no count
@@ -149,6 +156,7 @@ async def test_gpt_image_2_offers_qualities_edits_and_variations(
             ("imagine", 1),
             ("moderation", 1),
             ("quota", 1),
+            ("settings", 1),
             ("usage", 1),
             ("vary", 1),
         ]
