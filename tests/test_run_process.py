@@ -137,6 +137,7 @@ async def test_sync_registers_the_commands_globally_and_exits(
     assert names == [
         "Vary image",
         "edit",
+        "history",
         "imagine",
         "moderation",
         "quota",
@@ -163,6 +164,7 @@ async def test_sync_to_the_dev_guild_only(
     assert names == [
         "Vary image",
         "edit",
+        "history",
         "imagine",
         "moderation",
         "quota",

@@ -102,6 +102,8 @@ class ImageBot(commands.Bot):
         #: What the result buttons call (bot.discord.generate._views.ResultActions).
         self.actions = self.generate.buttons
         self.delivery = self.generate.delivery
+        #: What the /history page buttons call (bot.discord.member._history).
+        self.history = member.History(catalog, storage.sessions)
         #: The listener that sends spend alerts, when [alerts] has a destination.
         self.alerting: admin.AlertingListener | None = None
         tree = self.tree
@@ -122,7 +124,8 @@ class ImageBot(commands.Bot):
         )
         backends = (self.engine.backends, self.runner.backends)
         member.setup(
-            self.tree,
+            self,
+            self.history,
             self.catalog,
             self.storage.sessions,
             self.settings.quotas,

@@ -92,3 +92,10 @@ class NoDefaultGiven(BotError):
 
     key = "error.no_default_given"
     template = "Choose at least one default to set. /settings show lists yours."
+
+
+class NotYourHistory(BotError):
+    """A /history page button clicked (or forged) by someone else."""
+
+    key = "error.not_your_history"
+    template = "Only the member whose history this is can turn its pages."

@@ -143,6 +143,7 @@ async def test_synced_commands_carry_every_translation(harness: Harness) -> None
     assert kinds == [
         ("Vary image", 3),
         ("edit", 1),
+        ("history", 1),
         ("imagine", 1),
         ("moderation", 1),
         ("quota", 1),

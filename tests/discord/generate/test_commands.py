@@ -91,6 +91,7 @@ async def test_dall_e_2_offers_every_command_with_its_choices(harness: Harness) 
     assert sorted((c["name"], c.get("type", 1)) for c in fake.commands) == [
         ("Vary image", 3),
         ("edit", 1),
+        ("history", 1),
         ("imagine", 1),
         ("moderation", 1),
         ("quota", 1),
@@ -124,6 +125,7 @@ async def test_dall_e_3_offers_only_imagine_with_quality_and_style(
     async with run_bot(fake_discord, fake_images_api, settings) as harness:
         names = sorted((c["name"], c.get("type", 1)) for c in fake_discord.commands)
         assert names == [
+            ("history", 1),
             ("imagine", 1),
             ("moderation", 1),
             ("quota", 1),
@@ -153,6 +155,7 @@ async def test_gpt_image_2_offers_qualities_edits_and_variations(
         assert names == [
             ("Vary image", 3),
             ("edit", 1),
+            ("history", 1),
             ("imagine", 1),
             ("moderation", 1),
             ("quota", 1),
