@@ -17,6 +17,7 @@ from bot.quotas.member_defaults import load_defaults, save_defaults
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.discord import FakeDiscord, FakeMember
 from bot.testing.harness import ROOMY_QUOTAS, Harness, api_calls, en, run_bot, seen_ids
+from bot.testing.images import png_bytes
 from bot.testing.openai_api import FakeImagesAPI
 
 
@@ -232,3 +233,15 @@ async def test_a_default_backend_must_be_enabled_for_the_server(
         text = await settings(h, "set", {"backend": "private"})
 
     assert text == en(h, "settings.backend_not_enabled", name="private", allowed="default")
+
+
+async def test_defaults_are_used_by_vary_too(harness: Harness) -> None:
+    await settings(harness, "set", {"size": "256x256", "count": 2})
+    upload = harness.fake.add_attachment(png_bytes(300, 300), "cat.png")
+    before = seen_ids(harness.fake)
+
+    await harness.fake.slash("vary", {"image": upload})
+    await harness.result(lambda m: m.id not in before)
+
+    (call,) = api_calls(harness.api, "variations")
+    assert (call.form["n"], call.form["size"]) == ("2", "256x256")
