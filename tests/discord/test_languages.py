@@ -103,8 +103,8 @@ def _check_options(options: list[dict[str, Any]], path: str) -> int:
     """Check options (and subcommands, recursively); the number of translated choices seen.
 
     A subcommand's keys follow its English path (``cmd.quota.channels.add.name``): two
-    subcommands may share an English name (/quota channels add, /moderation blocklist add); a
-    hyphen in a name is an underscore in its key (``cmd.settings.server_backend.name``)."""
+    subcommands may share an English name (/quota channels add, /moderation blocklist add);
+    a dash in a name is an underscore in its key (audit-channel: ``...audit_channel.name``)."""
     checked_choices = 0
     for option in options:
         if option["type"] in (1, 2):  # a subcommand or a subcommand group
