@@ -138,9 +138,11 @@ async def test_sync_registers_the_commands_globally_and_exits(
         "Vary image",
         "blend",
         "edit",
+        "history",
         "imagine",
         "moderation",
         "quota",
+        "settings",
         "usage",
         "vary",
     ]
@@ -164,9 +166,11 @@ async def test_sync_to_the_dev_guild_only(
         "Vary image",
         "blend",
         "edit",
+        "history",
         "imagine",
         "moderation",
         "quota",
+        "settings",
         "usage",
         "vary",
     ]

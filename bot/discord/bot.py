@@ -28,7 +28,7 @@ from discord.ext import commands
 from bot.config import TOKEN_ENV, DiscordSettings, Settings
 from bot.db import installation
 from bot.db.engine import Storage
-from bot.discord import admin, generate
+from bot.discord import admin, generate, member
 from bot.discord.i18n import BotTranslator, Catalog
 from bot.discord.tree import BotTree
 from bot.errors import BotError, ConfigError
@@ -102,6 +102,8 @@ class ImageBot(commands.Bot):
         #: What the result buttons call (bot.discord.generate._views.ResultActions).
         self.actions = self.generate.buttons
         self.delivery = self.generate.delivery
+        #: What the /history page buttons call (bot.discord.member._history).
+        self.history = member.History(catalog, storage.sessions)
         #: The listener that sends spend alerts, when [alerts] has a destination.
         self.alerting: admin.AlertingListener | None = None
         tree = self.tree
@@ -117,9 +119,18 @@ class ImageBot(commands.Bot):
             self.storage.sessions,
             self.settings.quotas,
             self.engine.images,
-            (self.engine.backends, self.runner.backends),
             self.runner.content_rules,
             blocklist=self.generate.actions.blocklist,
+        )
+        backends = (self.engine.backends, self.runner.backends)
+        member.setup(
+            self,
+            self.history,
+            self.catalog,
+            self.storage.sessions,
+            self.settings.quotas,
+            backends,
+            admin.settings_parts(self.catalog, self.storage.sessions, *backends),
         )
         listener: JobListener = self.delivery
         if self.metrics is not None:

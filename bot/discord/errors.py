@@ -85,3 +85,17 @@ class OnCooldown(BotError):
 class CannotCancel(BotError):
     key = "error.cannot_cancel"
     template = "That request has already started (or finished), so it can no longer be cancelled."
+
+
+class NoDefaultGiven(BotError):
+    """``/settings set`` with no option: nothing to store."""
+
+    key = "error.no_default_given"
+    template = "Choose at least one default to set. /settings show lists yours."
+
+
+class NotYourHistory(BotError):
+    """A /history page button clicked (or forged) by someone else."""
+
+    key = "error.not_your_history"
+    template = "Only the member whose history this is can turn its pages."

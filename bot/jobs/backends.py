@@ -91,6 +91,15 @@ class BackendChoice:
             return DEFAULT_BACKEND
         return chosen
 
+    async def chosen_by_admins(self, guild_id: int | None) -> str | None:
+        """The backend the server's admins chose, while it is theirs to use; None when they
+        chose none (a member's own default backend may then apply, bot.quotas.member_defaults).
+        """
+        if guild_id is None or len(self._backends.names()) == 1:
+            return None
+        chosen = await self._stored(guild_id)
+        return chosen if chosen in self._backends.enabled_for(guild_id) else None
+
     def forget(self, guild_id: int) -> None:
         """The server's choice changed (its admin command): read it again next time."""
         self._chosen.pop(guild_id, None)

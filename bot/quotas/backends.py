@@ -2,7 +2,7 @@
 
 The operator configures the backends and enables each for some servers only
 (``enabled_guilds``; see :meth:`bot.providers.registry.BackendSet.enabled_for`); a server's
-admins choose among those with ``/settings backend``. The choice is written under the guild's
+admins choose among those with ``/settings server-backend``. The choice is written under the guild's
 lock like every other change of a server's rules, so a request is admitted entirely under the
 old choice or the new one; :class:`bot.jobs.backends.BackendChoice` reads it.
 """

@@ -144,9 +144,11 @@ async def test_synced_commands_carry_every_translation(harness: Harness) -> None
         ("Vary image", 3),
         ("blend", 1),
         ("edit", 1),
+        ("history", 1),
         ("imagine", 1),
         ("moderation", 1),
         ("quota", 1),
+        ("settings", 1),
         ("usage", 1),
         ("vary", 1),
     ]

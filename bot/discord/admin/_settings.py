@@ -1,10 +1,11 @@
-"""/settings backend: server admins choose their server's image backend.
+"""/settings server-backend: server admins choose their server's image backend.
 
 Only among the backends the operator enabled for the server (``enabled_guilds``; "default",
 ``[provider]``, always); the choice is stored by :mod:`bot.quotas.backends` and read by
-:class:`bot.jobs.backends.BackendChoice`. Like /quota, Discord hides the command from
-members without Manage Server, and the permission is checked again when it runs. The command
-exists only when the operator configured more than one backend: with one, there is no choice.
+:class:`bot.jobs.backends.BackendChoice`. /settings is everyone's (members' own defaults,
+:mod:`bot.discord.member`), so Discord cannot hide this subcommand: Manage Server is checked
+when it runs. It exists only when the operator configured more than one backend: with one,
+there is no choice.
 """
 
 from __future__ import annotations
@@ -24,29 +25,20 @@ from bot.providers.registry import BackendSet
 from bot.quotas.backends import choose_backend
 
 
-class SettingsGroup(app_commands.Group):
-    """/settings backend [name]"""
+def server_backend_command(
+    catalog: Catalog, sessions: Sessions, backends: BackendSet, choice: BackendChoice
+) -> app_commands.Command[Any, ..., None]:
+    """/settings server-backend [name]"""
 
-    def __init__(
-        self, catalog: Catalog, sessions: Sessions, backends: BackendSet, choice: BackendChoice
-    ) -> None:
-        super().__init__(
-            name=text("settings", "cmd.settings.name"),
-            description=text("See and change this server's settings", "cmd.settings.description"),
-            default_permissions=discord.Permissions(manage_guild=True),
-        )
-        self.catalog, self.sessions = catalog, sessions
-        self.backends, self.choice = backends, choice
-
-    def _label(self, name: str) -> str:
+    def label(name: str) -> str:
         """A backend as admins see it: its name and its kind, "sdxl (automatic1111)"."""
-        return f"{name} ({self.backends.settings[name].type})"
+        return f"{name} ({backends.settings[name].type})"
 
     @app_commands.command(
-        name=text("backend", "cmd.settings.backend.name"),
+        name=text("server-backend", "cmd.settings.server_backend.name"),
         description=text(
             "See or choose the image backend this server uses",
-            "cmd.settings.backend.description",
+            "cmd.settings.server_backend.description",
         ),
     )
     @app_commands.rename(backend=text("name", "opt.backend_name.name"))
@@ -56,36 +48,37 @@ class SettingsGroup(app_commands.Group):
             "opt.backend_name.description",
         )
     )
-    async def backend(
-        self, interaction: discord.Interaction[Any], backend: Range[str, 1, 64] | None = None
+    async def server_backend(
+        interaction: discord.Interaction[Any], backend: Range[str, 1, 64] | None = None
     ) -> None:
         guild_id = require_manage_guild(interaction)
-        catalog, locale = self.catalog, interaction.locale
+        locale = interaction.locale
         lines = []
         if backend is not None:
-            await choose_backend(self.sessions, self.backends, guild_id, backend)
-            self.choice.forget(guild_id)
-            done = catalog.text("settings.backend.done", locale, backend=self._label(backend))
-            lines.append(done)
-        current = await self.choice.for_guild(guild_id)
-        enabled = self.backends.enabled_for(guild_id)
-        lines.append(catalog.text("settings.backend.current", locale, backend=self._label(current)))
+            await choose_backend(sessions, backends, guild_id, backend)
+            choice.forget(guild_id)
+            lines.append(catalog.text("settings.backend.done", locale, backend=label(backend)))
+        current = await choice.for_guild(guild_id)
+        enabled = backends.enabled_for(guild_id)
+        lines.append(catalog.text("settings.backend.current", locale, backend=label(current)))
         lines.append(
             catalog.text(
                 "settings.backend.available",
                 locale,
-                backends=", ".join(self._label(name) for name in enabled),
+                backends=", ".join(label(name) for name in enabled),
             )
         )
         await send_private(interaction, "\n".join(lines))
 
-    @backend.autocomplete("backend")
+    @server_backend.autocomplete("backend")
     async def backend_choices(
-        self, interaction: discord.Interaction[Any], current: str
+        interaction: discord.Interaction[Any], current: str
     ) -> list[Choice[str]]:
         typed = current.strip().lower()
         return [
-            Choice(name=self._label(name), value=name)
-            for name in self.backends.enabled_for(interaction.guild_id)
+            Choice(name=label(name), value=name)
+            for name in backends.enabled_for(interaction.guild_id)
             if typed in name.lower()
         ][:25]
+
+    return server_backend

@@ -79,6 +79,7 @@ class Generate:
             requests,
             servers,
             blocklist,
+            catalog,
         )
         status = StatusBoard(
             catalog, FollowUps(client), runner.positions, runner.can_cancel_running

@@ -69,8 +69,8 @@ def common_options(
         options.append(
             Option(
                 "n",
-                app_commands.Range[int, 1, choices.max_n],
-                1,
+                app_commands.Range[int, 1, choices.max_n] | None,
+                None,
                 text("How many images to make", "opt.n.description"),
                 text("count", "opt.n.name"),
             )
@@ -260,7 +260,7 @@ def build_commands(
 
         async def imagine(interaction: discord.Interaction[Any], prompt: str, **kw: Any) -> None:
             order = ImageOrder(Operation.GENERATE, prompt=prompt, **_typed(kw))
-            await actions.imagine(interaction, order)
+            await actions.imagine(interaction, order, _given(kw))
 
         commands.append(
             make_command(
@@ -284,7 +284,7 @@ def build_commands(
             order = ImageOrder(
                 Operation.EDIT, prompt=prompt, fit=_fit(fit, default_fit), **_typed(kw)
             )
-            await actions.edit(interaction, order, image, mask)
+            await actions.edit(interaction, order, image, mask, _given(kw))
 
         commands.append(
             make_command(
@@ -333,7 +333,7 @@ def build_commands(
             **kw: Any,
         ) -> None:
             order = ImageOrder(Operation.VARY, fit=_fit(fit, default_fit), **_typed(kw))
-            await actions.vary(interaction, order, image)
+            await actions.vary(interaction, order, image, _given(kw))
 
         commands.append(
             make_command(
@@ -429,9 +429,16 @@ def _fit_option(catalog: Catalog) -> Option:
 
 
 def _typed(values: dict[str, Any]) -> dict[str, Any]:
-    """The options as typed, with a typed size in the form the backends know ("1024x1024")."""
+    """The options as typed, with a typed size in the form the backends know ("1024x1024");
+    a count left out is the order's default (one image, or the member's own default)."""
+    values = {name: value for name, value in values.items() if name != "n" or value is not None}
     size = values.get("size")
     return values if size is None else {**values, "size": typed_size(size)}
+
+
+def _given(values: dict[str, Any]) -> frozenset[str]:
+    """The options the member typed: the others take their own defaults (``/settings``)."""
+    return frozenset(name for name, value in values.items() if value not in (None, ""))
 
 
 def _fit(value: str | None, default: FitChoice) -> Any:

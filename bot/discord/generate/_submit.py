@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from bot.discord.errors import GuildOnly
 from bot.discord.generate._backends import ServerBackends
 from bot.discord.generate._intakes import age_restricted, intake_origin, intake_request
 from bot.discord.generate._uploads import UploadReader, first_image, precheck
+from bot.discord.i18n import Catalog
 from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner
 from bot.jobs.intake import close_intake
@@ -30,6 +32,7 @@ from bot.moderation.blocklist import Blocklist
 from bot.providers import Operation
 from bot.providers.registry import BackendSet
 from bot.quotas.admission import check_origin
+from bot.quotas.member_defaults import Ignored, load_defaults, order_check, with_defaults
 from bot.quotas.ratelimit import MemberRequestLimiter
 
 Upload = tuple[discord.Attachment, str]
@@ -50,6 +53,8 @@ class Actions:
     servers: ServerBackends
     #: The operator's and the server's blocked terms, checked before anything is stored.
     blocklist: Blocklist
+    #: The notes on a member's defaults left out of a request are in their language.
+    catalog: Catalog
 
     @property
     def upload_limit(self) -> int:
@@ -65,8 +70,13 @@ class Actions:
         *,
         command: str,
         source: tuple[int, int | None] | None = None,
+        typed: Collection[str] | None = None,
     ) -> Job:
         """Check, store the request, defer, read uploads, queue; BotError early when it can.
+
+        ``typed``: the options the member typed in a new request (a command's), whose other
+        options take the member's own defaults (``/settings``); None for an order made from
+        a result (a button's), which keeps that result's settings.
 
         Everything that costs nothing is checked before anything that costs something: the
         server, the member's request rate, the order, the uploads' metadata, the rules, the
@@ -81,6 +91,9 @@ class Actions:
         self.requests.take(interaction.user.id)
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
         order = await self.runner.backends.resolve(order, interaction.guild_id)
+        ignored: list[Ignored] = []
+        if typed is not None:
+            order, ignored = await self._with_defaults(interaction, order, typed)
         check_order(self.backends, order, pictures=sum(s != "mask" for _, s in uploads))
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
@@ -104,12 +117,51 @@ class Actions:
             order = await self.uploads.read_order(
                 order, [(a.url, a.size, subject) for a, subject in uploads]
             )
-            return await self.runner.submit(order, origin, command=command, intake_id=intake_id)
+            job = await self.runner.submit(order, origin, command=command, intake_id=intake_id)
         except Exception:
             # Refused: the caller answers at once, so nothing is left for a restart to finish.
             with contextlib.suppress(*DATABASE_ERRORS):
                 await close_intake(self.sessions, intake_id)
             raise
+        if ignored:
+            await self._tell_ignored(interaction, ignored)
+        return job
+
+    async def _with_defaults(
+        self, interaction: discord.Interaction[Any], order: ImageOrder, typed: Collection[str]
+    ) -> tuple[ImageOrder, list[Ignored]]:
+        """``order`` with the member's defaults for what they left out (one indexed read),
+        each only where this server's backend, the operator's and the model's rules allow."""
+        defaults = await load_defaults(self.sessions, interaction.user.id)
+        if not defaults.chosen():
+            return order, []
+        guild_id = interaction.guild_id
+        return with_defaults(
+            order,
+            defaults,
+            typed,
+            backends=self.backends,
+            guild_id=guild_id,
+            server_backend=await self.runner.backends.chosen_by_admins(guild_id),
+            check=order_check(self.backends, self.quotas),
+        )
+
+    async def _tell_ignored(
+        self, interaction: discord.Interaction[Any], ignored: list[Ignored]
+    ) -> None:
+        """A private note: which of the member's defaults this request left out, and why."""
+        locale = interaction.locale
+        lines = [
+            self.catalog.text(
+                "settings.member.ignored",
+                locale,
+                setting=self.catalog.text(f"choice.member_default.{item.name}", locale),
+                value=item.value[:100],
+            )
+            for item in ignored
+        ]
+        with contextlib.suppress(discord.HTTPException):  # the request is queued all the same
+            await interaction.followup.send("\n".join(lines), ephemeral=True)
 
     def _origin(
         self, interaction: discord.Interaction[Any], source: tuple[int, int | None] | None
@@ -133,8 +185,13 @@ class Actions:
 
     # --- commands ------------------------------------------------------------------------------
 
-    async def imagine(self, interaction: discord.Interaction[Any], order: ImageOrder) -> None:
-        await self.submit(interaction, order, command="imagine")
+    async def imagine(
+        self,
+        interaction: discord.Interaction[Any],
+        order: ImageOrder,
+        typed: Collection[str] = (),
+    ) -> None:
+        await self.submit(interaction, order, command="imagine", typed=typed)
 
     async def edit(
         self,
@@ -142,11 +199,12 @@ class Actions:
         order: ImageOrder,
         image: discord.Attachment,
         mask: discord.Attachment | None,
+        typed: Collection[str] = (),
     ) -> None:
         uploads: list[Upload] = [(image, "image")]
         if mask is not None:
             uploads.append((mask, "mask"))
-        await self.submit(interaction, order, uploads, command="edit")
+        await self.submit(interaction, order, uploads, command="edit", typed=typed)
 
     async def blend(
         self,
@@ -163,9 +221,13 @@ class Actions:
         await self.submit(interaction, order, uploads, command="blend")
 
     async def vary(
-        self, interaction: discord.Interaction[Any], order: ImageOrder, image: discord.Attachment
+        self,
+        interaction: discord.Interaction[Any],
+        order: ImageOrder,
+        image: discord.Attachment,
+        typed: Collection[str] = (),
     ) -> None:
-        await self.submit(interaction, order, [(image, "image")], command="vary")
+        await self.submit(interaction, order, [(image, "image")], command="vary", typed=typed)
 
     async def vary_message(
         self, interaction: discord.Interaction[Any], message: discord.Message
@@ -173,5 +235,9 @@ class Actions:
         """The "Vary image" context menu: the first image of any message."""
         attachment = first_image(message)
         await self.submit(
-            interaction, ImageOrder(Operation.VARY), [(attachment, "image")], command="context-menu"
+            interaction,
+            ImageOrder(Operation.VARY),
+            [(attachment, "image")],
+            command="context-menu",
+            typed=(),
         )

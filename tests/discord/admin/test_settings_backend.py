@@ -1,5 +1,6 @@
-"""/settings backend end to end: a server's admins choose its image backend among those the
-operator enabled for it, and see which one is in use; members cannot.
+"""/settings server-backend end to end: a server's admins choose its image backend among those
+the operator enabled for it, and see which one is in use; members cannot (/settings is
+everyone's, for their own defaults, so Manage Server is checked when the subcommand runs).
 
 Three backends: the default OpenAI one, "sd" (AUTOMATIC1111, for every server) and "private"
 (AUTOMATIC1111, enabled only for another server). Answers are private, as with /quota.
@@ -15,7 +16,6 @@ from sqlalchemy import select
 from bot.config import ProviderSettings, Settings
 from bot.db.models import GuildSettings
 from bot.testing.discord import FakeDiscord, FakeMember
-from bot.testing.discord.payloads import P
 from bot.testing.harness import Harness, en, run_bot, synced
 from bot.testing.openai_api import FakeImagesAPI
 
@@ -44,10 +44,10 @@ async def bot(
 async def backend_command(
     h: Harness, name: str | None = None, *, user: FakeMember | None = None
 ) -> str:
-    """/settings backend [name] as the admin (by default); the private answer's text."""
+    """/settings server-backend [name] as the admin (by default); the private answer's text."""
     options = {"name": name} if name is not None else None
     handle = await h.fake.slash(
-        "settings", options, subcommand="backend", user=user or h.fake.admin
+        "settings", options, subcommand="server-backend", user=user or h.fake.admin
     )
     message = await handle.wait_message()
     assert message.ephemeral
@@ -61,19 +61,24 @@ async def stored_backend(h: Harness) -> str | None:
         )
 
 
-async def test_settings_is_for_server_managers_and_translated(bot: Harness) -> None:
+async def test_server_backend_is_a_translated_subcommand_of_everyones_settings(
+    bot: Harness,
+) -> None:
     command = synced(bot.fake, "settings")
-    assert command["default_member_permissions"] == str(int(P.MANAGE_GUILD))
+    assert command.get("default_member_permissions") is None  # members set their own defaults
     assert command.get("contexts") == [0]  # servers only
     assert set(command["name_localizations"]) == TRANSLATED
-    (sub,) = command["options"]
-    assert sub["name"] == "backend" and set(sub["name_localizations"]) == TRANSLATED
+    subs = {sub["name"]: sub for sub in command["options"]}
+    assert set(subs) == {"show", "set", "reset", "server-backend"}
+    sub = subs["server-backend"]
+    assert set(sub["name_localizations"]) == TRANSLATED
     (option,) = sub["options"]
     assert option["name"] == "name" and option["autocomplete"] and not option.get("required")
 
 
-async def test_an_openai_only_bot_has_no_settings_command(harness: Harness) -> None:
-    assert "settings" not in {command["name"] for command in harness.fake.commands}
+async def test_an_openai_only_bot_has_no_server_backend_to_choose(harness: Harness) -> None:
+    subs = {sub["name"] for sub in synced(harness.fake, "settings")["options"]}
+    assert subs == {"show", "set", "reset"}
 
 
 async def test_the_admin_sees_the_backend_in_use_and_those_enabled_here(bot: Harness) -> None:
@@ -113,7 +118,7 @@ async def test_autocomplete_offers_only_the_backends_enabled_here_with_their_kin
     bot: Harness,
 ) -> None:
     handle = await bot.fake.autocomplete(
-        "settings", {"name": ""}, focused="name", subcommand="backend", user=bot.fake.admin
+        "settings", {"name": ""}, focused="name", subcommand="server-backend", user=bot.fake.admin
     )
 
     response = await handle.response()
@@ -125,15 +130,8 @@ async def test_autocomplete_offers_only_the_backends_enabled_here_with_their_kin
     ]
 
 
-async def test_a_member_cannot_use_settings(bot: Harness) -> None:
-    with pytest.raises(PermissionError):  # Discord does not even offer it
-        await bot.fake.slash("settings", subcommand="backend", user=bot.fake.user)
-
-
-async def test_the_permission_is_checked_again_when_the_command_runs(bot: Harness) -> None:
-    # A server may open the command to everyone in its Integrations settings.
-    synced(bot.fake, "settings")["default_member_permissions"] = None
-
+async def test_a_member_is_told_they_need_manage_server(bot: Harness) -> None:
+    # Discord shows every member /settings (their own defaults) and so this subcommand too.
     text = await backend_command(bot, "sd", user=bot.fake.user)
 
     assert text == "You need the Manage Server permission(s) to do that."

@@ -92,9 +92,11 @@ async def test_dall_e_2_offers_every_command_with_its_choices(harness: Harness) 
         ("Vary image", 3),
         ("blend", 1),
         ("edit", 1),
+        ("history", 1),
         ("imagine", 1),
         ("moderation", 1),
         ("quota", 1),
+        ("settings", 1),
         ("usage", 1),
         ("vary", 1),
     ]
@@ -123,7 +125,14 @@ async def test_dall_e_3_offers_only_imagine_with_quality_and_style(
     settings = settings_factory(model="dall-e-3")
     async with run_bot(fake_discord, fake_images_api, settings) as harness:
         names = sorted((c["name"], c.get("type", 1)) for c in fake_discord.commands)
-        assert names == [("imagine", 1), ("moderation", 1), ("quota", 1), ("usage", 1)]
+        assert names == [
+            ("history", 1),
+            ("imagine", 1),
+            ("moderation", 1),
+            ("quota", 1),
+            ("settings", 1),
+            ("usage", 1),
+        ]
         imagine = synced(fake_discord, "imagine")
         opts = options(imagine)
         assert list(opts) == ["prompt", "size", "quality", "style"]  # n is always 1: no count
@@ -148,9 +157,11 @@ async def test_gpt_image_2_offers_qualities_edits_and_variations(
             ("Vary image", 3),
             ("blend", 1),
             ("edit", 1),
+            ("history", 1),
             ("imagine", 1),
             ("moderation", 1),
             ("quota", 1),
+            ("settings", 1),
             ("usage", 1),
             ("vary", 1),
         ]

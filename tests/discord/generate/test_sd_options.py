@@ -63,7 +63,9 @@ async def refusal(handle: InteractionHandle) -> str:
 
 
 async def use_backend(h: Harness, name: str) -> None:
-    handle = await h.fake.slash("settings", {"name": name}, subcommand="backend", user=h.fake.admin)
+    handle = await h.fake.slash(
+        "settings", {"name": name}, subcommand="server-backend", user=h.fake.admin
+    )
     message = await handle.wait_message()
     assert message.content.startswith(
         en(h, "settings.backend.done", backend=f"{name} (automatic1111)")

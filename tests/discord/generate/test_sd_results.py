@@ -168,7 +168,7 @@ async def test_autocomplete_offers_the_servers_checkpoints_and_samplers(sd: Harn
 
 async def test_a_backend_that_is_down_offers_no_suggestions_and_no_error(sd: Harness) -> None:
     handle = await sd.fake.slash(
-        "settings", {"name": "down"}, subcommand="backend", user=sd.fake.admin
+        "settings", {"name": "down"}, subcommand="server-backend", user=sd.fake.admin
     )
     await handle.wait_message()
 
@@ -261,7 +261,7 @@ async def test_vary_of_a_result_whose_backend_this_server_lost_runs_without_its_
     settings = make_settings(tmp_path, fake_discord, fake_images_api, backends={"gpu": gpu})
     async with run_bot(fake_discord, fake_images_api, settings, a1111=a1111) as h:
         handle = await h.fake.slash(
-            "settings", {"name": "gpu"}, subcommand="backend", user=h.fake.admin
+            "settings", {"name": "gpu"}, subcommand="server-backend", user=h.fake.admin
         )
         await handle.wait_message()
         result = await imagine(h, negative="fog", steps=9, count=2)

@@ -54,7 +54,9 @@ async def mixed(
 
 
 async def use_sd(h: Harness) -> None:
-    handle = await h.fake.slash("settings", {"name": "sd"}, subcommand="backend", user=h.fake.admin)
+    handle = await h.fake.slash(
+        "settings", {"name": "sd"}, subcommand="server-backend", user=h.fake.admin
+    )
     message = await handle.wait_message()
     assert message.content.startswith(en(h, "settings.backend.done", backend="sd (automatic1111)"))
 

@@ -223,7 +223,7 @@ async def test_an_action_on_a_result_whose_backend_this_server_lost_is_built_for
     settings = make_settings(tmp_path, fake_discord, fake_images_api, backends={"gpu": gpu})
     async with run_bot(fake_discord, fake_images_api, settings, a1111=a1111) as h:
         chosen = await h.fake.slash(
-            "settings", {"name": "gpu"}, subcommand="backend", user=h.fake.admin
+            "settings", {"name": "gpu"}, subcommand="server-backend", user=h.fake.admin
         )
         await chosen.wait_message()
         result = await imagine(h, "512x512")
