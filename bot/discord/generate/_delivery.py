@@ -168,35 +168,35 @@ class Delivery:
 
     async def job_interrupted(self, job: Job) -> None:
         """The bot stopped while this job ran: nothing charged; offer to run it again."""
-        text = self.catalog.text("status.interrupted", job.locale)
-        view = discord.ui.View(timeout=None)
-        view.add_item(RetryButton(job.id, self.catalog.text("button.retry", job.locale)))
-        webhook = self.status.follow_ups.of(job)
-        if webhook is not None:
-            try:
-                await webhook.edit_message(ORIGINAL, content=text, view=view)
-                return
-            except discord.HTTPException as exc:
-                log.info("job %d: interruption not shown privately (%s)", job.id, exc.code)
-        if job.user_id:
-            dm_text = self.catalog.text("status.interrupted_dm", job.locale)
-            await self.tell(job.user_id, job.channel_id, text, view=view, dm_text=dm_text)
+        button = RetryButton(job.id, self.catalog.text("button.retry", job.locale))
+        dm_text = self.catalog.text("status.interrupted_dm", job.locale)
+        await self._notice(
+            job, self.catalog.text("status.interrupted", job.locale), button, dm_text
+        )
 
     async def job_post_interrupted(self, job: Job) -> None:
         """The process posting this result stopped midway (the shared queue, bot.jobs.orphans):
         it may be on Discord or not; the requester, who can see which, may post it."""
         text = self.catalog.text("status.post_interrupted", job.locale)
+        button = PostButton(job.id, self.catalog.text("button.post", job.locale))
+        await self._notice(job, text, button, text)
+
+    async def _notice(
+        self, job: Job, text: str, button: discord.ui.Item[Any], dm_text: str
+    ) -> None:
+        """A notice with one button, in the member's private status message while its token
+        lives, else in the channel (pinging only them), else by DM."""
         view = discord.ui.View(timeout=None)
-        view.add_item(PostButton(job.id, self.catalog.text("button.post", job.locale)))
+        view.add_item(button)
         webhook = self.status.follow_ups.of(job)
         if webhook is not None:
             try:
                 await webhook.edit_message(ORIGINAL, content=text, view=view)
                 return
             except discord.HTTPException as exc:
-                log.info("job %d: interrupted post not shown privately (%s)", job.id, exc.code)
+                log.info("job %d: notice not shown privately (%s)", job.id, exc.code)
         if job.user_id:
-            await self.tell(job.user_id, job.channel_id, text, view=view, dm_text=text)
+            await self.tell(job.user_id, job.channel_id, text, view=view, dm_text=dm_text)
 
     async def post_kept(self, job: Job) -> Posted:
         """Post the result ``job`` keeps (its images in the database) and record where; empty
