@@ -23,6 +23,7 @@ import discord
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.db import Sessions
+from bot.db.engine import finish_even_if_cancelled
 from bot.discord.i18n import Catalog
 from bot.moderation.audit import MAX_ATTEMPTS, Claim, claim_entry
 from bot.quotas.policy import usd
@@ -56,7 +57,9 @@ class AuditPoster:
     async def run_forever(self) -> None:
         while True:
             try:
-                busy = await self.post_next()
+                # Stopped at shutdown: the pass in hand ends first, so no pooled connection is
+                # left mid-rollback (SQLAlchemy would log a traceback for it).
+                busy = await finish_even_if_cancelled(self.post_next())
             except (SQLAlchemyError, OSError):
                 log.exception("audit entries: reading the outbox failed; trying again")
                 busy = False
