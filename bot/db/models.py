@@ -129,6 +129,8 @@ class Job(Base):
     guidance: Mapped[float | None] = mapped_column(Float)
     sampler: Mapped[str | None] = mapped_column(String(64))
     checkpoint: Mapped[str | None] = mapped_column(String(255))
+    #: Delivered only to the requester (an ephemeral follow-up, else a DM; 0010).
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
     #: When retention removed its stored inputs and outputs (None: still kept).
     pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
