@@ -99,3 +99,83 @@ class NotYourHistory(BotError):
 
     key = "error.not_your_history"
     template = "Only the member whose history this is can turn its pages."
+
+
+# --- /show: a result posted again --------------------------------------------------------------
+
+
+class NotYourResult(BotError):
+    """/show of a job that is not the member's own result in this server: unknown, someone
+    else's, or another server's. One answer for all, so nothing about the job leaks."""
+
+    key = "error.show_not_yours"
+    template = "#{job_id} is not one of your results in this server."
+
+
+class ShowQueued(BotError):
+    key = "error.show_queued"
+    template = (
+        "#{job_id} is not made yet: it is still waiting in the queue. Your private status "
+        "message under the request shows its place; the result is posted when it is done."
+    )
+
+
+class ShowRunning(BotError):
+    key = "error.show_running"
+    template = (
+        "#{job_id} is being made right now (your private status message under the request "
+        "shows how far it is); the result is posted when it is done."
+    )
+
+
+class ShowPosting(BotError):
+    """Made, but its posting is not recorded yet (a moment, or a redelivery later)."""
+
+    key = "error.show_posting"
+    template = "#{job_id} is made and being posted in the channel it was asked in. Try again then."
+
+
+class ShowFailed(BotError):
+    key = "error.show_failed"
+    template = "#{job_id} has no images to show: it failed. {reason}"
+
+
+class ShowCancelled(BotError):
+    key = "error.show_cancelled"
+    template = "#{job_id} has no images to show: it was cancelled before it was made."
+
+
+class ShowInterrupted(BotError):
+    key = "error.show_interrupted"
+    template = (
+        "#{job_id} has no images to show: the bot restarted while making it, so nothing was "
+        "made or charged. Its notice has a Retry button."
+    )
+
+
+class ShowDeleted(BotError):
+    """The requester deleted the result (its Delete button): it is not brought back."""
+
+    key = "error.show_deleted"
+    template = "#{job_id} was deleted, so it cannot be shown again."
+
+
+class ShowImagesGone(BotError):
+    """The result's messages were deleted on Discord (not with Delete), or their files
+    cannot be read: the bot keeps no copy of posted images."""
+
+    key = "error.show_images_gone"
+    template = (
+        "#{job_id}'s result message was deleted, so its images are gone and it cannot be shown "
+        "again. Ask for it again with the same prompt to make new ones."
+    )
+
+
+class ShowAgeRestricted(BotError):
+    """Made under the server's low moderation of an age-restricted channel: shown only in one."""
+
+    key = "error.show_age_restricted"
+    template = (
+        "#{job_id} was made in an age-restricted channel with relaxed moderation, so it can "
+        "be shown only in an age-restricted channel."
+    )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import ColumnElement, delete, insert, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import QuotaSettings
@@ -476,6 +476,46 @@ async def record_delivery(
         outputs = (JobImage.job_id == job_id, JobImage.role == ImageRole.OUTPUT)
         await session.execute(delete(JobImage).where(*outputs, JobImage.seed.is_(None)))
         await session.execute(update(JobImage).where(*outputs).values(data=b""))
+
+
+async def add_result_messages(
+    sessions: Sessions, job_id: int, messages: Sequence[tuple[int | None, int]]
+) -> bool:
+    """The result of ``job_id`` was posted again (``/show``) as ``messages``: remember them
+    after the messages it has (their positions continue), so the buttons and reactions on the
+    copy work like those on the original, also after a restart. The original's rows stay, and
+    the job keeps its first message as its result (``/history`` links there).
+
+    False, writing nothing, when the result is no longer there to copy (deleted meanwhile):
+    the copy's buttons then say so. The job's row is locked first (PostgreSQL), so two copies
+    posted at once never take the same positions."""
+    async with sessions() as session, session.begin():
+        job = await session.get(Job, job_id, with_for_update=True)
+        if job is None or job.status is not JobStatus.DELIVERED or not messages:
+            return False
+        if job.result_message_id is None:
+            return False
+        last = await session.scalar(
+            select(func.max(JobMessage.position)).where(JobMessage.job_id == job_id)
+        )
+        start = 0 if last is None else last + 1
+        if last is None:  # delivered before every part was recorded: keep the first too
+            session.add(
+                JobMessage(
+                    job_id=job_id,
+                    position=0,
+                    channel_id=job.result_channel_id,
+                    message_id=job.result_message_id,
+                )
+            )
+            start = 1
+        for position, (channel_id, message_id) in enumerate(messages, start):
+            session.add(
+                JobMessage(
+                    job_id=job_id, position=position, channel_id=channel_id, message_id=message_id
+                )
+            )
+    return True
 
 
 async def clear_token(sessions: Sessions, job_id: int) -> None:

@@ -1,4 +1,5 @@
-"""Making images: the commands, the buttons and reactions on results, and posting results.
+"""Making images: the commands, the buttons and reactions on results, posting results, and
+posting one again (``/show``).
 
 A feature package in the manner of python-discord/bot's ``exts/<feature>/``: the modules are
 private. :class:`Generate` builds the parts once from the few collaborators they use; :func:`setup`
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.config import QuotaSettings, Settings
@@ -20,6 +22,7 @@ from bot.discord.generate._commands import add_commands
 from bot.discord.generate._delivery import Delivery
 from bot.discord.generate._intakes import IntakeResumer
 from bot.discord.generate._reactions import Reactions
+from bot.discord.generate._show import ShowResult, show_command
 from bot.discord.generate._status import FollowUps, StatusBoard
 from bot.discord.generate._submit import Actions
 from bot.discord.generate._uploads import UploadReader
@@ -52,6 +55,8 @@ class Generate:
     delivery: Delivery
     resumer: IntakeResumer
     reactions: Reactions
+    #: ``/show``: a member's result posted again, with live buttons.
+    show: ShowResult
 
     @classmethod
     def build(
@@ -112,12 +117,15 @@ class Generate:
                 blocklist,
             ),
             reactions=Reactions(client, catalog, actions, delivery, settings.discord.vary_emoji),
+            show=ShowResult(catalog, sessions, delivery, requests),
         )
 
 
 def setup(bot: commands.Bot, parts: Generate) -> None:
-    """The commands (as the model allows), the result buttons, the Remix modal, reactions."""
+    """The commands (as the model allows), /show, the result buttons, the Remix modal,
+    reactions."""
     add_commands(bot.tree, parts.catalog, parts.actions, parts.quotas, parts.default_fit, parts.sd)
+    bot.tree.add_command(app_commands.guild_only()(show_command(parts.show)))
     bot.add_dynamic_items(*DYNAMIC_ITEMS)
     bot.add_listener(route_modal, "on_interaction")
     bot.add_listener(parts.reactions.on_raw_reaction_add, "on_raw_reaction_add")

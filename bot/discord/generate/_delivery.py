@@ -130,7 +130,7 @@ class Delivery:
         parts = build_result(
             job,
             uploads,
-            seconds=_seconds(job),
+            seconds=provider_seconds(job),
             revised_prompt=job.revised_prompt,
             catalog=self.catalog,
             limit=limit,
@@ -146,15 +146,20 @@ class Delivery:
         return [(m.channel.id, m.id) for m in posted]
 
     async def _spoiler(self, job: Job) -> bool:
-        """Whether the server posts results in the job's channel as spoilers; while its rules
+        return await self.spoilers_in(job.guild_id, job.channel_id, job.parent_channel_id)
+
+    async def spoilers_in(
+        self, guild_id: int | None, channel_id: int | None, parent_channel_id: int | None
+    ) -> bool:
+        """Whether the server posts results in the channel as spoilers; while its rules
         cannot be read, as last read (a result is never held back for them)."""
         rules = self.runner.content_rules
         try:
-            current = await rules.of(job.guild_id)
+            current = await rules.of(guild_id)
         except DATABASE_ERRORS:
-            log.warning("job %d: the server's spoiler rule not read; as last known", job.id)
-            current = rules.last_known(job.guild_id)
-        return current.spoilers_in(job.channel_id, job.parent_channel_id)
+            log.warning("guild %s: the server's spoiler rule not read; as last known", guild_id)
+            current = rules.last_known(guild_id)
+        return current.spoilers_in(channel_id, parent_channel_id)
 
     async def job_failed(self, job: Job, error: BotError) -> None:
         text = self.catalog.error_text(error, job.locale)
@@ -353,7 +358,7 @@ class Delivery:
             raise ResultGone() from None
 
 
-def _seconds(job: Job) -> float:
+def provider_seconds(job: Job) -> float:
     """How long the provider took, from the job's own timestamps (also after a restart)."""
     if job.started_at is None or job.finished_at is None:
         return 0.0

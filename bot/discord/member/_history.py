@@ -1,7 +1,7 @@
 """/history: a member's recent results in this server, privately, ten to a page.
 
-Each line has the prompt (trimmed), when it was made (a Discord timestamp), its cost and a jump
-link to the result. The page buttons are ``DynamicItem``s (``ib:hist:<user>:<page>``) like the
+Each line has the job's number (what ``/show`` takes), the prompt (trimmed), when it was made
+(a Discord timestamp), its cost and a jump link to the result. The page buttons are ``DynamicItem``s (``ib:hist:<user>:<page>``) like the
 result buttons, so they keep working after a restart; the custom_id is the client's to forge,
 so a click pages only the member's own history (:class:`NotYourHistory` otherwise).
 """
@@ -74,7 +74,9 @@ class History:
         link = f"https://discord.com/channels/{guild_id}/{line.channel_id}/{line.message_id}"
         jump = self.catalog.text("history.jump", locale)
         made = discord_time(line.made_at, "d")
-        return f"- {shown} · {made} · {format_usd(line.cost_micro_usd)} · [{jump}]({link})"
+        # The job's number is what /show takes.
+        cost = format_usd(line.cost_micro_usd)
+        return f"- #{line.job_id} · {shown} · {made} · {cost} · [{jump}]({link})"
 
 
 def page_buttons(

@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import JobsSettings, Settings
 from bot.testing.discord import FakeDiscord, StoredMessage
-from bot.testing.harness import Harness, en, made, run_bot
+from bot.testing.harness import Harness, en, job_id_of, made, run_bot
 from bot.testing.openai_api import FakeImagesAPI
 
 
@@ -50,7 +50,8 @@ async def test_history_lists_the_results_with_a_jump_link_and_pages(bot: Harness
     assert len(lines) == 11
     newest = results[-1]
     link = f"https://discord.com/channels/{fake.guild.id}/{newest.channel_id}/{newest.id}"
-    assert lines[1].startswith("- a lighthouse · <t:") and lines[1].endswith(f"· [open]({link})")
+    assert lines[1].startswith(f"- #{job_id_of(newest)} · a lighthouse · <t:")
+    assert lines[1].endswith(f"· [open]({link})")
     assert "· $0.02 ·" in lines[1]  # dall-e-2 1024x1024
     assert first.custom_ids == [f"ib:hist:{fake.user.id}:1"]
 
