@@ -127,7 +127,10 @@ class ShowResult:
         if job.user_id != interaction.user.id:
             raise NotYourResult(job_id=job_id)
         if job.status is JobStatus.QUEUED:
-            raise ShowQueued(job_id=job_id)
+            # A running job's row says so only when it ends (bot.jobs.journal): the queue
+            # knows, over every process; a job it has no place for has started.
+            places = await self.delivery.runner.places([job.id])
+            raise ShowQueued(job_id=job_id) if job.id in places else ShowRunning(job_id=job_id)
         if job.status is JobStatus.RUNNING:
             raise ShowRunning(job_id=job_id)
         if job.status is JobStatus.SUCCEEDED:
