@@ -1,9 +1,10 @@
 """/history: a member's recent results in this server, privately, ten to a page.
 
 Each line has the job's number (what ``/show`` takes), the prompt (trimmed), when it was made
-(a Discord timestamp), its cost and a jump link to the result. The page buttons are ``DynamicItem``s (``ib:hist:<user>:<page>``) like the
-result buttons, so they keep working after a restart; the custom_id is the client's to forge,
-so a click pages only the member's own history (:class:`NotYourHistory` otherwise).
+(a Discord timestamp), its cost and a jump link to the result. The page buttons are
+``DynamicItem``s (``ib:hist:<user>:<page>``) like the result buttons, so they keep working
+after a restart; the custom_id is the client's to forge, so a click pages only the member's
+own history (:class:`NotYourHistory` otherwise).
 """
 
 from __future__ import annotations
