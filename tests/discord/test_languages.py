@@ -149,6 +149,7 @@ async def test_synced_commands_carry_every_translation(harness: Harness) -> None
         ("moderation", 1),
         ("quota", 1),
         ("settings", 1),
+        ("show", 1),
         ("usage", 1),
         ("vary", 1),
     ]

@@ -97,6 +97,7 @@ async def test_dall_e_2_offers_every_command_with_its_choices(harness: Harness) 
         ("moderation", 1),
         ("quota", 1),
         ("settings", 1),
+        ("show", 1),
         ("usage", 1),
         ("vary", 1),
     ]
@@ -131,6 +132,7 @@ async def test_dall_e_3_offers_only_imagine_with_quality_and_style(
             ("moderation", 1),
             ("quota", 1),
             ("settings", 1),
+            ("show", 1),
             ("usage", 1),
         ]
         imagine = synced(fake_discord, "imagine")
@@ -162,6 +164,7 @@ async def test_gpt_image_2_offers_qualities_edits_and_variations(
             ("moderation", 1),
             ("quota", 1),
             ("settings", 1),
+            ("show", 1),
             ("usage", 1),
             ("vary", 1),
         ]

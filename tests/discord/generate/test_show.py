@@ -17,7 +17,7 @@ from bot.config import JobsSettings, Settings
 from bot.db.models import Job, JobMessage, JobStatus
 from bot.jobs import store
 from bot.testing.discord import FakeDiscord, StoredMessage
-from bot.testing.harness import Harness, en, job_id_of, new_result, run_bot, seen_ids
+from bot.testing.harness import Harness, en, job_id_of, new_result, run_bot, seen_ids, synced
 from bot.testing.images import colour_of
 from bot.testing.openai_api import FakeImagesAPI
 
@@ -62,6 +62,19 @@ async def change_job(harness: Harness, job_id: int, **values: Any) -> None:
     """What another part of the bot (or another server's command) left in the job's row."""
     async with harness.bot.storage.sessions() as session, session.begin():
         await session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+async def test_show_takes_a_job_number_with_suggestions_in_servers_only(harness: Harness) -> None:
+    command = synced(harness.fake, "show")
+    (job,) = command["options"]
+    assert (job["name"], job["type"], job["required"], job["autocomplete"]) == (
+        "job",
+        4,
+        True,
+        True,
+    )
+    assert job["min_value"] == 1 and job["name_localizations"]["ko"] == "작업"
+    assert command["contexts"] == [0]
 
 
 @pytest.mark.both_engines
