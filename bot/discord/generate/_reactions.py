@@ -31,6 +31,7 @@ from bot.discord.i18n import Catalog
 from bot.discord.tree import member_error
 from bot.generation import check_order
 from bot.jobs import JobOrigin, store
+from bot.quotas.member_defaults import load_defaults
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,9 @@ class Reactions:
                 prompt=order.prompt,
             )
             await runner.would_fit(order, origin)
+            # Private like a button's: the member's default, or the result's own.
+            defaults = await load_defaults(actions.sessions, payload.user_id)
+            origin = dataclasses.replace(origin, private=defaults.private or job.private)
             # Only now what costs: the message, the download, the probe.
             message = await self.delivery.fetch_message(payload.channel_id, payload.message_id)
             attachment = result_attachment(message, index)
