@@ -286,7 +286,7 @@ def build_commands(
                 text("imagine", "cmd.imagine.name"),
                 text("Make images from a prompt", "cmd.imagine.description"),
                 imagine,
-                [prompt_option, *common(choices), *extra(Operation.GENERATE), PRIVATE_OPTION],
+                [prompt_option, *common(choices), PRIVATE_OPTION, *extra(Operation.GENERATE)],
             )
         )
     if spec.supports(Operation.EDIT):
@@ -337,8 +337,8 @@ def build_commands(
                     ),
                     _fit_option(catalog),
                     *[o for o in common(choices) if o.name != "style"],
-                    *extra(Operation.EDIT),
                     PRIVATE_OPTION,
+                    *extra(Operation.EDIT),
                 ],
             )
         )
@@ -372,8 +372,8 @@ def build_commands(
                     ),
                     _fit_option(catalog),
                     *common(choices),
-                    *extra(Operation.VARY),
                     PRIVATE_OPTION,
+                    *extra(Operation.VARY),
                 ],
             )
         )
