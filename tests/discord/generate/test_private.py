@@ -10,12 +10,16 @@ know ephemeral messages in the channel).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
+from bot.config import JobsSettings, Settings
 from bot.db.models import JobStatus
 from bot.jobs import store
 from bot.testing.discord import FakeDiscord, InteractionHandle, StoredMessage
-from bot.testing.harness import Harness, en, job_id_of, seen_ids
+from bot.testing.harness import Harness, en, job_id_of, run_bot, seen_ids
+from bot.testing.openai_api import FakeImagesAPI
 
 PROMPT = "a secret garden"
 
@@ -176,3 +180,51 @@ async def test_settings_show_and_reset_private(harness: Harness) -> None:
     await settings(h, "set", {"private": True})
     assert await settings(h, "reset") == en(h, "settings.member.reset_all")
     assert await settings(h, "show") == en(h, "settings.member.none")
+
+
+async def test_a_reaction_by_a_member_with_private_results_is_answered_by_dm(
+    harness: Harness,
+) -> None:
+    """A reaction has no interaction to answer privately: the variation comes by DM."""
+    h, fake = harness, harness.fake
+    before = seen_ids(fake)
+    await imagine(h)
+    public = await h.result(lambda m: m.id not in before)
+    await h.idle()
+    await settings(h, "set", {"private": True})
+    before = seen_ids(fake)
+
+    await fake.react(public, "🔄", user=fake.user)
+
+    dm = fake.dm_channel(fake.user)
+    varied = await fake.wait_for_message(lambda m: bool(m.attachments), channel=dm, timeout=10)
+    await h.idle()
+    assert varied.embeds[0]["title"] == "Variation of image 1"
+    assert public_posts(fake, before) == []
+
+
+async def test_a_private_job_interrupted_after_its_token_expired_is_told_by_dm(
+    fake_discord: FakeDiscord,
+    fake_images_api: FakeImagesAPI,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The bot stops while a private job runs, and its token dies meanwhile: the notice that
+    it was interrupted comes by DM, never in the channel."""
+    fake, api = fake_discord, fake_images_api
+    settings = settings_factory(jobs=JobsSettings(concurrency=1))
+    api.delay = 30.0
+    async with run_bot(fake, api, settings) as first:
+        handle = await imagine(first, private=True)
+        async with asyncio.timeout(10):
+            while not api.requests:  # noqa: ASYNC110 - the fake API has no event to wait on
+                await asyncio.sleep(0.01)
+        fake.expire_interaction(handle)
+    api.delay = 0.0
+    before = seen_ids(fake)
+    async with run_bot(fake, api, settings) as second:
+        dm = fake.dm_channel(fake.user)
+        notice = await fake.wait_for_message(lambda m: True, channel=dm, timeout=10)
+        await second.idle()
+        assert notice.content == (f"{fake.channel.mention} {en(second, 'status.interrupted_dm')}")
+        assert public_posts(fake, before) == []
+    assert fake.spec_violations == [] and api.spec_violations == []
