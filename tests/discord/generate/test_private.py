@@ -17,8 +17,9 @@ from typing import Any
 from bot.config import JobsSettings, Settings
 from bot.db.models import JobStatus
 from bot.jobs import store
-from bot.testing.discord import FakeDiscord, InteractionHandle, StoredMessage
+from bot.testing.discord import FakeDiscord, InteractionHandle, P, StoredMessage
 from bot.testing.harness import Harness, en, job_id_of, run_bot, seen_ids
+from bot.testing.images import png_bytes
 from bot.testing.openai_api import FakeImagesAPI
 
 PROMPT = "a secret garden"
@@ -228,3 +229,33 @@ async def test_a_private_job_interrupted_after_its_token_expired_is_told_by_dm(
         assert notice.content == (f"{fake.channel.mention} {en(second, 'status.interrupted_dm')}")
         assert public_posts(fake, before) == []
     assert fake.spec_violations == [] and api.spec_violations == []
+
+
+async def test_vary_with_the_private_option_is_private(harness: Harness) -> None:
+    h, fake = harness, harness.fake
+    upload = fake.add_attachment(png_bytes(300, 300), "cat.png")
+    before = seen_ids(fake)
+
+    handle = await fake.slash("vary", {"image": upload, "size": "256x256", "private": True})
+    result = await private_result(handle, h)
+
+    assert result.ephemeral and h.api.requests[-1].path.endswith("/variations")
+    assert public_posts(fake, before) == []
+
+
+async def test_a_private_reaction_works_where_the_bot_may_not_post(harness: Harness) -> None:
+    """A variation that goes by DM does not need the channel: it is not refused for it."""
+    h, fake = harness, harness.fake
+    before = seen_ids(fake)
+    await imagine(h)
+    public = await h.result(lambda m: m.id not in before)
+    await h.idle()
+    await settings(h, "set", {"private": True})
+    fake.set_bot_permissions(fake.channel, P.VIEW_CHANNEL | P.READ_MESSAGE_HISTORY)
+    await fake.flush()
+
+    await fake.react(public, "🔄", user=fake.user)
+
+    dm = fake.dm_channel(fake.user)
+    varied = await fake.wait_for_message(lambda m: bool(m.attachments), channel=dm, timeout=10)
+    assert varied.embeds[0]["title"] == "Variation of image 1"
