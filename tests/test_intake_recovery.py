@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from bot.db import create_engine, create_sessionmaker
 from bot.db.models import Intake
+from bot.quotas.member_defaults import save_defaults
 from bot.testing.discord import FakeDiscord, InteractionHandle
 from bot.testing.discord.models import walk_components
 from bot.testing.harness import job_id_of
@@ -283,5 +284,64 @@ async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_t
             raise
         await stop(fake, second)
     assert len(api.requests) == 1
+    assert await intakes_of(database_url) == []
+    assert fake.spec_violations == [] and api.spec_violations == []
+
+
+async def test_private_requests_killed_before_they_were_queued_stay_private(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, database_url: str
+) -> None:
+    """Two private edits acknowledged, then the process is killed while it reads their
+    uploads: one private by its option, one by its member's default, which the member turns
+    off while the bot is down. The choice made when asked is kept with the intake: after the
+    restart both results are ephemeral follow-ups, and the channel sees neither."""
+    fake, api = fake_discord, fake_images_api
+    config = write_config(tmp_path, fake, api, database_url)
+    env = bot_env(fake.token, api.api_key)
+    picture = png_bytes(256, 256, hole=(0, 0, 127, 255))
+    first_upload = fake.add_attachment(picture, "one.png")
+    second_upload = fake.add_attachment(picture, "two.png")
+    async with bot_process("run", config, env) as first:
+        await started(fake, first, fake.gateway.ready_count)
+        chose = await fake.slash("settings", {"private": True}, subcommand="set", user=fake.admin)
+        await chose.wait_message()
+        fake.cdn_gate = asyncio.Event()  # the downloads hang until the process is gone
+        handles = [
+            await fake.slash(
+                "edit", {"prompt": "by option", "image": first_upload, "private": True}
+            ),
+            await fake.slash(
+                "edit", {"prompt": "by default", "image": second_upload}, user=fake.admin
+            ),
+        ]
+        for handle in handles:
+            assert (await handle.response()).type == 5
+        await fake.state.pulse.wait_until(
+            lambda: True if len(fake.cdn_requests) >= 2 else None, 5, lambda: "the downloads"
+        )
+        await kill(first)
+    fake.cdn_gate.set()
+    fake.cdn_gate = None
+    assert len(await intakes_of(database_url)) == 2
+    engine = create_engine(database_url)
+    try:  # the member changes their mind while the bot is down: the request was asked private
+        await save_defaults(create_sessionmaker(engine), fake.admin.id, {"private": False})
+    finally:
+        await engine.dispose()
+
+    async with bot_process("run", config, env) as second:
+        try:
+            await started(fake, second, fake.gateway.ready_count)
+            results = [
+                await handle.wait_message(lambda m: bool(m.attachments), timeout=10)
+                for handle in handles
+            ]
+        except BaseException:
+            print(second.output)
+            raise
+        await stop(fake, second)
+    assert all(result.ephemeral for result in results)
+    assert result_for(fake, "by option") == result_for(fake, "by default") == []
+    assert [m for m in fake.messages() if m.source == "channel"] == []
     assert await intakes_of(database_url) == []
     assert fake.spec_violations == [] and api.spec_violations == []

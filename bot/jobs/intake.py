@@ -49,6 +49,8 @@ class IntakeRequest:
     attachment_size_limit: int | None = None
     #: The channel is age-restricted (``JobOrigin.age_restricted``), as seen when asked.
     age_restricted: bool = False
+    #: The result goes only to the requester (``JobOrigin.private``), as decided when asked.
+    private: bool = False
     #: The process that acknowledged it (the shared queue, PostgreSQL): while that process
     #: lives, no other finishes it (bot.jobs.shared.recover_intakes).
     owner: str | None = None

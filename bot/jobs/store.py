@@ -58,6 +58,9 @@ class JobOrigin:
     #: server may allow GPT image models' low moderation (bot.moderation.nsfw). False, the
     #: provider's default moderation, unless a way in knows better.
     age_restricted: bool = False
+    #: The result goes only to the requester (bot.discord.generate's delivery): the request's
+    #: ``private`` option, else the member's own default, or a private parent result's.
+    private: bool = False
 
 
 def _image(
@@ -604,6 +607,7 @@ def new_job(order: ImageOrder, origin: JobOrigin, model: str, estimate: int, com
         attachment_size_limit=origin.attachment_size_limit,
         source_job_id=origin.source_job_id,
         source_index=origin.source_index,
+        private=origin.private,
     )
 
 

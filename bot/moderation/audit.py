@@ -95,6 +95,8 @@ def job_body(job: Job) -> dict[str, Any]:
         "result_channel_id": job.result_channel_id,
         "result_message_id": job.result_message_id,
         "n_images": job.n_delivered,
+        # Shown only to its requester: the entry says so, since no link can open it.
+        "private": bool(job.private),
     }
 
 

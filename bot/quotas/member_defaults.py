@@ -1,7 +1,8 @@
 """A member's own defaults (``/settings``): the one writer of ``member_settings``.
 
 A member sets the backend, model, size, quality, image count, style and negative prompt their
-requests use when they leave an option out; the defaults follow them to every server. They
+requests use when they leave an option out, and whether their results are private (shown only
+to them: bot.discord.generate's delivery); the defaults follow them to every server. They
 never overrule anyone: a server's admins who chose the server's backend keep it, and the
 operator's and the model's limits still hold. A default that does not hold where (or when) it
 is used is left out of that request, and the member is told which (:class:`Ignored`), never
@@ -30,6 +31,9 @@ from bot.quotas.admission import check_rules
 #: The defaults a member can set, in the order they are shown and applied (the backend first:
 #: the others are checked on the backend the order runs on).
 FIELDS = ("backend", "model", "size", "quality", "n", "style", "negative_prompt")
+#: Everything a member can set and reset: the order's defaults, then "private results" (not an
+#: option of the order: where its result goes).
+SETTINGS = (*FIELDS, "private")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ class MemberDefaults:
     n: int | None = None
     style: str | None = None
     negative_prompt: str | None = None
+    #: Results only the member sees (an ephemeral follow-up, else a DM), unless a request says
+    #: otherwise (its ``private`` option).
+    private: bool = False
 
     def chosen(self) -> dict[str, str | int]:
         """The defaults set, by name, in :data:`FIELDS` order."""
@@ -64,15 +71,17 @@ async def load_defaults(sessions: Sessions, user_id: int) -> MemberDefaults:
         row = await session.get(MemberSettings, user_id)
     if row is None:
         return MemberDefaults()
-    return MemberDefaults(**{name: getattr(row, name) for name in FIELDS})
+    return MemberDefaults(
+        **{name: getattr(row, name) for name in FIELDS}, private=bool(row.private)
+    )
 
 
 async def save_defaults(
-    sessions: Sessions, user_id: int, changes: Mapping[str, str | int | None]
+    sessions: Sessions, user_id: int, changes: Mapping[str, str | int | bool | None]
 ) -> MemberDefaults:
-    """Store ``changes`` (a name of :data:`FIELDS` to its new value) over the member's other
-    defaults; the defaults as they now are."""
-    unknown = set(changes) - set(FIELDS)
+    """Store ``changes`` (a name of :data:`SETTINGS` to its new value) over the member's other
+    defaults; the defaults as they now are. ``private`` None is off (the column has no None)."""
+    unknown = set(changes) - set(SETTINGS)
     if unknown:
         raise ValueError(f"not a member default: {sorted(unknown)}")
     async with sessions() as session, session.begin():
@@ -81,7 +90,7 @@ async def save_defaults(
             row = MemberSettings(user_id=user_id, private=False)
             session.add(row)
         for name, value in changes.items():
-            setattr(row, name, value)
+            setattr(row, name, bool(value) if name == "private" else value)
         row.updated_at = utcnow()
     return await load_defaults(sessions, user_id)
 

@@ -3,7 +3,8 @@
 The jobs only write a row (:mod:`bot.moderation.audit`); this task reads the entries still to
 post in id order and posts each: the requester as a mention that pings nobody, the command,
 prompt, the result's first image as the thumbnail, the cost, the outcome and a jump link to the
-result. A failed post is tried again with a growing pause and given up after
+result (for a private result, which only its requester can open, a note saying so instead).
+A failed post is tried again with a growing pause and given up after
 :data:`~bot.moderation.audit.MAX_ATTEMPTS` tries; a channel that is gone or that the bot may not
 post in gives the entry up at once (logged once per channel) without holding up the others.
 
@@ -175,7 +176,15 @@ class AuditPoster:
                 name=text("audit.entry.cost", locale), value=usd(body["cost_micro_usd"])
             )
         channel_id, message_id = body.get("result_channel_id"), body.get("result_message_id")
-        if channel_id and message_id:
+        if body.get("private") and message_id:
+            # An ephemeral message (or a DM): no link opens it and its image cannot be read
+            # back; the entry still says who asked for what, and that it was delivered.
+            embed.add_field(
+                name=text("audit.entry.result", locale),
+                value=text("audit.entry.private", locale),
+                inline=False,
+            )
+        elif channel_id and message_id:
             link = jump_link(guild_id, channel_id, message_id)
             embed.add_field(
                 name=text("audit.entry.result", locale),

@@ -91,6 +91,7 @@ class ResultButtons:
             [(attachment, "image")],
             command="vary-button",
             source=(job_id, index),
+            parent_private=job.private,
         )
 
     async def _kept_order(self, job: Job) -> ImageOrder:
@@ -146,7 +147,12 @@ class ResultButtons:
             # Pruned: a variation of a result reads the image back from that result.
             uploads.append((await self._source_image(job), "image"))
         await self.actions.submit(
-            interaction, order, uploads, command="redo", source=(job_id, None)
+            interaction,
+            order,
+            uploads,
+            command="redo",
+            source=(job_id, None),
+            parent_private=job.private,
         )
 
     @reports_errors
@@ -171,7 +177,13 @@ class ResultButtons:
             if await store.has_live_retry(self.sessions, job_id):
                 raise ResultGone()
             order = await self._kept_order(job)
-            await self.actions.submit(interaction, order, command="retry", source=(job_id, None))
+            await self.actions.submit(
+                interaction,
+                order,
+                command="retry",
+                source=(job_id, None),
+                parent_private=job.private,
+            )
         finally:
             self._retrying.discard(job_id)
 
@@ -238,6 +250,7 @@ class ResultButtons:
             dataclasses.replace(order, prompt=prompt),
             command="remix",
             source=(job_id, None),
+            parent_private=job.private,
         )
 
     @reports_errors
@@ -267,6 +280,7 @@ class ResultButtons:
             [(attachment, "image")],
             command=action.value,
             source=(job_id, index),
+            parent_private=job.private,
         )
 
     @reports_errors
@@ -283,20 +297,33 @@ class ResultButtons:
 
     @reports_errors
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        """Delete every message of the result, then say so privately.
+
+        A private result's ephemeral message cannot be deleted through its channel (Discord
+        does not know it there): the click's own interaction can, since for a component the
+        "original response" after a deferred update is the message the button is on. The
+        other ephemeral parts of a split private result belong to the request's interaction,
+        whose token is gone by then: they stay until the member dismisses them."""
         job = await self._result_job(interaction, job_id)
         allowed = interaction.user.id == job.user_id or (interaction.permissions.manage_messages)
         if not allowed:
             raise NotRequester()
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        clicked = interaction.message
+        ephemeral = clicked is not None and clicked.flags.ephemeral
+        if ephemeral:
+            await interaction.response.defer()  # a deferred update: @original is `clicked`
+        else:
+            await interaction.response.defer(ephemeral=True, thinking=True)
         messages = await store.messages_of(self.sessions, job)
-        if interaction.message is not None and interaction.message.id not in {
-            message_id for _, message_id in messages
-        }:
-            messages.insert(0, (interaction.message.channel.id, interaction.message.id))
+        if clicked is not None and clicked.id not in {message_id for _, message_id in messages}:
+            messages.insert(0, (clicked.channel.id, clicked.id))
         for channel_id, message_id in messages:  # every part of a split result
-            channel = self.client.get_partial_messageable(channel_id or 0)
             # Someone deleted it a moment earlier: deleted all the same.
             with contextlib.suppress(discord.NotFound):
+                if ephemeral and clicked is not None and message_id == clicked.id:
+                    await interaction.delete_original_response()
+                    continue
+                channel = self.client.get_partial_messageable(channel_id or 0)
                 await channel.get_partial_message(message_id).delete()
         await store.forget_result(self.sessions, job_id)
         await interaction.followup.send(

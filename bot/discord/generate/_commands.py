@@ -217,6 +217,20 @@ def make_command(
     return built
 
 
+#: ``private``: this one result shown only to its requester (True) or posted as usual (False),
+#: whatever the member's own default (``/settings set private``); left out, that default.
+PRIVATE_OPTION = Option(
+    "private",
+    bool | None,
+    None,
+    text(
+        "True: only you see the result; False: posted as usual (default: your /settings)",
+        "opt.private.description",
+    ),
+    text("private", "opt.private.name"),
+)
+
+
 def _attachment_option(name: str, description: locale_str, required: bool) -> Option:
     return Option(
         name,
@@ -258,16 +272,21 @@ def build_commands(
     if spec.supports(Operation.GENERATE):
         choices = _capped(option_choices(spec, Operation.GENERATE), quotas)
 
-        async def imagine(interaction: discord.Interaction[Any], prompt: str, **kw: Any) -> None:
+        async def imagine(
+            interaction: discord.Interaction[Any],
+            prompt: str,
+            private: bool | None = None,
+            **kw: Any,
+        ) -> None:
             order = ImageOrder(Operation.GENERATE, prompt=prompt, **_typed(kw))
-            await actions.imagine(interaction, order, _given(kw))
+            await actions.imagine(interaction, order, _given(kw), private)
 
         commands.append(
             make_command(
                 text("imagine", "cmd.imagine.name"),
                 text("Make images from a prompt", "cmd.imagine.description"),
                 imagine,
-                [prompt_option, *common(choices), *extra(Operation.GENERATE)],
+                [prompt_option, *common(choices), PRIVATE_OPTION, *extra(Operation.GENERATE)],
             )
         )
     if spec.supports(Operation.EDIT):
@@ -279,12 +298,13 @@ def build_commands(
             prompt: str,
             mask: discord.Attachment | None = None,
             fit: str | None = None,
+            private: bool | None = None,
             **kw: Any,
         ) -> None:
             order = ImageOrder(
                 Operation.EDIT, prompt=prompt, fit=_fit(fit, default_fit), **_typed(kw)
             )
-            await actions.edit(interaction, order, image, mask, _given(kw))
+            await actions.edit(interaction, order, image, mask, _given(kw), private)
 
         commands.append(
             make_command(
@@ -317,6 +337,7 @@ def build_commands(
                     ),
                     _fit_option(catalog),
                     *[o for o in common(choices) if o.name != "style"],
+                    PRIVATE_OPTION,
                     *extra(Operation.EDIT),
                 ],
             )
@@ -330,10 +351,11 @@ def build_commands(
             interaction: discord.Interaction[Any],
             image: discord.Attachment,
             fit: str | None = None,
+            private: bool | None = None,
             **kw: Any,
         ) -> None:
             order = ImageOrder(Operation.VARY, fit=_fit(fit, default_fit), **_typed(kw))
-            await actions.vary(interaction, order, image, _given(kw))
+            await actions.vary(interaction, order, image, _given(kw), private)
 
         commands.append(
             make_command(
@@ -350,6 +372,7 @@ def build_commands(
                     ),
                     _fit_option(catalog),
                     *common(choices),
+                    PRIVATE_OPTION,
                     *extra(Operation.VARY),
                 ],
             )
@@ -373,6 +396,7 @@ def _blend_command(actions: Actions, common: list[Option]) -> app_commands.Comma
         image1: discord.Attachment,
         image2: discord.Attachment,
         prompt: str | None = None,
+        private: bool | None = None,
         **kw: Any,
     ) -> None:
         more = [kw.pop(f"image{index}", None) for index in range(3, MAX_BLEND_IMAGES + 1)]
@@ -383,7 +407,7 @@ def _blend_command(actions: Actions, common: list[Option]) -> app_commands.Comma
             action=BLEND,
             **_typed(kw),
         )
-        await actions.blend(interaction, order, images)
+        await actions.blend(interaction, order, images, private)
 
     pictures = [
         _attachment_option(
@@ -413,7 +437,7 @@ def _blend_command(actions: Actions, common: list[Option]) -> app_commands.Comma
         text("blend", "cmd.blend.name"),
         text("Blend two to five images into one", "cmd.blend.description"),
         blend,
-        [*pictures, prompt, *sized],
+        [*pictures, prompt, *sized, PRIVATE_OPTION],
     )
 
 

@@ -6,6 +6,11 @@ token 50027), so a result then goes to the channel as a normal message that ping
 requester, and if the bot may not post there, to the requester by DM. A result is never dropped:
 it stays in the database until one route succeeds. When none does (Discord down, the channel
 closed and DMs off), it is tried again a few times with growing pauses, and at every start.
+
+A private job (``Job.private``: the member's ``/settings``, or the request's ``private``
+option) never reaches the channel: its result is an ephemeral follow-up while the token lives,
+else a DM, else kept and retried like any other; its failure and interruption notices take the
+same two routes. Only moderators' audit entries (bot.moderation.audit) still see it.
 """
 
 from __future__ import annotations
@@ -89,7 +94,8 @@ class Delivery:
         webhook = self.status.follow_ups.of(job)
         if webhook is None:
             return
-        text = self.catalog.text("status.late", job.locale)
+        key = "status.late_private" if job.private else "status.late"
+        text = self.catalog.text(key, job.locale)
         try:
             await webhook.edit_message(ORIGINAL, content=text, view=None)
         except discord.HTTPException as exc:
@@ -201,7 +207,14 @@ class Delivery:
             except discord.HTTPException as exc:
                 log.info("job %d: notice not shown privately (%s)", job.id, exc.code)
         if job.user_id:
-            await self.tell(job.user_id, job.channel_id, text, view=view, dm_text=dm_text)
+            await self.tell(
+                job.user_id,
+                job.channel_id,
+                text,
+                view=view,
+                dm_text=dm_text,
+                private=job.private,
+            )
 
     async def post_kept(self, job: Job) -> Posted:
         """Post the result ``job`` keeps (its images in the database) and record where; empty
@@ -216,7 +229,9 @@ class Delivery:
     # --- routes --------------------------------------------------------------------------------
 
     async def _post_parts(self, job: Job, parts: list[ResultPart]) -> list[discord.Message]:
-        """Every message posted, in order (empty: none was); Delete removes them all."""
+        """Every message posted, in order (empty: none was); Delete removes them all.
+
+        A private job's parts are ephemeral follow-ups, else DMs: never the channel."""
         webhook = self.status.follow_ups.of(job)
         posted: list[discord.Message] = []
         explained = False
@@ -225,8 +240,8 @@ class Delivery:
             if webhook is not None:
                 message = await self._via_webhook(webhook, job, part)
                 if message is None:
-                    webhook = None  # refused once: the channel for the rest
-            if message is None:
+                    webhook = None  # refused once: the channel (or DMs) for the rest
+            if message is None and not job.private:
                 message = await self._via_channel(job, part)
             if message is None:
                 message = await self._via_dm(job, part, explain=not explained)
@@ -246,14 +261,16 @@ class Delivery:
                 files=part.files,
                 view=part.view,
                 allowed_mentions=part.allowed_mentions,
+                ephemeral=bool(job.private),
                 wait=True,
             )
         except discord.HTTPException as exc:
             log.warning(
-                "job %d: follow-up refused (%s %s); posting to the channel",
+                "job %d: follow-up refused (%s %s); posting to the %s",
                 job.id,
                 exc.status,
                 exc.code,
+                "member by DM" if job.private else "channel",
             )
             _rewind(part)
             return None
@@ -283,7 +300,8 @@ class Delivery:
             return None
         content = part.content
         if explain and job.channel_id:
-            content = self.catalog.text("result.sent_by_dm", job.locale, channel_id=job.channel_id)
+            key = "result.private_by_dm" if job.private else "result.sent_by_dm"
+            content = self.catalog.text(key, job.locale, channel_id=job.channel_id)
         try:
             user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
             return await user.send(
@@ -310,7 +328,7 @@ class Delivery:
 
     async def _send_public(self, job: Job, text: str) -> None:
         if job.user_id:
-            await self.tell(job.user_id, job.channel_id, text)
+            await self.tell(job.user_id, job.channel_id, text, private=job.private)
 
     async def tell(
         self,
@@ -321,13 +339,15 @@ class Delivery:
         view: discord.ui.View | None = None,
         delete_after: float | None = None,
         dm_text: str | None = None,
+        private: bool = False,
     ) -> None:
         """A short note for a member without an interaction: in the channel, else by DM.
 
         ``delete_after`` (seconds) makes it short-lived, like the refusals of reactions. A
         ``view`` is shown in the channel only: its buttons act on a server's job, which a click
-        in a DM cannot (no server, no roles), so the DM says ``dm_text`` instead."""
-        channel = await self._channel(channel_id)
+        in a DM cannot (no server, no roles), so the DM says ``dm_text`` instead. ``private``
+        (about a private job): by DM only, the channel must not learn of it."""
+        channel = None if private else await self._channel(channel_id)
         extra: dict[str, Any] = {"view": view} if view is not None else {}
         if delete_after is not None:
             extra["delete_after"] = delete_after

@@ -65,6 +65,8 @@ def intake_request(
     order: ImageOrder,
     uploads: list[tuple[discord.Attachment, str]],
     source: tuple[int, int | None] | None,
+    *,
+    private: bool = False,
 ) -> IntakeRequest:
     """Everything needed to submit the request again without the interaction object."""
     inputs_from = source[0] if source and not uploads and order.image is not None else None
@@ -80,6 +82,7 @@ def intake_request(
         inputs_from_job=inputs_from,
         attachment_size_limit=interaction.filesize_limit,
         age_restricted=age_restricted(interaction.channel),
+        private=private,
     )
 
 
@@ -100,8 +103,10 @@ class IntakeResumer:
     blocklist: Blocklist
 
     async def intake_pending(self, intake: Intake) -> None:
+        private = False
         try:
             request = IntakeRequest.from_json(intake.request)
+            private = request.private
             await self.blocklist.check(
                 guild_id=intake.guild_id,
                 user_id=intake.user_id,
@@ -118,7 +123,8 @@ class IntakeResumer:
             log.info("acknowledged request %d queued after the restart", intake.interaction_id)
         except Exception as exc:
             error = member_error(exc, "left-over request failed")
-            await self._answer(intake, self.catalog.error_text(error, intake.locale))
+            text = self.catalog.error_text(error, intake.locale)
+            await self._answer(intake, text, private=private)
             await close_intake(self.sessions, intake.id)
 
     async def _order(self, request: IntakeRequest, guild_id: int | None) -> ImageOrder:
@@ -137,8 +143,9 @@ class IntakeResumer:
         uploads = [(u.url, u.size, u.subject) for u in request.uploads]
         return await self.uploads.read_order(order, uploads)
 
-    async def _answer(self, intake: Intake, text: str) -> None:
-        """The clear message in place of "thinking…", else in the channel."""
+    async def _answer(self, intake: Intake, text: str, *, private: bool = False) -> None:
+        """The clear message in place of "thinking…", else in the channel (by DM for a
+        private request: the channel must not hear of it)."""
         webhook = self.delivery.status.follow_ups.of(intake)
         if webhook is not None:
             try:
@@ -146,7 +153,7 @@ class IntakeResumer:
                 return
             except discord.HTTPException as exc:
                 log.info("left-over request not answered privately (%s)", exc.code)
-        await self.delivery.tell(intake.user_id, intake.channel_id, text)
+        await self.delivery.tell(intake.user_id, intake.channel_id, text, private=private)
 
 
 def _job_origin(intake: Intake, request: IntakeRequest) -> JobOrigin:
@@ -164,4 +171,5 @@ def _job_origin(intake: Intake, request: IntakeRequest) -> JobOrigin:
         parent_channel_id=intake.parent_channel_id,
         role_ids=tuple(request.role_ids),
         age_restricted=request.age_restricted,
+        private=request.private,
     )

@@ -31,6 +31,7 @@ from bot.discord.i18n import Catalog
 from bot.discord.tree import member_error
 from bot.generation import check_order
 from bot.jobs import JobOrigin, store
+from bot.quotas.member_defaults import load_defaults
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,14 @@ class Reactions:
             actions.requests.take(payload.user_id)
             if index >= job.n_delivered:
                 raise NoSuchImage(index=index + 1)
-            # No interaction means no follow-up webhook: the result can only go to the channel.
-            # Refuse before anything is made (and paid for) that could not be posted there.
-            check_can_post(guild, payload.channel_id)
+            # Private like a button's: the member's default, or the result's own (one read).
+            defaults = await load_defaults(actions.sessions, payload.user_id)
+            origin = dataclasses.replace(origin, private=defaults.private or job.private)
+            if not origin.private:
+                # No interaction means no follow-up webhook: the result can only go to the
+                # channel. Refuse before anything is made (and paid for) that could not be
+                # posted there. (A private one goes by DM, which cannot be checked first.)
+                check_can_post(guild, payload.channel_id)
             order = dataclasses.replace(
                 vary_order(actions.backends, job), user_id=str(payload.user_id)
             )

@@ -32,7 +32,13 @@ from bot.moderation.blocklist import Blocklist
 from bot.providers import Operation
 from bot.providers.registry import BackendSet
 from bot.quotas.admission import check_origin
-from bot.quotas.member_defaults import Ignored, load_defaults, order_check, with_defaults
+from bot.quotas.member_defaults import (
+    Ignored,
+    MemberDefaults,
+    load_defaults,
+    order_check,
+    with_defaults,
+)
 from bot.quotas.ratelimit import MemberRequestLimiter
 
 Upload = tuple[discord.Attachment, str]
@@ -71,12 +77,19 @@ class Actions:
         command: str,
         source: tuple[int, int | None] | None = None,
         typed: Collection[str] | None = None,
+        private: bool | None = None,
+        parent_private: bool = False,
     ) -> Job:
         """Check, store the request, defer, read uploads, queue; BotError early when it can.
 
         ``typed``: the options the member typed in a new request (a command's), whose other
         options take the member's own defaults (``/settings``); None for an order made from
         a result (a button's), which keeps that result's settings.
+
+        ``private``: the request's own ``private`` option (None: not given). Without it the
+        result is private when the member's default says so, or (an action on a result) when
+        ``parent_private``, the result acted on was: a private picture's variations stay
+        private. The choice is stored with the intake, so a restart keeps it.
 
         Everything that costs nothing is checked before anything that costs something: the
         server, the member's request rate, the order, the uploads' metadata, the rules, the
@@ -92,8 +105,12 @@ class Actions:
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
         order = await self.runner.backends.resolve(order, interaction.guild_id)
         ignored: list[Ignored] = []
+        defaults = await load_defaults(self.sessions, interaction.user.id)
         if typed is not None:
-            order, ignored = await self._with_defaults(interaction, order, typed)
+            order, ignored = await self._with_defaults(interaction, order, defaults, typed)
+        if private is None:
+            private = defaults.private or parent_private
+        origin = dataclasses.replace(origin, private=private)
         check_order(self.backends, order, pictures=sum(s != "mask" for _, s in uploads))
         for attachment, subject in uploads:
             precheck(attachment, self.upload_limit, subject)
@@ -107,7 +124,7 @@ class Actions:
         intake_id = await self.runner.intakes.open(
             intake_origin(interaction),
             command,
-            intake_request(interaction, order, uploads, source),
+            intake_request(interaction, order, uploads, source, private=private),
         )
         try:
             if not interaction.response.is_done():
@@ -128,11 +145,14 @@ class Actions:
         return job
 
     async def _with_defaults(
-        self, interaction: discord.Interaction[Any], order: ImageOrder, typed: Collection[str]
+        self,
+        interaction: discord.Interaction[Any],
+        order: ImageOrder,
+        defaults: MemberDefaults,
+        typed: Collection[str],
     ) -> tuple[ImageOrder, list[Ignored]]:
-        """``order`` with the member's defaults for what they left out (one indexed read),
-        each only where this server's backend, the operator's and the model's rules allow."""
-        defaults = await load_defaults(self.sessions, interaction.user.id)
+        """``order`` with the member's ``defaults`` for what they left out, each only where
+        this server's backend, the operator's and the model's rules allow."""
         if not defaults.chosen():
             return order, []
         guild_id = interaction.guild_id
@@ -190,8 +210,9 @@ class Actions:
         interaction: discord.Interaction[Any],
         order: ImageOrder,
         typed: Collection[str] = (),
+        private: bool | None = None,
     ) -> None:
-        await self.submit(interaction, order, command="imagine", typed=typed)
+        await self.submit(interaction, order, command="imagine", typed=typed, private=private)
 
     async def edit(
         self,
@@ -200,17 +221,19 @@ class Actions:
         image: discord.Attachment,
         mask: discord.Attachment | None,
         typed: Collection[str] = (),
+        private: bool | None = None,
     ) -> None:
         uploads: list[Upload] = [(image, "image")]
         if mask is not None:
             uploads.append((mask, "mask"))
-        await self.submit(interaction, order, uploads, command="edit", typed=typed)
+        await self.submit(interaction, order, uploads, command="edit", typed=typed, private=private)
 
     async def blend(
         self,
         interaction: discord.Interaction[Any],
         order: ImageOrder,
         images: list[discord.Attachment],
+        private: bool | None = None,
     ) -> None:
         """``/blend``: one edit of several pictures; the first is the order's image, the
         others its ``extra_images`` (subjects "image2"...), in the member's order."""
@@ -218,7 +241,7 @@ class Actions:
             (image, "image" if index == 1 else f"image{index}")
             for index, image in enumerate(images, 1)
         ]
-        await self.submit(interaction, order, uploads, command="blend")
+        await self.submit(interaction, order, uploads, command="blend", private=private)
 
     async def vary(
         self,
@@ -226,8 +249,11 @@ class Actions:
         order: ImageOrder,
         image: discord.Attachment,
         typed: Collection[str] = (),
+        private: bool | None = None,
     ) -> None:
-        await self.submit(interaction, order, [(image, "image")], command="vary", typed=typed)
+        await self.submit(
+            interaction, order, [(image, "image")], command="vary", typed=typed, private=private
+        )
 
     async def vary_message(
         self, interaction: discord.Interaction[Any], message: discord.Message

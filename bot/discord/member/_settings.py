@@ -28,7 +28,7 @@ from bot.providers import Operation
 from bot.providers.registry import BackendSet
 from bot.quotas.backends import BackendNotEnabled
 from bot.quotas.member_defaults import (
-    FIELDS,
+    SETTINGS,
     MemberDefaults,
     load_defaults,
     order_check,
@@ -47,6 +47,7 @@ LABELS = {
     "n": "count",
     "style": "style",
     "negative_prompt": "negative prompt",
+    "private": "private results",
 }
 #: The prompt the defaults are checked with when they are set (a prompt is never a default).
 CHECK_PROMPT = "a picture"
@@ -82,7 +83,9 @@ class SettingsGroup(app_commands.Group):
             self.add_command(part)
 
     def _shown(self, defaults: MemberDefaults, locale: Any) -> list[str]:
-        chosen = defaults.chosen()
+        chosen: dict[str, Any] = dict(defaults.chosen())
+        if defaults.private:
+            chosen["private"] = self.catalog.text("settings.member.private_on", locale)
         if not chosen:
             return [self.catalog.text("settings.member.none", locale)]
         lines = [self.catalog.text("settings.member.heading", locale)]
@@ -113,6 +116,7 @@ class SettingsGroup(app_commands.Group):
         count=text("count", "opt.n.name"),
         style=text("style", "opt.style.name"),
         negative=text("negative", "opt.negative.name"),
+        private=text("private", "opt.private.name"),
     )
     @app_commands.describe(
         backend=text(
@@ -127,6 +131,10 @@ class SettingsGroup(app_commands.Group):
             "What your images should not show (Stable Diffusion only)",
             "opt.default_negative.description",
         ),
+        private=text(
+            "True: your results are shown only to you (a private reply, else a DM)",
+            "opt.default_private.description",
+        ),
     )
     async def set_defaults(
         self,
@@ -138,8 +146,9 @@ class SettingsGroup(app_commands.Group):
         count: Range[int, 1, 10] | None = None,
         style: Range[str, 1, 16] | None = None,
         negative: Range[str, 1, 2000] | None = None,
+        private: bool | None = None,
     ) -> None:
-        given: dict[str, str | int | None] = {
+        given: dict[str, str | int | bool | None] = {
             "backend": backend,
             "model": model,
             "size": size.strip().lower().replace(" ", "") if size else None,
@@ -147,12 +156,16 @@ class SettingsGroup(app_commands.Group):
             "n": count,
             "style": style,
             "negative_prompt": negative,
+            "private": private,
         }
         changes = {name: value for name, value in given.items() if value is not None}
         if not changes:
             raise NoDefaultGiven()
         current = await load_defaults(self.sessions, interaction.user.id)
-        await self._check(interaction.guild_id, current, changes)
+        # Where results go is no option of the order: nothing to check it against.
+        order_changes = {name: value for name, value in changes.items() if name != "private"}
+        if order_changes:
+            await self._check(interaction.guild_id, current, order_changes)
         saved = await save_defaults(self.sessions, interaction.user.id, changes)
         locale = interaction.locale
         lines = [self.catalog.text("settings.member.saved", locale), *self._shown(saved, locale)]
@@ -201,14 +214,14 @@ class SettingsGroup(app_commands.Group):
     @app_commands.choices(
         setting=[
             Choice(name=text(LABELS[name], f"choice.member_default.{name}"), value=name)
-            for name in FIELDS
+            for name in SETTINGS
         ]
     )
     async def reset(
         self, interaction: discord.Interaction[Any], setting: str | None = None
     ) -> None:
         locale, user_id = interaction.locale, interaction.user.id
-        if setting is None or setting not in FIELDS:
+        if setting is None or setting not in SETTINGS:
             await reset_defaults(self.sessions, user_id)
             await send_private(interaction, self.catalog.text("settings.member.reset_all", locale))
             return

@@ -19,7 +19,7 @@ from bot.discord.admin import _audit_poster
 from bot.moderation.audit import MAX_ATTEMPTS, audit_refusal
 from bot.testing.discord import FakeChannel, FakeMember, StoredMessage
 from bot.testing.discord.payloads import P
-from bot.testing.harness import Harness, job_id_of, made, synced
+from bot.testing.harness import Harness, en, job_id_of, made, synced
 
 #: What the bot needs in the audit channel.
 POSTING = P.VIEW_CHANNEL | P.SEND_MESSAGES | P.EMBED_LINKS | P.ATTACH_FILES | P.READ_MESSAGE_HISTORY
@@ -82,6 +82,23 @@ async def test_each_job_gets_an_entry_with_its_details_that_pings_nobody(bot: Ha
     assert entry.allowed_mentions == {"parse": []}
     (row,) = await outbox(bot)
     assert row.posted_at is not None and row.job_id == job_id_of(result)
+
+
+async def test_a_private_job_is_logged_too_and_says_it_is_private(bot: Harness) -> None:
+    """Moderators see who asked for what even when only the requester sees the result: the
+    entry is written, without a link no moderator could open."""
+    channel = await with_audit_channel(bot)
+    handle = await bot.fake.slash(
+        "imagine", {"prompt": "a lighthouse", "private": True}, user=bot.fake.user
+    )
+    result = await handle.wait_message(lambda m: bool(m.attachments), timeout=10)
+    assert result.ephemeral
+    (entry,) = await entry_in(bot, channel)
+    fields = embed_fields(entry)
+    assert entry.embeds[0]["description"] == "a lighthouse"
+    assert fields["Requester"] == f"<@{bot.fake.user.id}>" and fields["Outcome"] == "delivered"
+    assert fields["Result"] == en(bot, "audit.entry.private")
+    assert "thumbnail" not in entry.embeds[0]
 
 
 async def test_a_failed_job_is_logged_with_its_error(bot: Harness) -> None:

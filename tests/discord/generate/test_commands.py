@@ -102,17 +102,22 @@ async def test_dall_e_2_offers_every_command_with_its_choices(harness: Harness) 
         ("vary", 1),
     ]
     imagine = options(synced(fake, "imagine"))
-    assert list(imagine) == ["prompt", "count", "size"]  # one quality, no style: no options
+    assert list(imagine) == [
+        "prompt",
+        "count",
+        "size",
+        "private",
+    ]  # one quality, no style: no options
     assert imagine["prompt"]["required"] is True
     assert (imagine["count"]["min_value"], imagine["count"]["max_value"]) == (1, 10)
     assert choice_values(imagine["size"]) == ["256x256", "512x512", "1024x1024"]
     edit = options(synced(fake, "edit"))
-    assert list(edit) == ["image", "prompt", "mask", "fit", "count", "size"]
+    assert list(edit) == ["image", "prompt", "mask", "fit", "count", "size", "private"]
     assert edit["image"]["type"] == 11 and edit["image"]["required"] is True
     assert edit["mask"]["type"] == 11 and not edit["mask"].get("required")
     assert choice_values(edit["fit"]) == ["crop", "pad"]
     vary = options(synced(fake, "vary"))
-    assert list(vary) == ["image", "fit", "count", "size"]
+    assert list(vary) == ["image", "fit", "count", "size", "private"]
     for command in fake.commands:
         assert command["contexts"] == [0]  # servers only
         assert_localized(command)
@@ -137,7 +142,13 @@ async def test_dall_e_3_offers_only_imagine_with_quality_and_style(
         ]
         imagine = synced(fake_discord, "imagine")
         opts = options(imagine)
-        assert list(opts) == ["prompt", "size", "quality", "style"]  # n is always 1: no count
+        assert list(opts) == [
+            "prompt",
+            "size",
+            "quality",
+            "style",
+            "private",
+        ]  # n is always 1: no count
         assert choice_values(opts["size"]) == ["1024x1024", "1792x1024", "1024x1792"]
         assert choice_values(opts["quality"]) == ["standard", "hd"]
         assert choice_values(opts["style"]) == ["vivid", "natural"]
@@ -169,14 +180,14 @@ async def test_gpt_image_2_offers_qualities_edits_and_variations(
             ("vary", 1),
         ]
         imagine = options(synced(fake_discord, "imagine"))
-        assert list(imagine) == ["prompt", "count", "size", "quality"]
+        assert list(imagine) == ["prompt", "count", "size", "quality", "private"]
         assert choice_values(imagine["quality"]) == ["low", "medium", "high", "auto"]
         assert "auto" in choice_values(imagine["size"])
         edit = options(synced(fake_discord, "edit"))
         assert "quality" in edit and "style" not in edit
         blend = synced(fake_discord, "blend")
         pictures = [f"image{index}" for index in range(1, 6)]
-        assert list(options(blend)) == [*pictures, "prompt", "count", "size", "quality"]
+        assert list(options(blend)) == [*pictures, "prompt", "count", "size", "quality", "private"]
         for name in pictures:
             assert options(blend)[name]["type"] == 11  # attachments
             assert bool(options(blend)[name].get("required")) is (name in ("image1", "image2"))
