@@ -25,8 +25,8 @@ from bot.discord.bot import ImageBot
 from bot.testing.automatic1111 import FakeAutomatic1111
 from bot.testing.comfyui import FakeComfyUI
 from bot.testing.discord import FakeChannel, FakeDiscord, FakeMember, StoredMessage
+from bot.testing.migrated import migrated_database_url
 from bot.testing.openai_api import FakeImagesAPI
-from bot.testing.postgres import scratch_database_url
 
 
 @dataclass
@@ -71,7 +71,8 @@ def make_settings(
 ) -> Settings:
     """Settings against the fakes; ``provider`` keys replace those of the fake image API (an
     AUTOMATIC1111 ``[provider]``: ``**a1111_backend(server)``). The database is
-    ``tmp_path/bot.db``, or PostgreSQL with IMAGEBOT_TEST_DATABASE=postgresql."""
+    ``tmp_path/bot.db``, or PostgreSQL with IMAGEBOT_TEST_DATABASE=postgresql, already
+    migrated (bot.testing.migrated) unless it exists."""
     defaults: dict[str, Any] = {
         "base_url": api.base_url,
         "api_key": api.api_key,
@@ -86,7 +87,7 @@ def make_settings(
         ),
         provider=ProviderSettings(**(defaults | provider)),
         backends=dict(backends or {}),
-        database=DatabaseSettings(url=scratch_database_url(tmp_path)),
+        database=DatabaseSettings(url=migrated_database_url(tmp_path)),
         # The test's own: on PostgreSQL the started-jobs journal lives here, not beside a file.
         storage=StorageSettings(spool_dir=str(tmp_path / "spool")),
         quotas=ROOMY_QUOTAS,

@@ -46,8 +46,9 @@ from bot.quotas.policy import (
     TooManyAtOnce,
 )
 from bot.testing.harness import ROOMY_QUOTAS
+from bot.testing.migrated import migrated_database_url
 from bot.testing.openai_api import FakeImagesAPI
-from bot.testing.postgres import DATABASE_ENV, scratch_database_url
+from bot.testing.postgres import DATABASE_ENV
 
 GUILD_A, GUILD_B = 1001, 1002
 #: dall-e-2 at 256x256: $0.016 an image, in micro-dollars.
@@ -177,6 +178,11 @@ class World:
 
 
 def make_settings(api: FakeImagesAPI, tmp_path: Path, **changes: Any) -> Settings:
+    """The runner's settings; its database ``tmp_path/bot.db`` (or the test's PostgreSQL one)
+    already migrated, unless ``changes`` name another."""
+    database = changes.pop("database", None) or DatabaseSettings(
+        url=migrated_database_url(tmp_path)
+    )
     settings = Settings(
         provider=ProviderSettings(
             base_url=api.base_url,
@@ -186,7 +192,7 @@ def make_settings(api: FakeImagesAPI, tmp_path: Path, **changes: Any) -> Setting
             user_salt="test",
             images_per_minute=100_000,  # only the rate-limit test is about the rate limit
         ),
-        database=DatabaseSettings(url=scratch_database_url(tmp_path)),
+        database=database,
         # The test's own: on PostgreSQL the started-jobs journal lives here, not beside a file.
         storage=StorageSettings(spool_dir=str(tmp_path / "spool")),
         jobs=JobsSettings(concurrency=1, max_queued_per_member=100, max_queued_per_guild=100),
@@ -581,6 +587,10 @@ async def test_a_result_cut_off_while_it_was_posted_is_posted_after_the_restart(
         first, stuck = await world.runner(Recorder(hang_deliveries=True))
         job = await submit(first, "paid for", n=2)
         await stuck.wait_for("posting", 1)
+        # Posting starts while a thread still writes the copy (ResultKeeper.hold): the kill
+        # this test is about comes once the copy is whole, as it is long before a real post
+        # to Discord returns. (Killed before, the restart finds no copy: interrupted.)
+        await until(lambda: (inflight_dir(settings) / f"job-{job.id}.json").exists())
         await first.close()  # what a kill leaves: nothing about the result in its row
         assert (await world.job(job.id)).status is JobStatus.QUEUED
 
