@@ -130,6 +130,7 @@ class ImageBot(commands.Bot):
             self.storage.sessions,
             self.settings.quotas,
             backends,
+            self.generate.actions.defaults,
             admin.settings_parts(self.catalog, self.storage.sessions, *backends),
         )
         listener: JobListener = self.delivery

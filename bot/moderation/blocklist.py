@@ -14,8 +14,12 @@ seconds. Each piece between wildcards is found with ``str.find`` and the pieces 
 right to left (:func:`matches`), in time roughly linear in the prompt per term.
 
 Only this module writes ``blocked_terms``. Terms are stored normalized, so variants of one
-term are one row; a server's terms are read per request (one indexed query), so every
-process sees a change at once.
+term are one row. A server's terms are kept :data:`TERMS_SECONDS` after they are read (one
+indexed query, not one per request: issue 10's hot path), and forgotten at once when its admins
+change them (:meth:`Blocklist.forget`). Every interaction of a server reaches the one process
+whose gateway has its shard, the /moderation commands included, so that process never checks a
+prompt against old terms; another (a second gateway with other shards never sees the server's
+requests) would hold them at most :data:`TERMS_SECONDS`.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import bisect
 import functools
 import logging
 import re
+import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select
@@ -42,6 +47,8 @@ MAX_TERM_CHARS = 100
 #: Most terms one server may block.
 MAX_TERMS = 200
 WILDCARD = "*"
+#: Seconds a server's terms are kept before they are read again.
+TERMS_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -320,10 +327,15 @@ async def _count(session: AsyncSession, guild_id: int) -> int:
 @dataclass(frozen=True)
 class Blocklist:
     """The terms in force for a request: the operator's (parsed once, at start) and its
-    server's (read per request: every process sees an admin's change at once)."""
+    server's (read when needed and kept :data:`TERMS_SECONDS`, parsed once)."""
 
     sessions: Sessions
     operator: tuple[Term, ...] = ()
+    clock: Callable[[], float] = time.monotonic
+    #: Server -> (its terms, parsed; when they were read).
+    _kept: dict[int, tuple[tuple[Term, ...], float]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def build(cls, sessions: Sessions, blocked_terms: Sequence[str]) -> Blocklist:
@@ -334,9 +346,22 @@ class Blocklist:
             return False
         terms = list(self.operator)
         if guild_id is not None:
-            stored = (_stored_term(text) for text in await terms_of(self.sessions, guild_id))
-            terms += [term for term in stored if term is not None]
+            terms += await self._server_terms(guild_id)
         return bool(terms) and any_match(terms, prompt)
+
+    def forget(self, guild_id: int) -> None:
+        """The server's terms changed (its admin command): read them again next time."""
+        self._kept.pop(guild_id, None)
+
+    async def _server_terms(self, guild_id: int) -> tuple[Term, ...]:
+        now = self.clock()
+        kept = self._kept.get(guild_id)
+        if kept is not None and now - kept[1] < TERMS_SECONDS:
+            return kept[0]
+        stored = (_stored_term(text) for text in await terms_of(self.sessions, guild_id))
+        terms = tuple(term for term in stored if term is not None)
+        self._kept[guild_id] = (terms, now)
+        return terms
 
     async def check(self, *, guild_id: int | None, user_id: int, command: str, prompt: str) -> None:
         """Raise PromptBlocked when a term in force is in ``prompt``, after noting the refusal

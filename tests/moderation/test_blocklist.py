@@ -193,3 +193,27 @@ async def test_the_check_reads_the_servers_terms_and_the_operators(storage: Stor
     assert isinstance(caught.value, BotError)
     assert "castle" not in str(caught.value)
     await terms.check(guild_id=GUILD, user_id=5, command="imagine", prompt="a lighthouse")
+
+
+async def test_a_servers_terms_are_kept_a_few_seconds_and_forgotten_when_changed(
+    storage: Storage,
+) -> None:
+    """One read per server every few seconds, not per request; the admin's own change (the
+    command calls forget) is in force at once."""
+    now = [100.0]
+    terms = Blocklist(storage.sessions, clock=lambda: now[0])
+    await blocklist.add_term(storage.sessions, GUILD, "castle", added_by=1)
+    assert await terms.blocked(GUILD, "a castle")
+
+    # Written by someone else (another process, a script): seen once the kept copy is old.
+    await blocklist.add_term(storage.sessions, GUILD, "tower", added_by=1)
+    now[0] += blocklist.TERMS_SECONDS - 0.5
+    assert not await terms.blocked(GUILD, "a tower")
+    now[0] += 1.0
+    assert await terms.blocked(GUILD, "a tower")
+
+    await blocklist.remove_term(storage.sessions, GUILD, "castle")
+    terms.forget(GUILD)
+    assert not await terms.blocked(GUILD, "a castle")
+    assert await terms.blocked(GUILD, "a tower")
+    assert not await terms.blocked(OTHER, "a tower")

@@ -64,6 +64,7 @@ class BlocklistGroup(app_commands.Group):
     async def add(self, interaction: discord.Interaction[Any], term: Range[str, 1, 200]) -> None:
         guild_id = require_manage_guild(interaction)
         change = await blocklist.add_term(self.sessions, guild_id, term, interaction.user.id)
+        self.terms.forget(guild_id)
         key = "blocklist.added" if change.changed else "blocklist.already"
         reply = self.catalog.text(
             key, interaction.locale, term=shown(change.term), count=change.count, limit=MAX_TERMS
@@ -83,6 +84,7 @@ class BlocklistGroup(app_commands.Group):
     async def remove(self, interaction: discord.Interaction[Any], term: Range[str, 1, 200]) -> None:
         guild_id = require_manage_guild(interaction)
         change = await blocklist.remove_term(self.sessions, guild_id, term)
+        self.terms.forget(guild_id)
         key = "blocklist.removed" if change.changed else "blocklist.not_listed"
         reply = self.catalog.text(key, interaction.locale, term=shown(change.term))
         await send_private(interaction, reply)

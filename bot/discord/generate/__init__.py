@@ -33,6 +33,7 @@ from bot.jobs import JobRunner
 from bot.moderation.blocklist import Blocklist
 from bot.providers.checks import SDLimits
 from bot.providers.registry import configured
+from bot.quotas.kept_defaults import KeptDefaults
 from bot.quotas.ratelimit import MemberRequestLimiter
 
 __all__ = ["Generate", "setup"]
@@ -85,6 +86,7 @@ class Generate:
             servers,
             blocklist,
             catalog,
+            KeptDefaults(sessions),
         )
         status = StatusBoard(
             catalog, FollowUps(client), runner.positions, runner.can_cancel_running

@@ -31,7 +31,6 @@ from bot.discord.i18n import Catalog
 from bot.discord.tree import member_error
 from bot.generation import check_order
 from bot.jobs import JobOrigin, store
-from bot.quotas.member_defaults import load_defaults
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ class Reactions:
             if index >= job.n_delivered:
                 raise NoSuchImage(index=index + 1)
             # Private like a button's: the member's default, or the result's own (one read).
-            defaults = await load_defaults(actions.sessions, payload.user_id)
+            defaults = await actions.defaults.of(payload.user_id)
             origin = dataclasses.replace(origin, private=defaults.private or job.private)
             if not origin.private:
                 # No interaction means no follow-up webhook: the result can only go to the

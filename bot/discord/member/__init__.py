@@ -19,6 +19,7 @@ from bot.discord.member._history import History, HistoryPageButton, history_comm
 from bot.discord.member._settings import SettingsGroup, SettingsPart
 from bot.jobs.backends import BackendChoice
 from bot.providers.registry import BackendSet
+from bot.quotas.kept_defaults import KeptDefaults
 
 __all__ = ["History", "SettingsPart", "setup"]
 
@@ -30,11 +31,12 @@ def setup(
     sessions: Sessions,
     quotas: QuotaSettings,
     backends: tuple[BackendSet, BackendChoice],
+    kept: KeptDefaults,
     parts: Iterable[SettingsPart] = (),
 ) -> None:
     """/settings show|set|reset for everyone, with ``parts`` (the admins' server-backend);
     /history, whose page buttons reach ``history`` as the client's ``history``."""
-    group = SettingsGroup(catalog, sessions, quotas, *backends, parts)
+    group = SettingsGroup(catalog, sessions, quotas, *backends, kept, parts)
     bot.tree.add_command(app_commands.guild_only()(group))
     bot.tree.add_command(app_commands.guild_only()(history_command(history)))
     bot.add_dynamic_items(HistoryPageButton)

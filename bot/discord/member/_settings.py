@@ -27,6 +27,7 @@ from bot.jobs.backends import BackendChoice
 from bot.providers import Operation
 from bot.providers.registry import BackendSet
 from bot.quotas.backends import BackendNotEnabled
+from bot.quotas.kept_defaults import KeptDefaults
 from bot.quotas.member_defaults import (
     SETTINGS,
     MemberDefaults,
@@ -67,6 +68,7 @@ class SettingsGroup(app_commands.Group):
         quotas: QuotaSettings,
         backends: BackendSet,
         choice: BackendChoice,
+        kept: KeptDefaults,
         parts: Any = (),
     ) -> None:
         super().__init__(
@@ -78,6 +80,8 @@ class SettingsGroup(app_commands.Group):
         )
         self.catalog, self.sessions, self.quotas = catalog, sessions, quotas
         self.backends, self.choice = backends, choice
+        #: What requests read: told at once of a change made here.
+        self.kept = kept
         self.check = order_check(backends, quotas)
         for part in parts:
             self.add_command(part)
@@ -167,6 +171,7 @@ class SettingsGroup(app_commands.Group):
         if order_changes:
             await self._check(interaction.guild_id, current, order_changes)
         saved = await save_defaults(self.sessions, interaction.user.id, changes)
+        self.kept.forget(interaction.user.id)
         locale = interaction.locale
         lines = [self.catalog.text("settings.member.saved", locale), *self._shown(saved, locale)]
         await send_private(interaction, "\n".join(lines))
@@ -223,9 +228,11 @@ class SettingsGroup(app_commands.Group):
         locale, user_id = interaction.locale, interaction.user.id
         if setting is None or setting not in SETTINGS:
             await reset_defaults(self.sessions, user_id)
+            self.kept.forget(user_id)
             await send_private(interaction, self.catalog.text("settings.member.reset_all", locale))
             return
         saved = await save_defaults(self.sessions, user_id, {setting: None})
+        self.kept.forget(user_id)
         done = self.catalog.text(
             "settings.member.reset_one", locale, setting=label(self.catalog, locale, setting)
         )

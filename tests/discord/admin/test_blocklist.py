@@ -356,3 +356,15 @@ async def test_a_left_over_request_blocked_while_the_bot_was_down_is_refused(
     assert note.content.startswith(fake.user.mention)
     assert bot.api.requests == [] and await queued_jobs(bot) == 0
     assert await pending_intakes(bot.bot.storage.sessions) == []
+
+
+async def test_a_term_added_or_removed_is_in_force_for_the_next_request(bot: Harness) -> None:
+    """The server's terms are kept between requests (issue 10): the admin's change still
+    holds for the very next /imagine, not a few seconds later."""
+    assert await imagine(bot, "a castle by the sea") != REFUSAL  # the terms read and kept
+
+    await blocklist_command(bot, "add", "castle")
+    assert await imagine(bot, "a castle by the sea") == REFUSAL
+
+    await blocklist_command(bot, "remove", "castle")
+    assert await imagine(bot, "a castle by the sea") != REFUSAL

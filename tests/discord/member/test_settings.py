@@ -245,3 +245,30 @@ async def test_defaults_are_used_by_vary_too(harness: Harness) -> None:
 
     (call,) = api_calls(harness.api, "variations")
     assert (call.form["n"], call.form["size"]) == ("2", "256x256")
+
+
+async def test_a_changed_default_is_used_by_the_very_next_request(harness: Harness) -> None:
+    """Defaults are kept between requests (issue 10), but a change is never a few seconds
+    late: set, reset one and reset all each hold for the next /imagine."""
+    await imagine(harness)  # no defaults, read and kept
+    assert last_generation(harness).get("n", 1) == 1
+
+    await settings(harness, "set", {"count": 2})
+    await imagine(harness)
+    assert last_generation(harness)["n"] == 2
+
+    await settings(harness, "reset", {"setting": "n"})
+    await imagine(harness)
+    assert last_generation(harness).get("n", 1) == 1
+
+    await settings(harness, "set", {"count": 3})
+    await imagine(harness)
+    await settings(harness, "reset")
+    await imagine(harness)
+    assert [call.json.get("n", 1) for call in api_calls(harness.api, "generations")] == [
+        1,
+        2,
+        1,
+        3,
+        1,
+    ]
