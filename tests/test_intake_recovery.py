@@ -1,10 +1,12 @@
-"""Acknowledged requests a SIGKILLed process left as intakes, finished by the next process.
+"""Acknowledged requests a SIGKILLed process left unfinished, finished by the next process.
 
 Two cases the burst test in tests/test_kill_restart.py does not reach: a request whose
 interaction token died while the bot was down (over 15 minutes) is answered in the channel,
 never through the dead token; and the requests of Redo, Remix and Retry, whose images are the
-source job's stored inputs rather than uploads, are queued from those inputs. Each on SQLite
-and on PostgreSQL.
+source job's stored inputs rather than uploads, are made from those inputs. Each on SQLite
+and on PostgreSQL. On SQLite such a request, with nothing to download, is admitted as its job
+before it is acknowledged (the job's row is its durable record); on PostgreSQL's shared queue
+it is an intake until its job is admitted.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from bot.db import create_engine, create_sessionmaker
-from bot.db.models import Intake
+from bot.db.models import Intake, Job, JobStatus
 from bot.quotas.member_defaults import save_defaults
 from bot.testing.discord import FakeDiscord, InteractionHandle
 from bot.testing.discord.models import walk_components
@@ -43,6 +45,17 @@ async def intakes_of(url: str) -> list[Intake]:
     try:
         async with create_sessionmaker(engine)() as session:
             return list((await session.execute(select(Intake))).scalars())
+    finally:
+        await engine.dispose()
+
+
+async def queued_commands(url: str) -> list[str]:
+    """The commands of the jobs waiting in the queue, sorted."""
+    engine = create_engine(url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            found = await session.execute(select(Job.command).where(Job.status == JobStatus.QUEUED))
+            return sorted(found.scalars())
     finally:
         await engine.dispose()
 
@@ -152,8 +165,9 @@ async def test_redo_remix_and_retry_killed_before_they_were_queued_run_after_a_r
     tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, database_url: str
 ) -> None:
     """Redo and Remix of an edited image, and Retry of an interrupted edit, each acknowledged
-    ("thinking…") when the process is killed, before any of them is a job. After the restart
-    each is made from the source job's stored upload and its member sees it done."""
+    ("thinking…") when the process is killed, before any of them has run: on SQLite each is a
+    queued job already, on PostgreSQL an intake. After the restart each is made from the
+    source job's stored upload and its member sees it done."""
     fake, api = fake_discord, fake_images_api
     config = write_config(tmp_path, fake, api, database_url)
     env = bot_env(fake.token, api.api_key)
@@ -207,7 +221,12 @@ async def test_redo_remix_and_retry_killed_before_they_were_queued_run_after_a_r
     fake.callback_gate.set()
     fake.callback_gate = None
     left = await intakes_of(database_url)
-    assert sorted(intake.command for intake in left) == ["redo", "remix", "retry"]
+    if database_url.startswith("sqlite"):  # admitted before the defer: no intake needed
+        assert left == []
+        assert await queued_commands(database_url) == ["redo", "remix", "retry"]
+    else:
+        assert sorted(intake.command for intake in left) == ["redo", "remix", "retry"]
+        assert await queued_commands(database_url) == []
     calls_before = len(api.requests)
 
     # --- 3: each is made from the stored upload -------------------------------------------------
@@ -243,13 +262,17 @@ async def test_redo_remix_and_retry_killed_before_they_were_queued_run_after_a_r
     assert fake.spec_violations == [] and api.spec_violations == []
 
 
-async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_too_old(
+async def test_a_redo_killed_before_it_ran_survives_a_prune_only_once_it_is_a_job(
     tmp_path: Path, fake_discord: FakeDiscord, fake_images_api: FakeImagesAPI, database_url: str
 ) -> None:
     """Redo acknowledged, the process killed; the operator prunes before starting it again.
 
-    The member reads in place of "thinking…" that the result is too old, and nothing is asked
-    of the provider (an edit without its image would be refused there, or worse, billed).
+    On SQLite the redo was admitted before its "thinking…": its job holds its own copy of the
+    upload, which the prune leaves (the job is the work itself), and it is made after the
+    restart. On PostgreSQL it was still an intake pointing at the source job's upload, which
+    the prune took: the member reads in place of "thinking…" that the result is too old, and
+    nothing is asked of the provider (an edit without its image would be refused there, or
+    worse, billed).
     """
     from tests.bot_process import run_cli
 
@@ -257,6 +280,7 @@ async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_t
     config = write_config(tmp_path, fake, api, database_url)
     env = bot_env(fake.token, api.api_key)
     picture = png_bytes(256, 256, hole=(0, 0, 127, 255))
+    admitted_first = database_url.startswith("sqlite")
     async with bot_process("run", config, env) as first:
         await started(fake, first, fake.gateway.ready_count)
         upload = fake.add_attachment(picture, "room.png")
@@ -271,19 +295,30 @@ async def test_a_redo_whose_upload_was_pruned_during_the_restart_is_told_it_is_t
         await kill(first)
     fake.callback_gate.set()
     fake.callback_gate = None
-    assert [intake.command for intake in await intakes_of(database_url)] == ["redo"]
+    intakes = [intake.command for intake in await intakes_of(database_url)]
+    assert intakes == ([] if admitted_first else ["redo"])
+    assert await queued_commands(database_url) == (["redo"] if admitted_first else [])
     code, out, err = await run_cli("db", "prune", "--days", "0", "--config", str(config), env=env)
     assert code == 0 and "of 1 jobs" in out, (out, err)
 
     async with bot_process("run", config, env) as second:
         try:
             await started(fake, second, fake.gateway.ready_count)
-            await shows(redo, CATALOG.text("error.result_too_old", days=30))
+            if admitted_first:
+                await shows(redo, DONE)
+            else:
+                await shows(redo, CATALOG.text("error.result_too_old", days=30))
         except BaseException:
             print(second.output)
             raise
         await stop(fake, second)
-    assert len(api.requests) == 1
+    if admitted_first:
+        assert [r.body.get("prompt") for r in api.requests] == ["a red room", "a red room"]
+        sent = api.requests[1].file("image")
+        assert sent is not None and sent.data.startswith(b"\x89PNG")
+        assert len(result_for(fake, "a red room")) == 2
+    else:
+        assert len(api.requests) == 1
     assert await intakes_of(database_url) == []
     assert fake.spec_violations == [] and api.spec_violations == []
 

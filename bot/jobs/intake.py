@@ -6,6 +6,9 @@ member looking at "thinking…" forever. An intake row is committed before the d
 the transaction that inserts the job (or when the request is refused), and every row a killed
 process left behind is finished at the next start by an :class:`IntakeRecovery` (the Discord
 layer, which can read the uploads again and answer through the interaction).
+
+Requests with nothing to download, on this process's own queue (SQLite), need no intake: their
+job is admitted before the defer, and its row is the durable record (bot.discord.generate).
 """
 
 from __future__ import annotations

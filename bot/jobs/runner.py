@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Coroutine, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -188,6 +188,11 @@ class JobRunner:
         return self.shared.queue_depth if self.shared else len(self.dispatcher.queue)
 
     @property
+    def admitting(self) -> int:
+        """Admissions under way in this process (waiting for their turn to write, or writing)."""
+        return sum(self._admitting_guild.values())
+
+    @property
     def running(self) -> Mapping[int, QueuedJob]:
         """Jobs running in this process."""
         return (self.shared or self.dispatcher).running
@@ -266,12 +271,24 @@ class JobRunner:
         )
 
     async def submit(
-        self, order: ImageOrder, origin: JobOrigin, *, command: str, intake_id: int | None = None
+        self,
+        order: ImageOrder,
+        origin: JobOrigin,
+        *,
+        command: str,
+        intake_id: int | None = None,
+        acknowledge: Callable[[], Awaitable[None]] | None = None,
     ) -> Job:
         """Admit a job (checks, caps, quota reservation) and queue it; raises BotError.
 
         ``intake_id``: the acknowledged request this is (bot.jobs.intake), deleted with the
         job's insert; on a refusal the caller answers the member and deletes it.
+
+        ``acknowledge``: tells the requester the request is taken (the Discord layer's defer),
+        awaited once the job's row is committed and before the job can start or report
+        anything, so nothing about it reaches the member before that answer. The row is the
+        durable record then, and no intake is needed. If it fails (the interaction expired),
+        the job runs all the same: its result goes by whichever route still works.
         """
         if self._closing:
             raise ShuttingDown()
@@ -312,6 +329,8 @@ class JobRunner:
                     intake_id=intake_id,
                     enqueue=shared.enqueue if shared is not None else None,
                 )
+            if acknowledge is not None:  # outside the locks: the next admission goes on
+                await self._acknowledge(job, acknowledge)
             if shared is not None:
                 pass  # queued in the database: whichever process claims it runs it
             elif len(self._carried) < CARRIED_JOBS:
@@ -351,6 +370,18 @@ class JobRunner:
             extra=_context(job),
         )
         return job
+
+    async def _acknowledge(self, job: Job, acknowledge: Callable[[], Awaitable[None]]) -> None:
+        """Tell the requester their admitted job is taken; a failure only costs that answer."""
+        try:
+            await acknowledge()
+        except Exception as exc:  # admitted and charged: it must run, whatever Discord said
+            log.warning(
+                "job %d: its request could not be acknowledged (%s); it runs all the same",
+                job.id,
+                exc,
+                extra=_context(job),
+            )
 
     async def cancel(self, job_id: int) -> bool:
         """Cancel a job that has not started, or one running on a backend that can stop it

@@ -690,6 +690,57 @@ async def test_a_restart_after_a_hard_stop_does_not_repeat_finished_work(
             assert count.scalar_one() == 0
 
 
+async def test_a_request_is_acknowledged_once_its_job_is_stored_and_before_it_reports(
+    world: World,
+) -> None:
+    """The acknowledgment (the Discord layer's "thinking…") comes after the job's row is
+    committed, so a kill right after it leaves the job to the restart, and before the job is
+    queued or started, so nothing about it reaches the member before that answer."""
+    runner, recorder = await world.runner()
+    seen: list[tuple[list[JobStatus], list[str], int]] = []
+
+    async def acknowledge() -> None:
+        statuses = [job.status for job in await world.jobs()]
+        seen.append((statuses, [kind for kind, _, _ in recorder.events], len(world.api.requests)))
+
+    job = await runner.submit(order("noted"), origin(1), command="imagine", acknowledge=acknowledge)
+    assert seen == [([JobStatus.QUEUED], [], 0)]
+    await recorder.wait_for("succeeded", 1)
+    assert recorder.of("queued")[0] == job.id
+
+
+async def test_a_request_whose_acknowledgment_fails_is_made_all_the_same(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Discord refused "thinking…" (the interaction expired): the job is admitted and charged,
+    so it runs, and its result goes by whichever route still works."""
+    runner, recorder = await world.runner()
+
+    async def acknowledge() -> None:
+        raise RuntimeError("404 Unknown interaction")
+
+    job = await runner.submit(order("late"), origin(1), command="imagine", acknowledge=acknowledge)
+    await recorder.wait_for("succeeded", 1)
+    assert recorder.of("succeeded") == [job.id]
+    assert world.prompts() == ["late"]
+    assert "could not be acknowledged (404 Unknown interaction)" in caplog.text
+
+
+async def test_a_refused_request_is_never_acknowledged(world: World) -> None:
+    """A refusal of the admission (here the guild's queue cap) is the answer itself."""
+    runner, _ = await world.runner(max_queued_per_guild=1, start=False)
+    asked: list[str] = []
+
+    async def acknowledge() -> None:
+        asked.append("thinking")
+
+    await runner.submit(order("first"), origin(1), command="imagine", acknowledge=acknowledge)
+    with pytest.raises(GuildQueueFull):
+        await runner.submit(order("second"), origin(2), command="imagine", acknowledge=acknowledge)
+    assert asked == ["thinking"]
+    assert [job.prompt for job in await world.jobs()] == ["first"]
+
+
 async def test_no_new_jobs_once_closing(world: World) -> None:
     runner, _ = await world.runner()
     await runner.close()

@@ -1,9 +1,11 @@
 """The one way in for every request: by command, button, modal, menu or reaction.
 
 :meth:`Actions.submit` checks what can be checked at once (answering within Discord's 3 seconds
-with a precise, private message), then stores the request (an intake, so a restart finishes it),
-defers, reads and normalizes the uploads and hands the order to the job runner. Results are
-posted later by :mod:`bot.discord.generate._delivery`.
+with a precise, private message). A request with nothing to download (``/imagine``, a button
+whose images are a job's stored inputs) is then admitted as a job, and only then deferred: the
+job's row is what a restart finishes. One with uploads (or on the shared queue of PostgreSQL)
+is stored as an intake, so a restart finishes it, deferred, its uploads read and normalized,
+and handed to the job runner. Results are posted later by :mod:`bot.discord.generate._delivery`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import discord
@@ -32,16 +35,21 @@ from bot.moderation.blocklist import Blocklist
 from bot.providers import Operation
 from bot.providers.registry import BackendSet
 from bot.quotas.admission import check_origin
+from bot.quotas.kept_defaults import KeptDefaults
 from bot.quotas.member_defaults import (
     Ignored,
     MemberDefaults,
-    load_defaults,
     order_check,
     with_defaults,
 )
 from bot.quotas.ratelimit import MemberRequestLimiter
 
 Upload = tuple[discord.Attachment, str]
+
+#: Admissions waiting their turn (SQLite writes one at a time) beyond which a request is stored
+#: as an intake and deferred first: in a burst the defer must not wait for every admission
+#: before it, or the last ones would miss Discord's 3 seconds.
+BUSY = 8
 
 
 @dataclass(eq=False)
@@ -61,6 +69,8 @@ class Actions:
     blocklist: Blocklist
     #: The notes on a member's defaults left out of a request are in their language.
     catalog: Catalog
+    #: Members' own defaults (/settings), kept a few seconds instead of read per request.
+    defaults: KeptDefaults
 
     @property
     def upload_limit(self) -> int:
@@ -94,8 +104,10 @@ class Actions:
         Everything that costs nothing is checked before anything that costs something: the
         server, the member's request rate, the order, the uploads' metadata, the rules, the
         queue caps and the blocked terms (one indexed read) come before the defer; the quotas
-        (read-only) before any download. The request is durable (an intake row) before it is
-        acknowledged.
+        (read-only) before any download. The request is durable before it is acknowledged:
+        without uploads to read, on this process's own queue, as its admitted job (one write
+        instead of two, and a refusal answered at once rather than after "thinking…"); else
+        as an intake row, until its uploads are read and its job admitted.
         """
         if interaction.guild_id is None and not self.quotas.dm_enabled:
             raise GuildOnly()
@@ -105,7 +117,7 @@ class Actions:
         order = dataclasses.replace(order, user_id=str(interaction.user.id))
         order = await self.runner.backends.resolve(order, interaction.guild_id)
         ignored: list[Ignored] = []
-        defaults = await load_defaults(self.sessions, interaction.user.id)
+        defaults = await self.defaults.of(interaction.user.id)
         if typed is not None:
             order, ignored = await self._with_defaults(interaction, order, defaults, typed)
         if private is None:
@@ -119,16 +131,39 @@ class Actions:
         await self.blocklist.check(
             guild_id=origin.guild_id, user_id=origin.user_id, command=command, prompt=order.prompt
         )
+        if not uploads and self.runner.shared is None and self.runner.admitting < BUSY:
+            # Nothing to download: the job's row, committed before the defer, is the durable
+            # record (no intake), and the refusals of the admission are answered at once.
+            job = await self.runner.submit(
+                order, origin, command=command, acknowledge=partial(_defer, interaction)
+            )
+        else:
+            job = await self._submit_intake(interaction, order, uploads, origin, command, source)
+        if ignored:
+            await self._tell_ignored(interaction, ignored)
+        return job
+
+    async def _submit_intake(
+        self,
+        interaction: discord.Interaction[Any],
+        order: ImageOrder,
+        uploads: list[Upload],
+        origin: JobOrigin,
+        command: str,
+        source: tuple[int, int | None] | None,
+    ) -> Job:
+        """Store the request (an intake), defer, read the uploads, queue: for uploads, which
+        take a while to read after the defer, and for the shared queue, where another process
+        could claim a job admitted before the defer and report on it first."""
         # Durable before it is acknowledged: a process killed after "thinking…" leaves the
         # intake, and the next start finishes it (bot.discord.generate._intakes).
         intake_id = await self.runner.intakes.open(
             intake_origin(interaction),
             command,
-            intake_request(interaction, order, uploads, source, private=private),
+            intake_request(interaction, order, uploads, source, private=origin.private),
         )
         try:
-            if not interaction.response.is_done():
-                await interaction.response.defer(ephemeral=True, thinking=True)
+            await _defer(interaction)
             if uploads:
                 await self.runner.would_fit(order, origin)
             order = await self.uploads.read_order(
@@ -140,8 +175,6 @@ class Actions:
             with contextlib.suppress(*DATABASE_ERRORS):
                 await close_intake(self.sessions, intake_id)
             raise
-        if ignored:
-            await self._tell_ignored(interaction, ignored)
         return job
 
     async def _with_defaults(
@@ -267,3 +300,9 @@ class Actions:
             command="context-menu",
             typed=(),
         )
+
+
+async def _defer(interaction: discord.Interaction[Any]) -> None:
+    """Answer "thinking…", privately: the status message its place and result replace."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)

@@ -32,10 +32,15 @@ def nothing_public(harness: Harness) -> None:
     assert public == []
 
 
-async def told_privately(harness: Harness, handle: InteractionHandle, text: str) -> None:
-    """Deferred privately, then the same private message says ``text``; nothing public."""
+async def told_privately(
+    harness: Harness, handle: InteractionHandle, text: str, *, at_once: bool = False
+) -> None:
+    """Deferred privately, then the same private message says ``text``; nothing public.
+
+    ``at_once``: the failure comes before the defer (the admission of a request with nothing
+    to download precedes it), and the first answer is the message itself."""
     response = await handle.response()
-    assert response.type == 5 and response.ephemeral
+    assert response.type == (4 if at_once else 5) and response.ephemeral
     message = await handle.wait_message(lambda m: m.content == text)
     assert message.ephemeral and not message.attachments
     await harness.idle()
@@ -131,7 +136,7 @@ async def test_an_unexpected_error_gives_a_reference_found_in_the_log(
     monkeypatch.setattr(harness.bot.runner, "submit", broken)
     handle = await harness.fake.slash("imagine", {"prompt": "a cat"})
     response = await handle.response()
-    assert response.type == 5 and response.ephemeral
+    assert response.type == 4 and response.ephemeral  # the admission comes before any defer
     message = await handle.wait_message(lambda m: "Reference" in m.content)
     match = re.fullmatch(
         r"Something went wrong on our side\. Reference: ([0-9A-F]{8})", message.content
@@ -196,4 +201,4 @@ async def test_missing_permissions_reported_by_discord_are_named(
         "error.bot_missing_permissions",
         permissions="Send Messages, Attach Files, Embed Links",
     )
-    await told_privately(harness, handle, text)
+    await told_privately(harness, handle, text, at_once=True)
