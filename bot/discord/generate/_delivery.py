@@ -125,15 +125,16 @@ class Delivery:
         finally:
             self._redelivering.discard(job_id)
 
-    async def _post_result(self, job: Job, images: list[GeneratedImage]) -> Posted:
-        """Post the result by the first route that works; where, or empty when none did (it
-        is kept). The status says "done" once that is recorded (:meth:`job_recorded`)."""
-        limit = job.attachment_size_limit or DEFAULT_UPLOAD_LIMIT
+    async def result_parts(
+        self, job: Job, images: list[GeneratedImage], limit: int, *, spoiler: bool
+    ) -> list[ResultPart]:
+        """The messages of ``job``'s result for an upload limit of ``limit`` bytes (images
+        over it re-encoded in the image worker): for its first post and for /show's copies."""
         if fits(images, limit):
             uploads = as_uploads(images)
         else:
             uploads = await self.images.run(prepare_uploads, images, limit)
-        parts = build_result(
+        return build_result(
             job,
             uploads,
             seconds=provider_seconds(job),
@@ -142,8 +143,14 @@ class Delivery:
             limit=limit,
             seeds=[image.seed for image in images],
             shapes=[(image.width, image.height) for image in images],
-            spoiler=await self._spoiler(job),
+            spoiler=spoiler,
         )
+
+    async def _post_result(self, job: Job, images: list[GeneratedImage]) -> Posted:
+        """Post the result by the first route that works; where, or empty when none did (it
+        is kept). The status says "done" once that is recorded (:meth:`job_recorded`)."""
+        limit = job.attachment_size_limit or DEFAULT_UPLOAD_LIMIT
+        parts = await self.result_parts(job, images, limit, spoiler=await self._spoiler(job))
         posted = await self._post_parts(job, parts)
         if not posted:
             log.error("job %d: result could not be delivered by any route; kept", job.id)

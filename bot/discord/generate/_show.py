@@ -41,9 +41,8 @@ from bot.discord.errors import (
     ShowRunning,
 )
 from bot.discord.generate._buttons import result_attachment
-from bot.discord.generate._delivery import Delivery, provider_seconds
+from bot.discord.generate._delivery import Delivery
 from bot.discord.generate._intakes import age_restricted
-from bot.discord.generate._results import as_uploads, build_result, fits, prepare_uploads
 from bot.discord.i18n import OPERATOR_KEY, Catalog, LocaleLike, text
 from bot.errors import BotError
 from bot.jobs import store
@@ -78,24 +77,12 @@ class ShowResult:
         # there is something to show, so every refusal from here on stays private too.
         await interaction.response.defer(ephemeral=True, thinking=True)
         images = await self._images(job)
-        limit = interaction.filesize_limit
-        if fits(images, limit):
-            uploads = as_uploads(images)
-        else:
-            uploads = await self.delivery.images.run(prepare_uploads, images, limit)
         channel = interaction.channel
-        parts = build_result(
-            job,
-            uploads,
-            seconds=provider_seconds(job),
-            revised_prompt=job.revised_prompt,
-            catalog=self.catalog,
-            limit=limit,
-            seeds=[image.seed for image in images],
-            shapes=[(image.width, image.height) for image in images],
-            spoiler=await self.delivery.spoilers_in(
-                interaction.guild_id, interaction.channel_id, getattr(channel, "parent_id", None)
-            ),
+        spoiler = await self.delivery.spoilers_in(
+            interaction.guild_id, interaction.channel_id, getattr(channel, "parent_id", None)
+        )
+        parts = await self.delivery.result_parts(
+            job, images, interaction.filesize_limit, spoiler=spoiler
         )
         # The deferred message takes the note, so the copy is a message of its own: public,
         # unless the job is private (then only its requester, who is the one asking, sees it).
