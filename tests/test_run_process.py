@@ -143,6 +143,7 @@ async def test_sync_registers_the_commands_globally_and_exits(
         "moderation",
         "quota",
         "settings",
+        "show",
         "usage",
         "vary",
     ]
@@ -171,6 +172,7 @@ async def test_sync_to_the_dev_guild_only(
         "moderation",
         "quota",
         "settings",
+        "show",
         "usage",
         "vary",
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -147,8 +148,9 @@ async def test_a_pause_from_one_process_holds_back_every_other(processes: Proces
     paused = asyncio.gather(
         second.acquire("default", 1), third.acquire("default", 1), first.acquire("default", 1)
     )
+    asked = time.time()  # after the pauses' own round trips, which a busy machine slows
     other = await second.acquire("other", 1)  # another backend is not paused
-    assert other.granted_at < before.granted_at + 0.5
+    assert other.granted_at < asked + 0.5
     for grant in await paused:
         assert grant.granted_at >= before.granted_at + 1.5
         assert grant.granted_at <= before.granted_at + 1.5 + 1.5

@@ -505,6 +505,17 @@ def _reachable_again(fake: FakeDiscord) -> None:
     )
 
 
+async def _once_delivered(harness: Harness, job_id: int) -> Job:
+    """The job once its delivery is recorded (a moment after its post), within 5 seconds."""
+    async with asyncio.timeout(5):
+        while True:
+            job = await store.get_job(harness.bot.storage.sessions, job_id)
+            assert job is not None
+            if job.status is JobStatus.DELIVERED:
+                return job
+            await asyncio.sleep(0.02)
+
+
 async def test_a_result_nobody_could_receive_is_posted_when_discord_lets_it(
     fake_discord: FakeDiscord,
     fake_images_api: FakeImagesAPI,
@@ -524,9 +535,7 @@ async def test_a_result_nobody_could_receive_is_posted_when_discord_lets_it(
         await fake.flush()
         result = await harness.result(timeout=5)
         assert result.source == "channel" and result.pinged_ids == [hermit.id]
-        await asyncio.sleep(0.1)  # the delivery is recorded a moment after the post
-        job = await store.get_job(harness.bot.storage.sessions, 1)
-        assert job is not None and job.status is JobStatus.DELIVERED
+        job = await _once_delivered(harness, 1)  # recorded a moment after the post
         assert job.result_message_id == result.id
     assert len(api.requests) == 1  # posted again, never made again
 
@@ -550,9 +559,7 @@ async def test_a_kept_result_is_posted_after_a_restart_without_a_new_request(
         result = await second.result()
         assert result.source == "channel" and result.pinged_ids == [hermit.id]
         assert result.embeds[0]["description"] == "kept"
-        await asyncio.sleep(0.1)
-        job = await store.get_job(second.bot.storage.sessions, 1)
-        assert job is not None and job.status is JobStatus.DELIVERED
+        job = await _once_delivered(second, 1)
         assert (job.n_charged, job.n_delivered) == (1, 1)
     assert len(api.requests) == 1
     assert fake.spec_violations == [] and api.spec_violations == []
