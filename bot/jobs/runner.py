@@ -66,6 +66,9 @@ from bot.quotas.policy import TotalBudget
 
 log = logging.getLogger(__name__)
 
+#: Admissions under way (writing, waiting to, or acknowledging) from which a request is stored
+#: and acknowledged first, and admitted after (see ``admits_before_acknowledging``).
+BUSY = 8
 #: Jobs admitted by this process are kept in memory until they start (no read of their row
 #: then), up to this many; beyond it (a huge backlog) a job's row is read when it starts.
 CARRIED_JOBS = 10_000
@@ -188,9 +191,13 @@ class JobRunner:
         return self.shared.queue_depth if self.shared else len(self.dispatcher.queue)
 
     @property
-    def admitting(self) -> int:
-        """Admissions under way in this process (waiting for their turn to write, or writing)."""
-        return sum(self._admitting_guild.values())
+    def admits_before_acknowledging(self) -> bool:
+        """Whether a request may be admitted before it is acknowledged (``submit``'s
+        ``acknowledge``): on this process's own queue, while fewer than :data:`BUSY`
+        admissions are under way. On the shared queue another process could claim the job and
+        report on it before that answer; in a burst the last answers would wait for every
+        admission before them (SQLite writes one at a time) and miss Discord's 3 seconds."""
+        return self.shared is None and sum(self._admitting_guild.values()) < BUSY
 
     @property
     def running(self) -> Mapping[int, QueuedJob]:

@@ -35,6 +35,7 @@ from bot.errors import BotError, ShuttingDown
 from bot.generation import ImageOrder, ImageService
 from bot.jobs import JobOrigin, JobRunner, Place, store
 from bot.jobs.ratelimit import ImageRateLimiter
+from bot.jobs.runner import BUSY
 from bot.jobs.spool import Posted, inflight_dir
 from bot.providers import GeneratedImage, Operation
 from bot.quotas.policy import (
@@ -724,6 +725,38 @@ async def test_a_request_whose_acknowledgment_fails_is_made_all_the_same(
     assert recorder.of("succeeded") == [job.id]
     assert world.prompts() == ["late"]
     assert "could not be acknowledged (404 Unknown interaction)" in caplog.text
+
+
+@in_memory_queue  # on the shared queue a request is always acknowledged before its admission
+async def test_a_burst_of_admissions_makes_the_next_request_acknowledged_first(
+    world: World,
+) -> None:
+    """While BUSY admissions are under way (here each holding its acknowledgment, as a slow
+    Discord would), the next request must not wait behind them for its "thinking…": the
+    runner says to acknowledge it first. Once they end, admitting first is back."""
+    runner, _ = await world.runner(start=False)
+    assert runner.admits_before_acknowledging
+    held = asyncio.Event()
+
+    async def slow_acknowledge() -> None:
+        await held.wait()
+
+    burst = [
+        asyncio.create_task(
+            runner.submit(
+                order(f"b{i}"), origin(i), command="imagine", acknowledge=slow_acknowledge
+            )
+        )
+        for i in range(BUSY)
+    ]
+    await until(lambda: not runner.admits_before_acknowledging)
+    async with asyncio.timeout(10):  # all admitted in turn, each then waiting on its answer
+        while len(await world.jobs()) < BUSY:  # noqa: ASYNC110 - a database has no event
+            await asyncio.sleep(0.01)
+    assert not runner.admits_before_acknowledging
+    held.set()
+    await asyncio.gather(*burst)
+    assert runner.admits_before_acknowledging
 
 
 async def test_a_refused_request_is_never_acknowledged(world: World) -> None:

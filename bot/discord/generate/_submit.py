@@ -46,11 +46,6 @@ from bot.quotas.ratelimit import MemberRequestLimiter
 
 Upload = tuple[discord.Attachment, str]
 
-#: Admissions waiting their turn (SQLite writes one at a time) beyond which a request is stored
-#: as an intake and deferred first: in a burst the defer must not wait for every admission
-#: before it, or the last ones would miss Discord's 3 seconds.
-BUSY = 8
-
 
 @dataclass(eq=False)
 class Actions:
@@ -131,7 +126,7 @@ class Actions:
         await self.blocklist.check(
             guild_id=origin.guild_id, user_id=origin.user_id, command=command, prompt=order.prompt
         )
-        if not uploads and self.runner.shared is None and self.runner.admitting < BUSY:
+        if not uploads and self.runner.admits_before_acknowledging:
             # Nothing to download: the job's row, committed before the defer, is the durable
             # record (no intake), and the refusals of the admission are answered at once.
             job = await self.runner.submit(
