@@ -66,8 +66,9 @@ from bot.quotas.policy import TotalBudget
 
 log = logging.getLogger(__name__)
 
-#: Admissions awaited before their acknowledgment, under way at once, from which a request is
-#: stored and acknowledged first, and admitted after (see ``admits_before_acknowledging``).
+#: Admissions under way at once (of either kind: before or after their acknowledgment) from
+#: which a request is stored and acknowledged first, and admitted after (see
+#: ``admits_before_acknowledging``).
 BUSY = 8
 #: Jobs admitted by this process are kept in memory until they start (no read of their row
 #: then), up to this many; beyond it (a huge backlog) a job's row is read when it starts.
@@ -123,9 +124,9 @@ class JobRunner:
         #: against the caps, so concurrent requests cannot all slip in while the ledger works.
         self._admitting: Counter[tuple[Hashable, Hashable]] = Counter()
         self._admitting_guild: Counter[Hashable] = Counter()
-        #: Admissions whose acknowledgment waits for them, counted from the call on (before any
-        #: await, so a burst arriving at once sees every one before it).
-        self._admitting_first = 0
+        #: Admissions under way, counted from the call on (before any await, so a burst
+        #: arriving at once sees every one before it); all wait in turn for the same locks.
+        self._admissions = 0
         #: One reservation at a time per guild (while any is being admitted there): a burst
         #: waits here in order instead of in the database's lock, where waiters are served in
         #: no order and SQLite gives up on one after its busy timeout.
@@ -197,10 +198,11 @@ class JobRunner:
     def admits_before_acknowledging(self) -> bool:
         """Whether a request may be admitted before it is acknowledged (``submit``'s
         ``acknowledge``): on this process's own queue, while fewer than :data:`BUSY`
-        admissions are under way. On the shared queue another process could claim the job and
+        admissions are under way, whichever way each came (an answered request's admission
+        holds the locks as long). On the shared queue another process could claim the job and
         report on it before that answer; in a burst the last answers would wait for every
         admission before them (SQLite writes one at a time) and miss Discord's 3 seconds."""
-        return self.shared is None and self._admitting_first < BUSY
+        return self.shared is None and self._admissions < BUSY
 
     @property
     def running(self) -> Mapping[int, QueuedJob]:
@@ -300,13 +302,11 @@ class JobRunner:
         durable record then, and no intake is needed. If it fails (the interaction expired),
         the job runs all the same: its result goes by whichever route still works.
         """
-        if acknowledge is None:
-            return await self._submit(order, origin, command, intake_id, None)
-        self._admitting_first += 1
+        self._admissions += 1
         try:
             return await self._submit(order, origin, command, intake_id, acknowledge)
         finally:
-            self._admitting_first -= 1
+            self._admissions -= 1
 
     async def _submit(
         self,

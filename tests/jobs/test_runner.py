@@ -760,6 +760,24 @@ async def test_a_burst_of_admissions_makes_the_next_request_acknowledged_first(
     assert runner.admits_before_acknowledging
 
 
+@in_memory_queue
+async def test_admissions_of_requests_acknowledged_already_count_in_a_burst_too(
+    world: World,
+) -> None:
+    """A request admitted before its answer waits in turn behind every admission under way,
+    those of requests answered "thinking…" first (stored as intakes) as well: BUSY of those
+    also make the next request acknowledged first, or its answer would wait behind them."""
+    runner, _ = await world.runner(start=False)
+    burst = [
+        asyncio.create_task(runner.submit(order(f"i{i}"), origin(i), command="imagine"))
+        for i in range(BUSY)
+    ]
+    await asyncio.sleep(0)  # each has started: counted before its first await
+    assert not runner.admits_before_acknowledging
+    await asyncio.gather(*burst)
+    assert runner.admits_before_acknowledging
+
+
 async def test_a_refused_request_is_never_acknowledged(world: World) -> None:
     """A refusal of the admission (here the guild's queue cap) is the answer itself."""
     runner, _ = await world.runner(max_queued_per_guild=1, start=False)
