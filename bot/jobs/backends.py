@@ -16,9 +16,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 
 from bot.config import DEFAULT_BACKEND
 from bot.db import Sessions
+from bot.db.kept import Kept
 from bot.db.models import GuildSettings
 from bot.generation import ImageOrder
 from bot.providers.registry import BackendSet
@@ -43,9 +45,8 @@ class BackendChoice:
     ) -> None:
         self._sessions = sessions
         self._backends = backends
-        self._clock = clock
-        #: Server -> (its chosen backend as stored, when it was read).
-        self._chosen: dict[int, tuple[str | None, float]] = {}
+        #: Each server's chosen backend as stored.
+        self._chosen: Kept[int, str | None] = Kept(CHOICE_SECONDS, clock=clock)
 
     async def resolve(self, order: ImageOrder, guild_id: int | None) -> ImageOrder:
         """``order`` with the backend it runs on: its own while the server may use it (a
@@ -102,15 +103,12 @@ class BackendChoice:
 
     def forget(self, guild_id: int) -> None:
         """The server's choice changed (its admin command): read it again next time."""
-        self._chosen.pop(guild_id, None)
+        self._chosen.forget(guild_id)
 
     async def _stored(self, guild_id: int) -> str | None:
-        now = self._clock()
-        kept = self._chosen.get(guild_id)
-        if kept is not None and now - kept[1] < CHOICE_SECONDS:
-            return kept[0]
+        return await self._chosen.get(guild_id, partial(self._read, guild_id))
+
+    async def _read(self, guild_id: int) -> str | None:
         async with self._sessions() as session:
             row = await session.get(GuildSettings, guild_id)
-            chosen = row.backend if row is not None else None
-        self._chosen[guild_id] = (chosen, now)
-        return chosen
+            return row.backend if row is not None else None

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Sessions
+from bot.db.kept import Kept
 from bot.db.models import BlockedTerm
 from bot.errors import BotError, ConfigError
 from bot.moderation.audit import audit_refusal
@@ -332,10 +333,11 @@ class Blocklist:
     sessions: Sessions
     operator: tuple[Term, ...] = ()
     clock: Callable[[], float] = time.monotonic
-    #: Server -> (its terms, parsed; when they were read).
-    _kept: dict[int, tuple[tuple[Term, ...], float]] = field(
-        default_factory=dict, init=False, compare=False, repr=False
-    )
+    #: Each server's terms, parsed.
+    _kept: Kept[int, tuple[Term, ...]] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_kept", Kept(TERMS_SECONDS, clock=self.clock))
 
     @classmethod
     def build(cls, sessions: Sessions, blocked_terms: Sequence[str]) -> Blocklist:
@@ -351,17 +353,14 @@ class Blocklist:
 
     def forget(self, guild_id: int) -> None:
         """The server's terms changed (its admin command): read them again next time."""
-        self._kept.pop(guild_id, None)
+        self._kept.forget(guild_id)
 
     async def _server_terms(self, guild_id: int) -> tuple[Term, ...]:
-        now = self.clock()
-        kept = self._kept.get(guild_id)
-        if kept is not None and now - kept[1] < TERMS_SECONDS:
-            return kept[0]
+        return await self._kept.get(guild_id, functools.partial(self._read_terms, guild_id))
+
+    async def _read_terms(self, guild_id: int) -> tuple[Term, ...]:
         stored = (_stored_term(text) for text in await terms_of(self.sessions, guild_id))
-        terms = tuple(term for term in stored if term is not None)
-        self._kept[guild_id] = (terms, now)
-        return terms
+        return tuple(term for term in stored if term is not None)
 
     async def check(self, *, guild_id: int | None, user_id: int, command: str, prompt: str) -> None:
         """Raise PromptBlocked when a term in force is in ``prompt``, after noting the refusal

@@ -15,11 +15,13 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Sessions
 from bot.db.guilds import format_channels, lock_guild, parse_channels
+from bot.db.kept import Kept
 from bot.db.models import GuildSettings
 from bot.generation import ImageOrder
 from bot.providers import Operation
@@ -102,29 +104,22 @@ class ContentRules:
 
     def __init__(self, sessions: Sessions, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._sessions = sessions
-        self._clock = clock
-        self._kept: dict[int, tuple[NsfwRules, float]] = {}
+        self._kept: Kept[int, NsfwRules] = Kept(RULES_SECONDS, clock=clock)
 
     async def of(self, guild_id: int | None) -> NsfwRules:
         """The server's rules (direct messages: none)."""
         if guild_id is None:
             return NsfwRules()
-        now = self._clock()
-        kept = self._kept.get(guild_id)
-        if kept is not None and now - kept[1] < RULES_SECONDS:
-            return kept[0]
-        rules = await rules_of(self._sessions, guild_id)
-        self._kept[guild_id] = (rules, now)
-        return rules
+        return await self._kept.get(guild_id, partial(rules_of, self._sessions, guild_id))
 
     def last_known(self, guild_id: int | None) -> NsfwRules:
         """The rules as last read, however old (the database cannot be read just now)."""
-        kept = self._kept.get(guild_id) if guild_id is not None else None
-        return kept[0] if kept is not None else NsfwRules()
+        kept = self._kept.last(guild_id) if guild_id is not None else None
+        return kept if kept is not None else NsfwRules()
 
     def forget(self, guild_id: int) -> None:
         """The server's rules changed (its admin command): read them again next time."""
-        self._kept.pop(guild_id, None)
+        self._kept.forget(guild_id)
 
 
 async def rules_of(sessions: Sessions, guild_id: int) -> NsfwRules:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 from bot.db import Sessions
+from bot.db.kept import Kept
 from bot.quotas.member_defaults import MemberDefaults, load_defaults
 
 #: Seconds a member's defaults are kept before they are read again.
@@ -28,22 +30,13 @@ class KeptDefaults:
 
     def __init__(self, sessions: Sessions, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._sessions = sessions
-        self._clock = clock
-        #: Member -> (their defaults, when they were read); oldest read first.
-        self._kept: dict[int, tuple[MemberDefaults, float]] = {}
+        self._kept: Kept[int, MemberDefaults] = Kept(
+            DEFAULTS_SECONDS, most=KEPT_MEMBERS, clock=clock
+        )
 
     async def of(self, user_id: int) -> MemberDefaults:
-        now = self._clock()
-        kept = self._kept.get(user_id)
-        if kept is not None and now - kept[1] < DEFAULTS_SECONDS:
-            return kept[0]
-        defaults = await load_defaults(self._sessions, user_id)
-        self._kept.pop(user_id, None)  # re-inserted last: the dict stays in reading order
-        self._kept[user_id] = (defaults, now)
-        while len(self._kept) > KEPT_MEMBERS:
-            del self._kept[next(iter(self._kept))]
-        return defaults
+        return await self._kept.get(user_id, partial(load_defaults, self._sessions, user_id))
 
     def forget(self, user_id: int) -> None:
         """The member changed their defaults: read them again next time."""
-        self._kept.pop(user_id, None)
+        self._kept.forget(user_id)

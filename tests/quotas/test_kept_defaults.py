@@ -3,7 +3,10 @@ read again at once after the member changes them (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from sqlalchemy import event
 
 from bot.db.engine import Storage
 from bot.quotas import kept_defaults
@@ -53,3 +56,23 @@ async def test_the_oldest_members_go_first_past_the_bound(
 
     assert (await kept.of(3)).n == 3  # kept
     assert (await kept.of(1)).n == 4  # the oldest, dropped: read again
+
+
+async def test_a_burst_of_one_members_requests_reads_their_defaults_once(storage: Storage) -> None:
+    """200 requests at once with nothing kept (after a quiet moment, or a restart) made 200
+    reads of the same row, queued for the database before the first could be answered."""
+    kept = KeptDefaults(storage.sessions, clock=lambda: 0.0)
+    await save_defaults(storage.sessions, MEMBER, {"n": 2})
+    statements = 0
+
+    def count(*_: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    event.listen(storage.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        found = await asyncio.gather(*(kept.of(MEMBER) for _ in range(200)))
+    finally:
+        event.remove(storage.engine.sync_engine, "before_cursor_execute", count)
+    assert {defaults.n for defaults in found} == {2}
+    assert statements == 1
