@@ -15,11 +15,13 @@ class Reads:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.called = asyncio.Event()
         self.go = asyncio.Event()
         self.value = "first"
 
     async def __call__(self) -> str:
         self.calls += 1
+        self.called.set()
         value = self.value
         await self.go.wait()
         return value
@@ -85,13 +87,12 @@ async def test_a_value_forgotten_during_its_read_is_read_again() -> None:
     kept: Kept[int, str] = Kept(5.0, clock=lambda: 0.0)
     reads = Reads()
     before = asyncio.ensure_future(kept.get(1, reads))
-    while reads.calls < 1:  # its read has begun
-        await asyncio.sleep(0)
+    await reads.called.wait()  # its read has begun
+    reads.called.clear()
     reads.value = "changed"
     kept.forget(1)
     after = asyncio.ensure_future(kept.get(1, reads))
-    while reads.calls < 2:
-        await asyncio.sleep(0)
+    await reads.called.wait()
     reads.go.set()
     assert await before == "first" and await after == "changed"
     assert reads.calls == 2 and kept.last(1) == "changed"
