@@ -243,20 +243,23 @@ def quick_mode(doc: str | None) -> bool:
 class SqlCount:
     """What an engine does, counted by SQLAlchemy's events: statements, write statements,
     transactions (each session's BEGIN) and the write transactions among them (a COMMIT after
-    an INSERT, UPDATE or DELETE). ``engine`` is an AsyncEngine; divide by the jobs run."""
+    an INSERT, UPDATE or DELETE). ``storage`` is the bot's (bot.db.engine.Storage): its async
+    engine and the hot path's synchronous one, if any; divide by the jobs run."""
 
     WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
-    def __init__(self, engine: object) -> None:
+    def __init__(self, storage: object) -> None:
         from sqlalchemy import event
 
         self.statements = self.writes = self.transactions = self.write_transactions = 0
-        sync = engine.sync_engine  # type: ignore[attr-defined]
-        event.listen(sync, "before_cursor_execute", self._statement)
-        event.listen(sync, "begin", self._begin)
-        event.listen(sync, "commit", self._commit)
+        for sync in storage.sync_engines:  # type: ignore[attr-defined]
+            event.listen(sync, "before_cursor_execute", self._statement)
+            event.listen(sync, "begin", self._begin)
+            event.listen(sync, "commit", self._commit)
 
     def _statement(self, conn: object, cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("BEGIN"):
+            return  # the hot path's BEGIN IMMEDIATE on SQLite: counted as its transaction
         self.statements += 1
         if statement.lstrip().upper().startswith(self.WRITES):
             self.writes += 1

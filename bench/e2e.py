@@ -67,7 +67,7 @@ async def main(discord: _bench.DiscordProcess, base_url: str, api_key: str) -> N
             open_bot(settings, metrics=metrics, guild_ready_timeout=0.05) as bot,
             _bench.run_client(bot, discord.token),
         ):
-            sql = _bench.SqlCount(bot.storage.engine)
+            sql = _bench.SqlCount(bot.storage)
             provider_alone = []
             for _ in range(RUNS):
                 started = time.perf_counter()

@@ -66,7 +66,7 @@ async def level(
             open_bot(settings, guild_ready_timeout=0.05) as bot,
             _bench.run_client(bot, discord.token),
         ):
-            sql = _bench.SqlCount(bot.storage.engine)
+            sql = _bench.SqlCount(bot.storage)
             await discord.imagine(WARMUP, concurrency)
             await bot.runner.wait_idle()
             started_wall, started_cpu, started_sql = (

@@ -129,7 +129,11 @@ async def submit_times(queued: int, folder: Path) -> tuple[float, float, float]:
     settings = settings_for(folder)
     async with open_storage(settings) as storage, open_engine(settings) as engine:
         runner = JobRunner(
-            engine, storage.sessions, settings, prices=build_catalogues(settings).prices
+            engine,
+            storage.sessions,
+            settings,
+            prices=build_catalogues(settings).prices,
+            transactions=storage.transactions,
         )
         listener = Places()
         runner.set_listener(listener)  # type: ignore[arg-type]
@@ -223,7 +227,7 @@ async def admit_times(rows: int, folder: Path) -> tuple[float, float]:
             cost = estimate_cost(prices, "dall-e-2", 1, "256x256", None, partial_images=0)
             job = store.new_job(order(), origin(number % 1000, GUILD), "dall-e-2", cost, "imagine")
             started = time.process_time()
-            await store.admit(storage.sessions, settings.quotas, job)
+            await store.admit(storage.transactions, settings.quotas, job)
             if number >= 0:
                 samples.append(time.process_time() - started)
     median, p95 = stats(samples)
@@ -249,7 +253,8 @@ async def main():
     settings = settings_for(Path(sys.argv[1]))
     async with open_storage(settings) as storage, open_engine(settings) as engine:
         runner = JobRunner(engine, storage.sessions, settings,
-                           prices=build_catalogues(settings).prices)
+                           prices=build_catalogues(settings).prices,
+                           transactions=storage.transactions)
         runner.set_listener(Places())
         before = peak_kb()
         wall, cpu = time.perf_counter(), time.process_time()

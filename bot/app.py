@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from bot.config import PRECHECK_NEEDS_OPENAI, Settings
 from bot.db import Sessions, create_engine, create_sessionmaker, installation, upgrade_database
-from bot.db.engine import Storage, enable_incremental_vacuum
+from bot.db.engine import Storage, create_transactions, enable_incremental_vacuum
 from bot.errors import ConfigError
 from bot.generation import ImageService
 from bot.imaging import ImageLimits, ImageWorker
@@ -246,7 +246,14 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
         await upgrade_database(engine)
         if await enable_incremental_vacuum(engine):
             log.info("database converted to incremental vacuum (once): pruned space is given back")
-        yield Storage(engine, create_sessionmaker(engine))
+        sessions = create_sessionmaker(engine)
+        transactions = create_transactions(
+            sessions, settings.database.url, busy_timeout=settings.database.busy_timeout_seconds
+        )
+        try:
+            yield Storage(engine, sessions, transactions)
+        finally:
+            await transactions.aclose()
     finally:
         await engine.dispose()
 
@@ -293,6 +300,7 @@ async def open_bot(
             prices=catalogues.prices,
             process=process,
             content_check=build_precheck(settings, engine, storage.sessions),
+            transactions=storage.transactions,
         )
         rate_limited.pause = runner.rate_limited
         if metrics is not None:

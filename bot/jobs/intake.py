@@ -18,11 +18,14 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from bot.db import Sessions
+from bot.db.engine import Transactions
 from bot.db.models import Intake
 from bot.generation import ORDER_SETTINGS, ImageOrder
 from bot.providers import Operation
@@ -111,9 +114,12 @@ class IntakeBook:
     written together in the next one.
     """
 
-    def __init__(self, sessions: Sessions, owner: str | None = None) -> None:
-        """``owner``: this process's id, stamped on each intake (the shared queue)."""
-        self._sessions = sessions
+    def __init__(self, transactions: Transactions, owner: str | None = None) -> None:
+        """``transactions``: the hot path's (bot.db.engine): on SQLite the intakes are written
+        in the event loop as the admissions are, in turn with them, never starved by them in
+        the database's busy wait. ``owner``: this process's id, stamped on each intake (the shared
+        queue)."""
+        self._transactions = transactions
         self._owner = owner
         self._pending: list[tuple[Intake, asyncio.Future[int]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -141,6 +147,11 @@ class IntakeBook:
             self._writer = asyncio.create_task(self._write(), name="intakes")
         return await asyncio.shield(written)
 
+    async def drop(self, intake_id: int) -> None:
+        """The request was answered without a job (refused): nothing is left to finish. In
+        the hot path's transactions too: a burst's refusals wait in turn with its admissions."""
+        await self._transactions.run(partial(_delete, intake_id))
+
     async def close(self) -> None:
         """Wait for the batch being written: its requests are acknowledged on its commit."""
         if self._writer is not None:
@@ -150,14 +161,22 @@ class IntakeBook:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                async with self._sessions() as session, session.begin():
-                    session.add_all(row for row, _ in batch)
+                await self._transactions.run(partial(_insert, [row for row, _ in batch]))
             except Exception as exc:
                 for _, written in batch:
                     written.set_exception(exc)
                 continue
             for row, written in batch:
                 written.set_result(row.id)
+
+
+def _delete(intake_id: int, session: Session) -> None:
+    session.execute(delete(Intake).where(Intake.id == intake_id))
+
+
+def _insert(rows: list[Intake], session: Session) -> None:
+    session.add_all(rows)
+    session.flush()
 
 
 async def close_intake(sessions: Sessions, intake_id: int) -> None:

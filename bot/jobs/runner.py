@@ -30,6 +30,7 @@ from typing import Any
 
 from bot.config import DEFAULT_BACKEND, Settings
 from bot.db import Sessions
+from bot.db.engine import Transactions
 from bot.db.models import Job, JobStatus, utcnow
 from bot.errors import BotError, InternalError, ShuttingDown
 from bot.generation import ImageOrder, ImageService
@@ -86,6 +87,7 @@ class JobRunner:
         limiter: ImageRateLimiter | None = None,
         process: ProcessInfo | None = None,
         content_check: Precheck | None = None,
+        transactions: Transactions | None = None,
     ) -> None:
         """``prices`` is the price table (bot.app builds it once); ``limiter`` replaces the one
         built from ``provider.images_per_minute`` (tests). Each backend has its own queue,
@@ -93,10 +95,12 @@ class JobRunner:
         ``process``: who this process is among those sharing a PostgreSQL database.
         ``content_check``: the moderation pre-check every job passes before its image request
         (``[moderation] precheck = "block"``; not :meth:`precheck`, the admission's), None
-        when it is off."""
+        when it is off. ``transactions``: the hot path's (bot.db.engine.Transactions; by
+        default on ``sessions``)."""
         self._engine = engine
         self._content_check = content_check
         self._sessions = sessions
+        self._transactions = transactions or Transactions(sessions)
         self._settings = settings
         self._prices = prices
         self.process = process or ProcessInfo()
@@ -117,7 +121,8 @@ class JobRunner:
         #: Acknowledged requests not yet jobs (see bot.jobs.intake).
         bind = sessions.kw.get("bind")
         self.intakes = IntakeBook(
-            sessions, owner=self.process.id if bind is not None and is_shared(bind) else None
+            self._transactions,
+            owner=self.process.id if bind is not None and is_shared(bind) else None,
         )
         self._closing = False
         #: Requests past the cap check and not queued yet, by member and by guild: counted
@@ -139,6 +144,7 @@ class JobRunner:
         #: Records results, keeping them in the spool while the database cannot take them.
         inflight = inflight_dir(settings)
         self.results = ResultKeeper(
+            self._transactions,
             sessions,
             Spool(Path(settings.storage.spool_dir)),
             self._notify_success,
@@ -346,7 +352,7 @@ class JobRunner:
             # database locks decide, these only keep SQLite's writers in line.
             async with lock, self._total_lock:
                 await store.admit(
-                    self._sessions,
+                    self._transactions,
                     self._settings.quotas,
                     job,
                     origin.role_ids,
@@ -354,6 +360,7 @@ class JobRunner:
                     parent_channel_id=origin.parent_channel_id,
                     intake_id=intake_id,
                     enqueue=shared.enqueue if shared is not None else None,
+                    sessions=self._sessions,
                 )
             if acknowledge is not None:  # outside the locks: the next admission goes on
                 await self._acknowledge(job, acknowledge)

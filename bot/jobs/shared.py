@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import DEFAULT_BACKEND, JobsSettings, Settings
 from bot.db import Sessions
-from bot.db.engine import finish_even_if_cancelled
+from bot.db.engine import Transactions, finish_even_if_cancelled
 from bot.db.models import Intake, Job, JobStatus, utcnow
 from bot.generation import ImageOrder
 from bot.jobs import claims, notify, store
@@ -91,6 +91,8 @@ class SharedLanes:
         yet). ``images_per_minute``: the default backend's, for estimated waits."""
         self._run = run
         self._sessions = sessions
+        #: PostgreSQL's: the hot path's transactions on the async sessions.
+        self._transactions = Transactions(sessions)
         self._url = url
         self.process_id = process_id
         self._jobs = jobs
@@ -385,7 +387,7 @@ class SharedLanes:
         owned = await _retrying(
             job.id,
             lambda: store.record_result(
-                self._sessions,
+                self._transactions,
                 job,
                 result.images,
                 [],

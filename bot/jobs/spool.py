@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import Settings
 from bot.db import Sessions
-from bot.db.engine import finish_even_if_cancelled, sqlite_path
+from bot.db.engine import Transactions, finish_even_if_cancelled, sqlite_path
 from bot.db.models import Job, JobStatus
 from bot.generation import ImageOrder
 from bot.jobs import store
@@ -216,9 +216,17 @@ class ResultKeeper:
     each new result while it is posted (see the module's docstring).
     """
 
-    def __init__(self, sessions: Sessions, spool: Spool, notify: Notify, inflight: Spool) -> None:
+    def __init__(
+        self,
+        transactions: Transactions,
+        sessions: Sessions,
+        spool: Spool,
+        notify: Notify,
+        inflight: Spool,
+    ) -> None:
         self.spool = spool
         self.inflight = inflight
+        self._transactions = transactions
         self._sessions = sessions
         self._notify = notify
         self._lock = asyncio.Lock()
@@ -254,7 +262,7 @@ class ResultKeeper:
         for delay in (*self.retry_delays, None):
             try:
                 await store.record_result(
-                    self._sessions, job, result.images, posted, sent, reserved=reserved
+                    self._transactions, job, result.images, posted, sent, reserved=reserved
                 )
                 break
             except DATABASE_ERRORS as exc:

@@ -15,8 +15,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, literal, select
+from sqlalchemy import bindparam, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.db import Sessions
 from bot.db.guilds import lock_guild
@@ -105,6 +106,11 @@ REFUSED_WITH_ENTRY = frozenset({"moderation.precheck_flagged"})
 
 
 async def audit_job_end(session: AsyncSession, job: Job) -> None:
+    """:func:`audit_job_end_sync` in an async session."""
+    await session.run_sync(audit_job_end_sync, job)
+
+
+def audit_job_end_sync(session: Session, job: Job) -> None:
     """Queue ``job``'s entry in the caller's transaction, as the job's end is recorded
     (delivered, failed, cancelled, interrupted); nothing for a server without an audit channel.
 
@@ -116,20 +122,29 @@ async def audit_job_end(session: AsyncSession, job: Job) -> None:
         return
     try:
         body = json.dumps(job_body(job), ensure_ascii=False)
-        chosen = select(
-            GuildSettings.guild_id,
-            GuildSettings.audit_channel_id,
-            literal(job.id),
-            literal("job"),
-            literal(body),
-            literal(utcnow(), UTCDateTime()),
-            literal(0),
-        ).where(GuildSettings.guild_id == job.guild_id, GuildSettings.audit_channel_id.is_not(None))
-        columns = ["guild_id", "channel_id", "job_id", "kind", "body", "created_at", "attempts"]
     except (TypeError, ValueError):
         log.exception("job %d: its audit entry could not be built; the job is recorded", job.id)
         return
-    await session.execute(insert(AuditEntry).from_select(columns, chosen))
+    values = {"ended_job": job.id, "ended_guild": job.guild_id, "body": body, "at": utcnow()}
+    session.execute(_AUDIT_JOB_END, values)
+
+
+#: Built once (building the insert-from-select cost more than running it).
+_AUDIT_JOB_END = insert(AuditEntry.metadata.tables[AuditEntry.__tablename__]).from_select(
+    ["guild_id", "channel_id", "job_id", "kind", "body", "created_at", "attempts"],
+    select(
+        GuildSettings.guild_id,
+        GuildSettings.audit_channel_id,
+        bindparam("ended_job", type_=AuditEntry.job_id.type),
+        literal("job"),
+        bindparam("body", type_=AuditEntry.body.type),
+        bindparam("at", type_=UTCDateTime()),
+        literal(0),
+    ).where(
+        GuildSettings.guild_id == bindparam("ended_guild"),
+        GuildSettings.audit_channel_id.is_not(None),
+    ),
+)
 
 
 # --- the poster's side: claim an entry, then mark it posted or failed -------------------------

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.db.models import GuildSettings, Job, MemberReset, UsageCounter
 from bot.quotas.policy import periods, zone
@@ -118,15 +119,20 @@ def _is(key: Key) -> ColumnElement[bool]:
 
 async def read(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, Counts]:
     """The counters of ``keys`` that exist (a missing one is zero), in one query."""
-    result = await session.execute(_READ, {"keys": [_row(key) for key in keys]})
+    return await session.run_sync(read_sync, keys)
+
+
+def read_sync(session: Session, keys: Iterable[Key]) -> dict[Key, Counts]:
+    """:func:`read` in a synchronous session (the hot path's, bot.db.engine.Transactions)."""
+    result = session.execute(_READ, {"keys": [_row(key) for key in keys]})
     return {
         Key(scope, guild_id, user_id, period): Counts(int(images), int(spend))
         for scope, guild_id, user_id, period, images, spend in result.all()
     }
 
 
-async def add(
-    session: AsyncSession,
+def add_sync(
+    session: Session,
     keys: Sequence[Key],
     images: int,
     spend_micro: int,
@@ -140,37 +146,39 @@ async def add(
     if not keys or (images == 0 and spend_micro == 0):
         return
     present = list(keys) if existing is None else [key for key in keys if key in existing]
-    updated = await _increment(session, present, images, spend_micro) if present else 0
+    updated = _increment(session, present, images, spend_micro) if present else 0
     if updated == len(keys):
         return
-    found = existing if existing is not None else await read(session, keys)
+    found = existing if existing is not None else read_sync(session, keys)
     for key in keys:
         if key not in found:
-            await _create(session, key, images, spend_micro)
+            _create(session, key, images, spend_micro)
 
 
-async def _create(session: AsyncSession, key: Key, images: int, spend_micro: int) -> None:
+def _create(session: Session, key: Key, images: int, spend_micro: int) -> None:
     try:
-        async with session.begin_nested():
-            await session.execute(
-                insert(UsageCounter).values(
-                    scope=key.scope,
-                    guild_id=key.guild_id,
-                    user_id=key.user_id,
-                    period=key.period,
-                    images=images,
-                    spend_micro=spend_micro,
-                )
+        with session.begin_nested():
+            session.execute(
+                _CREATE,
+                {
+                    "scope": key.scope,
+                    "guild_id": key.guild_id,
+                    "user_id": key.user_id,
+                    "period": key.period,
+                    "images": images,
+                    "spend_micro": spend_micro,
+                },
             )
     except IntegrityError:  # created by a concurrent transaction since: add to it
-        await _increment(session, [key], images, spend_micro)
+        _increment(session, [key], images, spend_micro)
 
 
-async def _increment(
-    session: AsyncSession, keys: Sequence[Key], images: int, spend_micro: int
-) -> int:
+_CREATE = insert(UsageCounter.metadata.tables[UsageCounter.__tablename__])
+
+
+def _increment(session: Session, keys: Sequence[Key], images: int, spend_micro: int) -> int:
     """Add to the existing counters of ``keys``; how many rows there were."""
-    result = await session.execute(
+    result = session.execute(
         _INCREMENT,
         {"keys": [_row(key) for key in keys], "add_images": images, "add_spend": spend_micro},
     )
@@ -178,19 +186,24 @@ async def _increment(
 
 
 async def settle(session: AsyncSession, job: Job, before: tuple[int, int]) -> None:
+    """:func:`settle_sync` in an async session."""
+    await session.run_sync(settle_sync, job, before)
+
+
+def settle_sync(session: Session, job: Job, before: tuple[int, int]) -> None:
     """``job``'s charge changed from ``before`` (images, micro-dollars) to what its row says
     now: the difference goes to the counters of the periods it was reserved in."""
     images = job.n_charged - before[0]
     spend = job.cost_micro_usd - before[1]
     if (images == 0 and spend == 0) or job.user_id is None:
         return
-    timezone = await _timezone(session, job.guild_id)
+    timezone = _timezone(session, job.guild_id)
     keys = keys_for(job.guild_id, job.user_id, job.queued_at, timezone)
     chosen = list(keys.all())
-    reset = await session.get(MemberReset, (job.guild_id or DM_GUILD, job.user_id))
+    reset = session.get(MemberReset, (job.guild_id or DM_GUILD, job.user_id))
     if reset is not None and forgiven(reset.reset_at, job.queued_at, timezone):
         chosen.remove(keys.member_day)
-    await add(session, chosen, images, spend)
+    add_sync(session, chosen, images, spend)
 
 
 def forgiven(reset_at: datetime, queued_at: datetime, timezone: str) -> bool:
@@ -258,11 +271,11 @@ async def rebuild_guild(session: AsyncSession, guild_id: int, timezone: str, now
         )
 
 
-async def _timezone(session: AsyncSession, guild_id: int | None) -> str:
+def _timezone(session: Session, guild_id: int | None) -> str:
     """The time zone a guild's periods are in (as :func:`bot.quotas.policy.guild_limits`)."""
     if guild_id is None:
         return "UTC"
-    row = await session.get(GuildSettings, guild_id)
+    row = session.get(GuildSettings, guild_id)
     return row.timezone if row is not None and row.timezone else "UTC"
 
 

@@ -19,12 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.config import QuotaSettings
-from bot.db.guilds import lock_guild
+from bot.db.guilds import lock_guild, lock_guild_sync
 from bot.db.models import (
     GuildSettings,
     Installation,
@@ -99,10 +100,20 @@ def _aware(moment: datetime) -> datetime:
 async def limits_for(
     session: AsyncSession, quotas: QuotaSettings, guild_id: int | None, row: GuildSettings | None
 ) -> tuple[Limits, list[RoleLimit]]:
+    return await session.run_sync(limits_for_sync, quotas, guild_id, row)
+
+
+def limits_for_sync(
+    session: Session, quotas: QuotaSettings, guild_id: int | None, row: GuildSettings | None
+) -> tuple[Limits, list[RoleLimit]]:
     if guild_id is None:
         return dm_limits(quotas), []
-    rules = await session.execute(select(RoleLimit).where(RoleLimit.guild_id == guild_id))
+    rules = session.execute(_ROLE_LIMITS, {"limited_guild": guild_id})
     return guild_limits(quotas, row), list(rules.scalars())
+
+
+#: Built once, as every statement of the admission (building one costs more than running it).
+_ROLE_LIMITS = select(RoleLimit).where(RoleLimit.guild_id == bindparam("limited_guild"))
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,30 @@ async def check(
     locked: bool,
     parent_channel_id: int | None = None,
 ) -> Reservation:
+    """:func:`check_sync` in an async session."""
+    return await session.run_sync(
+        lambda sync: check_sync(
+            sync,
+            quotas,
+            job,
+            role_ids,
+            now,
+            locked=locked,
+            parent_channel_id=parent_channel_id,
+        )
+    )
+
+
+def check_sync(
+    session: Session,
+    quotas: QuotaSettings,
+    job: Job,
+    role_ids: Iterable[int],
+    now: datetime,
+    *,
+    locked: bool,
+    parent_channel_id: int | None = None,
+) -> Reservation:
     """Raise the first limit ``job`` (its n and estimated cost) would break, in ``session``.
 
     ``locked``: take the guild's lock row and then the operator's total lock row first, always
@@ -135,20 +170,16 @@ async def check(
     if job.guild_id is None and not quotas.dm_enabled:
         raise DirectMessagesOff()
     guild_id = job.guild_id or DM_GUILD
-    row = (
-        await lock_guild(session, guild_id)
-        if locked
-        else await session.get(GuildSettings, guild_id)
-    )
-    limits, rules = await limits_for(session, quotas, job.guild_id, row)
+    row = lock_guild_sync(session, guild_id) if locked else session.get(GuildSettings, guild_id)
+    limits, rules = limits_for_sync(session, quotas, job.guild_id, row)
     allowed = limits.allowed_channels
     parent = parent_channel_id if parent_channel_id is not None else job.parent_channel_id
     if allowed and job.channel_id not in allowed and parent not in allowed:
         raise ChannelNotAllowed(channels=limits.allowed_channels)
     if locked:
-        await lock_total(session)
+        lock_total_sync(session)
     keys = counters.keys_for(job.guild_id, job.user_id, now, limits.timezone)
-    found = await counters.read(session, keys.all())
+    found = counters.read_sync(session, keys.all())
     used = {key: found.get(key, Counts()) for key in keys.all()}
     _check_guild(job, limits, rules, role_ids, keys, used, periods(now, limits.timezone))
     _check_total(quotas, job.cost_micro_usd, keys, used, now)
@@ -207,6 +238,11 @@ TOTAL_LOCK = "total-spend-lock"
 
 
 async def lock_total(session: AsyncSession) -> None:
+    """Take the lock for the operator's total caps (see :func:`lock_total_sync`)."""
+    await session.run_sync(lock_total_sync)
+
+
+def lock_total_sync(session: Session) -> None:
     """Take the lock for the operator's total caps (one row for every guild and DM).
 
     SQLite has one writer at a time: the guild's lock taken before already holds the whole
@@ -214,7 +250,7 @@ async def lock_total(session: AsyncSession) -> None:
     if session.get_bind().dialect.name == "sqlite":
         return
     for _ in range(2):
-        result = await session.execute(
+        result = session.execute(
             update(Installation)
             .where(Installation.key == TOTAL_LOCK)
             .values(value=Installation.value)
@@ -222,8 +258,8 @@ async def lock_total(session: AsyncSession) -> None:
         if result.rowcount:  # type: ignore[attr-defined]
             return
         try:
-            async with session.begin_nested():
-                await session.execute(insert(Installation).values(key=TOTAL_LOCK, value=""))
+            with session.begin_nested():
+                session.execute(insert(Installation).values(key=TOTAL_LOCK, value=""))
             return
         except IntegrityError:
             continue  # created by a concurrent request: lock it with the update

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from bot.config import Settings, StorageSettings
 from bot.db import create_engine, create_sessionmaker, upgrade_database
 from bot.db.copy import Carried, copy_database
+from bot.db.engine import Transactions
 from bot.db.installation import user_salt
 from bot.db.migrate import alembic_config
 from bot.db.models import Base, ImageRole, Intake, JobImage, JobStatus
@@ -127,7 +128,7 @@ async def made_by_the_bot(api: FakeImagesAPI, tmp_path: Path) -> Source:
         sent_job = (await submit(stopped, "sent", user=6, guild=GUILD_B)).id
         marked_running = (await submit(stopped, "older", user=7, guild=GUILD_B)).id
         await store.mark_running(sessions, marked_running)
-        book = IntakeBook(sessions)
+        book = IntakeBook(Transactions(sessions))
         now = datetime.now(UTC)
         intake = IntakeOrigin(9001, 99, "token-intake", now, GUILD_A, 5, None, 7, "de")
         await book.open(intake, "imagine", IntakeRequest(order_options(order("later"))))

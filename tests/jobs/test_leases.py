@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, insert, select, update
 from bot.app import build_catalogues, open_engine
 from bot.config import DatabaseSettings
 from bot.db import Sessions, create_engine, create_sessionmaker, upgrade_database
+from bot.db.engine import Transactions
 from bot.db.models import Job, JobStatus, Process, utcnow
 from bot.jobs import JobOrigin, JobRunner, store
 from bot.jobs.leases import Leases, live_processes, release_claim
@@ -61,7 +62,7 @@ async def admitted(sessions: Sessions, user: int, n: int = 1) -> Job:
         user_id=user, guild_id=GUILD, channel_id=5, parent_channel_id=None, role_ids=()
     )
     job = store.new_job(order(f"job of {user}", n=n), origin, "dall-e-2", n * PRICE, "imagine")
-    return await store.admit(sessions, ROOMY_QUOTAS, job)
+    return await store.admit(Transactions(sessions), ROOMY_QUOTAS, job)
 
 
 async def claimed(sessions: Sessions, job: Job, worker: str, lease_left: float) -> None:

@@ -143,7 +143,12 @@ class World:
         )
         prices = build_catalogues(settings).prices
         runner = JobRunner(
-            self.engine, self.storage.sessions, settings, prices=prices, limiter=limiter
+            self.engine,
+            self.storage.sessions,
+            settings,
+            prices=prices,
+            limiter=limiter,
+            transactions=self.storage.transactions,
         )
         recorder = listener or Recorder()
         runner.set_listener(recorder)
@@ -489,6 +494,8 @@ async def test_a_job_costs_the_database_two_writes_and_no_read_once_admitted(
 
     def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         words = statement.split(None, 3)
+        if words[0].upper() == "BEGIN":
+            return  # SQLite's BEGIN IMMEDIATE (bot.db.engine.Transactions): no read, no write
         # The audit outbox's insert-from-select (it writes nothing where the server has no
         # audit channel) is named apart from the result's own rows.
         audit = words[0].upper() == "INSERT" and "audit_entries" in words[2]
@@ -498,9 +505,10 @@ async def test_a_job_costs_the_database_two_writes_and_no_read_once_admitted(
         commits.append(statements[:])
         statements.clear()
 
-    engine = world.storage.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", executed)
-    event.listen(engine, "commit", committed)
+    engines = world.storage.sync_engines
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", executed)
+        event.listen(engine, "commit", committed)
     try:
         job = await runner.submit(
             order("counted"),
@@ -511,8 +519,9 @@ async def test_a_job_costs_the_database_two_writes_and_no_read_once_admitted(
         await recorder.wait_for("succeeded", 1)
         await runner.wait_idle()
     finally:
-        event.remove(engine, "before_cursor_execute", executed)
-        event.remove(engine, "commit", committed)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", executed)
+            event.remove(engine, "commit", committed)
     writes = [c for c in commits if any(s in ("INSERT", "UPDATE", "DELETE") for s in c)]
     assert len(writes) == 2  # the admission and the completion
     # no read, no blob: the job's row, the audit outbox's entry (if any), the result's messages

@@ -44,7 +44,7 @@ async def inputs(world: World, job_id: int) -> list[tuple[int, bytes]]:
 
 async def test_a_blends_pictures_are_stored_in_order_and_read_back(world: World) -> None:
     job = store.new_job(BLEND_ORDER, origin(1), "gpt-image-2", 0, "blend")
-    await store.admit(world.storage.sessions, ROOMY, job, order=BLEND_ORDER)
+    await store.admit(world.storage.transactions, ROOMY, job, order=BLEND_ORDER)
 
     assert await inputs(world, job.id) == list(enumerate(PICTURES))
     again = await store.order_of(world.storage.sessions, job)
@@ -54,7 +54,7 @@ async def test_a_blends_pictures_are_stored_in_order_and_read_back(world: World)
 
 async def test_keeping_what_was_sent_replaces_every_picture(world: World) -> None:
     job = store.new_job(BLEND_ORDER, origin(1), "gpt-image-2", 0, "blend")
-    await store.admit(world.storage.sessions, ROOMY, job, order=BLEND_ORDER)
+    await store.admit(world.storage.transactions, ROOMY, job, order=BLEND_ORDER)
     sent = dataclasses.replace(BLEND_ORDER, image=PICTURES[4], extra_images=PICTURES[:2])
 
     await store.keep_sent_inputs(world.storage.sessions, job.id, sent)
@@ -65,7 +65,7 @@ async def test_keeping_what_was_sent_replaces_every_picture(world: World) -> Non
 async def test_an_edit_keeps_a_single_input(world: World) -> None:
     edit = ImageOrder(Operation.EDIT, prompt="a door", image=PICTURES[0])
     job = store.new_job(edit, origin(1), "gpt-image-2", 0, "edit")
-    await store.admit(world.storage.sessions, ROOMY, job, order=edit)
+    await store.admit(world.storage.transactions, ROOMY, job, order=edit)
 
     again = await store.order_of(world.storage.sessions, job)
     assert (again.image, again.extra_images) == (PICTURES[0], ())

@@ -26,7 +26,7 @@ def world(world_on_each_engine: World) -> World:
 async def delivered(world: World, messages: list[tuple[int | None, int]]) -> Job:
     order = ImageOrder(Operation.GENERATE, prompt="a kite", size="256x256")
     job = store.new_job(order, origin(1), "dall-e-2", 0, "imagine")
-    await store.admit(world.storage.sessions, ROOMY, job)
+    await store.admit(world.storage.transactions, ROOMY, job)
     await store.record_delivery(world.storage.sessions, job.id, messages)
     return job
 

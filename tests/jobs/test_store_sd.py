@@ -42,7 +42,7 @@ SD_ORDER = ImageOrder(
 
 async def test_a_jobs_sd_options_are_read_back_for_redo(world: World) -> None:
     job = store.new_job(SD_ORDER, origin(1), "automatic1111", 0, "imagine")
-    await store.admit(world.storage.sessions, ROOMY, job)
+    await store.admit(world.storage.transactions, ROOMY, job)
 
     again = await store.order_of(world.storage.sessions, job)
 
@@ -54,7 +54,7 @@ async def test_a_jobs_sd_options_are_read_back_for_redo(world: World) -> None:
 async def test_a_job_without_sd_options_reads_back_as_the_backends_defaults(world: World) -> None:
     plain = ImageOrder(Operation.GENERATE, prompt="a kite", size="256x256")
     job = store.new_job(plain, origin(1), "dall-e-2", 0, "imagine")
-    await store.admit(world.storage.sessions, ROOMY, job)
+    await store.admit(world.storage.transactions, ROOMY, job)
 
     again = await store.order_of(world.storage.sessions, job)
 
@@ -71,7 +71,7 @@ def test_an_intake_keeps_the_sd_options_for_a_restart() -> None:
 
 async def test_each_kept_images_seed_is_stored_and_read_back(world: World) -> None:
     job = store.new_job(SD_ORDER, origin(1), "automatic1111", 0, "imagine")
-    await store.admit(world.storage.sessions, ROOMY, job)
+    await store.admit(world.storage.transactions, ROOMY, job)
     picture = png_bytes(64, 64)
     result = ImageResult(
         images=(GeneratedImage(picture, "image/png", 64, 64),) * 2,
@@ -95,13 +95,13 @@ async def test_each_kept_images_seed_is_stored_and_read_back(world: World) -> No
 async def test_a_posted_result_keeps_each_images_seed_but_not_its_bytes(world: World) -> None:
     """Params shows each image's seed after the result is posted (the message has the bytes)."""
     job = store.new_job(SD_ORDER, origin(1), "automatic1111", 0, "imagine")
-    await store.admit(world.storage.sessions, ROOMY, job)
+    await store.admit(world.storage.transactions, ROOMY, job)
     picture = png_bytes(64, 64)
     images = [GeneratedImage(picture, "image/png", 64, 64, seed=s) for s in (1234, 1235)]
     store.settle(job, ImageResult(images=tuple(images), model="automatic1111"), 0)
 
     posted = await store.record_result(
-        world.storage.sessions, job, images, [(77, 1000)], reserved=(job.n_charged, 0)
+        world.storage.transactions, job, images, [(77, 1000)], reserved=(job.n_charged, 0)
     )
 
     assert posted

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.db import Sessions, create_engine, create_sessionmaker
+from bot.db.engine import Transactions
 from bot.jobs import JobOrigin, store
 from bot.jobs.leases import Leases
 from bot.jobs.processes import ProcessInfo
@@ -85,7 +86,7 @@ async def test_check_warns_when_jobs_wait_and_no_live_process_runs_jobs(
         )
         for prompt in ("one", "two"):
             job = store.new_job(order(prompt), origin, "dall-e-2", 16_000, "imagine")
-            await store.admit(sessions, ROOMY_QUOTAS, job)
+            await store.admit(Transactions(sessions), ROOMY_QUOTAS, job)
         gateway = Leases(sessions, ProcessInfo("gateway", (0,), 1), 30.0)
         await gateway.start()
         try:

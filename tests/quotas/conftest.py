@@ -8,12 +8,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.db.engine import Storage
+from bot.db.engine import Storage, create_transactions
 
 
 @pytest.fixture
 async def storage(database_url: str) -> AsyncIterator[Storage]:
+    """The hot path's transactions as the bot has them: a thread of their own on SQLite."""
     engine = create_engine(database_url)
     await upgrade_database(engine)
-    yield Storage(engine, create_sessionmaker(engine))
+    sessions = create_sessionmaker(engine)
+    transactions = create_transactions(sessions, database_url)
+    yield Storage(engine, sessions, transactions)
+    await transactions.aclose()
     await engine.dispose()

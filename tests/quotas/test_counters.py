@@ -37,15 +37,15 @@ def job(user: int = 1, n: int = 1, guild: int | None = GUILD) -> Job:
 async def test_a_new_day_and_a_new_month_start_new_counts(storage: Storage) -> None:
     quotas = QuotaSettings(images_per_day=2, images_per_month=3, member_images_per_day=10)
     last_evening = datetime(2026, 1, 31, 23, 59, tzinfo=UTC)
-    reserved = await admit(storage.sessions, quotas, job(n=2), now=last_evening)
+    reserved = await admit(storage.transactions, quotas, job(n=2), now=last_evening)
     with pytest.raises(GuildDailyLimit):
-        await admit(storage.sessions, quotas, job(), now=last_evening)
+        await admit(storage.transactions, quotas, job(), now=last_evening)
     first_morning = datetime(2026, 2, 1, 0, 1, tzinfo=UTC)
-    await admit(storage.sessions, quotas, job(n=2), now=first_morning)  # a new day and month
+    await admit(storage.transactions, quotas, job(n=2), now=first_morning)  # a new day and month
     # the job reserved yesterday fails today: yesterday's counts give it back, not today's
     await finish_without_images(storage.sessions, reserved.id, JobStatus.FAILED)
     with pytest.raises(GuildDailyLimit):
-        await admit(storage.sessions, quotas, job(), now=first_morning)
+        await admit(storage.transactions, quotas, job(), now=first_morning)
     async with storage.sessions() as session:
         assert (await counted(session, GUILD, 1, last_evening))[:4] == (0, 0, 0, 0)
         assert await counted(session, GUILD, 1, first_morning) == (
@@ -60,12 +60,12 @@ async def test_a_new_day_and_a_new_month_start_new_counts(storage: Storage) -> N
             session, GUILD, 1, first_morning
         )
     march = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-    await admit(storage.sessions, quotas, job(n=2), now=march)
+    await admit(storage.transactions, quotas, job(n=2), now=march)
     with pytest.raises(GuildDailyLimit):
-        await admit(storage.sessions, quotas, job(), now=march)
-    await admit(storage.sessions, quotas, job(), now=march + timedelta(days=1))
+        await admit(storage.transactions, quotas, job(), now=march)
+    await admit(storage.transactions, quotas, job(), now=march + timedelta(days=1))
     with pytest.raises(GuildMonthlyLimit):
-        await admit(storage.sessions, quotas, job(), now=march + timedelta(days=2))
+        await admit(storage.transactions, quotas, job(), now=march + timedelta(days=2))
 
 
 async def test_an_upgraded_database_keeps_its_counts(database_url: str) -> None:
@@ -125,7 +125,7 @@ async def test_an_upgraded_database_keeps_its_counts(database_url: str) -> None:
             assert (await counted(session, GUILD, 3, now))[3] == 0  # forgiven by the reset
         quotas = QuotaSettings(images_per_day=7, member_images_per_day=10)
         with pytest.raises(GuildDailyLimit) as info:
-            await admit(storage.sessions, quotas, job(n=2), now=now)
+            await admit(storage.transactions, quotas, job(n=2), now=now)
         assert info.value.params["remaining"] == 1  # 2 + 1 + 3 of 7 used today
     finally:
         await engine.dispose()
@@ -134,8 +134,8 @@ async def test_an_upgraded_database_keeps_its_counts(database_url: str) -> None:
 async def test_a_new_time_zone_regroups_the_days(storage: Storage) -> None:
     quotas = QuotaSettings(images_per_day=100, member_images_per_day=100)
     now = utcnow()
-    await admit(storage.sessions, quotas, job(n=2), now=now - timedelta(hours=6))
-    await admit(storage.sessions, quotas, job(n=3), now=now)
+    await admit(storage.transactions, quotas, job(n=2), now=now - timedelta(hours=6))
+    await admit(storage.transactions, quotas, job(n=3), now=now)
     for timezone in ("Pacific/Kiritimati", "Pacific/Pago_Pago", "UTC"):
         await admin.apply_changes(storage.sessions, quotas, GUILD, LimitChanges(timezone=timezone))
         async with storage.sessions() as session:
@@ -147,17 +147,17 @@ async def test_a_new_time_zone_regroups_the_days(storage: Storage) -> None:
 async def test_a_member_reset_forgives_what_came_before_and_only_that(storage: Storage) -> None:
     quotas = QuotaSettings(member_images_per_day=2)
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-    before = await admit(storage.sessions, quotas, job(user=3, n=2), now=now)
+    before = await admit(storage.transactions, quotas, job(user=3, n=2), now=now)
     with pytest.raises(MemberDailyLimit):
-        await admit(storage.sessions, quotas, job(user=3), now=now)
+        await admit(storage.transactions, quotas, job(user=3), now=now)
     await admin.reset_member(storage.sessions, GUILD, 3, now=now + timedelta(minutes=1))
     after = now + timedelta(minutes=2)
-    await admit(storage.sessions, quotas, job(user=3), now=after)
+    await admit(storage.transactions, quotas, job(user=3), now=after)
     # the forgiven job fails later: the member's new count does not go down for it
     await finish_without_images(storage.sessions, before.id, JobStatus.FAILED)
-    await admit(storage.sessions, quotas, job(user=3), now=after)
+    await admit(storage.transactions, quotas, job(user=3), now=after)
     with pytest.raises(MemberDailyLimit):
-        await admit(storage.sessions, quotas, job(user=3), now=after)
+        await admit(storage.transactions, quotas, job(user=3), now=after)
     async with storage.sessions() as session:
         assert (await counted(session, GUILD, 3, after))[3] == 2
         assert (await counted(session, GUILD, 3, after))[3] == (

@@ -112,7 +112,7 @@ async def test_member_usage_counts_what_the_quota_counts(storage: Storage) -> No
         status=JobStatus.QUEUED,
     )
     with pytest.raises(MemberDailyLimit) as info:
-        await admit(storage.sessions, QUOTAS, job, now=NOW)
+        await admit(storage.transactions, QUOTAS, job, now=NOW)
     assert info.value.params["remaining"] == used.member_remaining
 
 

@@ -29,7 +29,6 @@ from bot.discord.generate._uploads import UploadReader, first_image, precheck
 from bot.discord.i18n import Catalog
 from bot.generation import ImageOrder, check_order
 from bot.jobs import JobOrigin, JobRunner
-from bot.jobs.intake import close_intake
 from bot.jobs.spool import DATABASE_ERRORS
 from bot.moderation.blocklist import Blocklist
 from bot.providers import Operation
@@ -168,7 +167,7 @@ class Actions:
         except Exception:
             # Refused: the caller answers at once, so nothing is left for a restart to finish.
             with contextlib.suppress(*DATABASE_ERRORS):
-                await close_intake(self.sessions, intake_id)
+                await self.runner.intakes.drop(intake_id)
             raise
         return job
 
