@@ -586,3 +586,38 @@ async def test_raw_gateway_text_frames_and_bad_token(fake_discord: FakeDiscord) 
 def test_stored_message_helpers() -> None:
     msg = StoredMessage(1, 2, 3, {"id": "9"}, "channel", content="hi <@5> and <@!6>")
     assert msg.mentioned_ids == [5, 6] and msg.files == {} and not msg.ephemeral
+
+
+async def test_multipart_bodies_are_read_as_discord_reads_them(fake_discord: FakeDiscord) -> None:
+    """The fake reads an upload whole and cuts it at its boundaries (not 8 KB at a time): every
+    part's bytes and file name as sent, and a malformed body refused as Discord does."""
+    fake = fake_discord
+    url = f"{fake.api_base}/channels/{fake.channel.id}/messages"
+    auth = {"Authorization": f"Bot {fake.token}"}
+    big, small = png(600, 600, seed=3), png(2, 2, seed=4)
+    form = aiohttp.FormData()
+    form.add_field("payload_json", '{"content": "two files"}', content_type="application/json")
+    form.add_field("files[0]", big, filename="grand café.png", content_type="image/png")
+    form.add_field("files[1]", small, filename="b.png", content_type="image/png")
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=form, headers=auth) as sent:
+            assert sent.status == 200, await sent.text()
+        (stored,) = [m for m in fake.messages(fake.channel) if m.content == "two files"]
+        # aiohttp (discord.py's client) sends the name percent-encoded, as it is stored
+        assert stored.files == {"grand%20caf%C3%A9.png": big, "b.png": small}
+
+        boundary = "xyzzy"
+        head = {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        part = f'--{boundary}\r\nContent-Disposition: form-data; name="payload_json"\r\n\r\n{{}}'
+        for body, field in (
+            (part, "<body>"),  # no closing delimiter
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="extra"\r\n\r\nx\r\n'
+                f"--{boundary}--\r\n",
+                "extra",
+            ),
+        ):
+            async with http.post(url, data=body.encode(), headers=head) as refused:
+                answer = await refused.json()
+                assert refused.status == 400 and answer["code"] == 50035
+                assert field in answer["errors"]

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import Message
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from ..openapi import RequestValidator, request_validator
 
@@ -63,25 +65,64 @@ class Rejection(Exception):
 
 
 async def read_body(request: web.Request) -> Body:
-    """JSON, or multipart with ``payload_json`` and ``files[n]`` parts, as discord.py sends them."""
+    """JSON, or multipart with ``payload_json`` and ``files[n]`` parts, as discord.py sends them.
+
+    A multipart body is read whole, then cut at its boundaries: aiohttp's part reader takes
+    8 KB at a time, 4-5 ms of the fake's CPU for one 1.6 MB result, time the benchmarks would
+    count as the bot's (real Discord's intake is not the bot's cost)."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Rejection(413, 40005, "Request entity too large") from None
     if request.content_type == "multipart/form-data":
-        body = Body(multipart=True)
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("NESTED")})
-            name = part.name or ""
-            raw = await part.read(decode=False)
-            if name == "payload_json":
-                body.json = _loads(bytes(raw))
-            elif name.startswith("files[") and name.endswith("]"):
-                index = int(name[6:-1])
-                body.files.append(Upload(index, part.filename or f"file{index}", bytes(raw)))
-            else:
-                raise Rejection(400, 50035, "Invalid Form Body", {name: _err("UNKNOWN_FIELD")})
-        return body
-    raw = await request.read()
+        return _multipart(raw, request.headers.get("Content-Type", ""))
     return Body(json=_loads(raw) if raw else None)
+
+
+def _multipart(raw: bytes, content_type: str) -> Body:
+    """The parts of a ``multipart/form-data`` body (RFC 7578), each as sent (no decoding)."""
+    boundary = _boundary(content_type)
+    if not boundary:
+        raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("NO_BOUNDARY")})
+    # Each delimiter is CRLF "--boundary" (the first one may open the body without the CRLF).
+    sections = (b"\r\n" + raw).split(b"\r\n--" + boundary.encode("latin-1"))
+    if len(sections) < 2 or not sections[-1].startswith(b"--"):
+        raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("UNTERMINATED")})
+    body = Body(multipart=True)
+    for section in sections[1:-1]:
+        head, found, data = section.partition(b"\r\n\r\n")
+        if not found:
+            raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("MALFORMED_PART")})
+        headers = _part_headers(head)
+        if headers.get("content-type", "").lower().startswith("multipart/"):
+            raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("NESTED")})
+        _, params = parse_content_disposition(headers.get("content-disposition"))
+        name = params.get("name", "")
+        if name == "payload_json":
+            body.json = _loads(data)
+        elif name.startswith("files[") and name.endswith("]") and name[6:-1].isdigit():
+            index = int(name[6:-1])
+            filename = content_disposition_filename(params, "filename")
+            body.files.append(Upload(index, filename or f"file{index}", data))
+        else:
+            raise Rejection(400, 50035, "Invalid Form Body", {name: _err("UNKNOWN_FIELD")})
+    return body
+
+
+def _boundary(content_type: str) -> str | None:
+    message = Message()
+    message["content-type"] = content_type
+    found = message.get_param("boundary")
+    return found if isinstance(found, str) else None
+
+
+def _part_headers(head: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in head.decode("utf-8", "replace").split("\r\n"):
+        key, colon, value = line.partition(":")
+        if colon:
+            headers[key.strip().lower()] = value.strip()
+    return headers
 
 
 def _loads(raw: bytes) -> Any:
