@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from bot.testing.openai_api import _base64, _json_answer
 from tests.bot_process import ROOT
 
 #: Secrets of the developer's shell: the printed command must carry what it needs itself.
@@ -96,3 +98,18 @@ async def test_a_given_port_and_a_port_in_use(tmp_path: Path) -> None:
             assert error.count("\n") == 1
         first.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(first.wait(), 5) == 0
+
+
+def test_an_answer_is_the_json_of_its_payload_with_the_images_text_put_in_as_is() -> None:
+    """The fake writes the megabytes of base64 into its JSON without the encoder's scan: the
+    answer still parses to exactly the payload, whatever its other texts say."""
+    image = _base64(b"\x89PNG fake image bytes" * 1000)
+    payload = {
+        "created": 1,
+        "data": [
+            {"b64_json": image, "revised_prompt": 'a "quoted" \\ prompt, "placeholder-0"'},
+            {"b64_json": "written by a test: not base64 \u00e9"},
+        ],
+    }
+    assert json.loads(_json_answer(payload)) == payload
+    assert _json_answer(payload) == json.dumps(payload).encode()

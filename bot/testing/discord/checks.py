@@ -84,15 +84,20 @@ def _multipart(raw: bytes, content_type: str) -> Body:
     boundary = _boundary(content_type)
     if not boundary:
         raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("NO_BOUNDARY")})
-    # Each delimiter is CRLF "--boundary" (the first one may open the body without the CRLF).
-    sections = (b"\r\n" + raw).split(b"\r\n--" + boundary.encode("latin-1"))
-    if len(sections) < 2 or not sections[-1].startswith(b"--"):
+    # Each delimiter is CRLF "--boundary"; the first may open the body without the CRLF.
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    first = -2 if raw.startswith(delimiter[2:]) else raw.find(delimiter)
+    start = first + len(delimiter)
+    if first == -1:
         raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("UNTERMINATED")})
     body = Body(multipart=True)
-    for section in sections[1:-1]:
-        head, found, data = section.partition(b"\r\n\r\n")
-        if not found:
-            raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("MALFORMED_PART")})
+    while not raw.startswith(b"--", start):  # "--" after a delimiter closes the body
+        end = raw.find(delimiter, start)
+        head_end = raw.find(b"\r\n\r\n", start, end)
+        if end < 0 or head_end < 0:
+            raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("UNTERMINATED")})
+        head, data = raw[start:head_end], raw[head_end + 4 : end]  # the part's one copy
+        start = end + len(delimiter)
         headers = _part_headers(head)
         if headers.get("content-type", "").lower().startswith("multipart/"):
             raise Rejection(400, 50035, "Invalid Form Body", {"<body>": _err("NESTED")})
