@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.db import create_engine, create_sessionmaker, upgrade_database
+from bot.db.engine import Storage, create_transactions
 from bot.testing.discord import FakeDiscord
 from bot.testing.openai_api import FakeImagesAPI
 from bot.testing.postgres import (
@@ -104,3 +106,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def storage(database_url: str) -> AsyncIterator[Storage]:
+    """A migrated database of the test's own on each engine (no bot, no Discord), with the hot
+    path's transactions as the bot has them (on SQLite: in the event loop)."""
+    engine = create_engine(database_url)
+    await upgrade_database(engine)
+    sessions = create_sessionmaker(engine)
+    transactions = create_transactions(sessions, database_url)
+    yield Storage(engine, sessions, transactions)
+    await transactions.aclose()
+    await engine.dispose()

@@ -136,15 +136,7 @@ async def check(
 ) -> Reservation:
     """:func:`check_sync` in an async session."""
     return await session.run_sync(
-        lambda sync: check_sync(
-            sync,
-            quotas,
-            job,
-            role_ids,
-            now,
-            locked=locked,
-            parent_channel_id=parent_channel_id,
-        )
+        check_sync, quotas, job, role_ids, now, locked=locked, parent_channel_id=parent_channel_id
     )
 
 

@@ -25,17 +25,6 @@ from bot.db.engine import Storage, create_transactions
 from bot.db.models import Intake, utcnow
 
 
-@pytest.fixture
-async def storage(database_url: str) -> AsyncIterator[Storage]:
-    engine = create_engine(database_url)
-    await upgrade_database(engine)
-    sessions = create_sessionmaker(engine)
-    transactions = create_transactions(sessions, database_url)
-    yield Storage(engine, sessions, transactions)
-    await transactions.aclose()
-    await engine.dispose()
-
-
 def _intake(interaction_id: int, padding: int = 0) -> Intake:
     return Intake(
         interaction_id=interaction_id,
