@@ -43,10 +43,12 @@ async def test_a_burst_of_uploads_never_has_more_than_four_downloads_in_flight(
         handles = (await asyncio.gather(*edits, *reactions))[:EDITS]
         for handle in handles:
             assert (await handle.response()).type == 5
+        # Every request reached the image API (its downloads done, its job admitted): the
+        # runner's idle says nothing of a reaction still reading its upload.
         await fake.state.pulse.wait_until(
-            lambda: True if len(fake.cdn_requests) >= EDITS + REACTIONS else None,
+            lambda: True if len(api.requests) >= 1 + EDITS + REACTIONS else None,
             15,
-            lambda: "downloads",
+            lambda: f"image requests: {len(api.requests)} of {1 + EDITS + REACTIONS}",
         )
         await harness.idle()
         for i in range(EDITS):
