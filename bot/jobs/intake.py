@@ -179,12 +179,6 @@ def _insert(rows: list[Intake], session: Session) -> None:
     session.flush()
 
 
-async def close_intake(sessions: Sessions, intake_id: int) -> None:
-    """The request was answered without a job (refused): nothing is left to finish."""
-    async with sessions() as session, session.begin():
-        await session.execute(delete(Intake).where(Intake.id == intake_id))
-
-
 async def pending_intakes(sessions: Sessions) -> list[Intake]:
     async with sessions() as session:
         result = await session.execute(select(Intake).order_by(Intake.interaction_at, Intake.id))

@@ -21,10 +21,11 @@ from sqlalchemy import select, text, update
 
 from bot.app import build_catalogues
 from bot.config import DatabaseSettings, JobsSettings, ProviderSettings, Settings
+from bot.db.engine import Transactions
 from bot.db.models import Intake, Job, JobStatus, utcnow
 from bot.generation import ImageOrder
 from bot.jobs import JobRunner, store
-from bot.jobs.intake import close_intake
+from bot.jobs.intake import IntakeBook
 from bot.jobs.processes import ProcessInfo
 from bot.jobs.shared import recover_intakes
 from bot.providers import Operation
@@ -406,7 +407,7 @@ class CountingRecovery:
     async def intake_pending(self, intake: Intake) -> None:
         self.finished.append(intake.id)
         await asyncio.sleep(0.2)  # two processes at once would both be here now
-        await close_intake(self.sessions, intake.id)
+        await IntakeBook(Transactions(self.sessions)).drop(intake.id)
 
 
 async def test_left_over_intakes_are_finished_by_one_process_only(processes: Processes) -> None:

@@ -30,7 +30,6 @@ from bot.jobs.intake import (
     IntakeOrigin,
     IntakeRequest,
     IntakeUpload,
-    close_intake,
     order_options,
 )
 from bot.moderation.blocklist import Blocklist
@@ -125,7 +124,7 @@ class IntakeResumer:
             error = member_error(exc, "left-over request failed")
             text = self.catalog.error_text(error, intake.locale)
             await self._answer(intake, text, private=private)
-            await close_intake(self.sessions, intake.id)
+            await self.runner.intakes.drop(intake.id)
 
     async def _order(self, request: IntakeRequest, guild_id: int | None) -> ImageOrder:
         order = await self.runner.backends.resolve(request.image_order(), guild_id)
