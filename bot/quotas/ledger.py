@@ -54,7 +54,7 @@ from bot.quotas.policy import (
 )
 from bot.quotas.prices import MICRO
 
-__all__ = ["DM_GUILD", "Reservation", "Usage", "check", "lock_guild", "lock_total", "usage"]
+__all__ = ["DM_GUILD", "Reservation", "Usage", "check", "lock_guild", "usage"]
 
 
 @dataclass(frozen=True)
@@ -227,11 +227,6 @@ def _check_guild(
 
 #: The row of the installation table whose lock serializes the total spend caps.
 TOTAL_LOCK = "total-spend-lock"
-
-
-async def lock_total(session: AsyncSession) -> None:
-    """Take the lock for the operator's total caps (see :func:`lock_total_sync`)."""
-    await session.run_sync(lock_total_sync)
 
 
 def lock_total_sync(session: Session) -> None:
