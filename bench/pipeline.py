@@ -4,7 +4,8 @@ Run: python bench/pipeline.py   (about a minute on 2 cores; no network: fakes on
 ``--quick``: a few jobs per level, to prove the script works (CI runs it).
 
 The whole bot runs as in production (discord.py client against the fake Discord, the queue,
-SQLite, the image worker), with ``[jobs] concurrency`` set to the level. C members each send
+SQLite, the image worker), with ``[jobs] concurrency`` and the backend's own ``concurrency``
+(OpenAI's default is 4) set to the level. C members each send
 /imagine, wait for its result to be posted, and send the next, so C requests are in flight at
 every moment. The image API is the test fake in a process of its own, with no latency and no
 rate limit, answering every request with the same photo-like 1024x1024 PNG of about 1.6 MB
@@ -53,6 +54,7 @@ async def level(
             api,
             model="dall-e-2",
             images_per_minute=1_000_000,
+            concurrency=concurrency,  # the backend's own limit (OpenAI's default is 4) too
         )
         jobs = dataclasses.replace(
             settings.jobs,
