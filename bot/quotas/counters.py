@@ -84,23 +84,26 @@ def keys_for(guild_id: int | None, user_id: int, moment: datetime, timezone: str
 #: A counter's key as one row value; the statements on every admission are built once (with a
 #: list of keys as their parameter): building one per call (an OR of five ANDs) cost more CPU
 #: than running it.
-_KEY = tuple_(UsageCounter.scope, UsageCounter.guild_id, UsageCounter.user_id, UsageCounter.period)
+_COUNTERS = UsageCounter.metadata.tables[UsageCounter.__tablename__]
+_COLUMNS = _COUNTERS.c
+_KEY = tuple_(_COLUMNS.scope, _COLUMNS.guild_id, _COLUMNS.user_id, _COLUMNS.period)
+#: On the table, not the mapped class: Core statements skip the ORM's execution layer (a
+#: quarter of a millisecond of every admission for the two of them).
 _READ = select(
-    UsageCounter.scope,
-    UsageCounter.guild_id,
-    UsageCounter.user_id,
-    UsageCounter.period,
-    UsageCounter.images,
-    UsageCounter.spend_micro,
+    _COLUMNS.scope,
+    _COLUMNS.guild_id,
+    _COLUMNS.user_id,
+    _COLUMNS.period,
+    _COLUMNS.images,
+    _COLUMNS.spend_micro,
 ).where(_KEY.in_(bindparam("keys", expanding=True)))
 _INCREMENT = (
-    update(UsageCounter)
+    update(_COUNTERS)
     .where(_KEY.in_(bindparam("keys", expanding=True)))
     .values(
-        images=UsageCounter.images + bindparam("add_images"),
-        spend_micro=UsageCounter.spend_micro + bindparam("add_spend"),
+        images=_COLUMNS.images + bindparam("add_images"),
+        spend_micro=_COLUMNS.spend_micro + bindparam("add_spend"),
     )
-    .execution_options(synchronize_session=False)
 )
 
 
@@ -173,7 +176,7 @@ def _create(session: Session, key: Key, images: int, spend_micro: int) -> None:
         _increment(session, [key], images, spend_micro)
 
 
-_CREATE = insert(UsageCounter.metadata.tables[UsageCounter.__tablename__])
+_CREATE = insert(_COUNTERS)
 
 
 def _increment(session: Session, keys: Sequence[Key], images: int, spend_micro: int) -> int:
