@@ -70,13 +70,22 @@ async def read_body(request: web.Request) -> Body:
     A multipart body is read whole, then cut at its boundaries: aiohttp's part reader takes
     8 KB at a time, 4-5 ms of the fake's CPU for one 1.6 MB result, time the benchmarks would
     count as the bot's (real Discord's intake is not the bot's cost)."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Rejection(413, 40005, "Request entity too large") from None
+    raw = await _read_whole(request)
     if request.content_type == "multipart/form-data":
         return _multipart(raw, request.headers.get("Content-Type", ""))
     return Body(json=_loads(raw) if raw else None)
+
+
+async def _read_whole(request: web.Request) -> bytes:
+    """The body as the socket delivers it, joined once (``request.read`` copies each chunk into
+    a growing buffer, then the whole into bytes: a millisecond more for a 1.6 MB upload)."""
+    limit, total, chunks = request.client_max_size, 0, []
+    async for chunk in request.content.iter_any():
+        total += len(chunk)
+        if limit and total > limit:
+            raise Rejection(413, 40005, "Request entity too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _multipart(raw: bytes, content_type: str) -> Body:
