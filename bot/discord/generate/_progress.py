@@ -8,13 +8,13 @@ the interaction's upload limit is left out (the text still moves).
 
 from __future__ import annotations
 
-import io
 import math
 from datetime import UTC, datetime, timedelta
 
 import discord
 
 from bot.db.models import Job
+from bot.discord.files import upload_file
 from bot.discord.generate._results import DEFAULT_UPLOAD_LIMIT
 from bot.discord.i18n import Catalog
 from bot.discord.markup import discord_time
@@ -59,4 +59,4 @@ def preview_file(job: Job, preview: bytes) -> discord.File | None:
     if kind is None or len(preview) > (job.attachment_size_limit or DEFAULT_UPLOAD_LIMIT):
         return None
     extension = "jpg" if kind == "jpeg" else kind
-    return discord.File(io.BytesIO(preview), filename=f"{PREVIEW_NAME}.{extension}")
+    return upload_file(preview, f"{PREVIEW_NAME}.{extension}")

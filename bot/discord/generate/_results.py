@@ -8,13 +8,13 @@ images are always uploaded as files, never linked, because provider URLs expire 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import discord
 
 from bot.db.models import Job
+from bot.discord.files import upload_file
 from bot.discord.generate._views import result_view
 from bot.discord.i18n import Catalog
 from bot.generation import BLEND, UPSCALE
@@ -90,11 +90,7 @@ def build_result(
     parts = []
     for part_number, indexes in enumerate(groups):
         files = [
-            discord.File(
-                io.BytesIO(uploads[i].data),
-                filename=f"image_{i + 1}.{uploads[i].extension}",
-                spoiler=spoiler,
-            )
+            upload_file(uploads[i].data, f"image_{i + 1}.{uploads[i].extension}", spoiler=spoiler)
             for i in indexes
         ]
         embeds = [
