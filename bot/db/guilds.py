@@ -44,6 +44,23 @@ def lock_guild_sync(session: Session, guild_id: int) -> GuildSettings:
     return row
 
 
+def lock_guild_to_read_sync(session: Session, guild_id: int) -> GuildSettings:
+    """:func:`lock_guild_sync` for a caller that only reads the settings (the admission): a
+    Core statement, the row as a copy attached to no session (to change the settings, lock
+    with :func:`lock_guild`). A quarter of the ORM's cost, on every request."""
+    connection = session.connection()
+    for _ in range(2):
+        found = connection.execute(_LOCK_TO_READ, {"locked_id": guild_id}).mappings().first()
+        if found is not None:
+            return GuildSettings(**found)
+        try:
+            with session.begin_nested():
+                session.execute(insert(GuildSettings).values(guild_id=guild_id, lock_version=1))
+        except IntegrityError:
+            continue  # created by a concurrent request: lock it with the update
+    return lock_guild_sync(session, guild_id)
+
+
 #: Built once: constructing a statement costs more than running it.
 _LOCK = (
     update(GuildSettings)
@@ -51,6 +68,13 @@ _LOCK = (
     .values(lock_version=GuildSettings.lock_version + 1)
     .returning(GuildSettings)
     .execution_options(populate_existing=True)
+)
+_SETTINGS = GuildSettings.metadata.tables[GuildSettings.__tablename__]
+_LOCK_TO_READ = (
+    update(_SETTINGS)
+    .where(_SETTINGS.c.guild_id == bindparam("locked_id"))
+    .values(lock_version=_SETTINGS.c.lock_version + 1)
+    .returning(*_SETTINGS.c)
 )
 
 

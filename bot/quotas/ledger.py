@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from bot.config import QuotaSettings
-from bot.db.guilds import lock_guild, lock_guild_sync
+from bot.db.guilds import lock_guild, lock_guild_to_read_sync
 from bot.db.models import (
     GuildSettings,
     Installation,
@@ -108,12 +108,14 @@ def limits_for_sync(
 ) -> tuple[Limits, list[RoleLimit]]:
     if guild_id is None:
         return dm_limits(quotas), []
-    rules = session.execute(_ROLE_LIMITS, {"limited_guild": guild_id})
-    return guild_limits(quotas, row), list(rules.scalars())
+    rules = session.connection().execute(_ROLE_LIMITS, {"limited_guild": guild_id}).mappings()
+    return guild_limits(quotas, row), [RoleLimit(**rule) for rule in rules]
 
 
-#: Built once, as every statement of the admission (building one costs more than running it).
-_ROLE_LIMITS = select(RoleLimit).where(RoleLimit.guild_id == bindparam("limited_guild"))
+#: Built once, as every statement of the admission (building one costs more than running it);
+#: on the table: the rules are read, never changed here, so copies attached to no session do.
+_ROLES = RoleLimit.metadata.tables[RoleLimit.__tablename__]
+_ROLE_LIMITS = select(_ROLES).where(_ROLES.c.guild_id == bindparam("limited_guild"))
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,11 @@ def check_sync(
     if job.guild_id is None and not quotas.dm_enabled:
         raise DirectMessagesOff()
     guild_id = job.guild_id or DM_GUILD
-    row = lock_guild_sync(session, guild_id) if locked else session.get(GuildSettings, guild_id)
+    row = (
+        lock_guild_to_read_sync(session, guild_id)
+        if locked
+        else session.get(GuildSettings, guild_id)
+    )
     limits, rules = limits_for_sync(session, quotas, job.guild_id, row)
     allowed = limits.allowed_channels
     parent = parent_channel_id if parent_channel_id is not None else job.parent_channel_id
