@@ -12,12 +12,13 @@ after a restart. Stored images do not stay forever: see :mod:`bot.jobs.retention
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -395,14 +396,14 @@ async def record_result(
             result_message_id=job.result_message_id,
             interaction_token=None,
         )
-    jobs = _JOBS.c
-    waiting: ColumnElement[bool] = jobs.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
     if owner is not None:
-        waiting = (jobs.status == JobStatus.RUNNING) & (jobs.worker_id == owner)
         values["delivery_owner"] = job.delivery_owner = owner
+    statement = _recording(tuple(values), owned=owner is not None)
+    parameters = {f"new_{name}": value for name, value in values.items()}
+    parameters.update(recorded_id=job.id, owner=owner)
 
     def record(session: Session) -> bool:
-        result = session.execute(update(_JOBS).where(jobs.id == job.id, waiting).values(**values))
+        result = session.execute(statement, parameters)
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
         counters.settle_sync(session, job, reserved)
@@ -433,6 +434,22 @@ async def record_result(
         return True
 
     return await transactions.run(record)
+
+
+@functools.cache
+def _recording(columns: tuple[str, ...], *, owned: bool) -> Update:
+    """The update that records a result into ``columns``, built once per shape: building it
+    for every job (and its cache key, a walk over the whole statement) cost more than
+    running it. ``owned``: only while the job runs under the ``owner`` parameter's claim."""
+    jobs = _JOBS.c
+    waiting: ColumnElement[bool] = jobs.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
+    if owned:
+        waiting = (jobs.status == JobStatus.RUNNING) & (jobs.worker_id == bindparam("owner"))
+    return (
+        update(_JOBS)
+        .where(jobs.id == bindparam("recorded_id"), waiting)
+        .values({name: bindparam(f"new_{name}") for name in columns})
+    )
 
 
 async def record_failure(
