@@ -27,6 +27,7 @@ from bot.db.engine import Sessions, Transactions
 from bot.db.models import ImageRole, Intake, Job, JobImage, JobMessage, JobStatus, utcnow
 from bot.errors import BotError
 from bot.generation import ORDER_SETTINGS, FitChoice, ImageOrder
+from bot.jobs.intake import delete_intake_sync
 from bot.moderation.audit import audit_job_end, audit_job_end_sync
 from bot.providers import GeneratedImage, ImageResult, Operation
 from bot.providers.checks import png_dimensions
@@ -130,7 +131,7 @@ async def admit(
         if order is not None:
             session.add_all(input_images(job.id, order))
         if enqueue is None and intake_id is not None:
-            return _close_intake(session, intake_id)
+            return delete_intake_sync(session, intake_id)
         return 0
 
     if enqueue is None:
@@ -140,15 +141,9 @@ async def admit(
     async with sessions() as session, session.begin():
         await session.run_sync(insert_job)
         await enqueue(session, job)
-        if intake_id is not None and not await session.run_sync(_close_intake, intake_id):
+        if intake_id is not None and not await session.run_sync(delete_intake_sync, intake_id):
             raise IntakeTaken(intake_id)
     return job
-
-
-def _close_intake(session: Session, intake_id: int) -> int:
-    """Delete the intake a job was admitted for; how many rows went (0: taken elsewhere)."""
-    taken = session.execute(delete(Intake).where(Intake.id == intake_id))
-    return int(taken.rowcount)  # type: ignore[attr-defined]
 
 
 class IntakeTaken(Exception):
