@@ -13,6 +13,7 @@ from PIL import Image
 from bot.discord.files import UploadBuffer, WholePayload, upload_file
 from bot.testing import openai_rules as rules
 from bot.testing.harness import Harness, new_result
+from tests.web_app import served
 
 PROMPT = "a heron standing in the reeds"
 
@@ -59,24 +60,16 @@ async def test_an_upload_is_sent_from_where_its_buffer_stands() -> None:
 
     app = web.Application()
     app.router.add_post("/", upload)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        file = upload_file(b"HEADERpicture bytes", "a.png")
-        file.fp.seek(6)
-        payload = aiohttp.payload.get_payload(file.fp, filename="a.png")
-        assert isinstance(payload, WholePayload) and payload.size == len(b"picture bytes")
-        async with aiohttp.ClientSession() as session:
-            for _ in range(2):  # the same file twice, as a retry sends it
-                form = aiohttp.FormData()
-                form.add_field("file", file.fp, filename="a.png", content_type="image/png")
-                async with session.post(f"http://127.0.0.1:{port}/", data=form) as response:
-                    assert response.status == 200
-    finally:
-        await runner.cleanup()
+    file = upload_file(b"HEADERpicture bytes", "a.png")
+    file.fp.seek(6)
+    payload = aiohttp.payload.get_payload(file.fp, filename="a.png")
+    assert isinstance(payload, WholePayload) and payload.size == len(b"picture bytes")
+    async with served(app) as base_url, aiohttp.ClientSession() as session:
+        for _ in range(2):  # the same file twice, as a retry sends it
+            form = aiohttp.FormData()
+            form.add_field("file", file.fp, filename="a.png", content_type="image/png")
+            async with session.post(f"{base_url}/", data=form) as response:
+                assert response.status == 200
     assert received == [b"picture bytes", b"picture bytes"]
 
 

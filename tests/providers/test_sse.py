@@ -17,6 +17,7 @@ from bot.providers.progress import ProgressUpdate
 from bot.providers.sse import ServerEvent, server_events
 from bot.providers.streaming import ImageStream
 from tests.providers.conftest import png
+from tests.web_app import served
 
 Serve = Callable[[list[bytes], dict[str, str]], str]
 
@@ -37,18 +38,13 @@ async def serve() -> AsyncIterator[Serve]:
 
     app = web.Application()
     app.router.add_get("/{n}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    async with served(app) as base_url:
 
-    def add(chunks: list[bytes], headers: dict[str, str]) -> str:
-        answers.append((chunks, headers))
-        return f"http://127.0.0.1:{port}/{len(answers) - 1}"
+        def add(chunks: list[bytes], headers: dict[str, str]) -> str:
+            answers.append((chunks, headers))
+            return f"{base_url}/{len(answers) - 1}"
 
-    yield add
-    await runner.cleanup()
+        yield add
 
 
 async def _events(url: str, limit: int = 10_000_000) -> list[ServerEvent]:
