@@ -117,6 +117,9 @@ class JobRunner:
         #: delivery for spoilers).
         self.content_rules = ContentRules(sessions)
         self._listener: JobListener | None = None
+        #: Jobs started while Discord has not yet answered their request's acknowledgement:
+        #: they report nothing until it has (set when it did, or failed).
+        self._unacknowledged: dict[int, asyncio.Future[None]] = {}
         self._intake_recovery: IntakeRecovery | None = None
         #: Acknowledged requests not yet jobs (see bot.jobs.intake).
         bind = sessions.kw.get("bind")
@@ -303,10 +306,12 @@ class JobRunner:
         job's insert; on a refusal the caller answers the member and deletes it.
 
         ``acknowledge``: tells the requester the request is taken (the Discord layer's defer),
-        awaited once the job's row is committed and before the job can start or report
-        anything, so nothing about it reaches the member before that answer. The row is the
+        awaited once the job's row is committed and before the job can report anything, so
+        nothing about it reaches the member before that answer. The row is the
         durable record then, and no intake is needed. If it fails (the interaction expired),
-        the job runs all the same: its result goes by whichever route still works.
+        the job runs all the same: its result goes by whichever route still works. On this
+        process's own queue the job may start meanwhile (the member waits for the provider, not
+        for Discord's answer too); it reports nothing before that answer.
         """
         self._admissions += 1
         try:
@@ -347,6 +352,7 @@ class JobRunner:
         self._admitting[member] += 1
         self._admitting_guild[guild_key] += 1
         lock = self._guild_locks.setdefault(guild_key, asyncio.Lock())
+        acknowledged: asyncio.Future[None] | None = None
         try:
             # The guild's lock, then the one for the total caps that every guild shares: the
             # database locks decide, these only keep SQLite's writers in line.
@@ -362,20 +368,29 @@ class JobRunner:
                     enqueue=shared.enqueue if shared is not None else None,
                     sessions=self._sessions,
                 )
-            if acknowledge is not None:  # outside the locks: the next admission goes on
-                await self._acknowledge(job, acknowledge)
-            if shared is not None:
-                pass  # queued in the database: whichever process claims it runs it
-            elif len(self._carried) < CARRIED_JOBS:
-                # Uploads (megabytes each) stay in the database until the job starts.
-                self._carried[job.id] = (job, order if order.image is None else None)
+            # Queued in the database (shared) it is whichever process's that claims it; here it
+            # may start at once, its provider call beside the acknowledgement's round trip,
+            # and report nothing before Discord answered that (see _acknowledged).
             if shared is None:
+                if acknowledge is not None:
+                    acknowledged = asyncio.get_running_loop().create_future()
+                    self._unacknowledged[job.id] = acknowledged
+                if len(self._carried) < CARRIED_JOBS:
+                    # Uploads (megabytes each) stay in the database until the job starts.
+                    self._carried[job.id] = (job, order if order.image is None else None)
                 lane = order.backend or DEFAULT_BACKEND
                 self.dispatcher.push(QueuedJob(job.id, guild_key, user_key, order.n, lane))
+            if acknowledge is not None:  # outside the locks: the next admission goes on
+                await self._acknowledge(job, acknowledge)
         except TotalBudget as error:
             self.spend_caps.refused(error)
             raise
         finally:
+            if acknowledged is not None:
+                # No await from here to the job_queued call below: it takes the status
+                # message's lock before the job, woken by this, can report anything.
+                del self._unacknowledged[job.id]
+                acknowledged.set_result(None)
             _decrement(self._admitting, member)
             _decrement(self._admitting_guild, guild_key)
             if guild_key not in self._admitting_guild:
@@ -602,7 +617,7 @@ class JobRunner:
             return None
         failed = False
 
-        def progress(update: ProgressUpdate) -> None:
+        def show(update: ProgressUpdate) -> None:
             nonlocal failed
             try:
                 listener.job_progress(job, update)
@@ -611,7 +626,21 @@ class JobRunner:
                     log.exception("job %d: showing progress failed", job.id, extra=_context(job))
                 failed = True
 
+        def progress(update: ProgressUpdate) -> None:
+            waiting = self._unacknowledged.get(job.id)
+            if waiting is None:
+                show(update)
+            else:  # shown, in order, once Discord answered the acknowledgement
+                waiting.add_done_callback(lambda _: show(update))
+
         return progress
+
+    async def _acknowledged(self, job_id: int) -> None:
+        """Until Discord answered the acknowledgement of ``job_id``'s request, if it is still
+        waited for (shielded: a job cancelled meanwhile leaves it to its submitter)."""
+        waiting = self._unacknowledged.get(job_id)
+        if waiting is not None:
+            await asyncio.shield(waiting)
 
     async def _shared_started(self, job: Job) -> None:
         """Claimed here: its status message is this process's to keep from now on."""
@@ -649,6 +678,7 @@ class JobRunner:
         )
         self.journal.settled(job_id)
         if job is not None and self._listener is not None:
+            await self._acknowledged(job_id)
             try:
                 await self._listener.job_failed(job, error)
                 await store.clear_token(self._sessions, job_id)
@@ -659,6 +689,7 @@ class JobRunner:
         """Where the listener posted the result; empty when it could not (it stays kept)."""
         if self._listener is None:
             return []
+        await self._acknowledged(job.id)
         try:
             return await self._listener.job_succeeded(job, images)
         except Exception:

@@ -141,6 +141,8 @@ class FakeImagesAPI:
         self.host, self.port = host, port
         self.models: dict[str, rules.FakeModel] = dict(rules.MODELS)
         self.requests: list[RecordedRequest] = []
+        #: Set on every request recorded (a test clears it and waits for the next).
+        self.requested = asyncio.Event()
         self.downloads: list[RecordedRequest] = []
         self.spec_violations: list[str] = []
         #: Answer with a URL (served here) even when b64_json was asked for.
@@ -316,6 +318,7 @@ class FakeImagesAPI:
             return _error(404, "Unknown endpoint.", "invalid_request_error", "unknown_url")
         record = await self._record(request)
         self.requests.append(record)
+        self.requested.set()
         response = await self._answer(endpoint, record)
         if self.delay:
             await self._sleep(self.delay)

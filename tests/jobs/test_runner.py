@@ -704,19 +704,42 @@ async def test_a_request_is_acknowledged_once_its_job_is_stored_and_before_it_re
     world: World,
 ) -> None:
     """The acknowledgment (the Discord layer's "thinking…") comes after the job's row is
-    committed, so a kill right after it leaves the job to the restart, and before the job is
-    queued or started, so nothing about it reaches the member before that answer."""
+    committed, so a kill right after it leaves the job to the restart. The job may start
+    meanwhile (the member waits for the provider, not for Discord's answer as well), but
+    nothing about it reaches the member before that answer: its result waits for it."""
     runner, recorder = await world.runner()
-    seen: list[tuple[list[JobStatus], list[str], int]] = []
+    seen: list[tuple[list[JobStatus], list[str]]] = []
 
     async def acknowledge() -> None:
-        statuses = [job.status for job in await world.jobs()]
-        seen.append((statuses, [kind for kind, _, _ in recorder.events], len(world.api.requests)))
+        seen.append(([job.status for job in await world.jobs()], list(recorder.events)))
+        async with asyncio.timeout(5):
+            await world.api.requested.wait()  # the provider is asked during the round trip
+        await asyncio.sleep(0.2)  # time enough to post a result nothing held back
+        seen.append(([job.status for job in await world.jobs()], list(recorder.events)))
 
     job = await runner.submit(order("noted"), origin(1), command="imagine", acknowledge=acknowledge)
-    assert seen == [([JobStatus.QUEUED], [], 0)]
+    assert seen == [([JobStatus.QUEUED], []), ([JobStatus.QUEUED], [])]
     await recorder.wait_for("succeeded", 1)
     assert recorder.of("queued")[0] == job.id
+    assert [kind for kind, _, _ in recorder.events][:2] == ["queued", "succeeded"]
+
+
+async def test_a_failure_waits_for_the_acknowledgment_too(world: World) -> None:
+    """A job refused by its provider while Discord has not answered "thinking…" yet: the
+    failure is told after that answer, never before it."""
+    runner, recorder = await world.runner()
+    world.api.fail_next(400, code="content_policy_violation", message="Rejected.")
+    told_during: list[list[str]] = []
+
+    async def acknowledge() -> None:
+        async with asyncio.timeout(5):
+            await world.api.requested.wait()
+        await asyncio.sleep(0.2)
+        told_during.append([kind for kind, _, _ in recorder.events])
+
+    await runner.submit(order("refused"), origin(1), command="imagine", acknowledge=acknowledge)
+    assert told_during == [[]]
+    await recorder.wait_for("failed", 1)
 
 
 async def test_a_request_whose_acknowledgment_fails_is_made_all_the_same(
