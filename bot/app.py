@@ -34,6 +34,7 @@ from bot.ops.metrics import Metrics
 from bot.ops.observe import count_spend_cap_refusals
 from bot.providers import ModelSpec, build_model_table
 from bot.providers.client import OnRateLimited
+from bot.providers.fetch import READ_BUFFER
 from bot.providers.moderation import ModerationClient, moderation_backend
 from bot.providers.registry import build_backends, check_backends, configured
 from bot.quotas import PriceTable, price_table
@@ -189,7 +190,7 @@ async def open_engine(
     """
     catalogues = catalogues or build_catalogues(settings)
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(aiohttp.ClientSession())
+        http = await stack.enter_async_context(aiohttp.ClientSession(read_bufsize=READ_BUFFER))
         images = await stack.enter_async_context(
             ImageWorker(settings.images.workers, limits=image_limits(settings))
         )

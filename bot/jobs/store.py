@@ -28,6 +28,7 @@ from bot.db.models import ImageRole, Intake, Job, JobImage, JobMessage, JobStatu
 from bot.errors import BotError
 from bot.generation import ORDER_SETTINGS, FitChoice, ImageOrder
 from bot.jobs.intake import delete_intake_sync
+from bot.jobs.rows import insert_job_sync
 from bot.moderation.audit import audit_job_end, audit_job_end_sync
 from bot.providers import GeneratedImage, ImageResult, Operation
 from bot.providers.checks import png_dimensions
@@ -119,8 +120,7 @@ async def admit(
         )
         job.n_charged = job.n_requested
         job.queued_at = now
-        session.add(job)
-        session.flush()
+        insert_job_sync(session, job)
         counters.add_sync(
             session,
             reservation.keys.all(),
@@ -337,6 +337,7 @@ def settle(job: Job, result: ImageResult, cost: int) -> None:
 _JOBS = Job.metadata.tables[Job.__tablename__]
 _MESSAGES = Job.metadata.tables[JobMessage.__tablename__]
 _IMAGES = Job.metadata.tables[JobImage.__tablename__]
+_INSERT_MESSAGES, _INSERT_IMAGES = insert(_MESSAGES), insert(_IMAGES)
 #: The columns :func:`settle` (and the start of a job) set: what :func:`record_result` writes.
 _SETTLED = (
     "status",
@@ -398,8 +399,9 @@ async def record_result(
     parameters.update(recorded_id=job.id, owner=owner)
 
     def record(session: Session) -> bool:
-        result = session.execute(statement, parameters)
-        if not result.rowcount:  # type: ignore[attr-defined]
+        connection = session.connection()  # Core statements: not through the ORM's layer
+        result = connection.execute(statement, parameters)
+        if not result.rowcount:
             return False
         counters.settle_sync(session, job, reserved)
         if messages:
@@ -408,7 +410,7 @@ async def record_result(
                 {"job_id": job.id, "position": i, "channel_id": channel, "message_id": message}
                 for i, (channel, message) in enumerate(messages)
             ]
-            session.execute(insert(_MESSAGES), posted)
+            connection.execute(_INSERT_MESSAGES, posted)
         # Posted: the message has the bytes, only each image's seed is kept (for Params).
         kept = [
             {
@@ -423,7 +425,7 @@ async def record_result(
             if image.seed is not None or not messages
         ]
         if kept:
-            session.execute(insert(_IMAGES), kept)
+            connection.execute(_INSERT_IMAGES, kept)
         if sent is not None:
             _replace_inputs(session, job.id, sent)
         return True

@@ -126,7 +126,7 @@ def audit_job_end_sync(session: Session, job: Job) -> None:
         log.exception("job %d: its audit entry could not be built; the job is recorded", job.id)
         return
     values = {"ended_job": job.id, "ended_guild": job.guild_id, "body": body, "at": utcnow()}
-    session.execute(_AUDIT_JOB_END, values)
+    session.connection().execute(_AUDIT_JOB_END, values)
 
 
 #: Built once (building the insert-from-select cost more than running it).

@@ -40,6 +40,10 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: What we can decode while counting; a server that sends anything else is refused.
 ACCEPT_ENCODING = "gzip, deflate"
 CHUNK = 64 * 1024
+#: Bytes a response may hold unread before the socket stops being read (aiohttp's
+#: ``read_bufsize``; its default, 64 KB, paused and resumed reading a dozen times per 2 MB
+#: answer: an eighth of the CPU of reading one). The answers are held whole anyway.
+READ_BUFFER = 1024 * 1024
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

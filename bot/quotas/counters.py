@@ -19,11 +19,23 @@ PostgreSQL alike.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -81,34 +93,64 @@ def keys_for(guild_id: int | None, user_id: int, moment: datetime, timezone: str
     )
 
 
-#: A counter's key as one row value; the statements on every admission are built once (with a
-#: list of keys as their parameter): building one per call (an OR of five ANDs) cost more CPU
-#: than running it.
+#: A counter's key as one row value; the statements on every admission are built once per
+#: number of keys: building one per call (an OR of five ANDs) cost more CPU than running it.
+#: On the table, not the mapped class, and run on the session's connection: Core statements
+#: skip the ORM's execution layer.
 _COUNTERS = UsageCounter.metadata.tables[UsageCounter.__tablename__]
 _COLUMNS = _COUNTERS.c
 _KEY = tuple_(_COLUMNS.scope, _COLUMNS.guild_id, _COLUMNS.user_id, _COLUMNS.period)
-#: On the table, not the mapped class: Core statements skip the ORM's execution layer (a
-#: quarter of a millisecond of every admission for the two of them).
-_READ = select(
-    _COLUMNS.scope,
-    _COLUMNS.guild_id,
-    _COLUMNS.user_id,
-    _COLUMNS.period,
-    _COLUMNS.images,
-    _COLUMNS.spend_micro,
-).where(_KEY.in_(bindparam("keys", expanding=True)))
-_INCREMENT = (
-    update(_COUNTERS)
-    .where(_KEY.in_(bindparam("keys", expanding=True)))
-    .values(
-        images=_COLUMNS.images + bindparam("add_images"),
-        spend_micro=_COLUMNS.spend_micro + bindparam("add_spend"),
+
+
+@functools.cache
+def _read(count: int) -> Executable:
+    """The counters of ``count`` keys (parameters ``scope0``, ``guild0``, ... ``period<n>``):
+    one statement per count, with plain parameters (an expanding list is compiled again on
+    every execution)."""
+    return select(
+        _COLUMNS.scope,
+        _COLUMNS.guild_id,
+        _COLUMNS.user_id,
+        _COLUMNS.period,
+        _COLUMNS.images,
+        _COLUMNS.spend_micro,
+    ).where(_keys_are(count))
+
+
+@functools.cache
+def _increment_statement(count: int) -> Update:
+    return (
+        update(_COUNTERS)
+        .where(_keys_are(count))
+        .values(
+            images=_COLUMNS.images + bindparam("add_images"),
+            spend_micro=_COLUMNS.spend_micro + bindparam("add_spend"),
+        )
     )
-)
 
 
-def _row(key: Key) -> tuple[str, int, int, str]:
-    return (key.scope, key.guild_id, key.user_id, key.period)
+def _keys_are(count: int) -> ColumnElement[bool]:
+    return _KEY.in_(
+        [
+            tuple_(
+                bindparam(f"scope{i}", type_=_COLUMNS.scope.type),
+                bindparam(f"guild{i}", type_=_COLUMNS.guild_id.type),
+                bindparam(f"user{i}", type_=_COLUMNS.user_id.type),
+                bindparam(f"period{i}", type_=_COLUMNS.period.type),
+            )
+            for i in range(count)
+        ]
+    )
+
+
+def _key_parameters(keys: Sequence[Key]) -> dict[str, object]:
+    parameters: dict[str, object] = {}
+    for i, key in enumerate(keys):
+        parameters[f"scope{i}"] = key.scope
+        parameters[f"guild{i}"] = key.guild_id
+        parameters[f"user{i}"] = key.user_id
+        parameters[f"period{i}"] = key.period
+    return parameters
 
 
 def _is(key: Key) -> ColumnElement[bool]:
@@ -127,7 +169,8 @@ async def read(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, Counts]:
 
 def read_sync(session: Session, keys: Iterable[Key]) -> dict[Key, Counts]:
     """:func:`read` in a synchronous session (the hot path's, bot.db.engine.Transactions)."""
-    result = session.execute(_READ, {"keys": [_row(key) for key in keys]})
+    wanted = list(keys)
+    result = session.connection().execute(_read(len(wanted)), _key_parameters(wanted))
     return {
         Key(scope, guild_id, user_id, period): Counts(int(images), int(spend))
         for scope, guild_id, user_id, period, images, spend in result.all()
@@ -161,7 +204,7 @@ def add_sync(
 def _create(session: Session, key: Key, images: int, spend_micro: int) -> None:
     try:
         with session.begin_nested():
-            session.execute(
+            session.connection().execute(
                 _CREATE,
                 {
                     "scope": key.scope,
@@ -181,11 +224,10 @@ _CREATE = insert(_COUNTERS)
 
 def _increment(session: Session, keys: Sequence[Key], images: int, spend_micro: int) -> int:
     """Add to the existing counters of ``keys``; how many rows there were."""
-    result = session.execute(
-        _INCREMENT,
-        {"keys": [_row(key) for key in keys], "add_images": images, "add_spend": spend_micro},
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    parameters = _key_parameters(keys)
+    parameters.update(add_images=images, add_spend=spend_micro)
+    result = session.connection().execute(_increment_statement(len(keys)), parameters)
+    return int(result.rowcount)
 
 
 async def settle(session: AsyncSession, job: Job, before: tuple[int, int]) -> None:

@@ -126,7 +126,11 @@ class FakeDiscord(WorldSetup, InteractionActions):
         app.router.add_get("/", self.gateway.handle)
         webhooks.install(app)
         rest.install(app)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+        # Uploads read in big pieces (aiohttp's 64 KB default pauses the socket a dozen times
+        # per 1.6 MB result, and the bot's writes wait for it), as Discord's edge takes them.
+        self._runner = web.AppRunner(
+            app, shutdown_timeout=1.0, access_log=None, read_bufsize=1024 * 1024
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
